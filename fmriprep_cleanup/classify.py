@@ -1,0 +1,118 @@
+"""Classification: each file's subject, entities and the first rule that matches it.
+
+Work is done per folder wherever it can be: the subject comes from the folder,
+and the rules that cannot match a folder's scope are dropped once for it. When
+the first remaining rule looks only at the scope (the whole working directory
+is junk, say), every file in the folder gets its answer without per-file work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .discover import SUBJECT_WORKFLOW_DIR
+from .entities import parse_entities
+from .rulesets import DEFAULT_CATEGORY, DEFAULT_RULE_ID, Rule, RuleSet
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # "keep" | "junk"
+    category: str
+    rule_id: str
+    why: str
+    source: str  # rule set the rule came from
+
+    @classmethod
+    def from_rule(cls, rule: Rule) -> "Decision":
+        return cls(rule.action, rule.category, rule.id, rule.why, rule.source)
+
+
+def subject_of_folder(scope: str, relpath: str) -> str | None:
+    """The subject a folder belongs to, from fMRIPrep's folder names for that scope."""
+    if not relpath:
+        return None
+    parts = relpath.split("/", 2)
+    if scope == "workdir":
+        # fmriprep_23_2_wf/sub_01_wf/..., or the workflow folder itself given as the root
+        for part in parts[:2]:
+            found = SUBJECT_WORKFLOW_DIR.match(part)
+            if found:
+                return found.group(1) or found.group(2)
+        return None
+    first = parts[0]
+    if first.startswith("sub-") and len(first) > 4:
+        return first[4:]
+    return None
+
+
+def subject_of_root_file(name: str) -> str | None:
+    """``sub-01.html`` (the subject's report) sits beside the subject folders."""
+    if name.startswith("sub-"):
+        label = name[4:].split(".", 1)[0].split("_", 1)[0]
+        return label or None
+    return None
+
+
+class FileFacts:
+    """What rules may ask about one file; the path and entities are worked out only if asked."""
+
+    __slots__ = ("scope", "name", "size", "mtime", "subject", "_folder", "_relpath", "_entities")
+
+    def __init__(self, scope: str, folder: str, name: str, size: int, mtime: float, subject: str | None) -> None:
+        self.scope = scope
+        self.name = name
+        self.size = size
+        self.mtime = mtime
+        self.subject = subject
+        self._folder = folder
+        self._relpath: str | None = None
+        self._entities: dict[str, str | int] | None = None
+
+    @property
+    def relpath(self) -> str:
+        if self._relpath is None:
+            self._relpath = f"{self._folder}/{self.name}" if self._folder else self.name
+        return self._relpath
+
+    @property
+    def entities(self) -> dict[str, str | int]:
+        """BIDS entities; only derivatives have BIDS names, other scopes go by path."""
+        if self._entities is None:
+            self._entities = parse_entities(self.relpath) if self.scope == "derivatives" else {}
+        return self._entities
+
+
+class Classifier:
+    """Applies a RuleSet: first match wins, the set's default decides the rest."""
+
+    def __init__(self, ruleset: RuleSet, now: float) -> None:
+        self.ruleset = ruleset
+        self.now = now
+        self.default = Decision(ruleset.default, DEFAULT_CATEGORY, DEFAULT_RULE_ID, f"no rule matched; the rule set's default is {ruleset.default}", "default")
+        self._rules_by_scope: dict[str, tuple[tuple[Rule, Decision], ...]] = {}
+
+    def rules_for_scope(self, scope: str) -> tuple[tuple[Rule, Decision], ...]:
+        """The rules that can match some file of this scope, each with its decision."""
+        rules = self._rules_by_scope.get(scope)
+        if rules is None:
+            rules = tuple(
+                (rule, Decision.from_rule(rule)) for rule in self.ruleset.rules if rule.match.may_match_scope(scope)
+            )
+            self._rules_by_scope[scope] = rules
+        return rules
+
+    def folder_decision(self, scope: str) -> Decision | None:
+        """The decision for every file of a folder in this scope, when no per-file check is needed."""
+        rules = self.rules_for_scope(scope)
+        if not rules:
+            return self.default
+        first_rule, first_decision = rules[0]
+        return first_decision if first_rule.match.scope_only else None
+
+    def decide(self, facts: FileFacts) -> Decision:
+        now = self.now
+        for rule, decision in self.rules_for_scope(facts.scope):
+            if rule.match.matches(facts, now):
+                return decision
+        return self.default

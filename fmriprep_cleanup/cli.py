@@ -1,0 +1,261 @@
+"""The command line: a thin layer over discover -> plan -> report.
+
+Exit codes: 0 done; 2 bad input or refused (one line on stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from typing import IO, Any, Callable
+
+import click
+
+from . import __version__
+from .errors import CleanupError
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+_LABEL = re.compile(r"^(?:sub-)?[a-zA-Z0-9]+$")
+
+
+class CleanupGroup(click.Group):
+    """Turns CleanupError into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CleanupError as exc:
+            for line in str(exc).splitlines() or ["unknown error"]:
+                click.echo(f"fmriprep-cleanup: error: {line}", err=True)
+            ctx.exit(EXIT_USAGE)
+        except BrokenPipeError:
+            # The reader (e.g. `| head`) went away: not an error of ours.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(EXIT_OK)
+
+
+def selection_options(command: Callable) -> Callable:
+    """Options shared by every command that looks at a dataset."""
+    options = [
+        click.option(
+            "--rules", "rule_refs", multiple=True, metavar="NAME|FILE",
+            help="Rule set by shipped name or YAML path; repeat to combine (a later set extends the earlier). Default: default.",
+        ),
+        click.option(
+            "--work-dir", type=click.Path(file_okay=False, path_type=str),
+            help="fMRIPrep's working directory (-w), when it is not inside the output directory.",
+        ),
+        click.option(
+            "--participant-label", "--participant_label", "participant_labels", multiple=True, metavar="LABEL",
+            help="Only these subjects (with or without sub-); several may follow one flag: --participant-label 01 02.",
+        ),
+        click.option("--keep", "keep_globs", multiple=True, metavar="GLOB", help="Also keep files matching GLOB (beats --junk and the rules)."),
+        click.option("--junk", "junk_globs", multiple=True, metavar="GLOB", help="Also treat files matching GLOB as junk (beats the rules)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _open_plan(path: str, rule_refs: tuple[str, ...], work_dir: str | None, participant_labels: tuple[str, ...],
+               keep_globs: tuple[str, ...], junk_globs: tuple[str, ...]):
+    from .discover import discover
+    from .plan import Selection, build_plan
+    from .rulesets import load_rulesets
+
+    dataset = discover(path, work_dir)
+    ruleset = load_rulesets(rule_refs).with_cli_globs(keep_globs, junk_globs)
+    return build_plan(dataset, ruleset, Selection.from_labels(participant_labels))
+
+
+def _write_output(text_or_writer: str | Callable[[IO[str]], None], output: str | None) -> None:
+    """Write to --output FILE (atomically: a temporary name, then rename) or to stdout."""
+    if output is None or output == "-":
+        if isinstance(text_or_writer, str):
+            sys.stdout.write(text_or_writer)
+        else:
+            text_or_writer(sys.stdout)
+        sys.stdout.flush()
+        return
+    temporary = f"{output}.tmp-{os.getpid()}"
+    try:
+        with open(temporary, "w", encoding="utf-8", errors="surrogateescape", newline="") as handle:
+            if isinstance(text_or_writer, str):
+                handle.write(text_or_writer)
+            else:
+                text_or_writer(handle)
+        os.replace(temporary, output)
+    except OSError as exc:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise CleanupError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
+@click.group(cls=CleanupGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="fmriprep-cleanup")
+def cli() -> None:
+    """Find what fMRIPrep left on disk that no analysis needs, and how much space it takes.
+
+    Start with `fmriprep-cleanup demo`, then `fmriprep-cleanup report PATH`.
+    """
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=str))
+@selection_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
+def report(path: str, fmt: str, output: str | None, **selection: Any) -> None:
+    """Summarise what PATH holds: keep and junk by category and by subject (read-only)."""
+    from .report import RENDERERS, report_data
+
+    plan = _open_plan(path, **selection)
+    summary = plan.summarize()
+    data = report_data(plan.dataset, plan.ruleset, summary, plan.warnings.as_list(), plan.selection.participant_labels)
+    _write_output(RENDERERS[fmt](data), output)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=str))
+@selection_options
+@click.option("--format", "fmt", type=click.Choice(["tsv", "jsonl"]), default="tsv", show_default=True)
+@click.option("--only", type=click.Choice(["keep", "junk"]), help="Only files with this action.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
+def plan(path: str, fmt: str, only: str | None, output: str | None, **selection: Any) -> None:
+    """One line per file: action, category, rule id, size in bytes, path (read-only)."""
+    from .report import write_plan
+
+    planned = _open_plan(path, **selection)
+    if output is None or output == "-":
+        sys.stdout.reconfigure(errors="surrogateescape")  # odd bytes in names pass through unchanged
+    _write_output(lambda stream: write_plan(planned, stream, fmt, only), output)
+    for warning in planned.warnings.as_list():
+        click.echo(f"warning: {warning}", err=True)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=str))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
+@selection_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def explain(path: str, files: tuple[str, ...], fmt: str, **selection: Any) -> None:
+    """Why each FILE is kept or junk: its scope, subject, entities and the rule that matched."""
+    from .explain import explain_file, render_explanation
+
+    planned = _open_plan(path, **selection)
+    explanations = [explain_file(planned, file) for file in files]
+    if fmt == "json":
+        sys.stdout.write(json.dumps(explanations, indent=2) + "\n")
+    else:
+        sys.stdout.write("\n".join(render_explanation(item) for item in explanations))
+
+
+@cli.group(cls=CleanupGroup)
+def rules() -> None:
+    """List, show and validate rule sets."""
+
+
+@rules.command("list")
+def rules_list() -> None:
+    """The shipped rule sets and who each is for."""
+    from .rulesets import load_rulesets, shipped_ruleset_names
+    from .report import table
+
+    rows = []
+    for name in shipped_ruleset_names():
+        ruleset = load_rulesets([name])
+        description = ruleset.descriptions.get(name, "").split("\n")[0]
+        rows.append([name, description])
+    click.echo("\n".join(table(["Rule set", "For"], rows, "ll")))
+
+
+@rules.command("show")
+@click.argument("name")
+def rules_show(name: str) -> None:
+    """The rules in force for NAME (a shipped set or a file), in the order they apply."""
+    from .rulesets import load_rulesets
+    from .report import table
+
+    ruleset = load_rulesets([name])
+    click.echo(f"Rule set: {' <- '.join(ruleset.names)} (first match wins; unmatched files: {ruleset.default})")
+    for set_name in ruleset.names:
+        description = " ".join(ruleset.descriptions.get(set_name, "").split())
+        if description:
+            click.echo(f"  {set_name}: {description}")
+    click.echo("")
+    rows = [[str(i), rule.id, rule.action, rule.category, rule.spec, rule.source] for i, rule in enumerate(ruleset.rules, 1)]
+    click.echo("\n".join(table(["#", "Rule", "Action", "Category", "Match", "From"], rows, "rlllll")))
+
+
+@rules.command("validate")
+@click.argument("file", type=click.Path(path_type=str))
+def rules_validate(file: str) -> None:
+    """Check a rule file (and what it extends); exit 2 with every problem listed."""
+    from .rulesets import load_rulesets
+
+    ruleset = load_rulesets([file])
+    chain = f" (with {', '.join(ruleset.names[1:])})" if len(ruleset.names) > 1 else ""
+    click.echo(f"{file}: OK, {len(ruleset.rules)} rules{chain}")
+
+
+@cli.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=str),
+              help="Build the demo project here and keep it (default: a temporary folder, removed afterwards).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True)
+def demo(directory: str | None, fmt: str) -> None:
+    """Build a small real-shaped fMRIPrep project (sparse files) and report on it."""
+    import tempfile
+
+    from .demo import build_demo
+    from .report import RENDERERS, report_data
+
+    def run(where: str) -> tuple[str, str]:
+        output, workdir = build_demo(where)
+        plan = _open_plan(output, (), workdir, (), (), ())
+        data = report_data(plan.dataset, plan.ruleset, plan.summarize(), plan.warnings.as_list())
+        sys.stdout.write(RENDERERS[fmt](data))
+        return output, workdir
+
+    if directory:
+        output, workdir = run(directory)
+        if fmt == "text":
+            click.echo(f"\nThe demo project is in {directory}. Try:\n"
+                       f"  fmriprep-cleanup plan {output} --work-dir {workdir} --only junk\n"
+                       f"  fmriprep-cleanup explain {output} {output}/sub-01.html")
+        return
+    with tempfile.TemporaryDirectory(prefix="fmriprep-cleanup-demo-") as where:
+        run(where)
+    if fmt == "text":
+        click.echo("\n(The demo project was removed; use --dir DIR to keep it and try plan and explain.)")
+
+
+def expand_participant_labels(args: list[str]) -> list[str]:
+    """Let ``--participant-label 01 02 03`` work as in BIDS Apps: labels after the flag are all taken."""
+    expanded: list[str] = []
+    args = list(args)
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        expanded.append(arg)
+        index += 1
+        if arg == "--":
+            expanded.extend(args[index:])
+            break
+        if arg in ("--participant-label", "--participant_label") and index < len(args):
+            expanded.append(args[index])
+            index += 1
+            while index < len(args) and _LABEL.match(args[index]) and not os.path.exists(args[index]):
+                expanded += [arg, args[index]]
+                index += 1
+    return expanded
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=expand_participant_labels(sys.argv[1:] if argv is None else argv), prog_name="fmriprep-cleanup")
+

@@ -1,0 +1,240 @@
+"""Discovery: what fMRIPrep wrote, where, and which version wrote it.
+
+fMRIPrep has two output layouts (see README, "Layouts"):
+
+* BIDS layout (fMRIPrep >= 21, the default): the output directory *is* the
+  derivatives dataset, FreeSurfer lives in ``sourcedata/freesurfer/``;
+* legacy layout (fMRIPrep 1.x-20.x, or ``--output-layout legacy``): the
+  derivatives are in ``OUT/fmriprep/`` and FreeSurfer in ``OUT/freesurfer/``.
+
+The nipype working directory (``-w``) holds ``fmriprep_wf/`` (<= 21.x) or
+``fmriprep_<major>_<minor>_wf/`` (>= 22) with one folder per subject.
+
+Discovery only lists a few folders and reads one JSON file; the scan comes later.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+from .errors import CleanupError
+
+STATE_DIR_NAME = ".fmriprep-cleanup"
+WORKFLOW_DIR = re.compile(r"^fmriprep(?:_(\d+)_(\d+))?_wf$")
+SUBJECT_WORKFLOW_DIR = re.compile(
+    r"^(?:single_subject_([a-zA-Z0-9]+)_wf|sub_([a-zA-Z0-9]+)(?:_ses_[a-zA-Z0-9]+)?_wf)$"
+)
+# Folders of an output directory that are never a working directory: no need to look inside.
+_KNOWN_OUTPUT_FOLDERS = {"sourcedata", "logs", "figures", "fmriprep", "freesurfer", STATE_DIR_NAME}
+
+
+@dataclass(frozen=True)
+class ScanRoot:
+    """A folder to scan and the scope its files belong to."""
+
+    scope: str  # "derivatives" | "freesurfer" | "workdir" | "other"
+    path: str  # absolute, symlinks resolved once
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Where fMRIPrep's outputs are. Plain data: the scanner and reports read it."""
+
+    path: str  # what the user pointed at, made absolute
+    layout: str  # "bids" | "legacy" | "workdir"
+    fmriprep_version: str | None
+    derivatives: str | None
+    freesurfer: str | None
+    workdirs: tuple[str, ...]
+    container: str | None = None  # legacy OUT/ when the user gave it: its other files are scope "other"
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def scan_roots(self) -> list[ScanRoot]:
+        """Every root with its scope; nested roots (FreeSurfer in sourcedata/) are listed too."""
+        roots = []
+        if self.container:
+            roots.append(ScanRoot("other", self.container))
+        if self.derivatives:
+            roots.append(ScanRoot("derivatives", self.derivatives))
+        if self.freesurfer:
+            roots.append(ScanRoot("freesurfer", self.freesurfer))
+        roots.extend(ScanRoot("workdir", path) for path in self.workdirs)
+        return roots
+
+    @property
+    def top(self) -> str:
+        """The folder that holds the run's state directory (locks, journal) by default."""
+        return self.container or self.derivatives or self.workdirs[0]
+
+    @property
+    def state_dir(self) -> str:
+        return os.path.join(self.top, STATE_DIR_NAME)
+
+
+def _version_tuple(version: str | None) -> tuple[int, ...]:
+    numbers = re.findall(r"\d+", version or "")
+    return tuple(int(number) for number in numbers[:3])
+
+
+def read_generator(description_path: str) -> tuple[str | None, str | None]:
+    """(pipeline name, version) from a dataset_description.json; CleanupError if unreadable."""
+    try:
+        with open(description_path, encoding="utf-8") as handle:
+            description = json.load(handle)
+    except PermissionError:
+        raise CleanupError(f"cannot read {description_path}: permission denied") from None
+    except OSError as exc:
+        raise CleanupError(f"cannot read {description_path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise CleanupError(f"{description_path} is not valid JSON: {exc}") from None
+    if not isinstance(description, dict):
+        raise CleanupError(f"{description_path} is not a JSON object")
+    generators = description.get("GeneratedBy")
+    if isinstance(generators, dict):
+        generators = [generators]
+    if isinstance(generators, list):
+        for generator in generators:
+            if isinstance(generator, dict) and str(generator.get("Name", "")).lower() == "fmriprep":
+                return "fMRIPrep", str(generator.get("Version")) if generator.get("Version") else None
+        names = [str(g.get("Name")) for g in generators if isinstance(g, dict) and g.get("Name")]
+        return (names[0] if names else None), None
+    pipeline = description.get("PipelineDescription")  # BIDS-Derivatives RC, fMRIPrep 1.0-1.3
+    if isinstance(pipeline, dict):
+        name = str(pipeline.get("Name", ""))
+        if name.lower() == "fmriprep":
+            return "fMRIPrep", str(pipeline.get("Version")) if pipeline.get("Version") else None
+        return name or None, None
+    return None, None
+
+
+def _require_fmriprep(description_path: str) -> str | None:
+    """The fMRIPrep version named by a dataset_description.json, or a CleanupError saying what it names."""
+    name, version = read_generator(description_path)
+    if name != "fMRIPrep":
+        what = f"names {name!r}" if name else "names no pipeline (GeneratedBy/PipelineDescription), so it is not derivatives"
+        raise CleanupError(f"{description_path} {what}, not fMRIPrep")
+    return version
+
+
+def _list_dir(path: str) -> list[os.DirEntry]:
+    try:
+        with os.scandir(path) as entries:
+            return sorted(entries, key=lambda entry: entry.name)
+    except PermissionError:
+        raise CleanupError(f"cannot read {path}: permission denied") from None
+    except OSError as exc:
+        raise CleanupError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def workdir_version(path: str) -> tuple[bool, str | None]:
+    """(is an fMRIPrep working directory, version from the workflow folder name)."""
+    try:
+        entries = _list_dir(path)
+    except CleanupError:
+        return False, None
+    for entry in entries:
+        found = WORKFLOW_DIR.match(entry.name)
+        if found and entry.is_dir(follow_symlinks=False):
+            try:
+                inner = _list_dir(entry.path)
+            except CleanupError:
+                continue
+            if any(SUBJECT_WORKFLOW_DIR.match(child.name) and child.is_dir(follow_symlinks=False) for child in inner):
+                version = f"{found.group(1)}.{found.group(2)}" if found.group(1) else None
+                return True, version
+    return False, None
+
+
+def _find_workdirs(folder: str, entries: list[os.DirEntry]) -> list[str]:
+    """Working directories kept beside the outputs (e.g. OUT/work), as fMRIPrepCleanup's example has."""
+    found = []
+    for entry in entries:
+        if entry.name.startswith("sub-") or entry.name in _KNOWN_OUTPUT_FOLDERS:
+            continue
+        if entry.is_dir(follow_symlinks=False) and workdir_version(entry.path)[0]:
+            found.append(os.path.join(folder, entry.name))
+    return found
+
+
+def _check_directory(path: str, what: str) -> str:
+    if not os.path.lexists(path):
+        raise CleanupError(f"{path}: no such directory (expected {what})")
+    if not os.path.isdir(path):
+        raise CleanupError(f"{path} is a file, not a directory (expected {what})")
+    return os.path.realpath(path)
+
+
+def _explicit_workdir(work_dir: str) -> str:
+    path = _check_directory(os.path.abspath(os.path.expanduser(work_dir)), "an fMRIPrep working directory")
+    if WORKFLOW_DIR.match(os.path.basename(path)):
+        return path
+    if workdir_version(path)[0]:
+        return path
+    raise CleanupError(
+        f"{path} is not an fMRIPrep working directory: no fmriprep_wf/ or fmriprep_<major>_<minor>_wf/ "
+        "holding single_subject_<label>_wf/ or sub_<label>_wf/"
+    )
+
+
+def discover(path: str, work_dir: str | None = None) -> Dataset:
+    """Recognise fMRIPrep output (either layout) or a working directory at ``path``.
+
+    Raises CleanupError with one line saying what was looked for and where.
+    """
+    given = os.path.abspath(os.path.expanduser(str(path)))
+    expected = "fMRIPrep output or an fMRIPrep working directory"
+    real = _check_directory(given, expected)
+    entries = _list_dir(real)
+    if not entries:
+        raise CleanupError(f"{given} is empty (expected {expected})")
+    names = {entry.name for entry in entries}
+    explicit_workdirs = [_explicit_workdir(work_dir)] if work_dir else []
+    notes = []
+
+    if "dataset_description.json" in names:
+        version = _require_fmriprep(os.path.join(real, "dataset_description.json"))
+        parent = os.path.dirname(real)
+        bids_freesurfer = os.path.join(real, "sourcedata", "freesurfer")
+        legacy_freesurfer = os.path.join(parent, "freesurfer")
+        if os.path.isdir(bids_freesurfer) and not os.path.islink(bids_freesurfer):
+            layout, freesurfer = "bids", bids_freesurfer
+        elif os.path.basename(real) == "fmriprep" and (
+            os.path.isdir(legacy_freesurfer) or (version and _version_tuple(version) < (21,))
+        ):
+            layout = "legacy"
+            freesurfer = legacy_freesurfer if os.path.isdir(legacy_freesurfer) else None
+            notes.append(f"legacy layout: only {real} and its sibling freesurfer/ are scanned, not the rest of {parent}")
+        else:
+            layout = "legacy" if version and _version_tuple(version) < (21,) else "bids"
+            freesurfer = None
+        workdirs = explicit_workdirs or _find_workdirs(real, entries)
+        return Dataset(given, layout, version, real, freesurfer, tuple(workdirs), None, tuple(notes))
+
+    if "fmriprep" in names and os.path.isfile(os.path.join(real, "fmriprep", "dataset_description.json")):
+        derivatives = os.path.join(real, "fmriprep")
+        version = _require_fmriprep(os.path.join(derivatives, "dataset_description.json"))
+        freesurfer = os.path.join(real, "freesurfer")
+        workdirs = explicit_workdirs or _find_workdirs(real, entries)
+        return Dataset(
+            given, "legacy", version, derivatives,
+            freesurfer if os.path.isdir(freesurfer) and not os.path.islink(freesurfer) else None,
+            tuple(workdirs), real, tuple(notes),
+        )
+
+    is_workdir, version = workdir_version(real)
+    if is_workdir or WORKFLOW_DIR.match(os.path.basename(real)):
+        if work_dir and explicit_workdirs[0] != real:
+            notes.append(f"--work-dir {explicit_workdirs[0]} is scanned as well")
+        workdirs = [real] + [w for w in explicit_workdirs if w != real]
+        return Dataset(given, "workdir", version, None, None, tuple(workdirs), None, tuple(notes))
+
+    if "fmriprep" in names:
+        raise CleanupError(f"{given}/fmriprep has no dataset_description.json naming fMRIPrep")
+    raise CleanupError(
+        f"{given} does not look like {expected}: found no dataset_description.json naming fMRIPrep, "
+        "no fmriprep/ folder (legacy layout) and no fmriprep_wf/ or fmriprep_<major>_<minor>_wf/ (working directory)"
+    )

@@ -1,0 +1,163 @@
+"""The plan: every scanned file with its decision, streamed, and the totals built from it.
+
+``Plan`` is a recipe, not a list: iterating it walks the dataset once and
+yields one ``PlannedFile`` at a time, so a million files never sit in memory.
+``summarize`` folds that stream into per-category and per-subject counts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, NamedTuple
+
+from .classify import Classifier, FileFacts, subject_of_folder, subject_of_root_file
+from .discover import Dataset, ScanRoot
+from .rulesets import RuleSet
+from .scan import Warnings, walk
+
+
+def normalize_label(label: str) -> str:
+    """BIDS Apps accept participant labels with or without ``sub-``."""
+    return label[4:] if label.startswith("sub-") else label
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which files a command looks at, beyond the rules: BIDS Apps' --participant-label."""
+
+    participant_labels: frozenset[str] | None = None
+
+    @classmethod
+    def from_labels(cls, labels: tuple[str, ...] | list[str] | None) -> "Selection":
+        labels = [normalize_label(label) for label in labels or () if label.strip()]
+        return cls(frozenset(labels) if labels else None)
+
+    def wants(self, subject: str | None) -> bool:
+        return self.participant_labels is None or subject in self.participant_labels
+
+
+class PlannedFile(NamedTuple):
+    path: str  # absolute
+    scope: str
+    subject: str | None
+    size: int
+    allocated: int
+    mtime: float
+    dev: int
+    ino: int
+    nlink: int
+    action: str  # "keep" | "junk"
+    category: str
+    rule_id: str
+
+
+@dataclass
+class Plan:
+    """What the rules decide for every file of a dataset (computed on iteration)."""
+
+    dataset: Dataset
+    ruleset: RuleSet
+    selection: Selection = field(default_factory=Selection)
+    now: float = field(default_factory=time.time)
+    warnings: Warnings = field(default_factory=Warnings)
+
+    def __iter__(self) -> Iterator[PlannedFile]:
+        classifier = Classifier(self.ruleset, self.now)
+        selection = self.selection
+        skip_dir = None
+        if selection.participant_labels is not None:
+            def skip_dir(root: ScanRoot, relpath: str, name: str) -> bool:
+                subject = subject_of_folder(root.scope, f"{relpath}/{name}" if relpath else name)
+                return subject is not None and subject not in selection.participant_labels
+
+        exclude = frozenset({self.dataset.state_dir})
+        for folder in walk(self.dataset.scan_roots, self.warnings, skip_dir, exclude):
+            scope = folder.root.scope
+            folder_subject = subject_of_folder(scope, folder.relpath)
+            at_root = not folder.relpath and scope in ("derivatives", "other")
+            shared = classifier.folder_decision(scope)
+            base = folder.path + "/"
+            for entry in folder.files:
+                subject = subject_of_root_file(entry.name) if at_root else folder_subject
+                if not selection.wants(subject):
+                    continue
+                decision = shared or classifier.decide(
+                    FileFacts(scope, folder.relpath, entry.name, entry.size, entry.mtime, subject)
+                )
+                yield PlannedFile(
+                    base + entry.name, scope, subject, entry.size, entry.allocated, entry.mtime,
+                    entry.dev, entry.ino, entry.nlink, decision.action, decision.category, decision.rule_id,
+                )
+
+    def summarize(self) -> "Summary":
+        summary = Summary()
+        for planned in self:
+            summary.add(planned)
+        return summary
+
+
+COUNT_FIELDS = ("files", "bytes", "allocated_bytes", "keep_files", "keep_bytes", "junk_files", "junk_bytes")
+
+
+@dataclass
+class Counts:
+    files: int = 0
+    bytes: int = 0
+    allocated_bytes: int = 0
+    keep_files: int = 0
+    keep_bytes: int = 0
+    junk_files: int = 0
+    junk_bytes: int = 0
+
+    def add(self, action: str, size: int, allocated: int) -> None:
+        self.files += 1
+        self.bytes += size
+        self.allocated_bytes += allocated
+        if action == "junk":
+            self.junk_files += 1
+            self.junk_bytes += size
+        else:
+            self.keep_files += 1
+            self.keep_bytes += size
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in COUNT_FIELDS}
+
+    @property
+    def junk_share(self) -> float:
+        return self.junk_bytes / self.bytes if self.bytes else 0.0
+
+
+@dataclass
+class Summary:
+    """Totals of a plan. A file with several hard links counts its bytes once."""
+
+    totals: Counts = field(default_factory=Counts)
+    by_category: dict[str, Counts] = field(default_factory=dict)
+    by_subject: dict[str | None, Counts] = field(default_factory=dict)
+    _seen_inodes: set[tuple[int, int]] = field(default_factory=set, repr=False)
+
+    def add(self, planned: PlannedFile) -> None:
+        size, allocated = planned.size, planned.allocated
+        if planned.nlink > 1:
+            inode = (planned.dev, planned.ino)
+            if inode in self._seen_inodes:
+                size = allocated = 0
+            else:
+                self._seen_inodes.add(inode)
+        self.totals.add(planned.action, size, allocated)
+        category = self.by_category.get(planned.category)
+        if category is None:
+            category = self.by_category[planned.category] = Counts()
+        category.add(planned.action, size, allocated)
+        subject = self.by_subject.get(planned.subject)
+        if subject is None:
+            subject = self.by_subject[planned.subject] = Counts()
+        subject.add(planned.action, size, allocated)
+
+
+def build_plan(dataset: Dataset, ruleset: RuleSet, selection: Selection | None = None, now: float | None = None) -> Plan:
+    """The plan for a dataset under a rule set (nothing is scanned until it is iterated)."""
+    return Plan(dataset, ruleset, selection or Selection(), now if now is not None else time.time())
+

@@ -1,0 +1,494 @@
+"""Keep/junk rule sets written in YAML: loading, validation and matching.
+
+A rule set is an ordered list of rules; the first rule that matches a file
+decides its action (keep or junk), its category and the reason shown by
+``explain``. Sets can extend other sets; the extending set's rules come
+first, so it can override what it builds on. Every validation error names the
+file, the line and the offending value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from .entities import entity_definitions, entity_keys, entity_names
+from .errors import CleanupError
+from .globs import glob_to_regex
+from .units import parse_duration, parse_size
+
+ACTIONS = ("keep", "junk")
+SCOPES = ("derivatives", "freesurfer", "workdir", "other")
+RULESET_KEYS = ("version", "name", "description", "extends", "default", "rules")
+RULE_KEYS = ("id", "action", "category", "why", "match")
+RULE_REQUIRED = ("id", "action", "category", "why", "match")
+MATCH_KEYS = ("scope", "path", "min_size", "max_size", "min_age", "max_age", "not")
+SUPPORTED_VERSION = 1
+DEFAULT_CATEGORY = "unmatched"
+DEFAULT_RULE_ID = "default"
+
+
+def shipped_rules_dir() -> Path:
+    """The shipped rule sets: inside the package when installed from a wheel, else the repo's rules/."""
+    packaged = Path(__file__).parent / "rules"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).parent.parent / "rules"
+
+
+def shipped_ruleset_names() -> list[str]:
+    return sorted(path.stem for path in shipped_rules_dir().glob("*.yaml"))
+
+
+# --- what a rule is matched against --------------------------------------------------------
+
+
+class FileFacts(Protocol):
+    """What rules can ask about one file (classify.FileFacts provides it lazily)."""
+
+    scope: str
+    name: str
+    size: int
+    mtime: float
+    subject: str | None
+
+    @property
+    def relpath(self) -> str: ...
+
+    @property
+    def entities(self) -> dict[str, str | int]: ...
+
+
+@dataclass(frozen=True)
+class ValueSet:
+    """Any-of values for one entity: exact values plus shell-style wildcards."""
+
+    exact: frozenset
+    patterns: tuple[re.Pattern[str], ...] = ()
+
+    def contains(self, value: str | int | None) -> bool:
+        if value is None:
+            return False
+        if value in self.exact:
+            return True
+        text = str(value)
+        return any(pattern.match(text) for pattern in self.patterns)
+
+
+@dataclass(frozen=True)
+class Match:
+    """All-of conditions; each list inside is any-of. An empty Match matches every file."""
+
+    scopes: frozenset[str] | None = None
+    paths: tuple[re.Pattern[str], ...] = ()
+    subjects: ValueSet | None = None
+    entities: tuple[tuple[str, ValueSet], ...] = ()
+    min_size: int | None = None
+    max_size: int | None = None
+    min_age: float | None = None
+    max_age: float | None = None
+    negations: tuple["Match", ...] = ()
+
+    @property
+    def scope_only(self) -> bool:
+        """True when only the scope decides, so a whole folder shares one answer."""
+        return not (
+            self.paths or self.subjects or self.entities or self.negations
+            or self.min_size is not None or self.max_size is not None
+            or self.min_age is not None or self.max_age is not None
+        )
+
+    def may_match_scope(self, scope: str) -> bool:
+        """False when no file of this scope can match (entities exist only for derivatives)."""
+        if self.scopes is not None and scope not in self.scopes:
+            return False
+        return not (self.entities and scope != "derivatives")
+
+    def matches(self, facts: FileFacts, now: float) -> bool:
+        if self.scopes is not None and facts.scope not in self.scopes:
+            return False
+        if self.min_size is not None and facts.size < self.min_size:
+            return False
+        if self.max_size is not None and facts.size > self.max_size:
+            return False
+        if self.min_age is not None and now - facts.mtime < self.min_age:
+            return False
+        if self.max_age is not None and now - facts.mtime > self.max_age:
+            return False
+        if self.subjects is not None and not self.subjects.contains(facts.subject):
+            return False
+        if self.paths:
+            relpath = facts.relpath
+            if not any(pattern.match(relpath) for pattern in self.paths):
+                return False
+        if self.entities:
+            if facts.scope != "derivatives":
+                return False
+            entities = facts.entities
+            for name, values in self.entities:
+                if not values.contains(entities.get(name)):
+                    return False
+        return not any(negation.matches(facts, now) for negation in self.negations)
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    action: str
+    category: str
+    why: str
+    match: Match
+    source: str  # name of the rule set it came from
+    spec: str = ""  # the match as written, on one line, for `rules show`
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """The rules in force, in order: first match wins; ``default`` decides the rest."""
+
+    names: tuple[str, ...]
+    rules: tuple[Rule, ...]
+    default: str = "keep"
+    descriptions: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def with_cli_globs(self, keep: tuple[str, ...] = (), junk: tuple[str, ...] = ()) -> "RuleSet":
+        """Put --keep and --junk globs in front, keep before junk so keep wins."""
+        extra = []
+        for action, globs in (("keep", keep), ("junk", junk)):
+            for number, glob in enumerate(globs, start=1):
+                try:
+                    pattern = glob_to_regex(glob)
+                except ValueError as exc:
+                    raise CleanupError(f"--{action} {glob}: {exc}") from None
+                extra.append(
+                    Rule(
+                        id=f"cli-{action}-{number}",
+                        action=action,
+                        category=f"{action} (--{action})",
+                        why=f"matches --{action} {glob!r} given on the command line",
+                        match=Match(paths=(pattern,)),
+                        source="command line",
+                        spec=_one_line({"path": glob}),
+                    )
+                )
+        if not extra:
+            return self
+        return RuleSet(self.names, tuple(extra) + self.rules, self.default, self.descriptions)
+
+
+# --- YAML with line numbers -------------------------------------------------------------------
+
+
+class _Mapping(dict):
+    """A YAML mapping that remembers the line of itself and of each key."""
+
+    line: int = 0
+    key_lines: dict[str, int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Mapping:
+    mapping = _Mapping()
+    mapping.line = node.start_mark.line + 1
+    mapping.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if not isinstance(key, str):
+            raise yaml.MarkedYAMLError(problem=f"line {line}: keys must be text, not {key!r}", problem_mark=key_node.start_mark)
+        if key in mapping:
+            raise yaml.MarkedYAMLError(problem=f"line {line}: duplicate key {key!r}", problem_mark=key_node.start_mark)
+        mapping[key] = loader.construct_object(value_node, deep=True)
+        mapping.key_lines[key] = line
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+class RuleFileError(CleanupError):
+    pass
+
+
+class _Problems:
+    """Collects validation errors for one file so all of them are reported at once."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.messages: list[str] = []
+
+    def add(self, line: int, message: str) -> None:
+        self.messages.append(f"{self.path}:{line}: {message}")
+
+    def raise_if_any(self) -> None:
+        if self.messages:
+            raise RuleFileError("\n".join(self.messages))
+
+
+def _suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def read_yaml(path: str) -> Any:
+    """Parse a YAML file; every failure becomes a one-line CleanupError naming file and line."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.load(handle, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+    except OSError as exc:
+        raise RuleFileError(f"cannot read rule file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RuleFileError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+        problem = exc.problem or "invalid YAML"
+        problem = re.sub(r"^line \d+: ", "", problem)
+        raise RuleFileError(f"{path}:{line}: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise RuleFileError(f"{path}: invalid YAML: {exc}") from None
+
+
+# --- validation and compilation ---------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _one_line(value: Any) -> str:
+    return yaml.safe_dump(_plain(value), default_flow_style=True, width=10**6, sort_keys=False).strip()
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _value_set(name: str, value: Any, line: int, problems: _Problems, integer: bool = False) -> ValueSet | None:
+    exact = set()
+    patterns = []
+    for item in _as_list(value):
+        if item is None or isinstance(item, (dict, list, bool)):
+            problems.add(line, f"{name}: expected a value or a list of values, got {item!r}")
+            continue
+        text = str(item)
+        if any(char in text for char in "*?["):
+            patterns.append(re.compile(fnmatch.translate(text)))
+        elif integer:
+            if not text.isdigit():
+                problems.add(line, f"{name}: expected a number, got {item!r}")
+                continue
+            exact.add(int(text))
+        else:
+            exact.add(text)
+    if not exact and not patterns:
+        return None
+    return ValueSet(frozenset(exact), tuple(patterns))
+
+
+def _compile_match(spec: Any, line: int, problems: _Problems, where: str) -> Match:
+    if not isinstance(spec, dict):
+        problems.add(line, f"{where}: 'match' must be a mapping of conditions, got {spec!r}")
+        return Match()
+    lines = getattr(spec, "key_lines", {})
+    known_entities = entity_names()
+    integer_entities = {d.name for d in entity_definitions() if d.dtype == "int"}
+    values: dict[str, Any] = {}
+    entities = []
+    negations = []
+    for key, value in spec.items():
+        key_line = lines.get(key, line)
+        if key == "scope":
+            scopes = [str(item) for item in _as_list(value)]
+            for scope in scopes:
+                if scope not in SCOPES:
+                    problems.add(key_line, f"{where}: unknown scope {scope!r}{_suggest(scope, SCOPES)}; one of {', '.join(SCOPES)}")
+            values["scopes"] = frozenset(scopes)
+        elif key == "path":
+            patterns = []
+            for glob in _as_list(value):
+                try:
+                    patterns.append(glob_to_regex(glob))
+                except ValueError as exc:
+                    problems.add(key_line, f"{where}: {exc}")
+            values["paths"] = tuple(patterns)
+        elif key in ("min_size", "max_size"):
+            try:
+                values[key] = parse_size(value)
+            except ValueError as exc:
+                problems.add(key_line, f"{where}: {key}: {exc}")
+        elif key in ("min_age", "max_age"):
+            try:
+                values[key] = parse_duration(value)
+            except ValueError as exc:
+                problems.add(key_line, f"{where}: {key}: {exc}")
+        elif key == "not":
+            negations.append(_compile_match(value, key_line, problems, f"{where}: not"))
+        elif key == "subject":
+            values["subjects"] = _value_set(key, [str(v).removeprefix("sub-") for v in _as_list(value)], key_line, problems)
+        elif key in known_entities:
+            value_set = _value_set(key, value, key_line, problems, integer=key in integer_entities)
+            if value_set is not None:
+                entities.append((key, value_set))
+        else:
+            hint = ""
+            if key in entity_keys():
+                hint = f" (the entity is called {entity_keys()[key]!r})"
+            else:
+                hint = _suggest(key, list(MATCH_KEYS) + sorted(known_entities))
+            problems.add(key_line, f"{where}: unknown condition or entity {key!r}{hint}")
+    return Match(entities=tuple(entities), negations=tuple(negations), **values)
+
+
+def _compile_rules(data: Any, line: int, problems: _Problems, set_name: str) -> list[Rule]:
+    if not isinstance(data, list):
+        problems.add(line, f"'rules' must be a list of rules, got {type(data).__name__}")
+        return []
+    rules = []
+    seen_ids: dict[str, int] = {}
+    for index, spec in enumerate(data, start=1):
+        if not isinstance(spec, dict):
+            problems.add(line, f"rule #{index}: expected a mapping with {', '.join(RULE_REQUIRED)}, got {spec!r}")
+            continue
+        rule_line = spec.line
+        lines = spec.key_lines
+        where = f"rule {spec.get('id', '#' + str(index))!r}"
+        for key in spec:
+            if key not in RULE_KEYS:
+                problems.add(lines[key], f"{where}: unknown key {key!r}{_suggest(key, RULE_KEYS)}")
+        missing = [key for key in RULE_REQUIRED if key not in spec]
+        if missing:
+            problems.add(rule_line, f"{where}: missing {', '.join(missing)}")
+            continue
+        rule_id = str(spec["id"])
+        if rule_id in seen_ids:
+            problems.add(lines["id"], f"{where}: duplicate rule id (first used on line {seen_ids[rule_id]})")
+        seen_ids[rule_id] = lines["id"]
+        action = spec["action"]
+        if action not in ACTIONS:
+            problems.add(lines["action"], f"{where}: unknown action {action!r}; use keep or junk")
+        for text_key in ("category", "why"):
+            if not isinstance(spec[text_key], str) or not spec[text_key].strip():
+                problems.add(lines[text_key], f"{where}: {text_key} must be a non-empty line of text")
+        match = _compile_match(spec["match"], lines["match"], problems, where)
+        rules.append(
+            Rule(rule_id, str(action), str(spec["category"]), str(spec["why"]).strip(), match, set_name, _one_line(spec["match"]))
+        )
+    return rules
+
+
+@dataclass
+class _LoadedSet:
+    name: str
+    path: str
+    description: str
+    default: str | None
+    rules: list[Rule]
+    extends: list[tuple[str, int]]  # (reference, line)
+
+
+def _resolve_reference(reference: str, relative_to: str | None) -> str:
+    """A shipped set's name, or a path (relative to the file that names it)."""
+    looks_like_path = "/" in reference or reference.endswith((".yaml", ".yml")) or os.path.isfile(reference)
+    if not looks_like_path:
+        candidate = shipped_rules_dir() / f"{reference}.yaml"
+        if candidate.is_file():
+            return str(candidate)
+        raise CleanupError(
+            f"unknown rule set {reference!r}; shipped sets: {', '.join(shipped_ruleset_names())} (or give a .yaml path)"
+        )
+    base = os.path.dirname(relative_to) if relative_to else os.getcwd()
+    return os.path.abspath(os.path.join(base, os.path.expanduser(reference)))
+
+
+def _load_file(path: str) -> _LoadedSet:
+    data = read_yaml(path)
+    problems = _Problems(path)
+    if not isinstance(data, dict):
+        raise RuleFileError(f"{path}:1: a rule set must be a mapping with {', '.join(RULESET_KEYS)}")
+    lines = data.key_lines
+    for key in data:
+        if key not in RULESET_KEYS:
+            problems.add(lines[key], f"unknown key {key!r}{_suggest(key, RULESET_KEYS)}")
+    for key in ("version", "name", "rules"):
+        if key not in data:
+            problems.add(data.line, f"missing {key!r}")
+    if "version" in data and data["version"] != SUPPORTED_VERSION:
+        problems.add(lines["version"], f"unsupported version {data['version']!r}; this fmriprep-cleanup reads version {SUPPORTED_VERSION}")
+    default = data.get("default")
+    if default is not None and default not in ACTIONS:
+        problems.add(lines["default"], f"unknown default action {default!r}; use keep or junk")
+    extends = []
+    if "extends" in data:
+        for reference in _as_list(data["extends"]):
+            if not isinstance(reference, str) or not reference:
+                problems.add(lines["extends"], f"extends: expected a rule set name or path, got {reference!r}")
+            else:
+                extends.append((reference, lines["extends"]))
+    name = str(data.get("name", Path(path).stem))
+    rules = _compile_rules(data.get("rules", []), lines.get("rules", data.line), problems, name)
+    problems.raise_if_any()
+    return _LoadedSet(name, path, str(data.get("description", "")).strip(), default, rules, extends)
+
+
+def _flatten(
+    reference: str,
+    referenced_from: tuple[str, int] | None,
+    stack: list[str],
+    done: dict[str, _LoadedSet],
+    order: list[_LoadedSet],
+) -> None:
+    """Depth-first: a set's own rules, then those of the sets it extends."""
+    where = f"{referenced_from[0]}:{referenced_from[1]}: extends {reference!r}: " if referenced_from else ""
+    try:
+        path = _resolve_reference(reference, referenced_from[0] if referenced_from else None)
+    except CleanupError as exc:
+        raise RuleFileError(where + str(exc)) from None
+    if path in stack:
+        raise RuleFileError(f"{where}cycle in extends: {' -> '.join(stack + [path])}")
+    if path in done:
+        return
+    if not os.path.isfile(path):
+        raise RuleFileError(f"{where}no rule file at {path}")
+    loaded = _load_file(path)
+    done[path] = loaded
+    order.append(loaded)
+    for parent, line in loaded.extends:
+        _flatten(parent, (path, line), stack + [path], done, order)
+
+
+def load_rulesets(references: list[str] | tuple[str, ...]) -> RuleSet:
+    """Combine rule sets by name or path; a later one extends (and overrides) the earlier ones."""
+    references = list(references) or ["default"]
+    done: dict[str, _LoadedSet] = {}
+    order: list[_LoadedSet] = []
+    for reference in reversed(references):
+        _flatten(reference, None, [], done, order)
+    rules: list[Rule] = []
+    for loaded in order:
+        rules.extend(loaded.rules)
+    default = next((loaded.default for loaded in order if loaded.default is not None), "keep")
+    return RuleSet(
+        names=tuple(loaded.name for loaded in order),
+        rules=tuple(rules),
+        default=default,
+        descriptions={loaded.name: loaded.description for loaded in order},
+    )
+
+
+def validate_file(path: str) -> RuleSet:
+    """Load one file with everything it extends; raises RuleFileError listing every problem."""
+    return load_rulesets([path])
