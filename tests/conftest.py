@@ -1,0 +1,82 @@
+"""Shared fixtures: fake filesystems for unit tests, real sparse trees for everything else."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pyfakefs import helpers
+from pyfakefs.fake_filesystem_unittest import Patcher
+
+from fmriprep_cleanup import demo
+from fmriprep_cleanup.entities import _pybids_config_dir, entity_definitions
+from fmriprep_cleanup.rulesets import shipped_rules_dir
+
+DATA = Path(__file__).parent / "data"
+DS003752 = DATA / "ds003752-fmriprep-23.2.0.tsv"
+CI_LISTS = sorted(DATA.glob("ds*_outputs.txt"))
+
+
+@pytest.fixture
+def fakefs():
+    """pyfakefs with the shipped rules and pybids' entity config mapped in from the real disk."""
+    entity_definitions()  # read pybids' config once from the real disk
+    with Patcher() as patcher:
+        for real in (str(shipped_rules_dir()), _pybids_config_dir()):
+            patcher.fs.add_real_directory(real)
+            for name in os.listdir(real):  # load lazily-mapped entries now, while we are root
+                os.stat(os.path.join(real, name))
+        try:
+            yield patcher.fs
+        finally:
+            helpers.reset_ids()
+
+
+@pytest.fixture
+def normal_user(fakefs):
+    """Act as an ordinary user inside pyfakefs, so permissions apply (the tests run as root)."""
+    helpers.set_uid(1000)
+    helpers.set_gid(1000)
+    return fakefs
+
+
+def make_files(root: str | Path, paths: dict[str, int] | list[str], size: int = 10) -> None:
+    """Create files (sparse, of the given sizes) under root; works on pyfakefs and real disks."""
+    items = paths.items() if isinstance(paths, dict) else ((p, size) for p in paths)
+    for relpath, nbytes in items:
+        path = os.path.join(str(root), relpath)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.truncate(nbytes)
+
+
+def write_description(folder: str | Path, version: str = "23.2.0", legacy: bool = False, name: str = "fMRIPrep") -> None:
+    os.makedirs(str(folder), exist_ok=True)
+    text = demo.dataset_description(version, legacy=legacy).decode()
+    if name != "fMRIPrep":
+        text = text.replace('"fMRIPrep"', f'"{name}"')
+    Path(folder, "dataset_description.json").write_text(text)
+
+
+def ci_listing(path: Path) -> list[str]:
+    """Files (not folders) of one of fMRIPrep's CI output lists."""
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return [line for line in lines if not any(other.startswith(line + "/") for other in lines)]
+
+
+@pytest.fixture(scope="session")
+def ds003752_listing():
+    return demo.load_listing(DS003752)
+
+
+@pytest.fixture
+def ds003752(tmp_path, ds003752_listing):
+    """The real ds003752 fMRIPrep 23.2.0 output as sparse files, with a working directory beside it."""
+    output = tmp_path / "ds003752"
+    sizes = dict(ds003752_listing)
+    demo.build_tree(str(output), ds003752_listing,
+                    {"dataset_description.json": demo.dataset_description("23.2.0", sizes["dataset_description.json"])})
+    workdir = tmp_path / "work"
+    demo.build_tree(str(workdir), demo.synthetic_workdir(ds003752_listing))
+    return output, workdir

@@ -1,0 +1,204 @@
+import csv
+import io
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from fmriprep_cleanup.cli import cli, expand_participant_labels
+
+from conftest import make_files, write_description
+
+
+def run(*args, **kwargs):
+    result = CliRunner().invoke(cli, [str(a) for a in expand_participant_labels([str(a) for a in args])], **kwargs)
+    assert "Traceback" not in result.output
+    return result
+
+
+@pytest.fixture
+def project(tmp_path):
+    out = tmp_path / "out"
+    write_description(out, "23.2.0")
+    make_files(out, {
+        "sub-01.html": 1000, "sub-02.html": 1000,
+        "sub-01/anat/sub-01_desc-preproc_T1w.nii.gz": 5000,
+        "sub-02/func/sub-02_task-x_desc-confounds_timeseries.tsv": 300,
+        "sub-02/func/sub-02_task-x_hemi-L_space-fsaverage_bold.func.gii": 700,
+        "sourcedata/freesurfer/fsaverage/surf/lh.white": 4000,
+        "sourcedata/freesurfer/sub-01/surf/lh.white": 2000,
+        "work/fmriprep_23_2_wf/sub_01_wf/n/_node.pklz": 100_000,
+        "work/fmriprep_23_2_wf/sub_02_wf/n/out.nii.gz": 200_000,
+    })
+    return out
+
+
+def test_report_json_contract(project):
+    result = run("report", project, "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["schema_version"] == 1
+    assert data["dataset"]["path"] == str(project) and data["dataset"]["layout"] == "bids"
+    assert data["dataset"]["fmriprep_version"] == "23.2.0"
+    assert data["rules"] == ["default", "workdir-only"]
+    totals = data["totals"]
+    description = os.path.getsize(project / "dataset_description.json")
+    assert totals["bytes"] == 1000 + 1000 + 5000 + 300 + 700 + 4000 + 2000 + 100_000 + 200_000 + description
+    assert (totals["junk_files"], totals["junk_bytes"]) == (3, 304_000)
+    assert totals["keep_bytes"] + totals["junk_bytes"] == totals["bytes"]
+    assert set(totals) == {"files", "bytes", "allocated_bytes", "keep_files", "keep_bytes", "junk_files", "junk_bytes"}
+    by_category = {row["category"]: row for row in data["by_category"]}
+    assert by_category["working directory"]["junk_bytes"] == 300_000
+    assert by_category["FreeSurfer templates"]["junk_bytes"] == 4000
+    assert data["by_category"][0]["category"] == "working directory"  # largest junk first
+    by_subject = {row["subject"]: row for row in data["by_subject"]}
+    assert by_subject["01"]["bytes"] == 1000 + 5000 + 2000 + 100_000
+    assert by_subject[None]["files"] == 2  # dataset_description.json and the fsaverage file
+    assert sum(row["bytes"] for row in data["by_subject"]) == totals["bytes"]
+    assert data["warnings"] == []
+
+
+def test_report_text_and_csv_agree_with_json(project, tmp_path):
+    data = json.loads(run("report", project, "--format", "json").output)
+    text = run("report", project)
+    assert text.exit_code == 0
+    assert "fMRIPrep 23.2.0 · BIDS layout" in text.output
+    assert "working directory" in text.output and "sub-02" in text.output
+    assert "Reclaimable: 296.9 KiB" in text.output  # 304,000 bytes
+    result = run("report", project, "--format", "csv", "--output", tmp_path / "r.csv")
+    assert result.exit_code == 0 and result.output == ""
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "r.csv").read_text())))
+    assert rows[0]["table"] == "total" and int(rows[0]["junk_bytes"]) == data["totals"]["junk_bytes"]
+    assert {r["key"] for r in rows if r["table"] == "category"} == {r["category"] for r in data["by_category"]}
+
+
+def test_plan_tsv_and_jsonl(project):
+    result = run("plan", project)
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0] == "action\tcategory\trule_id\tsize\tpath"
+    rows = [line.split("\t") for line in lines[1:]]
+    assert len(rows) == 10 and len({row[4] for row in rows}) == 10
+    work = [row for row in rows if "_node.pklz" in row[4]][0]
+    assert work == ["junk", "working directory", "workdir", "100000", str(project / "work/fmriprep_23_2_wf/sub_01_wf/n/_node.pklz")]
+    junk_only = run("plan", project, "--only", "junk", "--format", "jsonl")
+    records = [json.loads(line) for line in junk_only.output.splitlines()]
+    assert {r["action"] for r in records} == {"junk"} and len(records) == 3
+    assert {r["subject"] for r in records} == {"01", "02", None}
+
+
+def test_plan_escapes_tabs_and_newlines_in_names(project):
+    make_files(project / "sub-01", ["odd\tname\nhere.txt"])
+    lines = run("plan", project).output.splitlines()
+    assert any(line.endswith("sub-01/odd\\tname\\nhere.txt") for line in lines)
+    assert len(lines) == 12
+
+
+def test_participant_labels_bids_apps_style(project):
+    data = json.loads(run("report", project, "--participant-label", "02", "--format", "json").output)
+    assert [row["subject"] for row in data["by_subject"]] == ["02"]
+    assert data["participant_labels"] == ["02"]
+    both = json.loads(run("report", project, "--format", "json", "--participant-label", "sub-01", "02").output)
+    assert [row["subject"] for row in both["by_subject"]] == ["01", "02"]
+
+
+def test_keep_and_junk_globs(project):
+    result = run("plan", project, "--junk", "*.func.gii", "--junk", "sub-01.html", "--keep", "sub-01.html", "--only", "junk")
+    junk = {line.split("\t")[4] for line in result.output.splitlines()[1:]}
+    assert str(project / "sub-02/func/sub-02_task-x_hemi-L_space-fsaverage_bold.func.gii") in junk
+    assert str(project / "sub-01.html") not in junk  # --keep beats --junk
+
+
+def test_explain(project):
+    result = run("explain", project, project / "sub-02/func/sub-02_task-x_desc-confounds_timeseries.tsv",
+                 "sourcedata/freesurfer/fsaverage/surf/lh.white")
+    assert result.exit_code == 0, result.output
+    assert "entities  subject=02 task=x suffix=timeseries datatype=func extension=.tsv desc=confounds" in result.output
+    assert 'KEEP · category "confounds" · rule confounds (workdir-only)' in result.output
+    assert 'JUNK · category "FreeSurfer templates" · rule freesurfer-templates (default)' in result.output
+    data = json.loads(run("explain", project, "work/fmriprep_23_2_wf/sub_02_wf/n/out.nii.gz", "--format", "json").output)
+    assert data[0]["scope"] == "workdir" and data[0]["subject"] == "02" and data[0]["action"] == "junk"
+
+
+def test_explain_refuses_files_outside_the_dataset(project, tmp_path):
+    make_files(tmp_path, ["elsewhere.txt"])
+    result = run("explain", project, tmp_path / "elsewhere.txt")
+    assert result.exit_code == 2
+    assert result.output.startswith("fmriprep-cleanup: error: ") and "outside the dataset's roots" in result.output
+
+
+def test_rules_list_show_validate(tmp_path):
+    listed = run("rules", "list")
+    assert listed.exit_code == 0
+    for name in ("default", "workdir-only", "fmriprepcleanup", "volume-only"):
+        assert name in listed.output
+    shown = run("rules", "show", "volume-only")
+    assert shown.exit_code == 0
+    rule_ids = [line.split()[1] for line in shown.output.splitlines() if line[:3].strip().isdigit()]
+    assert rule_ids.index("surfaces-junk") < rule_ids.index("freesurfer-templates") < rule_ids.index("workdir")
+    assert len(rule_ids) == 17
+    good = tmp_path / "good.yaml"
+    good.write_text("version: 1\nname: good\nextends: default\nrules:\n  - {id: a, action: junk, category: c, why: w, match: {suffix: bold}}\n")
+    ok = run("rules", "validate", good)
+    assert ok.exit_code == 0 and "OK, 16 rules (with default, workdir-only)" in ok.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nname: bad\nrules:\n  - {id: a, action: junk, category: c, why: w, match: {spaec: x}}\n")
+    failed = run("rules", "validate", bad)
+    assert failed.exit_code == 2
+    assert f"{bad}:4: rule 'a': unknown condition or entity 'spaec' (did you mean 'space'?)" in failed.output
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: None, "no such directory"),
+        (lambda p: make_files(p.parent, [p.name]), "is a file, not a directory"),
+        (lambda p: os.makedirs(p), "is empty"),
+        (lambda p: write_description(p, name="MRIQC"), "names 'MRIQC', not fMRIPrep"),
+        (lambda p: make_files(p, {"dataset_description.json": 3}), "is not valid JSON"),
+    ],
+)
+def test_bad_paths_exit_2_with_one_line(tmp_path, make, message):
+    path = tmp_path / "target"
+    make(path)
+    for command in (["report"], ["plan"], ["explain"]):
+        args = command + [path] + (["x"] if command == ["explain"] else [])
+        result = run(*args)
+        assert result.exit_code == 2
+        assert len(result.output.strip().splitlines()) == 1 and message in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--rules", "nosuch"], "unknown rule set 'nosuch'"),
+        (["--junk", "a/[b"], "--junk a/[b: bad glob"),
+        (["--work-dir", "/nonexistent/work"], "no such directory"),
+    ],
+)
+def test_bad_options_exit_2(project, args, message):
+    result = run("report", project, *args)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_unwritable_output_is_one_line(project, tmp_path):
+    result = run("report", project, "--output", tmp_path / "missing-dir" / "r.json")
+    assert result.exit_code == 2 and "cannot write" in result.output
+
+
+def test_demo_builds_and_reports(tmp_path):
+    result = run("demo", "--dir", tmp_path / "demo", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["dataset"]["fmriprep_version"] == "23.2.0"
+    assert data["totals"]["files"] > 8000 and data["totals"]["junk_bytes"] > 10 * 1024**3
+    assert (tmp_path / "demo" / "ds003752" / "sub-01.html").exists()
+    text = run("demo")
+    assert text.exit_code == 0 and "Reclaimable:" in text.output and "was removed" in text.output
+
+
+def test_expand_participant_labels():
+    assert expand_participant_labels(["report", "p", "--participant-label", "01", "02", "--format", "json"]) == [
+        "report", "p", "--participant-label", "01", "--participant-label", "02", "--format", "json"]
+    assert expand_participant_labels(["plan", "--participant-label", "01", "./out"]) == ["plan", "--participant-label", "01", "./out"]

@@ -1,0 +1,193 @@
+"""Real fMRIPrep trees (from tests/data) rebuilt as sparse files in temporary folders."""
+
+import hashlib
+import os
+
+import pytest
+
+from fmriprep_cleanup import build_plan, discover, load_rulesets
+from fmriprep_cleanup.plan import Selection
+
+from conftest import CI_LISTS, ci_listing, make_files, write_description
+
+SURFACE_EXTENSIONS = (".surf.gii", ".func.gii", ".shape.gii", ".label.gii", ".dtseries.nii")
+
+
+def plan_rows(output, rules=("default",), work_dir=None, labels=None):
+    dataset = discover(str(output), work_dir=str(work_dir) if work_dir else None)
+    return list(build_plan(dataset, load_rulesets(list(rules)), Selection.from_labels(labels)))
+
+
+def needed_by_an_analysis(relpath):
+    name = os.path.basename(relpath)
+    return (
+        ("desc-preproc_" in name and ("_bold." in name or "_T1w." in name))
+        or "desc-brain_mask" in name
+        or "desc-confounds_" in name
+        or (name.startswith("sub-") and name.endswith(".html") and "/" not in relpath)
+    )
+
+
+def test_ds003752_totals_exact_to_the_byte_and_each_file_once(ds003752, ds003752_listing):
+    output, _ = ds003752
+    rows = plan_rows(output)
+    assert sorted(os.path.relpath(row.path, output) for row in rows) == sorted(p for p, _ in ds003752_listing)
+    assert sum(row.size for row in rows) == sum(size for _, size in ds003752_listing)
+
+
+def test_ds003752_default_junks_only_workdir_and_templates(ds003752, ds003752_listing):
+    output, workdir = ds003752
+    rows = plan_rows(output, work_dir=workdir)
+    junk = {row.path for row in rows if row.action == "junk"}
+    expected = {os.path.join(output, p) for p, _ in ds003752_listing if p.startswith("sourcedata/freesurfer/fsaverage")}
+    expected |= {os.path.join(dirpath, f) for dirpath, _, files in os.walk(workdir) for f in files}
+    assert junk == expected
+    assert not any(needed_by_an_analysis(os.path.relpath(row.path, output)) for row in rows if row.action == "junk")
+    subjects = {row.subject for row in rows if row.scope == "workdir" and "sub_" in row.path}
+    assert subjects == {"01", "02", "03"}
+
+
+def test_participant_label_selects_one_subject_everywhere(ds003752):
+    output, workdir = ds003752
+    rows = plan_rows(output, work_dir=workdir, labels=["sub-02"])
+    assert rows and {row.subject for row in rows} == {"02"}
+    scopes = {row.scope for row in rows}
+    assert scopes == {"derivatives", "freesurfer", "workdir"}
+
+
+def _build_ci_tree(root, listing_file):
+    files = ci_listing(listing_file)
+    sizes = {path: int(hashlib.sha256(path.encode()).hexdigest()[:6], 16) for path in files if path != "dataset_description.json"}
+    make_files(root, sizes)
+    write_description(root, "25.0.0")
+    return files
+
+
+@pytest.mark.parametrize("listing_file", CI_LISTS, ids=lambda p: p.stem)
+def test_fmriprep_ci_trees(tmp_path, listing_file):
+    files = _build_ci_tree(tmp_path / "out", listing_file)
+    rows = plan_rows(tmp_path / "out")
+    relpaths = [os.path.relpath(row.path, tmp_path / "out") for row in rows]
+    assert sorted(relpaths) == sorted(files)  # every file classified exactly once
+    by_path = dict(zip(relpaths, rows))
+    # default: nothing fMRIPrep wrote as a derivative is junk
+    assert [p for p, row in by_path.items() if row.action == "junk"] == []
+    assert any(needed_by_an_analysis(p) for p in relpaths)
+    # volume-only: exactly the surface and CIFTI files become junk
+    volume = {os.path.relpath(r.path, tmp_path / "out"): r.action for r in plan_rows(tmp_path / "out", ["volume-only"])}
+    assert {p for p, action in volume.items() if action == "junk"} == {p for p in files if p.endswith(SURFACE_EXTENSIONS)}
+
+
+def fmriprepcleanup_keeps(relpath, keep=("preproc", "brain_mask", "confounds", "html", "svg", "emissions"), delete=("index",)):
+    """fMRIPrepCleanup's own decision, from shared/reference/fmriprepcleanup.md."""
+    name = os.path.basename(relpath)
+    if "single_subject" in relpath or "fsaverage" in relpath:
+        return False
+    return any(k in name for k in keep) and not any(d in name for d in delete)
+
+
+@pytest.mark.parametrize("listing_file", CI_LISTS, ids=lambda p: p.stem)
+def test_fmriprepcleanup_set_agrees_with_the_script_on_derivatives(tmp_path, listing_file):
+    _build_ci_tree(tmp_path / "out", listing_file)
+    for row in plan_rows(tmp_path / "out", ["fmriprepcleanup"]):
+        relpath = os.path.relpath(row.path, tmp_path / "out")
+        assert (row.action == "keep") == fmriprepcleanup_keeps(relpath), relpath
+
+
+RETAINED = """\
+sub-001.html
+logs/CITATION.html
+logs/emissions.csv
+sub-001/anat/sub-001_desc-brain_mask.json
+sub-001/anat/sub-001_desc-brain_mask.nii.gz
+sub-001/anat/sub-001_desc-preproc_T1w.json
+sub-001/anat/sub-001_desc-preproc_T1w.nii.gz
+sub-001/anat/sub-001_space-MNI152NLin6Asym_res-2_desc-brain_mask.json
+sub-001/anat/sub-001_space-MNI152NLin6Asym_res-2_desc-brain_mask.nii.gz
+sub-001/anat/sub-001_space-MNI152NLin6Asym_res-2_desc-preproc_T1w.json
+sub-001/anat/sub-001_space-MNI152NLin6Asym_res-2_desc-preproc_T1w.nii.gz
+sub-001/figures/sub-001_desc-about_T1w.html
+sub-001/figures/sub-001_desc-conform_T1w.html
+sub-001/figures/sub-001_desc-reconall_T1w.svg
+sub-001/figures/sub-001_desc-summary_T1w.html
+sub-001/figures/sub-001_dseg.svg
+sub-001/figures/sub-001_space-MNI152NLin2009cAsym_T1w.svg
+sub-001/figures/sub-001_space-MNI152NLin6Asym_T1w.svg
+sub-001/figures/sub-001_task-stopsignal_desc-bbregister_bold.svg
+sub-001/figures/sub-001_task-stopsignal_desc-carpetplot_bold.svg
+sub-001/figures/sub-001_task-stopsignal_desc-compcorvar_bold.svg
+sub-001/figures/sub-001_task-stopsignal_desc-confoundcorr_bold.svg
+sub-001/figures/sub-001_task-stopsignal_desc-rois_bold.svg
+sub-001/figures/sub-001_task-stopsignal_desc-summary_bold.html
+sub-001/figures/sub-001_task-stopsignal_desc-validation_bold.html
+sub-001/func/sub-001_task-stopsignal_desc-confounds_timeseries.json
+sub-001/func/sub-001_task-stopsignal_desc-confounds_timeseries.tsv
+sub-001/func/sub-001_task-stopsignal_space-MNI152NLin6Asym_res-2_desc-brain_mask.json
+sub-001/func/sub-001_task-stopsignal_space-MNI152NLin6Asym_res-2_desc-brain_mask.nii.gz
+sub-001/func/sub-001_task-stopsignal_space-MNI152NLin6Asym_res-2_desc-preproc_bold.json
+sub-001/func/sub-001_task-stopsignal_space-MNI152NLin6Asym_res-2_desc-preproc_bold.nii.gz
+""".split()
+
+DELETED = """\
+dataset_description.json
+.bidsignore
+desc-aseg_dseg.tsv
+logs/CITATION.md
+logs/CITATION.bib
+sub-001/log/20240101-120000_abc/fmriprep.toml
+sub-001/anat/sub-001_dseg.nii.gz
+sub-001/anat/sub-001_label-GM_probseg.nii.gz
+sub-001/anat/sub-001_from-T1w_to-MNI152NLin6Asym_mode-image_xfm.h5
+sub-001/anat/sub-001_hemi-L_pial.surf.gii
+sub-001/func/sub-001_task-stopsignal_desc-coreg_boldref.nii.gz
+sub-001/func/sub-001_task-stopsignal_from-boldref_to-T1w_mode-image_desc-coreg_xfm.txt
+sourcedata/freesurfer/fsaverage/surf/lh.white
+sourcedata/freesurfer/sub-001/mri/brainmask.mgz
+sourcedata/freesurfer/sub-001/scripts/recon-all.log
+work/fmriprep_23_2_wf/sub_001_wf/anat_fit_wf/anat_validate/sub-001_desc-preproc_T1w.nii.gz
+work/fmriprep_23_2_wf/sub_001_wf/bold_task_stopsignal_wf/report.html
+work/fmriprep_23_2_wf/index.html
+""".split()
+
+
+def test_fmriprepcleanup_example_subject_retains_exactly_the_documented_files(tmp_path):
+    out = tmp_path / "target"
+    make_files(out, [p for p in RETAINED + DELETED if p != "dataset_description.json"])
+    write_description(out, "23.2.0")
+    rows = plan_rows(out, ["fmriprepcleanup"])
+    kept = sorted(os.path.relpath(row.path, out) for row in rows if row.action == "keep")
+    assert kept == sorted(RETAINED)
+    assert len(rows) == len(RETAINED) + len(DELETED)
+
+
+LEGACY_1X = {
+    "fmriprep/sub-01.html": 100_000,
+    "fmriprep/sub-01/anat/sub-01_desc-preproc_T1w.nii.gz": 9_000_000,
+    "fmriprep/sub-01/anat/sub-01_desc-brain_mask.nii.gz": 90_000,
+    "fmriprep/sub-01/anat/sub-01_from-T1w_to-MNI152NLin2009cAsym_mode-image_xfm.h5": 60_000_000,
+    "fmriprep/sub-01/func/sub-01_task-rest_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz": 300_000_000,
+    "fmriprep/sub-01/func/sub-01_task-rest_desc-confounds_regressors.tsv": 400_000,
+    "fmriprep/sub-01/func/sub-01_task-rest_space-fsaverage5_hemi-L.func.gii": 2_000_000,
+    "fmriprep/sub-01/figures/sub-01_task-rest_bbregister.svg": 1_000_000,
+    "freesurfer/fsaverage5/surf/lh.white": 400_000,
+    "freesurfer/sub-01/surf/lh.white": 12_000_000,
+    "work/fmriprep_wf/single_subject_01_wf/func_preproc_task_rest_wf/bold_hmc_wf/mcflirt/vol_mcf.nii.gz": 500_000_000,
+    "work/fmriprep_wf/single_subject_01_wf/func_preproc_task_rest_wf/bold_hmc_wf/mcflirt/_node.pklz": 4_000,
+}
+
+
+def test_legacy_fmriprep_1x_tree_works_like_the_bids_layout(tmp_path):
+    make_files(tmp_path / "OUT", LEGACY_1X)
+    write_description(tmp_path / "OUT" / "fmriprep", "1.5.8", legacy=True)
+    rows = {os.path.relpath(r.path, tmp_path / "OUT"): r for r in plan_rows(tmp_path / "OUT")}
+    assert set(rows) == set(LEGACY_1X) | {"fmriprep/dataset_description.json"}
+    junk = {path for path, row in rows.items() if row.action == "junk"}
+    assert junk == {p for p in LEGACY_1X if p.startswith(("work/", "freesurfer/fsaverage5"))}
+    assert rows["fmriprep/sub-01/func/sub-01_task-rest_desc-confounds_regressors.tsv"].category == "confounds"
+    assert rows["fmriprep/sub-01/func/sub-01_task-rest_space-fsaverage5_hemi-L.func.gii"].category == "surfaces and CIFTI"
+    assert rows["work/fmriprep_wf/single_subject_01_wf/func_preproc_task_rest_wf/bold_hmc_wf/mcflirt/_node.pklz"].subject == "01"
+    assert rows["freesurfer/sub-01/surf/lh.white"].subject == "01"
+    volume = {os.path.relpath(r.path, tmp_path / "OUT"): r.action for r in plan_rows(tmp_path / "OUT" / "fmriprep", ["volume-only"])}
+    assert volume["fmriprep/sub-01/func/sub-01_task-rest_space-fsaverage5_hemi-L.func.gii"] == "junk"
+    assert volume["freesurfer/sub-01/surf/lh.white"] == "junk"
+    assert volume["fmriprep/sub-01/func/sub-01_task-rest_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz"] == "keep"

@@ -1,0 +1,75 @@
+import os
+
+from fmriprep_cleanup.discover import ScanRoot
+from fmriprep_cleanup.plan import Summary, build_plan
+from fmriprep_cleanup.discover import discover
+from fmriprep_cleanup.rulesets import load_rulesets
+from fmriprep_cleanup.scan import Warnings, walk
+
+from conftest import make_files, write_description
+
+
+def files_of(roots, **kwargs):
+    warnings = Warnings()
+    found = [(d.root.scope, f"{d.relpath}/{e.name}".lstrip("/"), e) for d in walk(roots, warnings, **kwargs) for e in d.files]
+    return found, warnings
+
+
+def test_one_sorted_walk_with_nested_roots(fakefs):
+    make_files("/out", ["b.txt", "a.txt", "sub-01/z.txt", "sourcedata/freesurfer/sub-01/mri/T1.mgz", "sub-01/anat/y.txt"])
+    found, warnings = files_of([ScanRoot("derivatives", "/out"), ScanRoot("freesurfer", "/out/sourcedata/freesurfer")])
+    assert [(scope, path) for scope, path, _ in found] == [
+        ("derivatives", "a.txt"), ("derivatives", "b.txt"),
+        ("freesurfer", "sub-01/mri/T1.mgz"),
+        ("derivatives", "sub-01/z.txt"), ("derivatives", "sub-01/anat/y.txt"),
+    ]
+    assert warnings.count == 0
+
+
+def test_symlinks_are_entries_and_never_followed(fakefs):
+    make_files("/outside", {"big.nii.gz": 10_000_000, "dir/inner.nii.gz": 5})
+    make_files("/out", {"real.txt": 7})
+    os.symlink("/outside/big.nii.gz", "/out/link-to-file")
+    os.symlink("/outside/dir", "/out/link-to-dir")
+    found, _ = files_of([ScanRoot("derivatives", "/out")])
+    by_name = {path: entry for _, path, entry in found}
+    assert set(by_name) == {"real.txt", "link-to-file", "link-to-dir"}  # inner.nii.gz not reached
+    assert by_name["link-to-file"].is_link and by_name["link-to-file"].size == len("/outside/big.nii.gz")
+    assert not by_name["real.txt"].is_link and by_name["real.txt"].size == 7
+
+
+def test_records_allocated_bytes_mtime_and_inode(fakefs):
+    fakefs.create_file("/out/f.bin", contents=b"x" * 5000)
+    os.utime("/out/f.bin", (1000, 1234))
+    (_, _, entry), = files_of([ScanRoot("derivatives", "/out")])[0]
+    stat = os.lstat("/out/f.bin")
+    assert (entry.size, entry.allocated, entry.mtime) == (5000, stat.st_blocks * 512, 1234)
+    assert (entry.dev, entry.ino, entry.nlink) == (stat.st_dev, stat.st_ino, 1)
+
+
+def test_unreadable_folder_is_a_warning_not_a_crash(normal_user):
+    make_files("/out", ["a.txt", "locked/secret.txt", "z/b.txt"])
+    os.chmod("/out/locked", 0o100)
+    found, warnings = files_of([ScanRoot("derivatives", "/out")])
+    assert [path for _, path, _ in found] == ["a.txt", "z/b.txt"]
+    assert warnings.as_list() == ["cannot read /out/locked: Permission denied"]
+
+
+def test_skip_dir_and_exclude_prune_before_listing(fakefs):
+    make_files("/out", ["sub-01/a", "sub-02/b", ".fmriprep-cleanup/journal", "c"])
+    found, _ = files_of([ScanRoot("derivatives", "/out")], skip_dir=lambda root, rel, name: name == "sub-02",
+                        exclude=frozenset({"/out/.fmriprep-cleanup"}))
+    assert [path for _, path, _ in found] == ["c", "sub-01/a"]
+
+
+def test_hard_links_count_once_in_totals(fakefs):
+    write_description("/out")
+    fakefs.create_file("/out/work/fmriprep_23_2_wf/sub_01_wf/n/_node.pklz", contents=b"y" * 300)
+    fakefs.create_file("/out/sub-01/anat/sub-01_desc-preproc_T1w.nii.gz", contents=b"x" * 1000)
+    os.link("/out/sub-01/anat/sub-01_desc-preproc_T1w.nii.gz", "/out/sub-01/anat/sub-01_desc-copy_T1w.nii.gz")
+    summary = build_plan(discover("/out"), load_rulesets(["default"])).summarize()
+    description = os.path.getsize("/out/dataset_description.json")
+    assert summary.totals.files == 4
+    assert summary.totals.bytes == 1000 + 300 + description
+    assert summary.by_subject["01"].files == 3 and summary.by_subject["01"].bytes == 1300
+    assert isinstance(summary, Summary)
