@@ -170,8 +170,9 @@ def rules_list() -> None:
     rows = []
     for name in shipped_ruleset_names():
         ruleset = load_rulesets([name])
-        description = ruleset.descriptions.get(name, "").split("\n")[0]
-        rows.append([name, description])
+        description = " ".join(ruleset.descriptions.get(name, "").split())
+        first_sentence = description.split(". ", 1)[0].rstrip(".") + "."
+        rows.append([name, first_sentence])
     click.echo("\n".join(table(["Rule set", "For"], rows, "ll")))
 
 

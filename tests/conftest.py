@@ -22,8 +22,9 @@ CI_LISTS = sorted(DATA.glob("ds*_outputs.txt"))
 def fakefs():
     """pyfakefs with the shipped rules and pybids' entity config mapped in from the real disk."""
     entity_definitions()  # read pybids' config once from the real disk
+    real_dirs = (str(shipped_rules_dir()), _pybids_config_dir())  # located on the real disk
     with Patcher() as patcher:
-        for real in (str(shipped_rules_dir()), _pybids_config_dir()):
+        for real in real_dirs:
             patcher.fs.add_real_directory(real)
             for name in os.listdir(real):  # load lazily-mapped entries now, while we are root
                 os.stat(os.path.join(real, name))
