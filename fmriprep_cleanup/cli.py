@@ -18,6 +18,7 @@ from .errors import CleanupError
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+EXIT_INCOMPLETE = 3
 _LABEL = re.compile(r"^(?:sub-)?[a-zA-Z0-9]+$")
 
 
@@ -156,6 +157,71 @@ def explain(path: str, files: tuple[str, ...], fmt: str, **selection: Any) -> No
         sys.stdout.write("\n".join(render_explanation(item) for item in explanations))
 
 
+@cli.command()
+@click.argument("path", type=click.Path(path_type=str))
+@selection_options
+@click.option("--mode", type=click.Choice(["dry-run", "delete"]), default="dry-run", show_default=True,
+              help="dry-run touches nothing; delete unlinks the junk files.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
+@click.option("--min-age", default="1h", show_default=True, metavar="DURATION",
+              help="Skip files modified more recently, and a subject's whole working directory if anything in it is.")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=str),
+              help="Where the lock and journal live (default: PATH/.fmriprep-cleanup).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="How the end-of-run summary is printed.")
+def clean(path: str, mode: str, yes: bool, min_age: str, state_dir: str | None, fmt: str, **selection: Any) -> None:
+    """Remove junk files (or, by default, show exactly what would be removed).
+
+    Exit codes: 0 done; 2 bad input or refused; 3 done, with files skipped or failed.
+    """
+    from .act import build_worklist, delete, refuse_unsafe_roots
+    from .report import render_outcome
+    from .state import Journal, RunLock
+    from .units import parse_duration
+
+    try:
+        min_age_seconds = parse_duration(min_age)
+    except ValueError as exc:
+        raise CleanupError(f"--min-age: {exc}") from None
+    plan = _open_plan(path, **selection)
+    dataset = plan.dataset
+    state = os.path.abspath(state_dir) if state_dir else dataset.state_dir
+    plan.state_dir = state
+    dry_run = mode == "dry-run"
+    if not dry_run:
+        refuse_unsafe_roots(dataset)
+        if not yes and not _interactive():
+            raise CleanupError(f"--mode {mode} needs --yes when there is no terminal to confirm on")
+
+    def finish(outcome_dict: dict, journal_path: str | None) -> None:
+        if fmt == "json":
+            sys.stdout.write(json.dumps({"dataset": dataset.path, "dry_run": dry_run, **outcome_dict,
+                                         "journal": journal_path}, indent=2) + "\n")
+        else:
+            sys.stdout.write(render_outcome(outcome_dict, dry_run, journal_path))
+
+    if dry_run:
+        finish(build_worklist(plan, mode, min_age_seconds).preview().as_dict(), None)
+        return
+
+    with RunLock(state):
+        worklist = build_worklist(plan, mode, min_age_seconds)
+        if not yes:
+            sys.stdout.write(render_outcome(worklist.preview().as_dict(), True))
+            if not click.confirm(f"{mode.capitalize()} these files now?", default=False):
+                raise CleanupError("cancelled; nothing was changed")
+        journal = Journal(state)
+        journal.write("run-start", mode=mode, dataset=dataset.path, rules=list(plan.ruleset.names),
+                      participant_labels=sorted(plan.selection.participant_labels or []), min_age=min_age_seconds,
+                      files=len(worklist.files), tool_version=__version__)
+        outcome = delete(worklist, dataset, journal, state)
+        journal.write("run-end", **{k: v for k, v in outcome.as_dict().items() if k != "failure_messages"})
+        journal.close()
+    finish(outcome.as_dict(), journal.path)
+    if not outcome.complete:
+        sys.exit(EXIT_INCOMPLETE)
+
+
 @cli.group(cls=CleanupGroup)
 def rules() -> None:
     """List, show and validate rule sets."""
@@ -234,6 +300,11 @@ def demo(directory: str | None, fmt: str) -> None:
         run(where)
     if fmt == "text":
         click.echo("\n(The demo project was removed; use --dir DIR to keep it and try plan and explain.)")
+
+
+def _interactive() -> bool:
+    """Is there a person at a terminal to answer the confirmation question?"""
+    return sys.stdin.isatty()
 
 
 def expand_participant_labels(args: list[str]) -> list[str]:

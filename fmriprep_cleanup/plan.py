@@ -61,6 +61,7 @@ class Plan:
     selection: Selection = field(default_factory=Selection)
     now: float = field(default_factory=time.time)
     warnings: Warnings = field(default_factory=Warnings)
+    state_dir: str | None = None  # never scanned; the dataset's own state directory by default
 
     def __iter__(self) -> Iterator[PlannedFile]:
         classifier = Classifier(self.ruleset, self.now)
@@ -71,7 +72,7 @@ class Plan:
                 subject = subject_of_folder(root.scope, f"{relpath}/{name}" if relpath else name)
                 return subject is not None and subject not in selection.participant_labels
 
-        exclude = frozenset({self.dataset.state_dir})
+        exclude = frozenset({self.dataset.state_dir, self.state_dir or self.dataset.state_dir})
         for folder in walk(self.dataset.scan_roots, self.warnings, skip_dir, exclude):
             scope = folder.root.scope
             folder_subject = subject_of_folder(scope, folder.relpath)
@@ -157,7 +158,8 @@ class Summary:
         subject.add(planned.action, size, allocated)
 
 
-def build_plan(dataset: Dataset, ruleset: RuleSet, selection: Selection | None = None, now: float | None = None) -> Plan:
+def build_plan(dataset: Dataset, ruleset: RuleSet, selection: Selection | None = None, now: float | None = None,
+               state_dir: str | None = None) -> Plan:
     """The plan for a dataset under a rule set (nothing is scanned until it is iterated)."""
-    return Plan(dataset, ruleset, selection or Selection(), now if now is not None else time.time())
+    return Plan(dataset, ruleset, selection or Selection(), now if now is not None else time.time(), state_dir=state_dir)
 

@@ -64,6 +64,10 @@ def size(n: int) -> str:
     return text.replace(" Bytes", " B").replace(" Byte", " B")
 
 
+def files(count: int) -> str:
+    return f"{humanize.intcomma(count)} file" + ("" if count == 1 else "s")
+
+
 def share(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f} %" if whole else "-"
 
@@ -120,7 +124,7 @@ def render_text(data: dict[str, Any]) -> str:
     totals = data["totals"]
     lines.append(
         f"Reclaimable: {size(totals['junk_bytes'])} of {size(totals['bytes'])} "
-        f"({share(totals['junk_bytes'], totals['bytes'])}) in {humanize.intcomma(totals['junk_files'])} files. "
+        f"({share(totals['junk_bytes'], totals['bytes'])}) in {files(totals['junk_files'])}. "
         "Nothing was changed."
     )
     for warning in data["warnings"]:
@@ -188,3 +192,26 @@ def write_plan(rows: Iterable[PlannedFile], stream: IO[str], fmt: str, only: str
             batch.clear()
     stream.write("".join(batch))
     return written
+
+
+# --- what a clean run did ---------------------------------------------------------------------
+
+
+def render_outcome(outcome: dict[str, Any], dry_run: bool, journal: str | None = None) -> str:
+    """The end-of-run summary: what was (or would be) removed, skipped and failed, by reason."""
+    verb = "Would remove" if dry_run else "Removed"
+    lines = [f"{verb} {files(outcome['files'])} ({size(outcome['bytes'])})"
+             + (f" and {humanize.intcomma(outcome['removed_dirs'])} emptied folders." if outcome["removed_dirs"] else ".")]
+    if outcome["by_category"]:
+        rows = [[row["category"], humanize.intcomma(row["files"]), size(row["bytes"])] for row in outcome["by_category"]]
+        lines += ["  " + line for line in table(["Category", "Files", "Bytes"], rows, "lrr")]
+    for title, key in (("Skipped", "skipped"), ("Failed", "failed")):
+        for row in outcome[key]:
+            lines.append(f"{title} {files(row['files'])} ({size(row['bytes'])}): {row['reason']}")
+    for message in outcome["failure_messages"]:
+        lines.append(f"  {message}")
+    if journal:
+        lines.append(f"Journal: {journal}")
+    if dry_run:
+        lines.append("Dry run: nothing was changed.")
+    return "\n".join(lines) + "\n"

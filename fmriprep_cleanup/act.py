@@ -1,0 +1,279 @@
+"""Acting on a plan: dry run or delete, under the dataset's lock and journal.
+
+The promise: a run never loses a file it was not asked to remove. So, for
+every file, right before acting:
+
+* the folders on its path are opened one by one without following symlinks
+  (a folder swapped for a link since the scan cannot redirect us elsewhere);
+* the file is lstat-ed again; if its (device, inode, size, mtime) changed since
+  the scan, it is skipped and the skip is reported;
+* a symlink is removed as a link; its target is never touched.
+
+A dry run goes through the same selection (age limits, active subjects) and
+reports the same files and bytes the real run would act on.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .discover import Dataset, ScanRoot
+from .errors import CleanupError
+from .plan import Plan, PlannedFile
+from .state import Journal
+
+SKIP_RECENT = "modified within --min-age"
+SKIP_ACTIVE_WORKDIR = "in a subject's working directory that changed within --min-age (fMRIPrep may still be running)"
+SKIP_CHANGED = "changed since the scan"
+SKIP_VANISHED = "vanished since the scan"
+SKIP_PATH_CHANGED = "a folder on its path was replaced (by a symlink?) since the scan"
+MAX_FAILURE_MESSAGES = 50
+
+
+@dataclass
+class Tally:
+    files: int = 0
+    bytes: int = 0
+
+    def add(self, size: int) -> None:
+        self.files += 1
+        self.bytes += size
+
+
+@dataclass
+class Outcome:
+    """What a run did (or, in a dry run, would do)."""
+
+    mode: str
+    acted: Tally = field(default_factory=Tally)
+    by_category: dict[str, Tally] = field(default_factory=dict)
+    skipped: dict[str, Tally] = field(default_factory=dict)
+    failed: dict[str, Tally] = field(default_factory=dict)
+    failure_messages: list[str] = field(default_factory=list)
+    removed_dirs: int = 0
+    _seen_inodes: set[tuple[int, int]] = field(default_factory=set, repr=False)
+
+    def _size(self, planned: PlannedFile) -> int:
+        """Bytes a file frees; a file with several hard links is counted once."""
+        if planned.nlink > 1:
+            inode = (planned.dev, planned.ino)
+            if inode in self._seen_inodes:
+                return 0
+            self._seen_inodes.add(inode)
+        return planned.size
+
+    def act(self, planned: PlannedFile) -> None:
+        size = self._size(planned)
+        self.acted.add(size)
+        self.by_category.setdefault(planned.category, Tally()).add(size)
+
+    def skip(self, planned: PlannedFile, reason: str) -> None:
+        self.skipped.setdefault(reason, Tally()).add(planned.size)
+
+    def fail(self, planned: PlannedFile, reason: str, message: str) -> None:
+        self.failed.setdefault(reason, Tally()).add(planned.size)
+        if len(self.failure_messages) < MAX_FAILURE_MESSAGES:
+            self.failure_messages.append(message)
+
+    @property
+    def complete(self) -> bool:
+        return not self.skipped and not self.failed
+
+    def as_dict(self) -> dict:
+        return {
+            "mode": self.mode,
+            "files": self.acted.files,
+            "bytes": self.acted.bytes,
+            "by_category": [{"category": k, "files": v.files, "bytes": v.bytes} for k, v in sorted(self.by_category.items())],
+            "skipped": [{"reason": k, "files": v.files, "bytes": v.bytes} for k, v in sorted(self.skipped.items())],
+            "failed": [{"reason": k, "files": v.files, "bytes": v.bytes} for k, v in sorted(self.failed.items())],
+            "failure_messages": list(self.failure_messages),
+            "removed_dirs": self.removed_dirs,
+        }
+
+
+def refuse_unsafe_roots(dataset: Dataset) -> None:
+    """Never act on /, the home directory or a folder above it."""
+    home = os.path.realpath(os.path.expanduser("~"))
+    for root in dataset.scan_roots:
+        if root.path == "/" or root.path == home or home.startswith(root.path.rstrip("/") + "/"):
+            raise CleanupError(f"refusing to act on {root.path}: it is / or your home directory (or holds it)")
+
+
+@dataclass
+class Worklist:
+    """The junk files a run will act on, in scan order, and those it will skip up front."""
+
+    files: list[PlannedFile]
+    outcome: Outcome
+
+    def preview(self) -> Outcome:
+        """What acting on every file would give: the dry run's answer, and the question before a real run."""
+        preview = Outcome(self.outcome.mode, skipped=dict(self.outcome.skipped))
+        for planned in self.files:
+            preview.act(planned)
+        return preview
+
+
+def build_worklist(plan: Plan, mode: str, min_age: float) -> Worklist:
+    """One pass over the plan: junk files old enough to touch, and the skips with their reasons.
+
+    A subject whose working directory holds anything modified within ``min_age``
+    may still be running: none of its working-directory files is touched.
+    """
+    cutoff = plan.now - min_age
+    active_subjects: set[str] = set()
+    junk: list[PlannedFile] = []
+    for planned in plan:
+        if planned.scope == "workdir" and planned.subject is not None and planned.mtime > cutoff:
+            active_subjects.add(planned.subject)
+        if planned.action == "junk":
+            junk.append(planned)
+    outcome = Outcome(mode)
+    files = []
+    for planned in junk:
+        if planned.scope == "workdir" and planned.subject in active_subjects:
+            outcome.skip(planned, SKIP_ACTIVE_WORKDIR)
+        elif planned.mtime > cutoff:
+            outcome.skip(planned, SKIP_RECENT)
+        else:
+            files.append(planned)
+    return Worklist(files, outcome)
+
+
+class SafeFolders:
+    """Folder handles opened component by component with O_NOFOLLOW, from a scan root down.
+
+    Acting through these handles (unlink(name, dir_fd=...)) means a folder
+    replaced by a symlink after the scan makes the open fail instead of
+    sending us outside the dataset. The last handle is cached: files come
+    folder by folder.
+    """
+
+    def __init__(self, roots: list[ScanRoot]) -> None:
+        self.roots = sorted((root.path for root in roots), key=len, reverse=True)
+        self._cached: tuple[str, int] | None = None
+
+    def root_of(self, path: str) -> str:
+        for root in self.roots:
+            if path.startswith(root + "/"):
+                return root
+        raise CleanupError(f"internal safety check: {path} is outside the dataset's roots")
+
+    def open_folder(self, folder: str) -> int:
+        if self._cached and self._cached[0] == folder:
+            return self._cached[1]
+        self.close()
+        root = folder if folder in self.roots else self.root_of(folder)
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+        fd = os.open(root, flags)
+        try:
+            relative = folder[len(root) + 1:]
+            for part in relative.split("/") if relative else ():
+                child = os.open(part, flags, dir_fd=fd)
+                os.close(fd)
+                fd = child
+        except OSError:
+            os.close(fd)
+            raise
+        self._cached = (folder, fd)
+        return fd
+
+    def close(self) -> None:
+        if self._cached:
+            os.close(self._cached[1])
+            self._cached = None
+
+
+def _same_file(st: os.stat_result, planned: PlannedFile) -> bool:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime) == (planned.dev, planned.ino, planned.size, planned.mtime)
+
+
+def recheck(folders: SafeFolders, planned: PlannedFile) -> tuple[int, str] | str:
+    """(folder handle, name) if the file is still what the scan saw, else the reason to skip it."""
+    folder, name = os.path.split(planned.path)
+    try:
+        fd = folders.open_folder(folder)
+    except FileNotFoundError:
+        return SKIP_VANISHED
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            return SKIP_PATH_CHANGED
+        raise
+    try:
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return SKIP_VANISHED
+    if stat.S_ISDIR(st.st_mode) or not _same_file(st, planned):
+        return SKIP_CHANGED
+    return fd, name
+
+
+def _error_reason(exc: OSError) -> str:
+    code = errno.errorcode.get(exc.errno or 0, "error")
+    return f"{code}: {exc.strerror or exc}"
+
+
+def delete(worklist: Worklist, dataset: Dataset, journal: Journal, state_dir: str,
+           progress: Callable[[PlannedFile], None] | None = None) -> Outcome:
+    """Unlink every file of the worklist that is still as scanned, then the folders the run emptied."""
+    outcome = worklist.outcome
+    folders = SafeFolders(dataset.scan_roots)
+    emptied: set[str] = set()
+    try:
+        for planned in worklist.files:
+            if progress:
+                progress(planned)
+            try:
+                checked = recheck(folders, planned)
+                if isinstance(checked, str):
+                    outcome.skip(planned, checked)
+                    journal.write("skipped", path=planned.path, reason=checked)
+                    continue
+                fd, name = checked
+                os.unlink(name, dir_fd=fd)
+            except OSError as exc:
+                reason = _error_reason(exc)
+                outcome.fail(planned, reason, f"{planned.path}: {exc.strerror or exc}")
+                journal.write("failed", path=planned.path, errno=exc.errno, error=exc.strerror or str(exc))
+                continue
+            outcome.act(planned)
+            journal.write("removed", path=planned.path, size=planned.size, category=planned.category, rule=planned.rule_id)
+            emptied.add(os.path.dirname(planned.path))
+    finally:
+        folders.close()
+    outcome.removed_dirs = remove_emptied_folders(emptied, dataset, journal, state_dir)
+    return outcome
+
+
+def remove_emptied_folders(candidates: set[str], dataset: Dataset, journal: Journal, state_dir: str) -> int:
+    """rmdir the folders this run emptied, and their parents, up to but never including a scope root.
+
+    Every folder is tried once, deepest first, so a parent is tried after all
+    of its emptied children. rmdir only removes an empty folder: one that still
+    holds anything (a kept file, a skipped one) stays.
+    """
+    roots = {root.path for root in dataset.scan_roots}
+    folders_to_try: set[str] = set()
+    for folder in candidates:
+        while folder not in roots and folder not in folders_to_try and folder != state_dir and folder != "/":
+            folders_to_try.add(folder)
+            folder = os.path.dirname(folder)
+    handles = SafeFolders(dataset.scan_roots)
+    removed = 0
+    try:
+        for folder in sorted(folders_to_try, key=lambda path: (-path.count("/"), path)):
+            parent, name = os.path.split(folder)
+            try:
+                os.rmdir(name, dir_fd=handles.open_folder(parent))
+            except OSError:
+                continue  # not empty, already gone, or not ours to remove
+            removed += 1
+            journal.write("removed-dir", path=folder)
+    finally:
+        handles.close()
+    return removed

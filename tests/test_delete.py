@@ -1,0 +1,254 @@
+"""clean --mode dry-run|delete on real temporary directories (pyfakefs is not enough here)."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from fmriprep_cleanup import act, build_plan, discover, load_rulesets
+from fmriprep_cleanup import cli as cli_module
+from fmriprep_cleanup.act import build_worklist, delete, refuse_unsafe_roots
+from fmriprep_cleanup.discover import Dataset
+from fmriprep_cleanup.errors import CleanupError
+from fmriprep_cleanup.state import Journal, RunLock, interrupted_runs
+
+from conftest import make_files, write_description
+
+OLD = 1_600_000_000  # files from 2020: older than any --min-age
+
+
+def snapshot(root):
+    """Every entry under root with its type, size, mtime and content hash."""
+    state = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if os.path.islink(path):
+                state[path] = ("link", os.readlink(path))
+            elif os.path.isdir(path):
+                state[path] = ("dir",)
+            else:
+                with open(path, "rb") as handle:
+                    state[path] = ("file", st.st_size, st.st_mtime, hashlib.sha256(handle.read()).hexdigest())
+    return state
+
+
+def age_tree(root, mtime=OLD):
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            os.utime(os.path.join(dirpath, name), (mtime, mtime), follow_symlinks=False)
+
+
+@pytest.fixture
+def project(tmp_path):
+    out = tmp_path / "out"
+    write_description(out)
+    make_files(out, {
+        "sub-01.html": 1000,
+        "sub-01/anat/sub-01_desc-preproc_T1w.nii.gz": 5000,
+        "sub-01/log/20240101-000000_x/crash-20240101-node.txt": 321,
+        "sourcedata/freesurfer/fsaverage/surf/lh.white": 4000,
+        "sourcedata/freesurfer/fsaverage/label/lh.cortex.label": 4000,
+        "sourcedata/freesurfer/sub-01/surf/lh.white": 2000,
+    })
+    for subject in ("01", "02"):
+        for node in range(3):
+            make_files(out / "work", {f"fmriprep_23_2_wf/sub_{subject}_wf/wf/node{node}/out.nii.gz": 10_000 + node,
+                                      f"fmriprep_23_2_wf/sub_{subject}_wf/wf/node{node}/_node.pklz": 100})
+    age_tree(out)
+    return out
+
+
+def run_cli(*args, input=None):
+    result = CliRunner().invoke(cli_module.cli, [str(a) for a in args], input=input)
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def junk_paths(out, **kwargs):
+    return {row.path for row in build_plan(discover(str(out)), load_rulesets(["default"]), **kwargs) if row.action == "junk"}
+
+
+def test_dry_run_changes_nothing_and_matches_the_real_run_to_the_byte(project):
+    before = snapshot(project)
+    dry = run_cli("clean", project, "--format", "json")
+    assert dry.exit_code == 0
+    assert snapshot(project) == before
+    assert not (project / ".fmriprep-cleanup").exists()
+    real = run_cli("clean", project, "--mode", "delete", "--yes", "--format", "json")
+    assert real.exit_code == 0, real.output
+    dry_data, real_data = json.loads(dry.output), json.loads(real.output)
+    for key in ("files", "bytes", "by_category", "skipped"):
+        assert dry_data[key] == real_data[key]
+    assert real_data["files"] == 6 * 2 + 2 + 1 and real_data["bytes"] == sum(10_000 + n + 100 for n in range(3)) * 2 + 8000 + 321
+
+
+def test_delete_removes_exactly_the_planned_junk_and_emptied_folders(project):
+    before = snapshot(project)
+    junk = junk_paths(project)
+    result = run_cli("clean", project, "--mode", "delete", "--yes")
+    assert result.exit_code == 0, result.output
+    after = snapshot(project)
+    removed = {path for path in before if path not in after}
+    removed_files = {path for path in removed if before[path][0] == "file"}
+    assert removed_files == junk
+    # kept files untouched, to the byte and the mtime
+    assert all(after[path] == before[path] for path in before if path not in removed)
+    # emptied folders went, scope roots stayed
+    assert not (project / "work" / "fmriprep_23_2_wf").exists()
+    assert (project / "work").is_dir() and (project / "sourcedata" / "freesurfer").is_dir()
+    assert not (project / "sourcedata" / "freesurfer" / "fsaverage").exists()
+    assert (project / "sub-01" / "log").is_dir() is False  # its only file was a crash file
+    assert "Journal:" in result.output
+
+
+def test_symlinks_are_removed_as_links_and_targets_survive(project, tmp_path):
+    outside = tmp_path / "outside"
+    make_files(outside, {"precious.nii.gz": 777, "dir/inner.nii.gz": 55})
+    age_tree(outside)
+    targets = snapshot(outside)
+    node = project / "work" / "fmriprep_23_2_wf" / "sub_01_wf" / "wf" / "node0"
+    os.symlink(outside / "precious.nii.gz", node / "link-to-file")
+    os.symlink(outside / "dir", node / "link-to-dir")
+    for link in ("link-to-file", "link-to-dir"):
+        os.utime(node / link, (OLD, OLD), follow_symlinks=False)
+    result = run_cli("clean", project, "--mode", "delete", "--yes")
+    assert result.exit_code == 0, result.output
+    assert not os.path.lexists(node / "link-to-file") and not os.path.lexists(node / "link-to-dir")
+    assert snapshot(outside) == targets
+
+
+def test_file_changed_between_scan_and_act_is_skipped(project):
+    dataset = discover(str(project))
+    plan = build_plan(dataset, load_rulesets(["default"]))
+    worklist = build_worklist(plan, "delete", 3600)
+    changed = project / "work/fmriprep_23_2_wf/sub_01_wf/wf/node1/out.nii.gz"
+    with open(changed, "ab") as handle:
+        handle.write(b"more")
+    replaced = project / "work/fmriprep_23_2_wf/sub_01_wf/wf/node2/_node.pklz"
+    os.unlink(replaced)
+    make_files(replaced.parent, {"_node.pklz": 100})  # same name and size, another inode
+    vanished = project / "work/fmriprep_23_2_wf/sub_02_wf/wf/node0/_node.pklz"
+    os.unlink(vanished)
+    journal = Journal(dataset.state_dir)
+    outcome = delete(worklist, dataset, journal, dataset.state_dir)
+    assert changed.exists() and replaced.exists()
+    assert outcome.skipped[act.SKIP_CHANGED].files == 2
+    assert outcome.skipped[act.SKIP_VANISHED].files == 1
+    assert outcome.acted.files == len(worklist.files) - 3
+
+
+def test_folder_replaced_by_a_symlink_is_never_followed(project, tmp_path):
+    dataset = discover(str(project))
+    worklist = build_worklist(build_plan(dataset, load_rulesets(["default"])), "delete", 3600)
+    node = project / "work/fmriprep_23_2_wf/sub_01_wf/wf"
+    elsewhere = tmp_path / "elsewhere"
+    os.rename(node, elsewhere)  # same files (same inodes) now outside the dataset...
+    os.symlink(elsewhere, node)  # ...reachable through a link
+    before = snapshot(elsewhere)
+    outcome = delete(worklist, dataset, Journal(dataset.state_dir), dataset.state_dir)
+    assert snapshot(elsewhere) == before
+    assert outcome.skipped[act.SKIP_PATH_CHANGED].files == 6
+
+
+def test_min_age_skips_recent_files_and_active_subjects_working_directory(project):
+    recent_node = project / "work/fmriprep_23_2_wf/sub_02_wf/wf/node1/_node.pklz"
+    os.utime(recent_node, None)  # fMRIPrep is still writing sub-02
+    recent_template = project / "sourcedata/freesurfer/fsaverage/surf/lh.white"
+    os.utime(recent_template, None)
+    result = run_cli("clean", project, "--mode", "delete", "--yes", "--format", "json")
+    assert result.exit_code == 3
+    data = json.loads(result.output)
+    skipped = {row["reason"]: row["files"] for row in data["skipped"]}
+    assert skipped == {act.SKIP_ACTIVE_WORKDIR: 6, act.SKIP_RECENT: 1}
+    assert len(list((project / "work/fmriprep_23_2_wf/sub_02_wf").rglob("*.*"))) == 6
+    assert not (project / "work/fmriprep_23_2_wf/sub_01_wf").exists()
+    assert recent_template.exists()
+    none = run_cli("clean", project, "--mode", "delete", "--yes", "--min-age", "0s", "--format", "json")
+    assert json.loads(none.output)["skipped"] == [] and none.exit_code == 0
+
+
+def test_second_run_at_once_is_refused(project):
+    with RunLock(str(project / ".fmriprep-cleanup")):
+        before = snapshot(project / "work")
+        result = run_cli("clean", project, "--mode", "delete", "--yes")
+        assert result.exit_code == 2
+        assert "another fmriprep-cleanup run is working on this dataset" in result.output
+        assert snapshot(project / "work") == before
+
+
+def test_needs_yes_without_a_terminal_and_asks_with_one(project, monkeypatch):
+    before = snapshot(project)
+    result = run_cli("clean", project, "--mode", "delete")
+    assert result.exit_code == 2 and "needs --yes" in result.output
+    monkeypatch.setattr(cli_module, "_interactive", lambda: True)
+    declined = run_cli("clean", project, "--mode", "delete", input="n\n")
+    assert declined.exit_code == 2 and "Would remove 15 files" in declined.output and "cancelled" in declined.output
+    after = {path: state for path, state in snapshot(project).items() if "/.fmriprep-cleanup" not in path}
+    assert after == before  # only the tool's own lock file was created
+    accepted = run_cli("clean", project, "--mode", "delete", input="y\n")
+    assert accepted.exit_code == 0 and "Removed 15 files" in accepted.output
+
+
+def test_failures_are_reported_and_the_run_goes_on(project, monkeypatch):
+    victim = str(project / "work/fmriprep_23_2_wf/sub_01_wf/wf/node0/out.nii.gz")
+    real_unlink = os.unlink
+
+    def unlink(path, *, dir_fd=None):
+        if dir_fd is not None and os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path) == victim:
+            raise PermissionError(13, "Permission denied")
+        return real_unlink(path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(act.os, "unlink", unlink)
+    result = run_cli("clean", project, "--mode", "delete", "--yes", "--format", "json")
+    assert result.exit_code == 3
+    data = json.loads(result.output)
+    assert data["failed"] == [{"reason": "EACCES: Permission denied", "files": 1, "bytes": 10_000}]
+    assert data["files"] == 14 and os.path.exists(victim)
+
+
+def test_refuses_root_and_home():
+    home = os.path.realpath(os.path.expanduser("~"))
+    for path in ("/", home, os.path.dirname(home)):
+        with pytest.raises(CleanupError, match="refusing to act"):
+            refuse_unsafe_roots(Dataset(path, "workdir", None, None, None, (path,)))
+
+
+def test_killed_delete_runs_lose_nothing_and_rerun_finishes(tmp_path):
+    """SIGKILL at several points of a delete run; after a rerun, junk is gone and every kept file is intact."""
+    out = tmp_path / "out"
+    write_description(out)
+    make_files(out, {"sub-01/anat/sub-01_desc-preproc_T1w.nii.gz": 5000, "sub-01.html": 100})
+    make_files(out / "work", {f"fmriprep_23_2_wf/sub_01_wf/n{i:04d}/out.nii.gz": 100 + i for i in range(1500)})
+    age_tree(out)
+    kept = {path: state for path, state in snapshot(out).items() if "/work/" not in path and state[0] == "file"}
+    junk = junk_paths(out)
+    command = [sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()", "clean", str(out), "--mode", "delete", "--yes"]
+    journal_path = out / ".fmriprep-cleanup" / "journal.jsonl"
+    for kill_after in (1, 200, 700):
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while time.time() < deadline and process.poll() is None:
+            if journal_path.exists() and journal_path.read_text().count('"removed"') >= kill_after:
+                break
+            time.sleep(0.001)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        current = snapshot(out)
+        assert all(current.get(path) == state for path, state in kept.items())
+        assert {path for path in junk if path in current} <= junk
+    assert interrupted_runs(str(out / ".fmriprep-cleanup"))
+    final = subprocess.run(command, capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    current = snapshot(out)
+    assert not any(path in current for path in junk)
+    assert all(current.get(path) == state for path, state in kept.items())
+    removed_records = [json.loads(line) for line in journal_path.read_text().splitlines() if '"removed"' in line]
+    assert sorted(record["path"] for record in removed_records) == sorted(junk)  # each file journaled once
