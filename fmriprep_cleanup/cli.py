@@ -160,8 +160,14 @@ def explain(path: str, files: tuple[str, ...], fmt: str, **selection: Any) -> No
 @cli.command()
 @click.argument("path", type=click.Path(path_type=str))
 @selection_options
-@click.option("--mode", type=click.Choice(["dry-run", "delete"]), default="dry-run", show_default=True,
-              help="dry-run touches nothing; delete unlinks the junk files.")
+@click.option("--mode", type=click.Choice(["dry-run", "archive", "delete"]), default="dry-run", show_default=True,
+              help="dry-run touches nothing; archive moves junk into verified archives; delete unlinks it.")
+@click.option("--archive-dir", type=click.Path(file_okay=False, path_type=str),
+              help="Where archives go (needed for --mode archive; not inside the dataset).")
+@click.option("--archive-format", type=click.Choice(["tar", "tree"]), default="tar", show_default=True,
+              help="tar: one archive per subject; tree: a copy of the files, e.g. on a slower storage tier.")
+@click.option("--compress", type=click.Choice(["none", "gz", "xz"]), default="none", show_default=True,
+              help="Compression of tar archives (NIfTI files are usually gzipped already).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
 @click.option("--min-age", default="1h", show_default=True, metavar="DURATION",
               help="Skip files modified more recently, and a subject's whole working directory if anything in it is.")
@@ -169,12 +175,14 @@ def explain(path: str, files: tuple[str, ...], fmt: str, **selection: Any) -> No
               help="Where the lock and journal live (default: PATH/.fmriprep-cleanup).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="How the end-of-run summary is printed.")
-def clean(path: str, mode: str, yes: bool, min_age: str, state_dir: str | None, fmt: str, **selection: Any) -> None:
+def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, compress: str, yes: bool,
+          min_age: str, state_dir: str | None, fmt: str, **selection: Any) -> None:
     """Remove junk files (or, by default, show exactly what would be removed).
 
     Exit codes: 0 done; 2 bad input or refused; 3 done, with files skipped or failed.
     """
     from .act import build_worklist, delete, refuse_unsafe_roots
+    from .archive import archive
     from .report import render_outcome
     from .state import Journal, RunLock
     from .units import parse_duration
@@ -188,17 +196,19 @@ def clean(path: str, mode: str, yes: bool, min_age: str, state_dir: str | None, 
     state = os.path.abspath(state_dir) if state_dir else dataset.state_dir
     plan.state_dir = state
     dry_run = mode == "dry-run"
+    if mode == "archive":
+        archive_dir = _check_archive_dir(archive_dir, dataset)
     if not dry_run:
         refuse_unsafe_roots(dataset)
         if not yes and not _interactive():
             raise CleanupError(f"--mode {mode} needs --yes when there is no terminal to confirm on")
 
-    def finish(outcome_dict: dict, journal_path: str | None) -> None:
+    def finish(outcome_dict: dict, journal_path: str | None, archives: list[str] | None = None) -> None:
         if fmt == "json":
             sys.stdout.write(json.dumps({"dataset": dataset.path, "dry_run": dry_run, **outcome_dict,
-                                         "journal": journal_path}, indent=2) + "\n")
+                                         "archives": archives or [], "journal": journal_path}, indent=2) + "\n")
         else:
-            sys.stdout.write(render_outcome(outcome_dict, dry_run, journal_path))
+            sys.stdout.write(render_outcome(outcome_dict, dry_run, journal_path, archives))
 
     if dry_run:
         finish(build_worklist(plan, mode, min_age_seconds).preview().as_dict(), None)
@@ -213,11 +223,54 @@ def clean(path: str, mode: str, yes: bool, min_age: str, state_dir: str | None, 
         journal = Journal(state)
         journal.write("run-start", mode=mode, dataset=dataset.path, rules=list(plan.ruleset.names),
                       participant_labels=sorted(plan.selection.participant_labels or []), min_age=min_age_seconds,
-                      files=len(worklist.files), tool_version=__version__)
-        outcome = delete(worklist, dataset, journal, state)
-        journal.write("run-end", **{k: v for k, v in outcome.as_dict().items() if k != "failure_messages"})
+                      files=len(worklist.files), tool_version=__version__, archive_dir=archive_dir,
+                      archive_format=archive_format, compress=compress)
+        archives: list[str] = []
+        if mode == "archive":
+            outcome, archives = archive(worklist, dataset, journal, state, archive_dir, archive_format,
+                                        None if compress == "none" else compress)
+        else:
+            outcome = delete(worklist, dataset, journal, state)
+        journal.write("run-end", archives=archives,
+                      **{k: v for k, v in outcome.as_dict().items() if k != "failure_messages"})
         journal.close()
-    finish(outcome.as_dict(), journal.path)
+    finish(outcome.as_dict(), journal.path, archives)
+    if not outcome.complete:
+        sys.exit(EXIT_INCOMPLETE)
+
+
+def _check_archive_dir(archive_dir: str | None, dataset: Any) -> str:
+    if not archive_dir:
+        raise CleanupError("--mode archive needs --archive-dir DIR (outside the dataset)")
+    resolved = os.path.realpath(os.path.abspath(os.path.expanduser(archive_dir)))
+    for root in dataset.scan_roots:
+        if resolved == root.path or resolved.startswith(root.path.rstrip("/") + "/"):
+            raise CleanupError(f"--archive-dir {archive_dir} lies inside what is being cleaned ({root.path})")
+    return resolved
+
+
+@cli.command()
+@click.argument("source", type=click.Path(exists=True, path_type=str))
+@click.option("--to", "to", type=click.Path(file_okay=False, path_type=str),
+              help="Restore under DIR (as derivatives/..., workdir/...) instead of where the files were.")
+@click.option("--participant-label", "--participant_label", "participant_labels", multiple=True, metavar="LABEL",
+              help="Only these subjects' files.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def restore(source: str, to: str | None, participant_labels: tuple[str, ...], fmt: str) -> None:
+    """Put archived files back (SOURCE: an archive, its manifest, or a folder of them).
+
+    Files come back byte-identical with their mode and mtime; an existing
+    different file is never overwritten but reported (exit 3).
+    """
+    from .plan import Selection
+    from .report import render_restore
+    from .restore import restore as restore_files
+
+    outcome = restore_files(source, to, Selection.from_labels(participant_labels).participant_labels)
+    if fmt == "json":
+        sys.stdout.write(json.dumps(outcome.as_dict(), indent=2) + "\n")
+    else:
+        sys.stdout.write(render_restore(outcome.as_dict()))
     if not outcome.complete:
         sys.exit(EXIT_INCOMPLETE)
 

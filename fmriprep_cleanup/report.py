@@ -197,9 +197,10 @@ def write_plan(rows: Iterable[PlannedFile], stream: IO[str], fmt: str, only: str
 # --- what a clean run did ---------------------------------------------------------------------
 
 
-def render_outcome(outcome: dict[str, Any], dry_run: bool, journal: str | None = None) -> str:
+def render_outcome(outcome: dict[str, Any], dry_run: bool, journal: str | None = None,
+                   archives: list[str] | None = None) -> str:
     """The end-of-run summary: what was (or would be) removed, skipped and failed, by reason."""
-    verb = "Would remove" if dry_run else "Removed"
+    verb = "Would remove" if dry_run else ("Archived and removed" if outcome["mode"] == "archive" else "Removed")
     lines = [f"{verb} {files(outcome['files'])} ({size(outcome['bytes'])})"
              + (f" and {humanize.intcomma(outcome['removed_dirs'])} emptied folders." if outcome["removed_dirs"] else ".")]
     if outcome["by_category"]:
@@ -210,8 +211,18 @@ def render_outcome(outcome: dict[str, Any], dry_run: bool, journal: str | None =
             lines.append(f"{title} {files(row['files'])} ({size(row['bytes'])}): {row['reason']}")
     for message in outcome["failure_messages"]:
         lines.append(f"  {message}")
+    for archive in archives or []:
+        lines.append(f"Archive: {archive}")
     if journal:
         lines.append(f"Journal: {journal}")
     if dry_run:
         lines.append("Dry run: nothing was changed.")
+    return "\n".join(lines) + "\n"
+
+
+def render_restore(outcome: dict[str, Any]) -> str:
+    lines = [f"Restored {files(outcome['restored_files'])} ({size(outcome['restored_bytes'])}); "
+             f"{files(outcome['already_present'])} already in place."]
+    lines += [f"conflict: {message}" for message in outcome["conflicts"]]
+    lines += [f"error: {message}" for message in outcome["errors"]]
     return "\n".join(lines) + "\n"

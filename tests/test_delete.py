@@ -226,19 +226,22 @@ def test_killed_delete_runs_lose_nothing_and_rerun_finishes(tmp_path):
     out = tmp_path / "out"
     write_description(out)
     make_files(out, {"sub-01/anat/sub-01_desc-preproc_T1w.nii.gz": 5000, "sub-01.html": 100})
-    make_files(out / "work", {f"fmriprep_23_2_wf/sub_01_wf/n{i:04d}/out.nii.gz": 100 + i for i in range(1500)})
+    make_files(out / "work", {f"fmriprep_23_2_wf/sub_01_wf/n{i:04d}/out.nii.gz": 100 + i for i in range(3000)})
     age_tree(out)
     kept = {path: state for path, state in snapshot(out).items() if "/work/" not in path and state[0] == "file"}
     junk = junk_paths(out)
     command = [sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()", "clean", str(out), "--mode", "delete", "--yes"]
     journal_path = out / ".fmriprep-cleanup" / "journal.jsonl"
-    for kill_after in (1, 200, 700):
+    # kill points: (journal event, how many of them this run has written) - batches are 256 files
+    for marker, count in (('"removing"', 1), ('"removed"', 3), ('"removing"', 6)):
+        start = journal_path.stat().st_size if journal_path.exists() else 0  # count this run's records only
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 60
         while time.time() < deadline and process.poll() is None:
-            if journal_path.exists() and journal_path.read_text().count('"removed"') >= kill_after:
+            if journal_path.exists() and journal_path.read_text()[start:].count(marker) >= count:
                 break
             time.sleep(0.001)
+        assert process.poll() is None, f"the run ended before writing {marker} x{count}"
         process.send_signal(signal.SIGKILL)
         process.wait()
         current = snapshot(out)
@@ -250,5 +253,6 @@ def test_killed_delete_runs_lose_nothing_and_rerun_finishes(tmp_path):
     current = snapshot(out)
     assert not any(path in current for path in junk)
     assert all(current.get(path) == state for path, state in kept.items())
-    removed_records = [json.loads(line) for line in journal_path.read_text().splitlines() if '"removed"' in line]
-    assert sorted(record["path"] for record in removed_records) == sorted(junk)  # each file journaled once
+    records = [json.loads(line) for line in journal_path.read_text().splitlines()]
+    removed = [item["path"] for r in records if r["event"] == "removed" for item in r["files"]]
+    assert sorted(removed) == sorted(junk)  # each file journaled exactly once, across the killed runs too

@@ -1,0 +1,223 @@
+"""clean --mode archive and restore on real temporary directories."""
+
+import errno
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from fmriprep_cleanup import archive as archive_module
+from fmriprep_cleanup import cli as cli_module
+from fmriprep_cleanup.archive import read_manifest
+
+from conftest import write_description
+
+OLD = 1_600_000_000
+
+
+def run_cli(*args):
+    result = CliRunner().invoke(cli_module.cli, [str(a) for a in args])
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def write(path, data, mode=0o644, mtime_ns=OLD * 10**9 + 123456789):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.write(data)
+    os.chmod(path, mode)
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+def build_project(root, files_per_subject=6, size=20_000, seed=0):
+    rng = random.Random(seed)
+    out = root / "out"
+    write_description(out)
+    write(out / "sub-01/anat/sub-01_desc-preproc_T1w.nii.gz", b"kept" * 100)
+    write(out / "sourcedata/freesurfer/fsaverage/surf/lh.white", rng.randbytes(3000), mode=0o600)
+    for subject in ("01", "02"):
+        for n in range(files_per_subject):
+            write(out / f"work/fmriprep_23_2_wf/sub_{subject}_wf/node{n}/out.nii.gz", rng.randbytes(size + n), mode=0o640)
+    link = out / "work/fmriprep_23_2_wf/sub_01_wf/node0/link-to-kept"
+    os.symlink("../../../../sub-01/anat/sub-01_desc-preproc_T1w.nii.gz", link)
+    os.utime(link, ns=(OLD * 10**9, OLD * 10**9), follow_symlinks=False)
+    return out
+
+
+def state_of(root):
+    """path -> (kind, mode, mtime_ns, content digest or link target), excluding the tool's own state."""
+    state = {}
+    for dirpath, _, filenames in os.walk(root):
+        if ".fmriprep-cleanup" in dirpath:
+            continue
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if os.path.islink(path):
+                state[path] = ("link", st.st_mtime_ns, os.readlink(path))
+            else:
+                with open(path, "rb") as handle:
+                    state[path] = ("file", st.st_mode, st.st_mtime_ns, hashlib.sha256(handle.read()).hexdigest())
+    return state
+
+
+@pytest.mark.parametrize("options", [[], ["--compress", "gz"], ["--compress", "xz"], ["--archive-format", "tree"]],
+                         ids=["tar", "tar.gz", "tar.xz", "tree"])
+def test_archive_then_restore_is_byte_identical_with_mtimes_and_modes(tmp_path, options):
+    out = build_project(tmp_path)
+    before = state_of(out)
+    result = run_cli("clean", out, "--mode", "archive", "--archive-dir", tmp_path / "archives", "--yes", "--format", "json", *options)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["files"] == 14 and [os.path.basename(a).split(".")[0] for a in data["archives"]] == ["no-subject", "sub-01", "sub-02"]
+    after = state_of(out)
+    assert set(after) == {str(out / "dataset_description.json"), str(out / "sub-01/anat/sub-01_desc-preproc_T1w.nii.gz")}
+    assert not (out / "work/fmriprep_23_2_wf").exists()
+    for archive in data["archives"]:
+        manifest = archive_module._manifest_of(archive)
+        assert os.path.isfile(manifest) and not os.path.exists(archive + ".tmp")
+    restored = run_cli("restore", tmp_path / "archives")
+    assert restored.exit_code == 0, restored.output
+    assert "Restored 14 files" in restored.output
+    assert state_of(out) == before
+
+
+def test_restore_one_subject_elsewhere_and_never_overwrites(tmp_path):
+    out = build_project(tmp_path)
+    before = state_of(out)
+    result = run_cli("clean", out, "--mode", "archive", "--archive-dir", tmp_path / "a", "--yes", "--format", "json")
+    sub02 = [a for a in json.loads(result.output)["archives"] if "sub-02" in a][0]
+    elsewhere = tmp_path / "elsewhere"
+    moved = run_cli("restore", sub02, "--to", elsewhere, "--format", "json")
+    assert json.loads(moved.output)["restored_files"] == 6
+    assert sorted(p.name for p in (elsewhere / "workdir/fmriprep_23_2_wf/sub_02_wf").iterdir())[:2] == ["node0", "node1"]
+    only_01 = run_cli("restore", tmp_path / "a", "--participant-label", "sub-01", "--format", "json")
+    assert json.loads(only_01.output)["restored_files"] == 7  # six files and one link
+    assert not (out / "work/fmriprep_23_2_wf/sub_02_wf").exists()
+    # a different file now sits where an archived one was: reported, not overwritten
+    clash = out / "work/fmriprep_23_2_wf/sub_02_wf/node3/out.nii.gz"
+    write(clash, b"new analysis output")
+    again = run_cli("restore", tmp_path / "a", "--format", "json")
+    assert again.exit_code == 3
+    data = json.loads(again.output)
+    assert data["conflicts"] == [f"{clash} exists and differs from the archived file; not overwritten"]
+    assert data["already_present"] == 7 and data["restored_files"] == 5 + 1  # sub-02 but the clash, and fsaverage
+    assert clash.read_bytes() == b"new analysis output"
+    assert {p: s for p, s in state_of(out).items() if p != str(clash)} == {p: s for p, s in before.items() if p != str(clash)}
+
+
+def test_archive_dir_is_required_and_must_be_outside_the_dataset(tmp_path):
+    out = build_project(tmp_path)
+    before = state_of(out)
+    missing = run_cli("clean", out, "--mode", "archive", "--yes")
+    assert missing.exit_code == 2 and "needs --archive-dir" in missing.output
+    inside = run_cli("clean", out, "--mode", "archive", "--archive-dir", out / "work" / "keep-here", "--yes")
+    assert inside.exit_code == 2 and "lies inside what is being cleaned" in inside.output
+    assert state_of(out) == before
+
+
+class FullDisk:
+    """Files that share ``space`` bytes of free space; past it, writes raise ENOSPC."""
+
+    def __init__(self, path, space):
+        self.handle = open(path, "xb")
+        self.space = space
+
+    def write(self, data):
+        self.space["left"] -= len(data)
+        if self.space["left"] < 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self.handle.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()
+
+
+@pytest.mark.parametrize("fmt", ["tar", "tree"])
+def test_full_disk_while_archiving_leaves_originals_untouched(tmp_path, monkeypatch, fmt):
+    out = build_project(tmp_path)
+    before = state_of(out)
+    real_open = archive_module.open_for_writing
+    space = {"left": 50_000}  # room for two of sub-01's six files
+    monkeypatch.setattr(archive_module, "open_for_writing",
+                        lambda path: FullDisk(path, space) if "sub-01" in path else real_open(path))
+    result = run_cli("clean", out, "--mode", "archive", "--archive-dir", tmp_path / "a", "--archive-format", fmt,
+                     "--yes", "--format", "json")
+    assert result.exit_code == 3
+    data = json.loads(result.output)
+    assert [row["files"] for row in data["failed"]] == [7]
+    assert "ENOSPC" in data["failed"][0]["reason"] and "originals untouched" in data["failed"][0]["reason"]
+    after = state_of(out)
+    assert {p: s for p, s in before.items() if "sub_01_wf" in p} == {p: s for p, s in after.items() if "sub_01_wf" in p}
+    assert not any("sub_02_wf" in p for p in after)  # the other subject was archived as usual
+    leftovers = [name for _, _, names in os.walk(tmp_path / "a") for name in names if ".tmp" in name]
+    assert leftovers == [] and not any(p.name.startswith("sub-01") for p in (tmp_path / "a").glob("*/*"))
+
+
+def verified_archive_contents(archive_dir):
+    """original path -> sha256, read back from every complete archive (not from the manifests)."""
+    contents = {}
+    for manifest in archive_dir.glob("*/*.manifest.tsv"):
+        entries = {entry.member: entry for entry in read_manifest(str(manifest))}
+        archive = str(manifest)[: -len(".manifest.tsv")] + ".tar"
+        with tarfile.open(archive) as tar:
+            for info in tar:
+                if info.isfile():
+                    digest = hashlib.sha256(tar.extractfile(info).read()).hexdigest()
+                    assert digest == entries[info.name].sha256
+                    contents[entries[info.name].path] = digest
+    return contents
+
+
+def test_killed_archive_runs_never_lose_a_file_and_rerun_reuses_verified_archives(tmp_path):
+    out = build_project(tmp_path, files_per_subject=300, size=60_000, seed=3)
+    (out / "work/fmriprep_23_2_wf/sub_01_wf/node0/link-to-kept").unlink()
+    original = state_of(out)
+    digests = {path: state[3] for path, state in original.items() if state[0] == "file"}
+    junk = {path for path in digests if "/work/" in path or "fsaverage" in path}
+    archives = tmp_path / "archives"
+    command = [sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()", "clean", str(out),
+               "--mode", "archive", "--archive-dir", str(archives), "--yes"]
+    journal = out / ".fmriprep-cleanup" / "journal.jsonl"
+    # while writing the first archive, right after one is verified, in the middle of removing originals
+    kill_points = [('"archive-begin"', 1), ('"archive-verified"', 1), ('"removing"', 1)]
+    for marker, count in kill_points:
+        start = journal.stat().st_size if journal.exists() else 0  # count this run's records only
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while time.time() < deadline and process.poll() is None:
+            if journal.exists() and journal.read_text()[start:].count(marker) >= count:
+                break
+            time.sleep(0.0005)
+        assert process.poll() is None, f"the run ended before reaching {marker} x{count}"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        current = state_of(out)
+        in_archives = verified_archive_contents(archives)
+        for path in junk:  # in place, or inside a verified archive: never neither
+            assert (path in current and current[path][3] == digests[path]) or in_archives.get(path) == digests[path], path
+        assert all(current[p] == original[p] for p in original if p not in junk)
+    final = subprocess.run(command, capture_output=True, text=True)
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert not any(p in state_of(out) for p in junk)
+    in_archives = verified_archive_contents(archives)
+    assert all(in_archives.get(path) == digests[path] for path in junk)
+    assert not [name for _, _, names in os.walk(archives) for name in names if name.endswith(".tmp")]
+    records = [json.loads(line) for line in journal.read_text().splitlines()]
+    removed = [item["path"] for r in records if r["event"] in ("archived", "removed") for item in r["files"]]
+    assert sorted(removed) == sorted(junk)  # each original counted once across all runs
+    assert any(r["event"] == "recovered" for r in records) or any(r["event"] == "archive-reused" for r in records)
