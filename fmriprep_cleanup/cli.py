@@ -62,6 +62,62 @@ def selection_options(command: Callable) -> Callable:
     return command
 
 
+def energy_options(command: Callable) -> Callable:
+    """Overrides of the storage energy and carbon model (see README, "Energy and carbon")."""
+    options = [
+        click.option("--storage-profile", metavar="NAME", help="Storage profile: hpc-hdd (default), hdd, ssd, workstation-hdd."),
+        click.option("--pue", type=float, help="Data-centre power usage effectiveness (>= 1)."),
+        click.option("--copies", type=float, help="Copies kept: replication and backups (e.g. 2)."),
+        click.option("--carbon-intensity", type=float, metavar="G", help="Grid carbon intensity in gCO2e/kWh."),
+        click.option("--country", metavar="CODE", help="Take the carbon intensity of this country or region (FR, US-CA...)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _energy_model(ruleset: Any, storage_profile: str | None, pue: float | None, copies: float | None,
+                  carbon_intensity: float | None, country: str | None) -> Any:
+    """Command-line options beat a rule file's energy: section, which beats the profile."""
+    from .energy import assumptions
+
+    settings = dict(ruleset.energy)
+    given = {"profile": storage_profile, "pue": pue, "copies": copies, "carbon_intensity": carbon_intensity, "country": country}
+    if carbon_intensity is not None or country is not None:  # a grid given here replaces the file's grid
+        settings.pop("carbon_intensity", None)
+        settings.pop("country", None)
+    settings.update({key: value for key, value in given.items() if value is not None})
+    return assumptions(**settings)
+
+
+class Progress:
+    """Files and bytes seen so far, on stderr, when it is a terminal (and not --quiet)."""
+
+    def __init__(self, enabled: bool) -> None:
+        import time
+
+        self.enabled = enabled and sys.stderr.isatty()
+        self.files = 0
+        self.bytes = 0
+        self._clock = time.monotonic
+        self._next = self._clock() + 0.5
+
+    def __call__(self, planned: Any) -> None:
+        self.files += 1
+        self.bytes += planned.size
+        if self.files % 1024 == 0 and self._clock() >= self._next:
+            from .report import size
+
+            sys.stderr.write(f"\rscanned {self.files:,} files, {size(self.bytes)} ")
+            sys.stderr.flush()
+            self._next = self._clock() + 0.5
+
+    def done(self) -> None:
+        if self.enabled and self.files >= 1024:
+            sys.stderr.write("\r" + " " * 60 + "\r")
+            sys.stderr.flush()
+
+
 def _open_plan(path: str, rule_refs: tuple[str, ...], work_dir: str | None, participant_labels: tuple[str, ...],
                keep_globs: tuple[str, ...], junk_globs: tuple[str, ...]):
     from .discover import discover
@@ -110,22 +166,37 @@ def cli() -> None:
 @cli.command()
 @click.argument("path", type=click.Path(path_type=str))
 @selection_options
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True)
+@energy_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "html"]), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
-def report(path: str, fmt: str, output: str | None, **selection: Any) -> None:
-    """Summarise what PATH holds: keep and junk by category and by subject (read-only)."""
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def report(path: str, fmt: str, output: str | None, quiet: bool, storage_profile: str | None, pue: float | None,
+           copies: float | None, carbon_intensity: float | None, country: str | None, **selection: Any) -> None:
+    """Summarise what PATH holds: keep and junk by category and by subject, and what it costs per year (read-only)."""
+    import shlex
+
     from .report import RENDERERS, report_data
 
     plan = _open_plan(path, **selection)
-    summary = plan.summarize()
-    data = report_data(plan.dataset, plan.ruleset, summary, plan.warnings.as_list(), plan.selection.participant_labels)
-    _write_output(RENDERERS[fmt](data), output)
+    model = _energy_model(plan.ruleset, storage_profile, pue, copies, carbon_intensity, country)
+    progress = Progress(not quiet)
+    summary = plan.summarize(progress if progress.enabled else None)
+    progress.done()
+    command = "fmriprep-cleanup " + " ".join(shlex.quote(arg) for arg in _ARGUMENTS) if _ARGUMENTS else None
+    data = report_data(plan.dataset, plan.ruleset, summary, plan.warnings.as_list(), plan.selection.participant_labels,
+                       model, command)
+    if fmt == "html":
+        from .htmlreport import render_html
+
+        _write_output(render_html(data), output)
+    else:
+        _write_output(RENDERERS[fmt](data), output)
 
 
 @cli.command()
 @click.argument("path", type=click.Path(path_type=str))
 @selection_options
-@click.option("--format", "fmt", type=click.Choice(["tsv", "jsonl"]), default="tsv", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["tsv", "jsonl", "csv"]), default="tsv", show_default=True)
 @click.option("--only", type=click.Choice(["keep", "junk"]), help="Only files with this action.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
 def plan(path: str, fmt: str, only: str | None, output: str | None, **selection: Any) -> None:
@@ -381,6 +452,10 @@ def expand_participant_labels(args: list[str]) -> list[str]:
     return expanded
 
 
+_ARGUMENTS: list[str] = []  # the command line as typed, for reports that say how they were made
+
+
 def main(argv: list[str] | None = None) -> None:
-    cli.main(args=expand_participant_labels(sys.argv[1:] if argv is None else argv), prog_name="fmriprep-cleanup")
+    _ARGUMENTS[:] = sys.argv[1:] if argv is None else argv
+    cli.main(args=expand_participant_labels(_ARGUMENTS), prog_name="fmriprep-cleanup")
 

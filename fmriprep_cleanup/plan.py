@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 from .classify import Classifier, FileFacts, subject_of_folder, subject_of_root_file
 from .discover import Dataset, ScanRoot
@@ -39,6 +39,7 @@ class Selection:
 
 class PlannedFile(NamedTuple):
     path: str  # absolute
+    root: str  # the scan root it was found under
     scope: str
     subject: str | None
     size: int
@@ -87,17 +88,20 @@ class Plan:
                     FileFacts(scope, folder.relpath, entry.name, entry.size, entry.mtime, subject)
                 )
                 yield PlannedFile(
-                    base + entry.name, scope, subject, entry.size, entry.allocated, entry.mtime,
+                    base + entry.name, folder.root.path, scope, subject, entry.size, entry.allocated, entry.mtime,
                     entry.dev, entry.ino, entry.nlink, decision.action, decision.category, decision.rule_id,
                 )
 
-    def summarize(self) -> "Summary":
+    def summarize(self, progress: Callable[[PlannedFile], None] | None = None) -> "Summary":
         summary = Summary()
         for planned in self:
             summary.add(planned)
+            if progress is not None:
+                progress(planned)
         return summary
 
 
+FOLDER_DEPTH = 3  # e.g. work/fmriprep_23_2_wf/sub_01_wf/bold_task_rest_wf, derivatives/sub-01/ses-1/func
 COUNT_FIELDS = ("files", "bytes", "allocated_bytes", "keep_files", "keep_bytes", "junk_files", "junk_bytes")
 
 
@@ -137,7 +141,17 @@ class Summary:
     totals: Counts = field(default_factory=Counts)
     by_category: dict[str, Counts] = field(default_factory=dict)
     by_subject: dict[str | None, Counts] = field(default_factory=dict)
+    junk_by_folder: dict[str, int] = field(default_factory=dict)  # folders FOLDER_DEPTH deep below their root
     _seen_inodes: set[tuple[int, int]] = field(default_factory=set, repr=False)
+    _last_folder: tuple[str, str] = ("", "")  # (folder, its key): files arrive folder by folder
+
+    def _folder_key(self, planned: PlannedFile) -> str:
+        folder = planned.path.rsplit("/", 1)[0]
+        if folder != self._last_folder[0]:
+            relative = folder[len(planned.root) + 1:]
+            parts = relative.split("/")[:FOLDER_DEPTH] if relative else []
+            self._last_folder = (folder, "/".join([planned.root, *parts]))
+        return self._last_folder[1]
 
     def add(self, planned: PlannedFile) -> None:
         size, allocated = planned.size, planned.allocated
@@ -156,6 +170,12 @@ class Summary:
         if subject is None:
             subject = self.by_subject[planned.subject] = Counts()
         subject.add(planned.action, size, allocated)
+        if planned.action == "junk" and size:
+            key = self._folder_key(planned)
+            self.junk_by_folder[key] = self.junk_by_folder.get(key, 0) + size
+
+    def largest_junk_folders(self, count: int = 10) -> list[tuple[str, int]]:
+        return sorted(self.junk_by_folder.items(), key=lambda item: (-item[1], item[0]))[:count]
 
 
 def build_plan(dataset: Dataset, ruleset: RuleSet, selection: Selection | None = None, now: float | None = None,

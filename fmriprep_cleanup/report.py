@@ -16,6 +16,7 @@ import humanize
 
 from . import __version__
 from .discover import Dataset
+from .energy import Assumptions, assumptions, energy_report
 from .plan import COUNT_FIELDS, PlannedFile, Summary
 from .rulesets import RuleSet
 
@@ -36,8 +37,15 @@ def report_data(
     summary: Summary,
     warnings: list[str],
     participant_labels: Iterable[str] | None = None,
+    energy_model: Assumptions | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
-    """The JSON report. Its fields are a contract with users' scripts: add, never rename."""
+    """The JSON report. Its fields are a contract with users' scripts: add, never rename.
+
+    Every other format (text, CSV, HTML) is rendered from this dictionary.
+    """
+    by_category = [{"category": name, **counts.as_dict()} for name, counts in _sorted_categories(summary)]
+    totals = summary.totals.as_dict()
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "fmriprep-cleanup", "version": __version__},
@@ -51,9 +59,12 @@ def report_data(
         },
         "rules": list(ruleset.names),
         "participant_labels": sorted(participant_labels) if participant_labels else None,
-        "totals": summary.totals.as_dict(),
-        "by_category": [{"category": name, **counts.as_dict()} for name, counts in _sorted_categories(summary)],
+        "totals": totals,
+        "by_category": by_category,
         "by_subject": [{"subject": name, **counts.as_dict()} for name, counts in _sorted_subjects(summary)],
+        "largest_junk_folders": [{"folder": folder, "junk_bytes": nbytes} for folder, nbytes in summary.largest_junk_folders()],
+        "energy": energy_report(energy_model or assumptions(), totals, by_category),
+        "command": command,
         "warnings": list(dataset.notes) + list(warnings),
     }
 
@@ -127,25 +138,61 @@ def render_text(data: dict[str, Any]) -> str:
         f"({share(totals['junk_bytes'], totals['bytes'])}) in {files(totals['junk_files'])}. "
         "Nothing was changed."
     )
+    lines.append("")
+    lines += energy_lines(data["energy"])
     for warning in data["warnings"]:
         lines.append(f"warning: {warning}")
     return "\n".join(lines) + "\n"
+
+
+def number(value: float) -> str:
+    """A yearly figure for people: three significant digits, thousands separated."""
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return humanize.intcomma(round(value))
+    return f"{value:.3g}"
+
+
+def energy_lines(energy: dict[str, Any]) -> list[str]:
+    """The energy and carbon block of the text report, assumptions on one line."""
+    a = energy["assumptions"]
+    where = f" ({a['country']})" if a["country"] else ""
+    assumptions_line = (f"{a['profile']}: {a['watts_per_tb']['value']:g} W/TB, PUE {a['pue']['value']:g}, "
+                        f"{a['copies']['value']:g} copies, {a['carbon_intensity']['value']:g} gCO2e/kWh{where}, "
+                        f"{a['embodied_kg_per_tb']['value']:g} kgCO2e/TB embodied over {a['lifetime_years']['value']:g} years")
+    rows = []
+    for label, row in (("Everything stored", energy["total"]), ("Junk (avoidable)", energy["junk"])):
+        rows.append([label, size(row["bytes"]), number(row["kwh_per_year"]), number(row["operational_kgco2e_per_year"]),
+                     number(row["embodied_kgco2e_per_year"]), number(row["kgco2e_per_year"])])
+    junk = energy["junk"]
+    return (
+        ["Energy and carbon per year of storage"]
+        + table(["", "Size", "kWh/yr", "Operational kgCO2e/yr", "Embodied kgCO2e/yr", "Total kgCO2e/yr"], rows, "lrrrrr")
+        + [f"Cleaning up avoids {number(junk['kgco2e_per_year'])} kgCO2e a year: about {number(junk['km_by_car'])} km "
+           f"by car or {number(junk['tree_months'])} tree-months.",
+           f"Assumptions: {assumptions_line}. Sources: report --format json (energy.assumptions)."]
+    )
 
 
 def render_json(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
+ENERGY_FIELDS = ("kwh_per_year", "kgco2e_per_year", "junk_kwh_per_year", "junk_kgco2e_per_year")
+
+
 def render_csv(data: dict[str, Any]) -> str:
-    """One table: the totals row, then per category, then per subject."""
+    """The per-category table (with its energy and carbon per year), then the total row."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["table", "key", *COUNT_FIELDS])
-    writer.writerow(["total", "", *(data["totals"][f] for f in COUNT_FIELDS)])
+    writer.writerow(["category", *COUNT_FIELDS, *ENERGY_FIELDS])
+    energy = {row["category"]: row for row in data["energy"]["by_category"]}
     for row in data["by_category"]:
-        writer.writerow(["category", row["category"], *(row[f] for f in COUNT_FIELDS)])
-    for row in data["by_subject"]:
-        writer.writerow(["subject", row["subject"] or "", *(row[f] for f in COUNT_FIELDS)])
+        writer.writerow([row["category"], *(row[f] for f in COUNT_FIELDS), *(energy[row["category"]][f] for f in ENERGY_FIELDS)])
+    total, junk = data["energy"]["total"], data["energy"]["junk"]
+    writer.writerow(["Total", *(data["totals"][f] for f in COUNT_FIELDS), total["kwh_per_year"], total["kgco2e_per_year"],
+                     junk["kwh_per_year"], junk["kgco2e_per_year"]])
     return out.getvalue()
 
 
@@ -159,6 +206,24 @@ _TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r
 
 
 def write_plan(rows: Iterable[PlannedFile], stream: IO[str], fmt: str, only: str | None = None) -> int:
+    """Write one line per file; returns how many were written."""
+    if fmt == "csv":
+        return _write_plan_csv(rows, stream, only)
+    return _write_plan_lines(rows, stream, fmt, only)
+
+
+def _write_plan_csv(rows: Iterable[PlannedFile], stream: IO[str], only: str | None) -> int:
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(PLAN_COLUMNS)
+    written = 0
+    for row in rows:
+        if only is None or row.action == only:
+            writer.writerow((row.action, row.category, row.rule_id, row.size, row.path))
+            written += 1
+    return written
+
+
+def _write_plan_lines(rows: Iterable[PlannedFile], stream: IO[str], fmt: str, only: str | None = None) -> int:
     """Write one line per file; returns how many were written.
 
     TSV escapes backslash, tab and newline in names (as PostgreSQL's text format

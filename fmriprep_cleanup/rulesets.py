@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from .energy import validate_energy_section
 from .entities import entity_definitions, entity_keys, entity_names
 from .errors import CleanupError
 from .globs import glob_to_regex
@@ -26,7 +27,7 @@ from .units import parse_duration, parse_size
 
 ACTIONS = ("keep", "junk")
 SCOPES = ("derivatives", "freesurfer", "workdir", "other")
-RULESET_KEYS = ("version", "name", "description", "extends", "default", "rules")
+RULESET_KEYS = ("version", "name", "description", "extends", "default", "rules", "energy")
 RULE_KEYS = ("id", "action", "category", "why", "match")
 RULE_REQUIRED = ("id", "action", "category", "why", "match")
 MATCH_KEYS = ("scope", "path", "min_size", "max_size", "min_age", "max_age", "not")
@@ -157,6 +158,7 @@ class RuleSet:
     rules: tuple[Rule, ...]
     default: str = "keep"
     descriptions: dict[str, str] = field(default_factory=dict, compare=False)
+    energy: dict[str, Any] = field(default_factory=dict, compare=False)  # energy-model overrides from the files
 
     def with_cli_globs(self, keep: tuple[str, ...] = (), junk: tuple[str, ...] = ()) -> "RuleSet":
         """Put --keep and --junk globs in front, keep before junk so keep wins."""
@@ -180,7 +182,7 @@ class RuleSet:
                 )
         if not extra:
             return self
-        return RuleSet(self.names, tuple(extra) + self.rules, self.default, self.descriptions)
+        return RuleSet(self.names, tuple(extra) + self.rules, self.default, self.descriptions, self.energy)
 
 
 # --- YAML with line numbers -------------------------------------------------------------------
@@ -398,6 +400,7 @@ class _LoadedSet:
     default: str | None
     rules: list[Rule]
     extends: list[tuple[str, int]]  # (reference, line)
+    energy: dict[str, Any]
 
 
 def _resolve_reference(reference: str, relative_to: str | None) -> str:
@@ -438,10 +441,16 @@ def _load_file(path: str) -> _LoadedSet:
                 problems.add(lines["extends"], f"extends: expected a rule set name or path, got {reference!r}")
             else:
                 extends.append((reference, lines["extends"]))
+    energy = {}
+    if "energy" in data:
+        try:
+            energy = validate_energy_section(data["energy"], lines["energy"], path)
+        except CleanupError as exc:
+            problems.messages.append(str(exc))
     name = str(data.get("name", Path(path).stem))
     rules = _compile_rules(data.get("rules", []), lines.get("rules", data.line), problems, name)
     problems.raise_if_any()
-    return _LoadedSet(name, path, str(data.get("description", "")).strip(), default, rules, extends)
+    return _LoadedSet(name, path, str(data.get("description", "")).strip(), default, rules, extends, energy)
 
 
 def _flatten(
@@ -481,11 +490,15 @@ def load_rulesets(references: list[str] | tuple[str, ...]) -> RuleSet:
     for loaded in order:
         rules.extend(loaded.rules)
     default = next((loaded.default for loaded in order if loaded.default is not None), "keep")
+    energy: dict[str, Any] = {}
+    for loaded in reversed(order):  # the most derived set has the last word
+        energy.update(loaded.energy)
     return RuleSet(
         names=tuple(loaded.name for loaded in order),
         rules=tuple(rules),
         default=default,
         descriptions={loaded.name: loaded.description for loaded in order},
+        energy=energy,
     )
 
 

@@ -69,8 +69,12 @@ def test_report_text_and_csv_agree_with_json(project, tmp_path):
     result = run("report", project, "--format", "csv", "--output", tmp_path / "r.csv")
     assert result.exit_code == 0 and result.output == ""
     rows = list(csv.DictReader(io.StringIO((tmp_path / "r.csv").read_text())))
-    assert rows[0]["table"] == "total" and int(rows[0]["junk_bytes"]) == data["totals"]["junk_bytes"]
-    assert {r["key"] for r in rows if r["table"] == "category"} == {r["category"] for r in data["by_category"]}
+    assert rows[-1]["category"] == "Total" and int(rows[-1]["junk_bytes"]) == data["totals"]["junk_bytes"]
+    assert [r["category"] for r in rows[:-1]] == [r["category"] for r in data["by_category"]]
+    energy = {r["category"]: r for r in data["energy"]["by_category"]}
+    for row in rows[:-1]:
+        assert int(row["bytes"]) == energy[row["category"]]["bytes"]
+        assert float(row["junk_kgco2e_per_year"]) == energy[row["category"]]["junk_kgco2e_per_year"]
 
 
 def test_plan_tsv_and_jsonl(project):
@@ -202,3 +206,28 @@ def test_expand_participant_labels():
     assert expand_participant_labels(["report", "p", "--participant-label", "01", "02", "--format", "json"]) == [
         "report", "p", "--participant-label", "01", "--participant-label", "02", "--format", "json"]
     assert expand_participant_labels(["plan", "--participant-label", "01", "./out"]) == ["plan", "--participant-label", "01", "./out"]
+
+
+def test_progress_only_on_a_terminal(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from fmriprep_cleanup import cli as cli_module
+
+    clock = iter(range(0, 10_000))
+    monkeypatch.setattr(cli_module.sys.stderr, "isatty", lambda: True)
+    progress = cli_module.Progress(enabled=True)
+    progress._clock, progress._next = (lambda: next(clock)), 0
+    for _ in range(2048):
+        progress(SimpleNamespace(size=1024))
+    progress.done()
+    shown = capsys.readouterr().err
+    assert "scanned 1,024 files, 1.0 MiB" in shown and "scanned 2,048 files, 2.0 MiB" in shown
+    quiet = cli_module.Progress(enabled=False)  # --quiet
+    for _ in range(2048):
+        quiet(SimpleNamespace(size=1))
+    assert capsys.readouterr().err == ""
+
+
+def test_report_prints_no_progress_when_not_a_terminal(project):
+    result = CliRunner().invoke(cli, ["report", str(project)])  # output holds stdout and stderr
+    assert result.exit_code == 0 and "scanned" not in result.output
