@@ -72,28 +72,46 @@ def _read_holder(path: str) -> str:
 
 
 class Journal:
-    """Append-only JSON lines; every record is on disk before the next action starts."""
+    """Append-only JSON lines; every record is on disk before the next action starts.
+
+    Each record is one ``write`` of one line. If a crash left the last line
+    incomplete, a newline is added first, so the broken line stays alone (and
+    is ignored) instead of swallowing the next record.
+    """
 
     def __init__(self, state_dir: str, run_id: str | None = None) -> None:
         self.path = os.path.join(state_dir, JOURNAL_NAME)
         self.run_id = run_id or time.strftime("%Y%m%d-%H%M%S") + "_" + uuid.uuid4().hex[:8]
         try:
             os.makedirs(state_dir, exist_ok=True)
-            self._handle = open(self.path, "a", encoding="utf-8", errors="surrogateescape")
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            if _ends_without_newline(self.path):
+                os.write(self._fd, b"\n")
         except OSError as exc:
             raise CleanupError(f"cannot open the journal {self.path}: {exc.strerror or exc}") from None
 
     def write(self, event: str, **fields: Any) -> None:
         record = {"time": round(time.time(), 3), "run": self.run_id, "event": event, **fields}
+        line = (json.dumps(record) + "\n").encode("utf-8", "surrogateescape")
         try:
-            self._handle.write(json.dumps(record) + "\n")
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
+            written = os.write(self._fd, line)
+            while written < len(line):  # a short write: finish the line before anything else
+                written += os.write(self._fd, line[written:])
+            os.fsync(self._fd)
         except OSError as exc:
             raise CleanupError(f"cannot write the journal {self.path}: {exc.strerror or exc}; stopped before acting further") from None
 
     def close(self) -> None:
-        self._handle.close()
+        os.close(self._fd)
+
+
+def _ends_without_newline(path: str) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() == 0:
+            return False
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) != b"\n"
 
 
 def read_journal(state_dir: str) -> Iterator[dict[str, Any]]:

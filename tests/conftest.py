@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -81,3 +84,17 @@ def ds003752(tmp_path, ds003752_listing):
     workdir = tmp_path / "work"
     demo.build_tree(str(workdir), demo.synthetic_workdir(ds003752_listing))
     return output, workdir
+
+
+def kill_when_journal_says(command: list[str], journal: Path, marker: str, count: int) -> None:
+    """Start ``command`` and SIGKILL it once this run has written ``marker`` ``count`` times to the journal."""
+    start = journal.stat().st_size if journal.exists() else 0  # count this run's records only
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and process.poll() is None:
+        if journal.exists() and journal.read_bytes()[start:].count(marker.encode()) >= count:
+            break
+        time.sleep(0.0005)
+    assert process.poll() is None, f"the run ended before writing {marker} x{count}"
+    process.send_signal(signal.SIGKILL)
+    process.wait()

@@ -5,11 +5,9 @@ import hashlib
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import tarfile
-import time
 
 import pytest
 from click.testing import CliRunner
@@ -18,7 +16,7 @@ from fmriprep_cleanup import archive as archive_module
 from fmriprep_cleanup import cli as cli_module
 from fmriprep_cleanup.archive import read_manifest
 
-from conftest import write_description
+from conftest import kill_when_journal_says, write_description
 
 OLD = 1_600_000_000
 
@@ -196,16 +194,7 @@ def test_killed_archive_runs_never_lose_a_file_and_rerun_reuses_verified_archive
     # while writing the first archive, right after one is verified, in the middle of removing originals
     kill_points = [('"archive-begin"', 1), ('"archive-verified"', 1), ('"removing"', 1)]
     for marker, count in kill_points:
-        start = journal.stat().st_size if journal.exists() else 0  # count this run's records only
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 60
-        while time.time() < deadline and process.poll() is None:
-            if journal.exists() and journal.read_text()[start:].count(marker) >= count:
-                break
-            time.sleep(0.0005)
-        assert process.poll() is None, f"the run ended before reaching {marker} x{count}"
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        kill_when_journal_says(command, journal, marker, count)
         current = state_of(out)
         in_archives = verified_archive_contents(archives)
         for path in junk:  # in place, or inside a verified archive: never neither

@@ -3,10 +3,8 @@
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from click.testing import CliRunner
@@ -18,7 +16,7 @@ from fmriprep_cleanup.discover import Dataset
 from fmriprep_cleanup.errors import CleanupError
 from fmriprep_cleanup.state import Journal, RunLock, interrupted_runs
 
-from conftest import make_files, write_description
+from conftest import kill_when_journal_says, make_files, write_description
 
 OLD = 1_600_000_000  # files from 2020: older than any --min-age
 
@@ -234,16 +232,7 @@ def test_killed_delete_runs_lose_nothing_and_rerun_finishes(tmp_path):
     journal_path = out / ".fmriprep-cleanup" / "journal.jsonl"
     # kill points: (journal event, how many of them this run has written) - batches are 256 files
     for marker, count in (('"removing"', 1), ('"removed"', 3), ('"removing"', 6)):
-        start = journal_path.stat().st_size if journal_path.exists() else 0  # count this run's records only
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 60
-        while time.time() < deadline and process.poll() is None:
-            if journal_path.exists() and journal_path.read_text()[start:].count(marker) >= count:
-                break
-            time.sleep(0.001)
-        assert process.poll() is None, f"the run ended before writing {marker} x{count}"
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        kill_when_journal_says(command, journal_path, marker, count)
         current = snapshot(out)
         assert all(current.get(path) == state for path, state in kept.items())
         assert {path for path in junk if path in current} <= junk
@@ -256,3 +245,19 @@ def test_killed_delete_runs_lose_nothing_and_rerun_finishes(tmp_path):
     records = [json.loads(line) for line in journal_path.read_text().splitlines()]
     removed = [item["path"] for r in records if r["event"] == "removed" for item in r["files"]]
     assert sorted(removed) == sorted(junk)  # each file journaled exactly once, across the killed runs too
+
+
+def test_journal_survives_a_line_cut_short_by_a_crash(tmp_path):
+    state = tmp_path / "state"
+    first = Journal(str(state))
+    first.write("run-start", mode="delete")
+    first.close()
+    with open(state / "journal.jsonl", "ab") as handle:
+        handle.write(b'{"time": 1, "run": "x", "event": "removing", "files": [{"pa')  # killed mid-record
+    second = Journal(str(state))
+    second.write("removed", files=[{"path": "/a"}])
+    second.close()
+    from fmriprep_cleanup.state import read_journal
+
+    events = [record["event"] for record in read_journal(str(state))]
+    assert events == ["run-start", "removed"]  # the cut line is ignored, the next record is intact
