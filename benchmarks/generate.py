@@ -1,0 +1,100 @@
+"""Generate a realistic fMRIPrep project of about N files for benchmarks (sparse, so it costs no space).
+
+Every subject is a copy of sub-01 of the real ds003752 fMRIPrep 23.2.0 tree (its derivatives and its
+FreeSurfer directory, with the real file names and sizes), plus a nipype working directory built by
+``fmriprep_cleanup.demo.synthetic_workdir`` (node folders with _report/, pklz files, command.txt and the
+node's output). Subjects are added until the tree holds at least N files. Deterministic: the same N and
+seed give the same tree.
+
+    python benchmarks/generate.py TREE --files 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import sys
+import time
+
+from fmriprep_cleanup import demo
+
+
+def subject_template(seed: int) -> tuple[list[tuple[str, int]], list[tuple[str, int]], list[tuple[str, int]]]:
+    """(dataset-level files, one subject's output files, one subject's work files) with '{label}' placeholders."""
+    listing = demo.load_listing()
+    shared, subject = [], []
+    for path, size in listing:
+        if path.startswith(("sub-01/", "sub-01.html", "sourcedata/freesurfer/sub-01/")):
+            subject.append((path.replace("sub-01", "sub-{label}"), size))
+        elif not re.match(r"^(sub-0[23]|sourcedata/freesurfer/sub-0[23])", path):
+            shared.append((path, size))
+    work = [(path, size) for path, size in demo.synthetic_workdir([(p, s) for p, s in listing if p.startswith("sub-01/")], seed=seed)
+            if "sub_01_wf" in path or "sub-01" in path]
+    work = [(path.replace("sub_01_wf", "sub_{label}_wf").replace("sub-01", "sub-{label}"), size) for path, size in work]
+    shared_work = [(p, s) for p, s in demo.synthetic_workdir([], seed=seed)]
+    return shared + [("work/" + p, s) for p, s in shared_work], subject, [("work/" + p, s) for p, s in work]
+
+
+def generate(tree: str, files: int, seed: int = 0) -> dict[str, int]:
+    """Build the tree; returns its file count, subject count and apparent bytes."""
+    shared, subject, work = subject_template(seed)
+    per_subject = len(subject) + len(work)
+    subjects = max(1, -(-(files - len(shared)) // per_subject))
+    rng = random.Random(seed)
+    output = os.path.join(tree, "fmriprep")
+    made_dirs: set[str] = set()
+    count = 0
+    total = 0
+
+    def create(relpath: str, size: int) -> None:
+        nonlocal count, total
+        path = os.path.join(output, relpath)
+        folder = os.path.dirname(path)
+        if folder not in made_dirs:
+            os.makedirs(folder, exist_ok=True)
+            made_dirs.add(folder)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        if size:
+            os.ftruncate(fd, size)
+        os.close(fd)
+        os.utime(path, (demo.DEMO_MTIME, demo.DEMO_MTIME))
+        count += 1
+        total += size
+
+    os.makedirs(output)
+    for relpath, size in shared:
+        if relpath == "dataset_description.json":
+            description = demo.dataset_description(demo.DEMO_VERSION, size)
+            with open(os.path.join(output, relpath), "wb") as handle:
+                handle.write(description)
+            os.utime(os.path.join(output, relpath), (demo.DEMO_MTIME, demo.DEMO_MTIME))
+            count += 1
+            total += len(description)
+        else:
+            create(relpath, size)
+    for number in range(1, subjects + 1):
+        label = f"{number:04d}"
+        jitter = rng.uniform(0.8, 1.2)  # subjects differ a little in size
+        for template, size in subject + work:
+            create(template.format(label=label), int(size * jitter))
+    return {"files": count, "subjects": subjects, "bytes": total}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("tree", help="folder to create (must not exist)")
+    parser.add_argument("--files", type=int, default=250_000, help="at least this many files (default 250,000)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if os.path.exists(args.tree):
+        sys.exit(f"{args.tree} exists; give a new folder")
+    started = time.time()
+    result = generate(args.tree, args.files, args.seed)
+    print(f"{args.tree}: {result['files']:,} files, {result['subjects']} subjects, "
+          f"{result['bytes'] / 1e12:.2f} TB apparent, in {time.time() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
