@@ -1,5 +1,8 @@
 """Generate a realistic fMRIPrep project of about N files for benchmarks (sparse, so it costs no space).
 
+Layout: TREE/fmriprep (the BIDS-layout output, FreeSurfer in sourcedata/freesurfer) and TREE/work (the
+working directory, given with --work-dir), so that pybids and bids2table can index the output alone.
+
 Every subject is a copy of sub-01 of the real ds003752 fMRIPrep 23.2.0 tree (its derivatives and its
 FreeSurfer directory, with the real file names and sizes), plus a nipype working directory built by
 ``fmriprep_cleanup.demo.synthetic_workdir`` (node folders with _report/, pklz files, command.txt and the
@@ -34,7 +37,7 @@ def subject_template(seed: int) -> tuple[list[tuple[str, int]], list[tuple[str, 
             if "sub_01_wf" in path or "sub-01" in path]
     work = [(path.replace("sub_01_wf", "sub_{label}_wf").replace("sub-01", "sub-{label}"), size) for path, size in work]
     shared_work = [(p, s) for p, s in demo.synthetic_workdir([], seed=seed)]
-    return shared + [("work/" + p, s) for p, s in shared_work], subject, [("work/" + p, s) for p, s in work]
+    return shared + [("../work/" + p, s) for p, s in shared_work], subject, [("../work/" + p, s) for p, s in work]
 
 
 def generate(tree: str, files: int, seed: int = 0) -> dict[str, int]:
@@ -50,7 +53,7 @@ def generate(tree: str, files: int, seed: int = 0) -> dict[str, int]:
 
     def create(relpath: str, size: int) -> None:
         nonlocal count, total
-        path = os.path.join(output, relpath)
+        path = os.path.normpath(os.path.join(output, relpath))
         folder = os.path.dirname(path)
         if folder not in made_dirs:
             os.makedirs(folder, exist_ok=True)

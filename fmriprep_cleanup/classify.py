@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .discover import SUBJECT_WORKFLOW_DIR
-from .entities import parse_entities
+from .entities import parse_entities, parse_entity
 from .rulesets import DEFAULT_CATEGORY, DEFAULT_RULE_ID, Rule, RuleSet
 
 
@@ -77,10 +77,18 @@ class FileFacts:
 
     @property
     def entities(self) -> dict[str, str | int]:
-        """BIDS entities; only derivatives have BIDS names, other scopes go by path."""
+        """All BIDS entities; only derivatives have BIDS names, other scopes go by path."""
+        return parse_entities(self.relpath) if self.scope == "derivatives" else {}
+
+    def entity(self, name: str) -> str | int | None:
+        """One entity, parsed on first use: rules ask for a few, not all forty."""
+        if self.scope != "derivatives":
+            return None
         if self._entities is None:
-            self._entities = parse_entities(self.relpath) if self.scope == "derivatives" else {}
-        return self._entities
+            self._entities = {}
+        if name not in self._entities:
+            self._entities[name] = parse_entity(self.relpath, name)
+        return self._entities[name]
 
 
 class Classifier:
@@ -110,9 +118,24 @@ class Classifier:
         first_rule, first_decision = rules[0]
         return first_decision if first_rule.match.scope_only else None
 
-    def decide(self, facts: FileFacts) -> Decision:
+    def folder_plan(self, scope: str, folder: str) -> tuple[tuple[tuple[Rule, Decision], ...], Decision]:
+        """The rules each file of ``folder`` must still be checked against, in order, and the decision
+        for files that match none of them. Rules that cannot match here are dropped; the first rule that
+        matches every file here ends the list. No rules left: one decision for the whole folder."""
+        to_check = []
+        for rule, decision in self.rules_for_scope(scope):
+            verdict = rule.match.folder_verdict(scope, folder)
+            if verdict is True:
+                return tuple(to_check), decision
+            if verdict is None:
+                to_check.append((rule, decision))
+        return tuple(to_check), self.default
+
+    def decide(self, facts: FileFacts, rules: tuple[tuple[Rule, Decision], ...] | None = None,
+               fallback: Decision | None = None) -> Decision:
+        """The first matching rule's decision; by default every rule of the file's scope is tried."""
         now = self.now
-        for rule, decision in self.rules_for_scope(facts.scope):
+        for rule, decision in self.rules_for_scope(facts.scope) if rules is None else rules:
             if rule.match.matches(facts, now):
                 return decision
-        return self.default
+        return fallback or self.default

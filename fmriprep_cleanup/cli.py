@@ -102,13 +102,13 @@ class Progress:
         self._clock = time.monotonic
         self._next = self._clock() + 0.5
 
-    def __call__(self, planned: Any) -> None:
-        self.files += 1
-        self.bytes += planned.size
-        if self.files % 1024 == 0 and self._clock() >= self._next:
-            from .report import size
+    def __call__(self, files: int, nbytes: int) -> None:
+        self.files += files
+        self.bytes += nbytes
+        if self._clock() >= self._next:
+            from .report import files, size
 
-            sys.stderr.write(f"\rscanned {self.files:,} files, {size(self.bytes)} ")
+            sys.stderr.write(f"\rscanned {files(self.files)}, {size(self.bytes)} ")
             sys.stderr.flush()
             self._next = self._clock() + 0.5
 

@@ -100,3 +100,21 @@ def parse_entities(relative_path: str) -> dict[str, str | int]:
         value = found.group(1)
         entities[definition.name] = int(value) if definition.dtype == "int" else value
     return entities
+
+
+@lru_cache(maxsize=1)
+def _definitions_by_name() -> dict[str, EntityDefinition]:
+    return {definition.name: definition for definition in entity_definitions()}
+
+
+def parse_entity(relative_path: str, name: str) -> str | int | None:
+    """One entity of a file, as ``parse_entities`` would give it (rules usually need only a few)."""
+    definition = _definitions_by_name()[name]
+    path = "/" + relative_path
+    if definition.key is not None and definition.key not in path:
+        return None
+    found = definition.regex.search(path)
+    if found is None:
+        return None
+    value = found.group(1)
+    return int(value) if definition.dtype == "int" else value

@@ -37,24 +37,39 @@ def _component_regex(component: str, glob: str) -> str:
     return "".join(out)
 
 
-def glob_to_regex(glob: str) -> re.Pattern[str]:
-    """Compile a rule glob; raises ValueError with the reason for a malformed one."""
-    if not isinstance(glob, str) or not glob.strip():
-        raise ValueError(f"bad glob {glob!r}: empty")
-    if glob.startswith("/"):
-        raise ValueError(f"bad glob {glob!r}: must be relative to the scope's root, not absolute")
-    if "/" not in glob:
-        glob_path = "**/" + glob
-    else:
-        glob_path = glob
-    components = glob_path.split("/")
+def _anchored(glob: str, original: str) -> str:
+    """Regex text for a glob over a path relative to the scope's root (no implicit ``**/``)."""
+    components = glob.split("/")
     if any(part in ("", ".", "..") for part in components):
-        raise ValueError(f"bad glob {glob!r}: empty, '.' or '..' path component")
+        raise ValueError(f"bad glob {original!r}: empty, '.' or '..' path component")
     pieces = []
     for index, component in enumerate(components):
         last = index == len(components) - 1
         if component == "**":
             pieces.append(".*" if last else "(?:[^/]*/)*")
         else:
-            pieces.append(_component_regex(component, glob) + ("" if last else "/"))
-    return re.compile("^" + "".join(pieces) + "$", re.DOTALL)
+            pieces.append(_component_regex(component, original) + ("" if last else "/"))
+    return "".join(pieces)
+
+
+def _check(glob: str) -> None:
+    if not isinstance(glob, str) or not glob.strip():
+        raise ValueError(f"bad glob {glob!r}: empty")
+    if glob.startswith("/"):
+        raise ValueError(f"bad glob {glob!r}: must be relative to the scope's root, not absolute")
+
+
+def glob_to_regex(glob: str) -> re.Pattern[str]:
+    """Compile a rule glob; raises ValueError with the reason for a malformed one."""
+    _check(glob)
+    path_glob = glob if "/" in glob else "**/" + glob
+    return re.compile("^" + _anchored(path_glob, glob) + "$", re.DOTALL)
+
+
+def folder_glob_to_regex(glob: str) -> re.Pattern[str] | None:
+    """For a glob ending in ``/**`` (every file below some folders): a regex matching the folders
+    whose files all match it. None for other globs, which need each file's name."""
+    _check(glob)
+    if not glob.endswith("/**") or glob == "**/**" or len(glob) <= 3:
+        return None
+    return re.compile("^" + _anchored(glob[:-3], glob) + "(?:/.*)?$", re.DOTALL)

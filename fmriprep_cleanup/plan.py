@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, Iterator, NamedTuple, Sequence
 
-from .classify import Classifier, FileFacts, subject_of_folder, subject_of_root_file
+from .classify import Classifier, Decision, FileFacts, subject_of_folder, subject_of_root_file
 from .discover import Dataset, ScanRoot
 from .rulesets import RuleSet
-from .scan import Warnings, walk
+from .scan import Directory, Entry, Warnings, walk
 
 
 def normalize_label(label: str) -> str:
@@ -63,8 +63,11 @@ class Plan:
     now: float = field(default_factory=time.time)
     warnings: Warnings = field(default_factory=Warnings)
     state_dir: str | None = None  # never scanned; the dataset's own state directory by default
+    jobs: int = 1  # folders listed at once (threads); see scan.walk
 
-    def __iter__(self) -> Iterator[PlannedFile]:
+    def folders(self) -> Iterator[tuple[Directory, str | None, Decision | None, list[tuple[Entry, str | None, Decision]] | None]]:
+        """Each scanned folder, classified: (folder, subject, decision, None) when one subject and one
+        decision cover all its files (no per-file work at all), else (folder, None, None, per-file list)."""
         classifier = Classifier(self.ruleset, self.now)
         selection = self.selection
         skip_dir = None
@@ -74,30 +77,51 @@ class Plan:
                 return subject is not None and subject not in selection.participant_labels
 
         exclude = frozenset({self.dataset.state_dir, self.state_dir or self.dataset.state_dir})
-        for folder in walk(self.dataset.scan_roots, self.warnings, skip_dir, exclude):
+        for folder in walk(self.dataset.scan_roots, self.warnings, skip_dir, exclude, self.jobs):
             scope = folder.root.scope
             folder_subject = subject_of_folder(scope, folder.relpath)
             at_root = not folder.relpath and scope in ("derivatives", "other")
-            shared = classifier.folder_decision(scope)
-            base = folder.path + "/"
+            shared = classifier.folder_decision(scope)  # cheap, per scope: the whole working directory
+            if shared is None and folder.files:
+                rules, fallback = classifier.folder_plan(scope, folder.relpath)
+                if not rules:
+                    shared = fallback
+            if shared is not None and not at_root:
+                if folder.files and selection.wants(folder_subject):
+                    yield folder, folder_subject, shared, None
+                continue
+            decided = []
             for entry in folder.files:
                 subject = subject_of_root_file(entry.name) if at_root else folder_subject
                 if not selection.wants(subject):
                     continue
                 decision = shared or classifier.decide(
-                    FileFacts(scope, folder.relpath, entry.name, entry.size, entry.mtime, subject)
-                )
+                    FileFacts(scope, folder.relpath, entry.name, entry.size, entry.mtime, subject), rules, fallback)
+                decided.append((entry, subject, decision))
+            if decided:
+                yield folder, None, None, decided
+
+    def __iter__(self) -> Iterator[PlannedFile]:
+        for folder, subject, shared, decided in self.folders():
+            base, root, scope = folder.path + "/", folder.root.path, folder.root.scope
+            rows = ((entry, subject, shared) for entry in folder.files) if decided is None else decided
+            for entry, file_subject, decision in rows:
                 yield PlannedFile(
-                    base + entry.name, folder.root.path, scope, subject, entry.size, entry.allocated, entry.mtime,
+                    base + entry.name, root, scope, file_subject, entry.size, entry.allocated, entry.mtime,
                     entry.dev, entry.ino, entry.nlink, decision.action, decision.category, decision.rule_id,
                 )
 
-    def summarize(self, progress: Callable[[PlannedFile], None] | None = None) -> "Summary":
+    def summarize(self, progress: Callable[[int, int], None] | None = None) -> "Summary":
+        """Fold the plan into totals; folders with one decision are added in one step."""
         summary = Summary()
-        for planned in self:
-            summary.add(planned)
+        for folder, subject, shared, decided in self.folders():
+            if decided is None:
+                summary.add_folder(folder, folder.files, subject, shared)
+            else:
+                for entry, file_subject, decision in decided:
+                    summary.add_folder(folder, (entry,), file_subject, decision)
             if progress is not None:
-                progress(planned)
+                progress(len(folder.files), sum(entry.size for entry in folder.files))
         return summary
 
 
@@ -115,15 +139,15 @@ class Counts:
     junk_files: int = 0
     junk_bytes: int = 0
 
-    def add(self, action: str, size: int, allocated: int) -> None:
-        self.files += 1
+    def add(self, action: str, files: int, size: int, allocated: int) -> None:
+        self.files += files
         self.bytes += size
         self.allocated_bytes += allocated
         if action == "junk":
-            self.junk_files += 1
+            self.junk_files += files
             self.junk_bytes += size
         else:
-            self.keep_files += 1
+            self.keep_files += files
             self.keep_bytes += size
 
     def as_dict(self) -> dict[str, int]:
@@ -143,35 +167,31 @@ class Summary:
     by_subject: dict[str | None, Counts] = field(default_factory=dict)
     junk_by_folder: dict[str, int] = field(default_factory=dict)  # folders FOLDER_DEPTH deep below their root
     _seen_inodes: set[tuple[int, int]] = field(default_factory=set, repr=False)
-    _last_folder: tuple[str, str] = ("", "")  # (folder, its key): files arrive folder by folder
 
-    def _folder_key(self, planned: PlannedFile) -> str:
-        folder = planned.path.rsplit("/", 1)[0]
-        if folder != self._last_folder[0]:
-            relative = folder[len(planned.root) + 1:]
-            parts = relative.split("/")[:FOLDER_DEPTH] if relative else []
-            self._last_folder = (folder, "/".join([planned.root, *parts]))
-        return self._last_folder[1]
-
-    def add(self, planned: PlannedFile) -> None:
-        size, allocated = planned.size, planned.allocated
-        if planned.nlink > 1:
-            inode = (planned.dev, planned.ino)
-            if inode in self._seen_inodes:
-                size = allocated = 0
-            else:
+    def add_folder(self, folder: Directory, entries: Sequence[Entry], subject: str | None, decision: Decision) -> None:
+        """Count files of one folder that share a subject and a decision."""
+        size = allocated = 0
+        for entry in entries:
+            if entry.nlink > 1:
+                inode = (entry.dev, entry.ino)
+                if inode in self._seen_inodes:
+                    continue  # counted as a file below, but its bytes only once
                 self._seen_inodes.add(inode)
-        self.totals.add(planned.action, size, allocated)
-        category = self.by_category.get(planned.category)
+            size += entry.size
+            allocated += entry.allocated
+        files, action = len(entries), decision.action
+        self.totals.add(action, files, size, allocated)
+        category = self.by_category.get(decision.category)
         if category is None:
-            category = self.by_category[planned.category] = Counts()
-        category.add(planned.action, size, allocated)
-        subject = self.by_subject.get(planned.subject)
-        if subject is None:
-            subject = self.by_subject[planned.subject] = Counts()
-        subject.add(planned.action, size, allocated)
-        if planned.action == "junk" and size:
-            key = self._folder_key(planned)
+            category = self.by_category[decision.category] = Counts()
+        category.add(action, files, size, allocated)
+        per_subject = self.by_subject.get(subject)
+        if per_subject is None:
+            per_subject = self.by_subject[subject] = Counts()
+        per_subject.add(action, files, size, allocated)
+        if action == "junk" and size:
+            parts = folder.relpath.split("/")[:FOLDER_DEPTH] if folder.relpath else []
+            key = "/".join([folder.root.path, *parts])
             self.junk_by_folder[key] = self.junk_by_folder.get(key, 0) + size
 
     def largest_junk_folders(self, count: int = 10) -> list[tuple[str, int]]:

@@ -22,7 +22,7 @@ import yaml
 from .energy import validate_energy_section
 from .entities import entity_definitions, entity_keys, entity_names
 from .errors import CleanupError
-from .globs import glob_to_regex
+from .globs import folder_glob_to_regex, glob_to_regex
 from .units import parse_duration, parse_size
 
 ACTIONS = ("keep", "junk")
@@ -66,6 +66,8 @@ class FileFacts(Protocol):
     @property
     def entities(self) -> dict[str, str | int]: ...
 
+    def entity(self, name: str) -> str | int | None: ...
+
 
 @dataclass(frozen=True)
 class ValueSet:
@@ -89,6 +91,8 @@ class Match:
 
     scopes: frozenset[str] | None = None
     paths: tuple[re.Pattern[str], ...] = ()
+    folder_paths: tuple[re.Pattern[str], ...] = ()  # the globs of `paths` ending in /**, as folder regexes
+    name_paths: bool = False  # some glob of `paths` needs each file's name
     subjects: ValueSet | None = None
     entities: tuple[tuple[str, ValueSet], ...] = ()
     min_size: int | None = None
@@ -112,6 +116,24 @@ class Match:
             return False
         return not (self.entities and scope != "derivatives")
 
+    def folder_verdict(self, scope: str, folder: str) -> bool | None:
+        """For the files directly in ``folder`` (relative to the scope's root): True if every one
+        matches, False if none can, None if it depends on each file."""
+        if not self.may_match_scope(scope):
+            return False
+        verdict: bool | None = True
+        if self.paths:
+            if any(pattern.match(folder) for pattern in self.folder_paths):
+                pass  # the path condition holds for every file here
+            elif self.name_paths:
+                verdict = None
+            else:
+                return False
+        if (self.entities or self.subjects or self.negations or self.min_size is not None or self.max_size is not None
+                or self.min_age is not None or self.max_age is not None):
+            verdict = None
+        return verdict
+
     def matches(self, facts: FileFacts, now: float) -> bool:
         if self.scopes is not None and facts.scope not in self.scopes:
             return False
@@ -132,9 +154,8 @@ class Match:
         if self.entities:
             if facts.scope != "derivatives":
                 return False
-            entities = facts.entities
             for name, values in self.entities:
-                if not values.contains(entities.get(name)):
+                if not values.contains(facts.entity(name)):
                     return False
         return not any(negation.matches(facts, now) for negation in self.negations)
 
@@ -169,13 +190,15 @@ class RuleSet:
                     pattern = glob_to_regex(glob)
                 except ValueError as exc:
                     raise CleanupError(f"--{action} {glob}: {exc}") from None
+                folder_pattern = folder_glob_to_regex(glob)
                 extra.append(
                     Rule(
                         id=f"cli-{action}-{number}",
                         action=action,
                         category=f"{action} (--{action})",
                         why=f"matches --{action} {glob!r} given on the command line",
-                        match=Match(paths=(pattern,)),
+                        match=Match(paths=(pattern,), folder_paths=(folder_pattern,) if folder_pattern else (),
+                                    name_paths=folder_pattern is None),
                         source="command line",
                         spec=_one_line({"path": glob}),
                     )
@@ -320,13 +343,19 @@ def _compile_match(spec: Any, line: int, problems: _Problems, where: str) -> Mat
                     problems.add(key_line, f"{where}: unknown scope {scope!r}{_suggest(scope, SCOPES)}; one of {', '.join(SCOPES)}")
             values["scopes"] = frozenset(scopes)
         elif key == "path":
-            patterns = []
+            patterns, folder_patterns = [], []
             for glob in _as_list(value):
                 try:
                     patterns.append(glob_to_regex(glob))
+                    folder_pattern = folder_glob_to_regex(glob)
                 except ValueError as exc:
                     problems.add(key_line, f"{where}: {exc}")
+                    continue
+                if folder_pattern is not None:
+                    folder_patterns.append(folder_pattern)
             values["paths"] = tuple(patterns)
+            values["folder_paths"] = tuple(folder_patterns)
+            values["name_paths"] = len(folder_patterns) < len(patterns)
         elif key in ("min_size", "max_size"):
             try:
                 values[key] = parse_size(value)

@@ -8,13 +8,16 @@ files before subfolders, depth first.
 
 from __future__ import annotations
 
+import operator
 import os
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator, NamedTuple
 
 from .discover import ScanRoot
 
+BY_NAME = operator.attrgetter("name")
 MAX_WARNINGS = 100  # past this only the count grows: a broken mount must not flood the report
 
 
@@ -60,71 +63,83 @@ def _os_error(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def list_directory(path: str) -> tuple[list[Entry], list[str], str | None]:
+    """One folder: its non-directory entries (lstat-ed), its subfolder names, or why it could not be read.
+
+    Runs in worker threads when walking with several jobs: scandir and lstat
+    release the GIL, so on a network file system many listings wait at once.
+    """
+    try:
+        with os.scandir(path) as iterator:
+            entries = sorted(iterator, key=BY_NAME)
+    except FileNotFoundError:
+        return [], [], "no such directory"
+    except OSError as exc:
+        return [], [], _os_error(exc)
+    files = []
+    subdirs = []
+    problems = []
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append(entry.name)
+                continue
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # removed between listing and lstat: nothing to account for
+        except OSError as exc:
+            problems.append(f"cannot stat {entry.path}: {_os_error(exc)}")
+            continue
+        files.append(Entry(entry.name, st.st_size, st.st_blocks * 512, st.st_mtime,
+                           st.st_dev, st.st_ino, st.st_nlink, stat.S_ISLNK(st.st_mode)))
+    return files, subdirs, "\n".join(problems) if problems else None
+
+
 def walk(
     roots: list[ScanRoot],
     warnings: Warnings,
     skip_dir: Callable[[ScanRoot, str, str], bool] | None = None,
     exclude: frozenset[str] = frozenset(),
+    jobs: int = 1,
 ) -> Iterator[Directory]:
-    """Yield every folder below ``roots`` with its non-directory entries.
+    """Yield every folder below ``roots`` with its non-directory entries, depth first, names sorted.
 
     A root nested inside another (FreeSurfer in ``sourcedata/``) takes over
     from where the walk meets it. ``skip_dir(root, relpath, name)`` prunes a
     subfolder before it is listed. Paths in ``exclude`` are never entered.
+    With ``jobs`` > 1 the folders next in line are listed ahead by worker
+    threads; the order and content of what is yielded stay the same.
     """
     nested = {root.path: root for root in roots}
     tops = [root for root in roots if not any(_inside(root.path, other.path) for other in roots if other is not root)]
-    for top in tops:
-        stack: list[tuple[ScanRoot, str, str]] = [(top, "", top.path)]
-        while stack:
-            root, relpath, path = stack.pop()
-            try:
-                with os.scandir(path) as iterator:
-                    entries = sorted(iterator, key=_name)
-            except FileNotFoundError:
-                if relpath:  # vanished since its parent was listed
-                    continue
-                warnings.add(f"cannot read {path}: no such directory")
-                continue
-            except OSError as exc:
-                warnings.add(f"cannot read {path}: {_os_error(exc)}")
-                continue
-            files = []
-            subdirs = []
-            for entry in entries:
-                try:
-                    is_dir = entry.is_dir(follow_symlinks=False)
-                    if not is_dir:
-                        st = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue  # removed between listing and lstat: nothing to account for
-                except OSError as exc:
-                    warnings.add(f"cannot stat {entry.path}: {_os_error(exc)}")
-                    continue
-                if is_dir:
-                    subdirs.append(entry)
-                    continue
-                files.append(
-                    Entry(
-                        entry.name, st.st_size, st.st_blocks * 512, st.st_mtime,
-                        st.st_dev, st.st_ino, st.st_nlink, stat.S_ISLNK(st.st_mode),
-                    )
-                )
-            yield Directory(root, relpath, path, files)
-            for entry in reversed(subdirs):
-                child = entry.path
-                if child in exclude:
-                    continue
-                if child in nested:
-                    stack.append((nested[child], "", child))
-                    continue
-                if skip_dir is not None and skip_dir(root, relpath, entry.name):
-                    continue
-                stack.append((root, f"{relpath}/{entry.name}" if relpath else entry.name, child))
-
-
-def _name(entry: os.DirEntry) -> str:
-    return entry.name
+    pool = ThreadPoolExecutor(max_workers=jobs) if jobs > 1 else None
+    window = jobs * 4
+    try:
+        for top in tops:
+            # stack items: [root, relpath, path, pending listing or None]; the top of the stack is next
+            stack: list[list] = [[top, "", top.path, None]]
+            while stack:
+                root, relpath, path, pending = stack.pop()
+                files, subdirs, problem = pending.result() if pending is not None else list_directory(path)
+                if problem is not None and not (problem == "no such directory" and relpath):
+                    for line in problem.split("\n"):
+                        warnings.add(line if line.startswith("cannot stat") else f"cannot read {path}: {line}")
+                yield Directory(root, relpath, path, files)
+                for name in reversed(subdirs):
+                    child = f"{path}/{name}"
+                    if child in exclude:
+                        continue
+                    if child in nested:
+                        stack.append([nested[child], "", child, None])
+                    elif skip_dir is None or not skip_dir(root, relpath, name):
+                        stack.append([root, f"{relpath}/{name}" if relpath else name, child, None])
+                if pool is not None:
+                    for item in stack[-window:]:
+                        if item[3] is None:
+                            item[3] = pool.submit(list_directory, item[2])
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _inside(path: str, other: str) -> bool:

@@ -209,8 +209,6 @@ def test_expand_participant_labels():
 
 
 def test_progress_only_on_a_terminal(monkeypatch, capsys):
-    from types import SimpleNamespace
-
     from fmriprep_cleanup import cli as cli_module
 
     clock = iter(range(0, 10_000))
@@ -218,13 +216,13 @@ def test_progress_only_on_a_terminal(monkeypatch, capsys):
     progress = cli_module.Progress(enabled=True)
     progress._clock, progress._next = (lambda: next(clock)), 0
     for _ in range(2048):
-        progress(SimpleNamespace(size=1024))
+        progress(1, 1024)
     progress.done()
     shown = capsys.readouterr().err
-    assert "scanned 1,024 files, 1.0 MiB" in shown and "scanned 2,048 files, 2.0 MiB" in shown
+    assert "scanned 1 file, 1.0 KiB" in shown and "scanned 2,048 files, 2.0 MiB" in shown
     quiet = cli_module.Progress(enabled=False)  # --quiet
     for _ in range(2048):
-        quiet(SimpleNamespace(size=1))
+        quiet(1, 1)
     assert capsys.readouterr().err == ""
 
 
