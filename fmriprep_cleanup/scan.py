@@ -153,3 +153,34 @@ def lstat_entry(path: str) -> Entry:
         os.path.basename(path), st.st_size, st.st_blocks * 512, st.st_mtime,
         st.st_dev, st.st_ino, st.st_nlink, stat.S_ISLNK(st.st_mode),
     )
+
+
+NETWORK_FILESYSTEMS = ("nfs", "nfs4", "lustre", "gpfs", "cifs", "smb3", "smbfs", "beegfs", "ceph", "glusterfs",
+                       "fuse.glusterfs", "fuse.sshfs", "fuse.ceph", "panfs", "wekafs", "9p", "afs", "fuse.rclone")
+NETWORK_JOBS = 8
+
+
+def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | None:
+    """The type of the file system holding ``path`` (Linux), or None if it cannot be told."""
+    try:
+        with open(mountinfo, encoding="utf-8", errors="replace") as handle:
+            mounts = handle.read().splitlines()
+    except OSError:
+        return None
+    best, best_type = "", None
+    for line in mounts:
+        fields = line.split(" - ", 1)
+        if len(fields) != 2:
+            continue
+        mount_point = fields[0].split()[4].replace("\\040", " ")
+        fs_type = fields[1].split()[0]
+        inside = path == mount_point or path.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best):
+            best, best_type = mount_point, fs_type
+    return best_type
+
+
+def default_jobs(paths: list[str]) -> int:
+    """Threads help where every stat is a network round trip; on a local disk they only add overhead."""
+    types = {filesystem_type(path) for path in paths}
+    return NETWORK_JOBS if any(t in NETWORK_FILESYSTEMS for t in types if t) else 1

@@ -73,3 +73,58 @@ def test_hard_links_count_once_in_totals(fakefs):
     assert summary.totals.bytes == 1000 + 300 + description
     assert summary.by_subject["01"].files == 3 and summary.by_subject["01"].bytes == 1300
     assert isinstance(summary, Summary)
+
+
+def test_filesystem_type_and_default_jobs(tmp_path):
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+        "40 22 0:50 / /project rw,relatime shared:30 - lustre 10.0.0.1@tcp:/proj rw\n"
+        "41 22 0:51 / /project/local\\040disk rw shared:31 - xfs /dev/sdb rw\n"
+    )
+    from fmriprep_cleanup.scan import NETWORK_JOBS, default_jobs, filesystem_type
+
+    assert filesystem_type("/project/lab/ds001", str(mountinfo)) == "lustre"
+    assert filesystem_type("/project/local disk/x", str(mountinfo)) == "xfs"
+    assert filesystem_type("/home/me", str(mountinfo)) == "ext4"
+    assert filesystem_type("/projects", str(mountinfo)) == "ext4"  # a name that only starts like a mount point
+    assert default_jobs(["/"]) in (1, NETWORK_JOBS)
+
+
+def test_concurrent_walk_overlaps_slow_listings_and_keeps_the_order(tmp_path, monkeypatch):
+    """Network file systems: with --jobs, slow listings wait side by side; the output stays the same."""
+    import threading
+    import time
+
+    from fmriprep_cleanup import scan
+
+    make_files(tmp_path / "out", [f"sub-{s:02d}/{kind}/f{n}.nii.gz" for s in range(8) for kind in ("anat", "func") for n in range(3)])
+    real_list = scan.list_directory
+    lock = threading.Lock()
+    state = {"now": 0, "most": 0}
+
+    def slow_list(path):  # every listing takes a network round trip
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.02)
+        try:
+            return real_list(path)
+        finally:
+            with lock:
+                state["now"] -= 1
+
+    monkeypatch.setattr(scan, "list_directory", slow_list)
+    roots = [ScanRoot("derivatives", str(tmp_path / "out"))]
+
+    def run(jobs):
+        state["most"] = 0
+        started = time.perf_counter()
+        found = [(d.relpath, [e.name for e in d.files]) for d in walk(roots, Warnings(), jobs=jobs)]
+        return found, state["most"], time.perf_counter() - started
+
+    sequential, most_sequential, time_sequential = run(1)
+    concurrent, most_concurrent, time_concurrent = run(8)
+    assert concurrent == sequential and len(sequential) == 25
+    assert most_sequential == 1 and most_concurrent > 1  # listings really overlapped
+    assert time_concurrent < time_sequential * 0.75  # generous: 25 x 20 ms sequential vs a few rounds

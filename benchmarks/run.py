@@ -1,0 +1,237 @@
+"""Benchmark fmriprep-cleanup against du, find, pybids and bids2table on the same generated trees.
+
+    python benchmarks/run.py                      # 250k and 1M files, 5 runs each, writes benchmarks/RESULTS.md
+    python benchmarks/run.py --sizes 250000 --runs 3
+
+Whole processes, warm cache (every command runs once unmeasured first), median wall time of the runs, CPU
+time (user + system) and peak RSS of the child, read with wait4(). pybids and bids2table index the BIDS
+output only (TREE/fmriprep, not the working directory), and fmriprep-cleanup is timed on that same part for
+the comparison. The plan of each tree is digested (paths relative to the tree) and checked against
+benchmarks/plan-digests.json, so an optimisation that changes any decision shows up here.
+Delete and archive throughput are measured on a small tree of real (non-sparse) files against rm -rf and
+tar -cf + sha256sum of the same junk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from generate import generate  # noqa: E402
+
+TOOL = [sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()"]
+DIGESTS = HERE / "plan-digests.json"
+
+
+def measure(command: list[str], runs: int, stdout=subprocess.DEVNULL, cwd: str | None = None) -> dict[str, float]:
+    """Median wall seconds, median CPU seconds and the largest peak RSS (MiB) over ``runs`` runs."""
+    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)  # warm the cache
+    walls, cpus, rss = [], [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.DEVNULL, cwd=cwd)
+        _, status, usage = os.wait4(process.pid, 0)
+        walls.append(time.perf_counter() - started)
+        if os.waitstatus_to_exitcode(status) not in (0,):
+            raise SystemExit(f"failed: {' '.join(command)}")
+        cpus.append(usage.ru_utime + usage.ru_stime)
+        rss.append(usage.ru_maxrss / 1024)
+    return {"wall": statistics.median(walls), "cpu": statistics.median(cpus), "rss": max(rss)}
+
+
+def plan_digest(tree: Path) -> str:
+    output = subprocess.run(TOOL + ["plan", str(tree / "fmriprep"), "--work-dir", str(tree / "work")],
+                            capture_output=True, check=True).stdout
+    return hashlib.sha256(output.replace(str(tree).encode() + b"/", b"")).hexdigest()
+
+
+def ensure_tree(trees: Path, files: int) -> Path:
+    tree = trees / f"tree-{files}"
+    if not (tree / "fmriprep" / "dataset_description.json").exists():
+        shutil.rmtree(tree, ignore_errors=True)
+        print(f"generating {tree} ...", flush=True)
+        generate(str(tree), files)
+    return tree
+
+
+def scan_benchmarks(tree: Path, runs: int, heavy_runs: int) -> dict[str, dict[str, float]]:
+    output, work = str(tree / "fmriprep"), str(tree / "work")
+    results = {
+        "du -s --apparent-size": measure(["du", "-s", "--apparent-size", str(tree)], runs),
+        "find -printf '%s\\n'": measure(["find", str(tree), "-printf", "%s\n"], runs),
+        "fmriprep-cleanup report --format json": measure(TOOL + ["report", output, "--work-dir", work, "--format", "json", "-q"], runs),
+        "fmriprep-cleanup plan --format tsv": measure(TOOL + ["plan", output, "--work-dir", work], runs),
+        "du (BIDS output only)": measure(["du", "-s", "--apparent-size", output], runs),
+        "fmriprep-cleanup report (BIDS output only)": measure(TOOL + ["report", output, "--format", "json", "-q"], runs),
+    }
+    pybids = [sys.executable, "-c", f"from bids import BIDSLayout; BIDSLayout({output!r}, validate=False)"]
+    results["pybids BIDSLayout(validate=False) (BIDS output only)"] = measure(pybids, heavy_runs)
+    try:
+        import bids2table  # noqa: F401
+    except ImportError:
+        print("bids2table is not installed (pip install bids2table): skipped", flush=True)
+    else:
+        index = [sys.executable, "-c", f"from bids2table import index_dataset; index_dataset({output!r})"]
+        with tempfile.TemporaryDirectory() as scratch:
+            results["bids2table index (BIDS output only)"] = measure(index, heavy_runs, cwd=scratch)
+    return results
+
+
+def real_tree(root: Path, files: int) -> Path:
+    """A small tree of real bytes (sizes capped at 64 KiB) for delete and archive throughput."""
+    from fmriprep_cleanup import demo
+
+    tree = root / "pristine"
+    generate(str(tree), files)
+    for dirpath, _, names in os.walk(tree):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            if name == "dataset_description.json":
+                continue
+            size = min(os.path.getsize(path), 64 * 1024)
+            with open(path, "wb") as handle:
+                handle.write(os.urandom(size))
+            os.utime(path, (demo.DEMO_MTIME, demo.DEMO_MTIME))
+    return tree
+
+
+def act_benchmarks(runs: int, files: int) -> dict[str, dict[str, float]]:
+    """clean --mode delete vs rm -rf, clean --mode archive vs tar -cf + sha256sum, on the same junk."""
+    results: dict[str, list[dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as scratch:
+        root = Path(scratch)
+        pristine = real_tree(root, files)
+        junk = ["work", "fmriprep/sourcedata/freesurfer/fsaverage"]
+        commands = {
+            "rm -rf (junk)": lambda t: ["rm", "-rf", *[str(t / j) for j in junk]],
+            "fmriprep-cleanup clean --mode delete": lambda t: TOOL + ["clean", str(t / "fmriprep"), "--work-dir", str(t / "work"),
+                                                                     "--mode", "delete", "--yes", "--min-age", "0s"],
+            "tar -cf + sha256sum (junk)": lambda t: ["sh", "-c", f"cd {t} && tar -cf {root}/junk.tar {' '.join(junk)} && "
+                                                            f"find {' '.join(junk)} -type f -print0 | xargs -0 sha256sum > /dev/null"],
+            "fmriprep-cleanup clean --mode archive": lambda t: TOOL + ["clean", str(t / "fmriprep"), "--work-dir", str(t / "work"),
+                                                                      "--mode", "archive", "--archive-dir", str(root / "archives"),
+                                                                      "--yes", "--min-age", "0s"],
+        }
+        for _ in range(runs):
+            for name, command in commands.items():
+                tree = root / "tree"
+                shutil.rmtree(tree, ignore_errors=True)
+                shutil.rmtree(root / "archives", ignore_errors=True)
+                subprocess.run(["cp", "-a", str(pristine), str(tree)], check=True)
+                subprocess.run(["du", "-s", str(tree)], stdout=subprocess.DEVNULL)  # warm
+                started = time.perf_counter()
+                process = subprocess.Popen(command(tree), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                _, status, usage = os.wait4(process.pid, 0)
+                if os.waitstatus_to_exitcode(status) != 0:
+                    raise SystemExit(f"failed: {name}")
+                results.setdefault(name, []).append({"wall": time.perf_counter() - started,
+                                                     "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss / 1024})
+                (root / "junk.tar").unlink(missing_ok=True)
+    return {name: {"wall": statistics.median(r["wall"] for r in rows), "cpu": statistics.median(r["cpu"] for r in rows),
+                   "rss": max(r["rss"] for r in rows)} for name, rows in results.items()}
+
+
+def startup(runs: int) -> dict[str, dict[str, float]]:
+    script = shutil.which("fmriprep-cleanup")
+    base = [script] if script else TOOL
+    return {"fmriprep-cleanup --help": measure(base + ["--help"], runs),
+            "fmriprep-cleanup rules list": measure(base + ["rules", "list"], runs)}
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    from fmriprep_cleanup import __version__
+    from fmriprep_cleanup.scan import filesystem_type
+
+    return (f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB memory, {platform.system()} {platform.release()}, "
+            f"file system {filesystem_type(str(HERE)) or 'unknown'}, Python {platform.python_version()}, "
+            f"fmriprep-cleanup {__version__}")
+
+
+def table(results: dict[str, dict[str, float]], baseline: str) -> list[str]:
+    base = results[baseline]["wall"]
+    lines = ["| command | wall (s, median) | × du | CPU (s) | peak RSS (MiB) |", "| --- | ---: | ---: | ---: | ---: |"]
+    for name, r in results.items():
+        lines.append(f"| `{name}` | {r['wall']:.2f} | {r['wall'] / base:.2f} | {r['cpu']:.2f} | {r['rss']:.0f} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[250_000, 1_000_000])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--heavy-runs", type=int, default=1, help="runs of pybids and bids2table (slow)")
+    parser.add_argument("--act-files", type=int, default=10_000, help="files in the real tree for delete/archive")
+    parser.add_argument("--trees", type=Path, default=HERE / "trees")
+    parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args()
+    args.trees.mkdir(parents=True, exist_ok=True)
+    digests = json.loads(DIGESTS.read_text()) if DIGESTS.exists() else {}
+    lines = ["# Benchmark results", "", f"Machine: {machine()}.", "",
+             f"Command: `python benchmarks/run.py --sizes {' '.join(map(str, args.sizes))} --runs {args.runs}`, "
+             f"{time.strftime('%Y-%m-%d')}. Warm cache; wall time is the median of {args.runs} runs "
+             f"(pybids and bids2table: {args.heavy_runs}); ratios are to `du -s --apparent-size` of the same tree "
+             "in the same run.", ""]
+    walls = {}
+    for files in args.sizes:
+        tree = ensure_tree(args.trees, files)
+        count = sum(len(names) for _, _, names in os.walk(tree))
+        digest = plan_digest(tree)
+        expected = digests.get(str(files))
+        status = "matches the recorded digest" if expected == digest else (
+            "NEW (recorded now)" if expected is None else f"DIFFERS from the recorded {expected[:12]}…")
+        digests.setdefault(str(files), digest)
+        print(f"{count:,} files: plan digest {digest[:12]}… {status}", flush=True)
+        results = scan_benchmarks(tree, args.runs, args.heavy_runs)
+        walls[files] = results
+        lines += [f"## {count:,} files", "", f"Plan digest `{digest[:16]}…`: {status}.", ""]
+        lines += table(results, "du -s --apparent-size") + [""]
+        ours = results["fmriprep-cleanup report (BIDS output only)"]["wall"]
+        for other in ("pybids BIDSLayout(validate=False) (BIDS output only)", "bids2table index (BIDS output only)"):
+            if other in results:
+                lines.append(f"- `report` is {results[other]['wall'] / ours:.0f}× faster than {other.split(' (')[0]} on the BIDS output.")
+        lines.append("")
+        print("\n".join(table(results, "du -s --apparent-size")), flush=True)
+    if len(args.sizes) >= 2:
+        small, large = min(args.sizes), max(args.sizes)
+        key = "fmriprep-cleanup report --format json"
+        time_ratio = walls[large][key]["wall"] / walls[small][key]["wall"]
+        rss_growth = walls[large][key]["rss"] / walls[small][key]["rss"]
+        lines += ["## Growth", "", f"From {small:,} to {large:,} files ({large / small:.1f}× the files): `report` takes "
+                  f"{time_ratio:.2f}× the time and {rss_growth:.2f}× the peak memory "
+                  f"({walls[small][key]['rss']:.0f} → {walls[large][key]['rss']:.0f} MiB).", ""]
+    act = act_benchmarks(max(1, args.runs // 2), args.act_files)
+    lines += [f"## Acting on a {args.act_files:,}-file tree of real bytes (junk only)", "",
+              "| command | wall (s, median) | throughput vs the Unix tools |", "| --- | ---: | ---: |"]
+    for ours, theirs in (("fmriprep-cleanup clean --mode delete", "rm -rf (junk)"),
+                         ("fmriprep-cleanup clean --mode archive", "tar -cf + sha256sum (junk)")):
+        lines.append(f"| `{theirs}` | {act[theirs]['wall']:.2f} | |")
+        lines.append(f"| `{ours}` | {act[ours]['wall']:.2f} | {act[theirs]['wall'] / act[ours]['wall']:.2f}× |")
+    lines += ["", "`clean` here includes its own scan, classification, journal and verification; the Unix tools are "
+              "given the junk folders directly.", ""]
+    start = startup(args.runs)
+    lines += ["## Start-up", ""] + [f"- `{name}`: {r['wall']:.2f} s" for name, r in start.items()] + [""]
+    args.results.write_text("\n".join(lines))
+    DIGESTS.write_text(json.dumps(digests, indent=2) + "\n")
+    print(f"wrote {args.results}")
+
+
+if __name__ == "__main__":
+    main()
