@@ -24,6 +24,11 @@ import time
 from fmriprep_cleanup import demo
 
 
+def json_sidecar(size: int) -> bytes:
+    """An empty JSON object padded with spaces to the real sidecar's size."""
+    return b"{}" + b" " * max(0, size - 3) + b"\n"
+
+
 def subject_template(seed: int) -> tuple[list[tuple[str, int]], list[tuple[str, int]], list[tuple[str, int]]]:
     """(dataset-level files, one subject's output files, one subject's work files) with '{label}' placeholders."""
     listing = demo.load_listing()
@@ -59,7 +64,9 @@ def generate(tree: str, files: int, seed: int = 0) -> dict[str, int]:
             os.makedirs(folder, exist_ok=True)
             made_dirs.add(folder)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        if size:
+        if relpath.endswith(".json"):
+            os.write(fd, json_sidecar(size))  # indexers read sidecars: they must be JSON
+        elif size:
             os.ftruncate(fd, size)
         os.close(fd)
         os.utime(path, (demo.DEMO_MTIME, demo.DEMO_MTIME))

@@ -110,6 +110,7 @@ class Worklist:
 
     files: list[PlannedFile]
     outcome: Outcome
+    scanned_bytes: int = 0  # everything the scan saw, kept or junk: the whole of a share
 
     def preview(self) -> Outcome:
         """What acting on every file would give: the dry run's answer, and the question before a real run."""
@@ -128,7 +129,9 @@ def build_worklist(plan: Plan, mode: str, min_age: float) -> Worklist:
     cutoff = plan.now - min_age
     active_subjects: set[str] = set()
     junk: list[PlannedFile] = []
+    scanned_bytes = 0
     for planned in plan:
+        scanned_bytes += planned.size
         if planned.scope == "workdir" and planned.subject is not None and planned.mtime > cutoff:
             active_subjects.add(planned.subject)
         if planned.action == "junk":
@@ -142,7 +145,7 @@ def build_worklist(plan: Plan, mode: str, min_age: float) -> Worklist:
             outcome.skip(planned, SKIP_RECENT)
         else:
             files.append(planned)
-    return Worklist(files, outcome)
+    return Worklist(files, outcome, scanned_bytes)
 
 
 class SafeFolders:

@@ -250,18 +250,21 @@ def explain(path: str, files: tuple[str, ...], fmt: str, **selection: Any) -> No
               help="Skip files modified more recently, and a subject's whole working directory if anything in it is.")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=str),
               help="Where the lock and journal live (default: PATH/.fmriprep-cleanup).")
+@click.option("--history", "history_path", type=click.Path(dir_okay=False, path_type=str),
+              help="Run history database (default: $XDG_STATE_HOME/fmriprep-cleanup/history.sqlite).")
+@click.option("--record", is_flag=True, help="Record a dry run in the history too (archive and delete always are).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="How the end-of-run summary is printed.")
 def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, compress: str, yes: bool,
-          min_age: str, state_dir: str | None, fmt: str, **selection: Any) -> None:
+          min_age: str, state_dir: str | None, history_path: str | None, record: bool, fmt: str,
+          **selection: Any) -> None:
     """Remove junk files (or, by default, show exactly what would be removed).
 
     Exit codes: 0 done; 2 bad input or refused; 3 done, with files skipped or failed.
     """
-    from .act import build_worklist, delete, refuse_unsafe_roots
-    from .archive import archive
+    from .clean import clean as clean_dataset
+    from .clean import record as record_run
     from .report import render_outcome
-    from .state import Journal, RunLock
     from .units import parse_duration
 
     try:
@@ -269,61 +272,81 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
     except ValueError as exc:
         raise CleanupError(f"--min-age: {exc}") from None
     plan = _open_plan(path, **selection)
-    dataset = plan.dataset
-    state = os.path.abspath(state_dir) if state_dir else dataset.state_dir
-    plan.state_dir = state
-    dry_run = mode == "dry-run"
-    if mode == "archive":
-        archive_dir = _check_archive_dir(archive_dir, dataset)
-    if not dry_run:
-        refuse_unsafe_roots(dataset)
-        if not yes and not _interactive():
-            raise CleanupError(f"--mode {mode} needs --yes when there is no terminal to confirm on")
+    if mode != "dry-run" and not yes and not _interactive():
+        raise CleanupError(f"--mode {mode} needs --yes when there is no terminal to confirm on")
 
-    def finish(outcome_dict: dict, journal_path: str | None, archives: list[str] | None = None) -> None:
-        if fmt == "json":
-            sys.stdout.write(json.dumps({"dataset": dataset.path, "dry_run": dry_run, **outcome_dict,
-                                         "archives": archives or [], "journal": journal_path}, indent=2) + "\n")
-        else:
-            sys.stdout.write(render_outcome(outcome_dict, dry_run, journal_path, archives))
+    def confirm(preview: Any, scanned_bytes: int) -> bool:
+        sys.stdout.write(render_outcome(preview.as_dict(), True))
+        return click.confirm(f"{mode.capitalize()} these files now?", default=False)
 
-    if dry_run:
-        finish(build_worklist(plan, mode, min_age_seconds).preview().as_dict(), None)
+    result = clean_dataset(plan, mode, min_age_seconds, os.path.abspath(state_dir) if state_dir else None, archive_dir,
+                           archive_format, None if compress == "none" else compress,
+                           None if yes or mode == "dry-run" else confirm,
+                           _energy_model(plan.ruleset, None, None, None, None, None))
+    if mode != "dry-run" or record:
+        record_run(result, list(plan.ruleset.names), history_path)
+    if fmt == "json":
+        sys.stdout.write(json.dumps(result.as_dict(), indent=2) + "\n")
+    else:
+        sys.stdout.write(render_outcome(result.outcome, mode == "dry-run", result.journal, result.archives))
+    if mode != "dry-run" and result.exit_status:
+        sys.exit(result.exit_status)
+
+
+@cli.command()
+@click.option("--history", "history_path", type=click.Path(dir_okay=False, path_type=str),
+              help="Run history database (default: $XDG_STATE_HOME/fmriprep-cleanup/history.sqlite).")
+@click.option("--since", metavar="DATE", help="Only runs from this day on (YYYY-MM-DD) or this long ago (e.g. 30d).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True)
+def history(history_path: str | None, since: str | None, fmt: str) -> None:
+    """The runs that archived or deleted, and what they reclaimed and avoided, per dataset and overall."""
+    import csv
+    import io
+    import time
+
+    from .history import COLUMNS, History, totals
+    from .report import files, number, size, table
+    from .units import parse_duration
+
+    since_time = None
+    if since:
+        try:
+            since_time = time.mktime(time.strptime(since, "%Y-%m-%d"))
+        except ValueError:
+            try:
+                since_time = time.time() - parse_duration(since)
+            except ValueError:
+                raise CleanupError(f"--since {since!r}: give a date (2026-03-01) or a duration (30d)") from None
+    database = History(history_path)
+    try:
+        runs = database.runs(since_time)
+    finally:
+        database.close()
+    summary = totals(runs)
+    if fmt == "json":
+        sys.stdout.write(json.dumps({"runs": runs, "totals": summary}, indent=2) + "\n")
         return
-
-    with RunLock(state):
-        worklist = build_worklist(plan, mode, min_age_seconds)
-        if not yes:
-            sys.stdout.write(render_outcome(worklist.preview().as_dict(), True))
-            if not click.confirm(f"{mode.capitalize()} these files now?", default=False):
-                raise CleanupError("cancelled; nothing was changed")
-        journal = Journal(state)
-        journal.write("run-start", mode=mode, dataset=dataset.path, rules=list(plan.ruleset.names),
-                      participant_labels=sorted(plan.selection.participant_labels or []), min_age=min_age_seconds,
-                      files=len(worklist.files), tool_version=__version__, archive_dir=archive_dir,
-                      archive_format=archive_format, compress=compress)
-        archives: list[str] = []
-        if mode == "archive":
-            outcome, archives = archive(worklist, dataset, journal, state, archive_dir, archive_format,
-                                        None if compress == "none" else compress)
-        else:
-            outcome = delete(worklist, dataset, journal, state)
-        journal.write("run-end", archives=archives,
-                      **{k: v for k, v in outcome.as_dict().items() if k != "failure_messages"})
-        journal.close()
-    finish(outcome.as_dict(), journal.path, archives)
-    if not outcome.complete:
-        sys.exit(EXIT_INCOMPLETE)
-
-
-def _check_archive_dir(archive_dir: str | None, dataset: Any) -> str:
-    if not archive_dir:
-        raise CleanupError("--mode archive needs --archive-dir DIR (outside the dataset)")
-    resolved = os.path.realpath(os.path.abspath(os.path.expanduser(archive_dir)))
-    for root in dataset.scan_roots:
-        if resolved == root.path or resolved.startswith(root.path.rstrip("/") + "/"):
-            raise CleanupError(f"--archive-dir {archive_dir} lies inside what is being cleaned ({root.path})")
-    return resolved
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["id", *COLUMNS])
+        for run in runs:
+            writer.writerow([run["id"], *(run[column] for column in COLUMNS)])
+        sys.stdout.write(out.getvalue())
+        return
+    rows = [[str(run["id"]), time.strftime("%Y-%m-%d %H:%M", time.localtime(run["started"])), run["dataset"], run["mode"],
+             files(run["files"]), size(run["bytes"]), number(run["kwh_per_year"]), number(run["kgco2e_per_year"]),
+             str(run["exit_status"])] for run in runs]
+    lines = table(["#", "When", "Dataset", "Mode", "Files", "Bytes", "kWh/yr", "kgCO2e/yr", "Exit"], rows, "rllllrrrr")
+    overall = summary["overall"]
+    period = f"since {since}" if since else "in all"
+    lines += ["", f"{period.capitalize()}: {size(overall['bytes'])} reclaimed in {overall['runs']} runs "
+              f"({files(overall['files'])}); {number(overall['kwh_per_year'])} kWh/yr and "
+              f"{number(overall['kgco2e_per_year'])} kgCO2e/yr avoided."]
+    for row in summary["by_dataset"]:
+        lines.append(f"  {row['dataset']}: {size(row['bytes'])} in {row['runs']} runs, "
+                     f"{number(row['kgco2e_per_year'])} kgCO2e/yr avoided")
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 @cli.command()
@@ -350,6 +373,132 @@ def restore(source: str, to: str | None, participant_labels: tuple[str, ...], fm
         sys.stdout.write(render_restore(outcome.as_dict()))
     if not outcome.complete:
         sys.exit(EXIT_INCOMPLETE)
+
+
+@cli.command()
+@click.argument("roots", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--rules", "rule_refs", multiple=True, metavar="NAME|FILE", help="Rule sets, as for report.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 256), metavar="N", help="Folders listed at once (see report).")
+@energy_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "html"]), default="text", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, fmt: str, output: str | None,
+          quiet: bool, storage_profile: str | None, pue: float | None, copies: float | None,
+          carbon_intensity: float | None, country: str | None) -> None:
+    """Every fMRIPrep output below ROOTS, largest reclaimable first: owner, version, subjects, sizes, energy (read-only)."""
+    import csv
+    import io
+
+    from .audit import audit as audit_roots
+    from .report import files, number, share, size, table
+    from .rulesets import load_rulesets
+
+    ruleset = load_rulesets(rule_refs)
+    model = _energy_model(ruleset, storage_profile, pue, copies, carbon_intensity, country)
+    progress = Progress(not quiet)
+    rows, warnings = audit_roots(list(roots), ruleset, model, jobs, progress if progress.enabled else None)
+    progress.done()
+    data = {"roots": [os.path.abspath(root) for root in roots], "rules": list(ruleset.names),
+            "energy_assumptions": model.as_dict(), "datasets": [row.as_dict() for row in rows],
+            "totals": {key: sum(row.as_dict()[key] for row in rows) for key in
+                       ("files", "bytes", "junk_bytes", "kwh_per_year_avoidable", "kgco2e_per_year_avoidable")},
+            "warnings": warnings}
+    if fmt == "json":
+        _write_output(json.dumps(data, indent=2) + "\n", output)
+    elif fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        columns = ["path", "owner", "fmriprep_version", "layout", "subjects", "files", "bytes", "junk_bytes", "junk_share",
+                   "kwh_per_year_avoidable", "kgco2e_per_year_avoidable"]
+        writer.writerow(columns)
+        for row in data["datasets"]:
+            writer.writerow([row[column] for column in columns])
+        _write_output(out.getvalue(), output)
+    elif fmt == "html":
+        from .htmlreport import render_audit_html
+
+        _write_output(render_audit_html(data), output)
+    else:
+        table_rows = [[row["path"], row["owner"], row["fmriprep_version"] or "?", str(row["subjects"]), size(row["bytes"]),
+                       size(row["junk_bytes"]), share(row["junk_bytes"], row["bytes"]),
+                       number(row["kwh_per_year_avoidable"]), number(row["kgco2e_per_year_avoidable"])]
+                      for row in data["datasets"]]
+        lines = table(["Dataset", "Owner", "fMRIPrep", "Subjects", "Total", "Reclaimable", "Share", "kWh/yr", "kgCO2e/yr"],
+                      table_rows, "lllrrrrrr")
+        totals = data["totals"]
+        lines += ["", f"{len(rows)} datasets: {size(totals['junk_bytes'])} reclaimable of {size(totals['bytes'])} "
+                  f"({files(totals['files'])}); {number(totals['kgco2e_per_year_avoidable'])} kgCO2e/yr avoidable. "
+                  "Nothing was changed."]
+        lines += [f"warning: {warning}" for warning in warnings]
+        _write_output("\n".join(lines) + "\n", output)
+
+
+@cli.command("run")
+@click.option("--config", "config", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="The policy file (YAML): which datasets, which rules, which mode.")
+@click.option("--log", "log", type=click.Path(dir_okay=False, path_type=str),
+              help="Append one JSON object per dataset, and a final summary, to FILE.")
+@click.option("--history", "history_path", type=click.Path(dir_okay=False, path_type=str),
+              help="Run history database (default: the policy's history:, else $XDG_STATE_HOME/fmriprep-cleanup/history.sqlite).")
+@click.option("--record", is_flag=True, help="Record dry runs in the history too.")
+def run_policy_command(config: str, log: str | None, history_path: str | None, record: bool) -> None:
+    """Execute a storage-hygiene policy unattended (cron, systemd, Slurm): never prompts.
+
+    Exit codes: 0 all datasets done; 2 the policy file is invalid (nothing ran); 3 some dataset was skipped
+    (locked by another run) or had files skipped; 4 some dataset failed.
+    """
+    from .policy import load_policy, run_policy
+    from .report import files, size
+
+    policy = load_policy(config)
+    handle = None
+    if log:
+        try:
+            handle = open(log, "a", encoding="utf-8")
+        except OSError as exc:
+            raise CleanupError(f"cannot open the log {log}: {exc.strerror or exc}") from None
+    try:
+        results, code = run_policy(policy, handle, history_path, record)
+    finally:
+        if handle is not None:
+            handle.close()
+    for result in results:
+        what = {"dry-run": "would remove", "archive": "archived", "delete": "removed"}[result.mode]
+        line = f"{result.status.upper():10} {result.dataset}"
+        if result.result:
+            line += f": {what} {files(result.result['files'])} ({size(result.result['bytes'])})"
+        if result.reason:
+            line += f" [{result.reason}]"
+        click.echo(line)
+    click.echo(f"{len(results)} datasets: " + ", ".join(
+        f"{sum(r.status == s for r in results)} {s}" for s in ("ok", "incomplete", "skipped", "failed")))
+    sys.exit(code)
+
+
+@cli.group(cls=CleanupGroup)
+def schedule() -> None:
+    """Scheduling recipes for `run --config`, with absolute paths filled in."""
+
+
+@schedule.command("print")
+@click.option("--cron", "kind", flag_value="cron", help="A crontab line.")
+@click.option("--systemd", "kind", flag_value="systemd", help="A systemd service and timer pair.")
+@click.option("--slurm", "kind", flag_value="slurm", help="A Slurm scrontab entry and an sbatch script.")
+@click.option("--config", "config", required=True, type=click.Path(dir_okay=False, path_type=str))
+@click.option("--log", "log", type=click.Path(dir_okay=False, path_type=str),
+              help="JSON-lines log (default: beside the policy file, .log.jsonl).")
+def schedule_print(kind: str | None, config: str, log: str | None) -> None:
+    """Print the snippet for one scheduler."""
+    from .policy import load_policy
+    from .schedule import SNIPPETS
+
+    if kind is None:
+        raise CleanupError("choose one of --cron, --systemd or --slurm")
+    load_policy(config)  # a schedule for a broken policy would only fail every night
+    config_path = os.path.abspath(config)
+    log_path = os.path.abspath(log) if log else os.path.splitext(config_path)[0] + ".log.jsonl"
+    sys.stdout.write(SNIPPETS[kind](config_path, log_path))
 
 
 @cli.group(cls=CleanupGroup)

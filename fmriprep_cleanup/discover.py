@@ -218,6 +218,9 @@ def discover(path: str, work_dir: str | None = None) -> Dataset:
         derivatives = os.path.join(real, "fmriprep")
         version = _require_fmriprep(os.path.join(derivatives, "dataset_description.json"))
         freesurfer = os.path.join(real, "freesurfer")
+        legacy_evidence = os.path.isdir(freesurfer) or (version is not None and _version_tuple(version) < (21,))
+        if not legacy_evidence or os.path.isdir(os.path.join(derivatives, "sourcedata", "freesurfer")):
+            raise CleanupError(f"{given}/fmriprep is fMRIPrep output in the BIDS layout; give {given}/fmriprep itself")
         workdirs = explicit_workdirs or _find_workdirs(real, entries)
         return Dataset(
             given, "legacy", version, derivatives,

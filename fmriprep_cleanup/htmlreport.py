@@ -182,3 +182,38 @@ def render_html(data: dict[str, Any]) -> str:
 </body>
 </html>
 """
+
+
+def render_audit_html(data: dict[str, Any]) -> str:
+    """The site overview: every dataset below the audited roots, largest reclaimable first."""
+    rows = data["datasets"]
+    chart = _bar_chart([(row["path"], row["bytes"] - row["junk_bytes"], row["junk_bytes"]) for row in rows],
+                       "kept and reclaimable bytes per dataset", 20 if len(rows) <= 50 else 12, label_width=420)
+    table_rows = "".join(
+        f'<tr><td>{escape(row["path"])}</td><td>{escape(row["owner"])}</td><td>{escape(row["fmriprep_version"] or "?")}</td>'
+        f'<td>{row["subjects"]}</td><td data-bytes="{row["bytes"]}">{escape(size(row["bytes"]))}</td>'
+        f'<td data-junk-bytes="{row["junk_bytes"]}">{escape(size(row["junk_bytes"]))}</td>'
+        f'<td>{share(row["junk_bytes"], row["bytes"])}</td><td>{number(row["kwh_per_year_avoidable"])}</td>'
+        f'<td>{number(row["kgco2e_per_year_avoidable"])}</td></tr>'
+        for row in rows)
+    totals = data["totals"]
+    embedded = json.dumps(data).replace("</", "<\\/")
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>fmriprep-cleanup site audit</title><style>{STYLE}</style></head>
+<body>
+<h1>fMRIPrep outputs on this storage</h1>
+<p class="meta">{escape(', '.join(data['roots']))} · rules: {escape(', '.join(data['rules']))}</p>
+<section class="cards">
+{_card(size(totals['junk_bytes']), f"reclaimable of {size(totals['bytes'])}", "junk_bytes", totals['junk_bytes'])}
+{_card(str(len(rows)), "fMRIPrep datasets", "datasets", len(rows))}
+{_card(number(totals['kgco2e_per_year_avoidable']) + " kg", "CO2e avoidable per year", "kgco2e", totals['kgco2e_per_year_avoidable'])}
+</section>
+<section class="long"><h2>Datasets, most reclaimable first</h2>{_legend()}{chart}</section>
+<section class="long"><h2>Table</h2><table><thead><tr><th>Dataset</th><th>Owner</th><th>fMRIPrep</th><th>Subjects</th>
+<th>Total</th><th>Reclaimable</th><th>Share</th><th>kWh/yr</th><th>kgCO2e/yr</th></tr></thead><tbody>{table_rows}</tbody></table></section>
+<section><h2>Assumptions</h2><p>{escape(data['energy_assumptions']['formula'])}</p></section>
+<script type="application/json" id="report-data">{embedded}</script>
+</body>
+</html>
+"""

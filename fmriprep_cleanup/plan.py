@@ -27,13 +27,18 @@ class Selection:
     """Which files a command looks at, beyond the rules: BIDS Apps' --participant-label."""
 
     participant_labels: frozenset[str] | None = None
+    excluded_labels: frozenset[str] = frozenset()
 
     @classmethod
-    def from_labels(cls, labels: tuple[str, ...] | list[str] | None) -> "Selection":
+    def from_labels(cls, labels: tuple[str, ...] | list[str] | None,
+                    exclude: tuple[str, ...] | list[str] | None = None) -> "Selection":
         labels = [normalize_label(label) for label in labels or () if label.strip()]
-        return cls(frozenset(labels) if labels else None)
+        excluded = frozenset(normalize_label(label) for label in exclude or () if label.strip())
+        return cls(frozenset(labels) if labels else None, excluded)
 
     def wants(self, subject: str | None) -> bool:
+        if subject in self.excluded_labels:
+            return False
         return self.participant_labels is None or subject in self.participant_labels
 
 
@@ -71,10 +76,10 @@ class Plan:
         classifier = Classifier(self.ruleset, self.now)
         selection = self.selection
         skip_dir = None
-        if selection.participant_labels is not None:
+        if selection.participant_labels is not None or selection.excluded_labels:
             def skip_dir(root: ScanRoot, relpath: str, name: str) -> bool:
                 subject = subject_of_folder(root.scope, f"{relpath}/{name}" if relpath else name)
-                return subject is not None and subject not in selection.participant_labels
+                return subject is not None and not selection.wants(subject)
 
         exclude = frozenset({self.dataset.state_dir, self.state_dir or self.dataset.state_dir})
         for folder in walk(self.dataset.scan_roots, self.warnings, skip_dir, exclude, self.jobs):

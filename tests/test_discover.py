@@ -94,3 +94,10 @@ def test_unreadable_output_or_description(normal_user):
     os.chmod("/out", 0o100)
     with pytest.raises(CleanupError, match="cannot read /out: permission denied"):
         discover("/out")
+
+
+def test_folder_holding_a_bids_layout_output_points_at_it(fakefs):
+    write_description("/project/derivatives/fmriprep", "23.2.0")
+    make_files("/project/derivatives/fmriprep", ["sourcedata/freesurfer/sub-01/mri/T1.mgz"])
+    with pytest.raises(CleanupError, match="is fMRIPrep output in the BIDS layout; give /project/derivatives/fmriprep itself"):
+        discover("/project/derivatives")

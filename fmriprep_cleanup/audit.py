@@ -1,0 +1,124 @@
+"""Audit a whole project area: every fMRIPrep output below some roots, what it holds and what it could free.
+
+The search lists folders only (no file is stat-ed while searching). A folder that discovery recognises
+(either layout, or a working directory) is a dataset and is not descended into again; a sibling ``work/``
+holding fMRIPrep's workflow folders is attached to the output beside it. No folder is ever part of two
+datasets, so no file is counted twice. Each dataset is then scanned like ``report`` does.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .discover import WORKFLOW_DIR, Dataset, discover, workdir_version
+from .energy import Assumptions, footprint
+from .errors import CleanupError
+from .plan import build_plan
+from .rulesets import RuleSet
+
+
+def _owner(path: str) -> str:
+    try:
+        uid = os.stat(path).st_uid
+    except OSError:
+        return "?"
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _looks_like_output(path: str, names: set[str], subdirs: set[str]) -> bool:
+    if "dataset_description.json" in names:
+        return True
+    if "fmriprep" in subdirs and os.path.isfile(os.path.join(path, "fmriprep", "dataset_description.json")):
+        return True
+    return any(WORKFLOW_DIR.match(name) for name in subdirs)
+
+
+def find_datasets(roots: list[str], warnings: list[str]) -> list[Dataset]:
+    """Every fMRIPrep output (and unattached working directory) below ``roots``, each once."""
+    found: list[Dataset] = []
+    claimed: set[str] = set()  # every scan root of a found dataset
+    stack = [os.path.realpath(os.path.abspath(root)) for root in reversed(roots)]
+    for root in stack:
+        if not os.path.isdir(root):
+            raise CleanupError(f"{root}: no such directory")
+    while stack:
+        folder = stack.pop()
+        if folder in claimed:
+            continue
+        try:
+            with os.scandir(folder) as iterator:
+                entries = sorted(iterator, key=lambda entry: entry.name)
+        except OSError as exc:
+            warnings.append(f"cannot read {folder}: {exc.strerror or exc}")
+            continue
+        names = {entry.name for entry in entries}
+        subdirs = {entry.name for entry in entries if entry.is_dir(follow_symlinks=False)}
+        if _looks_like_output(folder, names, subdirs):
+            try:
+                dataset = discover(folder)
+            except CleanupError:
+                dataset = None  # e.g. a raw BIDS dataset: its derivatives/ may hold fMRIPrep below
+            if dataset is not None:
+                sibling_work = os.path.join(os.path.dirname(dataset.top), "work")
+                if (not dataset.workdirs and dataset.layout != "workdir" and sibling_work not in claimed
+                        and os.path.isdir(sibling_work) and workdir_version(sibling_work)[0]):
+                    dataset = discover(folder, work_dir=sibling_work)
+                roots = {root.path for root in dataset.scan_roots}
+                if roots & claimed or any(r.startswith(c + "/") for r in roots for c in claimed):
+                    warnings.append(f"{folder}: overlaps a dataset already counted; left out")
+                else:
+                    found.append(dataset)
+                    claimed |= roots
+                continue
+        for name in sorted(subdirs, reverse=True):
+            if not name.startswith("."):
+                stack.append(os.path.join(folder, name))
+    return found
+
+
+@dataclass
+class AuditRow:
+    dataset: Dataset
+    owner: str
+    subjects: int
+    files: int
+    bytes: int
+    junk_bytes: int
+    kwh_per_year: float
+    kgco2e_per_year: float
+    warnings: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.dataset.path, "layout": self.dataset.layout, "fmriprep_version": self.dataset.fmriprep_version,
+            "workdirs": list(self.dataset.workdirs), "owner": self.owner, "subjects": self.subjects, "files": self.files,
+            "bytes": self.bytes, "junk_bytes": self.junk_bytes,
+            "junk_share": self.junk_bytes / self.bytes if self.bytes else 0.0,
+            "kwh_per_year_avoidable": self.kwh_per_year, "kgco2e_per_year_avoidable": self.kgco2e_per_year,
+            "warnings": self.warnings,
+        }
+
+
+def audit(roots: list[str], ruleset: RuleSet, model: Assumptions, jobs: int | None = None,
+          progress: Callable[[int, int], None] | None = None) -> tuple[list[AuditRow], list[str]]:
+    """Scan every dataset below ``roots``; rows sorted by reclaimable bytes, largest first."""
+    from .scan import default_jobs
+
+    warnings: list[str] = []
+    rows = []
+    for dataset in find_datasets(roots, warnings):
+        plan = build_plan(dataset, ruleset)
+        plan.jobs = jobs or default_jobs([root.path for root in dataset.scan_roots])
+        summary = plan.summarize(progress)
+        avoidable = footprint(summary.totals.junk_bytes, model)
+        rows.append(AuditRow(dataset, _owner(dataset.top), len([s for s in summary.by_subject if s is not None]),
+                             summary.totals.files, summary.totals.bytes, summary.totals.junk_bytes,
+                             avoidable.kwh_per_year, avoidable.total_kg, plan.warnings.as_list()))
+    rows.sort(key=lambda row: (-row.junk_bytes, row.dataset.path))
+    return rows, warnings
