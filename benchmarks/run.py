@@ -35,26 +35,42 @@ TOOL = [sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()"]
 DIGESTS = HERE / "plan-digests.json"
 
 
-def measure(command: list[str], runs: int, stdout=subprocess.DEVNULL, cwd: str | None = None) -> dict[str, float]:
+GNU_TIME = "/usr/bin/time" if os.path.exists("/usr/bin/time") else None
+
+
+def run_once(command: list[str], cwd: str | None = None) -> dict[str, float]:
+    """Wall and CPU seconds from wait4; peak RSS from GNU time, which forks the command from a tiny process
+    (wait4's maxrss would include the child's pre-exec copy of this runner)."""
+    with tempfile.NamedTemporaryFile("r") as rss_file:
+        wrapped = [GNU_TIME, "-f", "%M", "-o", rss_file.name, *command] if GNU_TIME else command
+        started = time.perf_counter()
+        process = subprocess.Popen(wrapped, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"failed: {' '.join(command)}")
+        rss = float(rss_file.read().strip() or 0) / 1024 if GNU_TIME else usage.ru_maxrss / 1024
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss": rss}
+
+
+def measure(command: list[str], runs: int, cwd: str | None = None) -> dict[str, float]:
     """Median wall seconds, median CPU seconds and the largest peak RSS (MiB) over ``runs`` runs."""
     subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)  # warm the cache
-    walls, cpus, rss = [], [], []
-    for _ in range(runs):
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.DEVNULL, cwd=cwd)
-        _, status, usage = os.wait4(process.pid, 0)
-        walls.append(time.perf_counter() - started)
-        if os.waitstatus_to_exitcode(status) not in (0,):
-            raise SystemExit(f"failed: {' '.join(command)}")
-        cpus.append(usage.ru_utime + usage.ru_stime)
-        rss.append(usage.ru_maxrss / 1024)
-    return {"wall": statistics.median(walls), "cpu": statistics.median(cpus), "rss": max(rss)}
+    rows = [run_once(command, cwd) for _ in range(runs)]
+    return {"wall": statistics.median(r["wall"] for r in rows), "cpu": statistics.median(r["cpu"] for r in rows),
+            "rss": max(r["rss"] for r in rows)}
 
 
 def plan_digest(tree: Path) -> str:
-    output = subprocess.run(TOOL + ["plan", str(tree / "fmriprep"), "--work-dir", str(tree / "work")],
-                            capture_output=True, check=True).stdout
-    return hashlib.sha256(output.replace(str(tree).encode() + b"/", b"")).hexdigest()
+    """sha256 of the plan with the tree's location taken out, read as a stream (not held in memory)."""
+    digest = hashlib.sha256()
+    prefix = str(tree).encode() + b"/"
+    process = subprocess.Popen(TOOL + ["plan", str(tree / "fmriprep"), "--work-dir", str(tree / "work")], stdout=subprocess.PIPE)
+    for line in process.stdout:
+        digest.update(line.replace(prefix, b""))
+    if process.wait() != 0:
+        raise SystemExit("plan failed")
+    return digest.hexdigest()
 
 
 def ensure_tree(trees: Path, files: int) -> Path:
@@ -131,13 +147,7 @@ def act_benchmarks(runs: int, files: int) -> dict[str, dict[str, float]]:
                 shutil.rmtree(root / "archives", ignore_errors=True)
                 subprocess.run(["cp", "-a", str(pristine), str(tree)], check=True)
                 subprocess.run(["du", "-s", str(tree)], stdout=subprocess.DEVNULL)  # warm
-                started = time.perf_counter()
-                process = subprocess.Popen(command(tree), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                _, status, usage = os.wait4(process.pid, 0)
-                if os.waitstatus_to_exitcode(status) != 0:
-                    raise SystemExit(f"failed: {name}")
-                results.setdefault(name, []).append({"wall": time.perf_counter() - started,
-                                                     "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss / 1024})
+                results.setdefault(name, []).append(run_once(command(tree)))
                 (root / "junk.tar").unlink(missing_ok=True)
     return {name: {"wall": statistics.median(r["wall"] for r in rows), "cpu": statistics.median(r["cpu"] for r in rows),
                    "rss": max(r["rss"] for r in rows)} for name, rows in results.items()}
@@ -167,9 +177,12 @@ def machine() -> str:
 
 def table(results: dict[str, dict[str, float]], baseline: str) -> list[str]:
     base = results[baseline]["wall"]
-    lines = ["| command | wall (s, median) | × du | CPU (s) | peak RSS (MiB) |", "| --- | ---: | ---: | ---: | ---: |"]
+    bids_base = results.get("du (BIDS output only)", {}).get("wall", base)
+    lines = ["| command | wall (s, median) | × du of the same part | CPU (s) | peak RSS (MiB) |",
+             "| --- | ---: | ---: | ---: | ---: |"]
     for name, r in results.items():
-        lines.append(f"| `{name}` | {r['wall']:.2f} | {r['wall'] / base:.2f} | {r['cpu']:.2f} | {r['rss']:.0f} |")
+        ratio = r["wall"] / (bids_base if "BIDS output only" in name else base)
+        lines.append(f"| `{name}` | {r['wall']:.2f} | {ratio:.2f} | {r['cpu']:.2f} | {r['rss']:.0f} |")
     return lines
 
 
