@@ -622,7 +622,8 @@ def demo(directory: str | None, fmt: str) -> None:
     def run(where: str) -> tuple[str, str]:
         output, workdir = build_demo(where)
         plan = _open_plan(output, (), workdir, (), (), ())
-        data = report_data(plan.dataset, plan.ruleset, plan.summarize(), plan.warnings.as_list())
+        data = report_data(plan.dataset, plan.ruleset, plan.summarize(), plan.warnings.as_list(), None, None, None,
+                           plan.run_statuses())
         sys.stdout.write(RENDERERS[fmt](data))
         return output, workdir
 

@@ -194,3 +194,13 @@ def test_fmriprep_1x_output_without_run_folders_is_unknown(tmp_path):
     assert status.status == "unknown" and "no run folders" in status.evidence[0]
     rows = [r for r in build_plan(dataset, load_rulesets(["default"])) if r.scope == "workdir"]
     assert {(r.action, r.category) for r in rows} == {("keep", "working directory (kept: status unknown)")}
+
+
+def test_html_report_shows_subjects_by_status(study, tmp_path):
+    output, work = study
+    page = tmp_path / "r.html"
+    assert run("report", output, "--format", "html", "--output", page).exit_code == 0
+    html = page.read_text()
+    assert "Subjects by fMRIPrep run status" in html
+    assert '<tr data-status="failed"><td>failed</td><td>1</td>' in html and 'data-workdir-kept="9090"' in html
+    assert "1 failed subject: their working directories (8.9 KiB) are kept for re-runs" in html
