@@ -66,6 +66,9 @@ def generate(tree: str, files: int, seed: int = 0) -> dict[str, int]:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         if relpath.endswith(".json"):
             os.write(fd, json_sidecar(size))  # indexers read sidecars: they must be JSON
+        elif relpath.endswith("/fmriprep.toml"):
+            parts = relpath.split("/")  # sub-<label>/log/<run_uuid>/fmriprep.toml
+            os.write(fd, demo.run_config(demo.DEMO_VERSION, parts[2], parts[0][4:], size=size))
         elif size:
             os.ftruncate(fd, size)
         os.close(fd)
@@ -89,6 +92,13 @@ def generate(tree: str, files: int, seed: int = 0) -> dict[str, int]:
         jitter = rng.uniform(0.8, 1.2)  # subjects differ a little in size
         for template, size in subject + work:
             create(template.format(label=label), int(size * jitter))
+    folders: set[str] = set()
+    for folder in made_dirs:
+        while folder.startswith(tree + "/") and folder not in folders:
+            folders.add(folder)
+            folder = os.path.dirname(folder)
+    for folder in folders:  # folders as a finished run left them, not "just now"
+        os.utime(folder, (demo.DEMO_MTIME, demo.DEMO_MTIME))
     return {"files": count, "subjects": subjects, "bytes": total}
 
 

@@ -27,6 +27,7 @@ from .plan import Plan, PlannedFile
 from .state import Journal
 
 SKIP_RECENT = "modified within --min-age"
+SKIP_RUNNING = "its subject's fMRIPrep run is still going (status running)"
 SKIP_ACTIVE_WORKDIR = "in a subject's working directory that changed within --min-age (fMRIPrep may still be running)"
 SKIP_CHANGED = "changed since the scan"
 SKIP_VANISHED = "vanished since the scan"
@@ -127,6 +128,8 @@ def build_worklist(plan: Plan, mode: str, min_age: float) -> Worklist:
     may still be running: none of its working-directory files is touched.
     """
     cutoff = plan.now - min_age
+    plan.min_age = min_age
+    running = {label for label, status in plan.run_statuses().items() if status.status == "running"}
     active_subjects: set[str] = set()
     junk: list[PlannedFile] = []
     scanned_bytes = 0
@@ -139,7 +142,9 @@ def build_worklist(plan: Plan, mode: str, min_age: float) -> Worklist:
     outcome = Outcome(mode)
     files = []
     for planned in junk:
-        if planned.scope == "workdir" and planned.subject in active_subjects:
+        if planned.subject in running:
+            outcome.skip(planned, SKIP_RUNNING)
+        elif planned.scope == "workdir" and planned.subject in active_subjects:
             outcome.skip(planned, SKIP_ACTIVE_WORKDIR)
         elif planned.mtime > cutoff:
             outcome.skip(planned, SKIP_RECENT)

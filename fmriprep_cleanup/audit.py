@@ -13,7 +13,7 @@ import pwd
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .discover import WORKFLOW_DIR, Dataset, discover, workdir_version
+from .discover import WORKFLOW_DIR, Dataset, discover
 from .energy import Assumptions, footprint
 from .errors import CleanupError
 from .plan import build_plan
@@ -64,11 +64,7 @@ def find_datasets(roots: list[str], warnings: list[str]) -> list[Dataset]:
                 dataset = discover(folder)
             except CleanupError:
                 dataset = None  # e.g. a raw BIDS dataset: its derivatives/ may hold fMRIPrep below
-            if dataset is not None:
-                sibling_work = os.path.join(os.path.dirname(dataset.top), "work")
-                if (not dataset.workdirs and dataset.layout != "workdir" and sibling_work not in claimed
-                        and os.path.isdir(sibling_work) and workdir_version(sibling_work)[0]):
-                    dataset = discover(folder, work_dir=sibling_work)
+            if dataset is not None:  # discovery attaches a work/ beside the output, or the one its runs recorded
                 roots = {root.path for root in dataset.scan_roots}
                 if roots & claimed or any(r.startswith(c + "/") for r in roots for c in claimed):
                     warnings.append(f"{folder}: overlaps a dataset already counted; left out")

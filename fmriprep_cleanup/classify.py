@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .discover import SUBJECT_WORKFLOW_DIR
 from .entities import parse_entities, parse_entity
-from .rulesets import DEFAULT_CATEGORY, DEFAULT_RULE_ID, Rule, RuleSet
+from .rulesets import DEFAULT_CATEGORY, DEFAULT_RULE_ID, NO_SUBJECT, Rule, RuleSet
 
 
 @dataclass(frozen=True)
@@ -57,14 +57,17 @@ def subject_of_root_file(name: str) -> str | None:
 class FileFacts:
     """What rules may ask about one file; the path and entities are worked out only if asked."""
 
-    __slots__ = ("scope", "name", "size", "mtime", "subject", "_folder", "_relpath", "_entities")
+    __slots__ = ("scope", "name", "size", "mtime", "subject", "status", "present_statuses", "_folder", "_relpath", "_entities")
 
-    def __init__(self, scope: str, folder: str, name: str, size: int, mtime: float, subject: str | None) -> None:
+    def __init__(self, scope: str, folder: str, name: str, size: int, mtime: float, subject: str | None,
+                 status: str = "unknown", present_statuses: frozenset[str] = frozenset()) -> None:
         self.scope = scope
         self.name = name
         self.size = size
         self.mtime = mtime
         self.subject = subject
+        self.status = status  # the run status of the file's subject (see status.py)
+        self.present_statuses = present_statuses
         self._folder = folder
         self._relpath: str | None = None
         self._entities: dict[str, str | int] | None = None
@@ -94,9 +97,12 @@ class FileFacts:
 class Classifier:
     """Applies a RuleSet: first match wins, the set's default decides the rest."""
 
-    def __init__(self, ruleset: RuleSet, now: float) -> None:
+    def __init__(self, ruleset: RuleSet, now: float, statuses: dict[str, str] | None = None) -> None:
         self.ruleset = ruleset
         self.now = now
+        self.statuses = statuses or {}
+        self.present_statuses = frozenset(self.statuses.values())
+        self._plans: dict[tuple[str, str], tuple[tuple[tuple[Rule, Decision], ...], Decision]] = {}
         self.default = Decision(ruleset.default, DEFAULT_CATEGORY, DEFAULT_RULE_ID, f"no rule matched; the rule set's default is {ruleset.default}", "default")
         self._rules_by_scope: dict[str, tuple[tuple[Rule, Decision], ...]] = {}
 
@@ -118,18 +124,35 @@ class Classifier:
         first_rule, first_decision = rules[0]
         return first_decision if first_rule.match.scope_only else None
 
-    def folder_plan(self, scope: str, folder: str) -> tuple[tuple[tuple[Rule, Decision], ...], Decision]:
+    def status_of(self, subject: str | None) -> str:
+        return NO_SUBJECT if subject is None else self.statuses.get(subject, "unknown")
+
+    def folder_plan(self, scope: str, folder: str, subject: str | None = None,
+                    mixed_subjects: bool = False) -> tuple[tuple[tuple[Rule, Decision], ...], Decision]:
         """The rules each file of ``folder`` must still be checked against, in order, and the decision
         for files that match none of them. Rules that cannot match here are dropped; the first rule that
-        matches every file here ends the list. No rules left: one decision for the whole folder."""
+        matches every file here ends the list. No rules left: one decision for the whole folder.
+        Where no rule of the scope looks at paths, the plan depends only on the subject's status and is
+        worked out once per status (the working directory: hundreds of thousands of folders)."""
+        status = None if mixed_subjects else self.status_of(subject)
+        rules = self.rules_for_scope(scope)
+        cache_key = (scope, status) if status is not None and not any(rule.match.paths for rule, _ in rules) else None
+        if cache_key is not None and cache_key in self._plans:
+            return self._plans[cache_key]
         to_check = []
-        for rule, decision in self.rules_for_scope(scope):
-            verdict = rule.match.folder_verdict(scope, folder)
+        plan = None
+        for rule, decision in rules:
+            verdict = rule.match.folder_verdict(scope, folder, status, self.present_statuses)
             if verdict is True:
-                return tuple(to_check), decision
+                plan = (tuple(to_check), decision)
+                break
             if verdict is None:
                 to_check.append((rule, decision))
-        return tuple(to_check), self.default
+        if plan is None:
+            plan = (tuple(to_check), self.default)
+        if cache_key is not None:
+            self._plans[cache_key] = plan
+        return plan
 
     def decide(self, facts: FileFacts, rules: tuple[tuple[Rule, Decision], ...] | None = None,
                fallback: Decision | None = None) -> Decision:

@@ -190,7 +190,7 @@ def report(path: str, fmt: str, output: str | None, quiet: bool, storage_profile
     progress.done()
     command = "fmriprep-cleanup " + " ".join(shlex.quote(arg) for arg in _ARGUMENTS) if _ARGUMENTS else None
     data = report_data(plan.dataset, plan.ruleset, summary, plan.warnings.as_list(), plan.selection.participant_labels,
-                       model, command)
+                       model, command, plan.run_statuses())
     if fmt == "html":
         from .htmlreport import render_html
 
@@ -215,6 +215,64 @@ def plan(path: str, fmt: str, only: str | None, output: str | None, **selection:
     _write_output(lambda stream: write_plan(planned, stream, fmt, only), output)
     for warning in planned.warnings.as_list():
         click.echo(f"warning: {warning}", err=True)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=str))
+@click.option("--work-dir", type=click.Path(file_okay=False, path_type=str), help="fMRIPrep's working directory (-w).")
+@click.option("--participant-label", "--participant_label", "participant_labels", multiple=True, metavar="LABEL")
+@click.option("--min-age", default="1h", show_default=True, metavar="DURATION",
+              help="Activity more recent than this means a subject is still running.")
+@click.option("--only", type=click.Choice(["finished", "failed", "running", "incomplete", "unknown"]), multiple=True,
+              help="Only subjects with this status (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "tsv"]), default="text", show_default=True)
+def status(path: str, work_dir: str | None, participant_labels: tuple[str, ...], min_age: str,
+           only: tuple[str, ...], fmt: str) -> None:
+    """Each subject's fMRIPrep run: finished, failed, running, incomplete or unknown, with its evidence."""
+    import time
+
+    from .report import size, table
+    from .units import parse_duration
+
+    try:
+        window = parse_duration(min_age)
+    except ValueError as exc:
+        raise CleanupError(f"--min-age: {exc}") from None
+    plan = _open_plan(path, (), work_dir, participant_labels, (), ())
+    plan.min_age = window
+    summary = plan.summarize()
+    rows = []
+    for label, subject in plan.run_statuses().items():
+        if (only and subject.status not in only) or not plan.selection.wants(label):
+            continue
+        record = subject.as_dict()
+        record["workdir_bytes"] = summary.bytes_by_subject_scope.get((label, "workdir"), 0)
+        record["output_bytes"] = summary.bytes_by_subject_scope.get((label, "derivatives"), 0)
+        rows.append(record)
+    if fmt == "json":
+        sys.stdout.write(json.dumps({"dataset": plan.dataset.path, "subjects": rows}, indent=2) + "\n")
+        return
+    columns = ["subject", "status", "runs", "newest_run", "fmriprep_version", "crash_files", "workdir_bytes",
+               "output_bytes", "output_spaces", "evidence"]
+    if fmt == "tsv":
+        lines = ["\t".join(columns)]
+        for row in rows:
+            lines.append("\t".join("; ".join(row[c]) if c == "evidence" else "" if row[c] is None else str(row[c])
+                                   for c in columns))
+        sys.stdout.write("\n".join(lines) + "\n")
+        return
+    when = lambda t: time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"  # noqa: E731
+    table_rows = [[f"sub-{row['subject']}", row["status"], when(row["newest_run_time"]), row["fmriprep_version"] or "-",
+                   str(row["crash_files"]), size(row["workdir_bytes"]), size(row["output_bytes"]),
+                   row["output_spaces"] or "-"] for row in rows]
+    lines = table(["Subject", "Status", "Newest run", "fMRIPrep", "Crashes", "Work dir", "Output", "Spaces"],
+                  table_rows, "llllrrrl")
+    lines.append("")
+    lines += [f"sub-{row['subject']}: {row['status']}: {'; '.join(row['evidence'])}"
+              + (f" ({row['runs']} runs)" if row["runs"] > 1 else "") for row in rows]
+    lines += [f"warning: sub-{row['subject']}: {w}" for row in rows for w in row["warnings"]]
+    lines += [f"note: {note}" for note in plan.dataset.notes]
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 @cli.command()
@@ -564,7 +622,8 @@ def demo(directory: str | None, fmt: str) -> None:
     def run(where: str) -> tuple[str, str]:
         output, workdir = build_demo(where)
         plan = _open_plan(output, (), workdir, (), (), ())
-        data = report_data(plan.dataset, plan.ruleset, plan.summarize(), plan.warnings.as_list())
+        data = report_data(plan.dataset, plan.ruleset, plan.summarize(), plan.warnings.as_list(), None, None, None,
+                           plan.run_statuses())
         sys.stdout.write(RENDERERS[fmt](data))
         return output, workdir
 

@@ -57,9 +57,39 @@ def dataset_description(version: str, size: int | None = None, legacy: bool = Fa
     return text
 
 
+def run_config(version: str, run_uuid: str, subject: str, work_dir: str = "/scratch/work",
+               size: int | None = None) -> bytes:
+    """An fmriprep.toml as fMRIPrep writes it in sub-<label>/log/<run_uuid>/, padded to ``size`` bytes."""
+    text = (
+        f'[environment]\nversion = "{version}"\n\n'
+        f'[execution]\nwork_dir = "{work_dir}"\noutput_dir = "/out"\nrun_uuid = "{run_uuid}"\n'
+        f'participant_label = ["{subject}"]\noutput_spaces = "MNI152NLin2009cAsym:res-2 MNI152NLin6Asym:res-2"\n'
+        f'fs_subjects_dir = "/out/sourcedata/freesurfer"\n\n[workflow]\nrun_reconall = true\n'
+    ).encode()
+    if size is not None and size > len(text):
+        text += b"#" * (size - len(text) - 1) + b"\n"
+    return text
+
+
+_RUN_CONFIG = re.compile(r"^sub-([a-zA-Z0-9]+)/log/([^/]+)/fmriprep\.toml$")
+
+
+def real_contents(listing: Listing, version: str = DEMO_VERSION) -> dict[str, bytes]:
+    """The files of a listing that tools read (dataset_description.json, fmriprep.toml), with real content."""
+    contents = {}
+    for relpath, size in listing:
+        if relpath == "dataset_description.json":
+            contents[relpath] = dataset_description(version, size)
+        found = _RUN_CONFIG.match(relpath)
+        if found:
+            contents[relpath] = run_config(version, found.group(2), found.group(1), size=size)
+    return contents
+
+
 def build_tree(root: str, listing: Listing, contents: dict[str, bytes] | None = None,
                mtime: float | None = DEMO_MTIME) -> None:
-    """Create every listed file under ``root``: real bytes where ``contents`` has them, else sparse."""
+    """Create every listed file under ``root``: real bytes where ``contents`` has them, else sparse.
+    Files and folders get ``mtime``, as a finished fMRIPrep run leaves them (not "just now")."""
     contents = contents or {}
     made: set[str] = set()
     for relpath, size in listing:
@@ -76,6 +106,11 @@ def build_tree(root: str, listing: Listing, contents: dict[str, bytes] | None = 
                 handle.truncate(size)
         if mtime is not None:
             os.utime(path, (mtime, mtime))
+    if mtime is not None:
+        for folder in sorted(made, key=len, reverse=True):
+            while folder.startswith(root) and folder != os.path.dirname(root):
+                os.utime(folder, (mtime, mtime))
+                folder = os.path.dirname(folder)
 
 
 _BOLD_RUN = re.compile(r"^sub-([a-zA-Z0-9]+)/(?:ses-[a-zA-Z0-9]+/)?func/(sub-[^/]+?)_desc-hmc_boldref\.nii\.gz$")
@@ -158,8 +193,6 @@ def build_demo(destination: str) -> tuple[str, str]:
     listing = load_listing()
     output = os.path.join(destination, "ds003752")
     workdir = os.path.join(destination, "work")
-    size_of = dict(listing)
-    contents = {"dataset_description.json": dataset_description(DEMO_VERSION, size_of["dataset_description.json"])}
-    build_tree(output, listing, contents)
+    build_tree(output, listing, real_contents(listing))
     build_tree(workdir, synthetic_workdir(listing))
     return output, workdir

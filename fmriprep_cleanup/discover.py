@@ -18,7 +18,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass, field
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, as a package
+    import tomli as tomllib
 
 from .errors import CleanupError
 
@@ -160,6 +167,67 @@ def _find_workdirs(folder: str, entries: list[os.DirEntry]) -> list[str]:
     return found
 
 
+def _listing(path: str) -> list[os.DirEntry]:
+    try:
+        with os.scandir(path) as iterator:
+            return list(iterator)
+    except OSError:
+        return []
+
+
+def read_run_config(path: str) -> dict[str, Any]:
+    """The parts of an fmriprep.toml we use; ValueError if it cannot be parsed."""
+    try:
+        with open(path, "rb") as handle:
+            config = tomllib.load(handle)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid TOML: {exc}") from None
+    environment, execution = config.get("environment", {}), config.get("execution", {})
+    spaces = execution.get("output_spaces")
+    return {
+        "version": environment.get("version"),
+        "work_dir": execution.get("work_dir"),
+        "output_spaces": " ".join(spaces) if isinstance(spaces, list) else spaces,
+        "run_uuid": execution.get("run_uuid"),
+    }
+
+
+def newest_run_config(derivatives: str) -> tuple[str, dict[str, Any]] | None:
+    """(path, settings) of the newest fmriprep.toml of any subject, for finding the recorded work dir."""
+    newest: tuple[str, str] | None = None
+    for entry in _listing(derivatives):
+        if entry.name.startswith("sub-") and entry.is_dir(follow_symlinks=False):
+            for run in _listing(os.path.join(entry.path, "log")):
+                candidate = os.path.join(run.path, "fmriprep.toml")
+                if run.is_dir(follow_symlinks=False) and os.path.isfile(candidate) and (newest is None or run.name > newest[0]):
+                    newest = (run.name, candidate)
+    if newest is None:
+        return None
+    try:
+        return newest[1], read_run_config(newest[1])
+    except (OSError, ValueError):
+        return None
+
+
+def _recorded_or_beside(derivatives: str, output_dir: str, notes: list[str]) -> list[str]:
+    """The working directory when --work-dir is not given and none is inside the output: the one the
+    newest fmriprep.toml records, if it exists here; else a work/ beside the output directory (fMRIPrep's
+    OUTPUT_DIR). No further guessing."""
+    recorded = newest_run_config(derivatives)
+    if recorded is not None and recorded[1].get("work_dir"):
+        work_dir = str(recorded[1]["work_dir"])
+        if os.path.isdir(work_dir) and workdir_version(work_dir)[0]:
+            notes.append(f"working directory {work_dir}: recorded in {recorded[0]}")
+            return [os.path.realpath(work_dir)]
+        notes.append(f"the working directory recorded in {recorded[0]} ({work_dir}) is not here "
+                     "(a container path?); give --work-dir to include it")
+    beside = os.path.join(os.path.dirname(output_dir), "work")
+    if os.path.isdir(beside) and not os.path.islink(beside) and workdir_version(beside)[0]:
+        notes.append(f"working directory {beside}: the work/ beside the output")
+        return [os.path.realpath(beside)]
+    return []
+
+
 def _check_directory(path: str, what: str) -> str:
     if not os.path.lexists(path):
         raise CleanupError(f"{path}: no such directory (expected {what})")
@@ -211,7 +279,8 @@ def discover(path: str, work_dir: str | None = None) -> Dataset:
         else:
             layout = "legacy" if version and _version_tuple(version) < (21,) else "bids"
             freesurfer = None
-        workdirs = explicit_workdirs or _find_workdirs(real, entries)
+        output_dir = real if layout == "bids" else parent
+        workdirs = explicit_workdirs or _find_workdirs(real, entries) or _recorded_or_beside(real, output_dir, notes)
         return Dataset(given, layout, version, real, freesurfer, tuple(workdirs), None, tuple(notes))
 
     if "fmriprep" in names and os.path.isfile(os.path.join(real, "fmriprep", "dataset_description.json")):
@@ -221,7 +290,7 @@ def discover(path: str, work_dir: str | None = None) -> Dataset:
         legacy_evidence = os.path.isdir(freesurfer) or (version is not None and _version_tuple(version) < (21,))
         if not legacy_evidence or os.path.isdir(os.path.join(derivatives, "sourcedata", "freesurfer")):
             raise CleanupError(f"{given}/fmriprep is fMRIPrep output in the BIDS layout; give {given}/fmriprep itself")
-        workdirs = explicit_workdirs or _find_workdirs(real, entries)
+        workdirs = explicit_workdirs or _find_workdirs(real, entries) or _recorded_or_beside(derivatives, real, notes)
         return Dataset(
             given, "legacy", version, derivatives,
             freesurfer if os.path.isdir(freesurfer) and not os.path.islink(freesurfer) else None,

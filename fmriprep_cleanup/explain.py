@@ -44,8 +44,10 @@ def explain_file(plan: Plan, file: str) -> dict[str, Any]:
         raise CleanupError(f"cannot stat {file}: {exc.strerror or exc}") from None
     at_root = not folder and root.scope in ("derivatives", "other")
     subject = subject_of_root_file(entry.name) if at_root else subject_of_folder(root.scope, folder)
-    facts = FileFacts(root.scope, folder, entry.name, entry.size, entry.mtime, subject)
-    classifier = Classifier(plan.ruleset, plan.now)
+    statuses = {label: status.status for label, status in plan.run_statuses().items()}
+    classifier = Classifier(plan.ruleset, plan.now, statuses)
+    facts = FileFacts(root.scope, folder, entry.name, entry.size, entry.mtime, subject,
+                      classifier.status_of(subject), classifier.present_statuses)
     decision = classifier.folder_decision(root.scope) or classifier.decide(facts)
     return {
         "path": path,
@@ -53,6 +55,7 @@ def explain_file(plan: Plan, file: str) -> dict[str, Any]:
         "root": root.path,
         "relative_path": relpath,
         "subject": subject,
+        "subject_status": facts.status,
         "selected": plan.selection.wants(subject),
         "entities": facts.entities,
         "symlink": entry.is_link,
@@ -74,7 +77,7 @@ def render_explanation(item: dict[str, Any]) -> str:
     lines = [
         item["path"],
         f"  scope     {item['scope']} ({item['root']})",
-        f"  subject   {('sub-' + item['subject']) if item['subject'] else '(none)'}"
+        f"  subject   {('sub-' + item['subject'] + ' (run ' + item['subject_status'] + ')') if item['subject'] else '(none)'}"
         + ("" if item["selected"] else "  (not selected by --participant-label)"),
         f"  entities  {entities}",
         f"  size      {size} ({humanize.intcomma(item['size'])} bytes)" + ("  symlink: removed as a link, target untouched" if item["symlink"] else ""),

@@ -14,7 +14,7 @@ import time
 from html import escape
 from typing import Any
 
-from .report import number, share, size
+from .report import STATUS_LINES, number, share, size
 
 KEEP_COLOUR = "#4c78a8"
 JUNK_COLOUR = "#e45756"
@@ -116,6 +116,19 @@ def render_html(data: dict[str, Any]) -> str:
                             ("embodied_kg_per_tb", "Embodied carbon (kgCO2e per TB)"), ("lifetime_years", "Drive lifetime (years)"))
     )
     warnings = "".join(f'<p class="warning">warning: {escape(w)}</p>' for w in data["warnings"])
+    status_rows = "".join(
+        f'<tr data-status="{escape(row["status"])}"><td>{escape(row["status"])}</td><td>{row["subjects"]}</td>'
+        f'<td data-bytes="{row["bytes"]}">{escape(size(row["bytes"]))}</td>'
+        f'<td data-workdir-bytes="{row["workdir_bytes"]}">{escape(size(row["workdir_bytes"]))}</td>'
+        f'<td data-workdir-kept="{row["workdir_kept_bytes"]}">{escape(size(row["workdir_kept_bytes"]))}</td></tr>'
+        for row in data.get("subjects_by_status", []))
+    status_lines = "".join(
+        f'<p>{row["subjects"]} {escape(row["status"])} subject{"" if row["subjects"] == 1 else "s"}: '
+        f'{escape(STATUS_LINES[row["status"]].format(kept=size(row["workdir_kept_bytes"])))}</p>'
+        for row in data.get("subjects_by_status", []) if row["status"] in STATUS_LINES and row["subjects"])
+    status_section = (f'<section><h2>Subjects by fMRIPrep run status</h2>{status_lines}<table><thead><tr><th>Status</th>'
+                      f'<th>Subjects</th><th>Total</th><th>Working directory</th><th>Working directory kept</th></tr></thead>'
+                      f'<tbody>{status_rows}</tbody></table></section>') if status_rows else ""
     top = os.path.dirname(dataset["path"].rstrip("/"))
     folders = [(os.path.relpath(row["folder"], top) if row["folder"].startswith(top + "/") else row["folder"], 0, row["junk_bytes"])
                for row in data["largest_junk_folders"]]
@@ -152,6 +165,7 @@ def render_html(data: dict[str, Any]) -> str:
 {_legend()}
 {_bar_chart(subject_rows, 'kept and junk bytes per subject', row_height)}
 </section>
+{status_section}
 <section>
 <h2>Largest junk folders</h2>
 {_bar_chart(folders, 'junk bytes in the largest folders', label_width=470)}

@@ -69,11 +69,26 @@ class Plan:
     warnings: Warnings = field(default_factory=Warnings)
     state_dir: str | None = None  # never scanned; the dataset's own state directory by default
     jobs: int = 1  # folders listed at once (threads); see scan.walk
+    min_age: float = 3600.0  # activity this recent means a subject is still running
+    statuses: dict | None = None  # subject -> status.SubjectStatus, worked out on first need
+
+    def run_statuses(self) -> dict:
+        """Each subject's fMRIPrep run status (finished, failed, running...), read once."""
+        if self.statuses is None:
+            from .status import subject_statuses
+
+            self.statuses = subject_statuses(self.dataset, self.now, self.min_age)
+        return self.statuses
+
+    def _status_labels(self) -> dict[str, str]:
+        if not any(rule.match.uses_status for rule in self.ruleset.rules):
+            return {}
+        return {label: status.status for label, status in self.run_statuses().items()}
 
     def folders(self) -> Iterator[tuple[Directory, str | None, Decision | None, list[tuple[Entry, str | None, Decision]] | None]]:
         """Each scanned folder, classified: (folder, subject, decision, None) when one subject and one
         decision cover all its files (no per-file work at all), else (folder, None, None, per-file list)."""
-        classifier = Classifier(self.ruleset, self.now)
+        classifier = Classifier(self.ruleset, self.now, self._status_labels())
         selection = self.selection
         skip_dir = None
         if selection.participant_labels is not None or selection.excluded_labels:
@@ -88,7 +103,7 @@ class Plan:
             at_root = not folder.relpath and scope in ("derivatives", "other")
             shared = classifier.folder_decision(scope)  # cheap, per scope: the whole working directory
             if shared is None and folder.files:
-                rules, fallback = classifier.folder_plan(scope, folder.relpath)
+                rules, fallback = classifier.folder_plan(scope, folder.relpath, folder_subject, mixed_subjects=at_root)
                 if not rules:
                     shared = fallback
             if shared is not None and not at_root:
@@ -101,7 +116,8 @@ class Plan:
                 if not selection.wants(subject):
                     continue
                 decision = shared or classifier.decide(
-                    FileFacts(scope, folder.relpath, entry.name, entry.size, entry.mtime, subject), rules, fallback)
+                    FileFacts(scope, folder.relpath, entry.name, entry.size, entry.mtime, subject,
+                              classifier.status_of(subject), classifier.present_statuses), rules, fallback)
                 decided.append((entry, subject, decision))
             if decided:
                 yield folder, None, None, decided
@@ -171,6 +187,8 @@ class Summary:
     by_category: dict[str, Counts] = field(default_factory=dict)
     by_subject: dict[str | None, Counts] = field(default_factory=dict)
     junk_by_folder: dict[str, int] = field(default_factory=dict)  # folders FOLDER_DEPTH deep below their root
+    bytes_by_subject_scope: dict[tuple[str | None, str], int] = field(default_factory=dict)
+    kept_by_subject_scope: dict[tuple[str | None, str], int] = field(default_factory=dict)
     _seen_inodes: set[tuple[int, int]] = field(default_factory=set, repr=False)
 
     def add_folder(self, folder: Directory, entries: Sequence[Entry], subject: str | None, decision: Decision) -> None:
@@ -194,6 +212,10 @@ class Summary:
         if per_subject is None:
             per_subject = self.by_subject[subject] = Counts()
         per_subject.add(action, files, size, allocated)
+        key = (subject, folder.root.scope)
+        self.bytes_by_subject_scope[key] = self.bytes_by_subject_scope.get(key, 0) + size
+        if action == "keep":
+            self.kept_by_subject_scope[key] = self.kept_by_subject_scope.get(key, 0) + size
         if action == "junk" and size:
             parts = folder.relpath.split("/")[:FOLDER_DEPTH] if folder.relpath else []
             key = "/".join([folder.root.path, *parts])

@@ -39,6 +39,7 @@ def report_data(
     participant_labels: Iterable[str] | None = None,
     energy_model: Assumptions | None = None,
     command: str | None = None,
+    statuses: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON report. Its fields are a contract with users' scripts: add, never rename.
 
@@ -64,9 +65,36 @@ def report_data(
         "by_subject": [{"subject": name, **counts.as_dict()} for name, counts in _sorted_subjects(summary)],
         "largest_junk_folders": [{"folder": folder, "junk_bytes": nbytes} for folder, nbytes in summary.largest_junk_folders()],
         "energy": energy_report(energy_model or assumptions(), totals, by_category),
+        "subjects_by_status": subjects_by_status(summary, statuses or {}),
         "command": command,
-        "warnings": list(dataset.notes) + list(warnings),
+        "warnings": list(dataset.notes) + list(warnings)
+        + [f"sub-{label}: {w}" for label, status in sorted((statuses or {}).items()) for w in status.warnings],
     }
+
+
+def subjects_by_status(summary: Summary, statuses: dict[str, Any]) -> list[dict[str, Any]]:
+    """Subjects counted by run status, with their files' bytes and their kept working-directory bytes."""
+    rows: dict[str, dict[str, Any]] = {}
+    for label, status in statuses.items():
+        row = rows.setdefault(status.status, {"status": status.status, "subjects": 0, "bytes": 0, "junk_bytes": 0,
+                                              "workdir_bytes": 0, "workdir_kept_bytes": 0})
+        counts = summary.by_subject.get(label)
+        row["subjects"] += 1
+        if counts is not None:
+            row["bytes"] += counts.bytes
+            row["junk_bytes"] += counts.junk_bytes
+        row["workdir_bytes"] += summary.bytes_by_subject_scope.get((label, "workdir"), 0)
+        row["workdir_kept_bytes"] += summary.kept_by_subject_scope.get((label, "workdir"), 0)
+    order = {name: index for index, name in enumerate(("finished", "failed", "running", "incomplete", "unknown"))}
+    return sorted(rows.values(), key=lambda row: order.get(row["status"], 99))
+
+
+STATUS_LINES = {
+    "failed": "their working directories ({kept}) are kept for re-runs",
+    "running": "fMRIPrep is still working on them: nothing of theirs is touched ({kept} of working directory)",
+    "incomplete": "their runs stopped before the end: working directories ({kept}) are kept for re-runs",
+    "unknown": "their run status cannot be told: working directories ({kept}) are kept",
+}
 
 
 def size(n: int) -> str:
@@ -132,6 +160,16 @@ def render_text(data: dict[str, Any]) -> str:
     lines += table(["Subject"] + headers, subject_rows, "lrrrrr")
     lines.append("")
 
+    if data["subjects_by_status"]:
+        status_rows = [[row["status"], str(row["subjects"]), size(row["bytes"]), size(row["workdir_bytes"]),
+                        size(row["workdir_kept_bytes"])] for row in data["subjects_by_status"]]
+        lines += table(["Run status", "Subjects", "Total", "Work dir", "Work dir kept"], status_rows, "lrrrr")
+        for row in data["subjects_by_status"]:
+            if row["status"] in STATUS_LINES and row["subjects"]:
+                noun = "subject" if row["subjects"] == 1 else "subjects"
+                lines.append(f"{row['subjects']} {row['status']} {noun}: "
+                             + STATUS_LINES[row["status"]].format(kept=size(row["workdir_kept_bytes"])))
+        lines.append("")
     totals = data["totals"]
     lines.append(
         f"Reclaimable: {size(totals['junk_bytes'])} of {size(totals['bytes'])} "

@@ -30,7 +30,9 @@ SCOPES = ("derivatives", "freesurfer", "workdir", "other")
 RULESET_KEYS = ("version", "name", "description", "extends", "default", "rules", "energy")
 RULE_KEYS = ("id", "action", "category", "why", "match")
 RULE_REQUIRED = ("id", "action", "category", "why", "match")
-MATCH_KEYS = ("scope", "path", "min_size", "max_size", "min_age", "max_age", "not")
+MATCH_KEYS = ("scope", "path", "min_size", "max_size", "min_age", "max_age", "not", "subject_status", "any_subject_status")
+SUBJECT_STATUSES = ("finished", "failed", "running", "incomplete", "unknown")
+NO_SUBJECT = "none"  # the subject_status of files that belong to no subject
 SUPPORTED_VERSION = 1
 DEFAULT_CATEGORY = "unmatched"
 DEFAULT_RULE_ID = "default"
@@ -59,6 +61,8 @@ class FileFacts(Protocol):
     size: int
     mtime: float
     subject: str | None
+    status: str
+    present_statuses: frozenset[str]
 
     @property
     def relpath(self) -> str: ...
@@ -100,12 +104,14 @@ class Match:
     min_age: float | None = None
     max_age: float | None = None
     negations: tuple["Match", ...] = ()
+    statuses: frozenset[str] | None = None  # subject_status: the file's subject's run status
+    any_statuses: frozenset[str] | None = None  # any_subject_status: some subject of the dataset has it
 
     @property
     def scope_only(self) -> bool:
         """True when only the scope decides, so a whole folder shares one answer."""
         return not (
-            self.paths or self.subjects or self.entities or self.negations
+            self.paths or self.subjects or self.entities or self.negations or self.statuses or self.any_statuses
             or self.min_size is not None or self.max_size is not None
             or self.min_age is not None or self.max_age is not None
         )
@@ -116,12 +122,26 @@ class Match:
             return False
         return not (self.entities and scope != "derivatives")
 
-    def folder_verdict(self, scope: str, folder: str) -> bool | None:
+    @property
+    def uses_status(self) -> bool:
+        return bool(self.statuses or self.any_statuses or any(n.uses_status for n in self.negations))
+
+    def folder_verdict(self, scope: str, folder: str, status: str | None = None,
+                       present: frozenset[str] = frozenset()) -> bool | None:
         """For the files directly in ``folder`` (relative to the scope's root): True if every one
-        matches, False if none can, None if it depends on each file."""
+        matches, False if none can, None if it depends on each file. ``status`` is the run status of
+        the folder's subject (None when its files belong to different subjects); ``present`` the
+        statuses some subject of the dataset has."""
         if not self.may_match_scope(scope):
             return False
+        if self.any_statuses is not None and not self.any_statuses & present:
+            return False
         verdict: bool | None = True
+        if self.statuses is not None:
+            if status is None:
+                verdict = None
+            elif status not in self.statuses:
+                return False
         if self.paths:
             if any(pattern.match(folder) for pattern in self.folder_paths):
                 pass  # the path condition holds for every file here
@@ -129,9 +149,15 @@ class Match:
                 verdict = None
             else:
                 return False
-        if (self.entities or self.subjects or self.negations or self.min_size is not None or self.max_size is not None
+        if (self.entities or self.subjects or self.min_size is not None or self.max_size is not None
                 or self.min_age is not None or self.max_age is not None):
             verdict = None
+        for negation in self.negations:
+            negated = negation.folder_verdict(scope, folder, status, present)
+            if negated is True:
+                return False
+            if negated is None:
+                verdict = None
         return verdict
 
     def matches(self, facts: FileFacts, now: float) -> bool:
@@ -146,6 +172,10 @@ class Match:
         if self.max_age is not None and now - facts.mtime > self.max_age:
             return False
         if self.subjects is not None and not self.subjects.contains(facts.subject):
+            return False
+        if self.statuses is not None and facts.status not in self.statuses:
+            return False
+        if self.any_statuses is not None and not self.any_statuses & facts.present_statuses:
             return False
         if self.paths:
             relpath = facts.relpath
@@ -368,6 +398,13 @@ def _compile_match(spec: Any, line: int, problems: _Problems, where: str) -> Mat
                 problems.add(key_line, f"{where}: {key}: {exc}")
         elif key == "not":
             negations.append(_compile_match(value, key_line, problems, f"{where}: not"))
+        elif key in ("subject_status", "any_subject_status"):
+            allowed = SUBJECT_STATUSES + ((NO_SUBJECT,) if key == "subject_status" else ())
+            chosen = [str(item) for item in _as_list(value)]
+            for item in chosen:
+                if item not in allowed:
+                    problems.add(key_line, f"{where}: {key}: unknown status {item!r}{_suggest(item, allowed)}; one of {', '.join(allowed)}")
+            values["statuses" if key == "subject_status" else "any_statuses"] = frozenset(chosen)
         elif key == "subject":
             values["subjects"] = _value_set(key, [str(v).removeprefix("sub-") for v in _as_list(value)], key_line, problems)
         elif key in known_entities:

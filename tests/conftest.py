@@ -78,10 +78,8 @@ def ds003752_listing():
 def ds003752(tmp_path, ds003752_listing):
     """The real ds003752 fMRIPrep 23.2.0 output as sparse files, with a working directory beside it."""
     output = tmp_path / "ds003752"
-    sizes = dict(ds003752_listing)
-    demo.build_tree(str(output), ds003752_listing,
-                    {"dataset_description.json": demo.dataset_description("23.2.0", sizes["dataset_description.json"])})
-    workdir = tmp_path / "work"
+    demo.build_tree(str(output), ds003752_listing, demo.real_contents(ds003752_listing))
+    workdir = tmp_path / "scratch" / "work"  # not beside the output: tests choose to include it or not
     demo.build_tree(str(workdir), demo.synthetic_workdir(ds003752_listing))
     return output, workdir
 
@@ -98,3 +96,29 @@ def kill_when_journal_says(command: list[str], journal: Path, marker: str, count
     assert process.poll() is None, f"the run ended before writing {marker} x{count}"
     process.send_signal(signal.SIGKILL)
     process.wait()
+
+
+FINISHED_RUN = "20240101-000000_00000000-0000-4000-8000-000000000000"
+LONG_AGO = 1_600_000_000
+
+
+def age_folders(root: str | Path, mtime: float = LONG_AGO) -> None:
+    """Give every folder below root an old modification time (a run's activity is read from folder times)."""
+    for dirpath, _, _ in os.walk(str(root), topdown=False):
+        os.utime(dirpath, (mtime, mtime))
+
+
+def finish_subjects(output: str | Path, labels, version: str = "23.2.0", mtime: float = LONG_AGO) -> None:
+    """Leave the evidence of a finished fMRIPrep run for each subject: its report and a run folder with its
+    fmriprep.toml (both kept by every shipped rule set), all long ago."""
+    output = Path(output)
+    for label in labels:
+        report = output / f"sub-{label}.html"
+        if not report.exists():
+            report.write_bytes(b"<html></html>")
+        log = output / f"sub-{label}" / "log" / FINISHED_RUN
+        log.mkdir(parents=True, exist_ok=True)
+        (log / "fmriprep.toml").write_bytes(demo.run_config(version, FINISHED_RUN, label))
+        for path in (report, log / "fmriprep.toml"):
+            os.utime(path, (mtime, mtime))
+    age_folders(output, mtime)

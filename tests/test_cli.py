@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from fmriprep_cleanup.cli import cli, expand_participant_labels
 
-from conftest import make_files, write_description
+from conftest import finish_subjects, make_files, write_description
 
 
 def run(*args, **kwargs):
@@ -31,6 +31,7 @@ def project(tmp_path):
         "work/fmriprep_23_2_wf/sub_01_wf/n/_node.pklz": 100_000,
         "work/fmriprep_23_2_wf/sub_02_wf/n/out.nii.gz": 200_000,
     })
+    finish_subjects(out, ["01", "02"])
     return out
 
 
@@ -44,7 +45,8 @@ def test_report_json_contract(project):
     assert data["rules"] == ["default", "workdir-only"]
     totals = data["totals"]
     description = os.path.getsize(project / "dataset_description.json")
-    assert totals["bytes"] == 1000 + 1000 + 5000 + 300 + 700 + 4000 + 2000 + 100_000 + 200_000 + description
+    run_configs = {p.parts[-4]: p.stat().st_size for p in project.rglob("fmriprep.toml")}  # sub-01, sub-02
+    assert totals["bytes"] == 1000 + 1000 + 5000 + 300 + 700 + 4000 + 2000 + 100_000 + 200_000 + description + sum(run_configs.values())
     assert (totals["junk_files"], totals["junk_bytes"]) == (3, 304_000)
     assert totals["keep_bytes"] + totals["junk_bytes"] == totals["bytes"]
     assert set(totals) == {"files", "bytes", "allocated_bytes", "keep_files", "keep_bytes", "junk_files", "junk_bytes"}
@@ -53,7 +55,7 @@ def test_report_json_contract(project):
     assert by_category["FreeSurfer templates"]["junk_bytes"] == 4000
     assert data["by_category"][0]["category"] == "working directory"  # largest junk first
     by_subject = {row["subject"]: row for row in data["by_subject"]}
-    assert by_subject["01"]["bytes"] == 1000 + 5000 + 2000 + 100_000
+    assert by_subject["01"]["bytes"] == 1000 + 5000 + 2000 + 100_000 + run_configs["sub-01"]
     assert by_subject[None]["files"] == 2  # dataset_description.json and the fsaverage file
     assert sum(row["bytes"] for row in data["by_subject"]) == totals["bytes"]
     assert data["warnings"] == []
@@ -83,7 +85,7 @@ def test_plan_tsv_and_jsonl(project):
     lines = result.output.splitlines()
     assert lines[0] == "action\tcategory\trule_id\tsize\tpath"
     rows = [line.split("\t") for line in lines[1:]]
-    assert len(rows) == 10 and len({row[4] for row in rows}) == 10
+    assert len(rows) == 12 and len({row[4] for row in rows}) == 12
     work = [row for row in rows if "_node.pklz" in row[4]][0]
     assert work == ["junk", "working directory", "workdir", "100000", str(project / "work/fmriprep_23_2_wf/sub_01_wf/n/_node.pklz")]
     junk_only = run("plan", project, "--only", "junk", "--format", "jsonl")
@@ -96,7 +98,7 @@ def test_plan_escapes_tabs_and_newlines_in_names(project):
     make_files(project / "sub-01", ["odd\tname\nhere.txt"])
     lines = run("plan", project).output.splitlines()
     assert any(line.endswith("sub-01/odd\\tname\\nhere.txt") for line in lines)
-    assert len(lines) == 12
+    assert len(lines) == 14
 
 
 def test_participant_labels_bids_apps_style(project):
@@ -141,11 +143,11 @@ def test_rules_list_show_validate(tmp_path):
     assert shown.exit_code == 0
     rule_ids = [line.split()[1] for line in shown.output.splitlines() if line[:3].strip().isdigit()]
     assert rule_ids.index("surfaces-junk") < rule_ids.index("freesurfer-templates") < rule_ids.index("workdir")
-    assert len(rule_ids) == 17
+    assert len(rule_ids) == 23
     good = tmp_path / "good.yaml"
     good.write_text("version: 1\nname: good\nextends: default\nrules:\n  - {id: a, action: junk, category: c, why: w, match: {suffix: bold}}\n")
     ok = run("rules", "validate", good)
-    assert ok.exit_code == 0 and "OK, 16 rules (with default, workdir-only)" in ok.output
+    assert ok.exit_code == 0 and "OK, 22 rules (with default, workdir-only)" in ok.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nname: bad\nrules:\n  - {id: a, action: junk, category: c, why: w, match: {spaec: x}}\n")
     failed = run("rules", "validate", bad)

@@ -16,7 +16,7 @@ from fmriprep_cleanup.discover import Dataset
 from fmriprep_cleanup.errors import CleanupError
 from fmriprep_cleanup.state import Journal, RunLock, interrupted_runs, read_journal
 
-from conftest import kill_when_journal_says, make_files, write_description
+from conftest import finish_subjects, kill_when_journal_says, make_files, write_description
 
 OLD = 1_600_000_000  # files from 2020: older than any --min-age
 
@@ -51,7 +51,7 @@ def project(tmp_path):
     make_files(out, {
         "sub-01.html": 1000,
         "sub-01/anat/sub-01_desc-preproc_T1w.nii.gz": 5000,
-        "sub-01/log/20240101-000000_x/crash-20240101-node.txt": 321,
+        "sub-01/log/20230101-000000_x/crash-20230101-node.txt": 321,  # an older, failed run
         "sourcedata/freesurfer/fsaverage/surf/lh.white": 4000,
         "sourcedata/freesurfer/fsaverage/label/lh.cortex.label": 4000,
         "sourcedata/freesurfer/sub-01/surf/lh.white": 2000,
@@ -61,6 +61,7 @@ def project(tmp_path):
             make_files(out / "work", {f"fmriprep_23_2_wf/sub_{subject}_wf/wf/node{node}/out.nii.gz": 10_000 + node,
                                       f"fmriprep_23_2_wf/sub_{subject}_wf/wf/node{node}/_node.pklz": 100})
     age_tree(out)
+    finish_subjects(out, ["01", "02"])
     return out
 
 
@@ -103,7 +104,7 @@ def test_delete_removes_exactly_the_planned_junk_and_emptied_folders(project):
     assert not (project / "work" / "fmriprep_23_2_wf").exists()
     assert (project / "work").is_dir() and (project / "sourcedata" / "freesurfer").is_dir()
     assert not (project / "sourcedata" / "freesurfer" / "fsaverage").exists()
-    assert (project / "sub-01" / "log").is_dir() is False  # its only file was a crash file
+    assert not (project / "sub-01" / "log" / "20230101-000000_x").exists()  # its only file was a crash file
     assert "Journal:" in result.output
 
 
@@ -226,6 +227,7 @@ def test_killed_delete_runs_lose_nothing_and_rerun_finishes(tmp_path):
     make_files(out, {"sub-01/anat/sub-01_desc-preproc_T1w.nii.gz": 5000, "sub-01.html": 100})
     make_files(out / "work", {f"fmriprep_23_2_wf/sub_01_wf/n{i:04d}/out.nii.gz": 100 + i for i in range(3000)})
     age_tree(out)
+    finish_subjects(out, ["01"])
     kept = {path: state for path, state in snapshot(out).items() if "/work/" not in path and state[0] == "file"}
     junk = junk_paths(out)
     command = [sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()", "clean", str(out), "--mode", "delete", "--yes"]

@@ -14,7 +14,7 @@ from fmriprep_cleanup.energy import assumptions, carbon_intensities, equivalence
 from fmriprep_cleanup.errors import CleanupError
 from fmriprep_cleanup.rulesets import load_rulesets
 
-from conftest import make_files, write_description
+from conftest import finish_subjects, make_files, write_description
 
 TB = 10**12
 
@@ -35,6 +35,7 @@ def project(tmp_path):
         "sourcedata/freesurfer/fsaverage/surf/lh.white": 7_000_000,
         "work/fmriprep_23_2_wf/sub_01_wf/n/out.nii.gz": 2 * TB // 10,  # 200 GB, sparse
     })
+    finish_subjects(out, ["01"])
     return out
 
 
@@ -146,7 +147,7 @@ def test_text_report_has_the_energy_block_with_assumptions_on_one_line(project):
 def test_plan_csv_is_the_per_file_plan(project):
     rows = list(csv.reader(io.StringIO(run("plan", project, "--format", "csv").output)))
     assert rows[0] == ["action", "category", "rule_id", "size", "path"]
-    assert len(rows) == 6
+    assert len(rows) == 7
     assert ["junk", "working directory", "workdir", str(2 * TB // 10), str(project / "work/fmriprep_23_2_wf/sub_01_wf/n/out.nii.gz")] in rows
 
 
@@ -182,6 +183,7 @@ def test_html_charts_scale_to_hundreds_of_subjects(tmp_path):
     out = tmp_path / "big"
     write_description(out)
     make_files(out, {f"work/fmriprep_23_2_wf/sub_{n:03d}_wf/n/out.nii.gz": 1000 + n for n in range(300)})
+    finish_subjects(out, [f"{n:03d}" for n in range(300)])
     page = html_report(out, tmp_path)
     assert page.count('class="junk"') >= 300
     assert "Per subject (301)" in page and 'style="font-size:9px"' in page  # and "(no subject)"

@@ -12,7 +12,7 @@ from fmriprep_cleanup.cli import cli
 from fmriprep_cleanup.history import History, RunRecord, totals
 from fmriprep_cleanup.state import RunLock
 
-from conftest import DATA, ci_listing, make_files, write_description
+from conftest import DATA, ci_listing, finish_subjects, make_files, write_description
 
 OLD = 1_600_000_000
 
@@ -32,6 +32,7 @@ def build_dataset(root, listing="ds005_outputs.txt", subjects=("01",)):
     for dirpath, _, names in os.walk(root):
         for name in names:
             os.utime(os.path.join(dirpath, name), (OLD, OLD))
+    finish_subjects(root, subjects)
     return root
 
 

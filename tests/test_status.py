@@ -1,0 +1,206 @@
+"""Each subject's fMRIPrep run status, and cleaning only what is safe to clean."""
+
+import json
+import os
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from fmriprep_cleanup import build_plan, demo, discover, load_rulesets
+from fmriprep_cleanup.cli import cli
+from fmriprep_cleanup.status import subject_statuses
+
+from conftest import make_files
+
+OLD = demo.DEMO_MTIME
+RUN_NEW = "20240127-124830_0c970070-7984-4260-b527-e484380e8f41"
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def age(root, mtime):
+    """Give files and folders below root one modification time (folders too: activity is read from them)."""
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames:
+            os.utime(os.path.join(dirpath, name), (mtime, mtime), follow_symlinks=False)
+        os.utime(dirpath, (mtime, mtime))
+
+
+def add_subject(output, work, label, run_uuid, report=True, crash=False, version="23.2.0", toml=True):
+    files = {f"sub-{label}/anat/sub-{label}_desc-preproc_T1w.nii.gz": 1000}
+    if report:
+        files[f"sub-{label}.html"] = 500
+    make_files(output, files)
+    log = output / f"sub-{label}" / "log" / run_uuid
+    log.mkdir(parents=True)
+    if toml:
+        (log / "fmriprep.toml").write_bytes(demo.run_config(version, run_uuid, label))
+    if crash:
+        make_files(log, {f"crash-20240127-130000-fmriprep-node-{label}.txt": 800})
+    make_files(work, {f"fmriprep_23_2_wf/sub_{label}_wf/node/out.nii.gz": 9000, f"fmriprep_23_2_wf/sub_{label}_wf/node/_node.pklz": 90})
+
+
+@pytest.fixture
+def study(tmp_path, ds003752_listing):
+    """ds003752 (sub-01..03, finished) plus constructed subjects: failed, running, stopped, and one with
+    an old failed run and a newer clean one. The runs recorded /scratch/work, a container path."""
+    output, work = tmp_path / "ds003752", tmp_path / "work"
+    demo.build_tree(str(output), ds003752_listing, demo.real_contents(ds003752_listing))
+    demo.build_tree(str(work), demo.synthetic_workdir(ds003752_listing))
+    add_subject(output, work, "04", RUN_NEW, crash=True)  # failed
+    add_subject(output, work, "05", RUN_NEW, report=False)  # stopped: no report
+    add_subject(output, work, "06", RUN_NEW)  # will be running
+    add_subject(output, work, "07", "20240201-090000_11111111-2222-4333-8444-555555555555")  # the newer, clean run...
+    make_files(output / "sub-07" / "log" / "20230101-000000_aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee", {"crash-old.txt": 10})  # ...after a failed one
+    age(output, OLD)
+    age(work, OLD)
+    make_files(work / "fmriprep_23_2_wf" / "sub_06_wf" / "node2", ["being_written.nii.gz"])  # fMRIPrep is at work on sub-06
+    return output, work
+
+
+def test_every_status_is_detected_with_its_evidence(study):
+    output, work = study
+    dataset = discover(str(output))
+    statuses = subject_statuses(dataset, time.time(), 3600)
+    assert {label: s.status for label, s in statuses.items()} == {
+        "01": "finished", "02": "finished", "03": "finished", "04": "failed", "05": "incomplete", "06": "running", "07": "finished"}
+    assert "1 crash file(s) in the newest run" in statuses["04"].evidence[0] and statuses["04"].crash_files == 1
+    assert "no report sub-05.html" in statuses["05"].evidence[0]
+    assert "changed" in statuses["06"].evidence[0] and "within --min-age" in statuses["06"].evidence[0]
+    assert statuses["07"].runs == 2 and statuses["07"].newest_run.startswith("20240201")
+    assert statuses["01"].fmriprep_version == "23.2.0" and "MNI152NLin2009cAsym" in statuses["01"].output_spaces
+    assert statuses["01"].recorded_work_dir == "/scratch/work"
+
+
+def test_working_directory_found_beside_the_output_and_container_path_warned(study):
+    output, work = study
+    dataset = discover(str(output))
+    assert dataset.workdirs == (str(work),)
+    assert any("recorded in" in note and "/scratch/work" in note and "is not here" in note for note in dataset.notes)
+    assert any("the work/ beside the output" in note for note in dataset.notes)
+
+
+def test_recorded_work_dir_is_used_when_it_exists_here(tmp_path):
+    output, elsewhere = tmp_path / "out", tmp_path / "scratch" / "w"
+    demo.build_tree(str(output), [("dataset_description.json", 0)], {"dataset_description.json": demo.dataset_description("23.2.0")})
+    add_subject(output, elsewhere, "01", RUN_NEW, toml=False)
+    (output / "sub-01" / "log" / RUN_NEW / "fmriprep.toml").write_bytes(demo.run_config("23.2.0", RUN_NEW, "01", work_dir=str(elsewhere)))
+    dataset = discover(str(output))
+    assert dataset.workdirs == (str(elsewhere),)
+    assert any(note.startswith(f"working directory {elsewhere}: recorded in") for note in dataset.notes)
+
+
+def test_default_keeps_failed_running_and_stopped_working_directories(study):
+    output, work = study
+    rows = list(build_plan(discover(str(output)), load_rulesets(["default"])))
+    by_subject = {}
+    for row in rows:
+        if row.scope == "workdir" and row.subject:
+            by_subject.setdefault(row.subject, set()).add((row.action, row.category))
+    assert by_subject["04"] == {("keep", "working directory (kept: run failed)")}
+    assert by_subject["05"] == {("keep", "working directory (kept: run stopped)")}
+    assert by_subject["06"] == {("keep", "working directory (kept: still running)")}
+    for finished in ("01", "02", "03", "07"):
+        assert by_subject[finished] == {("junk", "working directory")}
+    shared = {(row.action, row.category) for row in rows if row.scope == "workdir" and row.subject is None}
+    assert shared == {("keep", "working directory (kept: a subject is running)")}  # sub-06 is running
+
+
+def test_rules_on_subject_status_select_exactly_those_files(study, tmp_path):
+    output, work = study
+    rules = tmp_path / "status.yaml"
+    rules.write_text("version: 1\nname: s\ndefault: keep\nrules:\n"
+                     "  - {id: redo, action: junk, category: c, why: w, match: {subject_status: [failed, incomplete]}}\n"
+                     "  - {id: not-finished, action: junk, category: d, why: w, match: {scope: derivatives, not: {subject_status: [finished, none]}}}\n")
+    rows = list(build_plan(discover(str(output)), load_rulesets([str(rules)])))
+    junk = {(row.subject, row.rule_id) for row in rows if row.action == "junk"}
+    assert {subject for subject, rule in junk if rule == "redo"} == {"04", "05"}
+    assert {subject for subject, rule in junk if rule == "not-finished"} == {"06"}  # 04 and 05 taken by the first rule
+    expected = sum(1 for row in rows if row.subject in ("04", "05"))
+    assert sum(1 for row in rows if row.rule_id == "redo") == expected
+
+
+def test_bad_subject_status_value_is_a_rule_error(tmp_path):
+    from fmriprep_cleanup.errors import CleanupError
+
+    rules = tmp_path / "bad.yaml"
+    rules.write_text("version: 1\nname: b\nrules:\n  - {id: a, action: junk, category: c, why: w, match: {subject_status: done}}\n")
+    with pytest.raises(CleanupError, match=r"bad.yaml:4: rule 'a': subject_status: unknown status 'done'"):
+        load_rulesets([str(rules)])
+
+
+def test_malformed_toml_is_a_warning_for_that_subject(study):
+    output, work = study
+    broken = output / "sub-02" / "log" / "20240127-124830_24233d6a-c754-47b5-9be5-f2021d442373" / "fmriprep.toml"
+    broken.write_text("[execution\nwork_dir =")
+    os.utime(broken, (OLD, OLD))  # broken long ago, not just now (that would be activity)
+    result = run("status", output, "--format", "json")
+    assert result.exit_code == 0, result.output
+    subjects = {row["subject"]: row for row in json.loads(result.output)["subjects"]}
+    assert subjects["02"]["status"] == "finished" and "not valid TOML" in subjects["02"]["warnings"][0]
+    report = json.loads(run("report", output, "--format", "json").output)
+    assert any(w.startswith("sub-02: ") and "not valid TOML" in w for w in report["warnings"])
+
+
+def test_status_command_table_filters_and_tsv(study):
+    output, work = study
+    text = run("status", output)
+    assert text.exit_code == 0
+    assert "sub-04: failed: 1 crash file(s)" in text.output and "sub-07: finished" in text.output and "(2 runs)" in text.output
+    only = json.loads(run("status", output, "--only", "failed", "--only", "running", "--format", "json").output)
+    assert {row["subject"]: row["status"] for row in only["subjects"]} == {"04": "failed", "06": "running"}
+    assert only["subjects"][0]["workdir_bytes"] == 9090
+    tsv = run("status", output, "--format", "tsv").output.splitlines()
+    assert tsv[0].split("\t")[:3] == ["subject", "status", "runs"] and len(tsv) == 8
+
+
+def test_report_shows_subjects_by_status(study):
+    output, work = study
+    data = json.loads(run("report", output, "--format", "json").output)
+    by_status = {row["status"]: row for row in data["subjects_by_status"]}
+    assert by_status["failed"]["subjects"] == 1 and by_status["failed"]["workdir_kept_bytes"] == 9090
+    assert by_status["finished"]["subjects"] == 4
+    text = run("report", output).output
+    assert "1 failed subject: their working directories (8.9 KiB) are kept for re-runs" in text
+    assert "1 running subject: fMRIPrep is still working on them" in text
+
+
+def test_clean_never_touches_a_running_subject_whatever_the_rules(study):
+    output, work = study
+    running_files = sorted(p for p in work.rglob("*") if "sub_06_wf" in str(p) and p.is_file())
+    output_files = sorted((output / "sub-06").rglob("*"))
+    result = run("clean", output, "--rules", "fmriprepcleanup", "--mode", "delete", "--yes", "--format", "json")
+    data = json.loads(result.output)
+    assert result.exit_code == 3
+    assert any(row["reason"] == "its subject's fMRIPrep run is still going (status running)" for row in data["skipped"])
+    assert sorted(p for p in work.rglob("*") if "sub_06_wf" in str(p) and p.is_file()) == running_files
+    assert sorted((output / "sub-06").rglob("*")) == output_files
+    assert not (work / "fmriprep_23_2_wf" / "sub_04_wf").exists()  # the blunt set junks failed runs, as it says
+
+
+def test_fmriprep_1x_output_without_run_folders_is_unknown(tmp_path):
+    out = tmp_path / "OUT"
+    make_files(out, {"fmriprep/sub-01.html": 10, "fmriprep/sub-01/anat/sub-01_desc-preproc_T1w.nii.gz": 10,
+                     "work/fmriprep_wf/single_subject_01_wf/n/out.nii.gz": 5000})
+    (out / "fmriprep" / "dataset_description.json").write_bytes(demo.dataset_description("1.5.8", legacy=True))
+    age(out, OLD)
+    dataset = discover(str(out))
+    status = subject_statuses(dataset, time.time(), 3600)["01"]
+    assert status.status == "unknown" and "no run folders" in status.evidence[0]
+    rows = [r for r in build_plan(dataset, load_rulesets(["default"])) if r.scope == "workdir"]
+    assert {(r.action, r.category) for r in rows} == {("keep", "working directory (kept: status unknown)")}
+
+
+def test_html_report_shows_subjects_by_status(study, tmp_path):
+    output, work = study
+    page = tmp_path / "r.html"
+    assert run("report", output, "--format", "html", "--output", page).exit_code == 0
+    html = page.read_text()
+    assert "Subjects by fMRIPrep run status" in html
+    assert '<tr data-status="failed"><td>failed</td><td>1</td>' in html and 'data-workdir-kept="9090"' in html
+    assert "1 failed subject: their working directories (8.9 KiB) are kept for re-runs" in html
