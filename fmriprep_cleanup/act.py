@@ -158,13 +158,17 @@ class SafeFolders:
 
     Acting through these handles (unlink(name, dir_fd=...)) means a folder
     replaced by a symlink after the scan makes the open fail instead of
-    sending us outside the dataset. The last handle is cached: files come
-    folder by folder.
+    sending us outside the dataset. The handles of the current folder's
+    ancestors stay open, so moving to a sibling or a child folder (files come
+    folder by folder, depth first) opens only the components that differ;
+    each is still opened relative to its already verified parent.
     """
+
+    FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 
     def __init__(self, roots: list[ScanRoot]) -> None:
         self.roots = sorted((root.path for root in roots), key=len, reverse=True)
-        self._cached: tuple[str, int] | None = None
+        self._chain: list[tuple[str, int]] = []  # (path, handle) from a root down to the current folder
 
     def root_of(self, path: str) -> str:
         for root in self.roots:
@@ -173,28 +177,32 @@ class SafeFolders:
         raise CleanupError(f"internal safety check: {path} is outside the dataset's roots")
 
     def open_folder(self, folder: str) -> int:
-        if self._cached and self._cached[0] == folder:
-            return self._cached[1]
-        self.close()
         root = folder if folder in self.roots else self.root_of(folder)
-        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-        fd = os.open(root, flags)
-        try:
-            relative = folder[len(root) + 1:]
-            for part in relative.split("/") if relative else ():
-                child = os.open(part, flags, dir_fd=fd)
-                os.close(fd)
-                fd = child
-        except OSError:
-            os.close(fd)
-            raise
-        self._cached = (folder, fd)
+        keep = 0  # how much of the open chain leads to ``folder``
+        for index, (path, _) in enumerate(self._chain):
+            if index == 0 and path != root:
+                break
+            if path == folder or folder.startswith(path + "/"):
+                keep = index + 1
+            else:
+                break
+        self._truncate(keep)
+        if not self._chain:
+            self._chain.append((root, os.open(root, self.FLAGS)))
+        current, fd = self._chain[-1]
+        rest = folder[len(current) + 1:] if folder != current else ""
+        for part in rest.split("/") if rest else ():
+            fd = os.open(part, self.FLAGS, dir_fd=fd)
+            current = f"{current}/{part}"
+            self._chain.append((current, fd))
         return fd
 
+    def _truncate(self, length: int) -> None:
+        while len(self._chain) > length:
+            os.close(self._chain.pop()[1])
+
     def close(self) -> None:
-        if self._cached:
-            os.close(self._cached[1])
-            self._cached = None
+        self._truncate(0)
 
 
 def _same_file(st: os.stat_result, planned: PlannedFile) -> bool:
@@ -336,7 +344,7 @@ def remove_emptied_folders(candidates: set[str], dataset: Dataset, journal: Jour
             folders_to_try.add(folder)
             folder = os.path.dirname(folder)
     handles = SafeFolders(dataset.scan_roots)
-    removed = 0
+    removed: list[str] = []
     try:
         for folder in sorted(folders_to_try, key=lambda path: (-path.count("/"), path)):
             parent, name = os.path.split(folder)
@@ -344,8 +352,11 @@ def remove_emptied_folders(candidates: set[str], dataset: Dataset, journal: Jour
                 os.rmdir(name, dir_fd=handles.open_folder(parent))
             except OSError:
                 continue  # not empty, already gone, or not ours to remove
-            removed += 1
-            journal.write("removed-dir", path=folder)
+            removed.append(folder)
+            if len(removed) % BATCH_SIZE == 0:  # an empty folder lost from the record loses nothing: batch them
+                journal.write("removed-dirs", paths=removed[-BATCH_SIZE:])
     finally:
         handles.close()
-    return removed
+        if len(removed) % BATCH_SIZE:
+            journal.write("removed-dirs", paths=removed[-(len(removed) % BATCH_SIZE):])
+    return len(removed)
