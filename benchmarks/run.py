@@ -82,7 +82,7 @@ def ensure_tree(trees: Path, files: int) -> Path:
     return tree
 
 
-def scan_benchmarks(tree: Path, runs: int, heavy_runs: int) -> dict[str, dict[str, float]]:
+def scan_benchmarks(tree: Path, runs: int, heavy_runs: int, skip: tuple[str, ...] = ()) -> dict[str, dict[str, float]]:
     output, work = str(tree / "fmriprep"), str(tree / "work")
     results = {
         "du -s --apparent-size": measure(["du", "-s", "--apparent-size", str(tree)], runs),
@@ -90,10 +90,11 @@ def scan_benchmarks(tree: Path, runs: int, heavy_runs: int) -> dict[str, dict[st
         "fmriprep-cleanup report --format json": measure(TOOL + ["report", output, "--work-dir", work, "--format", "json", "-q"], runs),
         "fmriprep-cleanup plan --format tsv": measure(TOOL + ["plan", output, "--work-dir", work], runs),
         "du (BIDS output only)": measure(["du", "-s", "--apparent-size", output], runs),
-        "fmriprep-cleanup report (BIDS output only)": measure(TOOL + ["report", output, "--format", "json", "-q"], runs),
+        "fmriprep-cleanup report (BIDS output only)": measure(TOOL + ["report", output, "--no-work-dir", "--format", "json", "-q"], runs),
     }
-    pybids = [sys.executable, "-c", f"from bids import BIDSLayout; BIDSLayout({output!r}, validate=False)"]
-    results["pybids BIDSLayout(validate=False) (BIDS output only)"] = measure(pybids, heavy_runs)
+    if "pybids" not in skip:
+        pybids = [sys.executable, "-c", f"from bids import BIDSLayout; BIDSLayout({output!r}, validate=False)"]
+        results["pybids BIDSLayout(validate=False) (BIDS output only)"] = measure(pybids, heavy_runs)
     try:
         import bids2table  # noqa: F401
     except ImportError:
@@ -194,11 +195,13 @@ def main() -> None:
     parser.add_argument("--act-files", type=int, default=10_000, help="files in the real tree for delete/archive")
     parser.add_argument("--trees", type=Path, default=HERE / "trees")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["pybids"], help="leave out slow comparisons")
     args = parser.parse_args()
     args.trees.mkdir(parents=True, exist_ok=True)
     digests = json.loads(DIGESTS.read_text()) if DIGESTS.exists() else {}
+    skipped = f" --skip {' '.join(args.skip)}" if args.skip else ""
     lines = ["# Benchmark results", "", f"Machine: {machine()}.", "",
-             f"Command: `python benchmarks/run.py --sizes {' '.join(map(str, args.sizes))} --runs {args.runs}`, "
+             f"Command: `python benchmarks/run.py --sizes {' '.join(map(str, args.sizes))} --runs {args.runs}{skipped}`, "
              f"{time.strftime('%Y-%m-%d')}. Warm cache; wall time is the median of {args.runs} runs "
              f"(pybids and bids2table: {args.heavy_runs}); ratios are to `du -s --apparent-size` of the same tree "
              "in the same run.", ""]
@@ -212,7 +215,7 @@ def main() -> None:
             "NEW (recorded now)" if expected is None else f"DIFFERS from the recorded {expected[:12]}…")
         digests.setdefault(str(files), digest)
         print(f"{count:,} files: plan digest {digest[:12]}… {status}", flush=True)
-        results = scan_benchmarks(tree, args.runs, args.heavy_runs)
+        results = scan_benchmarks(tree, args.runs, args.heavy_runs, tuple(args.skip))
         walls[files] = results
         lines += [f"## {count:,} files", "", f"Plan digest `{digest[:16]}…`: {status}.", ""]
         lines += table(results, "du -s --apparent-size") + [""]

@@ -8,6 +8,7 @@ is junk, say), every file in the folder gets its answer without per-file work.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .discover import SUBJECT_WORKFLOW_DIR
@@ -52,6 +53,16 @@ def subject_of_root_file(name: str) -> str | None:
         label = name[4:].split(".", 1)[0].split("_", 1)[0]
         return label or None
     return None
+
+
+SUBJECT_LABEL = re.compile(r"(?<![a-zA-Z0-9])sub-[a-zA-Z0-9]+")
+SESSION_LABEL = re.compile(r"(?<![a-zA-Z0-9])ses-[a-zA-Z0-9]+")
+
+
+def path_shape(relpath: str) -> str:
+    """A path with its subject and session labels blanked: sub-01/ses-2/anat/sub-01_ses-2_T1w.nii.gz and
+    sub-07/ses-1/anat/sub-07_ses-1_T1w.nii.gz have the same shape."""
+    return SESSION_LABEL.sub("ses-X", SUBJECT_LABEL.sub("sub-X", relpath))
 
 
 class FileFacts:
@@ -123,6 +134,12 @@ class Classifier:
             return self.default
         first_rule, first_decision = rules[0]
         return first_decision if first_rule.match.scope_only else None
+
+    @property
+    def decisions_repeat_across_labels(self) -> bool:
+        """True when no rule can tell files apart by subject or session label alone, so a decision made for
+        sub-01's file holds for the same file of every other subject (see Plan.folders' memo)."""
+        return not any(rule.match.tells_labels_apart for rule in self.ruleset.rules)
 
     def status_of(self, subject: str | None) -> str:
         return NO_SUBJECT if subject is None else self.statuses.get(subject, "unknown")

@@ -51,6 +51,8 @@ def selection_options(command: Callable) -> Callable:
             "--work-dir", type=click.Path(file_okay=False, path_type=str),
             help="fMRIPrep's working directory (-w), when it is not inside the output directory.",
         ),
+        click.option("--no-work-dir", "no_work_dir", is_flag=True,
+                     help="Leave the working directory out, even one found inside or beside the output."),
         click.option(
             "--participant-label", "--participant_label", "participant_labels", multiple=True, metavar="LABEL",
             help="Only these subjects (with or without sub-); several may follow one flag: --participant-label 01 02.",
@@ -122,13 +124,16 @@ class Progress:
 
 
 def _open_plan(path: str, rule_refs: tuple[str, ...], work_dir: str | None, participant_labels: tuple[str, ...],
-               keep_globs: tuple[str, ...], junk_globs: tuple[str, ...], jobs: int | None = None):
+               keep_globs: tuple[str, ...], junk_globs: tuple[str, ...], jobs: int | None = None,
+               no_work_dir: bool = False):
     from .discover import discover
     from .plan import Selection, build_plan
     from .rulesets import load_rulesets
     from .scan import default_jobs
 
-    dataset = discover(path, work_dir)
+    if no_work_dir and work_dir:
+        raise CleanupError("--no-work-dir and --work-dir contradict each other")
+    dataset = discover(path, work_dir, find_work_dir=not no_work_dir)
     ruleset = load_rulesets(rule_refs).with_cli_globs(keep_globs, junk_globs)
     plan = build_plan(dataset, ruleset, Selection.from_labels(participant_labels))
     plan.jobs = jobs or default_jobs([root.path for root in dataset.scan_roots])

@@ -248,7 +248,7 @@ def _explicit_workdir(work_dir: str) -> str:
     )
 
 
-def discover(path: str, work_dir: str | None = None) -> Dataset:
+def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True) -> Dataset:
     """Recognise fMRIPrep output (either layout) or a working directory at ``path``.
 
     Raises CleanupError with one line saying what was looked for and where.
@@ -280,7 +280,8 @@ def discover(path: str, work_dir: str | None = None) -> Dataset:
             layout = "legacy" if version and _version_tuple(version) < (21,) else "bids"
             freesurfer = None
         output_dir = real if layout == "bids" else parent
-        workdirs = explicit_workdirs or _find_workdirs(real, entries) or _recorded_or_beside(real, output_dir, notes)
+        workdirs = explicit_workdirs or (_find_workdirs(real, entries) or _recorded_or_beside(real, output_dir, notes)
+                                         if find_work_dir else [])
         return Dataset(given, layout, version, real, freesurfer, tuple(workdirs), None, tuple(notes))
 
     if "fmriprep" in names and os.path.isfile(os.path.join(real, "fmriprep", "dataset_description.json")):
@@ -290,7 +291,8 @@ def discover(path: str, work_dir: str | None = None) -> Dataset:
         legacy_evidence = os.path.isdir(freesurfer) or (version is not None and _version_tuple(version) < (21,))
         if not legacy_evidence or os.path.isdir(os.path.join(derivatives, "sourcedata", "freesurfer")):
             raise CleanupError(f"{given}/fmriprep is fMRIPrep output in the BIDS layout; give {given}/fmriprep itself")
-        workdirs = explicit_workdirs or _find_workdirs(real, entries) or _recorded_or_beside(derivatives, real, notes)
+        workdirs = explicit_workdirs or (_find_workdirs(real, entries) or _recorded_or_beside(derivatives, real, notes)
+                                         if find_work_dir else [])
         return Dataset(
             given, "legacy", version, derivatives,
             freesurfer if os.path.isdir(freesurfer) and not os.path.islink(freesurfer) else None,

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, NamedTuple, Sequence
 
-from .classify import Classifier, Decision, FileFacts, subject_of_folder, subject_of_root_file
+from .classify import Classifier, Decision, FileFacts, path_shape, subject_of_folder, subject_of_root_file
 from .discover import Dataset, ScanRoot
 from .rulesets import RuleSet
 from .scan import Directory, Entry, Warnings, walk
@@ -96,12 +96,16 @@ class Plan:
                 subject = subject_of_folder(root.scope, f"{relpath}/{name}" if relpath else name)
                 return subject is not None and not selection.wants(subject)
 
+        # Derivatives repeat the same files for every subject: where no rule can tell labels apart, the
+        # decision for a path shape (labels blanked) is made once and reused. Capped, to stay bounded.
+        memo: dict[tuple, Decision] | None = {} if classifier.decisions_repeat_across_labels else None
         exclude = frozenset({self.dataset.state_dir, self.state_dir or self.dataset.state_dir})
         for folder in walk(self.dataset.scan_roots, self.warnings, skip_dir, exclude, self.jobs):
             scope = folder.root.scope
             folder_subject = subject_of_folder(scope, folder.relpath)
             at_root = not folder.relpath and scope in ("derivatives", "other")
             shared = classifier.folder_decision(scope)  # cheap, per scope: the whole working directory
+            rules, fallback = (), classifier.default
             if shared is None and folder.files:
                 rules, fallback = classifier.folder_plan(scope, folder.relpath, folder_subject, mixed_subjects=at_root)
                 if not rules:
@@ -111,13 +115,23 @@ class Plan:
                     yield folder, folder_subject, shared, None
                 continue
             decided = []
+            rules_key = (scope, tuple(rule.id for rule, _ in rules), fallback.rule_id) if shared is None else None
+            prefix = folder.relpath + "/" if folder.relpath else ""
             for entry in folder.files:
                 subject = subject_of_root_file(entry.name) if at_root else folder_subject
                 if not selection.wants(subject):
                     continue
-                decision = shared or classifier.decide(
-                    FileFacts(scope, folder.relpath, entry.name, entry.size, entry.mtime, subject,
-                              classifier.status_of(subject), classifier.present_statuses), rules, fallback)
+                decision = shared
+                if decision is None:
+                    status = classifier.status_of(subject)
+                    key = (rules_key, status, path_shape(prefix + entry.name)) if memo is not None else None
+                    decision = memo.get(key) if key is not None else None
+                    if decision is None:
+                        decision = classifier.decide(
+                            FileFacts(scope, folder.relpath, entry.name, entry.size, entry.mtime, subject,
+                                      status, classifier.present_statuses), rules, fallback)
+                        if key is not None and len(memo) < MEMO_LIMIT:
+                            memo[key] = decision
                 decided.append((entry, subject, decision))
             if decided:
                 yield folder, None, None, decided
@@ -138,14 +152,18 @@ class Plan:
         for folder, subject, shared, decided in self.folders():
             if decided is None:
                 summary.add_folder(folder, folder.files, subject, shared)
-            else:
+            else:  # files of one subject with one decision are added together
+                groups: dict[tuple[str | None, int], tuple[Decision, list[Entry]]] = {}
                 for entry, file_subject, decision in decided:
-                    summary.add_folder(folder, (entry,), file_subject, decision)
+                    groups.setdefault((file_subject, id(decision)), (decision, []))[1].append(entry)
+                for (file_subject, _), (decision, entries) in groups.items():
+                    summary.add_folder(folder, entries, file_subject, decision)
             if progress is not None:
                 progress(len(folder.files), sum(entry.size for entry in folder.files))
         return summary
 
 
+MEMO_LIMIT = 200_000  # path shapes remembered; a derivatives dataset has a few thousand
 FOLDER_DEPTH = 3  # e.g. work/fmriprep_23_2_wf/sub_01_wf/bold_task_rest_wf, derivatives/sub-01/ses-1/func
 COUNT_FIELDS = ("files", "bytes", "allocated_bytes", "keep_files", "keep_bytes", "junk_files", "junk_bytes")
 

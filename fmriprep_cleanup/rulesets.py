@@ -97,6 +97,7 @@ class Match:
     paths: tuple[re.Pattern[str], ...] = ()
     folder_paths: tuple[re.Pattern[str], ...] = ()  # the globs of `paths` ending in /**, as folder regexes
     name_paths: bool = False  # some glob of `paths` needs each file's name
+    globs: tuple[str, ...] = ()  # `paths` as written
     subjects: ValueSet | None = None
     entities: tuple[tuple[str, ValueSet], ...] = ()
     min_size: int | None = None
@@ -121,6 +122,18 @@ class Match:
         if self.scopes is not None and scope not in self.scopes:
             return False
         return not (self.entities and scope != "derivatives")
+
+    @property
+    def tells_labels_apart(self) -> bool:
+        """True if two files differing only in their subject or session label could get different answers:
+        a subject condition, a session value, a glob naming a label, a size or an age."""
+        if self.subjects or any(name in ("subject", "session") for name, _ in self.entities):
+            return True
+        if any(re.search(r"(?:sub|ses)-[^*?\[/]", glob) for glob in self.globs):
+            return True
+        if self.min_size is not None or self.max_size is not None or self.min_age is not None or self.max_age is not None:
+            return True
+        return any(negation.tells_labels_apart for negation in self.negations)
 
     @property
     def uses_status(self) -> bool:
@@ -228,7 +241,7 @@ class RuleSet:
                         category=f"{action} (--{action})",
                         why=f"matches --{action} {glob!r} given on the command line",
                         match=Match(paths=(pattern,), folder_paths=(folder_pattern,) if folder_pattern else (),
-                                    name_paths=folder_pattern is None),
+                                    name_paths=folder_pattern is None, globs=(glob,)),
                         source="command line",
                         spec=_one_line({"path": glob}),
                     )
@@ -384,6 +397,7 @@ def _compile_match(spec: Any, line: int, problems: _Problems, where: str) -> Mat
                 if folder_pattern is not None:
                     folder_patterns.append(folder_pattern)
             values["paths"] = tuple(patterns)
+            values["globs"] = tuple(str(glob) for glob in _as_list(value))
             values["folder_paths"] = tuple(folder_patterns)
             values["name_paths"] = len(folder_patterns) < len(patterns)
         elif key in ("min_size", "max_size"):

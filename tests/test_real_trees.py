@@ -197,3 +197,23 @@ def test_legacy_fmriprep_1x_tree_works_like_the_bids_layout(tmp_path):
     assert volume["fmriprep/sub-01/func/sub-01_task-rest_space-fsaverage5_hemi-L.func.gii"] == "junk"
     assert volume["freesurfer/sub-01/surf/lh.white"] == "junk"
     assert volume["fmriprep/sub-01/func/sub-01_task-rest_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz"] == "keep"
+
+
+@pytest.mark.parametrize("condition", ["subject: '02'", "path: 'sub-02/**'", "session: ResearchAguirre1"])
+def test_rules_that_name_a_label_are_judged_file_by_file(ds003752, tmp_path, condition):
+    """Decisions are reused across subjects only when no rule can tell labels apart; these rules can."""
+    output, _ = ds003752
+    rules = tmp_path / "one.yaml"
+    rules.write_text(f"version: 1\nname: one\ndefault: keep\nrules:\n"
+                     f"  - {{id: one, action: junk, category: c, why: w, match: {{scope: derivatives, {condition}}}}}\n")
+    rows = plan_rows(output, [str(rules)])
+    junk = [row for row in rows if row.action == "junk"]
+    assert junk
+    if "session" in condition:
+        assert all("ses-ResearchAguirre1" in row.path for row in junk)
+        assert {row.subject for row in junk} == {"01", "02", "03"}
+    elif "subject" in condition:
+        assert {row.subject for row in junk} == {"02"}
+        assert len(junk) == sum(1 for row in rows if row.subject == "02" and row.scope == "derivatives")
+    else:  # the folder sub-02/, not the report sub-02.html beside it
+        assert {row.path for row in junk} == {row.path for row in rows if row.path.startswith(str(output / "sub-02") + "/")}

@@ -204,3 +204,10 @@ def test_html_report_shows_subjects_by_status(study, tmp_path):
     assert "Subjects by fMRIPrep run status" in html
     assert '<tr data-status="failed"><td>failed</td><td>1</td>' in html and 'data-workdir-kept="9090"' in html
     assert "1 failed subject: their working directories (8.9 KiB) are kept for re-runs" in html
+
+
+def test_no_work_dir_leaves_the_working_directory_out(study):
+    output, work = study
+    data = json.loads(run("report", output, "--no-work-dir", "--format", "json").output)
+    assert data["dataset"]["workdirs"] == [] and not any(row["category"].startswith("working directory") for row in data["by_category"])
+    assert run("report", output, "--no-work-dir", "--work-dir", work).exit_code == 2
