@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .discover import SUBJECT_WORKFLOW_DIR, WORKFLOW_DIR, Dataset, read_run_config
+from .discover import _listing
 
 STATUSES = ("finished", "failed", "running", "incomplete", "unknown")
 RUN_TIME = re.compile(r"^(\d{8}-\d{6})")
@@ -62,14 +63,6 @@ def _run_time(name: str) -> float | None:
         return time.mktime(time.strptime(found.group(1), "%Y%m%d-%H%M%S"))
     except ValueError:
         return None
-
-
-def _listing(path: str) -> list[os.DirEntry]:
-    try:
-        with os.scandir(path) as iterator:
-            return list(iterator)
-    except OSError:
-        return []
 
 
 def newest_file_time(path: str, since: float) -> float | None:
