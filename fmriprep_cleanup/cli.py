@@ -16,6 +16,7 @@ import click
 
 from . import __version__
 from .errors import CleanupError
+from .rulesets import SUBJECT_STATUSES
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -228,7 +229,7 @@ def plan(path: str, fmt: str, only: str | None, output: str | None, **selection:
 @click.option("--participant-label", "--participant_label", "participant_labels", multiple=True, metavar="LABEL")
 @click.option("--min-age", default="1h", show_default=True, metavar="DURATION",
               help="Activity more recent than this means a subject is still running.")
-@click.option("--only", type=click.Choice(["finished", "failed", "running", "incomplete", "unknown"]), multiple=True,
+@click.option("--only", type=click.Choice(SUBJECT_STATUSES), multiple=True,
               help="Only subjects with this status (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "tsv"]), default="text", show_default=True)
 def status(path: str, work_dir: str | None, participant_labels: tuple[str, ...], min_age: str,

@@ -192,10 +192,6 @@ class Counts:
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in COUNT_FIELDS}
 
-    @property
-    def junk_share(self) -> float:
-        return self.junk_bytes / self.bytes if self.bytes else 0.0
-
 
 @dataclass
 class Summary:

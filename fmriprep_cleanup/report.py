@@ -18,7 +18,7 @@ from . import __version__
 from .discover import Dataset
 from .energy import Assumptions, assumptions, energy_report
 from .plan import COUNT_FIELDS, PlannedFile, Summary
-from .rulesets import RuleSet
+from .rulesets import SUBJECT_STATUSES, RuleSet
 
 SCHEMA_VERSION = 1
 
@@ -85,7 +85,7 @@ def subjects_by_status(summary: Summary, statuses: dict[str, Any]) -> list[dict[
             row["junk_bytes"] += counts.junk_bytes
         row["workdir_bytes"] += summary.bytes_by_subject_scope.get((label, "workdir"), 0)
         row["workdir_kept_bytes"] += summary.kept_by_subject_scope.get((label, "workdir"), 0)
-    order = {name: index for index, name in enumerate(("finished", "failed", "running", "incomplete", "unknown"))}
+    order = {name: index for index, name in enumerate(SUBJECT_STATUSES)}
     return sorted(rows.values(), key=lambda row: order.get(row["status"], 99))
 
 

@@ -580,8 +580,3 @@ def load_rulesets(references: list[str] | tuple[str, ...]) -> RuleSet:
         descriptions={loaded.name: loaded.description for loaded in order},
         energy=energy,
     )
-
-
-def validate_file(path: str) -> RuleSet:
-    """Load one file with everything it extends; raises RuleFileError listing every problem."""
-    return load_rulesets([path])

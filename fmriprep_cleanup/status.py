@@ -28,7 +28,6 @@ from typing import Any
 from .discover import SUBJECT_WORKFLOW_DIR, WORKFLOW_DIR, Dataset, read_run_config
 from .discover import _listing
 
-STATUSES = ("finished", "failed", "running", "incomplete", "unknown")
 RUN_TIME = re.compile(r"^(\d{8}-\d{6})")
 REPORT_SLACK = 300.0  # seconds after the report that still belong to the run that wrote it
 
