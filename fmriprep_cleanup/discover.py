@@ -168,10 +168,10 @@ def _find_workdirs(folder: str, entries: list[os.DirEntry]) -> list[str]:
 
 
 def _listing(path: str) -> list[os.DirEntry]:
+    """A folder's entries, or none where it cannot be read (for evidence that may simply be absent)."""
     try:
-        with os.scandir(path) as iterator:
-            return list(iterator)
-    except OSError:
+        return _list_dir(path)
+    except CleanupError:
         return []
 
 

@@ -85,6 +85,25 @@ def _card(value: str, label: str, key: str, exact: float | int) -> str:
             f'<div class="label">{escape(label)}</div></div>')
 
 
+def _page(title: str, body: str, data: dict[str, Any]) -> str:
+    """A whole self-contained page: inline style, the body, and the report data as inert JSON."""
+    embedded = json.dumps(data).replace("</", "<\\/")
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(title)}</title>
+<style>{STYLE}</style>
+</head>
+<body>
+{body}
+<script type="application/json" id="report-data">{embedded}</script>
+</body>
+</html>
+"""
+
+
 def render_html(data: dict[str, Any]) -> str:
     dataset, totals, energy = data["dataset"], data["totals"], data["energy"]
     junk = energy["junk"]
@@ -133,17 +152,7 @@ def render_html(data: dict[str, Any]) -> str:
     folders = [(os.path.relpath(row["folder"], top) if row["folder"].startswith(top + "/") else row["folder"], 0, row["junk_bytes"])
                for row in data["largest_junk_folders"]]
     row_height = 20 if len(subject_rows) <= 50 else 12
-    embedded = json.dumps(data).replace("</", "<\\/")
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{escape(title)}</title>
-<style>{STYLE}</style>
-</head>
-<body>
-<header>
+    body = f"""<header>
 <h1>What fMRIPrep left on disk</h1>
 <p class="meta">{escape(dataset['path'])}</p>
 <p class="meta">fMRIPrep {escape(dataset['fmriprep_version'] or 'unknown version')} · {layout} · rules: {escape(', '.join(data['rules']))}</p>
@@ -192,10 +201,8 @@ def render_html(data: dict[str, Any]) -> str:
 <pre>{escape(data.get('command') or '(called from Python)')}</pre>
 <p class="meta">fmriprep-cleanup {escape(data['tool']['version'])} · {escape(time.strftime('%Y-%m-%d %H:%M %Z'))} · nothing was changed on disk.</p>
 </section>
-<script type="application/json" id="report-data">{embedded}</script>
-</body>
-</html>
 """
+    return _page(title, body, data)
 
 
 def render_audit_html(data: dict[str, Any]) -> str:
@@ -211,12 +218,7 @@ def render_audit_html(data: dict[str, Any]) -> str:
         f'<td>{number(row["kgco2e_per_year_avoidable"])}</td></tr>'
         for row in rows)
     totals = data["totals"]
-    embedded = json.dumps(data).replace("</", "<\\/")
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head><meta charset="utf-8"><title>fmriprep-cleanup site audit</title><style>{STYLE}</style></head>
-<body>
-<h1>fMRIPrep outputs on this storage</h1>
+    body = f"""<h1>fMRIPrep outputs on this storage</h1>
 <p class="meta">{escape(', '.join(data['roots']))} · rules: {escape(', '.join(data['rules']))}</p>
 <section class="cards">
 {_card(size(totals['junk_bytes']), f"reclaimable of {size(totals['bytes'])}", "junk_bytes", totals['junk_bytes'])}
@@ -227,7 +229,5 @@ def render_audit_html(data: dict[str, Any]) -> str:
 <section class="long"><h2>Table</h2><table><thead><tr><th>Dataset</th><th>Owner</th><th>fMRIPrep</th><th>Subjects</th>
 <th>Total</th><th>Reclaimable</th><th>Share</th><th>kWh/yr</th><th>kgCO2e/yr</th></tr></thead><tbody>{table_rows}</tbody></table></section>
 <section><h2>Assumptions</h2><p>{escape(data['energy_assumptions']['formula'])}</p></section>
-<script type="application/json" id="report-data">{embedded}</script>
-</body>
-</html>
 """
+    return _page("fmriprep-cleanup site audit", body, data)
