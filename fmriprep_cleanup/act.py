@@ -129,7 +129,6 @@ def build_worklist(plan: Plan, mode: str, min_age: float) -> Worklist:
     """
     cutoff = plan.now - min_age
     plan.min_age = min_age
-    running = {label for label, status in plan.run_statuses().items() if status.status == "running"}
     active_subjects: set[str] = set()
     junk: list[PlannedFile] = []
     scanned_bytes = 0
@@ -139,6 +138,7 @@ def build_worklist(plan: Plan, mode: str, min_age: float) -> Worklist:
             active_subjects.add(planned.subject)
         if planned.action == "junk":
             junk.append(planned)
+    running = {label for label, status in plan.run_statuses().items() if status.status == "running"}
     outcome = Outcome(mode)
     files = []
     for planned in junk:

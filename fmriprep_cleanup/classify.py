@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Callable, Protocol
 
 from .discover import SUBJECT_WORKFLOW_DIR
 from .entities import parse_entities, parse_entity
@@ -68,17 +69,17 @@ def path_shape(relpath: str) -> str:
 class FileFacts:
     """What rules may ask about one file; the path and entities are worked out only if asked."""
 
-    __slots__ = ("scope", "name", "size", "mtime", "subject", "status", "present_statuses", "_folder", "_relpath", "_entities")
+    __slots__ = ("scope", "name", "size", "mtime", "subject", "status", "_present", "_folder", "_relpath", "_entities")
 
     def __init__(self, scope: str, folder: str, name: str, size: int, mtime: float, subject: str | None,
-                 status: str = "unknown", present_statuses: frozenset[str] = frozenset()) -> None:
+                 status: str = "unknown", present: Callable[[], frozenset[str]] = frozenset) -> None:
         self.scope = scope
         self.name = name
         self.size = size
         self.mtime = mtime
         self.subject = subject
         self.status = status  # the run status of the file's subject (see status.py)
-        self.present_statuses = present_statuses
+        self._present = present  # asked only by rules on any_subject_status: it needs every subject judged
         self._folder = folder
         self._relpath: str | None = None
         self._entities: dict[str, str | int] | None = None
@@ -88,6 +89,10 @@ class FileFacts:
         if self._relpath is None:
             self._relpath = f"{self._folder}/{self.name}" if self._folder else self.name
         return self._relpath
+
+    def present_statuses(self) -> frozenset[str]:
+        """The run statuses some subject of the dataset has."""
+        return self._present()
 
     @property
     def entities(self) -> dict[str, str | int]:
@@ -105,17 +110,29 @@ class FileFacts:
         return self._entities[name]
 
 
+NOT_ASKED = "not asked"  # the status of files no rule asks it of: judging it would cost reading folders
+
+
+class RunStatuses(Protocol):
+    """Subjects' run statuses (status.StatusBook); judged on first question, so asked only where needed."""
+
+    def status_of(self, label: str) -> str: ...
+
+    def present(self) -> frozenset[str]: ...
+
+
 class Classifier:
     """Applies a RuleSet: first match wins, the set's default decides the rest."""
 
-    def __init__(self, ruleset: RuleSet, now: float, statuses: dict[str, str] | None = None) -> None:
+    def __init__(self, ruleset: RuleSet, now: float, statuses: RunStatuses | None = None) -> None:
         self.ruleset = ruleset
         self.now = now
-        self.statuses = statuses or {}
-        self.present_statuses = frozenset(self.statuses.values())
+        self.statuses = statuses
         self._plans: dict[tuple[str, str], tuple[tuple[tuple[Rule, Decision], ...], Decision]] = {}
         self.default = Decision(ruleset.default, DEFAULT_CATEGORY, DEFAULT_RULE_ID, f"no rule matched; the rule set's default is {ruleset.default}", "default")
         self._rules_by_scope: dict[str, tuple[tuple[Rule, Decision], ...]] = {}
+        self._uses_status: dict[str, bool] = {}
+        self._uses_any_status: dict[str, bool] = {}
 
     def rules_for_scope(self, scope: str) -> tuple[tuple[Rule, Decision], ...]:
         """The rules that can match some file of this scope, each with its decision."""
@@ -142,7 +159,29 @@ class Classifier:
         return not any(rule.match.tells_labels_apart for rule in self.ruleset.rules)
 
     def status_of(self, subject: str | None) -> str:
-        return NO_SUBJECT if subject is None else self.statuses.get(subject, "unknown")
+        if subject is None:
+            return NO_SUBJECT
+        return self.statuses.status_of(subject) if self.statuses is not None else "unknown"
+
+    def status_for(self, scope: str, subject: str | None) -> str:
+        """The subject's status where a rule of the scope reads it; asking may judge the subject."""
+        return self.status_of(subject) if self.uses_status(scope) else NOT_ASKED
+
+    def present_statuses(self) -> frozenset[str]:
+        """The statuses some subject has; asking judges every subject."""
+        return self.statuses.present() if self.statuses is not None else frozenset()
+
+    def uses_status(self, scope: str) -> bool:
+        """True when a rule for this scope looks at a run status (the file's subject's, or any subject's)."""
+        if scope not in self._uses_status:
+            self._uses_status[scope] = any(rule.match.uses_status for rule, _ in self.rules_for_scope(scope))
+        return self._uses_status[scope]
+
+    def uses_any_status(self, scope: str) -> bool:
+        """True when a rule for this scope asks whether some subject of the dataset has a status."""
+        if scope not in self._uses_any_status:
+            self._uses_any_status[scope] = any(rule.match.uses_any_status for rule, _ in self.rules_for_scope(scope))
+        return self._uses_any_status[scope]
 
     def folder_plan(self, scope: str, folder: str, subject: str | None = None,
                     mixed_subjects: bool = False) -> tuple[tuple[tuple[Rule, Decision], ...], Decision]:
@@ -151,7 +190,7 @@ class Classifier:
         matches every file here ends the list. No rules left: one decision for the whole folder.
         Where no rule of the scope looks at paths, the plan depends only on the subject's status and is
         worked out once per status (the working directory: hundreds of thousands of folders)."""
-        status = None if mixed_subjects else self.status_of(subject)
+        status = None if mixed_subjects else self.status_for(scope, subject)
         rules = self.rules_for_scope(scope)
         cache_key = (scope, status) if status is not None and not any(rule.match.paths for rule, _ in rules) else None
         if cache_key is not None and cache_key in self._plans:

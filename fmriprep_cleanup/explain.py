@@ -44,8 +44,7 @@ def explain_file(plan: Plan, file: str) -> dict[str, Any]:
         raise CleanupError(f"cannot stat {file}: {exc.strerror or exc}") from None
     at_root = not folder and root.scope in ("derivatives", "other")
     subject = subject_of_root_file(entry.name) if at_root else subject_of_folder(root.scope, folder)
-    statuses = {label: status.status for label, status in plan.run_statuses().items()}
-    classifier = Classifier(plan.ruleset, plan.now, statuses)
+    classifier = Classifier(plan.ruleset, plan.now, plan.status_book())  # judges only the subjects it asks
     facts = FileFacts(root.scope, folder, entry.name, entry.size, entry.mtime, subject,
                       classifier.status_of(subject), classifier.present_statuses)
     decision = classifier.folder_decision(root.scope) or classifier.decide(facts)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple, Sequence
 
 from .classify import Classifier, Decision, FileFacts, path_shape, subject_of_folder, subject_of_root_file
 from .discover import Dataset, ScanRoot
 from .rulesets import RuleSet
 from .scan import Directory, Entry, Warnings, walk
+
+if TYPE_CHECKING:
+    from .status import StatusBook
 
 
 def normalize_label(label: str) -> str:
@@ -70,25 +73,32 @@ class Plan:
     state_dir: str | None = None  # never scanned; the dataset's own state directory by default
     jobs: int = 1  # folders listed at once (threads); see scan.walk
     min_age: float = 3600.0  # activity this recent means a subject is still running
-    statuses: dict | None = None  # subject -> status.SubjectStatus, worked out on first need
+    book: "StatusBook | None" = field(default=None, repr=False)  # run statuses, judged during the scan
 
     def run_statuses(self) -> dict:
-        """Each subject's fMRIPrep run status (finished, failed, running...), read once."""
-        if self.statuses is None:
-            from .status import subject_statuses
+        """The run status (finished, failed, running...) of each selected subject: after an iteration they
+        come from what the scan read; before, each subject's folders are read for it."""
+        return self.status_book().statuses(self.selection.wants)
 
-            self.statuses = subject_statuses(self.dataset, self.now, self.min_age)
-        return self.statuses
+    def status_book(self) -> "StatusBook":
+        """The subjects' run statuses: the scan feeds it, a question before the scan reads for itself."""
+        if self.book is None:
+            from .status import StatusBook
 
-    def _status_labels(self) -> dict[str, str]:
-        if not any(rule.match.uses_status for rule in self.ruleset.rules):
-            return {}
-        return {label: status.status for label, status in self.run_statuses().items()}
+            self.book = StatusBook(self.dataset, self.now, self.min_age)
+        return self.book
 
     def folders(self) -> Iterator[tuple[Directory, str | None, Decision | None, list[tuple[Entry, str | None, Decision]] | None]]:
         """Each scanned folder, classified: (folder, subject, decision, None) when one subject and one
-        decision cover all its files (no per-file work at all), else (folder, None, None, per-file list)."""
-        classifier = Classifier(self.ruleset, self.now, self._status_labels())
+        decision cover all its files (no per-file work at all), else (folder, None, None, per-file list).
+
+        Where the rules look at run statuses, a subject's folders are held back until the scan has left
+        them and the subject can be judged from the file times the scan read; folders of no subject wait
+        for the end when a rule asks about every subject (any_subject_status). So the working directory's
+        shared folders come last; every other folder comes in scan order.
+        """
+        book = self.status_book()  # fed by the scan even when no rule asks: reports show the statuses
+        classifier = Classifier(self.ruleset, self.now, book)
         selection = self.selection
         skip_dir = None
         if selection.participant_labels is not None or selection.excluded_labels:
@@ -100,41 +110,75 @@ class Plan:
         # decision for a path shape (labels blanked) is made once and reused. Capped, to stay bounded.
         memo: dict[tuple, Decision] | None = {} if classifier.decisions_repeat_across_labels else None
         exclude = frozenset({self.dataset.state_dir, self.state_dir or self.dataset.state_dir})
+        open_folder = None  # the subject folder (output or working directory) the scan is in
+        held: list[tuple[Directory, str | None]] = []  # its folders, until its subject can be judged
+        last: list[Directory] = []  # folders of no subject that wait for every subject's status
         for folder in walk(self.dataset.scan_roots, self.warnings, skip_dir, exclude, self.jobs):
             scope = folder.root.scope
-            folder_subject = subject_of_folder(scope, folder.relpath)
-            at_root = not folder.relpath and scope in ("derivatives", "other")
-            shared = classifier.folder_decision(scope)  # cheap, per scope: the whole working directory
-            rules, fallback = (), classifier.default
-            if shared is None and folder.files:
-                rules, fallback = classifier.folder_plan(scope, folder.relpath, folder_subject, mixed_subjects=at_root)
-                if not rules:
-                    shared = fallback
-            if shared is not None and not at_root:
-                if folder.files and selection.wants(folder_subject):
-                    yield folder, folder_subject, shared, None
-                continue
-            decided = []
-            rules_key = (scope, tuple(rule.id for rule, _ in rules), fallback.rule_id) if shared is None else None
-            prefix = folder.relpath + "/" if folder.relpath else ""
-            for entry in folder.files:
-                subject = subject_of_root_file(entry.name) if at_root else folder_subject
-                if not selection.wants(subject):
+            subject = subject_of_folder(scope, folder.relpath)
+            if open_folder is not None and not folder.path.startswith(open_folder + "/"):
+                book.walked(open_folder)
+                open_folder = None
+                for waiting, waiting_subject in held:
+                    yield from self._classified(waiting, waiting_subject, classifier, memo)
+                held.clear()
+            if open_folder is None and subject is not None and book.subject_folder(folder.path) == subject:
+                open_folder = folder.path
+            if open_folder is not None:
+                book.saw(open_folder, folder.files)
+                if folder.files and classifier.uses_status(scope) and (held or not book.ready(subject)):
+                    held.append((folder, subject))
                     continue
-                decision = shared
+            elif subject is None and folder.files and classifier.uses_any_status(scope):
+                if selection.wants(None):
+                    last.append(folder)
+                continue
+            yield from self._classified(folder, subject, classifier, memo)
+        if open_folder is not None:
+            book.walked(open_folder)
+            for waiting, waiting_subject in held:
+                yield from self._classified(waiting, waiting_subject, classifier, memo)
+        for folder in last:
+            yield from self._classified(folder, None, classifier, memo)
+
+    def _classified(self, folder: Directory, folder_subject: str | None, classifier: Classifier,
+                    memo: dict[tuple, Decision] | None) -> Iterator[tuple]:
+        """One folder's files with their decisions, as ``folders`` yields them (nothing if none is selected)."""
+        selection = self.selection
+        scope = folder.root.scope
+        at_root = not folder.relpath and scope in ("derivatives", "other")
+        if not folder.files or (not at_root and not selection.wants(folder_subject)):
+            return
+        shared = classifier.folder_decision(scope)  # cheap, per scope: the whole working directory
+        rules, fallback = (), classifier.default
+        if shared is None:
+            rules, fallback = classifier.folder_plan(scope, folder.relpath, folder_subject, mixed_subjects=at_root)
+            if not rules:
+                shared = fallback
+        if shared is not None and not at_root:
+            yield folder, folder_subject, shared, None
+            return
+        decided = []
+        rules_key = (scope, tuple(rule.id for rule, _ in rules), fallback.rule_id) if shared is None else None
+        prefix = folder.relpath + "/" if folder.relpath else ""
+        for entry in folder.files:
+            subject = subject_of_root_file(entry.name) if at_root else folder_subject
+            if not selection.wants(subject):
+                continue
+            decision = shared
+            if decision is None:
+                status = classifier.status_for(scope, subject)
+                key = (rules_key, status, path_shape(prefix + entry.name)) if memo is not None else None
+                decision = memo.get(key) if key is not None else None
                 if decision is None:
-                    status = classifier.status_of(subject)
-                    key = (rules_key, status, path_shape(prefix + entry.name)) if memo is not None else None
-                    decision = memo.get(key) if key is not None else None
-                    if decision is None:
-                        decision = classifier.decide(
-                            FileFacts(scope, folder.relpath, entry.name, entry.size, entry.mtime, subject,
-                                      status, classifier.present_statuses), rules, fallback)
-                        if key is not None and len(memo) < MEMO_LIMIT:
-                            memo[key] = decision
-                decided.append((entry, subject, decision))
-            if decided:
-                yield folder, None, None, decided
+                    decision = classifier.decide(
+                        FileFacts(scope, folder.relpath, entry.name, entry.size, entry.mtime, subject,
+                                  status, classifier.present_statuses), rules, fallback)
+                    if key is not None and len(memo) < MEMO_LIMIT:
+                        memo[key] = decision
+            decided.append((entry, subject, decision))
+        if decided:
+            yield folder, None, None, decided
 
     def __iter__(self) -> Iterator[PlannedFile]:
         for folder, subject, shared, decided in self.folders():

@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import yaml
 
@@ -62,7 +62,8 @@ class FileFacts(Protocol):
     mtime: float
     subject: str | None
     status: str
-    present_statuses: frozenset[str]
+
+    def present_statuses(self) -> frozenset[str]: ...
 
     @property
     def relpath(self) -> str: ...
@@ -139,15 +140,17 @@ class Match:
     def uses_status(self) -> bool:
         return bool(self.statuses or self.any_statuses or any(n.uses_status for n in self.negations))
 
+    @property
+    def uses_any_status(self) -> bool:
+        return bool(self.any_statuses or any(n.uses_any_status for n in self.negations))
+
     def folder_verdict(self, scope: str, folder: str, status: str | None = None,
-                       present: frozenset[str] = frozenset()) -> bool | None:
+                       present: Callable[[], frozenset[str]] = frozenset) -> bool | None:
         """For the files directly in ``folder`` (relative to the scope's root): True if every one
         matches, False if none can, None if it depends on each file. ``status`` is the run status of
-        the folder's subject (None when its files belong to different subjects); ``present`` the
-        statuses some subject of the dataset has."""
+        the folder's subject (None when its files belong to different subjects); ``present()`` the
+        statuses some subject of the dataset has, asked last: it needs every subject judged."""
         if not self.may_match_scope(scope):
-            return False
-        if self.any_statuses is not None and not self.any_statuses & present:
             return False
         verdict: bool | None = True
         if self.statuses is not None:
@@ -165,6 +168,8 @@ class Match:
         if (self.entities or self.subjects or self.min_size is not None or self.max_size is not None
                 or self.min_age is not None or self.max_age is not None):
             verdict = None
+        if self.any_statuses is not None and not self.any_statuses & present():
+            return False
         for negation in self.negations:
             negated = negation.folder_verdict(scope, folder, status, present)
             if negated is True:
@@ -188,8 +193,6 @@ class Match:
             return False
         if self.statuses is not None and facts.status not in self.statuses:
             return False
-        if self.any_statuses is not None and not self.any_statuses & facts.present_statuses:
-            return False
         if self.paths:
             relpath = facts.relpath
             if not any(pattern.match(relpath) for pattern in self.paths):
@@ -200,6 +203,8 @@ class Match:
             for name, values in self.entities:
                 if not values.contains(facts.entity(name)):
                     return False
+        if self.any_statuses is not None and not self.any_statuses & facts.present_statuses():
+            return False  # asked last: it needs every subject judged
         return not any(negation.matches(facts, now) for negation in self.negations)
 
 

@@ -12,9 +12,10 @@ keep appearing in its working-directory folder. The newest run decides:
 * incomplete - no report, no run folder, or activity after the report, and nothing recent (a killed job);
 * unknown    - fMRIPrep 1.x output without run folders, when nothing else decides.
 
-Activity is read from the files in folders whose modification time moved (creating or removing a file
-updates its folder): folders untouched since the run cost one listing each, no stat of their files, and
-files removed by a cleanup are not mistaken for fMRIPrep at work.
+Activity is the newest modification time of the files (not the folders: removing files, a cleanup's
+included, is not fMRIPrep at work) in the subject's output folder and working-directory folders. The scan
+lstat-s every one of those files anyway, so ``StatusBook`` judges a subject when the walk leaves its
+folders, from the times the walk read; only a status asked for earlier reads its folders itself.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable
 
 from .discover import SUBJECT_WORKFLOW_DIR, WORKFLOW_DIR, Dataset, read_run_config
 from .discover import _listing
+from .scan import Entry
 
 RUN_TIME = re.compile(r"^(\d{8}-\d{6})")
 REPORT_SLACK = 300.0  # seconds after the report that still belong to the run that wrote it
@@ -64,31 +66,26 @@ def _run_time(name: str) -> float | None:
         return None
 
 
-def newest_file_time(path: str, since: float) -> float | None:
-    """The newest modification time of the files below ``path`` that sit in folders changed after ``since``.
-
-    A file created or removed updates its folder's time, so only folders changed after ``since`` can hold
-    new files: only their files are stat-ed. Judging by the files, not the folders, means that removing
-    files (a cleanup, ours included) is not mistaken for fMRIPrep at work.
-    """
+def newest_file_time(path: str) -> float | None:
+    """The newest modification time of the files below ``path`` (lstat, symlinks not followed)."""
     newest = None
     stack = [path]
     while stack:
-        folder = stack.pop()
-        try:
-            changed = os.lstat(folder).st_mtime > since
-        except OSError:
-            continue
-        for entry in _listing(folder):
+        for entry in _listing(stack.pop()):
             try:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(entry.path)
-                elif changed:
+                else:
                     mtime = entry.stat(follow_symlinks=False).st_mtime
                     newest = mtime if newest is None or mtime > newest else newest
             except OSError:
                 continue
     return newest
+
+
+def newest_of(files: list[Entry]) -> float | None:
+    """The same, for the files of one scanned folder."""
+    return max([entry.mtime for entry in files]) if files else None
 
 
 def subject_workdirs(dataset: Dataset) -> dict[str, list[str]]:
@@ -105,21 +102,105 @@ def subject_workdirs(dataset: Dataset) -> dict[str, list[str]]:
     return found
 
 
+class StatusBook:
+    """The run status of every subject with an output folder, a report or a working-directory folder.
+
+    Before the scan it reads only what is cheap: the reports, the run folders and where each subject's
+    folders are. The scan reports the files it lstat-s in those folders (``saw``) and when it has left one
+    (``walked``). A status asked for before all of a subject's folders were walked reads the rest itself,
+    once; from then on that subject's status does not change.
+    """
+
+    def __init__(self, dataset: Dataset, now: float, min_age: float) -> None:
+        self.now = now
+        self.min_age = min_age
+        self.has_run_folders = dataset.fmriprep_version is not None and _major(dataset.fmriprep_version) >= 20
+        derivatives = dataset.derivatives
+        subjects: set[str] = set()
+        output_folders: dict[str, str] = {}
+        if derivatives:
+            for entry in _listing(derivatives):
+                if entry.name.startswith("sub-"):
+                    label = entry.name[4:].split(".", 1)[0]
+                    if not label:
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        subjects.add(label)
+                        output_folders[label] = entry.path
+                    elif entry.name.endswith(".html"):
+                        subjects.add(label)
+        workdirs = subject_workdirs(dataset)
+        subjects |= set(workdirs)
+        self._evidence = {label: _evidence_of(label, derivatives) for label in sorted(subjects)}
+        # folders whose files tell a subject's activity: path -> (subject, how the evidence names it)
+        self._folders: dict[str, tuple[str, str]] = {}
+        for label, folder in output_folders.items():
+            self._folders[folder] = (label, "a file in its output folders")
+        for label, folders in workdirs.items():
+            for folder in folders:
+                self._folders[folder] = (label, f"a file in its working directory {folder}")
+        self._unread = {label: set() for label in subjects}  # folders not walked yet
+        for folder, (label, _) in self._folders.items():
+            self._unread[label].add(folder)
+        self._newest: dict[str, float] = {}  # folder -> newest file time the scan saw below it
+        self._judged: dict[str, SubjectStatus] = {}
+
+    def subject_folder(self, path: str) -> str | None:
+        """The subject whose folder (output or working directory) ``path`` is, or None."""
+        found = self._folders.get(path)
+        return found[0] if found else None
+
+    def saw(self, folder: str, files: list[Entry]) -> None:
+        """The scan lstat-ed ``files`` somewhere below the subject folder ``folder``."""
+        newest = newest_of(files)
+        seen = self._newest.get(folder)
+        if newest is not None and (seen is None or newest > seen):
+            self._newest[folder] = newest
+
+    def walked(self, folder: str) -> None:
+        """The scan has left the subject folder ``folder``: its activity is known."""
+        label = self._folders[folder][0]
+        self._unread[label].discard(folder)
+
+    def ready(self, label: str) -> bool:
+        """True when the subject's status can be given without reading any folder."""
+        return label in self._judged or not self._unread.get(label)
+
+    def status(self, label: str) -> SubjectStatus:
+        """The subject's status; its folders the scan has not walked yet are read now."""
+        judged = self._judged.get(label)
+        if judged is None:
+            evidence = self._evidence.get(label)
+            if evidence is None:
+                judged = SubjectStatus(label, "unknown", ["no output folder, report or working directory"])
+            else:
+                for folder in sorted(self._unread.get(label, ())):
+                    newest = newest_file_time(folder)
+                    if newest is not None:
+                        self._newest[folder] = max(newest, self._newest.get(folder, newest))
+                self._unread[label] = set()
+                activity = list(evidence.activity)
+                activity += [(self._newest[folder], how) for folder, (owner, how) in self._folders.items()
+                             if owner == label and folder in self._newest]
+                judged = _judge(evidence, activity, self.now, self.min_age, self.has_run_folders)
+            self._judged[label] = judged
+        return judged
+
+    def status_of(self, label: str) -> str:
+        return self.status(label).status
+
+    def present(self) -> frozenset[str]:
+        """The statuses some subject has (for any_subject_status); judges every subject."""
+        return frozenset(self.status(label).status for label in self._evidence)
+
+    def statuses(self, wanted: Callable[[str], bool] | None = None) -> dict[str, SubjectStatus]:
+        """Every subject's status (or those ``wanted``), sorted by label."""
+        return {label: self.status(label) for label in self._evidence if wanted is None or wanted(label)}
+
+
 def subject_statuses(dataset: Dataset, now: float, min_age: float) -> dict[str, SubjectStatus]:
-    """The status of every subject with an output folder, a report or a working-directory folder."""
-    derivatives = dataset.derivatives
-    subjects: set[str] = set()
-    if derivatives:
-        for entry in _listing(derivatives):
-            if entry.name.startswith("sub-"):
-                label = entry.name[4:].split(".", 1)[0]
-                if label and (entry.is_dir(follow_symlinks=False) or entry.name.endswith(".html")):
-                    subjects.add(label)
-    workdirs = subject_workdirs(dataset)
-    subjects |= set(workdirs)
-    versioned = dataset.fmriprep_version is not None and _major(dataset.fmriprep_version) >= 20
-    return {label: _status_of(label, derivatives, workdirs.get(label, []), now, min_age, versioned)
-            for label in sorted(subjects)}
+    """The status of every subject, reading its folders directly (without a scan)."""
+    return StatusBook(dataset, now, min_age).statuses()
 
 
 def _major(version: str) -> int:
@@ -127,36 +208,32 @@ def _major(version: str) -> int:
     return int(digits.group()) if digits else 0
 
 
-def _status_of(label: str, derivatives: str | None, workdirs: list[str], now: float, min_age: float,
-               has_run_folders: bool) -> SubjectStatus:
+@dataclass
+class _Evidence:
+    """What is read of a subject before the scan: its report, its run folders and its newest run."""
+
+    status: SubjectStatus
+    crash_names: list[str]
+    activity: list[tuple[float, str]]
+
+
+def _evidence_of(label: str, derivatives: str | None) -> _Evidence:
     status = SubjectStatus(label, "unknown")
     activity: list[tuple[float, str]] = []
-    runs = []
-    cutoff = now - min_age
-    report_time = None
-    if derivatives:
-        try:
-            report_time = os.lstat(os.path.join(derivatives, f"sub-{label}.html")).st_mtime
-        except OSError:
-            pass
-    since = min(cutoff, report_time + REPORT_SLACK) if report_time is not None else cutoff
-    if derivatives:
-        status.report_time = report_time
-        if report_time is not None:
-            activity.append((report_time, "its report"))
-        subject_folder = os.path.join(derivatives, f"sub-{label}")
-        output_time = newest_file_time(subject_folder, since)
-        if output_time is not None:
-            activity.append((output_time, "a file in its output folders"))
-        runs = sorted(entry.name for entry in _listing(os.path.join(subject_folder, "log")) if entry.is_dir(follow_symlinks=False))
-    for workdir in workdirs:
-        work_time = newest_file_time(workdir, since)
-        if work_time is not None:
-            activity.append((work_time, f"a file in its working directory {workdir}"))
-    status.runs = len(runs)
     crash_names: list[str] = []
+    if not derivatives:
+        return _Evidence(status, crash_names, activity)
+    try:
+        status.report_time = os.lstat(os.path.join(derivatives, f"sub-{label}.html")).st_mtime
+    except OSError:
+        pass
+    else:
+        activity.append((status.report_time, "its report"))
+    subject_folder = os.path.join(derivatives, f"sub-{label}")
+    runs = sorted(entry.name for entry in _listing(os.path.join(subject_folder, "log")) if entry.is_dir(follow_symlinks=False))
+    status.runs = len(runs)
     if runs:
-        newest = os.path.join(derivatives, f"sub-{label}", "log", runs[-1])
+        newest = os.path.join(subject_folder, "log", runs[-1])
         status.newest_run = runs[-1]
         status.newest_run_time = _run_time(runs[-1])
         entries = _listing(newest)
@@ -177,6 +254,15 @@ def _status_of(label: str, derivatives: str | None, workdirs: list[str], now: fl
                 status.fmriprep_version = settings["version"]
                 status.output_spaces = settings["output_spaces"]
                 status.recorded_work_dir = settings["work_dir"]
+    return _Evidence(status, crash_names, activity)
+
+
+def _judge(evidence: _Evidence, activity: list[tuple[float, str]], now: float, min_age: float,
+           has_run_folders: bool) -> SubjectStatus:
+    status = replace(evidence.status, evidence=[], warnings=list(evidence.status.warnings))
+    crash_names = evidence.crash_names
+    cutoff = now - min_age
+    where = ""
     if activity:
         status.last_activity, where = max(activity)
     ran = f" ({status.runs} runs, newest {status.newest_run})" if status.runs > 1 else ""
@@ -187,15 +273,15 @@ def _status_of(label: str, derivatives: str | None, workdirs: list[str], now: fl
         status.status = "failed"
         status.evidence.append(f"{status.crash_files} crash file(s) in the newest run {status.newest_run}{ran}: "
                                + ", ".join(crash_names[:3]))
-    elif not runs and not has_run_folders:
+    elif not status.runs and not has_run_folders:
         status.status = "unknown"
         status.evidence.append("no run folders (fMRIPrep before 20 does not write them)")
-    elif not runs:
+    elif not status.runs:
         status.status = "incomplete"
-        status.evidence.append(f"no run folder in sub-{label}/log/")
+        status.evidence.append(f"no run folder in sub-{status.subject}/log/")
     elif status.report_time is None:
         status.status = "incomplete"
-        status.evidence.append(f"no report sub-{label}.html and nothing recent: the run was stopped")
+        status.evidence.append(f"no report sub-{status.subject}.html and nothing recent: the run was stopped")
     elif status.last_activity is not None and status.last_activity > status.report_time + REPORT_SLACK:
         status.status = "incomplete"
         status.evidence.append(f"{where} changed after the report: a later run stopped before its end")

@@ -103,8 +103,11 @@ LONG_AGO = 1_600_000_000
 
 
 def age_folders(root: str | Path, mtime: float = LONG_AGO) -> None:
-    """Give every folder below root an old modification time (a run's activity is read from folder times)."""
-    for dirpath, _, _ in os.walk(str(root), topdown=False):
+    """Give every file and folder below root an old modification time: a run that ended long ago (a run's
+    activity is read from its files' times)."""
+    for dirpath, _, filenames in os.walk(str(root), topdown=False):
+        for name in filenames:
+            os.utime(os.path.join(dirpath, name), (mtime, mtime), follow_symlinks=False)
         os.utime(dirpath, (mtime, mtime))
 
 

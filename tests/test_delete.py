@@ -166,12 +166,26 @@ def test_min_age_skips_recent_files_and_active_subjects_working_directory(projec
     assert result.exit_code == 3
     data = json.loads(result.output)
     skipped = {row["reason"]: row["files"] for row in data["skipped"]}
-    assert skipped == {act.SKIP_ACTIVE_WORKDIR: 6, act.SKIP_RECENT: 1}
+    assert skipped == {act.SKIP_RECENT: 1}  # sub-02 is running: the rules keep its working directory
+    assert json.loads(run_cli("status", project, "--format", "json").output)["subjects"][1]["status"] == "running"
     assert len(list((project / "work/fmriprep_23_2_wf/sub_02_wf").rglob("*.*"))) == 6
     assert not (project / "work/fmriprep_23_2_wf/sub_01_wf").exists()
     assert recent_template.exists()
     none = run_cli("clean", project, "--mode", "delete", "--yes", "--min-age", "0s", "--format", "json")
     assert json.loads(none.output)["skipped"] == [] and none.exit_code == 0
+
+
+def test_recent_file_in_a_working_directory_the_run_status_does_not_know_skips_its_subject(project):
+    """A subject folder under a workflow folder fMRIPrep does not name (no status evidence): the last guard."""
+    (project / "work/custom_wf").mkdir()
+    os.rename(project / "work/fmriprep_23_2_wf/sub_02_wf", project / "work/custom_wf/sub_02_wf")
+    recent_node = project / "work/custom_wf/sub_02_wf/wf/node1/_node.pklz"
+    os.utime(recent_node, None)
+    result = run_cli("clean", project, "--mode", "delete", "--yes", "--rules", "fmriprepcleanup", "--format", "json")
+    skipped = {row["reason"]: row["files"] for row in json.loads(result.output)["skipped"]}
+    assert skipped == {act.SKIP_ACTIVE_WORKDIR: 6}
+    assert len(list((project / "work/custom_wf/sub_02_wf").rglob("*.*"))) == 6
+    assert not (project / "work/fmriprep_23_2_wf/sub_01_wf").exists()
 
 
 def test_second_run_at_once_is_refused(project):

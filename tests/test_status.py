@@ -9,6 +9,8 @@ from click.testing import CliRunner
 
 from fmriprep_cleanup import build_plan, demo, discover, load_rulesets
 from fmriprep_cleanup.cli import cli
+from fmriprep_cleanup import status as status_module
+from fmriprep_cleanup.plan import Selection
 from fmriprep_cleanup.status import subject_statuses
 
 from conftest import make_files
@@ -109,6 +111,48 @@ def test_default_keeps_failed_running_and_stopped_working_directories(study):
         assert by_subject[finished] == {("junk", "working directory")}
     shared = {(row.action, row.category) for row in rows if row.scope == "workdir" and row.subject is None}
     assert shared == {("keep", "working directory (kept: a subject is running)")}  # sub-06 is running
+
+
+def test_statuses_come_from_the_scan_without_reading_any_subject_folder_again(study, monkeypatch):
+    """The scan judges each subject from the file times it reads: no second pass over the folders."""
+    output, work = study
+    dataset = discover(str(output))
+    read_directly = subject_statuses(dataset, time.time(), 3600)
+    reads = []
+    monkeypatch.setattr(status_module, "newest_file_time", lambda path: reads.append(path))
+    plan = build_plan(dataset, load_rulesets(["default"]))
+    rows = list(plan)
+    from_scan = plan.run_statuses()
+    assert reads == []
+    assert {label: s.status for label, s in from_scan.items()} == {label: s.status for label, s in read_directly.items()}
+    assert from_scan["06"].last_activity == read_directly["06"].last_activity
+    assert from_scan["06"].evidence == read_directly["06"].evidence
+    # the working directory's shared files (decided on every subject's status) come after the subjects' files
+    workdir_subjects = [row.subject for row in rows if row.scope == "workdir"]
+    first_shared = workdir_subjects.index(None)
+    assert first_shared > 0 and set(workdir_subjects[first_shared:]) == {None}
+
+
+def test_a_subject_with_two_working_directories_is_judged_on_both(study):
+    """A re-run with a newer fMRIPrep: the old workflow folder is scanned first, the active one later."""
+    output, work = study
+    make_files(work / "fmriprep_22_1_wf" / "sub_06_wf" / "old_node", {"out.nii.gz": 500})
+    age(work / "fmriprep_22_1_wf", OLD)
+    plan = build_plan(discover(str(output)), load_rulesets(["default"]))
+    rows = [row for row in plan if row.subject == "06" and row.scope == "workdir"]
+    assert plan.run_statuses()["06"].status == "running"
+    assert any("fmriprep_22_1_wf" in row.path for row in rows)
+    assert {row.category for row in rows} == {"working directory (kept: still running)"}
+
+
+def test_participant_label_reads_only_that_subjects_folders(study, monkeypatch):
+    output, work = study
+    reads = []
+    monkeypatch.setattr(status_module, "newest_file_time", lambda path: reads.append(path))
+    plan = build_plan(discover(str(output)), load_rulesets(["default"]), Selection.from_labels(["04"]))
+    rows = list(plan)
+    assert {row.subject for row in rows} == {"04"} and reads == []
+    assert list(plan.run_statuses()) == ["04"] and plan.run_statuses()["04"].status == "failed"
 
 
 def test_rules_on_subject_status_select_exactly_those_files(study, tmp_path):
