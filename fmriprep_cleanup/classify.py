@@ -66,6 +66,19 @@ def path_shape(relpath: str) -> str:
     return SESSION_LABEL.sub("ses-X", SUBJECT_LABEL.sub("sub-X", relpath))
 
 
+def folder_labels(relpath: str) -> tuple[str, ...]:
+    """The sub-<label> and ses-<label> folders of a path, which the names of its files repeat."""
+    return tuple(part for part in relpath.split("/") if part.startswith(("sub-", "ses-")))
+
+
+def name_shape(name: str, labels: tuple[str, ...]) -> str:
+    """A file name with its folder's labels blanked (sub-01_ses-2_T1w.nii.gz -> sub-X_ses-X_T1w.nii.gz):
+    the per-file half of ``path_shape``, with plain string replacement instead of a regex per file."""
+    for label in labels:
+        name = name.replace(label, label[:4] + "X")
+    return name
+
+
 class FileFacts:
     """What rules may ask about one file; the path and entities are worked out only if asked."""
 
@@ -121,6 +134,17 @@ class RunStatuses(Protocol):
     def present(self) -> frozenset[str]: ...
 
 
+@dataclass(frozen=True)
+class ScopeRules:
+    """The rules that can match some file of one scope, and what they look at (worked out once per scope)."""
+
+    rules: tuple[tuple[Rule, Decision], ...]
+    whole_folder: Decision | None  # the first rule looks only at the scope: one decision for every file
+    uses_status: bool  # some rule reads a run status (the file's subject's or any subject's)
+    uses_any_status: bool  # some rule asks whether some subject of the dataset has a status
+    reads_paths: bool  # some rule looks at paths
+
+
 class Classifier:
     """Applies a RuleSet: first match wins, the set's default decides the rest."""
 
@@ -130,27 +154,33 @@ class Classifier:
         self.statuses = statuses
         self._plans: dict[tuple[str, str], tuple[tuple[tuple[Rule, Decision], ...], Decision]] = {}
         self.default = Decision(ruleset.default, DEFAULT_CATEGORY, DEFAULT_RULE_ID, f"no rule matched; the rule set's default is {ruleset.default}", "default")
-        self._rules_by_scope: dict[str, tuple[tuple[Rule, Decision], ...]] = {}
-        self._uses_status: dict[str, bool] = {}
-        self._uses_any_status: dict[str, bool] = {}
+        self._scopes: dict[str, ScopeRules] = {}
 
-    def rules_for_scope(self, scope: str) -> tuple[tuple[Rule, Decision], ...]:
-        """The rules that can match some file of this scope, each with its decision."""
-        rules = self._rules_by_scope.get(scope)
-        if rules is None:
+    def scope_rules(self, scope: str) -> ScopeRules:
+        found = self._scopes.get(scope)
+        if found is None:
             rules = tuple(
                 (rule, Decision.from_rule(rule)) for rule in self.ruleset.rules if rule.match.may_match_scope(scope)
             )
-            self._rules_by_scope[scope] = rules
-        return rules
+            if not rules:
+                whole_folder = self.default
+            else:
+                whole_folder = rules[0][1] if rules[0][0].match.scope_only else None
+            found = self._scopes[scope] = ScopeRules(
+                rules, whole_folder,
+                uses_status=any(rule.match.uses_status for rule, _ in rules),
+                uses_any_status=any(rule.match.uses_any_status for rule, _ in rules),
+                reads_paths=any(rule.match.paths for rule, _ in rules),
+            )
+        return found
+
+    def rules_for_scope(self, scope: str) -> tuple[tuple[Rule, Decision], ...]:
+        """The rules that can match some file of this scope, each with its decision."""
+        return self.scope_rules(scope).rules
 
     def folder_decision(self, scope: str) -> Decision | None:
         """The decision for every file of a folder in this scope, when no per-file check is needed."""
-        rules = self.rules_for_scope(scope)
-        if not rules:
-            return self.default
-        first_rule, first_decision = rules[0]
-        return first_decision if first_rule.match.scope_only else None
+        return self.scope_rules(scope).whole_folder
 
     @property
     def decisions_repeat_across_labels(self) -> bool:
@@ -165,23 +195,11 @@ class Classifier:
 
     def status_for(self, scope: str, subject: str | None) -> str:
         """The subject's status where a rule of the scope reads it; asking may judge the subject."""
-        return self.status_of(subject) if self.uses_status(scope) else NOT_ASKED
+        return self.status_of(subject) if self.scope_rules(scope).uses_status else NOT_ASKED
 
     def present_statuses(self) -> frozenset[str]:
         """The statuses some subject has; asking judges every subject."""
         return self.statuses.present() if self.statuses is not None else frozenset()
-
-    def uses_status(self, scope: str) -> bool:
-        """True when a rule for this scope looks at a run status (the file's subject's, or any subject's)."""
-        if scope not in self._uses_status:
-            self._uses_status[scope] = any(rule.match.uses_status for rule, _ in self.rules_for_scope(scope))
-        return self._uses_status[scope]
-
-    def uses_any_status(self, scope: str) -> bool:
-        """True when a rule for this scope asks whether some subject of the dataset has a status."""
-        if scope not in self._uses_any_status:
-            self._uses_any_status[scope] = any(rule.match.uses_any_status for rule, _ in self.rules_for_scope(scope))
-        return self._uses_any_status[scope]
 
     def folder_plan(self, scope: str, folder: str, subject: str | None = None,
                     mixed_subjects: bool = False) -> tuple[tuple[tuple[Rule, Decision], ...], Decision]:
@@ -191,8 +209,9 @@ class Classifier:
         Where no rule of the scope looks at paths, the plan depends only on the subject's status and is
         worked out once per status (the working directory: hundreds of thousands of folders)."""
         status = None if mixed_subjects else self.status_for(scope, subject)
-        rules = self.rules_for_scope(scope)
-        cache_key = (scope, status) if status is not None and not any(rule.match.paths for rule, _ in rules) else None
+        scope_rules = self.scope_rules(scope)
+        rules = scope_rules.rules
+        cache_key = (scope, status) if status is not None and not scope_rules.reads_paths else None
         if cache_key is not None and cache_key in self._plans:
             return self._plans[cache_key]
         to_check = []

@@ -7,11 +7,13 @@ yields one ``PlannedFile`` at a time, so a million files never sit in memory.
 
 from __future__ import annotations
 
+import operator
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple, Sequence
 
-from .classify import Classifier, Decision, FileFacts, path_shape, subject_of_folder, subject_of_root_file
+from .classify import (Classifier, Decision, FileFacts, folder_labels, name_shape, path_shape, subject_of_folder,
+                       subject_of_root_file)
 from .discover import Dataset, ScanRoot
 from .rulesets import RuleSet
 from .scan import Directory, Entry, Warnings, walk
@@ -111,44 +113,58 @@ class Plan:
         memo: dict[tuple, Decision] | None = {} if classifier.decisions_repeat_across_labels else None
         exclude = frozenset({self.dataset.state_dir, self.state_dir or self.dataset.state_dir})
         open_folder = None  # the subject folder (output or working directory) the scan is in
+        inside = ""  # its path and a slash: the folders below it are its subject's
         held: list[tuple[Directory, str | None]] = []  # its folders, until its subject can be judged
         last: list[Directory] = []  # folders of no subject that wait for every subject's status
         for folder in walk(self.dataset.scan_roots, self.warnings, skip_dir, exclude, self.jobs):
             scope = folder.root.scope
-            subject = subject_of_folder(scope, folder.relpath)
-            if open_folder is not None and not folder.path.startswith(open_folder + "/"):
-                book.walked(open_folder)
-                open_folder = None
-                for waiting, waiting_subject in held:
-                    yield from self._classified(waiting, waiting_subject, classifier, memo)
-                held.clear()
-            if open_folder is None and subject is not None and book.subject_folder(folder.path) == subject:
-                open_folder = folder.path
+            if open_folder is not None and folder.path.startswith(inside):
+                subject = open_subject
+            else:
+                if open_folder is not None:
+                    book.walked(open_folder)
+                    open_folder = None
+                    for waiting, waiting_subject in held:
+                        classified = self._classified(waiting, waiting_subject, classifier, memo)
+                        if classified is not None:
+                            yield classified
+                    held.clear()
+                subject = subject_of_folder(scope, folder.relpath)
+                if subject is not None and book.subject_folder(folder.path) == subject:
+                    open_folder, open_subject, inside = folder.path, subject, folder.path + "/"
+            if not folder.files:
+                continue
             if open_folder is not None:
                 book.saw(open_folder, folder.files)
-                if folder.files and classifier.uses_status(scope) and (held or not book.ready(subject)):
+                if classifier.scope_rules(scope).uses_status and (held or not book.ready(subject)):
                     held.append((folder, subject))
                     continue
-            elif subject is None and folder.files and classifier.uses_any_status(scope):
+            elif subject is None and classifier.scope_rules(scope).uses_any_status:
                 if selection.wants(None):
                     last.append(folder)
                 continue
-            yield from self._classified(folder, subject, classifier, memo)
+            classified = self._classified(folder, subject, classifier, memo)
+            if classified is not None:
+                yield classified
         if open_folder is not None:
             book.walked(open_folder)
-            for waiting, waiting_subject in held:
-                yield from self._classified(waiting, waiting_subject, classifier, memo)
+        for waiting, waiting_subject in held:
+            classified = self._classified(waiting, waiting_subject, classifier, memo)
+            if classified is not None:
+                yield classified
         for folder in last:
-            yield from self._classified(folder, None, classifier, memo)
+            classified = self._classified(folder, None, classifier, memo)
+            if classified is not None:
+                yield classified
 
     def _classified(self, folder: Directory, folder_subject: str | None, classifier: Classifier,
-                    memo: dict[tuple, Decision] | None) -> Iterator[tuple]:
-        """One folder's files with their decisions, as ``folders`` yields them (nothing if none is selected)."""
+                    memo: dict[tuple, Decision] | None) -> tuple | None:
+        """One folder's files with their decisions, as ``folders`` yields them (None if none is selected)."""
         selection = self.selection
         scope = folder.root.scope
         at_root = not folder.relpath and scope in ("derivatives", "other")
-        if not folder.files or (not at_root and not selection.wants(folder_subject)):
-            return
+        if not at_root and not selection.wants(folder_subject):
+            return None
         shared = classifier.folder_decision(scope)  # cheap, per scope: the whole working directory
         rules, fallback = (), classifier.default
         if shared is None:
@@ -156,11 +172,12 @@ class Plan:
             if not rules:
                 shared = fallback
         if shared is not None and not at_root:
-            yield folder, folder_subject, shared, None
-            return
+            return folder, folder_subject, shared, None
         decided = []
         rules_key = (scope, tuple(rule.id for rule, _ in rules), fallback.rule_id) if shared is None else None
-        prefix = folder.relpath + "/" if folder.relpath else ""
+        # memo keys: the folder's shape once, then each name with the folder's labels blanked
+        prefix_shape = path_shape(folder.relpath + "/") if folder.relpath else ""
+        labels = folder_labels(folder.relpath)
         for entry in folder.files:
             subject = subject_of_root_file(entry.name) if at_root else folder_subject
             if not selection.wants(subject):
@@ -168,7 +185,7 @@ class Plan:
             decision = shared
             if decision is None:
                 status = classifier.status_for(scope, subject)
-                key = (rules_key, status, path_shape(prefix + entry.name)) if memo is not None else None
+                key = (rules_key, status, prefix_shape + name_shape(entry.name, labels)) if memo is not None else None
                 decision = memo.get(key) if key is not None else None
                 if decision is None:
                     decision = classifier.decide(
@@ -177,8 +194,7 @@ class Plan:
                     if key is not None and len(memo) < MEMO_LIMIT:
                         memo[key] = decision
             decided.append((entry, subject, decision))
-        if decided:
-            yield folder, None, None, decided
+        return (folder, None, None, decided) if decided else None
 
     def __iter__(self) -> Iterator[PlannedFile]:
         for folder, subject, shared, decided in self.folders():
@@ -207,6 +223,7 @@ class Plan:
         return summary
 
 
+SIZE, ALLOCATED, NLINK = operator.attrgetter("size"), operator.attrgetter("allocated"), operator.attrgetter("nlink")
 MEMO_LIMIT = 200_000  # path shapes remembered; a derivatives dataset has a few thousand
 FOLDER_DEPTH = 3  # e.g. work/fmriprep_23_2_wf/sub_01_wf/bold_task_rest_wf, derivatives/sub-01/ses-1/func
 COUNT_FIELDS = ("files", "bytes", "allocated_bytes", "keep_files", "keep_bytes", "junk_files", "junk_bytes")
@@ -251,15 +268,18 @@ class Summary:
 
     def add_folder(self, folder: Directory, entries: Sequence[Entry], subject: str | None, decision: Decision) -> None:
         """Count files of one folder that share a subject and a decision."""
-        size = allocated = 0
-        for entry in entries:
-            if entry.nlink > 1:
-                inode = (entry.dev, entry.ino)
-                if inode in self._seen_inodes:
-                    continue  # counted as a file below, but its bytes only once
-                self._seen_inodes.add(inode)
-            size += entry.size
-            allocated += entry.allocated
+        if max(map(NLINK, entries)) == 1:  # the usual case, summed without a Python loop
+            size, allocated = sum(map(SIZE, entries)), sum(map(ALLOCATED, entries))
+        else:
+            size = allocated = 0
+            for entry in entries:
+                if entry.nlink > 1:
+                    inode = (entry.dev, entry.ino)
+                    if inode in self._seen_inodes:
+                        continue  # counted as a file below, but its bytes only once
+                    self._seen_inodes.add(inode)
+                size += entry.size
+                allocated += entry.allocated
         files, action = len(entries), decision.action
         self.totals.add(action, files, size, allocated)
         category = self.by_category.get(decision.category)

@@ -8,6 +8,7 @@ files before subfolders, depth first.
 
 from __future__ import annotations
 
+import errno
 import operator
 import os
 import stat
@@ -18,6 +19,7 @@ from typing import Callable, Iterator, NamedTuple
 from .discover import ScanRoot
 
 BY_NAME = operator.attrgetter("name")
+FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_WARNINGS = 100  # past this only the count grows: a broken mount must not flood the report
 
 
@@ -70,10 +72,25 @@ def list_directory(path: str) -> tuple[list[Entry], list[str], str | None]:
     release the GIL, so on a network file system many listings wait at once.
     """
     try:
-        with os.scandir(path) as iterator:
-            entries = sorted(iterator, key=BY_NAME)
+        # Listing through a handle makes each lstat relative to the folder (fstatat), as du does, instead
+        # of resolving the whole path again; O_NOFOLLOW refuses a folder swapped for a symlink meanwhile.
+        handle = os.open(path, FOLDER_FLAGS)
     except FileNotFoundError:
         return [], [], "no such directory"
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            return [], [], "no longer a folder (a symlink or a file now): not followed"
+        return [], [], _os_error(exc)
+    try:
+        return _list_open_directory(handle, path)
+    finally:
+        os.close(handle)
+
+
+def _list_open_directory(handle: int, path: str) -> tuple[list[Entry], list[str], str | None]:
+    try:
+        with os.scandir(handle) as iterator:
+            entries = sorted(iterator, key=BY_NAME)
     except OSError as exc:
         return [], [], _os_error(exc)
     files = []
@@ -84,11 +101,11 @@ def list_directory(path: str) -> tuple[list[Entry], list[str], str | None]:
             if entry.is_dir(follow_symlinks=False):
                 subdirs.append(entry.name)
                 continue
-            st = entry.stat(follow_symlinks=False)
+            st = entry.stat(follow_symlinks=False)  # fstatat(handle, name): the handle must still be open
         except FileNotFoundError:
             continue  # removed between listing and lstat: nothing to account for
         except OSError as exc:
-            problems.append(f"cannot stat {entry.path}: {_os_error(exc)}")
+            problems.append(f"cannot stat {path}/{entry.name}: {_os_error(exc)}")
             continue
         files.append(Entry(entry.name, st.st_size, st.st_blocks * 512, st.st_mtime,
                            st.st_dev, st.st_ino, st.st_nlink, stat.S_ISLNK(st.st_mode)))

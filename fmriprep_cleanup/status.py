@@ -20,6 +20,7 @@ folders, from the times the walk read; only a status asked for earlier reads its
 
 from __future__ import annotations
 
+import operator
 import os
 import re
 import time
@@ -31,6 +32,7 @@ from .discover import _listing
 from .scan import Entry
 
 RUN_TIME = re.compile(r"^(\d{8}-\d{6})")
+MTIME = operator.attrgetter("mtime")
 REPORT_SLACK = 300.0  # seconds after the report that still belong to the run that wrote it
 
 
@@ -85,7 +87,7 @@ def newest_file_time(path: str) -> float | None:
 
 def newest_of(files: list[Entry]) -> float | None:
     """The same, for the files of one scanned folder."""
-    return max([entry.mtime for entry in files]) if files else None
+    return max(map(MTIME, files)) if files else None
 
 
 def subject_workdirs(dataset: Dataset) -> dict[str, list[str]]:

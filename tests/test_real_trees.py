@@ -217,3 +217,19 @@ def test_rules_that_name_a_label_are_judged_file_by_file(ds003752, tmp_path, con
         assert len(junk) == sum(1 for row in rows if row.subject == "02" and row.scope == "derivatives")
     else:  # the folder sub-02/, not the report sub-02.html beside it
         assert {row.path for row in junk} == {row.path for row in rows if row.path.startswith(str(output / "sub-02") + "/")}
+
+
+@pytest.mark.parametrize("rules", ["default", "volume-only", "fmriprepcleanup"])
+def test_decisions_reused_across_subjects_equal_decisions_made_file_by_file(ds003752, tmp_path, monkeypatch, rules):
+    """The memo of decisions by path shape (labels blanked) changes nothing, on a real tree with sessions."""
+    from fmriprep_cleanup.classify import Classifier
+
+    output, workdir = ds003752
+    _build_ci_tree(tmp_path / "ci", CI_LISTS[0])
+    for tree, work in ((output, workdir), (tmp_path / "ci", None)):
+        reused = plan_rows(tree, [rules], work_dir=work)
+        monkeypatch.setattr(Classifier, "decisions_repeat_across_labels", False)
+        one_by_one = plan_rows(tree, [rules], work_dir=work)
+        monkeypatch.undo()
+        assert [(r.path, r.action, r.rule_id) for r in reused] == [(r.path, r.action, r.rule_id) for r in one_by_one]
+        assert len({r.rule_id for r in reused}) > 1

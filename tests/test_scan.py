@@ -128,3 +128,17 @@ def test_concurrent_walk_overlaps_slow_listings_and_keeps_the_order(tmp_path, mo
     assert concurrent == sequential and len(sequential) == 25
     assert most_sequential == 1 and most_concurrent > 1  # listings really overlapped
     assert time_concurrent < time_sequential * 0.75  # generous: 25 x 20 ms sequential vs a few rounds
+
+
+def test_folder_swapped_for_a_symlink_during_the_walk_is_not_entered(tmp_path):
+    """The parent was listed with a real folder; by the time the walk gets there it is a link elsewhere."""
+    make_files(tmp_path / "root", {"a/x.nii.gz": 10, "b/y.nii.gz": 10})
+    make_files(tmp_path / "elsewhere", {"secret.txt": 10})
+    warnings = Warnings()
+    walked = walk([ScanRoot("derivatives", str(tmp_path / "root"))], warnings)
+    assert next(walked).relpath == ""  # the root, listed with its folders a/ and b/
+    os.rename(tmp_path / "root" / "b", tmp_path / "b-moved")
+    os.symlink(tmp_path / "elsewhere", tmp_path / "root" / "b")
+    rest = {folder.relpath: [entry.name for entry in folder.files] for folder in walked}
+    assert rest == {"a": ["x.nii.gz"], "b": []}
+    assert warnings.as_list() == [f"cannot read {tmp_path / 'root' / 'b'}: no longer a folder (a symlink or a file now): not followed"]
