@@ -6,7 +6,7 @@
 Whole processes, warm cache (every command runs once unmeasured first), median wall time of the runs, CPU
 time (user + system) and peak RSS of the child, read with wait4(). pybids and bids2table index the BIDS
 output only (TREE/fmriprep, not the working directory), and fmriprep-cleanup is timed on that same part for
-the comparison. The plan of each tree is digested (paths relative to the tree) and checked against
+the comparison. The plan of each tree is digested (lines sorted, paths relative to the tree) and checked against
 benchmarks/plan-digests.json, so an optimisation that changes any decision shows up here.
 Delete and archive throughput are measured on a small tree of real (non-sparse) files against rm -rf and
 tar -cf + sha256sum of the same junk.
@@ -62,13 +62,16 @@ def measure(command: list[str], runs: int, cwd: str | None = None) -> dict[str, 
 
 
 def plan_digest(tree: Path) -> str:
-    """sha256 of the plan with the tree's location taken out, read as a stream (not held in memory)."""
+    """sha256 of the plan's lines in byte order, with the tree's location taken out: every file's decision,
+    whatever the order the plan lists them in (that order is deterministic and checked by the tests)."""
     digest = hashlib.sha256()
     prefix = str(tree).encode() + b"/"
-    process = subprocess.Popen(TOOL + ["plan", str(tree / "fmriprep"), "--work-dir", str(tree / "work")], stdout=subprocess.PIPE)
-    for line in process.stdout:
+    plan = subprocess.Popen(TOOL + ["plan", str(tree / "fmriprep"), "--work-dir", str(tree / "work")], stdout=subprocess.PIPE)
+    ordered = subprocess.Popen(["sort"], stdin=plan.stdout, stdout=subprocess.PIPE, env={**os.environ, "LC_ALL": "C"})
+    plan.stdout.close()
+    for line in ordered.stdout:
         digest.update(line.replace(prefix, b""))
-    if process.wait() != 0:
+    if plan.wait() != 0 or ordered.wait() != 0:
         raise SystemExit("plan failed")
     return digest.hexdigest()
 

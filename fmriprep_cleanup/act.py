@@ -333,8 +333,8 @@ def recover_removals(state_dir: str, journal: Journal) -> int:
 def remove_emptied_folders(candidates: set[str], dataset: Dataset, journal: Journal, state_dir: str) -> int:
     """rmdir the folders this run emptied, and their parents, up to but never including a scope root.
 
-    Every folder is tried once, deepest first, so a parent is tried after all
-    of its emptied children. rmdir only removes an empty folder: one that still
+    Every folder is tried once, in reverse path order (depth first, as rm -r
+    goes), so a parent is tried after all of its emptied children. rmdir only removes an empty folder: one that still
     holds anything (a kept file, a skipped one) stays.
     """
     roots = {root.path for root in dataset.scan_roots}
@@ -346,7 +346,7 @@ def remove_emptied_folders(candidates: set[str], dataset: Dataset, journal: Jour
     handles = SafeFolders(dataset.scan_roots)
     removed: list[str] = []
     try:
-        for folder in sorted(folders_to_try, key=lambda path: (-path.count("/"), path)):
+        for folder in sorted(folders_to_try, reverse=True):  # a folder sorts after its parent: children first
             parent, name = os.path.split(folder)
             try:
                 os.rmdir(name, dir_fd=handles.open_folder(parent))
