@@ -18,7 +18,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable
 
 from .discover import Dataset, ScanRoot
@@ -177,6 +179,8 @@ class SafeFolders:
         raise CleanupError(f"internal safety check: {path} is outside the dataset's roots")
 
     def open_folder(self, folder: str) -> int:
+        if self._chain and self._chain[-1][0] == folder:
+            return self._chain[-1][1]  # the usual case: the next file of the same folder
         root = folder if folder in self.roots else self.root_of(folder)
         keep = 0  # how much of the open chain leads to ``folder``
         for index, (path, _) in enumerate(self._chain):
@@ -330,12 +334,18 @@ def recover_removals(state_dir: str, journal: Journal) -> int:
     return recovered
 
 
+RMDIR_THREADS = 4  # rmdir mostly waits on the file system's journal: a few at once overlap those waits
+GROUP_DEPTH = 2  # folders this deep below their root (a subject's workflow folder, say) are emptied independently
+
+
 def remove_emptied_folders(candidates: set[str], dataset: Dataset, journal: Journal, state_dir: str) -> int:
     """rmdir the folders this run emptied, and their parents, up to but never including a scope root.
 
-    Every folder is tried once, in reverse path order (depth first, as rm -r
-    goes), so a parent is tried after all of its emptied children. rmdir only removes an empty folder: one that still
-    holds anything (a kept file, a skipped one) stays.
+    Every folder is tried once, children before their parent. rmdir only
+    removes an empty folder: one that still holds anything (a kept file, a
+    skipped one) stays. Subtrees GROUP_DEPTH below a root share no folder, so
+    a few threads empty them at once, each through folder handles of its own;
+    the folders above them come last.
     """
     roots = {root.path for root in dataset.scan_roots}
     folders_to_try: set[str] = set()
@@ -343,20 +353,37 @@ def remove_emptied_folders(candidates: set[str], dataset: Dataset, journal: Jour
         while folder not in roots and folder not in folders_to_try and folder != state_dir and folder != "/":
             folders_to_try.add(folder)
             folder = os.path.dirname(folder)
-    handles = SafeFolders(dataset.scan_roots)
+    root_paths = sorted(roots, key=len, reverse=True)
+    groups: dict[str, list[str]] = {}
+    upper: list[str] = []
+    for folder in folders_to_try:
+        root = next(path for path in root_paths if folder.startswith(path + "/"))
+        parts = folder[len(root) + 1:].split("/")
+        if len(parts) >= GROUP_DEPTH:
+            groups.setdefault("/".join([root, *parts[:GROUP_DEPTH]]), []).append(folder)
+        else:
+            upper.append(folder)
+    with ThreadPoolExecutor(max_workers=RMDIR_THREADS) as pool:
+        removed = list(pool.map(partial(_remove_folders, dataset.scan_roots), (groups[key] for key in sorted(groups))))
+    removed.append(_remove_folders(dataset.scan_roots, upper))  # once every subtree below them is done
+    for paths in removed:
+        for start in range(0, len(paths), BATCH_SIZE):  # an empty folder lost from the record loses nothing
+            journal.write("removed-dirs", paths=paths[start:start + BATCH_SIZE])
+    return sum(len(paths) for paths in removed)
+
+
+def _remove_folders(roots: list[ScanRoot], folders: list[str]) -> list[str]:
+    """rmdir each of ``folders`` that is empty, children first (a folder sorts after its parent)."""
+    handles = SafeFolders(roots)
     removed: list[str] = []
     try:
-        for folder in sorted(folders_to_try, reverse=True):  # a folder sorts after its parent: children first
+        for folder in sorted(folders, reverse=True):
             parent, name = os.path.split(folder)
             try:
                 os.rmdir(name, dir_fd=handles.open_folder(parent))
             except OSError:
                 continue  # not empty, already gone, or not ours to remove
             removed.append(folder)
-            if len(removed) % BATCH_SIZE == 0:  # an empty folder lost from the record loses nothing: batch them
-                journal.write("removed-dirs", paths=removed[-BATCH_SIZE:])
     finally:
         handles.close()
-        if len(removed) % BATCH_SIZE:
-            journal.write("removed-dirs", paths=removed[-(len(removed) % BATCH_SIZE):])
-    return len(removed)
+    return removed

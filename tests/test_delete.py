@@ -105,6 +105,13 @@ def test_delete_removes_exactly_the_planned_junk_and_emptied_folders(project):
     assert (project / "work").is_dir() and (project / "sourcedata" / "freesurfer").is_dir()
     assert not (project / "sourcedata" / "freesurfer" / "fsaverage").exists()
     assert not (project / "sub-01" / "log" / "20230101-000000_x").exists()  # its only file was a crash file
+    # exactly the folders left with nothing in them went, whatever their depth (removed by several threads)
+    roots = {str(project), str(project / "work"), str(project / "sourcedata" / "freesurfer")}
+    left = {path for path in after if after[path][0] != "dir"}
+    removed_dirs = {path for path in removed if before[path][0] == "dir"}
+    emptied = {path for path, (kind, *_) in before.items() if kind == "dir" and str(path) not in roots
+               and not any(str(other).startswith(str(path) + "/") for other in left)}
+    assert removed_dirs == emptied and len(emptied) > 5
     assert "Journal:" in result.output
 
 
