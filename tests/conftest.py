@@ -102,7 +102,7 @@ FINISHED_RUN = "20240101-000000_00000000-0000-4000-8000-000000000000"
 LONG_AGO = 1_600_000_000
 
 
-def age_folders(root: str | Path, mtime: float = LONG_AGO) -> None:
+def age_run(root: str | Path, mtime: float = LONG_AGO) -> None:
     """Give every file and folder below root an old modification time: a run that ended long ago (a run's
     activity is read from its files' times)."""
     for dirpath, _, filenames in os.walk(str(root), topdown=False):
@@ -124,4 +124,4 @@ def finish_subjects(output: str | Path, labels, version: str = "23.2.0", mtime: 
         (log / "fmriprep.toml").write_bytes(demo.run_config(version, FINISHED_RUN, label))
         for path in (report, log / "fmriprep.toml"):
             os.utime(path, (mtime, mtime))
-    age_folders(output, mtime)
+    age_run(output, mtime)
