@@ -26,6 +26,7 @@ from typing import Callable
 from .discover import Dataset, ScanRoot
 from .errors import CleanupError
 from .plan import Plan, PlannedFile
+from .scan import FOLDER_FLAGS
 from .state import Journal
 
 SKIP_RECENT = "modified within --min-age"
@@ -166,7 +167,7 @@ class SafeFolders:
     each is still opened relative to its already verified parent.
     """
 
-    FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    FLAGS = FOLDER_FLAGS  # as the scan opens folders: never through a symlink
 
     def __init__(self, roots: list[ScanRoot]) -> None:
         self.roots = sorted((root.path for root in roots), key=len, reverse=True)
@@ -353,11 +354,11 @@ def remove_emptied_folders(candidates: set[str], dataset: Dataset, journal: Jour
         while folder not in roots and folder not in folders_to_try and folder != state_dir and folder != "/":
             folders_to_try.add(folder)
             folder = os.path.dirname(folder)
-    root_paths = sorted(roots, key=len, reverse=True)
+    locate = SafeFolders(dataset.scan_roots)  # opens nothing until asked: here only its root_of
     groups: dict[str, list[str]] = {}
     upper: list[str] = []
     for folder in folders_to_try:
-        root = next(path for path in root_paths if folder.startswith(path + "/"))
+        root = locate.root_of(folder)
         parts = folder[len(root) + 1:].split("/")
         if len(parts) >= GROUP_DEPTH:
             groups.setdefault("/".join([root, *parts[:GROUP_DEPTH]]), []).append(folder)

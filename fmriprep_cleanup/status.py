@@ -134,23 +134,21 @@ class StatusBook:
         workdirs = subject_workdirs(dataset)
         subjects |= set(workdirs)
         self._evidence = {label: _evidence_of(label, derivatives) for label in sorted(subjects)}
-        # folders whose files tell a subject's activity: path -> (subject, how the evidence names it)
-        self._folders: dict[str, tuple[str, str]] = {}
+        # the folders whose files tell each subject's activity, with how the evidence names them
+        self._folders_of: dict[str, dict[str, str]] = {label: {} for label in subjects}
         for label, folder in output_folders.items():
-            self._folders[folder] = (label, "a file in its output folders")
+            self._folders_of[label][folder] = "a file in its output folders"
         for label, folders in workdirs.items():
             for folder in folders:
-                self._folders[folder] = (label, f"a file in its working directory {folder}")
-        self._unread = {label: set() for label in subjects}  # folders not walked yet
-        for folder, (label, _) in self._folders.items():
-            self._unread[label].add(folder)
+                self._folders_of[label][folder] = f"a file in its working directory {folder}"
+        self._owner = {folder: label for label, folders in self._folders_of.items() for folder in folders}
+        self._unread = {label: set(folders) for label, folders in self._folders_of.items()}  # not walked yet
         self._newest: dict[str, float] = {}  # folder -> newest file time the scan saw below it
         self._judged: dict[str, SubjectStatus] = {}
 
     def subject_folder(self, path: str) -> str | None:
         """The subject whose folder (output or working directory) ``path`` is, or None."""
-        found = self._folders.get(path)
-        return found[0] if found else None
+        return self._owner.get(path)
 
     def saw(self, folder: str, files: list[Entry]) -> None:
         """The scan lstat-ed ``files`` somewhere below the subject folder ``folder``."""
@@ -161,8 +159,7 @@ class StatusBook:
 
     def walked(self, folder: str) -> None:
         """The scan has left the subject folder ``folder``: its activity is known."""
-        label = self._folders[folder][0]
-        self._unread[label].discard(folder)
+        self._unread[self._owner[folder]].discard(folder)
 
     def ready(self, label: str) -> bool:
         """True when the subject's status can be given without reading any folder."""
@@ -182,8 +179,8 @@ class StatusBook:
                         self._newest[folder] = max(newest, self._newest.get(folder, newest))
                 self._unread[label] = set()
                 activity = list(evidence.activity)
-                activity += [(self._newest[folder], how) for folder, (owner, how) in self._folders.items()
-                             if owner == label and folder in self._newest]
+                activity += [(self._newest[folder], how) for folder, how in self._folders_of[label].items()
+                             if folder in self._newest]
                 judged = _judge(evidence, activity, self.now, self.min_age, self.has_run_folders)
             self._judged[label] = judged
         return judged
