@@ -214,8 +214,8 @@ def _same_file(st: os.stat_result, planned: PlannedFile) -> bool:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime) == (planned.dev, planned.ino, planned.size, planned.mtime)
 
 
-def recheck(folders: SafeFolders, planned: PlannedFile) -> tuple[int, str] | str:
-    """(folder handle, name) if the file is still what the scan saw, else the reason to skip it."""
+def recheck(folders: SafeFolders, planned: PlannedFile) -> tuple[int, str, os.stat_result] | str:
+    """(folder handle, name, its lstat) if the file is still what the scan saw, else the reason to skip it."""
     folder, name = os.path.split(planned.path)
     try:
         fd = folders.open_folder(folder)
@@ -231,7 +231,7 @@ def recheck(folders: SafeFolders, planned: PlannedFile) -> tuple[int, str] | str
         return SKIP_VANISHED
     if stat.S_ISDIR(st.st_mode) or not _same_file(st, planned):
         return SKIP_CHANGED
-    return fd, name
+    return fd, name, st
 
 
 def _error_reason(exc: OSError) -> str:
@@ -277,9 +277,9 @@ class BatchRemover:
                     self.outcome.skip(planned, checked)
                     skipped.append({"path": planned.path, "reason": checked})
                     continue
-                fd, name = checked
+                fd, name, st = checked
                 if still_as_archived is not None:
-                    reason = still_as_archived(os.stat(name, dir_fd=fd, follow_symlinks=False))
+                    reason = still_as_archived(st)
                     if reason:
                         self.outcome.skip(planned, reason)
                         skipped.append({"path": planned.path, "reason": reason})

@@ -16,13 +16,16 @@ anywhere.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import lzma
 import os
 import shutil
 import stat
 import tarfile
+import zlib
 from dataclasses import dataclass
-from typing import IO, Iterable, Iterator
+from typing import IO, Iterable
 
 from .act import (SKIP_CHANGED, BatchRemover, Outcome, SafeFolders, Worklist, _error_reason, recheck, recover_removals,
                   remove_emptied_folders)
@@ -138,6 +141,81 @@ class HashingReader:
         return data
 
 
+@dataclass(frozen=True)
+class Written:
+    """What a tar stream held when it was written: verification reads the archive back and compares."""
+
+    length: int
+    sha256: str
+
+
+class TarWriter:
+    """Writes a tar stream member by member, hashing every byte it writes.
+
+    Headers come from ``tarfile.TarInfo.tobuf``: ustar when the member fits it
+    (one 512-byte block; names up to 255 bytes split at a slash, which covers
+    nearly all of fMRIPrep's paths), pax otherwise (longer or non-ASCII names,
+    sizes or ids too large for ustar). Any tar reader reads the result.
+    ``tarfile.TarFile`` itself writes a pax header for every long name and
+    re-parses it on reading, which costs more than the copying.
+    """
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.digest = hashlib.sha256()
+        self.length = 0
+
+    def _write(self, data: bytes) -> None:
+        self.out.write(data)
+        self.digest.update(data)
+        self.length += len(data)
+
+    def add(self, info: tarfile.TarInfo, content: IO[bytes] | None = None) -> str:
+        """Add a member (its content read from ``content``, ``info.size`` bytes); the sha256 of the content."""
+        self._write(_header(info))
+        member_digest = hashlib.sha256()
+        left = info.size if content is not None else 0
+        while left:
+            chunk = content.read(min(CHUNK, left))
+            if not chunk:
+                raise GroupFailed(f"{info.name} shrank while it was archived")
+            member_digest.update(chunk)
+            self._write(chunk)
+            left -= len(chunk)
+        if info.size % tarfile.BLOCKSIZE and content is not None:
+            self._write(bytes(tarfile.BLOCKSIZE - info.size % tarfile.BLOCKSIZE))
+        return member_digest.hexdigest()
+
+    def finish(self) -> None:
+        """The end-of-archive marker (two zero blocks), padded to a whole record as tar does."""
+        self._write(bytes(2 * tarfile.BLOCKSIZE))
+        if self.length % tarfile.RECORDSIZE:
+            self._write(bytes(tarfile.RECORDSIZE - self.length % tarfile.RECORDSIZE))
+
+    def written(self) -> Written:
+        return Written(self.length, self.digest.hexdigest())
+
+
+def _header(info: tarfile.TarInfo) -> bytes:
+    if info.name.isascii() and info.linkname.isascii():
+        try:
+            return info.tobuf(tarfile.USTAR_FORMAT)
+        except ValueError:
+            pass  # a name ustar cannot split, a size or id too large: pax records it
+    return info.tobuf(tarfile.PAX_FORMAT)
+
+
+def _compressor(raw: IO[bytes], compress: str | None) -> IO[bytes]:
+    if compress == "gz":
+        return gzip.GzipFile(fileobj=raw, mode="wb", mtime=0)
+    if compress == "xz":
+        return lzma.LZMAFile(raw, "wb")
+    return raw
+
+
+_DECOMPRESSORS = {None: open, "gz": gzip.open, "xz": lzma.open}
+
+
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -155,7 +233,7 @@ def _remove(path: str) -> None:
 
 def open_for_writing(path: str) -> IO[bytes]:
     """The archive file itself (a function of its own so tests can simulate a full disk)."""
-    return open(path, "xb")
+    return open(path, "xb", buffering=CHUNK)
 
 
 class _Source:
@@ -177,8 +255,7 @@ def _open_source(folders: SafeFolders, planned: PlannedFile, member: str, outcom
         outcome.skip(planned, checked)
         journal.write("skipped", path=planned.path, reason=checked)
         return None
-    fd, name = checked
-    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    fd, name, st = checked
     if stat.S_ISLNK(st.st_mode):
         return _Source(planned, member, "symlink", st, None, os.readlink(name, dir_fd=fd))
     if not stat.S_ISREG(st.st_mode):
@@ -223,12 +300,15 @@ class Archiver:
         manifest_temporary = manifest_final + ".tmp"
         self.journal.write("archive-begin", archive=final, temporary=temporary, manifest=manifest_final, files=len(files))
         try:
-            entries = (self._write_tar if self.fmt == "tar" else self._write_tree)(temporary, files, folders)
+            entries, written = (self._write_tar if self.fmt == "tar" else self._write_tree)(temporary, files, folders)
             if not entries:
                 _remove(temporary)
                 return
             write_manifest(manifest_temporary, entries)
-            verify_archive(temporary, entries, self.fmt)
+            if written is None:
+                verify_tree(temporary, entries)
+            else:
+                verify_tar(temporary, self.compress, written)
             os.rename(manifest_temporary, manifest_final)
             os.rename(temporary, final)
             _fsync_dir(self.run_dir)
@@ -247,38 +327,39 @@ class Archiver:
         by_path = {planned.path: planned for planned in files}
         remove_archived(entries, by_path, final, folders, self.outcome, self.journal, emptied)
 
-    def _write_tar(self, temporary: str, files: list[PlannedFile], folders: SafeFolders) -> list[ManifestEntry]:
+    def _write_tar(self, temporary: str, files: list[PlannedFile], folders: SafeFolders) -> tuple[list[ManifestEntry], Written]:
         entries = []
         raw = open_for_writing(temporary)
         try:
-            mode = "w|" + (self.compress or "")
-            with tarfile.open(fileobj=raw, mode=mode, format=tarfile.PAX_FORMAT) as tar:
-                for planned in files:
-                    source = _open_source(folders, planned, member_name(planned.path, self.labels), self.outcome, self.journal)
-                    if source is None:
-                        continue
-                    info = tarfile.TarInfo(source.member)
-                    info.mtime = source.st.st_mtime
-                    info.mode = stat.S_IMODE(source.st.st_mode)
-                    info.uid, info.gid = source.st.st_uid, source.st.st_gid
-                    if source.kind == "symlink":
-                        info.type = tarfile.SYMTYPE
-                        info.linkname = source.link_target
-                        tar.addfile(info)
-                        entries.append(source.entry(_link_digest(source.link_target)))
-                        continue
-                    info.size = source.st.st_size
-                    with source.handle:
-                        reader = HashingReader(source.handle)
-                        tar.addfile(info, reader)
-                    entries.append(source.entry(reader.digest.hexdigest()))
+            out = _compressor(raw, self.compress)
+            writer = TarWriter(out)
+            for planned in files:
+                source = _open_source(folders, planned, member_name(planned.path, self.labels), self.outcome, self.journal)
+                if source is None:
+                    continue
+                info = tarfile.TarInfo(source.member)
+                info.mtime = source.st.st_mtime_ns // 10**9  # whole seconds fit ustar; the manifest has the ns
+                info.mode = stat.S_IMODE(source.st.st_mode)
+                info.uid, info.gid = source.st.st_uid, source.st.st_gid
+                if source.kind == "symlink":
+                    info.type = tarfile.SYMTYPE
+                    info.linkname = source.link_target
+                    writer.add(info)
+                    entries.append(source.entry(_link_digest(source.link_target)))
+                    continue
+                info.size = source.st.st_size
+                with source.handle:
+                    entries.append(source.entry(writer.add(info, source.handle)))
+            writer.finish()
+            if out is not raw:
+                out.close()  # writes the compressor's trailer; raw stays open
             raw.flush()
             os.fsync(raw.fileno())
         finally:
             raw.close()
-        return entries
+        return entries, writer.written()
 
-    def _write_tree(self, temporary: str, files: list[PlannedFile], folders: SafeFolders) -> list[ManifestEntry]:
+    def _write_tree(self, temporary: str, files: list[PlannedFile], folders: SafeFolders) -> tuple[list[ManifestEntry], None]:
         entries = []
         os.makedirs(temporary)
         for planned in files:
@@ -301,50 +382,43 @@ class Archiver:
             os.chmod(destination, stat.S_IMODE(source.st.st_mode))
             os.utime(destination, ns=(source.st.st_mtime_ns, source.st.st_mtime_ns))
             entries.append(source.entry(reader.digest.hexdigest()))
-        return entries
+        return entries, None
 
 
-def verify_archive(archive: str, entries: list[ManifestEntry], fmt: str) -> None:
-    """Re-read every member from disk and compare it with the manifest; GroupFailed on any difference."""
+def verify_tree(archive: str, entries: list[ManifestEntry]) -> None:
+    """Re-read every copied file from disk and compare it with the manifest; GroupFailed on any difference."""
     expected = {entry.member: entry for entry in entries}
     seen = 0
-    for member, kind, size, digest in _read_members(archive, fmt):
-        entry = expected.get(member)
-        if entry is None or entry.kind != kind or entry.size != size or entry.sha256 != digest:
-            raise GroupFailed(f"verification failed for {member} in {archive}")
-        seen += 1
+    for dirpath, _, filenames in os.walk(archive):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            entry = expected.get(os.path.relpath(path, archive))
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                kind, digest = "symlink", _link_digest(os.readlink(path))
+            else:
+                kind, digest = "file", _sha256_of_open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW))
+            if entry is None or entry.kind != kind or entry.size != st.st_size or entry.sha256 != digest:
+                raise GroupFailed(f"verification failed for {path}")
+            seen += 1
     if seen != len(entries):
         raise GroupFailed(f"verification failed: {archive} holds {seen} of {len(entries)} files")
 
 
-def _read_members(archive: str, fmt: str) -> Iterator[tuple[str, str, int, str]]:
-    """(member, kind, size, sha256) of everything an archive holds, read back from disk."""
-    if fmt == "tree":
-        for dirpath, _, filenames in os.walk(archive):
-            for name in filenames:
-                path = os.path.join(dirpath, name)
-                member = os.path.relpath(path, archive)
-                if os.path.islink(path):
-                    yield member, "symlink", os.lstat(path).st_size, _link_digest(os.readlink(path))
-                    continue
-                digest = hashlib.sha256()
-                with open(path, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as handle:
-                    for chunk in iter(lambda: handle.read(CHUNK), b""):
-                        digest.update(chunk)
-                yield member, "file", os.lstat(path).st_size, digest.hexdigest()
-        return
-    with tarfile.open(archive, "r:*") as tar:
-        for info in tar:
-            if info.issym():
-                yield info.name, "symlink", len(os.fsencode(info.linkname)), _link_digest(info.linkname)
-            elif info.isfile():
-                digest = hashlib.sha256()
-                handle = tar.extractfile(info)
-                for chunk in iter(lambda: handle.read(CHUNK), b""):
-                    digest.update(chunk)
-                yield info.name, "file", info.size, digest.hexdigest()
-            else:
-                yield info.name, "other", info.size, ""
+def verify_tar(archive: str, compress: str | None, written: Written) -> None:
+    """Read the archive back from disk (decompressing it) and check it is, byte for byte, the stream
+    that was written: same length, same sha256. GroupFailed on any difference."""
+    digest = hashlib.sha256()
+    length = 0
+    try:
+        with _DECOMPRESSORS[compress](archive, "rb") as handle:
+            for chunk in iter(lambda: handle.read(CHUNK), b""):
+                digest.update(chunk)
+                length += len(chunk)
+    except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:  # a corrupt gzip or xz stream says so itself
+        raise GroupFailed(f"verification failed: cannot read {archive} back ({exc})") from None
+    if (length, digest.hexdigest()) != (written.length, written.sha256):
+        raise GroupFailed(f"verification failed: {archive} does not hold what was written ({length:,} of {written.length:,} bytes read back)")
 
 
 def remove_archived(entries: list[ManifestEntry], by_path: dict[str, PlannedFile], archive: str,
@@ -409,8 +483,12 @@ def _sha256_of(folders: SafeFolders, path: str) -> str | None:
     st = os.stat(name, dir_fd=fd, follow_symlinks=False)
     if stat.S_ISLNK(st.st_mode):
         return _link_digest(os.readlink(name, dir_fd=fd))
+    return _sha256_of_open(os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd))
+
+
+def _sha256_of_open(file_fd: int) -> str:
+    """sha256 of an opened file's content; closes it."""
     digest = hashlib.sha256()
-    file_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
     with os.fdopen(file_fd, "rb") as handle:
         for chunk in iter(lambda: handle.read(CHUNK), b""):
             digest.update(chunk)

@@ -168,6 +168,39 @@ def test_full_disk_while_archiving_leaves_originals_untouched(tmp_path, monkeypa
     assert leftovers == [] and not any(p.name.startswith("sub-01") for p in (tmp_path / "a").glob("*/*"))
 
 
+class LyingDisk(FullDisk):
+    """Accepts every write but stores one byte wrong: only reading the archive back can tell."""
+
+    def __init__(self, path):
+        super().__init__(path, {"left": 1 << 40})
+        self.flipped = False
+
+    def write(self, data):
+        if not self.flipped and len(data) > 1000:
+            data = bytes([data[0] ^ 1]) + bytes(data[1:])
+            self.flipped = True
+        return self.handle.write(data)
+
+
+@pytest.mark.parametrize("options", [[], ["--compress", "gz"]], ids=["tar", "tar.gz"])
+def test_archive_that_reads_back_wrong_is_not_trusted(tmp_path, monkeypatch, options):
+    out = build_project(tmp_path)
+    before = state_of(out)
+    real_open = archive_module.open_for_writing
+    monkeypatch.setattr(archive_module, "open_for_writing",
+                        lambda path: LyingDisk(path) if "sub-01" in path else real_open(path))
+    result = run_cli("clean", out, "--mode", "archive", "--archive-dir", tmp_path / "a", "--yes", "--format", "json", *options)
+    assert result.exit_code == 3
+    data = json.loads(result.output)
+    assert [row["files"] for row in data["failed"]] == [7] and "verification failed" in data["failed"][0]["reason"]
+    after = state_of(out)
+    assert {p: s for p, s in before.items() if "sub_01_wf" in p} == {p: s for p, s in after.items() if "sub_01_wf" in p}
+    assert not any("sub_02_wf" in p for p in after)
+    assert sorted(p.name for p in (tmp_path / "a").glob("*/*")) == [
+        "no-subject.manifest.tsv", "no-subject.tar" + "".join(options[1:2] and ".gz"),
+        "sub-02.manifest.tsv", "sub-02.tar" + "".join(options[1:2] and ".gz")]
+
+
 def verified_archive_contents(archive_dir):
     """original path -> sha256, read back from every complete archive (not from the manifests)."""
     contents = {}
@@ -212,3 +245,51 @@ def test_killed_archive_runs_never_lose_a_file_and_rerun_reuses_verified_archive
     removed = [item["path"] for r in records if r["event"] in ("archived", "removed") for item in r["files"]]
     assert sorted(removed) == sorted(junk)  # each original counted once across all runs
     assert any(r["event"] == "recovered" for r in records) or any(r["event"] == "archive-reused" for r in records)
+
+
+def test_tar_writer_output_reads_back_with_tarfile_for_every_kind_of_member():
+    """ustar where a member fits, pax where it does not (long or non-ASCII names, large ids): any reader copes."""
+    import io
+
+    members = {
+        "workdir/short.txt": b"a" * 10,
+        "workdir/" + "/".join(["deep_folder_name_x"] * 10) + "/out.nii.gz": b"b" * 1000,  # 208 bytes: ustar splits it
+        "workdir/" + "/".join(["deep_folder_name_x"] * 20) + "/out.nii.gz": b"c" * 513,  # > 255 bytes: pax
+        "workdir/" + "x" * 120: b"d",  # a last component over 100 bytes: pax
+        "workdir/sujet-é/données.txt": b"e" * 512,
+        "workdir/empty": b"",
+    }
+    out = io.BytesIO()
+    writer = archive_module.TarWriter(out)
+    digests = {}
+    for name, content in members.items():
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.uid = len(content), OLD, 3_000_000_000 if name.endswith("empty") else 1000
+        digests[name] = writer.add(info, io.BytesIO(content))
+    link = tarfile.TarInfo("workdir/link")
+    link.type, link.linkname = tarfile.SYMTYPE, "../" + "t" * 150
+    writer.add(link)
+    writer.finish()
+    data = out.getvalue()
+    assert writer.written() == archive_module.Written(len(data), hashlib.sha256(data).hexdigest())
+    assert len(data) % tarfile.RECORDSIZE == 0
+    assert digests == {name: hashlib.sha256(content).hexdigest() for name, content in members.items()}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        read = {info.name: (tar.extractfile(info).read() if info.isfile() else info.linkname) for info in tar}
+        with_pax = {info.name if len(info.name) < 40 else len(info.name): sorted(info.pax_headers)
+                    for info in tar if info.pax_headers}
+        assert tar.getmember("workdir/empty").uid == 3_000_000_000 and tar.getmember("workdir/short.txt").mtime == OLD
+    assert read == {**members, "workdir/link": link.linkname}
+    long_names = sorted(len(name) for name in members if len(name) >= 40)
+    assert long_names == [128, 208, 398]  # 208 fits ustar's prefix + name fields, the others do not
+    assert with_pax == {128: ["path"], 398: ["path"], "workdir/sujet-é/données.txt": ["path"],
+                        "workdir/empty": ["uid"], "workdir/link": ["linkpath"]}
+
+
+def test_tar_writer_refuses_a_file_that_shrank():
+    import io
+
+    info = tarfile.TarInfo("workdir/shrunk")
+    info.size = 100
+    with pytest.raises(archive_module.GroupFailed, match="shrank"):
+        archive_module.TarWriter(io.BytesIO()).add(info, io.BytesIO(b"x" * 60))
