@@ -18,16 +18,16 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Callable
+from typing import Callable, Iterable, TypeVar
 
 from .discover import Dataset, ScanRoot
 from .errors import CleanupError
 from .plan import Plan, PlannedFile
 from .scan import FOLDER_FLAGS
-from .state import Journal
+from .state import Journal, RunStopped
 
 SKIP_RECENT = "modified within --min-age"
 SKIP_RUNNING = "its subject's fMRIPrep run is still going (status running)"
@@ -60,6 +60,7 @@ class Outcome:
     failure_messages: list[str] = field(default_factory=list)
     removed_dirs: int = 0
     _seen_inodes: set[tuple[int, int]] = field(default_factory=set, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)  # threads share it
 
     def _size(self, planned: PlannedFile) -> int:
         """Bytes a file frees; a file with several hard links is counted once."""
@@ -71,17 +72,20 @@ class Outcome:
         return planned.size
 
     def act(self, planned: PlannedFile) -> None:
-        size = self._size(planned)
-        self.acted.add(size)
-        self.by_category.setdefault(planned.category, Tally()).add(size)
+        with self._lock:
+            size = self._size(planned)
+            self.acted.add(size)
+            self.by_category.setdefault(planned.category, Tally()).add(size)
 
     def skip(self, planned: PlannedFile, reason: str) -> None:
-        self.skipped.setdefault(reason, Tally()).add(planned.size)
+        with self._lock:
+            self.skipped.setdefault(reason, Tally()).add(planned.size)
 
     def fail(self, planned: PlannedFile, reason: str, message: str) -> None:
-        self.failed.setdefault(reason, Tally()).add(planned.size)
-        if len(self.failure_messages) < MAX_FAILURE_MESSAGES:
-            self.failure_messages.append(message)
+        with self._lock:
+            self.failed.setdefault(reason, Tally()).add(planned.size)
+            if len(self.failure_messages) < MAX_FAILURE_MESSAGES:
+                self.failure_messages.append(message)
 
     @property
     def complete(self) -> bool:
@@ -240,6 +244,7 @@ def _error_reason(exc: OSError) -> str:
 
 
 BATCH_SIZE = 256
+FileCheck = Callable[[os.stat_result], "str | None"]  # a file's fresh lstat -> None if it may go, else why not
 
 
 class BatchRemover:
@@ -256,9 +261,9 @@ class BatchRemover:
                  event: str = "removed", archive: str | None = None) -> None:
         self.folders, self.outcome, self.journal, self.emptied = folders, outcome, journal, emptied
         self.event, self.archive = event, archive
-        self.pending: list[tuple[PlannedFile, Callable[[os.stat_result], str | None] | None]] = []
+        self.pending: list[tuple[PlannedFile, FileCheck | None]] = []
 
-    def add(self, planned: PlannedFile, still_as_archived: Callable[[os.stat_result], str | None] | None = None) -> None:
+    def add(self, planned: PlannedFile, still_as_archived: FileCheck | None = None) -> None:
         self.pending.append((planned, still_as_archived))
         if len(self.pending) >= BATCH_SIZE:
             self.flush()
@@ -267,7 +272,8 @@ class BatchRemover:
         if not self.pending:
             return
         batch, self.pending = self.pending, []
-        self.journal.write("removing", archive=self.archive,
+        number = self.journal.new_batch()
+        self.journal.begin("removing", archive=self.archive, batch=number,
                            files=[{"path": p.path, "size": p.size, "category": p.category} for p, _ in batch])
         removed, skipped, failed = [], [], []
         for planned, still_as_archived in batch:
@@ -292,24 +298,15 @@ class BatchRemover:
             self.outcome.act(planned)
             removed.append({"path": planned.path, "size": planned.size, "category": planned.category})
             self.emptied.add(os.path.dirname(planned.path))
-        self.journal.write(self.event, archive=self.archive, files=removed, skipped=skipped, failed=failed)
+        self.journal.write(self.event, archive=self.archive, batch=number, files=removed, skipped=skipped, failed=failed)
 
 
 def delete(worklist: Worklist, dataset: Dataset, journal: Journal, state_dir: str) -> Outcome:
     """Unlink every file of the worklist that is still as scanned, then the folders the run emptied."""
     recover_removals(state_dir, journal)
-    outcome = worklist.outcome
-    folders = SafeFolders(dataset.scan_roots)
-    emptied: set[str] = set()
-    try:
-        remover = BatchRemover(folders, outcome, journal, emptied)
-        for planned in worklist.files:
-            remover.add(planned)
-        remover.flush()
-    finally:
-        folders.close()
-    outcome.removed_dirs = remove_emptied_folders(emptied, dataset, journal, state_dir)
-    return outcome
+    emptied = remove_files([(planned, None) for planned in worklist.files], dataset, worklist.outcome, journal)
+    worklist.outcome.removed_dirs = remove_emptied_folders_by_subtree(emptied, dataset, journal, state_dir)
+    return worklist.outcome
 
 
 def recover_removals(state_dir: str, journal: Journal) -> int:
@@ -317,63 +314,136 @@ def recover_removals(state_dir: str, journal: Journal) -> int:
     "removing" batch that are gone now were removed by that run. Returns how many."""
     from .state import read_journal
 
-    open_batches: dict[str, list[tuple[dict, str | None]]] = {}
+    open_batches: dict[tuple[str, int | None], list[tuple[dict, str | None]]] = {}  # (run, batch) -> files
     for record in read_journal(state_dir):
         event, run = record.get("event"), record.get("run")
         if event == "removing":
-            open_batches[run] = [(item, record.get("archive")) for item in record.get("files", [])]
-        elif event in ("removed", "archived", "run-end"):
-            open_batches.pop(record.get("recovers", run), None)
+            open_batches[run, record.get("batch")] = [(item, record.get("archive")) for item in record.get("files", [])]
+        elif event in ("removed", "archived"):
+            open_batches.pop((record.get("recovers", run), record.get("batch")), None)
+        elif event == "run-end":
+            for key in [key for key in open_batches if key[0] == run]:
+                del open_batches[key]
     recovered = 0
-    for run, items in open_batches.items():
+    for (run, batch), items in open_batches.items():
         gone = [(item, archive) for item, archive in items if not os.path.lexists(item["path"])]
         for archive in {archive for _, archive in gone} or {None}:
             files = [item for item, a in gone if a == archive]
-            journal.write("archived" if archive else "removed", archive=archive, files=files, skipped=[], failed=[],
-                          recovers=run)
+            journal.write("archived" if archive else "removed", archive=archive, batch=batch, files=files, skipped=[],
+                          failed=[], recovers=run)
             recovered += len(files)
     return recovered
 
 
-RMDIR_THREADS = 4  # rmdir mostly waits on the file system's journal: a few at once overlap those waits
+ACT_THREADS = 4  # unlink and rmdir mostly wait on the file system: a few at once overlap those waits
 GROUP_DEPTH = 2  # folders this deep below their root (a subject's workflow folder, say) are emptied independently
 
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
-def remove_emptied_folders(candidates: set[str], dataset: Dataset, journal: Journal, state_dir: str) -> int:
-    """rmdir the folders this run emptied, and their parents, up to but never including a scope root.
 
-    Every folder is tried once, children before their parent. rmdir only
-    removes an empty folder: one that still holds anything (a kept file, a
-    skipped one) stays. Subtrees GROUP_DEPTH below a root share no folder, so
-    a few threads empty them at once, each through folder handles of its own;
-    the folders above them come last.
+def subtree_of(folder: str, locate: SafeFolders) -> str | None:
+    """The folder GROUP_DEPTH below its root that holds ``folder`` (None for a folder higher up).
+
+    Subtrees share no folder, so threads can remove the emptied folders of
+    different subtrees at once: no thread tries a folder another is emptying.
+    """
+    root = folder if folder in locate.roots else locate.root_of(folder)
+    parts = folder[len(root) + 1:].split("/") if folder != root else []
+    return "/".join([root, *parts[:GROUP_DEPTH]]) if len(parts) >= GROUP_DEPTH else None
+
+
+def in_threads(work: Callable[[Item], Result], items: list[Item], journal: Journal) -> list[Result]:
+    """``work(item)`` for every item, ACT_THREADS at a time; the results in the items' order.
+
+    The first to fail (or Ctrl-C) stops the journal, so no batch starts after
+    it: the running ones finish the batch they are in, the queued ones never
+    start, and the error is raised once the running ones are done.
+    """
+
+    def guarded(item: Item) -> Result:
+        try:
+            return work(item)
+        except BaseException:
+            journal.stop()
+            raise
+
+    if len(items) <= 1:
+        return [guarded(item) for item in items]
+    with ThreadPoolExecutor(max_workers=ACT_THREADS) as pool:
+        futures = [pool.submit(guarded, item) for item in items]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        except BaseException:  # Ctrl-C while waiting
+            journal.stop()
+            raise
+        finally:
+            for future in futures:
+                future.cancel()  # only those not yet started
+        wait(futures)
+        errors = [future.exception() for future in futures if not future.cancelled() and future.exception()]
+        if errors:
+            raise next((error for error in errors if not isinstance(error, RunStopped)), errors[0])
+        return [future.result() for future in futures]
+
+
+def remove_files(files: list[tuple[PlannedFile, FileCheck | None]], dataset: Dataset, outcome: Outcome,
+                 journal: Journal, event: str = "removed", archive: str | None = None) -> set[str]:
+    """Unlink files, each re-checked right before (and passing its extra check, if any), a few batches at
+    once; returns the folders they were in. Unlinking mostly waits on the file system: threads overlap that."""
+
+    def remove_batch(pairs: list[tuple[PlannedFile, FileCheck | None]]) -> set[str]:
+        emptied: set[str] = set()
+        folders = SafeFolders(dataset.scan_roots)
+        try:
+            remover = BatchRemover(folders, outcome, journal, emptied, event, archive)
+            for planned, check in pairs:
+                remover.add(planned, check)
+            remover.flush()
+        finally:
+            folders.close()
+        return emptied
+
+    batches = [files[start:start + BATCH_SIZE] for start in range(0, len(files), BATCH_SIZE)]
+    return set().union(*in_threads(remove_batch, batches, journal))
+
+
+def remove_emptied_folders(candidates: Iterable[str], dataset: Dataset, journal: Journal, state_dir: str,
+                           below: str | None = None) -> int:
+    """rmdir the folders this run emptied, and their parents, children first: up to a scope root (never
+    the root itself), or, with ``below``, only inside that folder (a subtree a thread owns; itself included).
+
+    rmdir only removes an empty folder: one that still holds anything (a kept file, a skipped one) stays.
     """
     roots = {root.path for root in dataset.scan_roots}
     folders_to_try: set[str] = set()
     for folder in candidates:
-        while folder not in roots and folder not in folders_to_try and folder != state_dir and folder != "/":
+        while (folder not in roots and folder not in folders_to_try and folder != state_dir and folder != "/"
+               and (below is None or folder == below or folder.startswith(below + "/"))):
             folders_to_try.add(folder)
             folder = os.path.dirname(folder)
-    locate = SafeFolders(dataset.scan_roots)  # opens nothing until asked: here only its root_of
-    groups: dict[str, list[str]] = {}
-    upper: list[str] = []
-    for folder in folders_to_try:
-        root = locate.root_of(folder)
-        parts = folder[len(root) + 1:].split("/")
-        if len(parts) >= GROUP_DEPTH:
-            groups.setdefault("/".join([root, *parts[:GROUP_DEPTH]]), []).append(folder)
-        else:
-            upper.append(folder)
-    with ThreadPoolExecutor(max_workers=RMDIR_THREADS) as pool:
-        removed = list(pool.map(partial(_remove_folders, dataset.scan_roots), (groups[key] for key in sorted(groups))))
-    removed.append(_remove_folders(dataset.scan_roots, upper))  # once every subtree below them is done
-    for paths in removed:
-        for start in range(0, len(paths), BATCH_SIZE):  # an empty folder lost from the record loses nothing
-            journal.write("removed-dirs", paths=paths[start:start + BATCH_SIZE])
-    return sum(len(paths) for paths in removed)
+    removed = _remove_folders(dataset.scan_roots, folders_to_try)
+    for start in range(0, len(removed), BATCH_SIZE):  # an empty folder lost from the record loses nothing
+        journal.write("removed-dirs", paths=removed[start:start + BATCH_SIZE])
+    return len(removed)
 
 
-def _remove_folders(roots: list[ScanRoot], folders: list[str]) -> list[str]:
+def remove_emptied_folders_by_subtree(candidates: set[str], dataset: Dataset, journal: Journal, state_dir: str) -> int:
+    """remove_emptied_folders, a few subtrees at once; the folders above them last."""
+    locate = SafeFolders(dataset.scan_roots)  # opens nothing: only its root_of
+    by_subtree: dict[str | None, list[str]] = {}
+    for folder in candidates:
+        by_subtree.setdefault(subtree_of(folder, locate), []).append(folder)
+    above = set(by_subtree.pop(None, [])) | {os.path.dirname(subtree) for subtree in by_subtree}
+
+    def empty_subtree(subtree_and_emptied: tuple[str, list[str]]) -> int:
+        subtree, emptied = subtree_and_emptied
+        return remove_emptied_folders(emptied, dataset, journal, state_dir, below=subtree)
+
+    return sum(in_threads(empty_subtree, list(by_subtree.items()), journal)) + remove_emptied_folders(above, dataset, journal, state_dir)
+
+
+def _remove_folders(roots: list[ScanRoot], folders: Iterable[str]) -> list[str]:
     """rmdir each of ``folders`` that is empty, children first (a folder sorts after its parent)."""
     handles = SafeFolders(roots)
     removed: list[str] = []

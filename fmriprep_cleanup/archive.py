@@ -27,8 +27,8 @@ import zlib
 from dataclasses import dataclass
 from typing import IO, Iterable
 
-from .act import (SKIP_CHANGED, BatchRemover, Outcome, SafeFolders, Worklist, _error_reason, recheck, recover_removals,
-                  remove_emptied_folders)
+from .act import (SKIP_CHANGED, FileCheck, Outcome, SafeFolders, Worklist, _error_reason, recheck, recover_removals,
+                  remove_emptied_folders_by_subtree, remove_files)
 from .discover import Dataset
 from .errors import CleanupError
 from .plan import PlannedFile
@@ -287,13 +287,26 @@ class Archiver:
         self.dataset, self.run_dir, self.fmt, self.compress = dataset, run_dir, fmt, compress
         self.journal, self.outcome = journal, outcome
         self.labels = root_labels(dataset)
-        self.archives: list[str] = []
 
     def archive_name(self, key: str) -> str:
         suffix = TAR_SUFFIXES[self.compress] if self.fmt == "tar" else ""
         return os.path.join(self.run_dir, key + suffix)
 
-    def run_group(self, key: str, files: list[PlannedFile], folders: SafeFolders, emptied: set[str]) -> None:
+    def run_group(self, key: str, files: list[PlannedFile]) -> tuple[str | None, set[str]]:
+        """Archive one group and remove its originals: (the archive, None if none was written; the folders emptied)."""
+        folders = SafeFolders(self.dataset.scan_roots)
+        try:
+            archived = self._write_and_verify(key, files, folders)
+        finally:
+            folders.close()
+        if archived is None:
+            return None, set()
+        final, entries = archived
+        by_path = {planned.path: planned for planned in files}
+        return final, remove_archived(entries, by_path, final, self.dataset, self.outcome, self.journal)
+
+    def _write_and_verify(self, key: str, files: list[PlannedFile],
+                          folders: SafeFolders) -> tuple[str, list[ManifestEntry]] | None:
         final = self.archive_name(key)
         temporary = final + ".tmp"
         manifest_final = os.path.join(self.run_dir, key + MANIFEST_SUFFIX)
@@ -303,7 +316,7 @@ class Archiver:
             entries, written = (self._write_tar if self.fmt == "tar" else self._write_tree)(temporary, files, folders)
             if not entries:
                 _remove(temporary)
-                return
+                return None
             write_manifest(manifest_temporary, entries)
             if written is None:
                 verify_tree(temporary, entries)
@@ -320,12 +333,10 @@ class Archiver:
                 self.outcome.fail(planned, f"archive {key} not written ({reason}); originals untouched",
                                   f"{planned.path}: not archived")
             self.journal.write("archive-failed", archive=final, error=reason)
-            return
-        self.archives.append(final)
+            return None
         self.journal.write("archive-verified", archive=final, manifest=manifest_final, files=len(entries),
                            bytes=sum(e.size for e in entries))
-        by_path = {planned.path: planned for planned in files}
-        remove_archived(entries, by_path, final, folders, self.outcome, self.journal, emptied)
+        return final, entries
 
     def _write_tar(self, temporary: str, files: list[PlannedFile], folders: SafeFolders) -> tuple[list[ManifestEntry], Written]:
         entries = []
@@ -422,16 +433,17 @@ def verify_tar(archive: str, compress: str | None, written: Written) -> None:
 
 
 def remove_archived(entries: list[ManifestEntry], by_path: dict[str, PlannedFile], archive: str,
-                    folders: SafeFolders, outcome: Outcome, journal: Journal, emptied: set[str]) -> None:
-    """Unlink originals that are in a verified archive and still exactly what was archived."""
-    remover = BatchRemover(folders, outcome, journal, emptied, event="archived", archive=archive)
-    for entry in entries:
-        def still_as_archived(st: os.stat_result, entry: ManifestEntry = entry) -> str | None:
+                    dataset: Dataset, outcome: Outcome, journal: Journal) -> set[str]:
+    """Unlink originals that are in a verified archive and still exactly what was archived; the folders they were in."""
+
+    def still_as_archived(entry: ManifestEntry) -> FileCheck:
+        def check(st: os.stat_result) -> str | None:
             same = st.st_mtime_ns == entry.mtime_ns and st.st_size == entry.size
             return None if same else SKIP_CHANGED_AFTER_ARCHIVING
+        return check
 
-        remover.add(by_path[entry.path], still_as_archived)
-    remover.flush()
+    pairs = [(by_path[entry.path], still_as_archived(entry)) for entry in entries]
+    return remove_files(pairs, dataset, outcome, journal, event="archived", archive=archive)
 
 
 # --- recovery after a crash -------------------------------------------------------------------
@@ -497,7 +509,7 @@ def _sha256_of_open(file_fd: int) -> str:
 
 def archive(worklist: Worklist, dataset: Dataset, journal: Journal, state_dir: str, archive_dir: str,
             fmt: str = "tar", compress: str | None = None) -> tuple[Outcome, list[str]]:
-    """Archive the worklist group by group (subject by subject), verified, then remove the originals."""
+    """Archive the worklist group by group (subject by subject, a few at once), verified, then remove the originals."""
     outcome = worklist.outcome
     recover_removals(state_dir, journal)
     reusable = recover(state_dir, journal)
@@ -507,7 +519,7 @@ def archive(worklist: Worklist, dataset: Dataset, journal: Journal, state_dir: s
     except OSError as exc:
         raise CleanupError(f"cannot create {run_dir}: {exc.strerror or exc}") from None
     archiver = Archiver(dataset, run_dir, fmt, compress, journal, outcome)
-    folders = SafeFolders(dataset.scan_roots)
+    archives: list[str] = []
     emptied: set[str] = set()
     groups: dict[str, list[PlannedFile]] = {}
     reused: dict[str, list[tuple[ManifestEntry, PlannedFile]]] = {}
@@ -517,27 +529,32 @@ def archive(worklist: Worklist, dataset: Dataset, journal: Journal, state_dir: s
             reused.setdefault(previous[1], []).append((previous[0], planned))
         else:
             groups.setdefault(group_key(planned.subject), []).append(planned)
+    folders = SafeFolders(dataset.scan_roots)
     try:
+        confirmed: dict[str, list[ManifestEntry]] = {}
         for old_archive, pairs in reused.items():
-            confirmed = []
             for entry, planned in pairs:
                 try:
                     same = _sha256_of(folders, planned.path) == entry.sha256
                 except OSError:
                     same = False
                 if same:
-                    confirmed.append(entry)
+                    confirmed.setdefault(old_archive, []).append(entry)
                 else:
                     groups.setdefault(group_key(planned.subject), []).append(planned)
-            journal.write("archive-reused", archive=old_archive, files=len(confirmed))
-            remove_archived(confirmed, {planned.path: planned for _, planned in pairs}, old_archive,
-                            folders, outcome, journal, emptied)
-            archiver.archives.append(old_archive)
-        for key in sorted(groups):
-            archiver.run_group(key, groups[key], folders, emptied)
     finally:
         folders.close()
-    outcome.removed_dirs = remove_emptied_folders(emptied, dataset, journal, state_dir)
+    for old_archive, pairs in reused.items():
+        entries = confirmed.get(old_archive, [])
+        journal.write("archive-reused", archive=old_archive, files=len(entries))
+        emptied |= remove_archived(entries, {planned.path: planned for _, planned in pairs}, old_archive,
+                                   dataset, outcome, journal)
+        archives.append(old_archive)
+    for key in sorted(groups):  # one at a time: writing is CPU-bound Python, and the removal already runs in threads
+        written, group_emptied = archiver.run_group(key, groups[key])
+        archives += [written] if written else []
+        emptied |= group_emptied
+    outcome.removed_dirs = remove_emptied_folders_by_subtree(emptied, dataset, journal, state_dir)
     if not os.listdir(run_dir):
         os.rmdir(run_dir)
-    return outcome, archiver.archives
+    return outcome, archives

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import itertools
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from typing import Any, Iterator
@@ -71,17 +73,27 @@ def _read_holder(path: str) -> str:
         return ""
 
 
+class RunStopped(Exception):
+    """The run is stopping (Ctrl-C, or an error in another of its threads): start nothing new."""
+
+
 class Journal:
     """Append-only JSON lines; every record is on disk before the next action starts.
 
     Each record is one ``write`` of one line. If a crash left the last line
     incomplete, a newline is added first, so the broken line stays alone (and
-    is ignored) instead of swallowing the next record.
+    is ignored) instead of swallowing the next record. Threads acting on
+    different subtrees share one journal: lines never interleave, and each
+    batch of files has its own number, so recovery can tell concurrent
+    batches apart. Once ``stop`` is called, ``begin`` refuses new work.
     """
 
     def __init__(self, state_dir: str, run_id: str | None = None) -> None:
         self.path = os.path.join(state_dir, JOURNAL_NAME)
         self.run_id = run_id or time.strftime("%Y%m%d-%H%M%S") + "_" + uuid.uuid4().hex[:8]
+        self._lock = threading.Lock()
+        self._batches = itertools.count(1)
+        self._stopping = threading.Event()
         try:
             os.makedirs(state_dir, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
@@ -90,14 +102,33 @@ class Journal:
         except OSError as exc:
             raise CleanupError(f"cannot open the journal {self.path}: {exc.strerror or exc}") from None
 
+    def new_batch(self) -> int:
+        """A number for a batch of files, unique within the run."""
+        with self._lock:
+            return next(self._batches)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def check_running(self) -> None:
+        """RunStopped if the run is stopping: asked before starting anything new."""
+        if self._stopping.is_set():
+            raise RunStopped()
+
+    def begin(self, event: str, **fields: Any) -> None:
+        """Record work about to start, unless the run is stopping (then RunStopped)."""
+        self.check_running()
+        self.write(event, **fields)
+
     def write(self, event: str, **fields: Any) -> None:
         record = {"time": round(time.time(), 3), "run": self.run_id, "event": event, **fields}
         line = (json.dumps(record) + "\n").encode("utf-8", "surrogateescape")
         try:
-            written = os.write(self._fd, line)
-            while written < len(line):  # a short write: finish the line before anything else
-                written += os.write(self._fd, line[written:])
-            os.fsync(self._fd)
+            with self._lock:
+                written = os.write(self._fd, line)
+                while written < len(line):  # a short write: finish the line before anything else
+                    written += os.write(self._fd, line[written:])
+            os.fsync(self._fd)  # also flushes the lines other threads wrote before it
         except OSError as exc:
             raise CleanupError(f"cannot write the journal {self.path}: {exc.strerror or exc}; stopped before acting further") from None
 

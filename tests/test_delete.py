@@ -283,3 +283,58 @@ def test_journal_survives_a_line_cut_short_by_a_crash(tmp_path):
 
     events = [record["event"] for record in read_journal(str(state))]
     assert events == ["run-start", "removed"]  # the cut line is ignored, the next record is intact
+
+
+def test_a_failing_batch_stops_the_run_and_leaves_an_exact_journal(tmp_path, monkeypatch):
+    """The journal cannot be written (disk full) when the third batch starts: the run stops with one line,
+    no batch starts after it, and every file that went is journaled as removed (the others stay)."""
+    out = tmp_path / "out"
+    write_description(out)
+    make_files(out / "work", {f"fmriprep_23_2_wf/sub_{s}_wf/n{i:04d}/out.nii.gz": 100 for s in ("01", "02") for i in range(2500)})
+    age_tree(out)
+    finish_subjects(out, ["01", "02"])
+    junk = junk_paths(out)
+    real_write = Journal.write
+    begun = []
+
+    def write(self, event, **fields):
+        if event == "removing":
+            begun.append(fields["batch"])
+            if len(begun) == 3:
+                raise CleanupError("cannot write the journal: No space left on device; stopped before acting further")
+        return real_write(self, event, **fields)
+
+    monkeypatch.setattr(Journal, "write", write)
+    result = run_cli("clean", out, "--mode", "delete", "--yes")
+    assert result.exit_code == 2 and result.output.strip().splitlines() == [
+        "fmriprep-cleanup: error: cannot write the journal: No space left on device; stopped before acting further"]
+    records = list(read_journal(str(out / ".fmriprep-cleanup")))
+    started = {r["batch"]: {item["path"] for item in r["files"]} for r in records if r["event"] == "removing"}
+    finished = {r["batch"]: {item["path"] for item in r["files"]} for r in records if r["event"] == "removed"}
+    assert len(begun) <= act.ACT_THREADS + 2 < len(junk) // act.BATCH_SIZE  # stopped: far from all 20 batches
+    assert started.keys() == finished.keys() and started == finished  # each begun batch finished and recorded
+    gone = {path for path in junk if not os.path.exists(path)}
+    assert gone == set().union(*finished.values()) and len(gone) == len(started) * act.BATCH_SIZE
+
+
+def test_delete_acts_on_batches_in_several_threads_with_the_same_result(tmp_path, monkeypatch):
+    """Threads or not, the same files go, the same folders go, and the journal names each file once."""
+    results = []
+    for threads in (1, act.ACT_THREADS):
+        monkeypatch.setattr(act, "ACT_THREADS", threads)
+        out = tmp_path / f"out{threads}"
+        write_description(out)
+        make_files(out, {"sub-01/anat/sub-01_desc-preproc_T1w.nii.gz": 50, "sub-01/anat/sub-01_from-T1w_to-MNI_xfm.h5": 50})
+        make_files(out / "work", {f"fmriprep_23_2_wf/sub_01_wf/n{i % 37}/m{i}/out.nii.gz": 10 for i in range(1500)})
+        age_tree(out)
+        finish_subjects(out, ["01"])
+        result = run_cli("clean", out, "--mode", "delete", "--yes", "--format", "json")
+        assert result.exit_code == 0, result.output
+        records = list(read_journal(str(out / ".fmriprep-cleanup")))
+        removed = [item["path"][len(str(out)):] for r in records if r["event"] == "removed" for item in r["files"]]
+        assert len(removed) == len(set(removed)) == 1500
+        assert {r["batch"] for r in records if r["event"] == "removing"} == set(range(1, 7))
+        left = sorted(path[len(str(out)):] for path in snapshot(out) if ".fmriprep-cleanup" not in path)
+        results.append((json.loads(result.output)["removed_dirs"], sorted(removed), left))
+    assert results[0] == results[1]
+    assert results[0][0] == 1500 + 37 + 2  # every m*, every n*, sub_01_wf, fmriprep_23_2_wf (work is a root: stays)
