@@ -68,7 +68,7 @@ def plan_digest(tree: Path) -> str:
     """sha256 of the plan's lines in byte order, with the tree's location taken out: every file's decision,
     whatever the order the plan lists them in (that order is deterministic and checked by the tests)."""
     digest = hashlib.sha256()
-    prefix = str(tree).encode() + b"/"
+    prefix = str(tree.resolve()).encode() + b"/"  # the tool reports real paths (trees/ may be a link)
     plan = subprocess.Popen(TOOL + ["plan", str(tree / "fmriprep"), "--work-dir", str(tree / "work")], stdout=subprocess.PIPE)
     ordered = subprocess.Popen(["sort"], stdin=plan.stdout, stdout=subprocess.PIPE, env={**os.environ, "LC_ALL": "C"})
     plan.stdout.close()
