@@ -247,58 +247,45 @@ BATCH_SIZE = 256
 FileCheck = Callable[[os.stat_result], "str | None"]  # a file's fresh lstat -> None if it may go, else why not
 
 
-class BatchRemover:
-    """Removes files in batches under the journal, so that a crash leaves an exact record.
+def remove_batch(batch: list[tuple[PlannedFile, FileCheck | None]], folders: SafeFolders, outcome: Outcome,
+                 journal: Journal, event: str = "removed", archive: str | None = None) -> set[str]:
+    """Remove one batch of files under the journal, so that a crash leaves an exact record; the folders they were in.
 
-    Before a batch is touched the journal names it ("removing"); after, it
+    Before the batch is touched the journal names it ("removing"); after, it
     records what was removed, skipped and failed ("removed" or "archived").
     Two fsyncs per batch instead of one per file; a rerun resolves a batch a
     crash cut short (see ``recover_removals``). Each file is still re-checked
     right before it is unlinked.
     """
-
-    def __init__(self, folders: SafeFolders, outcome: Outcome, journal: Journal, emptied: set[str],
-                 event: str = "removed", archive: str | None = None) -> None:
-        self.folders, self.outcome, self.journal, self.emptied = folders, outcome, journal, emptied
-        self.event, self.archive = event, archive
-        self.pending: list[tuple[PlannedFile, FileCheck | None]] = []
-
-    def add(self, planned: PlannedFile, still_as_archived: FileCheck | None = None) -> None:
-        self.pending.append((planned, still_as_archived))
-        if len(self.pending) >= BATCH_SIZE:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        batch, self.pending = self.pending, []
-        number = self.journal.new_batch()
-        self.journal.begin("removing", archive=self.archive, batch=number,
-                           files=[{"path": p.path, "size": p.size, "category": p.category} for p, _ in batch])
-        removed, skipped, failed = [], [], []
-        for planned, still_as_archived in batch:
-            try:
-                checked = recheck(self.folders, planned)
-                if isinstance(checked, str):
-                    self.outcome.skip(planned, checked)
-                    skipped.append({"path": planned.path, "reason": checked})
-                    continue
-                fd, name, st = checked
-                if still_as_archived is not None:
-                    reason = still_as_archived(st)
-                    if reason:
-                        self.outcome.skip(planned, reason)
-                        skipped.append({"path": planned.path, "reason": reason})
-                        continue
-                os.unlink(name, dir_fd=fd)
-            except OSError as exc:
-                self.outcome.fail(planned, _error_reason(exc), f"{planned.path}: {exc.strerror or exc}")
-                failed.append({"path": planned.path, "errno": exc.errno, "error": exc.strerror or str(exc)})
+    number = journal.new_batch()
+    journal.begin("removing", archive=archive, batch=number,
+                  files=[{"path": p.path, "size": p.size, "category": p.category} for p, _ in batch])
+    removed, skipped, failed = [], [], []
+    emptied: set[str] = set()
+    for planned, still_as_archived in batch:
+        try:
+            checked = recheck(folders, planned)
+            if isinstance(checked, str):
+                outcome.skip(planned, checked)
+                skipped.append({"path": planned.path, "reason": checked})
                 continue
-            self.outcome.act(planned)
-            removed.append({"path": planned.path, "size": planned.size, "category": planned.category})
-            self.emptied.add(os.path.dirname(planned.path))
-        self.journal.write(self.event, archive=self.archive, batch=number, files=removed, skipped=skipped, failed=failed)
+            fd, name, st = checked
+            if still_as_archived is not None:
+                reason = still_as_archived(st)
+                if reason:
+                    outcome.skip(planned, reason)
+                    skipped.append({"path": planned.path, "reason": reason})
+                    continue
+            os.unlink(name, dir_fd=fd)
+        except OSError as exc:
+            outcome.fail(planned, _error_reason(exc), f"{planned.path}: {exc.strerror or exc}")
+            failed.append({"path": planned.path, "errno": exc.errno, "error": exc.strerror or str(exc)})
+            continue
+        outcome.act(planned)
+        removed.append({"path": planned.path, "size": planned.size, "category": planned.category})
+        emptied.add(os.path.dirname(planned.path))
+    journal.write(event, archive=archive, batch=number, files=removed, skipped=skipped, failed=failed)
+    return emptied
 
 
 def delete(worklist: Worklist, dataset: Dataset, journal: Journal, state_dir: str) -> Outcome:
@@ -392,20 +379,15 @@ def remove_files(files: list[tuple[PlannedFile, FileCheck | None]], dataset: Dat
     """Unlink files, each re-checked right before (and passing its extra check, if any), a few batches at
     once; returns the folders they were in. Unlinking mostly waits on the file system: threads overlap that."""
 
-    def remove_batch(pairs: list[tuple[PlannedFile, FileCheck | None]]) -> set[str]:
-        emptied: set[str] = set()
-        folders = SafeFolders(dataset.scan_roots)
+    def remove_with_own_handles(batch: list[tuple[PlannedFile, FileCheck | None]]) -> set[str]:
+        folders = SafeFolders(dataset.scan_roots)  # one thread's: open folder handles are not shared
         try:
-            remover = BatchRemover(folders, outcome, journal, emptied, event, archive)
-            for planned, check in pairs:
-                remover.add(planned, check)
-            remover.flush()
+            return remove_batch(batch, folders, outcome, journal, event, archive)
         finally:
             folders.close()
-        return emptied
 
     batches = [files[start:start + BATCH_SIZE] for start in range(0, len(files), BATCH_SIZE)]
-    return set().union(*in_threads(remove_batch, batches, journal))
+    return set().union(*in_threads(remove_with_own_handles, batches, journal))
 
 
 def remove_emptied_folders(candidates: Iterable[str], dataset: Dataset, journal: Journal, state_dir: str,

@@ -509,7 +509,7 @@ def _sha256_of_open(file_fd: int) -> str:
 
 def archive(worklist: Worklist, dataset: Dataset, journal: Journal, state_dir: str, archive_dir: str,
             fmt: str = "tar", compress: str | None = None) -> tuple[Outcome, list[str]]:
-    """Archive the worklist group by group (subject by subject, a few at once), verified, then remove the originals."""
+    """Archive the worklist group by group (subject by subject), verified, then remove the originals."""
     outcome = worklist.outcome
     recover_removals(state_dir, journal)
     reusable = recover(state_dir, journal)

@@ -110,14 +110,10 @@ class Journal:
     def stop(self) -> None:
         self._stopping.set()
 
-    def check_running(self) -> None:
-        """RunStopped if the run is stopping: asked before starting anything new."""
-        if self._stopping.is_set():
-            raise RunStopped()
-
     def begin(self, event: str, **fields: Any) -> None:
         """Record work about to start, unless the run is stopping (then RunStopped)."""
-        self.check_running()
+        if self._stopping.is_set():
+            raise RunStopped()
         self.write(event, **fields)
 
     def write(self, event: str, **fields: Any) -> None:
