@@ -8,7 +8,8 @@ time (user + system) and peak RSS of the child, read with wait4(). pybids and bi
 output only (TREE/fmriprep, not the working directory), and fmriprep-cleanup is timed on that same part for
 the comparison. The plan of each tree is digested (lines sorted, paths relative to the tree) and checked against
 benchmarks/plan-digests.json, so an optimisation that changes any decision shows up here.
-Delete and archive throughput are measured on a small tree of real (non-sparse) files against rm -rf and
+Delete and archive throughput are measured on small trees of real (non-sparse) files (the same layout, file
+sizes capped at 64 KiB and at 1 MiB) against rm -rf and
 tar -cf + sha256sum of the same junk, and, since archiving also removes the originals, against
 tar -cf + sha256sum + rm -rf. Each of those runs on a fresh copy of the tree that has been written to disk
 (sync): junk has been on disk for a while when anyone cleans it, and deleting a file whose blocks are
@@ -112,8 +113,8 @@ def scan_benchmarks(tree: Path, runs: int, heavy_runs: int, skip: tuple[str, ...
     return results
 
 
-def real_tree(root: Path, files: int) -> Path:
-    """A small tree of real bytes (sizes capped at 64 KiB) for delete and archive throughput."""
+def real_tree(root: Path, files: int, cap: int) -> Path:
+    """A small tree of real bytes (sizes capped at ``cap``) for delete and archive throughput."""
     from fmriprep_cleanup import demo
 
     tree = root / "pristine"
@@ -123,20 +124,26 @@ def real_tree(root: Path, files: int) -> Path:
             path = os.path.join(dirpath, name)
             if name == "dataset_description.json":
                 continue
-            size = min(os.path.getsize(path), 64 * 1024)
+            size = min(os.path.getsize(path), cap)
             with open(path, "wb") as handle:
                 handle.write(os.urandom(size))
             os.utime(path, (demo.DEMO_MTIME, demo.DEMO_MTIME))
     return tree
 
 
-def act_benchmarks(runs: int, files: int) -> dict[str, dict[str, float]]:
-    """clean --mode delete vs rm -rf, clean --mode archive vs tar -cf + sha256sum, on the same junk."""
+JUNK = ["work", "fmriprep/sourcedata/freesurfer/fsaverage"]  # what the shipped rules call junk, as folders
+
+
+def act_benchmarks(runs: int, files: int, cap: int) -> tuple[dict[str, dict[str, float]], int]:
+    """clean --mode delete vs rm -rf, clean --mode archive vs tar -cf + sha256sum, on the same junk;
+    and the junk's size in bytes."""
     results: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as scratch:
         root = Path(scratch)
-        pristine = real_tree(root, files)
-        junk = ["work", "fmriprep/sourcedata/freesurfer/fsaverage"]
+        pristine = real_tree(root, files, cap)
+        junk = JUNK
+        junk_bytes = sum(os.lstat(os.path.join(dirpath, name)).st_size for folder in junk
+                         for dirpath, _, names in os.walk(pristine / folder) for name in names)
         commands = {
             "rm -rf (junk)": lambda t: ["rm", "-rf", *[str(t / j) for j in junk]],
             "fmriprep-cleanup clean --mode delete": lambda t: TOOL + ["clean", str(t / "fmriprep"), "--work-dir", str(t / "work"),
@@ -161,7 +168,24 @@ def act_benchmarks(runs: int, files: int) -> dict[str, dict[str, float]]:
                 results.setdefault(name, []).append(run_once(command(tree)))
                 (root / "junk.tar").unlink(missing_ok=True)
     return {name: {"wall": statistics.median(r["wall"] for r in rows), "cpu": statistics.median(r["cpu"] for r in rows),
-                   "rss": max(r["rss"] for r in rows)} for name, rows in results.items()}
+                   "rss": max(r["rss"] for r in rows)} for name, rows in results.items()}, junk_bytes
+
+
+def hash_speeds() -> str:
+    """sha256 throughput of sha256sum and of Python's hashlib (which archive mode uses) on this machine."""
+    with tempfile.NamedTemporaryFile(dir=os.environ.get("BENCH_TMP")) as sample:
+        sample.write(os.urandom(256 * 2**20))
+        sample.flush()
+        started = time.perf_counter()
+        subprocess.run(["sha256sum", sample.name], stdout=subprocess.DEVNULL, check=True)
+        tool = time.perf_counter() - started
+        started = time.perf_counter()
+        digest = hashlib.sha256()
+        with open(sample.name, "rb") as handle:
+            for chunk in iter(lambda: handle.read(2**20), b""):
+                digest.update(chunk)
+        ours = time.perf_counter() - started
+    return f"sha256 here: `sha256sum` {256 / tool:.0f} MiB/s, Python's hashlib {256 / ours:.0f} MiB/s"
 
 
 def startup(runs: int) -> dict[str, dict[str, float]]:
@@ -202,7 +226,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[250_000, 1_000_000])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--heavy-runs", type=int, default=1, help="runs of pybids and bids2table (slow)")
-    parser.add_argument("--act-files", type=int, default=10_000, help="files in the real tree for delete/archive")
+    parser.add_argument("--act-files", type=int, default=10_000, help="files in the real trees for delete/archive")
+    parser.add_argument("--act-caps", type=int, nargs="+", default=[64 * 1024, 2**20],
+                        help="size caps (bytes) of the real trees' files: one tree per cap")
     parser.add_argument("--trees", type=Path, default=HERE / "trees")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--skip", nargs="*", default=[], choices=["pybids"], help="leave out slow comparisons")
@@ -243,19 +269,26 @@ def main() -> None:
         lines += ["## Growth", "", f"From {small:,} to {large:,} files ({large / small:.1f}× the files): `report` takes "
                   f"{time_ratio:.2f}× the time and {rss_growth:.2f}× the peak memory "
                   f"({walls[small][key]['rss']:.0f} → {walls[large][key]['rss']:.0f} MiB).", ""]
-    act = act_benchmarks(args.runs, args.act_files)
-    lines += [f"## Acting on a {args.act_files:,}-file tree of real bytes (junk only)", "",
-              "| command | wall (s, median) | throughput vs the Unix tools |", "| --- | ---: | ---: |"]
-    for ours, theirs in (("fmriprep-cleanup clean --mode delete", ["rm -rf (junk)"]),
-                         ("fmriprep-cleanup clean --mode archive",
-                          ["tar -cf + sha256sum (junk)", "tar -cf + sha256sum + rm -rf (junk)"])):
-        lines += [f"| `{other}` | {act[other]['wall']:.2f} | |" for other in theirs]
-        ratios = ", ".join(f"{act[other]['wall'] / act[ours]['wall']:.2f}× ({'+'.join(n.split()[0] for n in other.split(' + '))})"
-                           for other in theirs)
-        lines.append(f"| `{ours}` | {act[ours]['wall']:.2f} | {ratios} |")
-    lines += ["", "`clean` here includes its own scan, classification, journal and verification, and archive mode "
+    for cap in args.act_caps:
+        act, junk_bytes = act_benchmarks(args.runs, args.act_files, cap)
+        lines += [f"## Acting on a {args.act_files:,}-file tree of real bytes, sizes capped at {cap // 1024:,} KiB "
+                  f"(junk only: {junk_bytes / 2**20:,.0f} MiB)", "",
+                  "| command | wall (s, median) | throughput vs the Unix tools |", "| --- | ---: | ---: |"]
+        for ours, theirs in (("fmriprep-cleanup clean --mode delete", ["rm -rf (junk)"]),
+                             ("fmriprep-cleanup clean --mode archive",
+                              ["tar -cf + sha256sum (junk)", "tar -cf + sha256sum + rm -rf (junk)"])):
+            lines += [f"| `{other}` | {act[other]['wall']:.2f} | |" for other in theirs]
+            ratios = ", ".join(f"{act[other]['wall'] / act[ours]['wall']:.2f}× ({'+'.join(n.split()[0] for n in other.split(' + '))})"
+                               for other in theirs)
+            lines.append(f"| `{ours}` | {act[ours]['wall']:.2f} | {ratios} |")
+        lines.append("")
+        print("\n".join(lines[-8:]), flush=True)
+    lines += ["`clean` here includes its own scan, classification, journal and verification, and archive mode "
               "removes the originals once their archive is verified; the Unix tools are given the junk folders "
-              "directly. Every run starts from a fresh copy of the tree, synced to disk.", ""]
+              "directly. Every run starts from a fresh copy of the tree, synced to disk. Real fMRIPrep junk is "
+              "mostly bytes in large files (a working directory's median file is a few KiB, its mean several MiB): "
+              "the small cap shows what each file costs, the larger one what each byte costs. "
+              f"{hash_speeds()}.", ""]
     start = startup(args.runs)
     lines += ["## Start-up", ""] + [f"- `{name}`: {r['wall']:.2f} s" for name, r in start.items()] + [""]
     args.results.write_text("\n".join(lines))
