@@ -86,7 +86,7 @@ def ensure_tree(trees: Path, files: int) -> Path:
         shutil.rmtree(tree, ignore_errors=True)
         print(f"generating {tree} ...", flush=True)
         generate(str(tree), files)
-    return tree
+    return tree.resolve()  # du and find do not follow a symlink given as the tree
 
 
 def scan_benchmarks(tree: Path, runs: int, heavy_runs: int, skip: tuple[str, ...] = ()) -> dict[str, dict[str, float]]:
