@@ -141,18 +141,17 @@ def act_benchmarks(runs: int, files: int, cap: int) -> tuple[dict[str, dict[str,
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as scratch:
         root = Path(scratch)
         pristine = real_tree(root, files, cap)
-        junk = JUNK
-        junk_bytes = sum(os.lstat(os.path.join(dirpath, name)).st_size for folder in junk
+        junk_bytes = sum(os.lstat(os.path.join(dirpath, name)).st_size for folder in JUNK
                          for dirpath, _, names in os.walk(pristine / folder) for name in names)
         commands = {
-            "rm -rf (junk)": lambda t: ["rm", "-rf", *[str(t / j) for j in junk]],
+            "rm -rf (junk)": lambda t: ["rm", "-rf", *[str(t / j) for j in JUNK]],
             "fmriprep-cleanup clean --mode delete": lambda t: TOOL + ["clean", str(t / "fmriprep"), "--work-dir", str(t / "work"),
                                                                      "--mode", "delete", "--yes", "--min-age", "0s"],
-            "tar -cf + sha256sum (junk)": lambda t: ["sh", "-c", f"cd {t} && tar -cf {root}/junk.tar {' '.join(junk)} && "
-                                                            f"find {' '.join(junk)} -type f -print0 | xargs -0 sha256sum > /dev/null"],
-            "tar -cf + sha256sum + rm -rf (junk)": lambda t: ["sh", "-c", f"cd {t} && tar -cf {root}/junk.tar {' '.join(junk)} && "
-                                                                     f"find {' '.join(junk)} -type f -print0 | xargs -0 sha256sum > /dev/null && "
-                                                                     f"rm -rf {' '.join(junk)}"],
+            "tar -cf + sha256sum (junk)": lambda t: ["sh", "-c", f"cd {t} && tar -cf {root}/junk.tar {' '.join(JUNK)} && "
+                                                            f"find {' '.join(JUNK)} -type f -print0 | xargs -0 sha256sum > /dev/null"],
+            "tar -cf + sha256sum + rm -rf (junk)": lambda t: ["sh", "-c", f"cd {t} && tar -cf {root}/junk.tar {' '.join(JUNK)} && "
+                                                                     f"find {' '.join(JUNK)} -type f -print0 | xargs -0 sha256sum > /dev/null && "
+                                                                     f"rm -rf {' '.join(JUNK)}"],
             "fmriprep-cleanup clean --mode archive": lambda t: TOOL + ["clean", str(t / "fmriprep"), "--work-dir", str(t / "work"),
                                                                       "--mode", "archive", "--archive-dir", str(root / "archives"),
                                                                       "--yes", "--min-age", "0s"],
@@ -271,6 +270,7 @@ def main() -> None:
                   f"({walls[small][key]['rss']:.0f} → {walls[large][key]['rss']:.0f} MiB).", ""]
     for cap in args.act_caps:
         act, junk_bytes = act_benchmarks(args.runs, args.act_files, cap)
+        section = len(lines)
         lines += [f"## Acting on a {args.act_files:,}-file tree of real bytes, sizes capped at {cap // 1024:,} KiB "
                   f"(junk only: {junk_bytes / 2**20:,.0f} MiB)", "",
                   "| command | wall (s, median) | throughput vs the Unix tools |", "| --- | ---: | ---: |"]
@@ -282,7 +282,7 @@ def main() -> None:
                                for other in theirs)
             lines.append(f"| `{ours}` | {act[ours]['wall']:.2f} | {ratios} |")
         lines.append("")
-        print("\n".join(lines[-8:]), flush=True)
+        print("\n".join(lines[section:]), flush=True)
     lines += ["`clean` here includes its own scan, classification, journal and verification, and archive mode "
               "removes the originals once their archive is verified; the Unix tools are given the junk folders "
               "directly. Every run starts from a fresh copy of the tree, synced to disk. Real fMRIPrep junk is "
