@@ -173,18 +173,17 @@ class TarWriter:
     def add(self, info: tarfile.TarInfo, content: IO[bytes] | None = None) -> str:
         """Add a member (its content read from ``content``, ``info.size`` bytes); the sha256 of the content."""
         self._write(_header(info))
-        member_digest = hashlib.sha256()
-        left = info.size if content is not None else 0
-        while left:
-            chunk = content.read(min(CHUNK, left))
+        if content is None:
+            return hashlib.sha256().hexdigest()
+        reader = HashingReader(content)
+        while reader.count < info.size:
+            chunk = reader.read(min(CHUNK, info.size - reader.count))
             if not chunk:
                 raise GroupFailed(f"{info.name} shrank while it was archived")
-            member_digest.update(chunk)
             self._write(chunk)
-            left -= len(chunk)
-        if info.size % tarfile.BLOCKSIZE and content is not None:
+        if info.size % tarfile.BLOCKSIZE:
             self._write(bytes(tarfile.BLOCKSIZE - info.size % tarfile.BLOCKSIZE))
-        return member_digest.hexdigest()
+        return reader.digest.hexdigest()
 
     def finish(self) -> None:
         """The end-of-archive marker (two zero blocks), padded to a whole record as tar does."""
