@@ -25,13 +25,15 @@ from typing import Callable, Iterable, TypeVar
 
 from .discover import Dataset, ScanRoot
 from .errors import CleanupError
+from .classify import HELD_RECENT, HELD_RUNNING, HELD_SHARED
 from .plan import Plan, PlannedFile
 from .scan import FOLDER_FLAGS
 from .state import Journal, RunStopped
 
 SKIP_RECENT = "modified within --min-age"
 SKIP_RUNNING = "its subject's fMRIPrep run is still going (status running)"
-SKIP_ACTIVE_WORKDIR = "in a subject's working directory that changed within --min-age (fMRIPrep may still be running)"
+SKIP_SHARED = "shared by every subject, and some subject is still running"
+SKIP_NOT_FMRIPREP = "not fMRIPrep's: outside what fMRIPrep creates in its working directory (never touched)"
 SKIP_CHANGED = "changed since the scan"
 SKIP_VANISHED = "vanished since the scan"
 SKIP_PATH_CHANGED = "a folder on its path was replaced (by a symlink?) since the scan"
@@ -128,35 +130,22 @@ class Worklist:
         return preview
 
 
-def build_worklist(plan: Plan, mode: str, min_age: float) -> Worklist:
-    """One pass over the plan: junk files old enough to touch, and the skips with their reasons.
+HELD_BACK_REASONS = {HELD_RUNNING.rule_id: SKIP_RUNNING, HELD_SHARED.rule_id: SKIP_SHARED,
+                     HELD_RECENT.rule_id: SKIP_RECENT}
 
-    A subject whose working directory holds anything modified within ``min_age``
-    may still be running: none of its working-directory files is touched.
-    """
-    cutoff = plan.now - min_age
-    plan.min_age = min_age
-    active_subjects: set[str] = set()
-    junk: list[PlannedFile] = []
+
+def build_worklist(plan: Plan, mode: str) -> Worklist:
+    """One pass over the plan: its junk, in scan order, and what it holds back, as skips with their reasons
+    (a running subject's files, shared files while some subject runs, files modified within --min-age)."""
+    outcome = Outcome(mode)
+    files: list[PlannedFile] = []
     scanned_bytes = 0
     for planned in plan:
         scanned_bytes += planned.size
-        if planned.scope == "workdir" and planned.subject is not None and planned.mtime > cutoff:
-            active_subjects.add(planned.subject)
         if planned.action == "junk":
-            junk.append(planned)
-    running = {label for label, status in plan.run_statuses().items() if status.status == "running"}
-    outcome = Outcome(mode)
-    files = []
-    for planned in junk:
-        if planned.subject in running:
-            outcome.skip(planned, SKIP_RUNNING)
-        elif planned.scope == "workdir" and planned.subject in active_subjects:
-            outcome.skip(planned, SKIP_ACTIVE_WORKDIR)
-        elif planned.mtime > cutoff:
-            outcome.skip(planned, SKIP_RECENT)
-        else:
             files.append(planned)
+        elif planned.rule_id in HELD_BACK_REASONS:
+            outcome.skip(planned, HELD_BACK_REASONS[planned.rule_id])
     return Worklist(files, outcome, scanned_bytes)
 
 
@@ -174,14 +163,23 @@ class SafeFolders:
     FLAGS = FOLDER_FLAGS  # as the scan opens folders: never through a symlink
 
     def __init__(self, roots: list[ScanRoot]) -> None:
-        self.roots = sorted((root.path for root in roots), key=len, reverse=True)
+        self.scan_roots = sorted(roots, key=lambda root: len(root.path), reverse=True)
+        self.roots = [root.path for root in self.scan_roots]
         self._chain: list[tuple[str, int]] = []  # (path, handle) from a root down to the current folder
 
-    def root_of(self, path: str) -> str:
-        for root in self.roots:
-            if path.startswith(root + "/"):
+    def scan_root_of(self, path: str) -> ScanRoot:
+        for root in self.scan_roots:
+            if path.startswith(root.path + "/"):
                 return root
         raise CleanupError(f"internal safety check: {path} is outside the dataset's roots")
+
+    def root_of(self, path: str) -> str:
+        return self.scan_root_of(path).path
+
+    def owns(self, path: str) -> bool:
+        """Whether fMRIPrep wrote ``path``: nothing in -w outside fMRIPrep's own folders is ever acted on."""
+        root = self.scan_root_of(path)
+        return root.owns(path[len(root.path) + 1:])
 
     def open_folder(self, folder: str) -> int:
         if self._chain and self._chain[-1][0] == folder:
@@ -220,6 +218,8 @@ def _same_file(st: os.stat_result, planned: PlannedFile) -> bool:
 
 def recheck(folders: SafeFolders, planned: PlannedFile) -> tuple[int, str, os.stat_result] | str:
     """(folder handle, name, its lstat) if the file is still what the scan saw, else the reason to skip it."""
+    if not folders.owns(planned.path):
+        return SKIP_NOT_FMRIPREP
     folder, name = os.path.split(planned.path)
     try:
         fd = folders.open_folder(folder)

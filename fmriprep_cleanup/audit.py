@@ -109,12 +109,11 @@ def audit(roots: list[str], ruleset: RuleSet, model: Assumptions, jobs: int | No
     warnings: list[str] = []
     rows = []
     for dataset in find_datasets(roots, warnings):
-        plan = build_plan(dataset, ruleset)
-        plan.jobs = jobs or default_jobs([root.path for root in dataset.scan_roots])
+        plan = build_plan(dataset, ruleset, jobs=jobs or default_jobs([root.path for root in dataset.scan_roots]))
         summary = plan.summarize(progress)
         avoidable = footprint(summary.totals.junk_bytes, model)
         rows.append(AuditRow(dataset, _owner(dataset.top), len([s for s in summary.by_subject if s is not None]),
                              summary.totals.files, summary.totals.bytes, summary.totals.junk_bytes,
-                             avoidable.kwh_per_year, avoidable.total_kg, plan.warnings.as_list()))
+                             avoidable.kwh_per_year, avoidable.total_kg, plan.problems()))
     rows.sort(key=lambda row: (-row.junk_bytes, row.dataset.path))
     return rows, warnings

@@ -15,6 +15,7 @@ from typing import Callable, Protocol
 from .discover import SUBJECT_WORKFLOW_DIR
 from .entities import parse_entities, parse_entity
 from .rulesets import DEFAULT_CATEGORY, DEFAULT_RULE_ID, NO_SUBJECT, Rule, RuleSet
+from .status import RunState
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,36 @@ class Decision:
     @classmethod
     def from_rule(cls, rule: Rule) -> "Decision":
         return cls(rule.action, rule.category, rule.id, rule.why, rule.source)
+
+
+# Decisions no rule set can change: what fMRIPrep did not write, what identifies the dataset or proves a
+# subject's run status, and junk that must wait (see plan.py, where they are applied).
+BUILT_IN = "fmriprep-cleanup"
+LEFT_ALONE = Decision(
+    "keep", "not fMRIPrep's (left alone)", "not-fmriprep",
+    "fMRIPrep did not write this: it is in the working directory's folder (-w) but outside what fMRIPrep creates "
+    "there (fmriprep_*_wf/, reportlets/, <run_uuid>/); no rule can make it junk and nothing acts on it", BUILT_IN)
+IDENTITY = Decision(
+    "keep", "dataset description (never junk)", "dataset-description",
+    "dataset_description.json says what this dataset is; without it neither this tool nor a BIDS App recognises "
+    "fMRIPrep's output", BUILT_IN)
+EVIDENCE = Decision(
+    "keep", "run evidence (kept while its working directory exists)", "run-evidence",
+    "the subject's run status rests on this file (its report, the newest run's config and crash files, or "
+    "FreeSurfer's markers) and its working directory still exists: deleting it would change the status and "
+    "expose that cache", BUILT_IN)
+HELD_RUNNING = Decision(
+    "keep", "held back: subject still running", "held-back-running",
+    "junk by the rules, but its subject's fMRIPrep run is still going (status running): nothing of a running "
+    "subject is touched", BUILT_IN)
+HELD_SHARED = Decision(
+    "keep", "held back: a subject is running", "held-back-shared",
+    "junk by the rules, but shared by every subject (FreeSurfer's template copies, shared working-directory "
+    "files) and some subject is running", BUILT_IN)
+HELD_RECENT = Decision(
+    "keep", "held back: modified within --min-age", "held-back-recent",
+    "junk by the rules, but modified within --min-age: it may still be in use", BUILT_IN)
+HELD_BACK = (HELD_RUNNING, HELD_SHARED, HELD_RECENT)
 
 
 def subject_of_folder(scope: str, relpath: str) -> str | None:
@@ -82,16 +113,16 @@ def name_shape(name: str, labels: tuple[str, ...]) -> str:
 class FileFacts:
     """What rules may ask about one file; the path and entities are worked out only if asked."""
 
-    __slots__ = ("scope", "name", "size", "mtime", "subject", "status", "_present", "_folder", "_relpath", "_entities")
+    __slots__ = ("scope", "name", "size", "mtime", "subject", "state", "_present", "_folder", "_relpath", "_entities")
 
     def __init__(self, scope: str, folder: str, name: str, size: int, mtime: float, subject: str | None,
-                 status: str = "unknown", present: Callable[[], frozenset[str]] = frozenset) -> None:
+                 state: RunState = RunState("unknown"), present: Callable[[], frozenset[str]] = frozenset) -> None:
         self.scope = scope
         self.name = name
         self.size = size
         self.mtime = mtime
         self.subject = subject
-        self.status = status  # the run status of the file's subject (see status.py)
+        self.state = state  # the run status of the file's subject (see status.py), and whether it is stale
         self._present = present  # asked only by rules on any_subject_status: it needs every subject judged
         self._folder = folder
         self._relpath: str | None = None
@@ -123,13 +154,14 @@ class FileFacts:
         return self._entities[name]
 
 
-NOT_ASKED = "not asked"  # the status of files no rule asks it of: judging it would cost reading folders
+NOT_ASKED = RunState("not asked")  # the state of files no rule asks it of: judging it would cost reading folders
+NO_SUBJECT_STATE = RunState(NO_SUBJECT)
 
 
 class RunStatuses(Protocol):
     """Subjects' run statuses (status.StatusBook); judged on first question, so asked only where needed."""
 
-    def status_of(self, label: str) -> str: ...
+    def state_of(self, label: str) -> RunState: ...
 
     def present(self) -> frozenset[str]: ...
 
@@ -152,7 +184,7 @@ class Classifier:
         self.ruleset = ruleset
         self.now = now
         self.statuses = statuses
-        self._plans: dict[tuple[str, str], tuple[tuple[tuple[Rule, Decision], ...], Decision]] = {}
+        self._plans: dict[tuple[str, RunState], tuple[tuple[tuple[Rule, Decision], ...], Decision]] = {}
         self.default = Decision(ruleset.default, DEFAULT_CATEGORY, DEFAULT_RULE_ID, f"no rule matched; the rule set's default is {ruleset.default}", "default")
         self._scopes: dict[str, ScopeRules] = {}
 
@@ -188,14 +220,14 @@ class Classifier:
         sub-01's file holds for the same file of every other subject (see Plan.folders' memo)."""
         return not any(rule.match.tells_labels_apart for rule in self.ruleset.rules)
 
-    def status_of(self, subject: str | None) -> str:
+    def state_of(self, subject: str | None) -> RunState:
         if subject is None:
-            return NO_SUBJECT
-        return self.statuses.status_of(subject) if self.statuses is not None else "unknown"
+            return NO_SUBJECT_STATE
+        return self.statuses.state_of(subject) if self.statuses is not None else RunState("unknown")
 
-    def status_for(self, scope: str, subject: str | None) -> str:
-        """The subject's status where a rule of the scope reads it; asking may judge the subject."""
-        return self.status_of(subject) if self.scope_rules(scope).uses_status else NOT_ASKED
+    def state_for(self, scope: str, subject: str | None) -> RunState:
+        """The subject's state where a rule of the scope reads it; asking may judge the subject."""
+        return self.state_of(subject) if self.scope_rules(scope).uses_status else NOT_ASKED
 
     def present_statuses(self) -> frozenset[str]:
         """The statuses some subject has; asking judges every subject."""
@@ -208,16 +240,16 @@ class Classifier:
         matches every file here ends the list. No rules left: one decision for the whole folder.
         Where no rule of the scope looks at paths, the plan depends only on the subject's status and is
         worked out once per status (the working directory: hundreds of thousands of folders)."""
-        status = None if mixed_subjects else self.status_for(scope, subject)
+        state = None if mixed_subjects else self.state_for(scope, subject)
         scope_rules = self.scope_rules(scope)
         rules = scope_rules.rules
-        cache_key = (scope, status) if status is not None and not scope_rules.reads_paths else None
+        cache_key = (scope, state) if state is not None and not scope_rules.reads_paths else None
         if cache_key is not None and cache_key in self._plans:
             return self._plans[cache_key]
         to_check = []
         plan = None
         for rule, decision in rules:
-            verdict = rule.match.folder_verdict(scope, folder, status, self.present_statuses)
+            verdict = rule.match.folder_verdict(scope, folder, state, self.present_statuses)
             if verdict is True:
                 plan = (tuple(to_check), decision)
                 break

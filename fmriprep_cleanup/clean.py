@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import __version__
-from .act import Outcome, build_worklist, delete, refuse_unsafe_roots
+from .act import Outcome, Worklist, build_worklist, delete, refuse_unsafe_roots
 from .energy import Assumptions, assumptions, footprint
 from .errors import CleanupError
 from .plan import Plan
@@ -35,6 +35,8 @@ class CleanResult:
     journal: str | None = None
     kwh_per_year: float = 0.0
     kgco2e_per_year: float = 0.0
+    notes: list[str] = field(default_factory=list)  # how discovery found the folders
+    warnings: list[str] = field(default_factory=list)  # what could not be read (also printed on stderr)
 
     @property
     def exit_status(self) -> int:
@@ -43,7 +45,7 @@ class CleanResult:
     def as_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "dry_run": self.mode == "dry-run", **self.outcome, "archives": self.archives,
                 "journal": self.journal, "kwh_per_year_avoided": self.kwh_per_year,
-                "kgco2e_per_year_avoided": self.kgco2e_per_year}
+                "kgco2e_per_year_avoided": self.kgco2e_per_year, "notes": self.notes, "warnings": self.warnings}
 
 
 def check_archive_dir(archive_dir: str | None, plan: Plan) -> str:
@@ -56,34 +58,41 @@ def check_archive_dir(archive_dir: str | None, plan: Plan) -> str:
     return resolved
 
 
-def clean(plan: Plan, mode: str, min_age: float, state_dir: str | None = None, archive_dir: str | None = None,
+def clean(plan: Plan, mode: str, archive_dir: str | None = None,
           archive_format: str = "tar", compress: str | None = None,
-          confirm: Callable[[Outcome, int], bool] | None = None, energy_model: Assumptions | None = None) -> CleanResult:
-    """Dry-run, archive or delete the plan's junk. ``confirm(preview, scanned_bytes)`` sees the totals before
-    anything changes (None: unattended, the mode given is the consent); if it says no, Declined is raised.
-    Raises LockedError if another run holds the dataset's lock."""
+          confirm: Callable[[Outcome, int], bool] | None = None, energy_model: Assumptions | None = None,
+          show: Callable[[Worklist], None] | None = None) -> CleanResult:
+    """Dry-run, archive or delete the plan's junk (the plan holds back what must wait: see plan.Plan).
+    ``confirm(preview, scanned_bytes)`` sees the totals before anything changes (None: unattended, the mode
+    given is the consent); if it says no, Declined is raised. ``show(worklist)`` sees the files before that.
+    The lock and journal live in the plan's state directory. Raises LockedError if another run holds the
+    dataset's lock."""
     started = time.time()
     model = energy_model or assumptions()
-    state = state_dir or plan.dataset.state_dir
-    plan.state_dir = state
+    state = plan.state_dir or plan.dataset.state_dir
     if mode == "dry-run":
-        worklist = build_worklist(plan, mode, min_age)
+        worklist = build_worklist(plan, mode)
+        if show is not None:
+            show(worklist)
         outcome = worklist.preview()
         if confirm is not None and not confirm(outcome, worklist.scanned_bytes):
             raise Declined("declined; nothing was changed")
         avoided = footprint(outcome.acted.bytes, model)
         return CleanResult(plan.dataset.path, mode, outcome.as_dict(), started, time.time(),
-                           kwh_per_year=avoided.kwh_per_year, kgco2e_per_year=avoided.total_kg)
+                           kwh_per_year=avoided.kwh_per_year, kgco2e_per_year=avoided.total_kg,
+                           notes=list(plan.dataset.notes), warnings=plan.problems())
     if mode == "archive":
         archive_dir = check_archive_dir(archive_dir, plan)
     refuse_unsafe_roots(plan.dataset)
     with RunLock(state):
-        worklist = build_worklist(plan, mode, min_age)
+        worklist = build_worklist(plan, mode)
+        if show is not None:
+            show(worklist)
         if confirm is not None and not confirm(worklist.preview(), worklist.scanned_bytes):
             raise Declined("cancelled; nothing was changed")
         journal = Journal(state)
         journal.write("run-start", mode=mode, dataset=plan.dataset.path, rules=list(plan.ruleset.names),
-                      participant_labels=sorted(plan.selection.participant_labels or []), min_age=min_age,
+                      participant_labels=sorted(plan.selection.participant_labels or []), min_age=plan.min_age,
                       files=len(worklist.files), tool_version=__version__, archive_dir=archive_dir,
                       archive_format=archive_format, compress=compress)
         archives: list[str] = []
@@ -98,7 +107,7 @@ def clean(plan: Plan, mode: str, min_age: float, state_dir: str | None = None, a
         journal.close()
     avoided = footprint(outcome.acted.bytes, model)
     return CleanResult(plan.dataset.path, mode, outcome.as_dict(), started, time.time(), archives, journal.path,
-                       avoided.kwh_per_year, avoided.total_kg)
+                       avoided.kwh_per_year, avoided.total_kg, list(plan.dataset.notes), plan.problems())
 
 
 def record(result: CleanResult, rules: list[str], history_path: str | None) -> None:

@@ -62,10 +62,27 @@ def selection_options(command: Callable) -> Callable:
         click.option("--junk", "junk_globs", multiple=True, metavar="GLOB", help="Also treat files matching GLOB as junk (beats the rules)."),
         click.option("--jobs", "-j", type=click.IntRange(1, 256), metavar="N",
                      help="Folders listed at once. Default: 8 on network file systems (NFS, Lustre, GPFS...), else 1."),
+        click.option("--min-age", default="1h", show_default=True, metavar="DURATION",
+                     help="Activity this recent means a subject is still running, and junk this recent is held "
+                          "back; 0 for no limit."),
+        click.option("--stale-after", metavar="DURATION",
+                     help="A failed, stopped or unknown run's working directory idle this long is a stale cache "
+                          "(junk under default and workdir-only). Default: the rule set's stale_after, else 30d."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _duration(option: str, value: str | None) -> float | None:
+    from .units import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise CleanupError(f"{option}: {exc}") from None
 
 
 def energy_options(command: Callable) -> Callable:
@@ -124,9 +141,11 @@ class Progress:
             sys.stderr.flush()
 
 
-def _open_plan(path: str, rule_refs: tuple[str, ...], work_dir: str | None, participant_labels: tuple[str, ...],
-               keep_globs: tuple[str, ...], junk_globs: tuple[str, ...], jobs: int | None = None,
-               no_work_dir: bool = False):
+def _open_plan(path: str, rule_refs: tuple[str, ...] = (), work_dir: str | None = None,
+               participant_labels: tuple[str, ...] = (), keep_globs: tuple[str, ...] = (),
+               junk_globs: tuple[str, ...] = (), jobs: int | None = None, no_work_dir: bool = False,
+               min_age: str = "1h", stale_after: str | None = None, state_dir: str | None = None):
+    """The plan every command that looks at a dataset starts from, built from the shared selection options."""
     from .discover import discover
     from .plan import Selection, build_plan
     from .rulesets import load_rulesets
@@ -134,11 +153,19 @@ def _open_plan(path: str, rule_refs: tuple[str, ...], work_dir: str | None, part
 
     if no_work_dir and work_dir:
         raise CleanupError("--no-work-dir and --work-dir contradict each other")
+    window, stale = _duration("--min-age", min_age), _duration("--stale-after", stale_after)
     dataset = discover(path, work_dir, find_work_dir=not no_work_dir)
     ruleset = load_rulesets(rule_refs).with_cli_globs(keep_globs, junk_globs)
-    plan = build_plan(dataset, ruleset, Selection.from_labels(participant_labels))
-    plan.jobs = jobs or default_jobs([root.path for root in dataset.scan_roots])
-    return plan
+    return build_plan(dataset, ruleset, Selection.from_labels(participant_labels),
+                      state_dir=os.path.abspath(state_dir) if state_dir else None,
+                      min_age=window if window is not None else 3600.0, stale_after=stale,
+                      jobs=jobs or default_jobs([root.path for root in dataset.scan_roots]))
+
+
+def _warn(warnings: list[str]) -> None:
+    """Warnings go to stderr, one line each, whatever the output format."""
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 def _write_output(text_or_writer: str | Callable[[IO[str]], None], output: str | None) -> None:
@@ -195,8 +222,9 @@ def report(path: str, fmt: str, output: str | None, quiet: bool, storage_profile
     summary = plan.summarize(progress if progress.enabled else None)
     progress.done()
     command = "fmriprep-cleanup " + " ".join(shlex.quote(arg) for arg in _ARGUMENTS) if _ARGUMENTS else None
-    data = report_data(plan.dataset, plan.ruleset, summary, plan.warnings.as_list(), plan.selection.participant_labels,
+    data = report_data(plan.dataset, plan.ruleset, summary, plan.all_warnings(), plan.selection.participant_labels,
                        model, command, plan.run_statuses())
+    _warn(plan.problems())
     if fmt == "html":
         from .htmlreport import render_html
 
@@ -219,33 +247,22 @@ def plan(path: str, fmt: str, only: str | None, output: str | None, **selection:
     if output is None or output == "-":
         sys.stdout.reconfigure(errors="surrogateescape")  # odd bytes in names pass through unchanged
     _write_output(lambda stream: write_plan(planned, stream, fmt, only), output)
-    for warning in planned.warnings.as_list():
-        click.echo(f"warning: {warning}", err=True)
+    _warn(planned.problems())
 
 
 @cli.command()
 @click.argument("path", type=click.Path(path_type=str))
-@click.option("--work-dir", type=click.Path(file_okay=False, path_type=str), help="fMRIPrep's working directory (-w).")
-@click.option("--participant-label", "--participant_label", "participant_labels", multiple=True, metavar="LABEL")
-@click.option("--min-age", default="1h", show_default=True, metavar="DURATION",
-              help="Activity more recent than this means a subject is still running.")
+@selection_options
 @click.option("--only", type=click.Choice(SUBJECT_STATUSES), multiple=True,
               help="Only subjects with this status (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "tsv"]), default="text", show_default=True)
-def status(path: str, work_dir: str | None, participant_labels: tuple[str, ...], min_age: str,
-           only: tuple[str, ...], fmt: str) -> None:
+def status(path: str, only: tuple[str, ...], fmt: str, **selection: Any) -> None:
     """Each subject's fMRIPrep run: finished, failed, running, incomplete or unknown, with its evidence."""
     import time
 
     from .report import size, table
-    from .units import parse_duration
 
-    try:
-        window = parse_duration(min_age)
-    except ValueError as exc:
-        raise CleanupError(f"--min-age: {exc}") from None
-    plan = _open_plan(path, (), work_dir, participant_labels, (), ())
-    plan.min_age = window
+    plan = _open_plan(path, **selection)
     summary = plan.summarize()
     rows = []
     for label, subject in plan.run_statuses().items():
@@ -255,11 +272,14 @@ def status(path: str, work_dir: str | None, participant_labels: tuple[str, ...],
         record["workdir_bytes"] = summary.bytes_by_subject_scope.get((label, "workdir"), 0)
         record["output_bytes"] = summary.bytes_by_subject_scope.get((label, "derivatives"), 0)
         rows.append(record)
+    warnings = plan.all_warnings()
+    _warn(plan.problems())
     if fmt == "json":
-        sys.stdout.write(json.dumps({"dataset": plan.dataset.path, "subjects": rows}, indent=2) + "\n")
+        sys.stdout.write(json.dumps({"dataset": plan.dataset.path, "subjects": rows, "warnings": warnings},
+                                    indent=2) + "\n")
         return
     columns = ["subject", "status", "runs", "newest_run", "fmriprep_version", "crash_files", "workdir_bytes",
-               "output_bytes", "output_spaces", "evidence"]
+               "output_bytes", "output_spaces", "evidence", "idle_seconds", "stale"]
     if fmt == "tsv":
         lines = ["\t".join(columns)]
         for row in rows:
@@ -269,16 +289,23 @@ def status(path: str, work_dir: str | None, participant_labels: tuple[str, ...],
         return
     when = lambda t: time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"  # noqa: E731
     table_rows = [[f"sub-{row['subject']}", row["status"], when(row["newest_run_time"]), row["fmriprep_version"] or "-",
-                   str(row["crash_files"]), size(row["workdir_bytes"]), size(row["output_bytes"]),
+                   str(row["crash_files"]), size(row["workdir_bytes"]), size(row["output_bytes"]), _idle(row),
                    row["output_spaces"] or "-"] for row in rows]
-    lines = table(["Subject", "Status", "Newest run", "fMRIPrep", "Crashes", "Work dir", "Output", "Spaces"],
-                  table_rows, "llllrrrl")
+    lines = table(["Subject", "Status", "Newest run", "fMRIPrep", "Crashes", "Work dir", "Output", "Idle", "Spaces"],
+                  table_rows, "llllrrrrl")
     lines.append("")
-    lines += [f"sub-{row['subject']}: {row['status']}: {'; '.join(row['evidence'])}"
+    lines += [f"sub-{row['subject']}: {row['status']} ({'; '.join(row['evidence'])})"
               + (f" ({row['runs']} runs)" if row["runs"] > 1 else "") for row in rows]
-    lines += [f"warning: sub-{row['subject']}: {w}" for row in rows for w in row["warnings"]]
-    lines += [f"note: {note}" for note in plan.dataset.notes]
     sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _idle(row: dict[str, Any]) -> str:
+    """How long a subject has been idle, for people; "stale" once past --stale-after."""
+    seconds = row["idle_seconds"]
+    if seconds is None:
+        return "-"
+    text = f"{seconds / 86400:.0f} d" if seconds >= 86400 else f"{seconds / 3600:.0f} h"
+    return text + (" (stale)" if row["stale"] else "")
 
 
 @cli.command()
@@ -310,8 +337,8 @@ def explain(path: str, files: tuple[str, ...], fmt: str, **selection: Any) -> No
 @click.option("--compress", type=click.Choice(["none", "gz", "xz"]), default="none", show_default=True,
               help="Compression of tar archives (NIfTI files are usually gzipped already).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
-@click.option("--min-age", default="1h", show_default=True, metavar="DURATION",
-              help="Skip files modified more recently, and a subject's whole working directory if anything in it is.")
+@click.option("--list", "list_files", is_flag=True,
+              help="Print the files it acts on (or would), as `plan --only junk` does; the summary goes to stderr.")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=str),
               help="Where the lock and journal live (default: PATH/.fmriprep-cleanup).")
 @click.option("--history", "history_path", type=click.Path(dir_okay=False, path_type=str),
@@ -320,7 +347,7 @@ def explain(path: str, files: tuple[str, ...], fmt: str, **selection: Any) -> No
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="How the end-of-run summary is printed.")
 def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, compress: str, yes: bool,
-          min_age: str, state_dir: str | None, history_path: str | None, record: bool, fmt: str,
+          list_files: bool, state_dir: str | None, history_path: str | None, record: bool, fmt: str,
           **selection: Any) -> None:
     """Remove junk files (or, by default, show exactly what would be removed).
 
@@ -328,31 +355,33 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
     """
     from .clean import clean as clean_dataset
     from .clean import record as record_run
-    from .report import render_outcome
-    from .units import parse_duration
+    from .report import render_outcome, write_plan
 
-    try:
-        min_age_seconds = parse_duration(min_age)
-    except ValueError as exc:
-        raise CleanupError(f"--min-age: {exc}") from None
-    plan = _open_plan(path, **selection)
+    plan = _open_plan(path, state_dir=state_dir, **selection)
     if mode != "dry-run" and not yes and not _interactive():
         raise CleanupError(f"--mode {mode} needs --yes when there is no terminal to confirm on")
+    summary_stream = sys.stderr if list_files else sys.stdout
+
+    def show_files(worklist: Any) -> None:
+        if list_files:
+            sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
+            write_plan(worklist.files, sys.stdout, "tsv")
+            sys.stdout.flush()
 
     def confirm(preview: Any, scanned_bytes: int) -> bool:
-        sys.stdout.write(render_outcome(preview.as_dict(), True))
-        return click.confirm(f"{mode.capitalize()} these files now?", default=False)
+        summary_stream.write(render_outcome(preview.as_dict(), True))
+        return click.confirm(f"{mode.capitalize()} these files now?", default=False, err=list_files)
 
-    result = clean_dataset(plan, mode, min_age_seconds, os.path.abspath(state_dir) if state_dir else None, archive_dir,
-                           archive_format, None if compress == "none" else compress,
+    result = clean_dataset(plan, mode, archive_dir, archive_format, None if compress == "none" else compress,
                            None if yes or mode == "dry-run" else confirm,
-                           _energy_model(plan.ruleset, None, None, None, None, None))
+                           _energy_model(plan.ruleset, None, None, None, None, None), show_files)
+    _warn(result.warnings)
     if mode != "dry-run" or record:
         record_run(result, list(plan.ruleset.names), history_path)
     if fmt == "json":
-        sys.stdout.write(json.dumps(result.as_dict(), indent=2) + "\n")
+        summary_stream.write(json.dumps(result.as_dict(), indent=2) + "\n")
     else:
-        sys.stdout.write(render_outcome(result.outcome, mode == "dry-run", result.journal, result.archives))
+        summary_stream.write(render_outcome(result.outcome, mode == "dry-run", result.journal, result.archives))
     if mode != "dry-run" and result.exit_status:
         sys.exit(result.exit_status)
 
@@ -535,6 +564,7 @@ def run_policy_command(config: str, log: str | None, history_path: str | None, r
         if result.reason:
             line += f" [{result.reason}]"
         click.echo(line)
+        _warn([f"{result.dataset}: {warning}" for warning in result.result.get("warnings", [])])
     click.echo(f"{len(results)} datasets: " + ", ".join(
         f"{sum(r.status == s for r in results)} {s}" for s in ("ok", "incomplete", "skipped", "failed")))
     sys.exit(code)
@@ -627,8 +657,9 @@ def demo(directory: str | None, fmt: str) -> None:
 
     def run(where: str) -> tuple[str, str]:
         output, workdir = build_demo(where)
-        plan = _open_plan(output, (), workdir, (), (), ())
-        data = report_data(plan.dataset, plan.ruleset, plan.summarize(), plan.warnings.as_list(), None, None, None,
+        plan = _open_plan(output, work_dir=workdir)
+        summary = plan.summarize()
+        data = report_data(plan.dataset, plan.ruleset, summary, plan.all_warnings(), None, None, None,
                            plan.run_statuses())
         sys.stdout.write(RENDERERS[fmt](data))
         return output, workdir

@@ -20,6 +20,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 if sys.version_info >= (3, 11):
@@ -34,8 +35,21 @@ WORKFLOW_DIR = re.compile(r"^fmriprep(?:_(\d+)_(\d+))?_wf$")
 SUBJECT_WORKFLOW_DIR = re.compile(
     r"^(?:single_subject_([a-zA-Z0-9]+)_wf|sub_([a-zA-Z0-9]+)(?:_ses_[a-zA-Z0-9]+)?_wf)$"
 )
+# fMRIPrep's run identifier (config.execution.run_uuid): a time stamp and a uuid4. Each run writes
+# WORK/<run_uuid>/config.toml (and bids_db/) and OUTPUT/sub-<label>/log/<run_uuid>/.
+RUN_UUID = re.compile(r"^\d{8}-\d{6}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# What else fMRIPrep creates at the top of a working directory: the reportlets and, in 20.0, the config.
+WORKDIR_OWN_NAMES = frozenset({"reportlets", ".fmriprep.toml"})
 # Folders of an output directory that are never a working directory: no need to look inside.
 _KNOWN_OUTPUT_FOLDERS = {"sourcedata", "logs", "figures", "fmriprep", "freesurfer", STATE_DIR_NAME}
+
+
+@lru_cache(maxsize=1024)
+def fmriprep_workdir_entry(name: str) -> bool:
+    """True for what fMRIPrep creates at the top of a working directory (-w): its workflow folder
+    (fmriprep_wf/, fmriprep_<major>_<minor>_wf/), reportlets/, run folders <run_uuid>/ and .fmriprep.toml.
+    ``-w`` is often a shared scratch folder: everything else there belongs to someone else."""
+    return name in WORKDIR_OWN_NAMES or WORKFLOW_DIR.match(name) is not None or RUN_UUID.match(name) is not None
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,11 @@ class ScanRoot:
 
     scope: str  # "derivatives" | "freesurfer" | "workdir" | "other"
     path: str  # absolute, symlinks resolved once
+    fmriprep_entries_only: bool = False  # a working directory (-w): only fMRIPrep's top entries are its
+
+    def owns(self, relpath: str) -> bool:
+        """Whether the file at ``relpath`` (below this root, "/"-separated) is fMRIPrep's to judge at all."""
+        return not self.fmriprep_entries_only or fmriprep_workdir_entry(relpath.split("/", 1)[0])
 
 
 @dataclass(frozen=True)
@@ -69,7 +88,7 @@ class Dataset:
             roots.append(ScanRoot("derivatives", self.derivatives))
         if self.freesurfer:
             roots.append(ScanRoot("freesurfer", self.freesurfer))
-        roots.extend(ScanRoot("workdir", path) for path in self.workdirs)
+        roots.extend(ScanRoot("workdir", path, not WORKFLOW_DIR.match(os.path.basename(path))) for path in self.workdirs)
         return roots
 
     @property
@@ -157,7 +176,7 @@ def workdir_version(path: str) -> tuple[bool, str | None]:
 
 
 def _find_workdirs(folder: str, entries: list[os.DirEntry]) -> list[str]:
-    """Working directories kept beside the outputs (e.g. OUT/work), as fMRIPrepCleanup's example has."""
+    """Working directories kept inside the output directory (e.g. OUT/work), as fMRIPrepCleanup's example has."""
     found = []
     for entry in entries:
         if entry.name.startswith("sub-") or entry.name in _KNOWN_OUTPUT_FOLDERS:
@@ -165,6 +184,45 @@ def _find_workdirs(folder: str, entries: list[os.DirEntry]) -> list[str]:
         if entry.is_dir(follow_symlinks=False) and workdir_version(entry.path)[0]:
             found.append(os.path.join(folder, entry.name))
     return found
+
+
+def recorded_outputs(workdir: str) -> list[str]:
+    """The output directories the run folders of a working directory ran for: ``execution.output_dir`` of
+    each ``<run_uuid>/config.toml`` fMRIPrep (20.1 and later) writes there, as the run saw them."""
+    outputs: list[str] = []
+    for entry in _listing(workdir):
+        if RUN_UUID.match(entry.name) and entry.is_dir(follow_symlinks=False):
+            try:
+                recorded = read_run_config(os.path.join(entry.path, "config.toml")).get("output_dir")
+            except (OSError, ValueError):
+                continue
+            if isinstance(recorded, str) and recorded and recorded not in outputs:
+                outputs.append(recorded)
+    return outputs
+
+
+def other_dataset_of(workdir: str, output_dir: str, derivatives: str) -> str | None:
+    """The other dataset a working directory ran for, if its run folders say so: a recorded output directory
+    that exists here and is not this one. None when they name this dataset or cannot tell (no run folders,
+    or only container paths such as /out that do not exist on this machine)."""
+    ours = {os.path.realpath(output_dir), os.path.realpath(derivatives)}
+    for recorded in recorded_outputs(workdir):
+        if os.path.isdir(recorded) and os.path.realpath(recorded) not in ours:
+            return recorded
+    return None
+
+
+def _only_ours(workdirs: list[str], output_dir: str, derivatives: str, notes: list[str]) -> list[str]:
+    """Working directories found without --work-dir, less those whose run folders belong to another dataset."""
+    kept = []
+    for workdir in workdirs:
+        other = other_dataset_of(workdir, output_dir, derivatives)
+        if other is None:
+            kept.append(workdir)
+        else:
+            notes.append(f"working directory {workdir} left out: its run folders record another output directory "
+                         f"({other}); give --work-dir {workdir} to include it")
+    return kept
 
 
 def _listing(path: str) -> list[os.DirEntry]:
@@ -182,13 +240,18 @@ def read_run_config(path: str) -> dict[str, Any]:
             config = tomllib.load(handle)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not valid TOML: {exc}") from None
-    environment, execution = config.get("environment", {}), config.get("execution", {})
+    environment, execution = config.get("environment"), config.get("execution")
+    environment = environment if isinstance(environment, dict) else {}
+    execution = execution if isinstance(execution, dict) else {}
     spaces = execution.get("output_spaces")
+    labels = execution.get("participant_label")
     return {
         "version": environment.get("version"),
         "work_dir": execution.get("work_dir"),
+        "output_dir": execution.get("output_dir"),
         "output_spaces": " ".join(spaces) if isinstance(spaces, list) else spaces,
         "run_uuid": execution.get("run_uuid"),
+        "participant_label": [str(label) for label in labels] if isinstance(labels, list) else labels,
     }
 
 
@@ -280,8 +343,8 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True)
             layout = "legacy" if version and _version_tuple(version) < (21,) else "bids"
             freesurfer = None
         output_dir = real if layout == "bids" else parent
-        workdirs = explicit_workdirs or (_find_workdirs(real, entries) or _recorded_or_beside(real, output_dir, notes)
-                                         if find_work_dir else [])
+        workdirs = explicit_workdirs or (_only_ours(_find_workdirs(real, entries) or _recorded_or_beside(real, output_dir, notes),
+                                                    output_dir, real, notes) if find_work_dir else [])
         return Dataset(given, layout, version, real, freesurfer, tuple(workdirs), None, tuple(notes))
 
     if "fmriprep" in names and os.path.isfile(os.path.join(real, "fmriprep", "dataset_description.json")):
@@ -291,8 +354,8 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True)
         legacy_evidence = os.path.isdir(freesurfer) or (version is not None and _version_tuple(version) < (21,))
         if not legacy_evidence or os.path.isdir(os.path.join(derivatives, "sourcedata", "freesurfer")):
             raise CleanupError(f"{given}/fmriprep is fMRIPrep output in the BIDS layout; give {given}/fmriprep itself")
-        workdirs = explicit_workdirs or (_find_workdirs(real, entries) or _recorded_or_beside(derivatives, real, notes)
-                                         if find_work_dir else [])
+        workdirs = explicit_workdirs or (_only_ours(_find_workdirs(real, entries) or _recorded_or_beside(derivatives, real, notes),
+                                                    real, derivatives, notes) if find_work_dir else [])
         return Dataset(
             given, "legacy", version, derivatives,
             freesurfer if os.path.isdir(freesurfer) and not os.path.islink(freesurfer) else None,

@@ -7,9 +7,9 @@ from typing import Any
 
 import humanize
 
-from .classify import Classifier, FileFacts, subject_of_folder, subject_of_root_file
+from .classify import FileFacts, subject_of_folder, subject_of_root_file
 from .errors import CleanupError
-from .plan import Plan
+from .plan import Plan, decide_one
 from .report import size as human_size
 from .scan import lstat_entry
 
@@ -43,20 +43,22 @@ def explain_file(plan: Plan, file: str) -> dict[str, Any]:
     except OSError as exc:
         raise CleanupError(f"cannot stat {file}: {exc.strerror or exc}") from None
     at_root = not folder and root.scope in ("derivatives", "other")
-    subject = subject_of_root_file(entry.name) if at_root else subject_of_folder(root.scope, folder)
-    classifier = Classifier(plan.ruleset, plan.now, plan.status_book())  # judges only the subjects it asks
-    facts = FileFacts(root.scope, folder, entry.name, entry.size, entry.mtime, subject,
-                      classifier.status_of(subject), classifier.present_statuses)
-    decision = classifier.folder_decision(root.scope) or classifier.decide(facts)
+    if not root.owns(relpath):
+        subject = None
+    else:
+        subject = subject_of_root_file(entry.name) if at_root else subject_of_folder(root.scope, folder)
+    decision = decide_one(plan, root, relpath, entry, subject)  # judges only the subjects it asks about
+    status = plan.status_book().status(subject) if subject is not None else None
     return {
         "path": path,
         "scope": root.scope,
         "root": root.path,
         "relative_path": relpath,
         "subject": subject,
-        "subject_status": facts.status,
+        "subject_status": status.status if status else "none",
+        "stale": status.stale if status else False,
         "selected": plan.selection.wants(subject),
-        "entities": facts.entities,
+        "entities": FileFacts(root.scope, folder, entry.name, entry.size, entry.mtime, subject).entities,
         "symlink": entry.is_link,
         "size": entry.size,
         "allocated_bytes": entry.allocated,
@@ -76,7 +78,7 @@ def render_explanation(item: dict[str, Any]) -> str:
     lines = [
         item["path"],
         f"  scope     {item['scope']} ({item['root']})",
-        f"  subject   {('sub-' + item['subject'] + ' (run ' + item['subject_status'] + ')') if item['subject'] else '(none)'}"
+        f"  subject   {('sub-' + item['subject'] + ' (run ' + item['subject_status'] + (', stale' if item['stale'] else '') + ')') if item['subject'] else '(none)'}"
         + ("" if item["selected"] else "  (not selected by --participant-label)"),
         f"  entities  {entities}",
         f"  size      {size} ({humanize.intcomma(item['size'])} bytes)" + ("  symlink: removed as a link, target untouched" if item["symlink"] else ""),

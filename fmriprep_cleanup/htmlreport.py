@@ -135,6 +135,11 @@ def render_html(data: dict[str, Any]) -> str:
                             ("embodied_kg_per_tb", "Embodied carbon (kgCO2e per TB)"), ("lifetime_years", "Drive lifetime (years)"))
     )
     warnings = "".join(f'<p class="warning">warning: {escape(w)}</p>' for w in data["warnings"])
+    left = data.get("not_fmriprep", [])
+    if left:
+        warnings += ('<p class="meta">Left alone, not fMRIPrep\'s (in the working directory\'s folder, never junk): '
+                     + ", ".join(f'{escape(row["path"])} ({escape(size(row["bytes"]))})' for row in left[:10])
+                     + (f" and {len(left) - 10} more" if len(left) > 10 else "") + ".</p>")
     status_rows = "".join(
         f'<tr data-status="{escape(row["status"])}"><td>{escape(row["status"])}</td><td>{row["subjects"]}</td>'
         f'<td data-bytes="{row["bytes"]}">{escape(size(row["bytes"]))}</td>'

@@ -31,7 +31,7 @@ from .units import parse_duration, parse_size
 
 POLICY_KEYS = ("version", "datasets", "history")
 ENTRY_KEYS = ("name", "paths", "work_dir", "rules", "mode", "archive_dir", "archive_format", "compress", "min_age",
-              "threshold", "participant_labels", "exclude_participant_labels")
+              "stale_after", "threshold", "participant_labels", "exclude_participant_labels")
 MODES = ("dry-run", "archive", "delete")
 UNATTENDED_MIN_AGE = "24h"
 EXIT_OK, EXIT_USAGE, EXIT_SKIPPED, EXIT_FAILED = 0, 2, 3, 4
@@ -49,6 +49,7 @@ class PolicyEntry:
     archive_format: str = "tar"
     compress: str | None = None
     min_age: float = 86400.0
+    stale_after: float | None = None  # None: the rule sets', else 30 days
     min_bytes: int | None = None
     min_share: float | None = None
     participant_labels: tuple[str, ...] = ()
@@ -109,6 +110,11 @@ def load_policy(path: str) -> Policy:
             values["min_age"] = parse_duration(spec.get("min_age", UNATTENDED_MIN_AGE))
         except ValueError as exc:
             problems.add(lines.get("min_age", spec.line), f"{where}: min_age: {exc}")
+        if "stale_after" in spec:
+            try:
+                values["stale_after"] = parse_duration(spec["stale_after"])
+            except ValueError as exc:
+                problems.add(lines["stale_after"], f"{where}: stale_after: {exc}")
         threshold = spec.get("threshold")
         if threshold is not None:
             if not isinstance(threshold, dict) or not threshold or set(threshold) - {"bytes", "share"}:
@@ -188,8 +194,9 @@ def run_entry_dataset(entry: PolicyEntry, path: str, history_path: str | None, r
     try:
         dataset = discover(path, entry.work_dir)
         plan = build_plan(dataset, load_rulesets(list(entry.rules)),
-                          Selection.from_labels(entry.participant_labels, exclude=entry.exclude_participant_labels))
-        plan.jobs = default_jobs([root.path for root in dataset.scan_roots])
+                          Selection.from_labels(entry.participant_labels, exclude=entry.exclude_participant_labels),
+                          min_age=entry.min_age, stale_after=entry.stale_after,
+                          jobs=default_jobs([root.path for root in dataset.scan_roots]))
 
         def above_threshold(preview: Any, scanned_bytes: int) -> bool:
             if entry.min_bytes is None and entry.min_share is None:
@@ -198,8 +205,7 @@ def run_entry_dataset(entry: PolicyEntry, path: str, history_path: str | None, r
             return ((entry.min_bytes is not None and junk > entry.min_bytes)
                     or (entry.min_share is not None and scanned_bytes > 0 and junk / scanned_bytes > entry.min_share))
 
-        result = clean(plan, entry.mode, entry.min_age, None, entry.archive_dir, entry.archive_format, entry.compress,
-                       above_threshold)
+        result = clean(plan, entry.mode, entry.archive_dir, entry.archive_format, entry.compress, above_threshold)
     except Declined:
         return DatasetResult(entry.name, path, "skipped", entry.mode, "reclaimable space below the threshold")
     except LockedError as exc:

@@ -43,7 +43,8 @@ def report_data(
 ) -> dict[str, Any]:
     """The JSON report. Its fields are a contract with users' scripts: add, never rename.
 
-    Every other format (text, CSV, HTML) is rendered from this dictionary.
+    Every other format (text, CSV, HTML) is rendered from this dictionary. ``warnings``: everything a person
+    should know (Plan.all_warnings: discovery's notes, unreadable folders, subjects' evidence problems).
     """
     by_category = [{"category": name, **counts.as_dict()} for name, counts in _sorted_categories(summary)]
     totals = summary.totals.as_dict()
@@ -57,6 +58,7 @@ def report_data(
             "derivatives": dataset.derivatives,
             "freesurfer": dataset.freesurfer,
             "workdirs": list(dataset.workdirs),
+            "notes": list(dataset.notes),
         },
         "rules": list(ruleset.names),
         "participant_labels": sorted(participant_labels) if participant_labels else None,
@@ -66,9 +68,10 @@ def report_data(
         "largest_junk_folders": [{"folder": folder, "junk_bytes": nbytes} for folder, nbytes in summary.largest_junk_folders()],
         "energy": energy_report(energy_model or assumptions(), totals, by_category),
         "subjects_by_status": subjects_by_status(summary, statuses or {}),
+        "not_fmriprep": [{"path": path, "files": counts[0], "bytes": counts[1]}
+                         for path, counts in sorted(summary.left_alone.items(), key=lambda item: (-item[1][1], item[0]))],
         "command": command,
-        "warnings": list(dataset.notes) + list(warnings)
-        + [f"sub-{label}: {w}" for label, status in sorted((statuses or {}).items()) for w in status.warnings],
+        "warnings": list(warnings),
     }
 
 
@@ -143,6 +146,8 @@ def render_text(data: dict[str, Any]) -> str:
     lines.append(f"  FreeSurfer   {dataset['freesurfer'] or '(not found)'}")
     for workdir in dataset["workdirs"] or ["(not found; give --work-dir to include it)"]:
         lines.append(f"  work dir     {workdir}")
+    for note in dataset.get("notes", []):
+        lines.append(f"  note: {note}")
     lines.append(f"Rules: {', '.join(data['rules'])}")
     if data["participant_labels"]:
         lines.append(f"Participants: {', '.join('sub-' + label for label in data['participant_labels'])}")
@@ -176,10 +181,15 @@ def render_text(data: dict[str, Any]) -> str:
         f"({share(totals['junk_bytes'], totals['bytes'])}) in {files(totals['junk_files'])}. "
         "Nothing was changed."
     )
+    if data["not_fmriprep"]:
+        left = data["not_fmriprep"]
+        total_files, total_bytes = sum(row["files"] for row in left), sum(row["bytes"] for row in left)
+        shown = ", ".join(f"{row['path']} ({size(row['bytes'])})" for row in left[:5])
+        more = f" and {len(left) - 5} more" if len(left) > 5 else ""
+        lines.append(f"Left alone, not fMRIPrep's: {files(total_files)} ({size(total_bytes)}) in the working "
+                     f"directory's folder: {shown}{more}.")
     lines.append("")
     lines += energy_lines(data["energy"])
-    for warning in data["warnings"]:
-        lines.append(f"warning: {warning}")
     return "\n".join(lines) + "\n"
 
 

@@ -27,10 +27,11 @@ from .units import parse_duration, parse_size
 
 ACTIONS = ("keep", "junk")
 SCOPES = ("derivatives", "freesurfer", "workdir", "other")
-RULESET_KEYS = ("version", "name", "description", "extends", "default", "rules", "energy")
+RULESET_KEYS = ("version", "name", "description", "extends", "default", "rules", "energy", "stale_after")
 RULE_KEYS = ("id", "action", "category", "why", "match")
 RULE_REQUIRED = ("id", "action", "category", "why", "match")
-MATCH_KEYS = ("scope", "path", "min_size", "max_size", "min_age", "max_age", "not", "subject_status", "any_subject_status")
+MATCH_KEYS = ("scope", "path", "min_size", "max_size", "min_age", "max_age", "not", "subject_status", "any_subject_status",
+              "stale")
 SUBJECT_STATUSES = ("finished", "failed", "running", "incomplete", "unknown")
 NO_SUBJECT = "none"  # the subject_status of files that belong to no subject
 SUPPORTED_VERSION = 1
@@ -53,6 +54,13 @@ def shipped_ruleset_names() -> list[str]:
 # --- what a rule is matched against --------------------------------------------------------
 
 
+class SubjectState(Protocol):
+    """The file's subject: its run status and whether its cache is stale (classify.RunState)."""
+
+    status: str
+    stale: bool
+
+
 class FileFacts(Protocol):
     """What rules can ask about one file (classify.FileFacts provides it lazily)."""
 
@@ -61,7 +69,7 @@ class FileFacts(Protocol):
     size: int
     mtime: float
     subject: str | None
-    status: str
+    state: SubjectState
 
     def present_statuses(self) -> frozenset[str]: ...
 
@@ -108,13 +116,14 @@ class Match:
     negations: tuple["Match", ...] = ()
     statuses: frozenset[str] | None = None  # subject_status: the file's subject's run status
     any_statuses: frozenset[str] | None = None  # any_subject_status: some subject of the dataset has it
+    stale: bool | None = None  # stale: the file's subject has been idle longer than stale_after (or not)
 
     @property
     def scope_only(self) -> bool:
         """True when only the scope decides, so a whole folder shares one answer."""
         return not (
             self.paths or self.subjects or self.entities or self.negations or self.statuses or self.any_statuses
-            or self.min_size is not None or self.max_size is not None
+            or self.stale is not None or self.min_size is not None or self.max_size is not None
             or self.min_age is not None or self.max_age is not None
         )
 
@@ -138,25 +147,27 @@ class Match:
 
     @property
     def uses_status(self) -> bool:
-        return bool(self.statuses or self.any_statuses or any(n.uses_status for n in self.negations))
+        return bool(self.statuses or self.any_statuses or self.stale is not None
+                    or any(n.uses_status for n in self.negations))
 
     @property
     def uses_any_status(self) -> bool:
         return bool(self.any_statuses or any(n.uses_any_status for n in self.negations))
 
-    def folder_verdict(self, scope: str, folder: str, status: str | None = None,
+    def folder_verdict(self, scope: str, folder: str, state: SubjectState | None = None,
                        present: Callable[[], frozenset[str]] = frozenset) -> bool | None:
         """For the files directly in ``folder`` (relative to the scope's root): True if every one
-        matches, False if none can, None if it depends on each file. ``status`` is the run status of
+        matches, False if none can, None if it depends on each file. ``state`` is the run state of
         the folder's subject (None when its files belong to different subjects); ``present()`` the
         statuses some subject of the dataset has, asked last: it needs every subject judged."""
         if not self.may_match_scope(scope):
             return False
         verdict: bool | None = True
-        if self.statuses is not None:
-            if status is None:
+        if self.statuses is not None or self.stale is not None:
+            if state is None:
                 verdict = None
-            elif status not in self.statuses:
+            elif (self.statuses is not None and state.status not in self.statuses) or (
+                    self.stale is not None and state.stale != self.stale):
                 return False
         if self.paths:
             if any(pattern.match(folder) for pattern in self.folder_paths):
@@ -171,7 +182,7 @@ class Match:
         if self.any_statuses is not None and not self.any_statuses & present():
             return False
         for negation in self.negations:
-            negated = negation.folder_verdict(scope, folder, status, present)
+            negated = negation.folder_verdict(scope, folder, state, present)
             if negated is True:
                 return False
             if negated is None:
@@ -191,7 +202,9 @@ class Match:
             return False
         if self.subjects is not None and not self.subjects.contains(facts.subject):
             return False
-        if self.statuses is not None and facts.status not in self.statuses:
+        if self.statuses is not None and facts.state.status not in self.statuses:
+            return False
+        if self.stale is not None and facts.state.stale != self.stale:
             return False
         if self.paths:
             relpath = facts.relpath
@@ -228,6 +241,7 @@ class RuleSet:
     default: str = "keep"
     descriptions: dict[str, str] = field(default_factory=dict, compare=False)
     energy: dict[str, Any] = field(default_factory=dict, compare=False)  # energy-model overrides from the files
+    stale_after: float | None = None  # seconds: a cache idle longer than this is stale (the files' stale_after)
 
     def with_cli_globs(self, keep: tuple[str, ...] = (), junk: tuple[str, ...] = ()) -> "RuleSet":
         """Put --keep and --junk globs in front, keep before junk so keep wins."""
@@ -253,7 +267,8 @@ class RuleSet:
                 )
         if not extra:
             return self
-        return RuleSet(self.names, tuple(extra) + self.rules, self.default, self.descriptions, self.energy)
+        return RuleSet(self.names, tuple(extra) + self.rules, self.default, self.descriptions, self.energy,
+                       self.stale_after)
 
 
 # --- YAML with line numbers -------------------------------------------------------------------
@@ -424,6 +439,11 @@ def _compile_match(spec: Any, line: int, problems: _Problems, where: str) -> Mat
                 if item not in allowed:
                     problems.add(key_line, f"{where}: {key}: unknown status {item!r}{_suggest(item, allowed)}; one of {', '.join(allowed)}")
             values["statuses" if key == "subject_status" else "any_statuses"] = frozenset(chosen)
+        elif key == "stale":
+            if not isinstance(value, bool):
+                problems.add(key_line, f"{where}: stale: expected true or false, got {value!r}")
+            else:
+                values["stale"] = value
         elif key == "subject":
             values["subjects"] = _value_set(key, [str(v).removeprefix("sub-") for v in _as_list(value)], key_line, problems)
         elif key in known_entities:
@@ -486,6 +506,7 @@ class _LoadedSet:
     rules: list[Rule]
     extends: list[tuple[str, int]]  # (reference, line)
     energy: dict[str, Any]
+    stale_after: float | None = None
 
 
 def _resolve_reference(reference: str, relative_to: str | None) -> str:
@@ -532,10 +553,17 @@ def _load_file(path: str) -> _LoadedSet:
             energy = validate_energy_section(data["energy"], lines["energy"], path)
         except CleanupError as exc:
             problems.messages.append(str(exc))
+    stale_after = None
+    if "stale_after" in data:
+        try:
+            stale_after = parse_duration(data["stale_after"])
+        except ValueError as exc:
+            problems.add(lines["stale_after"], f"stale_after: {exc}")
     name = str(data.get("name", Path(path).stem))
     rules = _compile_rules(data.get("rules", []), lines.get("rules", data.line), problems, name)
     problems.raise_if_any()
-    return _LoadedSet(name, path, str(data.get("description", "")).strip(), default, rules, extends, energy)
+    return _LoadedSet(name, path, str(data.get("description", "")).strip(), default, rules, extends, energy,
+                      stale_after)
 
 
 def _flatten(
@@ -584,4 +612,5 @@ def load_rulesets(references: list[str] | tuple[str, ...]) -> RuleSet:
         default=default,
         descriptions={loaded.name: loaded.description for loaded in order},
         energy=energy,
+        stale_after=next((loaded.stale_after for loaded in order if loaded.stale_after is not None), None),
     )

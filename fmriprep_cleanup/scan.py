@@ -42,6 +42,7 @@ class Directory:
     relpath: str  # relative to root.path with "/" separators; "" for the root itself
     path: str  # absolute
     files: list[Entry]
+    problem: str | None = None  # why the folder (or some file in it) could not be read: its files are not all here
 
 
 class Warnings:
@@ -138,10 +139,14 @@ def walk(
             while stack:
                 root, relpath, path, pending = stack.pop()
                 files, subdirs, problem = pending.result() if pending is not None else list_directory(path)
-                if problem is not None and not (problem == "no such directory" and relpath):
+                if problem is not None and problem == "no such directory" and relpath:
+                    problem = None  # removed since its parent was listed: nothing to account for
+                if problem is not None:
+                    problem = "\n".join(line if line.startswith("cannot stat") else f"cannot read {path}: {line}"
+                                        for line in problem.split("\n"))
                     for line in problem.split("\n"):
-                        warnings.add(line if line.startswith("cannot stat") else f"cannot read {path}: {line}")
-                yield Directory(root, relpath, path, files)
+                        warnings.add(line)
+                yield Directory(root, relpath, path, files, problem)
                 for name in reversed(subdirs):
                     child = f"{path}/{name}"
                     if child in exclude:

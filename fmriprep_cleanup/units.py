@@ -10,9 +10,10 @@ _SIZE_UNITS = {
     "t": 1000**4, "tb": 1000**4, "p": 1000**5, "pb": 1000**5,
     "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4, "pib": 1024**5,
 }
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdwy])")
+_ZERO = re.compile(r"^0+(?:\.0*)?$")
 
 
 def parse_size(value: object) -> int:
@@ -30,7 +31,7 @@ def parse_size(value: object) -> int:
 
 
 def parse_duration(value: object) -> float:
-    """Seconds from ``"30d"``, ``"1h30m"``, ``"2w"`` or a number of seconds."""
+    """Seconds from ``"30d"``, ``"1h30m"``, ``"2w"``, ``"5y"`` (365 days), ``"0"`` or a number of seconds."""
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, (int, float)):
@@ -38,7 +39,9 @@ def parse_duration(value: object) -> float:
             raise ValueError(f"a duration cannot be negative: {value}")
         return float(value)
     text = str(value).strip().lower()
+    if _ZERO.match(text):
+        return 0.0  # zero needs no unit: --min-age 0 means no age limit
     parts = _DURATION_PART.findall(text)
     if not parts or _DURATION_PART.sub("", text).strip():
-        raise ValueError(f"not a duration: {value!r} (write e.g. 90m, 24h, 30d or 2w)")
+        raise ValueError(f"not a duration: {value!r} (write e.g. 90m, 24h, 30d, 2w or 5y)")
     return float(sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts))

@@ -134,7 +134,7 @@ def test_symlinks_are_removed_as_links_and_targets_survive(project, tmp_path):
 def test_file_changed_between_scan_and_act_is_skipped(project):
     dataset = discover(str(project))
     plan = build_plan(dataset, load_rulesets(["default"]))
-    worklist = build_worklist(plan, "delete", 3600)
+    worklist = build_worklist(plan, "delete")
     changed = project / "work/fmriprep_23_2_wf/sub_01_wf/wf/node1/out.nii.gz"
     with open(changed, "ab") as handle:
         handle.write(b"more")
@@ -153,7 +153,7 @@ def test_file_changed_between_scan_and_act_is_skipped(project):
 
 def test_folder_replaced_by_a_symlink_is_never_followed(project, tmp_path):
     dataset = discover(str(project))
-    worklist = build_worklist(build_plan(dataset, load_rulesets(["default"])), "delete", 3600)
+    worklist = build_worklist(build_plan(dataset, load_rulesets(["default"])), "delete")
     node = project / "work/fmriprep_23_2_wf/sub_01_wf/wf"
     elsewhere = tmp_path / "elsewhere"
     os.rename(node, elsewhere)  # same files (same inodes) now outside the dataset...
@@ -173,7 +173,8 @@ def test_min_age_skips_recent_files_and_active_subjects_working_directory(projec
     assert result.exit_code == 3
     data = json.loads(result.output)
     skipped = {row["reason"]: row["files"] for row in data["skipped"]}
-    assert skipped == {act.SKIP_RECENT: 1}  # sub-02 is running: the rules keep its working directory
+    # sub-02 is running: the rules keep its working directory, and the shared FreeSurfer templates wait
+    assert skipped == {act.SKIP_SHARED: 2}
     assert json.loads(run_cli("status", project, "--format", "json").output)["subjects"][1]["status"] == "running"
     assert len(list((project / "work/fmriprep_23_2_wf/sub_02_wf").rglob("*.*"))) == 6
     assert not (project / "work/fmriprep_23_2_wf/sub_01_wf").exists()
@@ -182,16 +183,15 @@ def test_min_age_skips_recent_files_and_active_subjects_working_directory(projec
     assert json.loads(none.output)["skipped"] == [] and none.exit_code == 0
 
 
-def test_recent_file_in_a_working_directory_the_run_status_does_not_know_skips_its_subject(project):
-    """A subject folder under a workflow folder fMRIPrep does not name (no status evidence): the last guard."""
+def test_a_folder_fmriprep_did_not_create_in_the_working_directory_is_left_alone(project):
+    """A subject folder under a workflow folder fMRIPrep does not name is not fMRIPrep's: left alone, even by
+    the blunt set that junks the whole working directory (it used to be judged, and deleted when old enough)."""
     (project / "work/custom_wf").mkdir()
     os.rename(project / "work/fmriprep_23_2_wf/sub_02_wf", project / "work/custom_wf/sub_02_wf")
-    recent_node = project / "work/custom_wf/sub_02_wf/wf/node1/_node.pklz"
-    os.utime(recent_node, None)
+    before = snapshot(project / "work/custom_wf")
     result = run_cli("clean", project, "--mode", "delete", "--yes", "--rules", "fmriprepcleanup", "--format", "json")
-    skipped = {row["reason"]: row["files"] for row in json.loads(result.output)["skipped"]}
-    assert skipped == {act.SKIP_ACTIVE_WORKDIR: 6}
-    assert len(list((project / "work/custom_wf/sub_02_wf").rglob("*.*"))) == 6
+    assert result.exit_code == 0, result.output
+    assert snapshot(project / "work/custom_wf") == before
     assert not (project / "work/fmriprep_23_2_wf/sub_01_wf").exists()
 
 

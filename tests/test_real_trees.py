@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import time
 
 import pytest
 
@@ -60,6 +61,7 @@ def _build_ci_tree(root, listing_file):
     sizes = {path: int(hashlib.sha256(path.encode()).hexdigest()[:6], 16) for path in files if path != "dataset_description.json"}
     make_files(root, sizes)
     write_description(root, "25.0.0")
+    age_run(root)  # a run that ended long ago: nothing is held back as recent or running
     return files
 
 
@@ -91,6 +93,9 @@ def test_fmriprepcleanup_set_agrees_with_the_script_on_derivatives(tmp_path, lis
     _build_ci_tree(tmp_path / "out", listing_file)
     for row in plan_rows(tmp_path / "out", ["fmriprepcleanup"]):
         relpath = os.path.relpath(row.path, tmp_path / "out")
+        if relpath == "dataset_description.json":  # the script deletes it; no rule set may (it names the dataset)
+            assert row.action == "keep" and row.rule_id == "dataset-description"
+            continue
         assert (row.action == "keep") == fmriprepcleanup_keeps(relpath), relpath
 
 
@@ -150,13 +155,19 @@ work/fmriprep_23_2_wf/index.html
 """.split()
 
 
+# What fmriprep-cleanup keeps beyond the script, whatever the rules: the dataset's description, and while the
+# subject's working directory exists, the evidence of its run status (here the newest run's fmriprep.toml).
+PROTECTED = ["dataset_description.json", "sub-001/log/20240101-120000_abc/fmriprep.toml"]
+
+
 def test_fmriprepcleanup_example_subject_retains_exactly_the_documented_files(tmp_path):
     out = tmp_path / "target"
     make_files(out, [p for p in RETAINED + DELETED if p != "dataset_description.json"])
     write_description(out, "23.2.0")
+    age_run(out)
     rows = plan_rows(out, ["fmriprepcleanup"])
     kept = sorted(os.path.relpath(row.path, out) for row in rows if row.action == "keep")
-    assert kept == sorted(RETAINED)
+    assert kept == sorted(RETAINED + PROTECTED)
     assert len(rows) == len(RETAINED) + len(DELETED)
 
 
@@ -179,12 +190,12 @@ LEGACY_1X = {
 def test_legacy_fmriprep_1x_tree_works_like_the_bids_layout(tmp_path):
     make_files(tmp_path / "OUT", LEGACY_1X)
     write_description(tmp_path / "OUT" / "fmriprep", "1.5.8", legacy=True)
-    age_run(tmp_path / "OUT")  # a run of long ago, not one in progress
+    age_run(tmp_path / "OUT", time.time() - 2 * 86400)  # a run that ended two days ago: not in progress, not stale
     rows = {os.path.relpath(r.path, tmp_path / "OUT"): r for r in plan_rows(tmp_path / "OUT")}
     assert set(rows) == set(LEGACY_1X) | {"fmriprep/dataset_description.json"}
     junk = {path for path, row in rows.items() if row.action == "junk"}
     assert junk == {p for p in LEGACY_1X if p.startswith("freesurfer/fsaverage5")}
-    # fMRIPrep 1.x writes no run folders: the run status is unknown, so its working directory is kept
+    # no run folders and a report without an errors section: the run status is unknown, so its cache is kept
     assert {rows[p].category for p in LEGACY_1X if p.startswith("work/")} == {"working directory (kept: status unknown)"}
     assert rows["fmriprep/sub-01/func/sub-01_task-rest_desc-confounds_regressors.tsv"].category == "confounds"
     assert rows["fmriprep/sub-01/func/sub-01_task-rest_space-fsaverage5_hemi-L.func.gii"].category == "surfaces and CIFTI"

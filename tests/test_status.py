@@ -15,7 +15,7 @@ from fmriprep_cleanup.status import subject_statuses
 
 from conftest import make_files
 
-OLD = demo.DEMO_MTIME
+OLD = time.time() - 2 * 86400  # runs that ended two days ago: not running, and not yet stale caches
 RUN_NEW = "20240127-124830_0c970070-7984-4260-b527-e484380e8f41"
 
 
@@ -164,9 +164,16 @@ def test_rules_on_subject_status_select_exactly_those_files(study, tmp_path):
     rows = list(build_plan(discover(str(output)), load_rulesets([str(rules)])))
     junk = {(row.subject, row.rule_id) for row in rows if row.action == "junk"}
     assert {subject for subject, rule in junk if rule == "redo"} == {"04", "05"}
-    assert {subject for subject, rule in junk if rule == "not-finished"} == {"06"}  # 04 and 05 taken by the first rule
-    expected = sum(1 for row in rows if row.subject in ("04", "05"))
+    # sub-06 is running: its files, junk by "not-finished", are held back, never junk in the plan (nor acted on)
+    assert not any(subject == "06" for subject, rule in junk)
+    held = {row.path for row in rows if row.subject == "06" and row.rule_id == "held-back-running"}
+    evidence = {row.path for row in rows if row.subject == "06" and row.rule_id == "run-evidence"}  # its report and run config
+    assert evidence == {str(output / "sub-06.html"), str(output / "sub-06" / "log" / RUN_NEW / "fmriprep.toml")}
+    assert held | evidence == {row.path for row in rows if row.subject == "06" and row.scope == "derivatives"}
+    expected = sum(1 for row in rows if row.subject in ("04", "05") and row.rule_id != "run-evidence")
     assert sum(1 for row in rows if row.rule_id == "redo") == expected
+    crash = output / "sub-04" / "log" / RUN_NEW / "crash-20240127-130000-fmriprep-node-04.txt"
+    assert {row.rule_id for row in rows if row.path == str(crash)} == {"run-evidence"}  # sub-04's failure stays on record
 
 
 def test_bad_subject_status_value_is_a_rule_error(tmp_path):
@@ -185,9 +192,10 @@ def test_malformed_toml_is_a_warning_for_that_subject(study):
     os.utime(broken, (OLD, OLD))  # broken long ago, not just now (that would be activity)
     result = run("status", output, "--format", "json")
     assert result.exit_code == 0, result.output
-    subjects = {row["subject"]: row for row in json.loads(result.output)["subjects"]}
+    subjects = {row["subject"]: row for row in json.loads(result.stdout)["subjects"]}
     assert subjects["02"]["status"] == "finished" and "not valid TOML" in subjects["02"]["warnings"][0]
-    report = json.loads(run("report", output, "--format", "json").output)
+    assert "warning: sub-02: " in result.stderr and "not valid TOML" in result.stderr  # and on stderr
+    report = json.loads(run("report", output, "--format", "json").stdout)
     assert any(w.startswith("sub-02: ") and "not valid TOML" in w for w in report["warnings"])
 
 
@@ -195,7 +203,7 @@ def test_status_command_table_filters_and_tsv(study):
     output, work = study
     text = run("status", output)
     assert text.exit_code == 0
-    assert "sub-04: failed: 1 crash file(s)" in text.output and "sub-07: finished" in text.output and "(2 runs)" in text.output
+    assert "sub-04: failed (1 crash file(s)" in text.output and "sub-07: finished (" in text.output and "(2 runs)" in text.output
     only = json.loads(run("status", output, "--only", "failed", "--only", "running", "--format", "json").output)
     assert {row["subject"]: row["status"] for row in only["subjects"]} == {"04": "failed", "06": "running"}
     assert only["subjects"][0]["workdir_bytes"] == 9090
