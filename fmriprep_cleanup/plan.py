@@ -109,8 +109,9 @@ class Plan:
         """What went wrong reading the dataset: folders the scan could not read, and problems with the selected
         subjects' evidence (complete once the plan has been iterated)."""
         statuses = self.run_statuses() if self.book is not None else {}
-        return self.warnings.as_list() + [f"sub-{label}: {warning}" for label, status in sorted(statuses.items())
-                                          for warning in status.warnings]
+        scanned = self.warnings.as_list()
+        return scanned + [f"sub-{label}: {warning}" for label, status in sorted(statuses.items())
+                          for warning in status.warnings if warning not in scanned]
 
     def all_warnings(self) -> list[str]:
         """What a person should know about this plan: how discovery found each folder, then the problems."""

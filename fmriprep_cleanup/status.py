@@ -475,7 +475,7 @@ def _judge(evidence: _Evidence, activity: list[tuple[float, str]], problems: lis
     freesurfer, marker = _freesurfer_state(evidence.freesurfer_markers)
     status.freesurfer = freesurfer
     ran = f" ({status.runs} runs, newest {status.newest_run})" if status.runs > 1 else ""
-    unreadable = evidence.unreadable + problems
+    unreadable = list(dict.fromkeys(evidence.unreadable + problems))  # the scan may meet what was read before
 
     def decide(state: str, why: str) -> SubjectStatus:
         status.status = state
@@ -487,8 +487,8 @@ def _judge(evidence: _Evidence, activity: list[tuple[float, str]], problems: lis
     if unreadable:
         status.warnings += unreadable
         status.stale = False  # what could not be read may have changed lately: its idle time is not known
-        return decide("unknown", f"evidence could not be read ({unreadable[0]})"
-                      + (f" and {len(unreadable) - 1} more" if len(unreadable) > 1 else ""))
+        more = f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""
+        return decide("unknown", f"evidence could not be read: {unreadable[0]}{more}")
     if status.crash_files:
         return decide("failed", f"{status.crash_files} crash file(s) in the newest run {status.newest_run}{ran}: "
                       + ", ".join(evidence.crash_names[:3]))
