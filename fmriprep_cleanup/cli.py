@@ -21,6 +21,7 @@ from .rulesets import SUBJECT_STATUSES
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_INCOMPLETE = 3
+EXIT_INTERRUPTED = 130
 _LABEL = re.compile(r"^(?:sub-)?[a-zA-Z0-9]+$")
 
 
@@ -34,6 +35,9 @@ class CleanupGroup(click.Group):
             for line in str(exc).splitlines() or ["unknown error"]:
                 click.echo(f"fmriprep-cleanup: error: {line}", err=True)
             ctx.exit(EXIT_USAGE)
+        except KeyboardInterrupt:  # Ctrl-C while reading (acting stops itself at the next file and reports)
+            click.echo("\nfmriprep-cleanup: interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
         except BrokenPipeError:
             # The reader (e.g. `| head`) went away: not an error of ours.
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -146,7 +150,8 @@ def _open_plan(path: str, rule_refs: tuple[str, ...] = (), work_dir: str | None 
                junk_globs: tuple[str, ...] = (), jobs: int | None = None, no_work_dir: bool = False,
                min_age: str = "1h", stale_after: str | None = None, state_dir: str | None = None):
     """The plan every command that looks at a dataset starts from, built from the shared selection options."""
-    from .discover import discover
+    from .clean import discover_dataset
+    from .discover import state_dir_for
     from .plan import Selection, build_plan
     from .rulesets import load_rulesets
     from .scan import default_jobs
@@ -154,10 +159,10 @@ def _open_plan(path: str, rule_refs: tuple[str, ...] = (), work_dir: str | None 
     if no_work_dir and work_dir:
         raise CleanupError("--no-work-dir and --work-dir contradict each other")
     window, stale = _duration("--min-age", min_age), _duration("--stale-after", stale_after)
-    dataset = discover(path, work_dir, find_work_dir=not no_work_dir)
+    dataset = discover_dataset(path, work_dir, not no_work_dir, state_dir)
     ruleset = load_rulesets(rule_refs).with_cli_globs(keep_globs, junk_globs)
     return build_plan(dataset, ruleset, Selection.from_labels(participant_labels),
-                      state_dir=os.path.abspath(state_dir) if state_dir else None,
+                      state_dir=state_dir_for(dataset.identity, state_dir) if state_dir else None,
                       min_age=window if window is not None else 3600.0, stale_after=stale,
                       jobs=jobs or default_jobs([root.path for root in dataset.scan_roots]))
 
@@ -354,13 +359,14 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
     Exit codes: 0 done; 2 bad input or refused; 3 done, with files skipped or failed.
     """
     from .clean import clean as clean_dataset
-    from .clean import record as record_run
+    from .history import History, record_run
     from .report import render_outcome, write_plan
 
     plan = _open_plan(path, state_dir=state_dir, **selection)
     if mode != "dry-run" and not yes and not _interactive():
         raise CleanupError(f"--mode {mode} needs --yes when there is no terminal to confirm on")
     summary_stream = sys.stderr if list_files else sys.stdout
+    history = History(history_path) if mode != "dry-run" or record else None  # can it be written? before acting
 
     def show_files(worklist: Any) -> None:
         if list_files:
@@ -372,17 +378,26 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
         summary_stream.write(render_outcome(preview.as_dict(), True))
         return click.confirm(f"{mode.capitalize()} these files now?", default=False, err=list_files)
 
-    result = clean_dataset(plan, mode, archive_dir, archive_format, None if compress == "none" else compress,
-                           None if yes or mode == "dry-run" else confirm,
-                           _energy_model(plan.ruleset, None, None, None, None, None), show_files)
+    try:
+        result = clean_dataset(plan, mode, archive_dir, archive_format, None if compress == "none" else compress,
+                               None if yes or mode == "dry-run" else confirm,
+                               _energy_model(plan.ruleset, None, None, None, None, None), show_files)
+        if history is not None:
+            try:
+                record_run(history, result, list(plan.ruleset.names))
+            except CleanupError as exc:  # after acting: the summary still comes, and exit 3
+                result.after_acting.append(str(exc))
+                result.warnings.append(str(exc))
+    finally:
+        if history is not None:
+            history.close()
     _warn(result.warnings)
-    if mode != "dry-run" or record:
-        record_run(result, list(plan.ruleset.names), history_path)
     if fmt == "json":
         summary_stream.write(json.dumps(result.as_dict(), indent=2) + "\n")
     else:
-        summary_stream.write(render_outcome(result.outcome, mode == "dry-run", result.journal, result.archives))
-    if mode != "dry-run" and result.exit_status:
+        summary_stream.write(render_outcome(result.outcome, mode == "dry-run", result.journal, result.archives,
+                                            result.nothing_to_do, result.recovered_files))
+    if result.exit_status:
         sys.exit(result.exit_status)
 
 
@@ -566,7 +581,8 @@ def run_policy_command(config: str, log: str | None, history_path: str | None, r
         click.echo(line)
         _warn([f"{result.dataset}: {warning}" for warning in result.result.get("warnings", [])])
     click.echo(f"{len(results)} datasets: " + ", ".join(
-        f"{sum(r.status == s for r in results)} {s}" for s in ("ok", "incomplete", "skipped", "failed")))
+        f"{sum(r.status == s for r in results)} {s}" for s in ("ok", "incomplete", "skipped", "failed", "stopped")
+        if s != "stopped" or any(r.status == s for r in results)))
     sys.exit(code)
 
 

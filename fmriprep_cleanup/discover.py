@@ -15,13 +15,14 @@ Discovery only lists a few folders and reads one JSON file; the scan comes later
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -93,12 +94,29 @@ class Dataset:
 
     @property
     def top(self) -> str:
-        """The folder that holds the run's state directory (locks, journal) by default."""
+        """The outermost folder the user pointed at (OUT/ of a legacy layout, else the derivatives)."""
         return self.container or self.derivatives or self.workdirs[0]
 
     @property
+    def identity(self) -> str:
+        """The dataset's real root, whatever the spelling: the derivatives (resolved), or a lone working directory."""
+        return self.derivatives or self.workdirs[0]
+
+    @property
     def state_dir(self) -> str:
-        return os.path.join(self.top, STATE_DIR_NAME)
+        """Where the lock and journal live by default: keyed on the identity, so OUT and OUT/fmriprep share it."""
+        return state_dir_for(self.identity)
+
+
+def state_dir_for(identity: str, base: str | None = None) -> str:
+    """The state directory of the dataset whose real root is ``identity``: ``<identity>/.fmriprep-cleanup``, or,
+    under a ``--state-dir`` base shared by several datasets, a folder of the base named after the dataset. Both
+    depend only on resolved paths, so every spelling of the same dataset takes the same lock."""
+    if base is None:
+        return os.path.join(identity, STATE_DIR_NAME)
+    name = identity.strip("/").replace("/", "_")[-80:] or "root"
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    return os.path.join(os.path.realpath(os.path.expanduser(base)), f"{name}-{digest}")
 
 
 def _version_tuple(version: str | None) -> tuple[int, ...]:
@@ -299,11 +317,20 @@ def _check_directory(path: str, what: str) -> str:
     return os.path.realpath(path)
 
 
-def _explicit_workdir(work_dir: str) -> str:
+KnownRoots = Callable[[str], "set[str]"]  # dataset identity -> folders earlier cleanups of it acted on
+
+
+def _explicit_workdir(work_dir: str, identity: str | None, known_roots: KnownRoots | None, notes: list[str]) -> str:
+    """The working directory the user named. One an earlier cleanup emptied is still one: an empty folder, or
+    a folder the dataset's journal records as its working directory (nothing fMRIPrep wrote is left in it)."""
     path = _check_directory(os.path.abspath(os.path.expanduser(work_dir)), "an fMRIPrep working directory")
-    if WORKFLOW_DIR.match(os.path.basename(path)):
+    if WORKFLOW_DIR.match(os.path.basename(path)) or workdir_version(path)[0]:
         return path
-    if workdir_version(path)[0]:
+    if not [entry for entry in _listing(path) if entry.name != STATE_DIR_NAME]:
+        notes.append(f"working directory {path} is empty (emptied by an earlier cleanup?)")
+        return path
+    if identity is not None and known_roots is not None and path in known_roots(identity):
+        notes.append(f"working directory {path} holds nothing of fMRIPrep's any more (an earlier cleanup emptied it)")
         return path
     raise CleanupError(
         f"{path} is not an fMRIPrep working directory: no fmriprep_wf/ or fmriprep_<major>_<minor>_wf/ "
@@ -311,10 +338,13 @@ def _explicit_workdir(work_dir: str) -> str:
     )
 
 
-def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True) -> Dataset:
+def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True,
+             known_roots: KnownRoots | None = None) -> Dataset:
     """Recognise fMRIPrep output (either layout) or a working directory at ``path``.
 
-    Raises CleanupError with one line saying what was looked for and where.
+    ``known_roots(identity)``: the folders earlier cleanups of the dataset acted on (its journal), so that a
+    working directory they emptied is still recognised when named again. Raises CleanupError with one line
+    saying what was looked for and where.
     """
     given = os.path.abspath(os.path.expanduser(str(path)))
     expected = "fMRIPrep output or an fMRIPrep working directory"
@@ -323,8 +353,10 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True)
     if not entries:
         raise CleanupError(f"{given} is empty (expected {expected})")
     names = {entry.name for entry in entries}
-    explicit_workdirs = [_explicit_workdir(work_dir)] if work_dir else []
-    notes = []
+    notes: list[str] = []
+
+    def named_workdirs(identity: str | None) -> list[str]:
+        return [_explicit_workdir(work_dir, identity, known_roots, notes)] if work_dir else []
 
     if "dataset_description.json" in names:
         version = _require_fmriprep(os.path.join(real, "dataset_description.json"))
@@ -343,7 +375,7 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True)
             layout = "legacy" if version and _version_tuple(version) < (21,) else "bids"
             freesurfer = None
         output_dir = real if layout == "bids" else parent
-        workdirs = explicit_workdirs or (_only_ours(_find_workdirs(real, entries) or _recorded_or_beside(real, output_dir, notes),
+        workdirs = named_workdirs(real) or (_only_ours(_find_workdirs(real, entries) or _recorded_or_beside(real, output_dir, notes),
                                                     output_dir, real, notes) if find_work_dir else [])
         return Dataset(given, layout, version, real, freesurfer, tuple(workdirs), None, tuple(notes))
 
@@ -354,7 +386,7 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True)
         legacy_evidence = os.path.isdir(freesurfer) or (version is not None and _version_tuple(version) < (21,))
         if not legacy_evidence or os.path.isdir(os.path.join(derivatives, "sourcedata", "freesurfer")):
             raise CleanupError(f"{given}/fmriprep is fMRIPrep output in the BIDS layout; give {given}/fmriprep itself")
-        workdirs = explicit_workdirs or (_only_ours(_find_workdirs(real, entries) or _recorded_or_beside(derivatives, real, notes),
+        workdirs = named_workdirs(derivatives) or (_only_ours(_find_workdirs(real, entries) or _recorded_or_beside(derivatives, real, notes),
                                                     real, derivatives, notes) if find_work_dir else [])
         return Dataset(
             given, "legacy", version, derivatives,
@@ -363,7 +395,11 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True)
         )
 
     is_workdir, version = workdir_version(real)
-    if is_workdir or WORKFLOW_DIR.match(os.path.basename(real)):
+    emptied = not is_workdir and known_roots is not None and real in known_roots(real)
+    if is_workdir or WORKFLOW_DIR.match(os.path.basename(real)) or emptied:
+        if emptied:
+            notes.append(f"working directory {real} holds nothing of fMRIPrep's any more (an earlier cleanup emptied it)")
+        explicit_workdirs = named_workdirs(None)
         if work_dir and explicit_workdirs[0] != real:
             notes.append(f"--work-dir {explicit_workdirs[0]} is scanned as well")
         workdirs = [real] + [w for w in explicit_workdirs if w != real]

@@ -13,7 +13,6 @@ import getpass
 import os
 import socket
 import sqlite3
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,6 +138,18 @@ class History:
 
     def close(self) -> None:
         self.connection.close()
+
+
+def record_run(history: History, result: Any, rules: list[str]) -> None:
+    """Add a clean run (clean.CleanResult) to the history."""
+    outcome = result.outcome
+    history.add(RunRecord(
+        started=result.started, finished=result.finished, dataset=result.dataset, rules=",".join(rules),
+        mode=result.mode, files=outcome["files"], bytes=outcome["bytes"],
+        skipped_files=sum(row["files"] for row in outcome["skipped"]),
+        failed_files=sum(row["files"] for row in outcome["failed"]),
+        kwh_per_year=result.kwh_per_year, kgco2e_per_year=result.kgco2e_per_year, exit_status=result.exit_status,
+    ))
 
 
 def totals(runs: list[dict[str, Any]]) -> dict[str, Any]:

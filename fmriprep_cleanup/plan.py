@@ -61,6 +61,7 @@ class PlannedFile(NamedTuple):
     action: str  # "keep" | "junk"
     category: str
     rule_id: str
+    ctime: float = 0.0  # as the scan saw it; acting re-checks it (0: unknown, the file counts as changed)
 
 
 DEFAULT_MIN_AGE = 3600.0  # activity this recent: fMRIPrep may still be at work
@@ -303,6 +304,7 @@ class Plan:
                 yield PlannedFile(
                     base + entry.name, root, scope, file_subject, entry.size, entry.allocated, entry.mtime,
                     entry.dev, entry.ino, entry.nlink, decision.action, decision.category, decision.rule_id,
+                    entry.ctime,
                 )
 
     def summarize(self, progress: Callable[[int, int], None] | None = None) -> "Summary":
@@ -319,7 +321,7 @@ class Plan:
                     summary.add_folder(folder, entries, file_subject, decision)
             if progress is not None:
                 progress(len(folder.files), sum(entry.size for entry in folder.files))
-        return summary
+        return summary.finish()
 
 
 def owned(folder: Directory) -> bool:
@@ -411,7 +413,8 @@ class Counts:
 
 @dataclass
 class Summary:
-    """Totals of a plan. A file with several hard links counts its bytes once."""
+    """Totals of a plan. A file with several hard links counts its bytes once, and as junk only when every one
+    of its links is junk (otherwise removing the junk links frees nothing): what clean will really free."""
 
     totals: Counts = field(default_factory=Counts)
     by_category: dict[str, Counts] = field(default_factory=dict)
@@ -420,23 +423,32 @@ class Summary:
     bytes_by_subject_scope: dict[tuple[str | None, str], int] = field(default_factory=dict)
     kept_by_subject_scope: dict[tuple[str | None, str], int] = field(default_factory=dict)
     left_alone: dict[str, list[int]] = field(default_factory=dict)  # top entry in -w fMRIPrep did not write -> [files, bytes]
-    _seen_inodes: set[tuple[int, int]] = field(default_factory=set, repr=False)
+    _links: dict[tuple[int, int], list] = field(default_factory=dict, repr=False)  # inode -> [entry, nlink, junk, first junk, first keep]
 
     def add_folder(self, folder: Directory, entries: Sequence[Entry], subject: str | None, decision: Decision) -> None:
-        """Count files of one folder that share a subject and a decision."""
+        """Count files of one folder that share a subject and a decision (the bytes of multiply-linked files
+        are settled by ``finish``, once every link has been seen)."""
         if max(map(NLINK, entries)) == 1:  # the usual case, summed without a Python loop
             size, allocated = sum(map(SIZE, entries)), sum(map(ALLOCATED, entries))
         else:
             size = allocated = 0
             for entry in entries:
                 if entry.nlink > 1:
-                    inode = (entry.dev, entry.ino)
-                    if inode in self._seen_inodes:
-                        continue  # counted as a file below, but its bytes only once
-                    self._seen_inodes.add(inode)
-                size += entry.size
-                allocated += entry.allocated
-        files, action = len(entries), decision.action
+                    self._link(entry, folder, subject, decision)
+                else:
+                    size += entry.size
+                    allocated += entry.allocated
+        self._count(folder, subject, decision, len(entries), size, allocated)
+        if decision is LEFT_ALONE:
+            if folder.relpath:
+                self._left_alone(f"{folder.root.path}/{folder.relpath.split('/', 1)[0]}", len(entries), size)
+            else:
+                for entry in entries:
+                    self._left_alone(f"{folder.root.path}/{entry.name}", 1, entry.size)
+
+    def _count(self, folder: Directory, subject: str | None, decision: Decision, files: int, size: int,
+               allocated: int, action: str | None = None) -> None:
+        action = action or decision.action
         self.totals.add(action, files, size, allocated)
         category = self.by_category.get(decision.category)
         if category is None:
@@ -454,12 +466,30 @@ class Summary:
             parts = folder.relpath.split("/")[:FOLDER_DEPTH] if folder.relpath else []
             key = "/".join([folder.root.path, *parts])
             self.junk_by_folder[key] = self.junk_by_folder.get(key, 0) + size
-        if decision is LEFT_ALONE:
-            if folder.relpath:
-                self._left_alone(f"{folder.root.path}/{folder.relpath.split('/', 1)[0]}", files, size)
+
+    def _link(self, entry: Entry, folder: Directory, subject: str | None, decision: Decision) -> None:
+        record = self._links.get((entry.dev, entry.ino))
+        if record is None:
+            record = self._links[(entry.dev, entry.ino)] = [entry, entry.nlink, 0, None, None]
+        where = (folder, subject, decision)
+        if decision.action == "junk":
+            record[2] += 1
+            record[3] = record[3] or where
+        else:
+            record[4] = record[4] or where
+
+    def finish(self) -> "Summary":
+        """Settle the bytes of multiply-linked files: junk where every link is junk, else kept (under the
+        first kept link's category, or the first junk link's when its other links lie outside the dataset)."""
+        for entry, nlink, junk_links, first_junk, first_keep in self._links.values():
+            if junk_links >= nlink:
+                folder, subject, decision = first_junk
+                self._count(folder, subject, decision, 0, entry.size, entry.allocated)
             else:
-                for entry in entries:
-                    self._left_alone(f"{folder.root.path}/{entry.name}", 1, entry.size)
+                folder, subject, decision = first_keep or first_junk
+                self._count(folder, subject, decision, 0, entry.size, entry.allocated, action="keep")
+        self._links.clear()
+        return self
 
     def _left_alone(self, top: str, files: int, size: int) -> None:
         counts = self.left_alone.setdefault(top, [0, 0])

@@ -22,19 +22,23 @@ import glob
 import json
 import os
 import time
+import traceback
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, Callable
 
 from .errors import CleanupError
 from .rulesets import _Problems, _suggest, read_yaml
 from .units import parse_duration, parse_size
+
+if TYPE_CHECKING:
+    from .history import History
 
 POLICY_KEYS = ("version", "datasets", "history")
 ENTRY_KEYS = ("name", "paths", "work_dir", "rules", "mode", "archive_dir", "archive_format", "compress", "min_age",
               "stale_after", "threshold", "participant_labels", "exclude_participant_labels")
 MODES = ("dry-run", "archive", "delete")
 UNATTENDED_MIN_AGE = "24h"
-EXIT_OK, EXIT_USAGE, EXIT_SKIPPED, EXIT_FAILED = 0, 2, 3, 4
+EXIT_OK, EXIT_USAGE, EXIT_SKIPPED, EXIT_FAILED, EXIT_STOPPED = 0, 2, 3, 4, 130
 
 
 @dataclass(frozen=True)
@@ -163,7 +167,7 @@ def load_policy(path: str) -> Policy:
 class DatasetResult:
     entry: str
     dataset: str
-    status: str  # "ok" | "incomplete" (files skipped or failed) | "skipped" (locked, below threshold) | "failed"
+    status: str  # "ok" | "incomplete" (files skipped or failed) | "skipped" (locked, below threshold) | "failed" | "stopped"
     mode: str
     reason: str = ""
     result: dict[str, Any] = field(default_factory=dict)
@@ -182,17 +186,19 @@ def expand_paths(entry: PolicyEntry) -> list[str]:
     return found
 
 
-def run_entry_dataset(entry: PolicyEntry, path: str, history_path: str | None, record_dry_run: bool) -> DatasetResult:
-    """One dataset of one entry, unattended; every error becomes a result, never an exception."""
-    from .clean import Declined, clean, record
-    from .discover import discover
+def run_entry_dataset(entry: PolicyEntry, path: str, history: "History | None", log_traceback: Callable[[str], None]
+                      ) -> DatasetResult:
+    """One dataset of one entry, unattended; every error becomes a result, never an exception. An unexpected
+    one (a bug) is logged with its traceback and makes this dataset failed; the others go on."""
+    from .clean import Declined, clean, discover_dataset
+    from .history import record_run
+    from .journal import LockedError
     from .plan import Selection, build_plan
     from .rulesets import load_rulesets
     from .scan import default_jobs
-    from .state import LockedError
 
     try:
-        dataset = discover(path, entry.work_dir)
+        dataset = discover_dataset(path, entry.work_dir)
         plan = build_plan(dataset, load_rulesets(list(entry.rules)),
                           Selection.from_labels(entry.participant_labels, exclude=entry.exclude_participant_labels),
                           min_age=entry.min_age, stale_after=entry.stale_after,
@@ -214,36 +220,74 @@ def run_entry_dataset(entry: PolicyEntry, path: str, history_path: str | None, r
         return DatasetResult(entry.name, path, "failed", entry.mode, str(exc))
     except OSError as exc:
         return DatasetResult(entry.name, path, "failed", entry.mode, f"{exc.strerror or exc}")
-    if entry.mode != "dry-run" or record_dry_run:
+    except Exception as exc:  # a bug must not cost the other datasets their run
+        log_traceback(traceback.format_exc())
+        return DatasetResult(entry.name, path, "failed", entry.mode,
+                             f"unexpected error ({type(exc).__name__}: {exc}); traceback in the log")
+    if history is not None:
         try:
-            record(result, list(entry.rules), history_path)
+            record_run(history, result, list(entry.rules))
         except CleanupError as exc:
-            return DatasetResult(entry.name, path, "failed", entry.mode, str(exc), result.as_dict())
-    status = "ok" if result.exit_status == 0 or entry.mode == "dry-run" else "incomplete"
+            result.after_acting.append(str(exc))
+            result.warnings.append(str(exc))
+    if result.signal is not None:
+        status = "stopped"
+    else:
+        status = "ok" if result.exit_status == 0 or entry.mode == "dry-run" else "incomplete"
     reasons = [f"{row['files']} skipped: {row['reason']}" for row in result.outcome["skipped"]]
     reasons += [f"{row['files']} failed: {row['reason']}" for row in result.outcome["failed"]]
+    reasons += result.after_acting
+    if result.nothing_to_do:
+        reasons.insert(0, "nothing to do")
     return DatasetResult(entry.name, path, status, entry.mode, "; ".join(reasons), result.as_dict())
 
 
 def run_policy(policy: Policy, log: IO[str] | None = None, history_path: str | None = None,
                record_dry_run: bool = False) -> tuple[list[DatasetResult], int]:
-    """Run every entry on every dataset it names; returns the results and the exit code."""
+    """Run every entry on every dataset it names; returns the results and the exit code.
+
+    The history is opened (so checked for writing) before anything runs: a history that cannot be written is
+    an error before acting, never a surprise after it."""
+    from .history import History
+
+    def log_traceback(text: str) -> None:
+        if log is not None:
+            log.write(json.dumps({"time": round(time.time(), 3), "traceback": text}) + "\n")
+            log.flush()
+
+    wants_history = any(entry.mode != "dry-run" for entry in policy.entries) or record_dry_run
+    history = History(history_path or policy.history) if wants_history else None
     results: list[DatasetResult] = []
-    for entry in policy.entries:
-        paths = expand_paths(entry)
-        if not paths:
-            results.append(DatasetResult(entry.name, ", ".join(entry.paths), "failed", entry.mode, "no path matches"))
-        for path in paths:
-            results.append(run_entry_dataset(entry, path, history_path or policy.history, record_dry_run))
-            if log is not None:
-                log.write(json.dumps({"time": round(time.time(), 3), **results[-1].as_dict()}) + "\n")
-                log.flush()
+    try:
+        for entry in policy.entries:
+            paths = expand_paths(entry)
+            if not paths:
+                results.append(DatasetResult(entry.name, ", ".join(entry.paths), "failed", entry.mode, "no path matches"))
+            for path in paths:
+                recording = history if entry.mode != "dry-run" or record_dry_run else None
+                results.append(run_entry_dataset(entry, path, recording, log_traceback))
+                if log is not None:
+                    log.write(json.dumps({"time": round(time.time(), 3), **results[-1].as_dict()}) + "\n")
+                    log.flush()
+                if results[-1].status == "stopped":
+                    break  # Ctrl-C or SIGTERM: the remaining datasets wait for the next run
+            if results and results[-1].status == "stopped":
+                break
+    finally:
+        if history is not None:
+            history.close()
     statuses = [result.status for result in results]
-    code = EXIT_FAILED if "failed" in statuses else EXIT_SKIPPED if ("skipped" in statuses or "incomplete" in statuses) else EXIT_OK
+    code = (EXIT_STOPPED if "stopped" in statuses else EXIT_FAILED if "failed" in statuses
+            else EXIT_SKIPPED if ("skipped" in statuses or "incomplete" in statuses) else EXIT_OK)
+    acted = [r for r in results if r.mode != "dry-run"]
+    dry = [r for r in results if r.mode == "dry-run"]
     if log is not None:
         log.write(json.dumps({"time": round(time.time(), 3), "summary": True, "datasets": len(results),
-                              **{status: statuses.count(status) for status in ("ok", "incomplete", "skipped", "failed")},
-                              "files": sum(r.result.get("files", 0) for r in results),
-                              "bytes": sum(r.result.get("bytes", 0) for r in results), "exit_status": code}) + "\n")
+                              **{status: statuses.count(status) for status in ("ok", "incomplete", "skipped", "failed", "stopped")},
+                              "files": sum(r.result.get("files", 0) for r in acted),
+                              "bytes": sum(r.result.get("bytes", 0) for r in acted),
+                              "would_remove_files": sum(r.result.get("files", 0) for r in dry),
+                              "would_remove_bytes": sum(r.result.get("bytes", 0) for r in dry),
+                              "exit_status": code}) + "\n")
         log.flush()
     return results, code

@@ -311,21 +311,33 @@ def _write_plan_lines(rows: Iterable[PlannedFile], stream: IO[str], fmt: str, on
 
 
 def render_outcome(outcome: dict[str, Any], dry_run: bool, journal: str | None = None,
-                   archives: list[str] | None = None) -> str:
+                   archives: list[str] | None = None, nothing_to_do: bool = False, recovered: int = 0) -> str:
     """The end-of-run summary: what was (or would be) removed, skipped and failed, by reason."""
+    lines = []
+    if nothing_to_do and not dry_run:
+        lines.append("Nothing to do: no junk to act on; nothing was changed.")
     verb = "Would remove" if dry_run else ("Archived and removed" if outcome["mode"] == "archive" else "Removed")
-    lines = [f"{verb} {files(outcome['files'])} ({size(outcome['bytes'])})"
-             + (f" and {humanize.intcomma(outcome['removed_dirs'])} emptied folders." if outcome["removed_dirs"] else ".")]
+    if not (nothing_to_do and not dry_run):
+        lines.append(f"{verb} {files(outcome['files'])} ({size(outcome['bytes'])} freed)"
+                     + (f" and {humanize.intcomma(outcome['removed_dirs'])} emptied folders." if outcome["removed_dirs"] else "."))
     if outcome["by_category"]:
         rows = [[row["category"], humanize.intcomma(row["files"]), size(row["bytes"])] for row in outcome["by_category"]]
         lines += ["  " + line for line in table(["Category", "Files", "Bytes"], rows, "lrr")]
+    linked = outcome.get("hard_linked") or {}
+    if linked.get("files"):
+        lines.append(f"Of these, {files(linked['files'])} ({size(linked['bytes'])}) are {linked['note']}.")
     for title, key in (("Skipped", "skipped"), ("Failed", "failed")):
         for row in outcome[key]:
             lines.append(f"{title} {files(row['files'])} ({size(row['bytes'])}): {row['reason']}")
     for message in outcome["failure_messages"]:
         lines.append(f"  {message}")
+    if recovered:
+        lines.append(f"Recovered the record of {files(recovered)} an interrupted run had removed.")
     for archive in archives or []:
         lines.append(f"Archive: {archive}")
+    if outcome.get("interrupted"):
+        lines.append(f"Stopped early: {outcome['interrupted']}. Everything done so far is recorded; "
+                     "run the same command again to finish.")
     if journal:
         lines.append(f"Journal: {journal}")
     if dry_run:

@@ -34,6 +34,7 @@ class Entry(NamedTuple):
     ino: int
     nlink: int
     is_link: bool
+    ctime: float  # set by the kernel on every change (no one can put it back): acting re-checks it
 
 
 @dataclass
@@ -109,7 +110,7 @@ def _list_open_directory(handle: int, path: str) -> tuple[list[Entry], list[str]
             problems.append(f"cannot stat {path}/{entry.name}: {_os_error(exc)}")
             continue
         files.append(Entry(entry.name, st.st_size, st.st_blocks * 512, st.st_mtime,
-                           st.st_dev, st.st_ino, st.st_nlink, stat.S_ISLNK(st.st_mode)))
+                           st.st_dev, st.st_ino, st.st_nlink, stat.S_ISLNK(st.st_mode), st.st_ctime))
     return files, subdirs, "\n".join(problems) if problems else None
 
 
@@ -173,7 +174,7 @@ def lstat_entry(path: str) -> Entry:
     st = os.lstat(path)
     return Entry(
         os.path.basename(path), st.st_size, st.st_blocks * 512, st.st_mtime,
-        st.st_dev, st.st_ino, st.st_nlink, stat.S_ISLNK(st.st_mode),
+        st.st_dev, st.st_ino, st.st_nlink, stat.S_ISLNK(st.st_mode), st.st_ctime,
     )
 
 

@@ -21,6 +21,17 @@ DS003752 = DATA / "ds003752-fmriprep-23.2.0.tsv"
 CI_LISTS = sorted(DATA.glob("ds*_outputs.txt"))
 
 
+@pytest.fixture(autouse=True)
+def sandboxed_state(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's real state: the history database, XDG folders and the home folder
+    all point into a temporary folder (subprocesses inherit the environment)."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    for variable in ("XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
+        monkeypatch.setenv(variable, str(home / variable.lower()))
+    return home
+
+
 @pytest.fixture
 def fakefs():
     """pyfakefs with the shipped rules and pybids' entity config mapped in from the real disk."""
@@ -84,13 +95,16 @@ def ds003752(tmp_path, ds003752_listing):
     return output, workdir
 
 
-def kill_when_journal_says(command: list[str], journal: Path, marker: str, count: int) -> None:
-    """Start ``command`` and SIGKILL it once this run has written ``marker`` ``count`` times to the journal."""
-    start = journal.stat().st_size if journal.exists() else 0  # count this run's records only
+def kill_when_journal_says(command: list[str], state_dir: Path, marker: str, count: int) -> None:
+    """Start ``command`` and SIGKILL it once this run has written ``marker`` ``count`` times to its journal
+    (the journal file in ``state_dir/journal/`` that did not exist before it started)."""
+    folder = Path(state_dir) / "journal"
+    before = set(folder.glob("*.jsonl")) if folder.exists() else set()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while time.time() < deadline and process.poll() is None:
-        if journal.exists() and journal.read_bytes()[start:].count(marker.encode()) >= count:
+        new = [path for path in folder.glob("*.jsonl") if path not in before] if folder.exists() else []
+        if new and sum(path.read_bytes().count(marker.encode()) for path in new) >= count:
             break
         time.sleep(0.0005)
     assert process.poll() is None, f"the run ended before writing {marker} x{count}"

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from fmriprep_cleanup import archive as archive_module
 from fmriprep_cleanup import cli as cli_module
-from fmriprep_cleanup.archive import read_manifest
-from fmriprep_cleanup.state import read_journal
+from fmriprep_cleanup.journal import events, removed_paths
+from fmriprep_cleanup.manifest import manifest_of, read_manifest
 
 from conftest import finish_subjects, kill_when_journal_says, write_description
 
@@ -82,7 +82,7 @@ def test_archive_then_restore_is_byte_identical_with_mtimes_and_modes(tmp_path, 
     assert set(after) == {path for path in before if "/work/" not in path and "fsaverage" not in path}
     assert not (out / "work/fmriprep_23_2_wf").exists()
     for archive in data["archives"]:
-        manifest = archive_module._manifest_of(archive)
+        manifest = manifest_of(archive)
         assert os.path.isfile(manifest) and not os.path.exists(archive + ".tmp")
     restored = run_cli("restore", tmp_path / "archives")
     assert restored.exit_code == 0, restored.output
@@ -197,7 +197,7 @@ def test_archive_that_reads_back_wrong_is_not_trusted(tmp_path, monkeypatch, opt
     assert {p: s for p, s in before.items() if "sub_01_wf" in p} == {p: s for p, s in after.items() if "sub_01_wf" in p}
     assert not any("sub_02_wf" in p for p in after)
     assert sorted(p.name for p in (tmp_path / "a").glob("*/*")) == [
-        "no-subject.manifest.tsv", "no-subject.tar" + "".join(options[1:2] and ".gz"),
+        "no-subject.manifest.tsv", "no-subject.tar" + "".join(options[1:2] and ".gz"), "run.json",
         "sub-02.manifest.tsv", "sub-02.tar" + "".join(options[1:2] and ".gz")]
 
 
@@ -225,11 +225,11 @@ def test_killed_archive_runs_never_lose_a_file_and_rerun_reuses_verified_archive
     archives = tmp_path / "archives"
     command = [sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()", "clean", str(out),
                "--mode", "archive", "--archive-dir", str(archives), "--yes"]
-    journal = out / ".fmriprep-cleanup" / "journal.jsonl"
+    state = out / ".fmriprep-cleanup"
     # while writing the first archive, right after one is verified, in the middle of removing originals
     kill_points = [('"archive-begin"', 1), ('"archive-verified"', 1), ('"removing"', 1)]
     for marker, count in kill_points:
-        kill_when_journal_says(command, journal, marker, count)
+        kill_when_journal_says(command, state, marker, count)
         current = state_of(out)
         in_archives = verified_archive_contents(archives)
         for path in junk:  # in place, or inside a verified archive: never neither
@@ -241,10 +241,9 @@ def test_killed_archive_runs_never_lose_a_file_and_rerun_reuses_verified_archive
     in_archives = verified_archive_contents(archives)
     assert all(in_archives.get(path) == digests[path] for path in junk)
     assert not [name for _, _, names in os.walk(archives) for name in names if name.endswith(".tmp")]
-    records = list(read_journal(str(journal.parent)))  # a line cut by SIGKILL is ignored, as the tool does
-    removed = [item["path"] for r in records if r["event"] in ("archived", "removed") for item in r["files"]]
+    removed = removed_paths(str(state))  # a line cut by SIGKILL is ignored, as the tool does
     assert sorted(removed) == sorted(junk)  # each original counted once across all runs
-    assert any(r["event"] == "recovered" for r in records) or any(r["event"] == "archive-reused" for r in records)
+    assert events(str(state), "recovered") or events(str(state), "archive-reused")
 
 
 def test_tar_writer_output_reads_back_with_tarfile_for_every_kind_of_member():

@@ -9,12 +9,15 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from fmriprep_cleanup import act, build_plan, discover, load_rulesets
+from fmriprep_cleanup import build_plan, discover, load_rulesets, safefs, threads, worklist as worklist_module
 from fmriprep_cleanup import cli as cli_module
-from fmriprep_cleanup.act import build_worklist, delete, refuse_unsafe_roots
-from fmriprep_cleanup.discover import Dataset
+from fmriprep_cleanup import delete as delete_module
+from fmriprep_cleanup import journal as journal_module
+from fmriprep_cleanup.delete import delete
 from fmriprep_cleanup.errors import CleanupError
-from fmriprep_cleanup.state import Journal, RunLock, interrupted_runs, read_journal
+from fmriprep_cleanup.journal import Journal, RunLock, batches, needs_recovery, read_records, removed_paths
+from fmriprep_cleanup.threads import Stop
+from fmriprep_cleanup.worklist import build_worklist, refuse_unsafe_roots
 
 from conftest import finish_subjects, kill_when_journal_says, make_files, write_description
 
@@ -144,10 +147,10 @@ def test_file_changed_between_scan_and_act_is_skipped(project):
     vanished = project / "work/fmriprep_23_2_wf/sub_02_wf/wf/node0/_node.pklz"
     os.unlink(vanished)
     journal = Journal(dataset.state_dir)
-    outcome = delete(worklist, dataset, journal, dataset.state_dir)
+    outcome = delete(worklist, dataset, journal, Stop())
     assert changed.exists() and replaced.exists()
-    assert outcome.skipped[act.SKIP_CHANGED].files == 2
-    assert outcome.skipped[act.SKIP_VANISHED].files == 1
+    assert outcome.skipped[safefs.SKIP_CHANGED].files == 2
+    assert outcome.skipped[safefs.SKIP_VANISHED].files == 1
     assert outcome.acted.files == len(worklist.files) - 3
 
 
@@ -159,9 +162,9 @@ def test_folder_replaced_by_a_symlink_is_never_followed(project, tmp_path):
     os.rename(node, elsewhere)  # same files (same inodes) now outside the dataset...
     os.symlink(elsewhere, node)  # ...reachable through a link
     before = snapshot(elsewhere)
-    outcome = delete(worklist, dataset, Journal(dataset.state_dir), dataset.state_dir)
+    outcome = delete(worklist, dataset, Journal(dataset.state_dir), Stop())
     assert snapshot(elsewhere) == before
-    assert outcome.skipped[act.SKIP_PATH_CHANGED].files == 6
+    assert outcome.skipped[safefs.SKIP_PATH_CHANGED].files == 6
 
 
 def test_min_age_skips_recent_files_and_active_subjects_working_directory(project):
@@ -174,7 +177,7 @@ def test_min_age_skips_recent_files_and_active_subjects_working_directory(projec
     data = json.loads(result.output)
     skipped = {row["reason"]: row["files"] for row in data["skipped"]}
     # sub-02 is running: the rules keep its working directory, and the shared FreeSurfer templates wait
-    assert skipped == {act.SKIP_SHARED: 2}
+    assert skipped == {worklist_module.SKIP_SHARED: 2}
     assert json.loads(run_cli("status", project, "--format", "json").output)["subjects"][1]["status"] == "running"
     assert len(list((project / "work/fmriprep_23_2_wf/sub_02_wf").rglob("*.*"))) == 6
     assert not (project / "work/fmriprep_23_2_wf/sub_01_wf").exists()
@@ -226,7 +229,7 @@ def test_failures_are_reported_and_the_run_goes_on(project, monkeypatch):
             raise PermissionError(13, "Permission denied")
         return real_unlink(path, dir_fd=dir_fd)
 
-    monkeypatch.setattr(act.os, "unlink", unlink)
+    monkeypatch.setattr(delete_module.os, "unlink", unlink)
     result = run_cli("clean", project, "--mode", "delete", "--yes", "--format", "json")
     assert result.exit_code == 3
     data = json.loads(result.output)
@@ -238,7 +241,7 @@ def test_refuses_root_and_home():
     home = os.path.realpath(os.path.expanduser("~"))
     for path in ("/", home, os.path.dirname(home)):
         with pytest.raises(CleanupError, match="refusing to act"):
-            refuse_unsafe_roots(Dataset(path, "workdir", None, None, None, (path,)))
+            refuse_unsafe_roots([path])
 
 
 def test_killed_delete_runs_lose_nothing_and_rerun_finishes(tmp_path):
@@ -252,77 +255,87 @@ def test_killed_delete_runs_lose_nothing_and_rerun_finishes(tmp_path):
     kept = {path: state for path, state in snapshot(out).items() if "/work/" not in path and state[0] == "file"}
     junk = junk_paths(out)
     command = [sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()", "clean", str(out), "--mode", "delete", "--yes"]
-    journal_path = out / ".fmriprep-cleanup" / "journal.jsonl"
+    state = out / ".fmriprep-cleanup"
     # kill points: (journal event, how many of them this run has written) - batches are 256 files
     for marker, count in (('"removing"', 1), ('"removed"', 3), ('"removing"', 6)):
-        kill_when_journal_says(command, journal_path, marker, count)
+        kill_when_journal_says(command, state, marker, count)
         current = snapshot(out)
         assert all(current.get(path) == state for path, state in kept.items())
         assert {path for path in junk if path in current} <= junk
-    assert interrupted_runs(str(out / ".fmriprep-cleanup"))
+    assert needs_recovery(str(state))  # the killed runs' journals wait to be recovered
     final = subprocess.run(command, capture_output=True, text=True)
     assert final.returncode == 0, final.stderr
     current = snapshot(out)
     assert not any(path in current for path in junk)
     assert all(current.get(path) == state for path, state in kept.items())
-    records = list(read_journal(str(journal_path.parent)))  # a line cut by SIGKILL is ignored, as the tool does
-    removed = [item["path"] for r in records if r["event"] == "removed" for item in r["files"]]
+    removed = removed_paths(str(state))  # a line cut by SIGKILL is ignored, as the tool does
     assert sorted(removed) == sorted(junk)  # each file journaled exactly once, across the killed runs too
+    assert not needs_recovery(str(state))
 
 
 def test_journal_survives_a_line_cut_short_by_a_crash(tmp_path):
     state = tmp_path / "state"
     first = Journal(str(state))
-    first.write("run-start", mode="delete")
+    first.run_start(mode="delete")
     first.close()
-    with open(state / "journal.jsonl", "ab") as handle:
+    with open(first.path, "ab") as handle:
         handle.write(b'{"time": 1, "run": "x", "event": "removing", "files": [{"pa')  # killed mid-record
+    assert [record["event"] for record in read_records(first.path)] == ["run-start"]  # the cut line is ignored
     second = Journal(str(state))
-    second.write("removed", files=[{"path": "/a"}])
-    second.close()
+    journal_module.recover(second)  # finishing the killed run's record does not trip over the cut line
+    second.batch_end(1, ["/a"], [], [])
+    second.finish()
+    assert [record["event"] for record in read_records(second.path)] == ["removed"]
+    assert not needs_recovery(str(state))  # both journals are finished now
 
-    events = [record["event"] for record in read_journal(str(state))]
-    assert events == ["run-start", "removed"]  # the cut line is ignored, the next record is intact
 
-
-def test_a_failing_batch_stops_the_run_and_leaves_an_exact_journal(tmp_path, monkeypatch):
-    """The journal cannot be written (disk full) when the third batch starts: the run stops with one line,
-    no batch starts after it, and every file that went is journaled as removed (the others stay)."""
+@pytest.mark.parametrize("failing", [1, 8])
+def test_a_failing_batch_stops_the_run_and_leaves_an_exact_journal(tmp_path, monkeypatch, failing):
+    """The journal cannot be written (disk full) when a batch starts: no batch starts after it, the batches
+    under way stop at the next file, and every file that went is journaled as removed (the others stay).
+    At the first batch nothing changed: one error line, exit 2. Later, files were removed: the summary comes,
+    with the error as a warning, exit 3 (never 2 once something changed)."""
     out = tmp_path / "out"
     write_description(out)
     make_files(out / "work", {f"fmriprep_23_2_wf/sub_{s}_wf/n{i:04d}/out.nii.gz": 100 for s in ("01", "02") for i in range(2500)})
     age_tree(out)
     finish_subjects(out, ["01", "02"])
     junk = junk_paths(out)
-    real_write = Journal.write
+    real_begin = Journal.batch_begin
     begun = []
 
-    def write(self, event, **fields):
-        if event == "removing":
-            begun.append(fields["batch"])
-            if len(begun) == 3:
-                raise CleanupError("cannot write the journal: No space left on device; stopped before acting further")
-        return real_write(self, event, **fields)
+    def batch_begin(self, files, archive=None):
+        begun.append(len(files))
+        if len(begun) == failing:
+            raise CleanupError(f"cannot write the journal {self.path}: No space left on device; stopped before acting further")
+        return real_begin(self, files, archive)
 
-    monkeypatch.setattr(Journal, "write", write)
+    monkeypatch.setattr(Journal, "batch_begin", batch_begin)
     result = run_cli("clean", out, "--mode", "delete", "--yes")
-    assert result.exit_code == 2 and result.output.strip().splitlines() == [
-        "fmriprep-cleanup: error: cannot write the journal: No space left on device; stopped before acting further"]
-    records = list(read_journal(str(out / ".fmriprep-cleanup")))
-    started = {r["batch"]: {item["path"] for item in r["files"]} for r in records if r["event"] == "removing"}
-    finished = {r["batch"]: {item["path"] for item in r["files"]} for r in records if r["event"] == "removed"}
-    assert len(begun) <= act.ACT_THREADS + 2 < len(junk) // act.BATCH_SIZE  # stopped: far from all 20 batches
-    assert started.keys() == finished.keys() and started == finished  # each begun batch finished and recorded
+    state = str(out / ".fmriprep-cleanup")
+    if failing == 1:
+        assert result.exit_code == 2 and result.output.startswith("fmriprep-cleanup: error: cannot write the journal")
+        assert len(result.output.strip().splitlines()) == 1 and all(os.path.exists(path) for path in junk)
+        return
+    assert result.exit_code == 3, result.output
+    assert "No space left on device" in result.stderr and result.stderr.startswith("warning: cannot write the journal")
+    assert result.stdout.startswith("Removed ")
+    record = batches(state)
+    started = {key: set(named) for key, (named, removed) in record.items()}
+    finished = {key: set(removed) for key, (named, removed) in record.items() if removed is not None}
+    assert len(begun) <= failing + threads.ACT_THREADS < len(junk) // delete_module.BATCH_SIZE  # far from all 20 batches
+    assert started.keys() == finished.keys()  # each begun batch has its end recorded
+    assert all(finished[batch] <= started[batch] for batch in started)
     gone = {path for path in junk if not os.path.exists(path)}
-    assert gone == set().union(*finished.values()) and len(gone) == len(started) * act.BATCH_SIZE
+    assert gone == set().union(*finished.values()) and gone  # exactly what went is recorded as removed
 
 
 def test_delete_acts_on_batches_in_several_threads_with_the_same_result(tmp_path, monkeypatch):
     """Threads or not, the same files go, the same folders go, and the journal names each file once."""
     results = []
-    for threads in (1, act.ACT_THREADS):
-        monkeypatch.setattr(act, "ACT_THREADS", threads)
-        out = tmp_path / f"out{threads}"
+    for count in (1, threads.ACT_THREADS):
+        monkeypatch.setattr(threads, "ACT_THREADS", count)
+        out = tmp_path / f"out{count}"
         write_description(out)
         make_files(out, {"sub-01/anat/sub-01_desc-preproc_T1w.nii.gz": 50, "sub-01/anat/sub-01_from-T1w_to-MNI_xfm.h5": 50})
         make_files(out / "work", {f"fmriprep_23_2_wf/sub_01_wf/n{i % 37}/m{i}/out.nii.gz": 10 for i in range(1500)})
@@ -330,10 +343,10 @@ def test_delete_acts_on_batches_in_several_threads_with_the_same_result(tmp_path
         finish_subjects(out, ["01"])
         result = run_cli("clean", out, "--mode", "delete", "--yes", "--format", "json")
         assert result.exit_code == 0, result.output
-        records = list(read_journal(str(out / ".fmriprep-cleanup")))
-        removed = [item["path"][len(str(out)):] for r in records if r["event"] == "removed" for item in r["files"]]
+        state = str(out / ".fmriprep-cleanup")
+        removed = [path[len(str(out)):] for path in removed_paths(state)]
         assert len(removed) == len(set(removed)) == 1500
-        assert {r["batch"] for r in records if r["event"] == "removing"} == set(range(1, 7))
+        assert sorted(batch for _, batch in batches(state)) == list(range(1, 7))
         left = sorted(path[len(str(out)):] for path in snapshot(out) if ".fmriprep-cleanup" not in path)
         results.append((json.loads(result.output)["removed_dirs"], sorted(removed), left))
     assert results[0] == results[1]

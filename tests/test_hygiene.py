@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from fmriprep_cleanup.cli import cli
 from fmriprep_cleanup.history import History, RunRecord, totals
-from fmriprep_cleanup.state import RunLock
+from fmriprep_cleanup.journal import RunLock
 
 from conftest import DATA, ci_listing, finish_subjects, make_files, write_description
 

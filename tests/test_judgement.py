@@ -12,11 +12,13 @@ import pytest
 from click.testing import CliRunner
 
 from fmriprep_cleanup import build_plan, demo, discover, load_rulesets
-from fmriprep_cleanup.act import Outcome, Worklist, delete
+from fmriprep_cleanup.delete import delete
+from fmriprep_cleanup.threads import Stop
+from fmriprep_cleanup.worklist import Outcome, Worklist
 from fmriprep_cleanup.cli import cli, expand_participant_labels
 from fmriprep_cleanup.plan import PlannedFile
 from fmriprep_cleanup.rulesets import shipped_ruleset_names
-from fmriprep_cleanup.state import Journal
+from fmriprep_cleanup.journal import Journal
 from fmriprep_cleanup.status import subject_statuses
 
 from conftest import LONG_AGO, age_run, make_files, write_description
@@ -118,7 +120,7 @@ def test_report_counts_what_it_left_alone_and_explain_says_why(scratch):
 
 def test_the_act_layer_refuses_what_fmriprep_did_not_write_whatever_the_worklist_says(scratch):
     """Defence in depth: even a worklist that names a file outside fMRIPrep's folders (a bug upstream) is refused."""
-    from fmriprep_cleanup.act import SKIP_NOT_FMRIPREP
+    from fmriprep_cleanup.safefs import SKIP_NOT_FMRIPREP
 
     out, scratch = scratch
     dataset = discover(str(out))
@@ -126,7 +128,7 @@ def test_the_act_layer_refuses_what_fmriprep_did_not_write_whatever_the_worklist
     st = os.lstat(thesis)
     planned = PlannedFile(str(thesis), str(scratch), "workdir", None, st.st_size, st.st_blocks * 512, st.st_mtime,
                           st.st_dev, st.st_ino, st.st_nlink, "junk", "working directory", "workdir-shared")
-    outcome = delete(Worklist([planned], Outcome("delete")), dataset, Journal(dataset.state_dir), dataset.state_dir)
+    outcome = delete(Worklist([planned], Outcome("delete")), dataset, Journal(dataset.state_dir), Stop())
     assert thesis.is_file() and outcome.skipped[SKIP_NOT_FMRIPREP].files == 1 and outcome.acted.files == 0
 
 
