@@ -187,6 +187,29 @@ def hash_speeds() -> str:
     return f"sha256 here: `sha256sum` {256 / tool:.0f} MiB/s, Python's hashlib {256 / ours:.0f} MiB/s"
 
 
+PATHOLOGICAL_GLOBS = ["*?" * 16 + "X", "**/" * 12 + "x", "a*b*c*d*e*f*g*h", "*a*a*a*a*a*a*a*a*b", "[!a]*[!b]*[!c]*z",
+                      "crash-*", "sub-*/figures/**", "*emissions*"]
+
+
+def glob_benchmarks(paths: int = 10_000) -> list[str]:
+    """Seconds to match each glob (the pathological ones from the hostile-input issue, and everyday ones)
+    against ``paths`` real fMRIPrep paths: they must all finish in well under a second."""
+    from fmriprep_cleanup import demo
+    from fmriprep_cleanup.globs import compiled_form, glob_to_regex
+
+    listing = [path for path, _ in demo.load_listing()] + [path for path, _ in demo.synthetic_workdir(demo.load_listing())]
+    sample = [listing[i % len(listing)] for i in range(paths)]
+    lines = [f"## Globs on {paths:,} paths", "", "| glob | matched as | seconds | matches |", "| --- | --- | ---: | ---: |"]
+    for glob in PATHOLOGICAL_GLOBS:
+        matcher = glob_to_regex(glob)
+        started = time.perf_counter()
+        matches = sum(1 for path in sample if matcher.match(path))
+        seconds = time.perf_counter() - started
+        form = "automaton" if compiled_form(glob).startswith("components") else "regex"
+        lines.append(f"| `{glob}` | {form} | {seconds:.3f} | {matches:,} |")
+    return lines + [""]
+
+
 def startup(runs: int) -> dict[str, dict[str, float]]:
     script = shutil.which("fmriprep-cleanup")
     base = [script] if script else TOOL
@@ -231,7 +254,11 @@ def main() -> None:
     parser.add_argument("--trees", type=Path, default=HERE / "trees")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--skip", nargs="*", default=[], choices=["pybids"], help="leave out slow comparisons")
+    parser.add_argument("--only", choices=["globs"], help="run only this section and print it (RESULTS.md is left as it is)")
     args = parser.parse_args()
+    if args.only == "globs":
+        print("\n".join(glob_benchmarks()))
+        return
     args.trees.mkdir(parents=True, exist_ok=True)
     digests = json.loads(DIGESTS.read_text()) if DIGESTS.exists() else {}
     skipped = f" --skip {' '.join(args.skip)}" if args.skip else ""
@@ -289,6 +316,7 @@ def main() -> None:
               "mostly bytes in large files (a working directory's median file is a few KiB, its mean several MiB): "
               "the small cap shows what each file costs, the larger one what each byte costs. "
               f"{hash_speeds()}.", ""]
+    lines += glob_benchmarks()
     start = startup(args.runs)
     lines += ["## Start-up", ""] + [f"- `{name}`: {r['wall']:.2f} s" for name, r in start.items()] + [""]
     args.results.write_text("\n".join(lines))

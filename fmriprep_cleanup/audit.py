@@ -13,7 +13,7 @@ import pwd
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .discover import WORKFLOW_DIR, Dataset, discover
+from .discover import WORKFLOW_DIR, Dataset, NotFMRIPrepError, discover
 from .energy import Assumptions, footprint
 from .errors import CleanupError
 from .plan import build_plan
@@ -39,8 +39,10 @@ def _looks_like_output(path: str, names: set[str], subdirs: set[str]) -> bool:
     return any(WORKFLOW_DIR.match(name) for name in subdirs)
 
 
-def find_datasets(roots: list[str], warnings: list[str]) -> list[Dataset]:
-    """Every fMRIPrep output (and unattached working directory) below ``roots``, each once."""
+def find_datasets(roots: list[str], warnings: list[str], failed: list[str] | None = None) -> list[Dataset]:
+    """Every fMRIPrep output (and unattached working directory) below ``roots``, each once; the folders that
+    look like one but could not be read go to ``failed`` (and ``warnings``)."""
+    failed = failed if failed is not None else []
     found: list[Dataset] = []
     claimed: set[str] = set()  # every scan root of a found dataset
     stack = [os.path.realpath(os.path.abspath(root)) for root in reversed(roots)]
@@ -62,8 +64,12 @@ def find_datasets(roots: list[str], warnings: list[str]) -> list[Dataset]:
         if _looks_like_output(folder, names, subdirs):
             try:
                 dataset = discover(folder)
-            except CleanupError:
+            except NotFMRIPrepError:
                 dataset = None  # e.g. a raw BIDS dataset: its derivatives/ may hold fMRIPrep below
+            except CleanupError as exc:  # a broken or planted file: said, and the audit goes on
+                warnings.append(f"{folder}: not audited: {exc}")
+                failed.append(folder)
+                dataset = None
             if dataset is not None:  # discovery attaches a work/ beside the output, or the one its runs recorded
                 roots = {root.path for root in dataset.scan_roots}
                 if roots & claimed or any(r.startswith(c + "/") for r in roots for c in claimed):
@@ -102,13 +108,15 @@ class AuditRow:
 
 
 def audit(roots: list[str], ruleset: RuleSet, model: Assumptions, jobs: int | None = None,
-          progress: Callable[[int, int], None] | None = None) -> tuple[list[AuditRow], list[str]]:
-    """Scan every dataset below ``roots``; rows sorted by reclaimable bytes, largest first."""
+          progress: Callable[[int, int], None] | None = None) -> tuple[list[AuditRow], list[str], list[str]]:
+    """Scan every dataset below ``roots``; rows sorted by reclaimable bytes, largest first. Also the warnings,
+    and the folders that looked like a dataset but could not be read (a broken or planted file)."""
     from .scan import default_jobs
 
     warnings: list[str] = []
+    failed: list[str] = []
     rows = []
-    for dataset in find_datasets(roots, warnings):
+    for dataset in find_datasets(roots, warnings, failed):
         plan = build_plan(dataset, ruleset, jobs=jobs or default_jobs([root.path for root in dataset.scan_roots]))
         summary = plan.summarize(progress)
         avoidable = footprint(summary.totals.junk_bytes, model)
@@ -116,4 +124,4 @@ def audit(roots: list[str], ruleset: RuleSet, model: Assumptions, jobs: int | No
                              summary.totals.files, summary.totals.bytes, summary.totals.junk_bytes,
                              avoidable.kwh_per_year, avoidable.total_kg, plan.problems()))
     rows.sort(key=lambda row: (-row.junk_bytes, row.dataset.path))
-    return rows, warnings
+    return rows, warnings, failed

@@ -153,19 +153,21 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
             raise Declined("cancelled; nothing was changed")
         journal = Journal(state)
         stop = Stop()
+        skipped_lines: list[str] = []
         with stop_on_signals(stop):
             outcome, archives, recovered, after_acting = _act(plan, mode, worklist, journal, stop, archive_dir,
-                                                              archive_format, compress)
+                                                              archive_format, compress, skipped_lines)
     done = result(outcome, archives=archives, journal=journal.path, recovered_files=recovered,
                   signal=stop.signal, after_acting=after_acting)
-    done.warnings += after_acting
+    done.warnings += skipped_lines + after_acting
     return done
 
 
 def _act(plan: Plan, mode: str, worklist: Worklist, journal: Journal, stop: Stop, archive_dir: str | None,
-         archive_format: str, compress: str | None) -> tuple[Outcome, list[str], int, list[str]]:
+         archive_format: str, compress: str | None, skipped_lines: list[str]) -> tuple[Outcome, list[str], int, list[str]]:
     """Journal the run, recover what an interrupted run left, act, and close the journal. A failure once
-    something changed becomes a problem said after acting (exit 3); before, it is raised (exit 2)."""
+    something changed becomes a problem said after acting (exit 3); before, it is raised (exit 2). Malformed
+    journal lines that recovery skipped go to ``skipped_lines`` (a warning: recovery used the rest)."""
     from .archive import archive
 
     outcome = worklist.outcome
@@ -179,7 +181,7 @@ def _act(plan: Plan, mode: str, worklist: Worklist, journal: Journal, stop: Stop
     try:
         recovery = recover(journal, archive_dir if mode == "archive" else None)
         recovered = recovery.recovered_files
-        problems += recovery.problems
+        skipped_lines += recovery.problems
         if mode == "archive":
             assert archive_dir is not None
             outcome, archives = archive(worklist, plan.dataset, journal, archive_dir, recovery.reusable, stop,

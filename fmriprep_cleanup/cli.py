@@ -6,7 +6,6 @@ Exit codes: 0 done; 2 bad input or refused (one line on stderr, never a tracebac
 from __future__ import annotations
 
 import gc
-import json
 import os
 import re
 import sys
@@ -15,6 +14,7 @@ from typing import IO, Any, Callable
 import click
 
 from . import __version__
+from .formats import csv_line, strict_json
 from .errors import CleanupError
 from .rulesets import SUBJECT_STATUSES
 
@@ -280,7 +280,7 @@ def status(path: str, only: tuple[str, ...], fmt: str, **selection: Any) -> None
     warnings = plan.all_warnings()
     _warn(plan.problems())
     if fmt == "json":
-        sys.stdout.write(json.dumps({"dataset": plan.dataset.path, "subjects": rows, "warnings": warnings},
+        sys.stdout.write(strict_json({"dataset": plan.dataset.path, "subjects": rows, "warnings": warnings},
                                     indent=2) + "\n")
         return
     columns = ["subject", "status", "runs", "newest_run", "fmriprep_version", "crash_files", "workdir_bytes",
@@ -325,7 +325,7 @@ def explain(path: str, files: tuple[str, ...], fmt: str, **selection: Any) -> No
     planned = _open_plan(path, **selection)
     explanations = [explain_file(planned, file) for file in files]
     if fmt == "json":
-        sys.stdout.write(json.dumps(explanations, indent=2) + "\n")
+        sys.stdout.write(strict_json(explanations, indent=2) + "\n")
     else:
         sys.stdout.write("\n".join(render_explanation(item) for item in explanations))
 
@@ -393,7 +393,7 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
             history.close()
     _warn(result.warnings)
     if fmt == "json":
-        summary_stream.write(json.dumps(result.as_dict(), indent=2) + "\n")
+        summary_stream.write(strict_json(result.as_dict(), indent=2) + "\n")
     else:
         summary_stream.write(render_outcome(result.outcome, mode == "dry-run", result.journal, result.archives,
                                             result.nothing_to_do, result.recovered_files))
@@ -408,8 +408,6 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True)
 def history(history_path: str | None, since: str | None, fmt: str) -> None:
     """The runs that archived or deleted, and what they reclaimed and avoided, per dataset and overall."""
-    import csv
-    import io
     import time
 
     from .history import COLUMNS, History, totals
@@ -432,15 +430,12 @@ def history(history_path: str | None, since: str | None, fmt: str) -> None:
         database.close()
     summary = totals(runs)
     if fmt == "json":
-        sys.stdout.write(json.dumps({"runs": runs, "totals": summary}, indent=2) + "\n")
+        sys.stdout.write(strict_json({"runs": runs, "totals": summary}, indent=2) + "\n")
         return
     if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["id", *COLUMNS])
+        sys.stdout.write(csv_line(["id", *COLUMNS]))
         for run in runs:
-            writer.writerow([run["id"], *(run[column] for column in COLUMNS)])
-        sys.stdout.write(out.getvalue())
+            sys.stdout.write(csv_line([run["id"], *(run[column] for column in COLUMNS)]))
         return
     rows = [[str(run["id"]), time.strftime("%Y-%m-%d %H:%M", time.localtime(run["started"])), run["dataset"], run["mode"],
              files(run["files"]), size(run["bytes"]), number(run["kwh_per_year"]), number(run["kgco2e_per_year"]),
@@ -476,7 +471,7 @@ def restore(source: str, to: str | None, participant_labels: tuple[str, ...], fm
 
     outcome = restore_files(source, to, Selection.from_labels(participant_labels).participant_labels)
     if fmt == "json":
-        sys.stdout.write(json.dumps(outcome.as_dict(), indent=2) + "\n")
+        sys.stdout.write(strict_json(outcome.as_dict(), indent=2) + "\n")
     else:
         sys.stdout.write(render_restore(outcome.as_dict()))
     if not outcome.complete:
@@ -494,9 +489,10 @@ def restore(source: str, to: str | None, participant_labels: tuple[str, ...], fm
 def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, fmt: str, output: str | None,
           quiet: bool, storage_profile: str | None, pue: float | None, copies: float | None,
           carbon_intensity: float | None, country: str | None) -> None:
-    """Every fMRIPrep output below ROOTS, largest reclaimable first: owner, version, subjects, sizes, energy (read-only)."""
-    import csv
-    import io
+    """Every fMRIPrep output below ROOTS, largest reclaimable first: owner, version, subjects, sizes, energy (read-only).
+
+    Exit codes: 0 done; 2 bad input; 3 done, but some folder that looked like a dataset could not be read.
+    """
 
     from .audit import audit as audit_roots
     from .report import files, number, share, size, table
@@ -505,24 +501,20 @@ def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, 
     ruleset = load_rulesets(rule_refs)
     model = _energy_model(ruleset, storage_profile, pue, copies, carbon_intensity, country)
     progress = Progress(not quiet)
-    rows, warnings = audit_roots(list(roots), ruleset, model, jobs, progress if progress.enabled else None)
+    rows, warnings, failed = audit_roots(list(roots), ruleset, model, jobs, progress if progress.enabled else None)
     progress.done()
     data = {"roots": [os.path.abspath(root) for root in roots], "rules": list(ruleset.names),
             "energy_assumptions": model.as_dict(), "datasets": [row.as_dict() for row in rows],
             "totals": {key: sum(row.as_dict()[key] for row in rows) for key in
                        ("files", "bytes", "junk_bytes", "kwh_per_year_avoidable", "kgco2e_per_year_avoidable")},
-            "warnings": warnings}
+            "failed": failed, "warnings": warnings}
     if fmt == "json":
-        _write_output(json.dumps(data, indent=2) + "\n", output)
+        _write_output(strict_json(data, indent=2) + "\n", output)
     elif fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
         columns = ["path", "owner", "fmriprep_version", "layout", "subjects", "files", "bytes", "junk_bytes", "junk_share",
                    "kwh_per_year_avoidable", "kgco2e_per_year_avoidable"]
-        writer.writerow(columns)
-        for row in data["datasets"]:
-            writer.writerow([row[column] for column in columns])
-        _write_output(out.getvalue(), output)
+        _write_output(csv_line(columns) + "".join(csv_line([row[column] for column in columns])
+                                                  for row in data["datasets"]), output)
     elif fmt == "html":
         from .htmlreport import render_audit_html
 
@@ -538,8 +530,10 @@ def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, 
         lines += ["", f"{len(rows)} datasets: {size(totals['junk_bytes'])} reclaimable of {size(totals['bytes'])} "
                   f"({files(totals['files'])}); {number(totals['kgco2e_per_year_avoidable'])} kgCO2e/yr avoidable. "
                   "Nothing was changed."]
-        lines += [f"warning: {warning}" for warning in warnings]
         _write_output("\n".join(lines) + "\n", output)
+    _warn(warnings + [f"{row['path']}: {warning}" for row in data["datasets"] for warning in row["warnings"]])
+    if failed:
+        sys.exit(EXIT_INCOMPLETE)  # some folder that looked like a dataset could not be read: said above
 
 
 @cli.command("run")

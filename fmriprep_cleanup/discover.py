@@ -15,21 +15,17 @@ Discovery only lists a few folders and reads one JSON file; the scan comes later
 
 from __future__ import annotations
 
+import errno
 import hashlib
-import json
 import os
+import stat
 import re
-import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10: the same parser, as a package
-    import tomli as tomllib
-
 from .errors import CleanupError
+from .guarded import load_json, load_toml
 
 STATE_DIR_NAME = ".fmriprep-cleanup"
 WORKFLOW_DIR = re.compile(r"^fmriprep(?:_(\d+)_(\d+))?_wf$")
@@ -119,6 +115,10 @@ def state_dir_for(identity: str, base: str | None = None) -> str:
     return os.path.join(os.path.realpath(os.path.expanduser(base)), f"{name}-{digest}")
 
 
+class NotFMRIPrepError(CleanupError):
+    """The folder holds no fMRIPrep output (a raw BIDS dataset, another pipeline's derivatives, anything else)."""
+
+
 def _version_tuple(version: str | None) -> tuple[int, ...]:
     numbers = re.findall(r"\d+", version or "")
     return tuple(int(number) for number in numbers[:3])
@@ -126,15 +126,7 @@ def _version_tuple(version: str | None) -> tuple[int, ...]:
 
 def read_generator(description_path: str) -> tuple[str | None, str | None]:
     """(pipeline name, version) from a dataset_description.json; CleanupError if unreadable."""
-    try:
-        with open(description_path, encoding="utf-8") as handle:
-            description = json.load(handle)
-    except PermissionError:
-        raise CleanupError(f"cannot read {description_path}: permission denied") from None
-    except OSError as exc:
-        raise CleanupError(f"cannot read {description_path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise CleanupError(f"{description_path} is not valid JSON: {exc}") from None
+    description = load_json(description_path, "dataset description")
     if not isinstance(description, dict):
         raise CleanupError(f"{description_path} is not a JSON object")
     generators = description.get("GeneratedBy")
@@ -160,7 +152,7 @@ def _require_fmriprep(description_path: str) -> str | None:
     name, version = read_generator(description_path)
     if name != "fMRIPrep":
         what = f"names {name!r}" if name else "names no pipeline (GeneratedBy/PipelineDescription), so it is not derivatives"
-        raise CleanupError(f"{description_path} {what}, not fMRIPrep")
+        raise NotFMRIPrepError(f"{description_path} {what}, not fMRIPrep")
     return version
 
 
@@ -252,12 +244,11 @@ def _listing(path: str) -> list[os.DirEntry]:
 
 
 def read_run_config(path: str) -> dict[str, Any]:
-    """The parts of an fmriprep.toml we use; ValueError if it cannot be parsed."""
+    """The parts of an fmriprep.toml (or a work dir's config.toml) we use; ValueError if it cannot be read or parsed."""
     try:
-        with open(path, "rb") as handle:
-            config = tomllib.load(handle)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid TOML: {exc}") from None
+        config = load_toml(path, "run config")
+    except CleanupError as exc:
+        raise ValueError(str(exc)) from None
     environment, execution = config.get("environment"), config.get("execution")
     environment = environment if isinstance(environment, dict) else {}
     execution = execution if isinstance(execution, dict) else {}
@@ -312,7 +303,15 @@ def _recorded_or_beside(derivatives: str, output_dir: str, notes: list[str]) -> 
 def _check_directory(path: str, what: str) -> str:
     if not os.path.lexists(path):
         raise CleanupError(f"{path}: no such directory (expected {what})")
-    if not os.path.isdir(path):
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CleanupError(f"{path} is a symlink loop, not a directory (expected {what})") from None
+        if os.path.islink(path):
+            raise CleanupError(f"{path} is a symlink to nothing ({exc.strerror}), not a directory (expected {what})") from None
+        raise CleanupError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(st.st_mode):
         raise CleanupError(f"{path} is a file, not a directory (expected {what})")
     return os.path.realpath(path)
 
@@ -385,7 +384,7 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True,
         freesurfer = os.path.join(real, "freesurfer")
         legacy_evidence = os.path.isdir(freesurfer) or (version is not None and _version_tuple(version) < (21,))
         if not legacy_evidence or os.path.isdir(os.path.join(derivatives, "sourcedata", "freesurfer")):
-            raise CleanupError(f"{given}/fmriprep is fMRIPrep output in the BIDS layout; give {given}/fmriprep itself")
+            raise NotFMRIPrepError(f"{given}/fmriprep is fMRIPrep output in the BIDS layout; give {given}/fmriprep itself")
         workdirs = named_workdirs(derivatives) or (_only_ours(_find_workdirs(real, entries) or _recorded_or_beside(derivatives, real, notes),
                                                     real, derivatives, notes) if find_work_dir else [])
         return Dataset(
@@ -406,8 +405,8 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True,
         return Dataset(given, "workdir", version, None, None, tuple(workdirs), None, tuple(notes))
 
     if "fmriprep" in names:
-        raise CleanupError(f"{given}/fmriprep has no dataset_description.json naming fMRIPrep")
-    raise CleanupError(
+        raise NotFMRIPrepError(f"{given}/fmriprep has no dataset_description.json naming fMRIPrep")
+    raise NotFMRIPrepError(
         f"{given} does not look like {expected}: found no dataset_description.json naming fMRIPrep, "
         "no fmriprep/ folder (legacy layout) and no fmriprep_wf/ or fmriprep_<major>_<minor>_wf/ (working directory)"
     )

@@ -14,6 +14,7 @@ options and a rule file's ``energy:`` section override them.
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
@@ -30,6 +31,9 @@ TREE_G_PER_MONTH = 917  # Green Algorithms' equivalence: CO2 a mature tree absor
 EQUIVALENCE_SOURCE = "Green Algorithms (Lannelongue et al. 2021): 175 gCO2e per km by car, 917 gCO2e per tree-month"
 ENERGY_KEYS = ("profile", "pue", "copies", "carbon_intensity", "country")
 COUNTRY_ALIASES = {"UK": "GB"}
+MAX_PUE = 10.0  # the worst data centres measured are near 3; above 10 is a typo
+MAX_COPIES = 100.0
+MAX_CARBON_INTENSITY = 5000.0  # gCO2e/kWh; coal-only grids are near 1,000
 
 
 @lru_cache(maxsize=1)
@@ -83,13 +87,24 @@ class Assumptions:
                 f"over {self.lifetime_years:g} years")
 
 
-def _positive(name: str, value: Any, allow_zero: bool = True) -> float:
+def _in_range(name: str, value: Any, low: float, high: float, unit: str = "") -> float:
+    """A finite number within [low, high]; CleanupError saying the range otherwise (inf and NaN included)."""
+    if isinstance(value, bool):
+        raise CleanupError(f"{name} must be a number, not {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise CleanupError(f"{name} must be a number, not {value!r}") from None
-    if number < 0 or (number == 0 and not allow_zero) or number != number:
-        raise CleanupError(f"{name} must be {'zero or ' if allow_zero else ''}positive, not {value!r}")
+    if not math.isfinite(number):
+        raise CleanupError(f"{name} must be a finite number, not {value!r}")
+    if number < low:
+        if low == 0:
+            raise CleanupError(f"{name} must be zero or positive, not {value!r}")
+        if number <= 0:
+            raise CleanupError(f"{name} must be positive (at least {low:g}{unit}), not {value!r}")
+        raise CleanupError(f"{name} must be at least {low:g}{unit}, not {value!r}")
+    if number > high:
+        raise CleanupError(f"{name} must be at most {high:g}, not {value!r}")
     return number
 
 
@@ -121,15 +136,14 @@ def assumptions(profile: str | None = None, pue: float | None = None, copies: fl
         intensity, source = table[code]
         result = replace(result, carbon_intensity=intensity, country=code, sources={**result.sources, "carbon_intensity": source})
     if carbon_intensity is not None:
-        result = replace(result, carbon_intensity=_positive("--carbon-intensity", carbon_intensity), country=None,
+        value = _in_range("--carbon-intensity", carbon_intensity, 0, MAX_CARBON_INTENSITY, " gCO2e/kWh")
+        result = replace(result, carbon_intensity=value, country=None,
                          sources={**result.sources, "carbon_intensity": "given by the user"})
     if pue is not None:
-        value = _positive("--pue", pue, allow_zero=False)
-        if value < 1:
-            raise CleanupError(f"--pue must be at least 1 (1.0 means no overhead), not {pue!r}")
+        value = _in_range("--pue", pue, 1, MAX_PUE, " (1.0 means no overhead)")
         result = replace(result, pue=value, sources={**result.sources, "pue": "given by the user"})
     if copies is not None:
-        result = replace(result, copies=_positive("--copies", copies, allow_zero=False),
+        result = replace(result, copies=_in_range("--copies", copies, 1, MAX_COPIES),
                          sources={**result.sources, "copies": "given by the user"})
     return result
 

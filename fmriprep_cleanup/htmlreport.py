@@ -8,12 +8,12 @@ exact numbers), so the two never disagree.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from html import escape
 from typing import Any
 
+from .formats import strict_json
 from .report import STATUS_LINES, number, share, size
 
 KEEP_COLOUR = "#4c78a8"
@@ -85,9 +85,16 @@ def _card(value: str, label: str, key: str, exact: float | int) -> str:
             f'<div class="label">{escape(label)}</div></div>')
 
 
+def embed_json(data: dict[str, Any]) -> str:
+    """The report data as JSON that is safe inside <script>: <, > and & written as \\u escapes, so no name
+    (a path holding "</script>" or "<!--<script") can end the block or change how the page parses."""
+    return (strict_json(data).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
 def _page(title: str, body: str, data: dict[str, Any]) -> str:
     """A whole self-contained page: inline style, the body, and the report data as inert JSON."""
-    embedded = json.dumps(data).replace("</", "<\\/")
+    embedded = embed_json(data)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>

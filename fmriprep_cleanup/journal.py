@@ -32,6 +32,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import threading
 import time
 import uuid
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from .errors import CleanupError
+from .formats import strict_json
 
 LOCK_NAME = "lock"
 JOURNALS = "journal"
@@ -127,7 +129,7 @@ class Journal:
 
     def _write(self, event: str, **fields: Any) -> None:
         record = {"time": round(time.time(), 3), "run": self.run_id, "event": event, **fields}
-        line = (json.dumps(record) + "\n").encode("utf-8", "surrogateescape")
+        line = (strict_json(record) + "\n").encode("utf-8", "surrogateescape")
         try:
             with self._lock:
                 if self._fd is None:
@@ -234,25 +236,62 @@ class JournalProblems:
     lines: list[str] = field(default_factory=list)
 
 
+# The fields each event must have (and their types) for recovery to use it; others are informational.
+REQUIRED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    REMOVING: {"batch": int, "files": list},
+    REMOVED: {"batch": int, "removed": (list, str)},
+    ARCHIVE_BEGIN: {"archive": str, "temporary": str, "manifest": str},
+    ARCHIVE_VERIFIED: {"archive": str, "manifest": str},
+}
+MAX_LINE = 64 << 20  # a journal line longer than this is not one we wrote
+
+
+def _well_formed(record: Any) -> bool:
+    if not isinstance(record, dict) or not isinstance(record.get("event"), str) or not isinstance(record.get("run"), str):
+        return False
+    required = REQUIRED_FIELDS.get(record["event"], {})
+    return all(isinstance(record.get(name), kind) and not isinstance(record.get(name), bool)
+               for name, kind in required.items())
+
+
 def read_records(path: str, problems: JournalProblems | None = None) -> Iterator[dict[str, Any]]:
     """The well-formed records of one journal file. A line cut short by a crash, or any line that is not a JSON
-    object with a run and an event, is skipped (and named in ``problems``), never trusted."""
+    object with a run, an event and the fields that event needs, is skipped (and named in ``problems`` with its
+    line number), never trusted. The file must be a regular file, opened without following a symlink."""
     try:
-        handle = open(path, encoding="utf-8", errors="surrogateescape")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
+    except OSError as exc:
+        if problems is not None:
+            problems.lines.append(f"{path}: cannot read the journal: {exc.strerror or exc}")
+        return
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        if problems is not None:
+            problems.lines.append(f"{path}: not a regular file; not read as a journal")
+        return
+    with os.fdopen(fd, encoding="utf-8", errors="surrogateescape") as handle:
+        number = 0
+        while True:
+            line = handle.readline(MAX_LINE)
+            if not line:
+                return
+            number += 1
+            if len(line) >= MAX_LINE and not line.endswith("\n"):
+                while line and not line.endswith("\n"):  # skip the rest of an over-long line
+                    line = handle.readline(MAX_LINE)
                 record = None
-            if not isinstance(record, dict) or not isinstance(record.get("event"), str) or not isinstance(
-                    record.get("run"), str):
+            elif not line.strip():
+                continue
+            else:
+                try:
+                    record = json.loads(line)
+                except (ValueError, RecursionError):
+                    record = None
+            if not _well_formed(record):
                 if problems is not None:
-                    problems.lines.append(f"{path}:{number}: not a journal record; skipped")
+                    problems.lines.append(f"{path}:{number}: not a well-formed journal record; skipped")
                 continue
             yield record
 

@@ -20,6 +20,7 @@ from typing import Iterable
 
 from .discover import Dataset
 from .errors import CleanupError
+from .guarded import load_json, read_bytes
 
 MANIFEST_SUFFIX = ".manifest.tsv"
 MANIFEST_COLUMNS = ("member", "path", "subject", "type", "size", "mtime_ns", "mode", "sha256")
@@ -97,11 +98,7 @@ def write_manifest(path: str, entries: Iterable[ManifestEntry]) -> None:
 
 def read_manifest(path: str) -> list[ManifestEntry]:
     """Every line of a manifest; CleanupError naming file and line for anything malformed or unsafe."""
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-            lines = handle.read().splitlines()
-    except OSError as exc:
-        raise CleanupError(f"cannot read manifest {path}: {exc.strerror or exc}") from None
+    lines = read_bytes(path, "manifest", follow_links=False).decode("utf-8", "surrogateescape").splitlines()
     if not lines or tuple(lines[0].split("\t")) != MANIFEST_COLUMNS:
         raise CleanupError(f"{path} is not an fmriprep-cleanup manifest (bad header)")
     entries = []
@@ -134,12 +131,9 @@ def recorded_roots(manifest: str, entries: list[ManifestEntry]) -> dict[str, str
     """The roots (label -> path) the archive was made from: from its run's run.json; for archives made before
     run.json existed, worked out from the manifest itself, and then every line must agree on them."""
     info_path = os.path.join(os.path.dirname(manifest), RUN_INFO)
-    if os.path.exists(info_path):
-        try:
-            with open(info_path, encoding="utf-8") as handle:
-                roots = json.load(handle).get("roots")
-        except (OSError, ValueError, AttributeError) as exc:
-            raise CleanupError(f"cannot read {info_path}: {exc}") from None
+    if os.path.lexists(info_path):
+        info = load_json(info_path, "archive record", follow_links=False)
+        roots = info.get("roots") if isinstance(info, dict) else None
         if not isinstance(roots, dict) or not all(isinstance(k, str) and isinstance(v, str) and os.path.isabs(v)
                                                   for k, v in roots.items()):
             raise CleanupError(f"{info_path}: its roots are not a mapping of labels to absolute paths")

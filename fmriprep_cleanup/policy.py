@@ -19,7 +19,6 @@ locked dataset is skipped and reported, never waited on; a dataset that fails do
 from __future__ import annotations
 
 import glob
-import json
 import os
 import time
 import traceback
@@ -27,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Callable
 
 from .errors import CleanupError
-from .rulesets import _Problems, _suggest, read_yaml
+from .formats import strict_json
+from .rulesets import _Problems, _suggest, read_yaml, version_problem
 from .units import parse_duration, parse_size
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def _strings(value: Any, key: str, line: int, problems: _Problems) -> tuple[str,
 
 def load_policy(path: str) -> Policy:
     """Read and validate a policy file; every problem is reported (file:line) before anything runs."""
-    data = read_yaml(path)
+    data = read_yaml(path, "policy file")
     problems = _Problems(path)
     if not isinstance(data, dict):
         raise CleanupError(f"{path}:1: a policy must be a mapping with version and datasets")
@@ -85,7 +85,7 @@ def load_policy(path: str) -> Policy:
         if key not in POLICY_KEYS:
             problems.add(data.key_lines[key], f"unknown key {key!r}{_suggest(key, POLICY_KEYS)}")
     if data.get("version") != 1:
-        problems.add(data.key_lines.get("version", data.line), f"version must be 1, not {data.get('version')!r}")
+        problems.add(data.key_lines.get("version", data.line), version_problem(data.get("version")))
     datasets = data.get("datasets")
     if not isinstance(datasets, list) or not datasets:
         problems.add(data.key_lines.get("datasets", data.line), "datasets: expected a non-empty list of entries")
@@ -128,6 +128,8 @@ def load_policy(path: str) -> Policy:
                     if "bytes" in threshold:
                         values["min_bytes"] = parse_size(threshold["bytes"])
                     if "share" in threshold:
+                        if isinstance(threshold["share"], bool):
+                            raise ValueError(f"share must be a number between 0 and 1, not {threshold['share']!r}")
                         share = float(threshold["share"])
                         if not 0 <= share <= 1:
                             raise ValueError(f"share must be between 0 and 1, not {threshold['share']!r}")
@@ -252,7 +254,7 @@ def run_policy(policy: Policy, log: IO[str] | None = None, history_path: str | N
 
     def log_traceback(text: str) -> None:
         if log is not None:
-            log.write(json.dumps({"time": round(time.time(), 3), "traceback": text}) + "\n")
+            log.write(strict_json({"time": round(time.time(), 3), "traceback": text}) + "\n")
             log.flush()
 
     wants_history = any(entry.mode != "dry-run" for entry in policy.entries) or record_dry_run
@@ -267,7 +269,7 @@ def run_policy(policy: Policy, log: IO[str] | None = None, history_path: str | N
                 recording = history if entry.mode != "dry-run" or record_dry_run else None
                 results.append(run_entry_dataset(entry, path, recording, log_traceback))
                 if log is not None:
-                    log.write(json.dumps({"time": round(time.time(), 3), **results[-1].as_dict()}) + "\n")
+                    log.write(strict_json({"time": round(time.time(), 3), **results[-1].as_dict()}) + "\n")
                     log.flush()
                 if results[-1].status == "stopped":
                     break  # Ctrl-C or SIGTERM: the remaining datasets wait for the next run
@@ -282,7 +284,7 @@ def run_policy(policy: Policy, log: IO[str] | None = None, history_path: str | N
     acted = [r for r in results if r.mode != "dry-run"]
     dry = [r for r in results if r.mode == "dry-run"]
     if log is not None:
-        log.write(json.dumps({"time": round(time.time(), 3), "summary": True, "datasets": len(results),
+        log.write(strict_json({"time": round(time.time(), 3), "summary": True, "datasets": len(results),
                               **{status: statuses.count(status) for status in ("ok", "incomplete", "skipped", "failed", "stopped")},
                               "files": sum(r.result.get("files", 0) for r in acted),
                               "bytes": sum(r.result.get("bytes", 0) for r in acted),

@@ -7,14 +7,12 @@ the text table, the CSV and the JSON can never disagree.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from typing import IO, Any, Iterable
 
 import humanize
 
 from . import __version__
+from .formats import csv_line, strict_json
 from .discover import Dataset
 from .energy import Assumptions, assumptions, energy_report
 from .plan import COUNT_FIELDS, PlannedFile, Summary
@@ -224,7 +222,7 @@ def energy_lines(energy: dict[str, Any]) -> list[str]:
 
 
 def render_json(data: dict[str, Any]) -> str:
-    return json.dumps(data, indent=2) + "\n"
+    return strict_json(data, indent=2) + "\n"
 
 
 ENERGY_FIELDS = ("kwh_per_year", "kgco2e_per_year", "junk_kwh_per_year", "junk_kgco2e_per_year")
@@ -232,16 +230,15 @@ ENERGY_FIELDS = ("kwh_per_year", "kgco2e_per_year", "junk_kwh_per_year", "junk_k
 
 def render_csv(data: dict[str, Any]) -> str:
     """The per-category table (with its energy and carbon per year), then the total row."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["category", *COUNT_FIELDS, *ENERGY_FIELDS])
+    lines = [csv_line(["category", *COUNT_FIELDS, *ENERGY_FIELDS])]
     energy = {row["category"]: row for row in data["energy"]["by_category"]}
     for row in data["by_category"]:
-        writer.writerow([row["category"], *(row[f] for f in COUNT_FIELDS), *(energy[row["category"]][f] for f in ENERGY_FIELDS)])
+        lines.append(csv_line([row["category"], *(row[f] for f in COUNT_FIELDS),
+                               *(energy[row["category"]][f] for f in ENERGY_FIELDS)]))
     total, junk = data["energy"]["total"], data["energy"]["junk"]
-    writer.writerow(["Total", *(data["totals"][f] for f in COUNT_FIELDS), total["kwh_per_year"], total["kgco2e_per_year"],
-                     junk["kwh_per_year"], junk["kgco2e_per_year"]])
-    return out.getvalue()
+    lines.append(csv_line(["Total", *(data["totals"][f] for f in COUNT_FIELDS), total["kwh_per_year"],
+                           total["kgco2e_per_year"], junk["kwh_per_year"], junk["kgco2e_per_year"]]))
+    return "".join(lines)
 
 
 RENDERERS = {"text": render_text, "json": render_json, "csv": render_csv}
@@ -261,12 +258,11 @@ def write_plan(rows: Iterable[PlannedFile], stream: IO[str], fmt: str, only: str
 
 
 def _write_plan_csv(rows: Iterable[PlannedFile], stream: IO[str], only: str | None) -> int:
-    writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow(PLAN_COLUMNS)
+    stream.write(csv_line(PLAN_COLUMNS))
     written = 0
     for row in rows:
         if only is None or row.action == only:
-            writer.writerow((row.action, row.category, row.rule_id, row.size, row.path))
+            stream.write(csv_line((row.action, row.category, row.rule_id, row.size, row.path)))
             written += 1
     return written
 
@@ -291,7 +287,7 @@ def _write_plan_lines(rows: Iterable[PlannedFile], stream: IO[str], fmt: str, on
             )
         else:
             batch.append(
-                json.dumps(
+                strict_json(
                     {
                         "action": row.action, "category": row.category, "rule_id": row.rule_id,
                         "size": row.size, "path": row.path, "scope": row.scope, "subject": row.subject,

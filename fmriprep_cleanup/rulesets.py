@@ -10,7 +10,6 @@ file, the line and the offending value.
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import os
 import re
 from dataclasses import dataclass, field
@@ -22,7 +21,8 @@ import yaml
 from .energy import validate_energy_section
 from .entities import entity_definitions, entity_keys, entity_names
 from .errors import CleanupError
-from .globs import folder_glob_to_regex, glob_to_regex
+from .globs import Matcher, folder_glob_to_regex, glob_to_regex, name_glob
+from .guarded import load_yaml
 from .units import parse_duration, parse_size
 
 ACTIONS = ("keep", "junk")
@@ -36,6 +36,7 @@ SUBJECT_STATUSES = ("finished", "failed", "running", "incomplete", "unknown")
 NO_SUBJECT = "none"  # the subject_status of files that belong to no subject
 SUPPORTED_VERSION = 1
 DEFAULT_CATEGORY = "unmatched"
+MAX_GLOB_TEXT = 64 * 1024
 DEFAULT_RULE_ID = "default"
 
 
@@ -87,7 +88,7 @@ class ValueSet:
     """Any-of values for one entity: exact values plus shell-style wildcards."""
 
     exact: frozenset
-    patterns: tuple[re.Pattern[str], ...] = ()
+    patterns: tuple[Matcher, ...] = ()
 
     def contains(self, value: str | int | None) -> bool:
         if value is None:
@@ -103,8 +104,8 @@ class Match:
     """All-of conditions; each list inside is any-of. An empty Match matches every file."""
 
     scopes: frozenset[str] | None = None
-    paths: tuple[re.Pattern[str], ...] = ()
-    folder_paths: tuple[re.Pattern[str], ...] = ()  # the globs of `paths` ending in /**, as folder regexes
+    paths: tuple[Matcher, ...] = ()
+    folder_paths: tuple[Matcher, ...] = ()  # the globs of `paths` ending in /**, as folder matchers
     name_paths: bool = False  # some glob of `paths` needs each file's name
     globs: tuple[str, ...] = ()  # `paths` as written
     subjects: ValueSet | None = None
@@ -271,39 +272,6 @@ class RuleSet:
                        self.stale_after)
 
 
-# --- YAML with line numbers -------------------------------------------------------------------
-
-
-class _Mapping(dict):
-    """A YAML mapping that remembers the line of itself and of each key."""
-
-    line: int = 0
-    key_lines: dict[str, int]
-
-
-class _LineLoader(yaml.SafeLoader):
-    pass
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Mapping:
-    mapping = _Mapping()
-    mapping.line = node.start_mark.line + 1
-    mapping.key_lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        line = key_node.start_mark.line + 1
-        if not isinstance(key, str):
-            raise yaml.MarkedYAMLError(problem=f"line {line}: keys must be text, not {key!r}", problem_mark=key_node.start_mark)
-        if key in mapping:
-            raise yaml.MarkedYAMLError(problem=f"line {line}: duplicate key {key!r}", problem_mark=key_node.start_mark)
-        mapping[key] = loader.construct_object(value_node, deep=True)
-        mapping.key_lines[key] = line
-    return mapping
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 class RuleFileError(CleanupError):
     pass
 
@@ -314,6 +282,7 @@ class _Problems:
     def __init__(self, path: str) -> None:
         self.path = path
         self.messages: list[str] = []
+        self.glob_chars = 0  # the total length of the file's globs: what matching them may cost is bounded
 
     def add(self, line: int, message: str) -> None:
         self.messages.append(f"{self.path}:{line}: {message}")
@@ -323,27 +292,24 @@ class _Problems:
             raise RuleFileError("\n".join(self.messages))
 
 
+def version_problem(version: Any) -> str:
+    """What is wrong with a rule or policy file's version, in words that say how to fix it."""
+    if isinstance(version, str) and version.strip() == str(SUPPORTED_VERSION):
+        return f"version must be the number {SUPPORTED_VERSION}, not the text {version!r} (write version: {SUPPORTED_VERSION})"
+    return f"unsupported version {version!r}; this fmriprep-cleanup reads version {SUPPORTED_VERSION}"
+
+
 def _suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def read_yaml(path: str) -> Any:
-    """Parse a YAML file; every failure becomes a one-line CleanupError naming file and line."""
+def read_yaml(path: str, kind: str = "rule file") -> Any:
+    """Parse a YAML file through the guarded reader; every failure is a one-line RuleFileError naming file and line."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            return yaml.load(handle, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
-    except OSError as exc:
-        raise RuleFileError(f"cannot read rule file {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise RuleFileError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
-        problem = exc.problem or "invalid YAML"
-        problem = re.sub(r"^line \d+: ", "", problem)
-        raise RuleFileError(f"{path}:{line}: {problem}") from None
-    except yaml.YAMLError as exc:
-        raise RuleFileError(f"{path}: invalid YAML: {exc}") from None
+        return load_yaml(path, kind)
+    except CleanupError as exc:
+        raise RuleFileError(str(exc)) from None
 
 
 # --- validation and compilation ---------------------------------------------------------------
@@ -374,7 +340,11 @@ def _value_set(name: str, value: Any, line: int, problems: _Problems, integer: b
             continue
         text = str(item)
         if any(char in text for char in "*?["):
-            patterns.append(re.compile(fnmatch.translate(text)))
+            try:
+                patterns.append(name_glob(text))
+            except ValueError as exc:
+                problems.add(line, f"{name}: {exc}")
+                continue
         elif integer:
             if not text.isdigit():
                 problems.add(line, f"{name}: expected a number, got {item!r}")
@@ -408,6 +378,11 @@ def _compile_match(spec: Any, line: int, problems: _Problems, where: str) -> Mat
         elif key == "path":
             patterns, folder_patterns = [], []
             for glob in _as_list(value):
+                problems.glob_chars += len(glob) if isinstance(glob, str) else 0
+                if problems.glob_chars > MAX_GLOB_TEXT:
+                    problems.add(key_line, f"{where}: the rule file's globs add up to more than {MAX_GLOB_TEXT:,} "
+                                           "characters; split it or simplify them")
+                    break
                 try:
                     patterns.append(glob_to_regex(glob))
                     folder_pattern = folder_glob_to_regex(glob)
@@ -445,7 +420,9 @@ def _compile_match(spec: Any, line: int, problems: _Problems, where: str) -> Mat
             else:
                 values["stale"] = value
         elif key == "subject":
-            values["subjects"] = _value_set(key, [str(v).removeprefix("sub-") for v in _as_list(value)], key_line, problems)
+            labels = [v if isinstance(v, (dict, list, bool)) or v is None else str(v).removeprefix("sub-")
+                      for v in _as_list(value)]
+            values["subjects"] = _value_set(key, labels, key_line, problems)
         elif key in known_entities:
             value_set = _value_set(key, value, key_line, problems, integer=key in integer_entities)
             if value_set is not None:
@@ -536,7 +513,7 @@ def _load_file(path: str) -> _LoadedSet:
         if key not in data:
             problems.add(data.line, f"missing {key!r}")
     if "version" in data and data["version"] != SUPPORTED_VERSION:
-        problems.add(lines["version"], f"unsupported version {data['version']!r}; this fmriprep-cleanup reads version {SUPPORTED_VERSION}")
+        problems.add(lines["version"], version_problem(data["version"]))
     default = data.get("default")
     if default is not None and default not in ACTIONS:
         problems.add(lines["default"], f"unknown default action {default!r}; use keep or junk")

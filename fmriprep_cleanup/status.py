@@ -31,7 +31,6 @@ cache: one nobody touched for longer than --stale-after.
 
 from __future__ import annotations
 
-import errno
 import operator
 import os
 import re
@@ -41,12 +40,13 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, NamedTuple
 
 from .discover import SUBJECT_WORKFLOW_DIR, WORKFLOW_DIR, Dataset, read_run_config
+from .errors import CleanupError
+from .guarded import read_bytes
 from .scan import Entry
 
 RUN_TIME = re.compile(r"^(\d{8}-\d{6})")
 MTIME = operator.attrgetter("mtime")
 REPORT_SLACK = 300.0  # seconds after the report that still belong to the run that wrote it
-REPORT_READ_LIMIT = 64 << 20  # reports are ~100 KB; read no more than this of one
 DEFAULT_STALE_AFTER = 30 * 86400.0
 FREESURFER_MARKERS = ("recon-all.done", "recon-all.error")
 ISRUNNING = "IsRunning."
@@ -149,22 +149,16 @@ def newest_of(files: list[Entry]) -> float | None:
 
 def report_errors(path: str) -> tuple[int | None, str | None]:
     """How many errors a subject report lists (0 for "No errors to report!"; None if it has no errors section
-    this can read), and why it could not be read. Reads a regular file only, and at most REPORT_READ_LIMIT."""
+    this can read), and why it could not be read. Reads a regular file only (never through a symlink), and at
+    most the guarded reader's cap for reports."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return None, None  # a symlink: not fMRIPrep's report, and never followed
-        return None, f"cannot read {path}: {_why(exc)}"
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None, None
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            data = handle.read(REPORT_READ_LIMIT)
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            return None, None  # a symlink: not read (and never followed)
+        data = read_bytes(path, "report", follow_links=False)
     except OSError as exc:
         return None, f"cannot read {path}: {_why(exc)}"
-    finally:
-        os.close(fd)
+    except CleanupError as exc:
+        return None, str(exc)
     return count_report_errors(data), None
 
 

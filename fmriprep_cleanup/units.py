@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _SIZE_UNITS = {
@@ -24,6 +25,8 @@ def parse_size(value: object) -> int:
         if value < 0:
             raise ValueError(f"a size cannot be negative: {value}")
         return value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"not a size: {value!r} (it must be finite)")
     found = _SIZE.match(str(value))
     if not found or found.group(2).lower() not in _SIZE_UNITS:
         raise ValueError(f"not a size: {value!r} (write e.g. 500MB, 2GiB or a number of bytes)")
@@ -35,6 +38,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"not a duration: {value!r} (it must be finite)")
         if value < 0:
             raise ValueError(f"a duration cannot be negative: {value}")
         return float(value)
