@@ -56,8 +56,20 @@ def rule_file(root, text, name="rules.yaml"):
 
 
 RULE = "version: 1\nname: r\nrules:\n  - id: a\n    action: junk\n    category: c\n    why: w\n    match:\n"
-ALIAS_BOMB = "version: 1\nname: bomb\nrules: []\n" + 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
-    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(9))
+BOMB_KEYS = ["suffix", "desc", "space", "res", "den", "hemi", "label", "from", "to", "mode"]
+
+
+def alias_bomb(indent: str, keys: list[str]) -> str:
+    """The billion laughs: ten levels of nine references each, about 1 KB that expands to 9^10 strings."""
+    text = f'{indent}{keys[0]}: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    for level in range(1, len(keys)):
+        text += f"{indent}{keys[level]}: &l{level} [{', '.join(['*l' + str(level - 1)] * 9)}]\n"
+    return text
+
+
+ALIAS_BOMB = RULE + alias_bomb("      ", BOMB_KEYS)  # in a rule's match: the old reader expanded it to print the rule
+POLICY_BOMB = "version: 1\ndatasets:\n  - mode: dry-run\n" + alias_bomb("    ", [f"x{level}" for level in range(9)]) + \
+    "    paths: [*l8]\n"  # the old reader expanded it to name the entry
 
 
 def deep_not(depth):
@@ -72,9 +84,9 @@ CASES = {
     # unbounded parsing
     "yaml alias bomb in a rule file": case(lambda t: [dataset(t), rule_file(t, ALIAS_BOMB)],
                                           lambda t: ["report", t / "out", "--rules", t / "rules.yaml"],
-                                          "rules.yaml:4: anchors and aliases"),
-    "yaml alias bomb in a policy": case(lambda t: [dataset(t), rule_file(t, ALIAS_BOMB.replace("name: bomb\nrules: []\n", "datasets: []\n"), "p.yaml")],
-                                       lambda t: ["run", "--config", t / "p.yaml"], "p.yaml:3: anchors and aliases"),
+                                          "rules.yaml:9: anchors and aliases"),
+    "yaml alias bomb in a policy": case(lambda t: [dataset(t), rule_file(t, POLICY_BOMB, "p.yaml")],
+                                       lambda t: ["run", "--config", t / "p.yaml"], "p.yaml:4: anchors and aliases"),
     "not: nested 3,000 deep": case(lambda t: rule_file(t, deep_not(3000)), lambda t: ["rules", "validate", t / "rules.yaml"],
                                    "nested more than 64 levels deep"),
     "100k [ in a rule file": case(lambda t: rule_file(t, "version: 1\nname: r\nrules: " + "[" * 100_000),
