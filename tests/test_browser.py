@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import make_files, write_description
+from conftest import finish_subjects, make_files, write_description
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -51,11 +51,11 @@ def test_html_report_renders_its_charts_and_loads_nothing(browser, tmp_path):
     out = tmp_path / "out"
     write_description(out)
     make_files(out, {
-        "sub-01.html": 100_000, "sub-02.html": 100_000,
         "sub-01/anat/sub-01_desc-preproc_T1w.nii.gz": 60_000_000,
         "sourcedata/freesurfer/fsaverage/surf/lh.white": 9_000_000,
         **{f"work/fmriprep_23_2_wf/sub_0{s}_wf/node{n}/out.nii.gz": 100_000_000 + n for s in (1, 2) for n in range(4)},
     })
+    finish_subjects(out, ["01", "02"])  # runs that ended long ago: their working directories are junk
     page = tmp_path / "report.html"
     subprocess.run([sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()", "report", str(out),
                     "--format", "html", "--output", str(page)], check=True)
