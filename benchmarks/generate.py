@@ -5,7 +5,7 @@ working directory, given with --work-dir), so that pybids and bids2table can ind
 
 Every subject is a copy of sub-01 of the real ds003752 fMRIPrep 23.2.0 tree (its derivatives and its
 FreeSurfer directory, with the real file names and sizes), plus a nipype working directory built by
-``fmriprep_cleanup.demo.synthetic_workdir`` (node folders with _report/, pklz files, command.txt and the
+``fmriprep_cleanup.fmriprep.synthetic_workdir`` (node folders with _report/, pklz files, command.txt and the
 node's output). Subjects are added until the tree holds at least N files. Deterministic: the same N and
 seed give the same tree.
 
@@ -21,7 +21,7 @@ import re
 import sys
 import time
 
-from fmriprep_cleanup import demo
+from fmriprep_cleanup import fmriprep  # the demo trees: real fMRIPrep listings and work dirs
 
 
 def json_sidecar(size: int) -> bytes:
@@ -31,17 +31,17 @@ def json_sidecar(size: int) -> bytes:
 
 def subject_template(seed: int) -> tuple[list[tuple[str, int]], list[tuple[str, int]], list[tuple[str, int]]]:
     """(dataset-level files, one subject's output files, one subject's work files) with '{label}' placeholders."""
-    listing = demo.load_listing()
+    listing = fmriprep.load_listing()
     shared, subject = [], []
     for path, size in listing:
         if path.startswith(("sub-01/", "sub-01.html", "sourcedata/freesurfer/sub-01/")):
             subject.append((path.replace("sub-01", "sub-{label}"), size))
         elif not re.match(r"^(sub-0[23]|sourcedata/freesurfer/sub-0[23])", path):
             shared.append((path, size))
-    work = [(path, size) for path, size in demo.synthetic_workdir([(p, s) for p, s in listing if p.startswith("sub-01/")], seed=seed)
+    work = [(path, size) for path, size in fmriprep.synthetic_workdir([(p, s) for p, s in listing if p.startswith("sub-01/")], seed=seed)
             if "sub_01_wf" in path or "sub-01" in path]
     work = [(path.replace("sub_01_wf", "sub_{label}_wf").replace("sub-01", "sub-{label}"), size) for path, size in work]
-    shared_work = [(p, s) for p, s in demo.synthetic_workdir([], seed=seed)]
+    shared_work = [(p, s) for p, s in fmriprep.synthetic_workdir([], seed=seed)]
     return shared + [("../work/" + p, s) for p, s in shared_work], subject, [("../work/" + p, s) for p, s in work]
 
 
@@ -68,21 +68,21 @@ def generate(tree: str, files: int, seed: int = 0) -> dict[str, int]:
             os.write(fd, json_sidecar(size))  # indexers read sidecars: they must be JSON
         elif relpath.endswith("/fmriprep.toml"):
             parts = relpath.split("/")  # sub-<label>/log/<run_uuid>/fmriprep.toml
-            os.write(fd, demo.run_config(demo.DEMO_VERSION, parts[2], parts[0][4:], size=size))
+            os.write(fd, fmriprep.run_config(fmriprep.DEMO_VERSION, parts[2], parts[0][4:], size=size))
         elif size:
             os.ftruncate(fd, size)
         os.close(fd)
-        os.utime(path, (demo.DEMO_MTIME, demo.DEMO_MTIME))
+        os.utime(path, (fmriprep.DEMO_MTIME, fmriprep.DEMO_MTIME))
         count += 1
         total += size
 
     os.makedirs(output)
     for relpath, size in shared:
         if relpath == "dataset_description.json":
-            description = demo.dataset_description(demo.DEMO_VERSION, size)
+            description = fmriprep.dataset_description(fmriprep.DEMO_VERSION, size)
             with open(os.path.join(output, relpath), "wb") as handle:
                 handle.write(description)
-            os.utime(os.path.join(output, relpath), (demo.DEMO_MTIME, demo.DEMO_MTIME))
+            os.utime(os.path.join(output, relpath), (fmriprep.DEMO_MTIME, fmriprep.DEMO_MTIME))
             count += 1
             total += len(description)
         else:
@@ -98,7 +98,7 @@ def generate(tree: str, files: int, seed: int = 0) -> dict[str, int]:
             folders.add(folder)
             folder = os.path.dirname(folder)
     for folder in folders:  # folders as a finished run left them, not "just now"
-        os.utime(folder, (demo.DEMO_MTIME, demo.DEMO_MTIME))
+        os.utime(folder, (fmriprep.DEMO_MTIME, fmriprep.DEMO_MTIME))
     return {"files": count, "subjects": subjects, "bytes": total}
 
 

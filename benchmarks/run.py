@@ -115,7 +115,7 @@ def scan_benchmarks(tree: Path, runs: int, heavy_runs: int, skip: tuple[str, ...
 
 def real_tree(root: Path, files: int, cap: int) -> Path:
     """A small tree of real bytes (sizes capped at ``cap``) for delete and archive throughput."""
-    from fmriprep_cleanup import demo
+    from fmriprep_cleanup import fmriprep
 
     tree = root / "pristine"
     generate(str(tree), files)
@@ -127,7 +127,7 @@ def real_tree(root: Path, files: int, cap: int) -> Path:
             size = min(os.path.getsize(path), cap)
             with open(path, "wb") as handle:
                 handle.write(os.urandom(size))
-            os.utime(path, (demo.DEMO_MTIME, demo.DEMO_MTIME))
+            os.utime(path, (fmriprep.DEMO_MTIME, fmriprep.DEMO_MTIME))
     return tree
 
 
@@ -194,10 +194,10 @@ PATHOLOGICAL_GLOBS = ["*?" * 16 + "X", "**/" * 12 + "x", "a*b*c*d*e*f*g*h", "*a*
 def glob_benchmarks(paths: int = 10_000) -> list[str]:
     """Seconds to match each glob (the pathological ones from the hostile-input issue, and everyday ones)
     against ``paths`` real fMRIPrep paths: they must all finish in well under a second."""
-    from fmriprep_cleanup import demo
-    from fmriprep_cleanup.globs import compiled_form, glob_to_regex
+    from fmriprep_cleanup import fmriprep
+    from fmriprep_cleanup.rules import compiled_form, glob_to_regex
 
-    listing = [path for path, _ in demo.load_listing()] + [path for path, _ in demo.synthetic_workdir(demo.load_listing())]
+    listing = [path for path, _ in fmriprep.load_listing()] + [path for path, _ in fmriprep.synthetic_workdir(fmriprep.load_listing())]
     sample = [listing[i % len(listing)] for i in range(paths)]
     lines = [f"## Globs on {paths:,} paths", "", "| glob | matched as | seconds | matches |", "| --- | --- | ---: | ---: |"]
     for glob in PATHOLOGICAL_GLOBS:
@@ -225,7 +225,7 @@ def machine() -> str:
         pass
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     from fmriprep_cleanup import __version__
-    from fmriprep_cleanup.scan import filesystem_type
+    from fmriprep_cleanup.basics import filesystem_type
 
     return (f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB memory, {platform.system()} {platform.release()}, "
             f"file system {filesystem_type(str(HERE)) or 'unknown'}, Python {platform.python_version()}, "

@@ -1,32 +1,38 @@
 """fmriprep-cleanup: find, report and safely remove what fMRIPrep leaves on disk.
 
-The pipeline, one module per stage, with plain data passed between them::
+One pipeline, one folder per stage; each imports only from the stages listed before it::
 
-    discover  ->  scan  ->  classify  ->  plan  ->  report
+    basics, energy          errors, units, the folder walk, hashing; the storage energy model
+    fmriprep                discover: what fMRIPrep left where, each subject's run status
+    rules                   classify: YAML keep/junk rules applied to each file
+    plan                    scan and plan: every file with its decision, and the totals
+    act                     dry-run, archive, delete, restore (with the journal)
+    ops                     audit, policy runs, history, schedules
+    report                  the dictionaries every output is made of, and their text and HTML
+    api, cli                every command as a function, and the command line over them
 
-Typical use from Python::
+Typical use from Python (the names below are imported on first use, so ``import fmriprep_cleanup`` is cheap)::
 
-    from fmriprep_cleanup import discover, load_rulesets, build_plan
-    dataset = discover("/data/derivatives/fmriprep")
-    rules = load_rulesets(["default"])
-    summary = build_plan(dataset, rules).summarize()
+    import fmriprep_cleanup as fc
+    plan = fc.open_plan("/data/derivatives/fmriprep")
+    report = fc.make_report(plan)       # the dictionary `report --format json` prints
+    result = fc.clean(plan, "dry-run")  # exactly what `clean --mode delete` would remove
 """
+
+from __future__ import annotations
+
+from .basics.lazy import lazy_face
 
 __version__ = "0.1.0"
 
-from .errors import CleanupError  # noqa: E402
-from .discover import Dataset, discover  # noqa: E402
-from .rulesets import RuleSet, load_rulesets  # noqa: E402
-from .plan import Plan, Selection, build_plan  # noqa: E402
-
-__all__ = [
-    "CleanupError",
-    "Dataset",
-    "Plan",
-    "RuleSet",
-    "Selection",
-    "__version__",
-    "build_plan",
-    "discover",
-    "load_rulesets",
-]
+__getattr__, __dir__ = lazy_face(__name__, {
+    # the commands, as functions (see api.py)
+    "open_plan": "api", "energy_model": "api", "make_report": "api", "make_status": "api", "explain": "api",
+    "clean": "api", "restore": "api", "audit": "api", "run_policy": "api", "history": "api", "schedule": "api",
+    "rule_sets": "api", "load_rules": "api", "demo": "api",
+    # the pipeline's parts, for those who compose their own
+    "CleanupError": "basics.errors", "Dataset": "fmriprep.layout", "discover": "fmriprep.layout",
+    "RuleSet": "rules.rulesets", "load_rulesets": "rules.rulesets", "Plan": "plan.plan", "Selection": "plan.plan",
+    "build_plan": "plan.plan", "Summary": "plan.summary", "CleanResult": "act.clean", "report_data": "report.data",
+})
+__all__ = sorted(__dir__())

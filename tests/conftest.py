@@ -12,9 +12,9 @@ import pytest
 from pyfakefs import helpers
 from pyfakefs.fake_filesystem_unittest import Patcher
 
-from fmriprep_cleanup import demo
-from fmriprep_cleanup.entities import _pybids_config_dir, entity_definitions
-from fmriprep_cleanup.rulesets import shipped_rules_dir
+import fmriprep_cleanup.fmriprep.demo as demo
+from fmriprep_cleanup.fmriprep.entities import entity_definitions, pybids_config_dir
+from fmriprep_cleanup.rules.rulesets import shipped_rules_dir
 
 DATA = Path(__file__).parent / "data"
 DS003752 = DATA / "ds003752-fmriprep-23.2.0.tsv"
@@ -36,7 +36,7 @@ def sandboxed_state(tmp_path_factory, monkeypatch):
 def fakefs():
     """pyfakefs with the shipped rules and pybids' entity config mapped in from the real disk."""
     entity_definitions()  # read pybids' config once from the real disk
-    real_dirs = (str(shipped_rules_dir()), _pybids_config_dir())  # located on the real disk
+    real_dirs = (str(shipped_rules_dir()), pybids_config_dir())  # located on the real disk
     with Patcher() as patcher:
         for real in real_dirs:
             patcher.fs.add_real_directory(real)
@@ -95,19 +95,41 @@ def ds003752(tmp_path, ds003752_listing):
     return output, workdir
 
 
-def kill_when_journal_says(command: list[str], state_dir: Path, marker: str, count: int) -> None:
-    """Start ``command`` and SIGKILL it once this run has written ``marker`` ``count`` times to its journal
-    (the journal file in ``state_dir/journal/`` that did not exist before it started)."""
-    folder = Path(state_dir) / "journal"
-    before = set(folder.glob("*.jsonl")) if folder.exists() else set()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline and process.poll() is None:
-        new = [path for path in folder.glob("*.jsonl") if path not in before] if folder.exists() else []
-        if new and sum(path.read_bytes().count(marker.encode()) for path in new) >= count:
+STOP_AFTER_EVENT = """\
+import os, signal, threading
+import fmriprep_cleanup.act.journal as _journal
+_write, _lock, _seen = _journal.Journal._write, threading.Lock(), [0]
+def _write_then_stop(self, event, **fields):
+    _write(self, event, **fields)
+    with _lock:
+        _seen[0] += event == {event!r}
+        stop = event == {event!r} and _seen[0] == {count}
+    if stop:
+        os.kill(os.getpid(), signal.SIGSTOP)
+_journal.Journal._write = _write_then_stop
+"""
+
+
+def kill_when_journal_says(command: list[str], marker: str, count: int) -> None:
+    """Run ``command`` (``python -c CODE ARGS...``) and SIGKILL it right after its journal has recorded the event
+    ``marker`` (quoted, as in the file) for the ``count``-th time. The child stops itself there (SIGSTOP, from a
+    wrapper around Journal._write), so where it dies does not depend on how fast the machine is."""
+    assert command[1] == "-c", "kill_when_journal_says runs python -c CODE ARGS"
+    stopper = STOP_AFTER_EVENT.format(event=marker.strip('"'), count=count)
+    process = subprocess.Popen([command[0], "-c", stopper + command[2], *command[3:]],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300  # a hang is a failure, not a stuck test run
+    status = 0
+    while time.time() < deadline:
+        pid, status = os.waitpid(process.pid, os.WUNTRACED | os.WNOHANG)
+        if pid:
             break
-        time.sleep(0.0005)
-    assert process.poll() is None, f"the run ended before writing {marker} x{count}"
+        time.sleep(0.01)
+    else:
+        process.kill()
+        process.wait()
+        raise AssertionError(f"the run neither stopped at {marker} x{count} nor ended within 300 s")
+    assert os.WIFSTOPPED(status), f"the run ended before writing {marker} x{count}"
     process.send_signal(signal.SIGKILL)
     process.wait()
 

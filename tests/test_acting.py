@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from fmriprep_cleanup import cli as cli_module
-from fmriprep_cleanup import discover
-
 from conftest import finish_subjects, make_files, write_description
+
+import fmriprep_cleanup.cli as cli_module
+import fmriprep_cleanup.cli.common as cli_common
+from fmriprep_cleanup.fmriprep.layout import discover
 
 OLD = 1_600_000_000
 TOOL = [sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()"]
@@ -78,7 +78,7 @@ def junk_of(out):
 
 def archived(archive_dir):
     """original path -> sha256, read back from every complete archive (tar or tree; a manifest commits it)."""
-    from fmriprep_cleanup.manifest import archive_of, read_manifest
+    from fmriprep_cleanup.act.manifest import archive_of, read_manifest
 
     found = {}
     for manifest in Path(archive_dir).glob("*/*.manifest.tsv"):
@@ -169,7 +169,7 @@ def test_an_archive_of_a_finished_run_is_never_reused(tmp_path):
 def test_a_reused_archive_is_read_back_again_and_a_damaged_one_is_not_trusted(tmp_path, monkeypatch):
     """An interrupted run verified sub-01's archive and removed none of its originals; the archive is then
     truncated. The rerun must not take it on trust: the originals are archived again before they go."""
-    from fmriprep_cleanup import archive as archive_module
+    import fmriprep_cleanup.act.archive as archive_module
 
     out = project(tmp_path, files=40, size=20_000)
     junk = {path: digest for path, digest in contents(out).items() if path in junk_of(out)}
@@ -180,9 +180,9 @@ def test_a_reused_archive_is_read_back_again_and_a_damaged_one_is_not_trusted(tm
 
     monkeypatch.setattr(archive_module, "remove_archived", crash_before_removing)
     with pytest.raises(SimulatedKill):
-        from fmriprep_cleanup.clean import clean
-        from fmriprep_cleanup.plan import build_plan
-        from fmriprep_cleanup.rulesets import load_rulesets
+        from fmriprep_cleanup.act.clean import clean
+        from fmriprep_cleanup.plan.plan import build_plan
+        from fmriprep_cleanup.rules.rulesets import load_rulesets
 
         clean(build_plan(discover(str(out)), load_rulesets(["default"])), "archive", str(tmp_path / "a"))
     monkeypatch.setattr(archive_module, "remove_archived", real_remove)
@@ -210,8 +210,8 @@ def test_a_corrupt_history_is_refused_before_anything_is_deleted(tmp_path):
 
 
 def test_history_failing_after_acting_is_a_warning_with_the_summary_and_exit_3(tmp_path, monkeypatch):
-    from fmriprep_cleanup import history as history_module
-    from fmriprep_cleanup.errors import CleanupError
+    import fmriprep_cleanup.ops.history as history_module
+    from fmriprep_cleanup.basics.errors import CleanupError
 
     out = project(tmp_path)
 
@@ -305,7 +305,7 @@ def test_run_log_does_not_add_dry_run_bytes_to_removed_bytes(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["tar", "tree"])
 def test_every_new_folder_is_fsynced_and_the_archive_read_from_disk_before_an_original_goes(tmp_path, monkeypatch, fmt):
-    from fmriprep_cleanup import delete as delete_module
+    import fmriprep_cleanup.act.delete as delete_module
 
     out = project(tmp_path)
     events = []
@@ -360,8 +360,8 @@ def test_a_manifest_without_its_archive_is_reported_and_the_others_restored(tmp_
 def test_recovery_removes_an_archive_whose_manifest_is_missing(tmp_path, monkeypatch):
     """A run was killed after an archive was verified and before any original went; then the archive lost
     its manifest (the commit marker). The rerun removes the orphan and archives the originals properly."""
-    from fmriprep_cleanup import archive as archive_module
-    from fmriprep_cleanup.journal import events
+    import fmriprep_cleanup.act.archive as archive_module
+    from fmriprep_cleanup.act.journal import events
 
     out = project(tmp_path)
     junk = {path: digest for path, digest in contents(out).items() if path in junk_of(out)}
@@ -415,8 +415,8 @@ def test_restore_of_a_damaged_tree_archive_reports_and_restores_the_rest(tmp_pat
 # --- 8. one lock per dataset, whatever the spelling ------------------------------------------------------------
 
 def test_the_lock_is_the_same_for_every_spelling_of_a_dataset(tmp_path):
-    from fmriprep_cleanup.clean import discover_dataset
-    from fmriprep_cleanup.journal import RunLock
+    from fmriprep_cleanup.act.clean import discover_dataset
+    from fmriprep_cleanup.act.journal import RunLock
 
     out = tmp_path / "OUT"
     make_files(out, {"fmriprep/sub-01/anat/sub-01_desc-preproc_T1w.nii.gz": 10, "freesurfer/fsaverage5/surf/lh.white": 10})
@@ -432,7 +432,7 @@ def test_the_lock_is_the_same_for_every_spelling_of_a_dataset(tmp_path):
     base = tmp_path / "states"
     base.mkdir()
     os.symlink(base, tmp_path / "states-link")
-    for path, state in zip(spellings, [base, tmp_path / "states-link"] * 3):
+    for path, state in zip(spellings, [base, tmp_path / "states-link"] * 3, strict=False):
         result = run_cli("clean", path, "--state-dir", state, "--mode", "delete", "--yes", "--min-age", "0")
         assert result.exit_code == 0, result.output
     assert len(list(base.iterdir())) == 1  # one state folder for the dataset, whichever spelling of either
@@ -492,7 +492,7 @@ def test_restore_goes_on_after_a_damaged_archive(tmp_path):
 
 
 def test_a_file_rewritten_after_it_was_archived_is_kept(tmp_path, monkeypatch):
-    from fmriprep_cleanup import archive as archive_module
+    import fmriprep_cleanup.act.archive as archive_module
 
     out = project(tmp_path)
     victim = out / "work/fmriprep_23_2_wf/sub_01_wf/node2/out.nii.gz"
@@ -526,7 +526,7 @@ def test_a_folder_above_the_dataset_replaced_by_a_symlink_during_the_prompt_stop
         data_before = contents(moved)
         return True
 
-    monkeypatch.setattr(cli_module, "_interactive", lambda: True)
+    monkeypatch.setattr(cli_common, "interactive", lambda: True)
     monkeypatch.setattr(cli_module.click, "confirm", confirm)
     result = run_cli("clean", out, "--mode", "delete")
     assert result.exit_code == 3 and "replaced (by a symlink?)" in result.output
@@ -536,7 +536,7 @@ def test_a_folder_above_the_dataset_replaced_by_a_symlink_during_the_prompt_stop
 # --- 10. unattended runs go on; tests stay in their sandbox ------------------------------------------------------
 
 def test_an_unexpected_error_in_one_dataset_is_logged_and_the_others_go_on(tmp_path, monkeypatch):
-    from fmriprep_cleanup import clean as clean_module
+    import fmriprep_cleanup.act.clean as clean_module
 
     one, two = project(tmp_path / "one"), project(tmp_path / "two")
     real_clean = clean_module.clean
@@ -558,7 +558,7 @@ def test_an_unexpected_error_in_one_dataset_is_logged_and_the_others_go_on(tmp_p
 
 
 def test_tests_never_touch_the_real_history(tmp_path):
-    from fmriprep_cleanup.history import default_history_path
+    from fmriprep_cleanup.ops.history import default_history_path
 
     real_home = os.path.expanduser("~root") if os.geteuid() == 0 else None
     assert not default_history_path().startswith(os.path.join(real_home or "/nonexistent", ".local"))
@@ -606,7 +606,7 @@ def test_killed_at_twenty_random_moments_loses_nothing_and_a_rerun_finishes(tmp_
         time.sleep(rng.uniform(start_up, lifetime))
         process.send_signal(signal.SIGKILL)
         process.wait()
-        from fmriprep_cleanup.journal import needs_recovery
+        from fmriprep_cleanup.act.journal import needs_recovery
 
         interrupted_acting += needs_recovery(str(out / ".fmriprep-cleanup"))
         current = contents(out)

@@ -11,13 +11,12 @@ import tarfile
 
 import pytest
 from click.testing import CliRunner
-
-from fmriprep_cleanup import archive as archive_module
-from fmriprep_cleanup import cli as cli_module
-from fmriprep_cleanup.journal import journal_files, needs_recovery, read_records, removed_paths
-from fmriprep_cleanup.manifest import manifest_of, read_manifest
-
 from conftest import finish_subjects, kill_when_journal_says, write_description
+
+import fmriprep_cleanup.act.archive as archive_module
+import fmriprep_cleanup.cli as cli_module
+from fmriprep_cleanup.act.journal import journal_files, needs_recovery, read_records, removed_paths
+from fmriprep_cleanup.act.manifest import manifest_of, read_manifest
 
 OLD = 1_600_000_000
 
@@ -229,7 +228,7 @@ def test_killed_archive_runs_never_lose_a_file_and_rerun_reuses_verified_archive
     # while writing the first archive, right after one is verified, in the middle of removing originals
     kill_points = [('"archive-begin"', 1), ('"archive-verified"', 1), ('"removing"', 1)]
     for marker, count in kill_points:
-        kill_when_journal_says(command, state, marker, count)
+        kill_when_journal_says(command, marker, count)
         current = state_of(out)
         in_archives = verified_archive_contents(archives)
         for path in junk:  # in place, or inside a verified archive: never neither

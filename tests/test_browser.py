@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import finish_subjects, make_files, write_description
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -5,10 +5,9 @@ import os
 
 import pytest
 from click.testing import CliRunner
+from conftest import finish_subjects, make_files, write_description
 
 from fmriprep_cleanup.cli import cli, expand_participant_labels
-
-from conftest import finish_subjects, make_files, write_description
 
 
 def run(*args, **kwargs):
@@ -211,7 +210,7 @@ def test_expand_participant_labels():
 
 
 def test_progress_only_on_a_terminal(monkeypatch, capsys):
-    from fmriprep_cleanup import cli as cli_module
+    import fmriprep_cleanup.cli.common as cli_module
 
     clock = iter(range(0, 10_000))
     monkeypatch.setattr(cli_module.sys.stderr, "isatty", lambda: True)

@@ -8,18 +8,23 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-
-from fmriprep_cleanup import build_plan, discover, load_rulesets, safefs, threads, worklist as worklist_module
-from fmriprep_cleanup import cli as cli_module
-from fmriprep_cleanup import delete as delete_module
-from fmriprep_cleanup import journal as journal_module
-from fmriprep_cleanup.delete import delete
-from fmriprep_cleanup.errors import CleanupError
-from fmriprep_cleanup.journal import Journal, RunLock, batches, needs_recovery, read_records, removed_paths
-from fmriprep_cleanup.threads import Stop
-from fmriprep_cleanup.worklist import build_worklist, refuse_unsafe_roots
-
 from conftest import finish_subjects, kill_when_journal_says, make_files, write_description
+
+import fmriprep_cleanup.act.delete as delete_module
+import fmriprep_cleanup.act.journal as journal_module
+import fmriprep_cleanup.act.safefs as safefs
+import fmriprep_cleanup.act.threads as threads
+import fmriprep_cleanup.cli as cli_module
+import fmriprep_cleanup.cli.common as cli_common
+import fmriprep_cleanup.plan.worklist as worklist_module
+from fmriprep_cleanup import build_plan, load_rulesets
+from fmriprep_cleanup.act.delete import delete
+from fmriprep_cleanup.act.journal import Journal, RunLock, batches, needs_recovery, read_records, removed_paths
+from fmriprep_cleanup.act.safefs import refuse_unsafe_roots
+from fmriprep_cleanup.act.threads import Stop
+from fmriprep_cleanup.basics.errors import CleanupError
+from fmriprep_cleanup.fmriprep.layout import discover
+from fmriprep_cleanup.plan.worklist import build_worklist
 
 OLD = 1_600_000_000  # files from 2020: older than any --min-age
 
@@ -211,7 +216,7 @@ def test_needs_yes_without_a_terminal_and_asks_with_one(project, monkeypatch):
     before = snapshot(project)
     result = run_cli("clean", project, "--mode", "delete")
     assert result.exit_code == 2 and "needs --yes" in result.output
-    monkeypatch.setattr(cli_module, "_interactive", lambda: True)
+    monkeypatch.setattr(cli_common, "interactive", lambda: True)
     declined = run_cli("clean", project, "--mode", "delete", input="n\n")
     assert declined.exit_code == 2 and "Would remove 15 files" in declined.output and "cancelled" in declined.output
     after = {path: state for path, state in snapshot(project).items() if "/.fmriprep-cleanup" not in path}
@@ -258,10 +263,11 @@ def test_killed_delete_runs_lose_nothing_and_rerun_finishes(tmp_path):
     state = out / ".fmriprep-cleanup"
     # kill points: (journal event, how many of them this run has written) - batches are 256 files
     for marker, count in (('"removing"', 1), ('"removed"', 3), ('"removing"', 6)):
-        kill_when_journal_says(command, state, marker, count)
+        kill_when_journal_says(command, marker, count)
         current = snapshot(out)
         assert all(current.get(path) == state for path, state in kept.items())
-        assert {path for path in junk if path in current} <= junk
+        announced = {path for named, _ in batches(str(state)).values() for path in named}
+        assert {path for path in junk if path not in current} <= announced  # nothing went without its record
     assert needs_recovery(str(state))  # the killed runs' journals wait to be recovered
     final = subprocess.run(command, capture_output=True, text=True)
     assert final.returncode == 0, final.stderr

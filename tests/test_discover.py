@@ -1,11 +1,10 @@
 import os
 
 import pytest
-
-from fmriprep_cleanup.discover import discover
-from fmriprep_cleanup.errors import CleanupError
-
 from conftest import make_files, write_description
+
+from fmriprep_cleanup.basics.errors import CleanupError
+from fmriprep_cleanup.fmriprep.layout import discover
 
 WORK = ["fmriprep_23_2_wf/sub_01_wf/anat_fit_wf/node/_node.pklz"]
 

@@ -8,13 +8,12 @@ import re
 
 import pytest
 from click.testing import CliRunner
-
-from fmriprep_cleanup.cli import cli
-from fmriprep_cleanup.energy import assumptions, carbon_intensities, equivalences, footprint
-from fmriprep_cleanup.errors import CleanupError
-from fmriprep_cleanup.rulesets import load_rulesets
-
 from conftest import finish_subjects, make_files, write_description
+
+from fmriprep_cleanup.basics.errors import CleanupError
+from fmriprep_cleanup.cli import cli
+from fmriprep_cleanup.energy.model import assumptions, carbon_intensities, equivalences, footprint
+from fmriprep_cleanup.rules.rulesets import load_rulesets
 
 TB = 10**12
 
@@ -78,7 +77,7 @@ def test_json_energy_agrees_with_the_formula_from_its_own_assumptions(project):
         row = energy[part]
         assert row["bytes"] == nbytes
         got = (row["kwh_per_year"], row["operational_kgco2e_per_year"], row["embodied_kgco2e_per_year"], row["kgco2e_per_year"])
-        assert all(math.isclose(x, y, rel_tol=1e-12) for x, y in zip(got, expected(nbytes)))
+        assert all(math.isclose(x, y, rel_tol=1e-12) for x, y in zip(got, expected(nbytes), strict=True))
     assert energy["junk"]["km_by_car"] == pytest.approx(energy["junk"]["kgco2e_per_year"] * 1000 / 175)
     by_category = {row["category"]: row for row in energy["by_category"]}
     work = by_category["working directory"]

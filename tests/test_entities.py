@@ -1,8 +1,7 @@
 import pytest
-
-from fmriprep_cleanup.entities import entity_keys, entity_names, parse_entities
-
 from conftest import CI_LISTS, DS003752, ci_listing
+
+from fmriprep_cleanup.fmriprep.entities import entity_keys, entity_names, parse_entities
 
 
 @pytest.mark.parametrize(

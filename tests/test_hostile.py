@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import finish_subjects, make_files, write_description
 
 from fmriprep_cleanup.cli import cli
-
-from conftest import finish_subjects, make_files, write_description
 
 TOOL = [sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()"]
 MEMORY_LIMIT = 1 << 30
@@ -160,7 +159,7 @@ def test_hostile_input_is_one_line_exit_2_bounded_and_changes_nothing(tmp_path, 
 
 def test_catastrophic_globs_compile_to_forms_that_cannot_backtrack():
     """The unit test checks the compiled form; the time on 10k paths is measured in benchmarks/run.py."""
-    from fmriprep_cleanup.globs import ComponentMatcher, compiled_form, glob_to_regex
+    from fmriprep_cleanup.rules.globs import ComponentMatcher, compiled_form, glob_to_regex
 
     stars = "*?" * 16 + "X"
     assert compiled_form(stars) == r"^(?:[^/]*/)*[^/]{16,}X$"  # one bounded run instead of 16 nested stars
@@ -173,7 +172,7 @@ def test_catastrophic_globs_compile_to_forms_that_cannot_backtrack():
 
 def test_the_component_automaton_agrees_with_regular_expressions():
     """On random globs and paths, the non-backtracking matcher says exactly what the regex says."""
-    from fmriprep_cleanup.globs import ComponentMatcher, glob_to_regex
+    from fmriprep_cleanup.rules.globs import ComponentMatcher, glob_to_regex
 
     rng = random.Random(7)
     atoms = ["a", "b", "*", "?", "[ab]", "[!a]", "**"]
@@ -195,9 +194,9 @@ def test_the_component_automaton_agrees_with_regular_expressions():
 
 
 def regex_parts(glob):
-    from fmriprep_cleanup.globs import _parse
+    from fmriprep_cleanup.rules.globs import glob_parts
 
-    return _parse(glob if "/" in glob else "**/" + glob, glob)
+    return glob_parts(glob)
 
 
 def test_a_catastrophic_glob_finishes_on_a_real_report(tmp_path):

@@ -7,12 +7,11 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-
-from fmriprep_cleanup.cli import cli
-from fmriprep_cleanup.history import History, RunRecord, totals
-from fmriprep_cleanup.journal import RunLock
-
 from conftest import DATA, ci_listing, finish_subjects, make_files, write_description
+
+from fmriprep_cleanup.act.journal import RunLock
+from fmriprep_cleanup.cli import cli
+from fmriprep_cleanup.ops.history import History, RunRecord, totals
 
 OLD = 1_600_000_000
 
@@ -215,7 +214,7 @@ def test_history_rows_totals_and_since(tmp_path):
 def test_concurrent_writers_lose_no_rows(tmp_path):
     database = tmp_path / "h.sqlite"
     writer = (
-        "import sys; from fmriprep_cleanup.history import History, RunRecord\n"
+        "import sys; from fmriprep_cleanup.ops.history import History, RunRecord\n"
         "h = History(sys.argv[1])\n"
         "for i in range(60): h.add(RunRecord(i, i + 1, sys.argv[2], 'default', 'delete', 1, 10, 0, 0, 0.1, 0.1, 0))\n"
     )
@@ -242,7 +241,7 @@ def test_history_schema_is_versioned_and_refuses_a_newer_one(tmp_path):
 @pytest.mark.parametrize("kind, expected", [("--cron", "17 3 * * *"), ("--systemd", "OnCalendar="), ("--slurm", "#SBATCH")])
 def test_schedule_print_fills_in_absolute_paths(area, kind, expected):
     tmp_path, datasets = area
-    policy = write_policy(tmp_path / "hygiene.yaml", f"version: 1\ndatasets:\n  - paths: ['{datasets['alpha']}']\n    mode: dry-run\n")
+    write_policy(tmp_path / "hygiene.yaml", f"version: 1\ndatasets:\n  - paths: ['{datasets['alpha']}']\n    mode: dry-run\n")
     os.chdir(tmp_path)
     result = run("schedule", "print", kind, "--config", "hygiene.yaml")
     assert result.exit_code == 0, result.output
@@ -250,3 +249,19 @@ def test_schedule_print_fills_in_absolute_paths(area, kind, expected):
     assert f"run --config {tmp_path / 'hygiene.yaml'} --log {tmp_path / 'hygiene.log.jsonl'}" in result.output
     broken = write_policy(tmp_path / "broken.yaml", "version: 1\n")
     assert run("schedule", "print", kind, "--config", broken).exit_code == 2
+
+
+def test_clean_and_run_record_the_same_carbon_for_the_same_dataset(tmp_path):
+    """A rule file's energy: section counts whether the run came from `clean` or from a policy (`run`)."""
+    rules = tmp_path / "green.yaml"
+    rules.write_text("version: 1\nname: green\nextends: default\nenergy: {profile: ssd, copies: 3, country: SE}\nrules: []\n")
+    by_hand, by_policy = (build_dataset(tmp_path / name / "fmriprep") for name in ("by-hand", "by-policy"))
+    history = tmp_path / "h.sqlite"
+    assert run("clean", by_hand, "--rules", rules, "--mode", "delete", "--yes", "--history", history).exit_code == 0
+    policy = write_policy(tmp_path / "p.yaml", f"version: 1\ndatasets:\n  - paths: ['{by_policy}']\n    rules: ['{rules}']\n"
+                                               "    mode: delete\n")
+    assert run("run", "--config", policy, "--history", history).exit_code == 0
+    hand, scheduled = History(str(history)).runs()
+    assert hand["bytes"] == scheduled["bytes"] > 0
+    assert hand["kgco2e_per_year"] == scheduled["kgco2e_per_year"] > 0
+    assert hand["kwh_per_year"] == scheduled["kwh_per_year"]

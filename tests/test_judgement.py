@@ -10,18 +10,19 @@ import time
 
 import pytest
 from click.testing import CliRunner
-
-from fmriprep_cleanup import build_plan, demo, discover, load_rulesets
-from fmriprep_cleanup.delete import delete
-from fmriprep_cleanup.threads import Stop
-from fmriprep_cleanup.worklist import Outcome, Worklist
-from fmriprep_cleanup.cli import cli, expand_participant_labels
-from fmriprep_cleanup.plan import PlannedFile
-from fmriprep_cleanup.rulesets import shipped_ruleset_names
-from fmriprep_cleanup.journal import Journal
-from fmriprep_cleanup.status import subject_statuses
-
 from conftest import LONG_AGO, age_run, make_files, write_description
+
+import fmriprep_cleanup.fmriprep.demo as demo
+from fmriprep_cleanup import build_plan, load_rulesets
+from fmriprep_cleanup.act.delete import delete
+from fmriprep_cleanup.act.journal import Journal
+from fmriprep_cleanup.act.threads import Stop
+from fmriprep_cleanup.cli import cli, expand_participant_labels
+from fmriprep_cleanup.fmriprep.layout import discover
+from fmriprep_cleanup.fmriprep.status import StatusBook
+from fmriprep_cleanup.plan.plan import PlannedFile
+from fmriprep_cleanup.plan.worklist import Outcome, Worklist
+from fmriprep_cleanup.rules.rulesets import shipped_ruleset_names
 
 RUN = "20240127-124830_0c970070-7984-4260-b527-e484380e8f41"
 YEAR = 365 * 86400
@@ -54,7 +55,7 @@ def report(body):
 
 
 def test_report_errors_section_of_every_template_generation():
-    from fmriprep_cleanup.status import count_report_errors
+    from fmriprep_cleanup.fmriprep.status import count_report_errors
 
     assert count_report_errors(report(NIREPORTS_CLEAN)) == 0
     assert count_report_errors(report(NIREPORTS_FAILED)) == 2
@@ -120,7 +121,7 @@ def test_report_counts_what_it_left_alone_and_explain_says_why(scratch):
 
 def test_the_act_layer_refuses_what_fmriprep_did_not_write_whatever_the_worklist_says(scratch):
     """Defence in depth: even a worklist that names a file outside fMRIPrep's folders (a bug upstream) is refused."""
-    from fmriprep_cleanup.safefs import SKIP_NOT_FMRIPREP
+    from fmriprep_cleanup.act.safefs import SKIP_NOT_FMRIPREP
 
     out, scratch = scratch
     dataset = discover(str(out))
@@ -218,7 +219,7 @@ def test_recon_all_error_is_failed_and_isrunning_left_behind_is_incomplete(ds003
     (freesurfer / "sub-01" / "scripts" / "recon-all.error").write_text("ERROR: mris_fix_topology failed\n")
     (freesurfer / "sub-02" / "scripts" / "IsRunning.lh").write_text("PROCESSID 99\n")
     age_run(freesurfer, demo.DEMO_MTIME + 60)  # after recon-all.done, but long ago
-    statuses = subject_statuses(discover(str(output), str(workdir)), time.time(), 3600)
+    statuses = StatusBook(discover(str(output), str(workdir)), time.time(), 3600).statuses()
     assert (statuses["01"].status, statuses["01"].freesurfer) == ("failed", "error")
     assert "recon-all.error" in statuses["01"].evidence[0]
     assert statuses["02"].status == "incomplete" and "IsRunning.lh left behind" in statuses["02"].evidence[0]
@@ -252,7 +253,7 @@ def legacy(tmp_path):
 
 
 def test_fmriprep_1x_run_with_reports_is_judged_and_its_stale_caches_are_junk(legacy):
-    statuses = subject_statuses(discover(str(legacy)), time.time(), 3600)
+    statuses = StatusBook(discover(str(legacy)), time.time(), 3600).statuses()
     assert statuses["01"].status == "finished"
     assert statuses["01"].evidence == ["report lists no errors; recon-all.done"]
     assert statuses["02"].status == "failed" and statuses["02"].evidence == ["report lists 1 error(s)"]
@@ -291,7 +292,7 @@ def test_a_published_tree_without_log_folders_is_finished_not_incomplete(tmp_pat
     make_files(out, {"sub-01/anat/sub-01_desc-preproc_T1w.nii.gz": 100, "sub-01/figures/sub-01_dseg.svg": 10})
     (out / "sub-01.html").write_bytes(report(NIREPORTS_CLEAN))
     age_run(out)
-    status = subject_statuses(discover(str(out)), time.time(), 3600)["01"]
+    status = StatusBook(discover(str(out)), time.time(), 3600).statuses()["01"]
     assert (status.status, status.runs) == ("finished", 0) and status.evidence == ["report lists no errors"]
 
 

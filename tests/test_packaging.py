@@ -15,7 +15,7 @@ def test_wheel_contains_rule_sets_and_demo_listing(tmp_path):
     )
     wheel, = tmp_path.glob("fmriprep_cleanup-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    shipped = {f"fmriprep_cleanup/rules/{p.name}" for p in (ROOT / "rules").glob("*.yaml")}
+    shipped = {f"fmriprep_cleanup/rules/shipped/{p.name}" for p in (ROOT / "rules").glob("*.yaml")}
     assert len(shipped) >= 4 and shipped <= names
     assert "fmriprep_cleanup/data/ds003752-fmriprep-23.2.0.tsv" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

@@ -5,11 +5,11 @@ import os
 import time
 
 import pytest
-
-from fmriprep_cleanup import build_plan, discover, load_rulesets
-from fmriprep_cleanup.plan import Selection
-
 from conftest import CI_LISTS, age_run, ci_listing, make_files, write_description
+
+from fmriprep_cleanup import build_plan, load_rulesets
+from fmriprep_cleanup.fmriprep.layout import discover
+from fmriprep_cleanup.plan.plan import Selection
 
 SURFACE_EXTENSIONS = (".surf.gii", ".func.gii", ".shape.gii", ".label.gii", ".dtseries.nii")
 
@@ -71,7 +71,7 @@ def test_fmriprep_ci_trees(tmp_path, listing_file):
     rows = plan_rows(tmp_path / "out")
     relpaths = [os.path.relpath(row.path, tmp_path / "out") for row in rows]
     assert sorted(relpaths) == sorted(files)  # every file classified exactly once
-    by_path = dict(zip(relpaths, rows))
+    by_path = dict(zip(relpaths, rows, strict=True))
     # default: nothing fMRIPrep wrote as a derivative is junk
     assert [p for p, row in by_path.items() if row.action == "junk"] == []
     assert any(needed_by_an_analysis(p) for p in relpaths)
@@ -230,7 +230,7 @@ def test_rules_that_name_a_label_are_judged_file_by_file(ds003752, tmp_path, con
 @pytest.mark.parametrize("rules", ["default", "volume-only", "fmriprepcleanup"])
 def test_decisions_reused_across_subjects_equal_decisions_made_file_by_file(ds003752, tmp_path, monkeypatch, rules):
     """The memo of decisions by path shape (labels blanked) changes nothing, on a real tree with sessions."""
-    from fmriprep_cleanup.classify import Classifier
+    from fmriprep_cleanup.rules.classify import Classifier
 
     output, workdir = ds003752
     _build_ci_tree(tmp_path / "ci", CI_LISTS[0])

@@ -3,11 +3,11 @@ import textwrap
 
 import pytest
 
-from fmriprep_cleanup.classify import Classifier, FileFacts
-from fmriprep_cleanup.errors import CleanupError
-from fmriprep_cleanup.globs import glob_to_regex
-from fmriprep_cleanup.rulesets import load_rulesets, shipped_ruleset_names
-from fmriprep_cleanup.units import parse_duration, parse_size
+from fmriprep_cleanup.basics.errors import CleanupError
+from fmriprep_cleanup.basics.units import parse_duration, parse_size
+from fmriprep_cleanup.rules.classify import Classifier, FileFacts
+from fmriprep_cleanup.rules.globs import glob_to_regex
+from fmriprep_cleanup.rules.rulesets import load_rulesets, shipped_ruleset_names
 
 NOW = 1_800_000_000.0
 

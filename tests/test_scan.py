@@ -1,12 +1,11 @@
 import os
 
-from fmriprep_cleanup.discover import ScanRoot
-from fmriprep_cleanup.plan import Summary, build_plan
-from fmriprep_cleanup.discover import discover
-from fmriprep_cleanup.rulesets import load_rulesets
-from fmriprep_cleanup.scan import Warnings, walk
-
 from conftest import make_files, write_description
+
+from fmriprep_cleanup.basics.folders import Warnings, walk
+from fmriprep_cleanup.fmriprep.layout import ScanRoot, discover
+from fmriprep_cleanup.plan.plan import Summary, build_plan
+from fmriprep_cleanup.rules.rulesets import load_rulesets
 
 
 def files_of(roots, **kwargs):
@@ -82,7 +81,7 @@ def test_filesystem_type_and_default_jobs(tmp_path):
         "40 22 0:50 / /project rw,relatime shared:30 - lustre 10.0.0.1@tcp:/proj rw\n"
         "41 22 0:51 / /project/local\\040disk rw shared:31 - xfs /dev/sdb rw\n"
     )
-    from fmriprep_cleanup.scan import NETWORK_JOBS, default_jobs, filesystem_type
+    from fmriprep_cleanup.basics.folders import NETWORK_JOBS, default_jobs, filesystem_type
 
     assert filesystem_type("/project/lab/ds001", str(mountinfo)) == "lustre"
     assert filesystem_type("/project/local disk/x", str(mountinfo)) == "xfs"
@@ -96,7 +95,7 @@ def test_concurrent_walk_overlaps_slow_listings_and_keeps_the_order(tmp_path, mo
     import threading
     import time
 
-    from fmriprep_cleanup import scan
+    import fmriprep_cleanup.basics.folders as scan
 
     make_files(tmp_path / "out", [f"sub-{s:02d}/{kind}/f{n}.nii.gz" for s in range(8) for kind in ("anat", "func") for n in range(3)])
     real_list = scan.list_directory
@@ -119,15 +118,13 @@ def test_concurrent_walk_overlaps_slow_listings_and_keeps_the_order(tmp_path, mo
 
     def run(jobs):
         state["most"] = 0
-        started = time.perf_counter()
         found = [(d.relpath, [e.name for e in d.files]) for d in walk(roots, Warnings(), jobs=jobs)]
-        return found, state["most"], time.perf_counter() - started
+        return found, state["most"]
 
-    sequential, most_sequential, time_sequential = run(1)
-    concurrent, most_concurrent, time_concurrent = run(8)
+    sequential, most_sequential = run(1)
+    concurrent, most_concurrent = run(8)
     assert concurrent == sequential and len(sequential) == 25
-    assert most_sequential == 1 and most_concurrent > 1  # listings really overlapped
-    assert time_concurrent < time_sequential * 0.75  # generous: 25 x 20 ms sequential vs a few rounds
+    assert most_sequential == 1 and most_concurrent > 1  # listings really overlapped (speed: benchmarks/)
 
 
 def test_folder_swapped_for_a_symlink_during_the_walk_is_not_entered(tmp_path):

@@ -6,14 +6,15 @@ import time
 
 import pytest
 from click.testing import CliRunner
-
-from fmriprep_cleanup import build_plan, demo, discover, load_rulesets
-from fmriprep_cleanup.cli import cli
-from fmriprep_cleanup import status as status_module
-from fmriprep_cleanup.plan import Selection
-from fmriprep_cleanup.status import subject_statuses
-
 from conftest import make_files
+
+import fmriprep_cleanup.fmriprep.demo as demo
+import fmriprep_cleanup.fmriprep.status as status_module
+from fmriprep_cleanup import build_plan, load_rulesets
+from fmriprep_cleanup.cli import cli
+from fmriprep_cleanup.fmriprep.layout import discover
+from fmriprep_cleanup.fmriprep.status import StatusBook
+from fmriprep_cleanup.plan.plan import Selection
 
 OLD = time.time() - 2 * 86400  # runs that ended two days ago: not running, and not yet stale caches
 RUN_NEW = "20240127-124830_0c970070-7984-4260-b527-e484380e8f41"
@@ -27,7 +28,7 @@ def run(*args):
 
 def age(root, mtime):
     """Give files and folders below root one modification time (folders too: activity is read from them)."""
-    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+    for dirpath, _, filenames in os.walk(root, topdown=False):
         for name in filenames:
             os.utime(os.path.join(dirpath, name), (mtime, mtime), follow_symlinks=False)
         os.utime(dirpath, (mtime, mtime))
@@ -68,7 +69,7 @@ def study(tmp_path, ds003752_listing):
 def test_every_status_is_detected_with_its_evidence(study):
     output, work = study
     dataset = discover(str(output))
-    statuses = subject_statuses(dataset, time.time(), 3600)
+    statuses = StatusBook(dataset, time.time(), 3600).statuses()
     assert {label: s.status for label, s in statuses.items()} == {
         "01": "finished", "02": "finished", "03": "finished", "04": "failed", "05": "incomplete", "06": "running", "07": "finished"}
     assert "1 crash file(s) in the newest run" in statuses["04"].evidence[0] and statuses["04"].crash_files == 1
@@ -117,7 +118,7 @@ def test_statuses_come_from_the_scan_without_reading_any_subject_folder_again(st
     """The scan judges each subject from the file times it reads: no second pass over the folders."""
     output, work = study
     dataset = discover(str(output))
-    read_directly = subject_statuses(dataset, time.time(), 3600)
+    read_directly = StatusBook(dataset, time.time(), 3600).statuses()
     reads = []
     monkeypatch.setattr(status_module, "newest_file_time", lambda path: reads.append(path))
     plan = build_plan(dataset, load_rulesets(["default"]))
@@ -177,7 +178,7 @@ def test_rules_on_subject_status_select_exactly_those_files(study, tmp_path):
 
 
 def test_bad_subject_status_value_is_a_rule_error(tmp_path):
-    from fmriprep_cleanup.errors import CleanupError
+    from fmriprep_cleanup.basics.errors import CleanupError
 
     rules = tmp_path / "bad.yaml"
     rules.write_text("version: 1\nname: b\nrules:\n  - {id: a, action: junk, category: c, why: w, match: {subject_status: done}}\n")
@@ -242,7 +243,7 @@ def test_fmriprep_1x_output_without_run_folders_is_unknown(tmp_path):
     (out / "fmriprep" / "dataset_description.json").write_bytes(demo.dataset_description("1.5.8", legacy=True))
     age(out, OLD)
     dataset = discover(str(out))
-    status = subject_statuses(dataset, time.time(), 3600)["01"]
+    status = StatusBook(dataset, time.time(), 3600).statuses()["01"]
     assert status.status == "unknown" and "no run folders" in status.evidence[0]
     rows = [r for r in build_plan(dataset, load_rulesets(["default"])) if r.scope == "workdir"]
     assert {(r.action, r.category) for r in rows} == {("keep", "working directory (kept: status unknown)")}

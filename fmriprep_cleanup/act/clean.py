@@ -1,0 +1,207 @@
+"""One clean run of one dataset, as the ``clean`` command and unattended ``run --config`` both do it: take the
+dataset's lock, build the work list, ask (or not), journal, recover what an interrupted run left, archive or
+delete, and say what happened. Recording the run in the history is the caller's job (it may be shared).
+
+Exit statuses: 0 done (or nothing to do); 3 done, with files skipped or failed, or a problem after acting (the
+journal, the history); 130 stopped by Ctrl-C and 143 by SIGTERM, after finishing the file under way, tidying
+the partial archive and closing the journal. Nothing is ever 2 once something changed: 2 means nothing did.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import __version__
+from ..basics.errors import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, CleanupError
+from ..basics.paths import inside
+from ..energy.model import Assumptions, footprint, model_for
+from ..fmriprep.layout import Dataset, discover, state_dir_for
+from ..plan.plan import Plan
+from ..plan.worklist import Outcome, Worklist, build_worklist
+from .delete import delete
+from .journal import Journal, RunLock, needs_recovery, recorded_roots, recover
+from .safefs import refuse_unsafe_roots
+from .threads import RunStopped, Stop
+
+
+class Declined(CleanupError):
+    """The person (or the policy's threshold) said no after seeing the totals; nothing was changed."""
+
+
+@dataclass
+class CleanResult:
+    dataset: str
+    mode: str
+    outcome: dict[str, Any]
+    started: float
+    finished: float
+    archives: list[str] = field(default_factory=list)
+    journal: str | None = None
+    kwh_per_year: float = 0.0
+    kgco2e_per_year: float = 0.0
+    notes: list[str] = field(default_factory=list)  # how discovery found the folders
+    warnings: list[str] = field(default_factory=list)  # what could not be read, or went wrong after acting
+    nothing_to_do: bool = False
+    recovered_files: int = 0  # files an interrupted run had removed, recorded now
+    signal: int | None = None  # the signal that stopped the run early
+    after_acting: list[str] = field(default_factory=list)  # problems met after something changed (exit 3)
+
+    @property
+    def exit_status(self) -> int:
+        if self.signal is not None:
+            return EXIT_INTERRUPTED if self.signal == signal.SIGINT else EXIT_TERMINATED
+        problems = self.outcome["skipped"] or self.outcome["failed"] or self.after_acting
+        return EXIT_INCOMPLETE if problems and self.mode != "dry-run" else EXIT_OK
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "dry_run": self.mode == "dry-run", "nothing_to_do": self.nothing_to_do,
+                **self.outcome, "archives": self.archives, "journal": self.journal,
+                "recovered_files": self.recovered_files, "kwh_per_year_avoided": self.kwh_per_year,
+                "kgco2e_per_year_avoided": self.kgco2e_per_year, "notes": self.notes, "warnings": self.warnings,
+                "exit_status": self.exit_status}
+
+
+def discover_dataset(path: str, work_dir: str | None = None, find_work_dir: bool = True,
+                     state_base: str | None = None) -> Dataset:
+    """discover(), knowing what earlier cleanups of the dataset acted on (its journals): a working directory
+    a completed run emptied is still the dataset's, so the same command run again finds nothing to do."""
+    return discover(path, work_dir, find_work_dir,
+                    known_roots=lambda identity: recorded_roots(state_dir_for(identity, state_base)))
+
+
+def check_archive_dir(archive_dir: str | None, plan: Plan) -> str:
+    if not archive_dir:
+        raise CleanupError("--mode archive needs --archive-dir DIR (outside the dataset)")
+    resolved = os.path.realpath(os.path.abspath(os.path.expanduser(archive_dir)))
+    for root in plan.dataset.scan_roots:
+        if inside(resolved, root.path):
+            raise CleanupError(f"--archive-dir {archive_dir} lies inside what is being cleaned ({root.path})")
+    return resolved
+
+
+@contextmanager
+def stop_on_signals(stop: Stop) -> Iterator[None]:
+    """While acting, Ctrl-C and SIGTERM stop the run at the next file instead of killing it mid-write; a
+    second signal acts at once (the journal keeps even that recoverable)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set("interrupted (Ctrl-C)" if signum == signal.SIGINT else "terminated (SIGTERM)")
+        stop.signal = signum
+        signal.signal(signum, previous[signum])
+
+    for signum in (int(signal.SIGINT), int(signal.SIGTERM)):
+        previous[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format: str = "tar",
+          compress: str | None = None, confirm: Callable[[Outcome, int], bool] | None = None,
+          energy_model: Assumptions | None = None, show: Callable[[Worklist], None] | None = None) -> CleanResult:
+    """Dry-run, archive or delete the plan's junk (the plan holds back what must wait: see plan.Plan).
+
+    ``confirm(preview, scanned_bytes)`` sees the totals before anything changes (None: unattended, the mode
+    given is the consent); if it says no, Declined is raised. ``show(worklist)`` sees the files before that.
+    ``energy_model``: how avoided kWh and kgCO2e are counted (default: the rule set's energy: section).
+    The lock and journal live in the plan's state directory. Raises LockedError if another run holds the
+    dataset's lock, CleanupError (nothing changed) for anything refused before acting.
+    """
+    started = time.time()
+    model = energy_model or model_for(plan.ruleset.energy)  # the same figures whoever calls
+    state = plan.state_dir or plan.dataset.state_dir
+
+    def result(outcome: Outcome, **extra: Any) -> CleanResult:
+        avoided = footprint(outcome.acted.bytes, model)
+        return CleanResult(plan.dataset.path, mode, outcome.as_dict(), started, time.time(),
+                           kwh_per_year=avoided.kwh_per_year, kgco2e_per_year=avoided.total_kg,
+                           notes=list(plan.dataset.notes), warnings=plan.problems(), **extra)
+
+    if mode == "dry-run":
+        worklist = build_worklist(plan, mode)
+        if show is not None:
+            show(worklist)
+        outcome = worklist.preview()
+        if confirm is not None and not confirm(outcome, worklist.scanned_bytes):
+            raise Declined("declined; nothing was changed")
+        return result(outcome, nothing_to_do=not worklist.files)
+    if mode == "archive":
+        archive_dir = check_archive_dir(archive_dir, plan)
+    refuse_unsafe_roots([root.path for root in plan.dataset.scan_roots])
+    with RunLock(state):
+        worklist = build_worklist(plan, mode)
+        if show is not None:
+            show(worklist)
+        if not worklist.files and not needs_recovery(state):
+            return result(worklist.outcome, nothing_to_do=True)  # no journal, nothing touched
+        if confirm is not None and worklist.files and not confirm(worklist.preview(), worklist.scanned_bytes):
+            raise Declined("cancelled; nothing was changed")
+        journal = Journal(state)
+        stop = Stop()
+        skipped_lines: list[str] = []
+        with stop_on_signals(stop):
+            outcome, archives, recovered, after_acting = _act(plan, mode, worklist, journal, stop, archive_dir,
+                                                              archive_format, compress, skipped_lines)
+    done = result(outcome, archives=archives, journal=journal.path, recovered_files=recovered,
+                  signal=stop.signal, after_acting=after_acting)
+    done.warnings += skipped_lines + after_acting
+    return done
+
+
+def _act(plan: Plan, mode: str, worklist: Worklist, journal: Journal, stop: Stop, archive_dir: str | None,
+         archive_format: str, compress: str | None, skipped_lines: list[str]) -> tuple[Outcome, list[str], int, list[str]]:
+    """Journal the run, recover what an interrupted run left, act, and close the journal. A failure once
+    something changed becomes a problem said after acting (exit 3); before, it is raised (exit 2). Malformed
+    journal lines that recovery skipped go to ``skipped_lines`` (a warning: recovery used the rest)."""
+    from .archive import archive
+
+    outcome = worklist.outcome
+    archives: list[str] = []
+    recovered = 0
+    problems: list[str] = []
+    journal.run_start(mode=mode, dataset=plan.dataset.path, roots=[root.path for root in plan.dataset.scan_roots],
+                      rules=list(plan.ruleset.names), participant_labels=sorted(plan.selection.participant_labels or []),
+                      min_age=plan.min_age, files=len(worklist.files), tool_version=__version__,
+                      archive_dir=archive_dir, archive_format=archive_format, compress=compress)
+    try:
+        recovery = recover(journal, archive_dir if mode == "archive" else None)
+        recovered = recovery.recovered_files
+        skipped_lines += recovery.problems
+        if mode == "archive":
+            assert archive_dir is not None
+            outcome, archives = archive(worklist, plan.dataset, journal, archive_dir, recovery.reusable, stop,
+                                        archive_format, compress)
+        else:
+            outcome = delete(worklist, plan.dataset, journal, stop)
+    except RunStopped:
+        pass  # stopped by a signal: what was done is in the outcome and the journal
+    except CleanupError as exc:
+        if not (outcome.acted.files or outcome.removed_dirs or archives or recovered):
+            journal.close()
+            raise  # nothing changed: a plain refusal, exit 2
+        problems.append(f"{exc} (after acting: what was done is recorded)")
+    outcome.interrupted = stop.reason if stop.signal is not None else None
+    try:
+        totals = {key: value for key, value in outcome.as_dict().items() if key not in ("failure_messages", "interrupted")}
+        journal.run_end(interrupted=outcome.interrupted is not None, archives=archives, **totals)
+        if outcome.interrupted is None:
+            journal.finish()  # an interrupted run's journal stays open: the next run recovers from it
+        else:
+            journal.close()
+    except CleanupError as exc:
+        journal.close()
+        problems.append(str(exc))
+    return outcome, archives, recovered, problems

@@ -1,0 +1,205 @@
+"""Safe file-system primitives for acting on other people's data: folders opened one component at a time
+without following symlinks, a re-check of each file right before it is touched, durable writes.
+
+Every action (unlink, rmdir, open for archiving, create for restoring) goes through a folder handle that was
+opened from ``/`` down, component by component, with ``O_NOFOLLOW``: a folder replaced by a symlink anywhere
+on the way - below the dataset root or above it - makes the open fail instead of sending us elsewhere.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from typing import Protocol
+
+from ..basics.errors import CleanupError
+from ..basics.paths import below, inside
+from ..fmriprep.layout import ScanRoot
+
+FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+SKIP_CHANGED = "changed since the scan"
+SKIP_VANISHED = "vanished since the scan"
+SKIP_PATH_CHANGED = "a folder on its path was replaced (by a symlink?) since the scan"
+SKIP_NOT_FMRIPREP = "not fMRIPrep's: outside what fMRIPrep creates in its working directory (never touched)"
+
+
+def error_reason(exc: OSError) -> str:
+    """An OS error as a reason people and scripts can group by: "ENOSPC: No space left on device"."""
+    code = errno.errorcode.get(exc.errno or 0, "error")
+    return f"{code}: {exc.strerror or exc}"
+
+
+def open_folder_nofollow(path: str, create: bool = False, mode: int = 0o755) -> int:
+    """A handle on the folder ``path`` (absolute), opened from ``/`` one component at a time with O_NOFOLLOW.
+    With ``create``, missing components are made (mkdirat), never through a symlink. OSError otherwise
+    (ELOOP or ENOTDIR where a component is a symlink or a file)."""
+    if not os.path.isabs(path):
+        raise ValueError(f"not an absolute path: {path}")
+    fd = os.open("/", FOLDER_FLAGS)
+    for part in [part for part in path.split("/") if part]:
+        try:
+            if part == "..":
+                raise OSError(errno.EINVAL, "'..' in a path to act on", path)
+            child = _open_child(fd, part, create, mode)
+        finally:
+            os.close(fd)
+        fd = child
+    return fd
+
+
+def _open_child(parent: int, name: str, create: bool, mode: int) -> int:
+    """Open ``name`` in the folder ``parent``, making it first if asked; never through a symlink."""
+    try:
+        return os.open(name, FOLDER_FLAGS, dir_fd=parent)
+    except FileNotFoundError:
+        if not create:
+            raise
+        try:
+            os.mkdir(name, mode, dir_fd=parent)
+        except FileExistsError:
+            pass  # made meanwhile by someone else: open what is there, still without following links
+        return os.open(name, FOLDER_FLAGS, dir_fd=parent)
+
+
+def fsync_folder(fd: int) -> None:
+    """Make a folder's entries (new names, renames) durable."""
+    os.fsync(fd)
+
+
+def fsync_path(path: str) -> None:
+    fd = os.open(path, FOLDER_FLAGS)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def drop_cache(fd: int) -> None:
+    """Ask the kernel to forget a file's cached pages (after fsync), so reading it back reads the disk."""
+    if hasattr(os, "posix_fadvise"):
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass  # not every file system supports it: then the check reads what the kernel holds
+
+
+class Seen(Protocol):
+    """What the scan saw of a file (a PlannedFile), to be compared right before acting on it."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def dev(self) -> int: ...
+    @property
+    def ino(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def mtime(self) -> float: ...
+    @property
+    def ctime(self) -> float: ...
+
+
+class SafeFolders:
+    """Folder handles opened component by component with O_NOFOLLOW.
+
+    Acting through these handles (unlink(name, dir_fd=...)) means a folder replaced by a symlink after the scan
+    makes the open fail instead of sending us outside the dataset. The handles of the current folder's
+    ancestors stay open, so moving to a sibling or a child folder (files come folder by folder, depth first)
+    opens only the components that differ; each is opened relative to its already checked parent, and a root
+    is opened from ``/`` down.
+    """
+
+    def __init__(self, roots: list[ScanRoot]) -> None:
+        self.scan_roots = sorted(roots, key=lambda root: len(root.path), reverse=True)
+        self.roots = [root.path for root in self.scan_roots]
+        self._chain: list[tuple[str, int]] = []  # (path, handle) from a root down to the current folder
+
+    def scan_root_of(self, path: str) -> ScanRoot:
+        for root in self.scan_roots:
+            if below(path, root.path):
+                return root
+        raise CleanupError(f"internal safety check: {path} is outside the dataset's roots")
+
+    def root_of(self, path: str) -> str:
+        return self.scan_root_of(path).path
+
+    def owns(self, path: str) -> bool:
+        """Whether fMRIPrep wrote ``path``: nothing in -w outside fMRIPrep's own folders is ever acted on."""
+        root = self.scan_root_of(path)
+        return root.owns(path[len(root.path) + 1:])
+
+    def open_folder(self, folder: str) -> int:
+        if self._chain and self._chain[-1][0] == folder:
+            return self._chain[-1][1]  # the usual case: the next file of the same folder
+        root = folder if folder in self.roots else self.root_of(folder)
+        keep = 0  # how much of the open chain leads to ``folder``
+        for index, (path, _) in enumerate(self._chain):
+            if index == 0 and path != root:
+                break
+            if inside(folder, path):
+                keep = index + 1
+            else:
+                break
+        self._truncate(keep)
+        if not self._chain:
+            self._chain.append((root, open_folder_nofollow(root)))
+        current, fd = self._chain[-1]
+        rest = folder[len(current) + 1:] if folder != current else ""
+        for part in rest.split("/") if rest else ():
+            fd = os.open(part, FOLDER_FLAGS, dir_fd=fd)
+            current = f"{current}/{part}"
+            self._chain.append((current, fd))
+        return fd
+
+    def _truncate(self, length: int) -> None:
+        while len(self._chain) > length:
+            os.close(self._chain.pop()[1])
+
+    def close(self) -> None:
+        self._truncate(0)
+
+    def __enter__(self) -> SafeFolders:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def same_file(st: os.stat_result, seen: Seen) -> bool:
+    """Still the file the scan saw: same device, inode, size, mtime and ctime (a file rewritten in place with
+    its mtime put back still has a new ctime, which no one can set)."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime, st.st_ctime) == (
+        seen.dev, seen.ino, seen.size, seen.mtime, seen.ctime)
+
+
+def recheck(folders: SafeFolders, seen: Seen) -> tuple[int, str, os.stat_result] | str:
+    """(folder handle, name, its lstat) if the file is still what the scan saw, else the reason to skip it."""
+    if not folders.owns(seen.path):
+        return SKIP_NOT_FMRIPREP
+    folder, name = os.path.split(seen.path)
+    try:
+        fd = folders.open_folder(folder)
+    except FileNotFoundError:
+        return SKIP_VANISHED
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            return SKIP_PATH_CHANGED
+        raise
+    try:
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return SKIP_VANISHED
+    if stat.S_ISDIR(st.st_mode) or not same_file(st, seen):
+        return SKIP_CHANGED
+    return fd, name, st
+
+
+def refuse_unsafe_roots(roots: list[str]) -> None:
+    """Never act on /, the home directory or a folder above it."""
+    home = os.path.realpath(os.path.expanduser("~"))
+    for root in roots:
+        if root == "/" or inside(home, root):
+            raise CleanupError(f"refusing to act on {root}: it is / or your home directory (or holds it)")

@@ -1,0 +1,183 @@
+"""The Python API: every command's logic, callable from a notebook or another tool without the command line.
+
+Each function takes and returns plain values (paths, numbers, dictionaries: the JSON contract of the matching
+command) or the pipeline's own objects (``Plan``, ``CleanResult``). Bad input raises ``CleanupError`` with the
+message the command line would print. Durations are seconds here; the command line parses "1h" or "30d".
+
+    import fmriprep_cleanup as fc
+    plan = fc.open_plan("/data/derivatives/fmriprep", participant_labels=["01"])
+    report = fc.make_report(plan)            # the same dictionary as `report --format json`
+    result = fc.clean(plan, "dry-run")       # what `clean` would remove, to the byte
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import IO, Any
+
+from .act.clean import CleanResult, discover_dataset
+from .act.clean import clean as act_on_plan
+from .act.restore import RestoreOutcome
+from .act.restore import restore as restore_files
+from .basics.errors import CleanupError
+from .basics.folders import default_jobs
+from .energy.model import Assumptions, model_for
+from .fmriprep.layout import state_dir_for
+from .ops.history import History, record_run
+from .plan.plan import DEFAULT_MIN_AGE, Plan, Selection, build_plan
+from .plan.worklist import Outcome, Worklist
+from .rules.rulesets import RuleSet, load_rulesets, shipped_rulesets
+
+Progress = Callable[[int, int], None]  # called with (files, bytes) after each folder scanned
+
+
+def open_plan(path: str, rules: Iterable[str] = (), work_dir: str | None = None, find_work_dir: bool = True,
+              participant_labels: Iterable[str] = (), keep: Iterable[str] = (), junk: Iterable[str] = (),
+              jobs: int | None = None, min_age: float = DEFAULT_MIN_AGE, stale_after: float | None = None,
+              state_dir: str | None = None) -> Plan:
+    """The plan for the fMRIPrep output (or working directory) at ``path``: what happens to every file.
+
+    ``rules``: shipped names or YAML paths (default: default); ``work_dir``: fMRIPrep's -w when it is elsewhere
+    (``find_work_dir=False`` leaves any working directory out); ``participant_labels``: only these subjects;
+    ``keep``/``junk``: extra globs that beat the rules; ``jobs``: folders listed at once (default: 8 on network
+    file systems, else 1); ``min_age``: activity this recent means running, junk this recent is held back;
+    ``stale_after``: an idle failed run's cache is stale after this long; ``state_dir``: where the lock and
+    journal live. Nothing is read beyond the dataset's top folders until the plan is iterated.
+    """
+    if not find_work_dir and work_dir:
+        raise CleanupError("--no-work-dir and --work-dir contradict each other")
+    dataset = discover_dataset(path, work_dir, find_work_dir, state_dir)
+    ruleset = load_rulesets(list(rules)).with_cli_globs(tuple(keep), tuple(junk))
+    return build_plan(dataset, ruleset, Selection.from_labels(list(participant_labels)),
+                      state_dir=state_dir_for(dataset.identity, state_dir) if state_dir else None,
+                      min_age=min_age, stale_after=stale_after,
+                      jobs=jobs or default_jobs([root.path for root in dataset.scan_roots]))
+
+
+def energy_model(ruleset: RuleSet, profile: str | None = None, pue: float | None = None, copies: float | None = None,
+                 carbon_intensity: float | None = None, country: str | None = None) -> Assumptions:
+    """The storage energy and carbon model: these overrides beat the rule set's energy: section, which beats
+    the storage profile."""
+    return model_for(ruleset.energy, profile=profile, pue=pue, copies=copies, carbon_intensity=carbon_intensity,
+                     country=country)
+
+
+def make_report(plan: Plan, energy: Assumptions | None = None, command: str | None = None,
+                progress: Progress | None = None) -> dict[str, Any]:
+    """Scan once and summarise: the dictionary `report --format json` prints (``energy``: default, the rule
+    set's model; ``command``: how the report was made, shown in it)."""
+    from .report.data import report_data
+
+    summary = plan.summarize(progress)
+    return report_data(plan.dataset, plan.ruleset, summary, plan.all_warnings(), plan.selection.participant_labels,
+                       energy or energy_model(plan.ruleset), command, plan.run_statuses())
+
+
+def make_status(plan: Plan, only: Iterable[str] = ()) -> dict[str, Any]:
+    """Each selected subject's run status with its evidence (``only``: these statuses): `status --format json`."""
+    from .report.data import status_data
+
+    return status_data(plan, plan.summarize(), only)
+
+
+def explain(plan: Plan, files: Iterable[str]) -> list[dict[str, Any]]:
+    """Why each file is kept or junk: `explain --format json`."""
+    from .report.explain import explain_file
+
+    return [explain_file(plan, file) for file in files]
+
+
+def clean(plan: Plan, mode: str = "dry-run", archive_dir: str | None = None, archive_format: str = "tar",
+          compress: str | None = None, confirm: Callable[[Outcome, int], bool] | None = None,
+          show: Callable[[Worklist], None] | None = None, energy: Assumptions | None = None,
+          history_path: str | None = None, record: bool | None = None) -> CleanResult:
+    """Dry-run, archive or delete the plan's junk, and record the run in the history.
+
+    ``mode``: "dry-run" (touches nothing), "archive" (into verified archives under ``archive_dir``, as "tar" or
+    "tree", ``compress`` "gz" or "xz") or "delete". ``confirm(preview, scanned_bytes)`` may say no after seeing
+    the totals (then Declined is raised; None: the mode is the consent). ``record``: None records archive and
+    delete runs, True also dry runs, False none; ``history_path``: default $XDG_STATE_HOME/fmriprep-cleanup.
+    The history is opened before acting, so one that cannot be written stops the run before anything changes.
+    """
+    wanted = record if record is not None else mode != "dry-run"
+    history = History(history_path) if wanted else None
+    try:
+        result = act_on_plan(plan, mode, archive_dir, archive_format, compress, confirm, energy, show)
+        if history is not None:
+            try:
+                record_run(history, result, list(plan.ruleset.names))
+            except CleanupError as exc:  # after acting: the summary still comes, and exit 3
+                result.after_acting.append(str(exc))
+                result.warnings.append(str(exc))
+    finally:
+        if history is not None:
+            history.close()
+    return result
+
+
+def restore(source: str, to: str | None = None, participant_labels: Iterable[str] = ()) -> RestoreOutcome:
+    """Put archived files back from an archive, its manifest or a folder of them (``to``: under this folder
+    instead of where they were). An existing different file is never overwritten but reported."""
+    return restore_files(source, to, Selection.from_labels(list(participant_labels)).participant_labels)
+
+
+def audit(roots: Iterable[str], rules: Iterable[str] = (), jobs: int | None = None, energy: dict[str, Any] | None = None,
+          progress: Progress | None = None) -> dict[str, Any]:
+    """Every fMRIPrep output below ``roots``, largest reclaimable first: `audit --format json` (its "failed"
+    lists folders that looked like a dataset but could not be read). ``energy``: overrides, as energy_model's."""
+    from .ops.audit import audit as audit_roots
+    from .report.data import audit_data
+
+    roots = list(roots)
+    ruleset = load_rulesets(list(rules))
+    model = energy_model(ruleset, **(energy or {}))
+    rows, warnings, failed = audit_roots(roots, ruleset, model, jobs, progress)
+    return audit_data(roots, ruleset, model, rows, warnings, failed)
+
+
+def run_policy(config: str, log: IO[str] | None = None, history_path: str | None = None,
+               record: bool = False) -> tuple[list[Any], int]:
+    """Run a storage-hygiene policy file unattended: the results (one per dataset) and the exit code."""
+    from .ops.policy import load_policy
+    from .ops.policy import run_policy as run_loaded_policy
+
+    return run_loaded_policy(load_policy(config), log, history_path, record)
+
+
+def history(history_path: str | None = None, since: float | None = None) -> dict[str, Any]:
+    """The recorded runs (``since``: a Unix time) and their totals: `history --format json`."""
+    from .report.data import history_data
+
+    database = History(history_path)
+    try:
+        runs = database.runs(since)
+    finally:
+        database.close()
+    return history_data(runs)
+
+
+def schedule(kind: str, config: str, log: str | None = None) -> str:
+    """The recipe that runs ``config`` every night under ``kind`` ("cron", "systemd" or "slurm"), with absolute
+    paths; the policy is checked first (a schedule for a broken policy would only fail every night)."""
+    from .ops.schedule import recipe
+
+    return recipe(kind, config, log)
+
+
+def rule_sets() -> list[tuple[str, str]]:
+    """The shipped rule sets: (name, who it is for, in one sentence)."""
+    return shipped_rulesets()
+
+
+def load_rules(references: Iterable[str] = ()) -> RuleSet:
+    """Rule sets by shipped name or YAML path, combined (a later one extends the earlier); validated, every
+    problem reported with file:line."""
+    return load_rulesets(list(references))
+
+
+def demo(destination: str) -> tuple[str, str]:
+    """Build the demo project (a real fMRIPrep output shape, sparse files) under ``destination``: returns
+    (output directory, working directory)."""
+    from .fmriprep.demo import build_demo
+
+    return build_demo(destination)

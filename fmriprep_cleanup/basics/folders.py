@@ -1,0 +1,240 @@
+"""The scanner: one walk over the dataset roots, lstat only, symlinks never followed.
+
+It yields one ``Directory`` at a time (its files as small tuples) and keeps
+nothing once the consumer has moved on, so memory stays flat however many
+files there are. Order is deterministic: names sorted within each folder,
+files before subfolders, depth first.
+"""
+
+from __future__ import annotations
+
+import errno
+import operator
+import os
+import stat
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+
+from .paths import below, inside
+
+
+class HasPath(Protocol):
+    """A root to walk: anything with an absolute path (fmriprep.layout.ScanRoot adds its scope)."""
+
+    @property
+    def path(self) -> str: ...
+
+
+RootT = TypeVar("RootT", bound=HasPath)
+
+BY_NAME = operator.attrgetter("name")
+FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+MAX_WARNINGS = 100  # past this only the count grows: a broken mount must not flood the report
+
+
+class Entry(NamedTuple):
+    """One non-directory entry: a file, a symlink (its own size, never its target's), a fifo..."""
+
+    name: str
+    size: int  # apparent size, st_size
+    allocated: int  # st_blocks * 512: what the file really occupies (sparse files: less)
+    mtime: float
+    dev: int
+    ino: int
+    nlink: int
+    is_link: bool
+    ctime: float  # set by the kernel on every change (no one can put it back): acting re-checks it
+
+
+@dataclass
+class Directory(Generic[RootT]):
+    root: RootT
+    relpath: str  # relative to root.path with "/" separators; "" for the root itself
+    path: str  # absolute
+    files: list[Entry]
+    problem: str | None = None  # why the folder (or some file in it) could not be read: its files are not all here
+
+
+class Warnings:
+    """Problems met during a scan (unreadable folders, vanished files), bounded in memory."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        self.count = 0
+
+    def add(self, message: str) -> None:
+        self.count += 1
+        if len(self.messages) < MAX_WARNINGS:
+            self.messages.append(message)
+
+    def as_list(self) -> list[str]:
+        extra = self.count - len(self.messages)
+        return self.messages + ([f"... and {extra} more warnings"] if extra > 0 else [])
+
+
+def _os_error(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def list_directory(path: str) -> tuple[list[Entry], list[str], str | None]:
+    """One folder: its non-directory entries (lstat-ed), its subfolder names, or why it could not be read.
+
+    Runs in worker threads when walking with several jobs: scandir and lstat
+    release the GIL, so on a network file system many listings wait at once.
+    """
+    try:
+        # Listing through a handle makes each lstat relative to the folder (fstatat), as du does, instead
+        # of resolving the whole path again; O_NOFOLLOW refuses a folder swapped for a symlink meanwhile.
+        handle = os.open(path, FOLDER_FLAGS)
+    except FileNotFoundError:
+        return [], [], "no such directory"
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            return [], [], "no longer a folder (a symlink or a file now): not followed"
+        return [], [], _os_error(exc)
+    try:
+        return _list_open_directory(handle, path)
+    finally:
+        os.close(handle)
+
+
+def _list_open_directory(handle: int, path: str) -> tuple[list[Entry], list[str], str | None]:
+    try:
+        with os.scandir(handle) as iterator:
+            entries = sorted(iterator, key=BY_NAME)
+    except OSError as exc:
+        return [], [], _os_error(exc)
+    files = []
+    subdirs = []
+    problems = []
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append(entry.name)
+                continue
+            st = entry.stat(follow_symlinks=False)  # fstatat(handle, name): the handle must still be open
+        except FileNotFoundError:
+            continue  # removed between listing and lstat: nothing to account for
+        except OSError as exc:
+            problems.append(f"cannot stat {path}/{entry.name}: {_os_error(exc)}")
+            continue
+        files.append(Entry(entry.name, st.st_size, st.st_blocks * 512, st.st_mtime,
+                           st.st_dev, st.st_ino, st.st_nlink, stat.S_ISLNK(st.st_mode), st.st_ctime))
+    return files, subdirs, "\n".join(problems) if problems else None
+
+
+def walk(
+    roots: list[RootT],
+    warnings: Warnings,
+    skip_dir: Callable[[RootT, str, str], bool] | None = None,
+    exclude: frozenset[str] = frozenset(),
+    jobs: int = 1,
+) -> Iterator[Directory[RootT]]:
+    """Yield every folder below ``roots`` with its non-directory entries, depth first, names sorted.
+
+    A root nested inside another (FreeSurfer in ``sourcedata/``) takes over
+    from where the walk meets it. ``skip_dir(root, relpath, name)`` prunes a
+    subfolder before it is listed. Paths in ``exclude`` are never entered.
+    With ``jobs`` > 1 the folders next in line are listed ahead by worker
+    threads; the order and content of what is yielded stay the same.
+    """
+    nested = {root.path: root for root in roots}
+    tops = [root for root in roots if not any(below(root.path, other.path) for other in roots if other is not root)]
+    pool = ThreadPoolExecutor(max_workers=jobs) if jobs > 1 else None
+    window = jobs * 4
+    try:
+        for top in tops:
+            # stack items: [root, relpath, path, pending listing or None]; the top of the stack is next
+            stack: list[list[Any]] = [[top, "", top.path, None]]
+            while stack:
+                root, relpath, path, pending = stack.pop()
+                files, subdirs, problem = pending.result() if pending is not None else list_directory(path)
+                if problem is not None and problem == "no such directory" and relpath:
+                    problem = None  # removed since its parent was listed: nothing to account for
+                if problem is not None:
+                    problem = "\n".join(line if line.startswith("cannot stat") else f"cannot read {path}: {line}"
+                                        for line in problem.split("\n"))
+                    for line in problem.split("\n"):
+                        warnings.add(line)
+                yield Directory(root, relpath, path, files, problem)
+                for name in reversed(subdirs):
+                    child = f"{path}/{name}"
+                    if child in exclude:
+                        continue
+                    if child in nested:
+                        stack.append([nested[child], "", child, None])
+                    elif skip_dir is None or not skip_dir(root, relpath, name):
+                        stack.append([root, f"{relpath}/{name}" if relpath else name, child, None])
+                if pool is not None:
+                    for item in stack[-window:]:
+                        if item[3] is None:
+                            item[3] = pool.submit(list_directory, item[2])
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def list_folder(path: str) -> tuple[list[os.DirEntry], str | None]:
+    """One folder's entries sorted by name, and why it could not be read (``cannot read PATH: why``). A folder
+    that does not exist has no entries and no problem: absent evidence is evidence, unreadable is not."""
+    try:
+        with os.scandir(path) as entries:
+            return sorted(entries, key=BY_NAME), None
+    except FileNotFoundError:
+        return [], None
+    except NotADirectoryError:
+        return [], f"cannot read {path}: not a folder"
+    except OSError as exc:
+        return [], f"cannot read {path}: {_os_error(exc)}"
+
+
+def walk_tree(path: str) -> Iterator[tuple[str, list[os.DirEntry], str | None]]:
+    """Every folder below ``path`` (itself first, then depth first), with its entries sorted by name and why it
+    could not be read. Symlinks are entries, never followed: a link to a folder is not entered."""
+    stack = [path]
+    while stack:
+        folder = stack.pop()
+        entries, problem = list_folder(folder)
+        yield folder, entries, problem
+        stack.extend(entry.path for entry in reversed(entries) if entry.is_dir(follow_symlinks=False))
+
+
+def lstat_entry(path: str) -> Entry:
+    """The same record the walk makes, for one path (explain, and re-checks before acting)."""
+    st = os.lstat(path)
+    return Entry(
+        os.path.basename(path), st.st_size, st.st_blocks * 512, st.st_mtime,
+        st.st_dev, st.st_ino, st.st_nlink, stat.S_ISLNK(st.st_mode), st.st_ctime,
+    )
+
+
+NETWORK_FILESYSTEMS = ("nfs", "nfs4", "lustre", "gpfs", "cifs", "smb3", "smbfs", "beegfs", "ceph", "glusterfs",
+                       "fuse.glusterfs", "fuse.sshfs", "fuse.ceph", "panfs", "wekafs", "9p", "afs", "fuse.rclone")
+NETWORK_JOBS = 8
+
+
+def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | None:
+    """The type of the file system holding ``path`` (Linux), or None if it cannot be told."""
+    try:
+        with open(mountinfo, encoding="utf-8", errors="replace") as handle:
+            mounts = handle.read().splitlines()
+    except OSError:
+        return None
+    best, best_type = "", None
+    for line in mounts:
+        fields = line.split(" - ", 1)
+        if len(fields) != 2:
+            continue
+        mount_point = fields[0].split()[4].replace("\\040", " ")
+        fs_type = fields[1].split()[0]
+        if inside(path, mount_point) and len(mount_point) >= len(best):
+            best, best_type = mount_point, fs_type
+    return best_type
+
+
+def default_jobs(paths: list[str]) -> int:
+    """Threads help where every stat is a network round trip; on a local disk they only add overhead."""
+    types = {filesystem_type(path) for path in paths}
+    return NETWORK_JOBS if any(t in NETWORK_FILESYSTEMS for t in types if t) else 1

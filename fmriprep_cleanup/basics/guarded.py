@@ -1,0 +1,228 @@
+"""The one way to read a file the tool did not write: rule files, policies, dataset_description.json, run
+configs, subject reports, manifests, journals, emissions files.
+
+The tool runs as root over folders many people can write to, so a planted file must not stall, crash or
+mislead it. Every read here:
+
+* opens with O_NONBLOCK (a FIFO cannot hang the open) and, where a link is not expected, O_NOFOLLOW;
+* accepts regular files only (checked with fstat on the open handle: a FIFO, a device, /dev/zero behind a
+  symlink are refused), and at most a size cap per kind of file;
+* parses YAML without anchors or aliases (no alias bomb) and JSON, YAML and TOML to a bounded depth.
+
+Every failure is one CleanupError naming the file (and the line, where there is one).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import stat
+import sys
+from typing import Any
+
+import yaml
+
+from .errors import CleanupError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, as a package
+    import tomli as tomllib
+
+KIB, MIB = 1024, 1024 * 1024
+MAX_DEPTH = 64  # nesting of JSON, YAML and TOML values; real files use a handful of levels
+SIZE_CAPS = {  # bytes read at most, per kind of file
+    "rule file": 1 * MIB,
+    "policy file": 1 * MIB,
+    "dataset description": 1 * MIB,
+    "run config": 4 * MIB,
+    "report": 64 * MIB,
+    "manifest": 4096 * MIB,
+    "archive record": 1 * MIB,
+    "emissions file": 256 * MIB,
+}
+
+
+class BrokenFileError(CleanupError):
+    """A file we read is not what it should be (not a regular file, too big, not parseable)."""
+
+
+def read_bytes(path: str, kind: str, follow_links: bool = True, cap: int | None = None) -> bytes:
+    """The content of a regular file, at most its kind's size cap; BrokenFileError otherwise."""
+    cap = cap if cap is not None else SIZE_CAPS[kind]
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_links else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            what = "a symlink loop" if follow_links else "a symlink (not followed)"
+            raise BrokenFileError(f"{path}: {what}, not a {kind}") from None
+        raise BrokenFileError(f"cannot read {path}: {_reason(exc)}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise BrokenFileError(f"{path}: not a regular file ({_file_type(st.st_mode)}), so not a {kind}")
+        if st.st_size > cap:
+            raise BrokenFileError(f"{path}: {st.st_size:,} bytes is too big for a {kind} (at most {cap:,})")
+        chunks = []
+        left = cap + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > cap:
+            raise BrokenFileError(f"{path}: more than {cap:,} bytes is too big for a {kind}")
+        return data
+    except OSError as exc:
+        raise BrokenFileError(f"cannot read {path}: {_reason(exc)}") from None
+    finally:
+        os.close(fd)
+
+
+def _reason(exc: OSError) -> str:
+    return "permission denied" if exc.errno == errno.EACCES else (exc.strerror or str(exc))
+
+
+def _file_type(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symlink")):
+        if test(mode):
+            return name
+    return "not a file"
+
+
+def read_text(path: str, kind: str, follow_links: bool = True, cap: int | None = None) -> str:
+    """UTF-8 text of a regular file; a byte that is not UTF-8 is reported with its line."""
+    data = read_bytes(path, kind, follow_links, cap)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise BrokenFileError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
+
+
+# --- JSON --------------------------------------------------------------------------------------------------
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of [ and { in JSON text (strings skipped): checked before parsing, so a deeply
+    nested file is refused instead of exhausting the parser's recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def parse_json(text: str, path: str) -> Any:
+    if json_depth(text) > MAX_DEPTH:
+        raise BrokenFileError(f"{path}: nested more than {MAX_DEPTH} levels deep")
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except ValueError as exc:
+        line = getattr(exc, "lineno", None)
+        raise BrokenFileError(f"{path}{f':{line}' if line else ''}: not valid JSON: {getattr(exc, 'msg', exc)}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_json(path: str, kind: str, follow_links: bool = True) -> Any:
+    return parse_json(read_text(path, kind, follow_links), path)
+
+
+# --- TOML --------------------------------------------------------------------------------------------------
+
+def load_toml(path: str, kind: str, follow_links: bool = True) -> dict[str, Any]:
+    text = read_text(path, kind, follow_links)
+    if json_depth(re.sub(r"(?m)^\s*\[+[^\]\n]*\]+\s*$", "", text)) > MAX_DEPTH:  # table headers are not nesting
+        raise BrokenFileError(f"{path}: nested more than {MAX_DEPTH} levels deep")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BrokenFileError(f"{path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise BrokenFileError(f"{path}: nested too deeply") from None
+
+
+# --- YAML with line numbers, no aliases, bounded depth -----------------------------------------------------
+
+class LinedMapping(dict):
+    """A YAML mapping that remembers the line of itself and of each key."""
+
+    line: int = 0
+    key_lines: dict[str, int]
+
+
+class _GuardedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors and aliases (an alias bomb expands a 1 KB file into gigabytes), limits
+    nesting, and keeps line numbers on mappings."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.MarkedYAMLError(problem="anchors and aliases (& and *) are not allowed here; write the values out",
+                                       problem_mark=event.start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.MarkedYAMLError(problem=f"nested more than {MAX_DEPTH} levels deep",
+                                           problem_mark=event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _construct_mapping(loader: _GuardedLoader, node: yaml.MappingNode) -> LinedMapping:
+    mapping = LinedMapping()
+    mapping.line = node.start_mark.line + 1
+    mapping.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if not isinstance(key, str):
+            raise yaml.MarkedYAMLError(problem=f"keys must be text, not {key!r}", problem_mark=key_node.start_mark)
+        if key in mapping:
+            raise yaml.MarkedYAMLError(problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark)
+        mapping[key] = loader.construct_object(value_node, deep=True)
+        mapping.key_lines[key] = line
+    return mapping
+
+
+_GuardedLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml(path: str, kind: str) -> Any:
+    """Parse a YAML file (rule file, policy); every failure is one BrokenFileError naming file and line."""
+    text = read_text(path, kind)
+    try:
+        return yaml.load(text, Loader=_GuardedLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+        raise BrokenFileError(f"{path}:{line}: {exc.problem or 'invalid YAML'}") from None
+    except yaml.YAMLError as exc:
+        raise BrokenFileError(f"{path}: invalid YAML: {exc}") from None
+    except RecursionError:
+        raise BrokenFileError(f"{path}: nested too deeply") from None

@@ -1,0 +1,99 @@
+"""Commands that change files, only when asked: clean (dry run by default, archive, delete) and restore."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from ..basics.errors import EXIT_INCOMPLETE, CleanupError
+from . import common
+from .common import open_plan, selection_options, warn
+
+
+@click.command()
+@click.argument("path", type=click.Path(path_type=str))
+@selection_options
+@click.option("--mode", type=click.Choice(["dry-run", "archive", "delete"]), default="dry-run", show_default=True,
+              help="dry-run touches nothing; archive moves junk into verified archives; delete unlinks it.")
+@click.option("--archive-dir", type=click.Path(file_okay=False, path_type=str),
+              help="Where archives go (needed for --mode archive; not inside the dataset).")
+@click.option("--archive-format", type=click.Choice(["tar", "tree"]), default="tar", show_default=True,
+              help="tar: one archive per subject; tree: a copy of the files, e.g. on a slower storage tier.")
+@click.option("--compress", type=click.Choice(["none", "gz", "xz"]), default="none", show_default=True,
+              help="Compression of tar archives (NIfTI files are usually gzipped already).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
+@click.option("--list", "list_files", is_flag=True,
+              help="Print the files it acts on (or would), as `plan --only junk` does; the summary goes to stderr.")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=str),
+              help="Where the lock and journal live (default: PATH/.fmriprep-cleanup).")
+@click.option("--history", "history_path", type=click.Path(dir_okay=False, path_type=str),
+              help="Run history database (default: $XDG_STATE_HOME/fmriprep-cleanup/history.sqlite).")
+@click.option("--record", is_flag=True, help="Record a dry run in the history too (archive and delete always are).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="How the end-of-run summary is printed.")
+def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, compress: str, yes: bool,
+          list_files: bool, state_dir: str | None, history_path: str | None, record: bool, fmt: str,
+          **selection: Any) -> None:
+    """Remove junk files (or, by default, show exactly what would be removed).
+
+    Exit codes: 0 done; 2 bad input or refused; 3 done, with files skipped or failed.
+    """
+    from ..api import clean as clean_plan
+    from ..basics.formats import strict_json
+    from ..report.planfile import write_plan
+    from ..report.text import render_outcome
+
+    plan = open_plan(path, state_dir=state_dir, **selection)
+    if mode != "dry-run" and not yes and not common.interactive():
+        raise CleanupError(f"--mode {mode} needs --yes when there is no terminal to confirm on")
+    summary_stream = sys.stderr if list_files else sys.stdout
+
+    def show_files(worklist: Any) -> None:
+        if list_files:
+            sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
+            write_plan(worklist.files, sys.stdout, "tsv")
+            sys.stdout.flush()
+
+    def confirm(preview: Any, scanned_bytes: int) -> bool:
+        summary_stream.write(render_outcome(preview.as_dict(), True))
+        return click.confirm(f"{mode.capitalize()} these files now?", default=False, err=list_files)
+
+    result = clean_plan(plan, mode, archive_dir, archive_format, None if compress == "none" else compress,
+                        None if yes or mode == "dry-run" else confirm, show_files,
+                        history_path=history_path, record=True if record else None)
+    warn(result.warnings)
+    if fmt == "json":
+        summary_stream.write(strict_json(result.as_dict(), indent=2) + "\n")
+    else:
+        summary_stream.write(render_outcome(result.outcome, mode == "dry-run", result.journal, result.archives,
+                                            result.nothing_to_do, result.recovered_files))
+    if result.exit_status:
+        sys.exit(result.exit_status)
+
+
+@click.command()
+@click.argument("source", type=click.Path(exists=True, path_type=str))
+@click.option("--to", "to", type=click.Path(file_okay=False, path_type=str),
+              help="Restore under DIR (as derivatives/..., workdir/...) instead of where the files were.")
+@click.option("--participant-label", "--participant_label", "participant_labels", multiple=True, metavar="LABEL",
+              help="Only these subjects' files.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def restore(source: str, to: str | None, participant_labels: tuple[str, ...], fmt: str) -> None:
+    """Put archived files back (SOURCE: an archive, its manifest, or a folder of them).
+
+    Files come back byte-identical with their mode and mtime; an existing
+    different file is never overwritten but reported (exit 3).
+    """
+    from ..api import restore as restore_archives
+    from ..basics.formats import strict_json
+    from ..report.text import render_restore
+
+    outcome = restore_archives(source, to, participant_labels)
+    if fmt == "json":
+        sys.stdout.write(strict_json(outcome.as_dict(), indent=2) + "\n")
+    else:
+        sys.stdout.write(render_restore(outcome.as_dict()))
+    if not outcome.complete:
+        sys.exit(EXIT_INCOMPLETE)

@@ -1,0 +1,213 @@
+"""What every command shares: the group that turns errors into one line and an exit code, the options that
+select a dataset's files and set the energy model, progress on a terminal, and writing output safely."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable
+from typing import IO, Any
+
+import click
+
+from ..basics.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CleanupError
+
+_LABEL = re.compile(r"^(?:sub-)?[a-zA-Z0-9]+$")
+ARGUMENTS: list[str] = []  # the command line as typed, for reports that say how they were made
+
+
+class CleanupGroup(click.Group):
+    """Turns CleanupError into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CleanupError as exc:
+            for line in str(exc).splitlines() or ["unknown error"]:
+                click.echo(f"fmriprep-cleanup: error: {line}", err=True)
+            ctx.exit(EXIT_USAGE)
+        except KeyboardInterrupt:  # Ctrl-C while reading (acting stops itself at the next file and reports)
+            click.echo("\nfmriprep-cleanup: interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            # The reader (e.g. `| head`) went away: not an error of ours.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(EXIT_OK)
+
+
+def _apply(options: list[Callable], command: Callable) -> Callable:
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def selection_options(command: Callable) -> Callable:
+    """Options shared by every command that looks at a dataset (see ``open_plan``)."""
+    return _apply([
+        click.option(
+            "--rules", "rule_refs", multiple=True, metavar="NAME|FILE",
+            help="Rule set by shipped name or YAML path; repeat to combine (a later set extends the earlier). Default: default.",
+        ),
+        click.option(
+            "--work-dir", type=click.Path(file_okay=False, path_type=str),
+            help="fMRIPrep's working directory (-w), when it is not inside the output directory.",
+        ),
+        click.option("--no-work-dir", "no_work_dir", is_flag=True,
+                     help="Leave the working directory out, even one found inside or beside the output."),
+        click.option(
+            "--participant-label", "--participant_label", "participant_labels", multiple=True, metavar="LABEL",
+            help="Only these subjects (with or without sub-); several may follow one flag: --participant-label 01 02.",
+        ),
+        click.option("--keep", "keep_globs", multiple=True, metavar="GLOB", help="Also keep files matching GLOB (beats --junk and the rules)."),
+        click.option("--junk", "junk_globs", multiple=True, metavar="GLOB", help="Also treat files matching GLOB as junk (beats the rules)."),
+        click.option("--jobs", "-j", type=click.IntRange(1, 256), metavar="N",
+                     help="Folders listed at once. Default: 8 on network file systems (NFS, Lustre, GPFS...), else 1."),
+        click.option("--min-age", default="1h", show_default=True, metavar="DURATION",
+                     help="Activity this recent means a subject is still running, and junk this recent is held "
+                          "back; 0 for no limit."),
+        click.option("--stale-after", metavar="DURATION",
+                     help="A failed, stopped or unknown run's working directory idle this long is a stale cache "
+                          "(junk under default and workdir-only). Default: the rule set's stale_after, else 30d."),
+    ], command)
+
+
+def energy_options(command: Callable) -> Callable:
+    """Overrides of the storage energy and carbon model (see README, "Energy and carbon")."""
+    return _apply([
+        click.option("--storage-profile", metavar="NAME", help="Storage profile: hpc-hdd (default), hdd, ssd, workstation-hdd."),
+        click.option("--pue", type=float, help="Data-centre power usage effectiveness (>= 1)."),
+        click.option("--copies", type=float, help="Copies kept: replication and backups (e.g. 2)."),
+        click.option("--carbon-intensity", type=float, metavar="G", help="Grid carbon intensity in gCO2e/kWh."),
+        click.option("--country", metavar="CODE", help="Take the carbon intensity of this country or region (FR, US-CA...)."),
+    ], command)
+
+
+def energy_overrides(storage_profile: str | None = None, pue: float | None = None, copies: float | None = None,
+                     carbon_intensity: float | None = None, country: str | None = None) -> dict[str, Any]:
+    """The energy options as ``energy_model`` takes them."""
+    return {"profile": storage_profile, "pue": pue, "copies": copies, "carbon_intensity": carbon_intensity,
+            "country": country}
+
+
+def duration(option: str, value: str | None) -> float | None:
+    """A duration option (1h, 30d, 0) in seconds; None if not given."""
+    from ..basics.units import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise CleanupError(f"{option}: {exc}") from None
+
+
+def open_plan(path: str, rule_refs: tuple[str, ...] = (), work_dir: str | None = None,
+              participant_labels: tuple[str, ...] = (), keep_globs: tuple[str, ...] = (),
+              junk_globs: tuple[str, ...] = (), jobs: int | None = None, no_work_dir: bool = False,
+              min_age: str = "1h", stale_after: str | None = None, state_dir: str | None = None) -> Any:
+    """The plan, from the selection options as click gives them."""
+    from ..api import open_plan as open_plan_api
+    from ..plan.plan import DEFAULT_MIN_AGE
+
+    window, stale = duration("--min-age", min_age), duration("--stale-after", stale_after)
+    return open_plan_api(path, rule_refs, work_dir, not no_work_dir, participant_labels, keep_globs, junk_globs, jobs,
+                         window if window is not None else DEFAULT_MIN_AGE, stale, state_dir)
+
+
+class Progress:
+    """Files and bytes seen so far, on stderr, when it is a terminal (and not --quiet)."""
+
+    def __init__(self, enabled: bool) -> None:
+        import time
+
+        self.enabled = enabled and sys.stderr.isatty()
+        self.files = 0
+        self.bytes = 0
+        self._clock = time.monotonic
+        self._next = self._clock() + 0.5
+
+    def __call__(self, files: int, nbytes: int) -> None:
+        self.files += files
+        self.bytes += nbytes
+        if self._clock() >= self._next:
+            from ..report.people import files as file_count
+            from ..report.people import size
+
+            sys.stderr.write(f"\rscanned {file_count(self.files)}, {size(self.bytes)} ")
+            sys.stderr.flush()
+            self._next = self._clock() + 0.5
+
+    def callback(self) -> Progress | None:
+        """Itself, when it shows anything (so a scan that is not watched pays nothing)."""
+        return self if self.enabled else None
+
+    def done(self) -> None:
+        if self.enabled and self.files >= 1024:
+            sys.stderr.write("\r" + " " * 60 + "\r")
+            sys.stderr.flush()
+
+
+def warn(warnings: list[str]) -> None:
+    """Warnings go to stderr, one line each, whatever the output format."""
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def write_output(text_or_writer: str | Callable[[IO[str]], object], output: str | None) -> None:
+    """Write to --output FILE (atomically: a temporary name, then rename) or to stdout."""
+    if output is None or output == "-":
+        if isinstance(text_or_writer, str):
+            sys.stdout.write(text_or_writer)
+        else:
+            text_or_writer(sys.stdout)
+        sys.stdout.flush()
+        return
+    temporary = f"{output}.tmp-{os.getpid()}"
+    try:
+        with open(temporary, "w", encoding="utf-8", errors="surrogateescape", newline="") as handle:
+            if isinstance(text_or_writer, str):
+                handle.write(text_or_writer)
+            else:
+                text_or_writer(handle)
+        os.replace(temporary, output)
+    except OSError as exc:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise CleanupError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
+def command_line() -> str | None:
+    """The command as typed (shell-quoted), for reports that say how they were made."""
+    import shlex
+
+    return "fmriprep-cleanup " + " ".join(shlex.quote(arg) for arg in ARGUMENTS) if ARGUMENTS else None
+
+
+def interactive() -> bool:
+    """Is there a person at a terminal to answer the confirmation question?"""
+    return sys.stdin.isatty()
+
+
+def expand_participant_labels(args: list[str]) -> list[str]:
+    """Let ``--participant-label 01 02 03`` work as in BIDS Apps: labels after the flag are all taken."""
+    expanded: list[str] = []
+    args = list(args)
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        expanded.append(arg)
+        index += 1
+        if arg == "--":
+            expanded.extend(args[index:])
+            break
+        if arg in ("--participant-label", "--participant_label") and index < len(args):
+            expanded.append(args[index])
+            index += 1
+            while index < len(args) and _LABEL.match(args[index]) and not os.path.exists(args[index]):
+                expanded += [arg, args[index]]
+                index += 1
+    return expanded

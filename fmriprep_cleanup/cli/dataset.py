@@ -1,0 +1,100 @@
+"""Commands that read one dataset and change nothing: report, plan, status, explain."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from ..fmriprep.statuses import SUBJECT_STATUSES
+from .common import (
+    Progress,
+    command_line,
+    energy_options,
+    energy_overrides,
+    open_plan,
+    selection_options,
+    warn,
+    write_output,
+)
+
+
+@click.command()
+@click.argument("path", type=click.Path(path_type=str))
+@selection_options
+@energy_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "html"]), default="text", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def report(path: str, fmt: str, output: str | None, quiet: bool, storage_profile: str | None, pue: float | None,
+           copies: float | None, carbon_intensity: float | None, country: str | None, **selection: Any) -> None:
+    """Summarise what PATH holds: keep and junk by category and by subject, and what it costs per year (read-only)."""
+    from ..api import energy_model, make_report
+
+    plan = open_plan(path, **selection)
+    model = energy_model(plan.ruleset, **energy_overrides(storage_profile, pue, copies, carbon_intensity, country))
+    progress = Progress(not quiet)
+    data = make_report(plan, model, command_line(), progress.callback())
+    progress.done()
+    warn(plan.problems())
+    if fmt == "html":
+        from ..report.html import render_html
+
+        write_output(render_html(data), output)
+    else:
+        from ..report.text import RENDERERS
+
+        write_output(RENDERERS[fmt](data), output)
+
+
+@click.command()
+@click.argument("path", type=click.Path(path_type=str))
+@selection_options
+@click.option("--format", "fmt", type=click.Choice(["tsv", "jsonl", "csv"]), default="tsv", show_default=True)
+@click.option("--only", type=click.Choice(["keep", "junk"]), help="Only files with this action.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
+def plan(path: str, fmt: str, only: str | None, output: str | None, **selection: Any) -> None:
+    """One line per file: action, category, rule id, size in bytes, path (read-only)."""
+    from ..report.planfile import write_plan
+
+    planned = open_plan(path, **selection)
+    if output is None or output == "-":
+        sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]  # odd bytes in names pass through
+    write_output(lambda stream: write_plan(planned, stream, fmt, only), output)
+    warn(planned.problems())
+
+
+@click.command()
+@click.argument("path", type=click.Path(path_type=str))
+@selection_options
+@click.option("--only", type=click.Choice(SUBJECT_STATUSES), multiple=True,
+              help="Only subjects with this status (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "tsv"]), default="text", show_default=True)
+def status(path: str, only: tuple[str, ...], fmt: str, **selection: Any) -> None:
+    """Each subject's fMRIPrep run: finished, failed, running, incomplete or unknown, with its evidence."""
+    from ..api import make_status
+    from ..report.text import render_json, render_status_text, render_status_tsv
+
+    plan = open_plan(path, **selection)
+    data = make_status(plan, only)
+    warn(plan.problems())
+    sys.stdout.write({"json": render_json, "tsv": render_status_tsv, "text": render_status_text}[fmt](data))
+
+
+@click.command()
+@click.argument("path", type=click.Path(path_type=str))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
+@selection_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def explain(path: str, files: tuple[str, ...], fmt: str, **selection: Any) -> None:
+    """Why each FILE is kept or junk: its scope, subject, entities and the rule that matched."""
+    from ..api import explain as explain_files
+    from ..basics.formats import strict_json
+    from ..report.explain import render_explanation
+
+    explanations = explain_files(open_plan(path, **selection), files)
+    if fmt == "json":
+        sys.stdout.write(strict_json(explanations, indent=2) + "\n")
+    else:
+        sys.stdout.write("\n".join(render_explanation(item) for item in explanations))

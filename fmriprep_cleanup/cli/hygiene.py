@@ -1,0 +1,137 @@
+"""Commands for storage over time and across projects: audit, run (a policy, unattended), history, schedule."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..basics.errors import EXIT_INCOMPLETE, CleanupError
+from .common import CleanupGroup, Progress, energy_options, energy_overrides, warn, write_output
+
+
+@click.command()
+@click.argument("roots", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--rules", "rule_refs", multiple=True, metavar="NAME|FILE", help="Rule sets, as for report.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 256), metavar="N", help="Folders listed at once (see report).")
+@energy_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "html"]), default="text", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, fmt: str, output: str | None,
+          quiet: bool, storage_profile: str | None, pue: float | None, copies: float | None,
+          carbon_intensity: float | None, country: str | None) -> None:
+    """Every fMRIPrep output below ROOTS, largest reclaimable first: owner, version, subjects, sizes, energy (read-only).
+
+    Exit codes: 0 done; 2 bad input; 3 done, but some folder that looked like a dataset could not be read.
+    """
+    from ..api import audit as audit_roots
+    from ..report.text import render_audit_csv, render_audit_text, render_json
+
+    progress = Progress(not quiet)
+    data = audit_roots(roots, rule_refs, jobs, energy_overrides(storage_profile, pue, copies, carbon_intensity, country),
+                       progress.callback())
+    progress.done()
+    if fmt == "html":
+        from ..report.html import render_audit_html
+
+        write_output(render_audit_html(data), output)
+    else:
+        write_output({"json": render_json, "csv": render_audit_csv, "text": render_audit_text}[fmt](data), output)
+    warn(data["warnings"] + [f"{row['path']}: {warning}" for row in data["datasets"] for warning in row["warnings"]])
+    if data["failed"]:
+        sys.exit(EXIT_INCOMPLETE)  # some folder that looked like a dataset could not be read: said above
+
+
+@click.command("run")
+@click.option("--config", "config", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="The policy file (YAML): which datasets, which rules, which mode.")
+@click.option("--log", "log", type=click.Path(dir_okay=False, path_type=str),
+              help="Append one JSON object per dataset, and a final summary, to FILE.")
+@click.option("--history", "history_path", type=click.Path(dir_okay=False, path_type=str),
+              help="Run history database (default: the policy's history:, else $XDG_STATE_HOME/fmriprep-cleanup/history.sqlite).")
+@click.option("--record", is_flag=True, help="Record dry runs in the history too.")
+def run_policy(config: str, log: str | None, history_path: str | None, record: bool) -> None:
+    """Execute a storage-hygiene policy unattended (cron, systemd, Slurm): never prompts.
+
+    Exit codes: 0 all datasets done; 2 the policy file is invalid (nothing ran); 3 some dataset was skipped
+    (locked by another run) or had files skipped; 4 some dataset failed.
+    """
+    from ..ops.policy import load_policy
+    from ..ops.policy import run_policy as run_loaded_policy
+    from ..report.text import render_policy_run
+
+    policy = load_policy(config)  # an invalid policy is refused before the log is opened
+    handle = None
+    if log:
+        try:
+            handle = open(log, "a", encoding="utf-8")
+        except OSError as exc:
+            raise CleanupError(f"cannot open the log {log}: {exc.strerror or exc}") from None
+    try:
+        results, code = run_loaded_policy(policy, handle, history_path, record)
+    finally:
+        if handle is not None:
+            handle.close()
+    text, warnings = render_policy_run(results)
+    sys.stdout.write(text)
+    warn(warnings)
+    sys.exit(code)
+
+
+@click.command()
+@click.option("--history", "history_path", type=click.Path(dir_okay=False, path_type=str),
+              help="Run history database (default: $XDG_STATE_HOME/fmriprep-cleanup/history.sqlite).")
+@click.option("--since", metavar="DATE", help="Only runs from this day on (YYYY-MM-DD) or this long ago (e.g. 30d).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True)
+def history(history_path: str | None, since: str | None, fmt: str) -> None:
+    """The runs that archived or deleted, and what they reclaimed and avoided, per dataset and overall."""
+    from ..api import history as read_history
+    from ..ops.history import COLUMNS
+    from ..report.text import render_history_csv, render_history_text, render_json
+
+    data = read_history(history_path, since_time(since))
+    if fmt == "json":
+        sys.stdout.write(render_json(data))
+    elif fmt == "csv":
+        sys.stdout.write(render_history_csv(data, COLUMNS))
+    else:
+        sys.stdout.write(render_history_text(data, since))
+
+
+def since_time(since: str | None) -> float | None:
+    """--since as a Unix time: a day (2026-03-01, local midnight) or a duration ago (30d)."""
+    import time
+
+    from ..basics.units import parse_duration
+
+    if not since:
+        return None
+    try:
+        return time.mktime(time.strptime(since, "%Y-%m-%d"))
+    except ValueError:
+        try:
+            return time.time() - parse_duration(since)
+        except ValueError:
+            raise CleanupError(f"--since {since!r}: give a date (2026-03-01) or a duration (30d)") from None
+
+
+@click.group(cls=CleanupGroup)
+def schedule() -> None:
+    """Scheduling recipes for `run --config`, with absolute paths filled in."""
+
+
+@schedule.command("print")
+@click.option("--cron", "kind", flag_value="cron", help="A crontab line.")
+@click.option("--systemd", "kind", flag_value="systemd", help="A systemd service and timer pair.")
+@click.option("--slurm", "kind", flag_value="slurm", help="A Slurm scrontab entry and an sbatch script.")
+@click.option("--config", "config", required=True, type=click.Path(dir_okay=False, path_type=str))
+@click.option("--log", "log", type=click.Path(dir_okay=False, path_type=str),
+              help="JSON-lines log (default: beside the policy file, .log.jsonl).")
+def schedule_print(kind: str | None, config: str, log: str | None) -> None:
+    """Print the snippet for one scheduler."""
+    from ..api import schedule as schedule_recipe
+
+    if kind is None:
+        raise CleanupError("choose one of --cron, --systemd or --slurm")
+    sys.stdout.write(schedule_recipe(kind, config, log))

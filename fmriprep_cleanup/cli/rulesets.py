@@ -1,0 +1,44 @@
+"""The rules command group: list the shipped rule sets, show the rules in force, validate a rule file."""
+
+from __future__ import annotations
+
+import click
+
+from .common import CleanupGroup
+
+
+# The rule commands call the rules stage directly (the same functions api.rule_sets and api.load_rules are), so
+# that they start without importing the acting layer.
+@click.group(cls=CleanupGroup)
+def rules() -> None:
+    """List, show and validate rule sets."""
+
+
+@rules.command("list")
+def rules_list() -> None:
+    """The shipped rule sets and who each is for."""
+    from ..report.text import render_ruleset_list
+    from ..rules.rulesets import shipped_rulesets
+
+    click.echo(render_ruleset_list(shipped_rulesets()), nl=False)
+
+
+@rules.command("show")
+@click.argument("name")
+def rules_show(name: str) -> None:
+    """The rules in force for NAME (a shipped set or a file), in the order they apply."""
+    from ..report.text import render_ruleset
+    from ..rules.rulesets import load_rulesets
+
+    click.echo(render_ruleset(load_rulesets([name])), nl=False)
+
+
+@rules.command("validate")
+@click.argument("file", type=click.Path(path_type=str))
+def rules_validate(file: str) -> None:
+    """Check a rule file (and what it extends); exit 2 with every problem listed."""
+    from ..rules.rulesets import load_rulesets
+
+    ruleset = load_rulesets([file])
+    chain = f" (with {', '.join(ruleset.names[1:])})" if len(ruleset.names) > 1 else ""
+    click.echo(f"{file}: OK, {len(ruleset.rules)} rules{chain}")

@@ -1,0 +1,413 @@
+"""Discovery: what fMRIPrep wrote, where, and which version wrote it.
+
+fMRIPrep has two output layouts (see README, "Layouts"):
+
+* BIDS layout (fMRIPrep >= 21, the default): the output directory *is* the
+  derivatives dataset, FreeSurfer lives in ``sourcedata/freesurfer/``;
+* legacy layout (fMRIPrep 1.x-20.x, or ``--output-layout legacy``): the
+  derivatives are in ``OUT/fmriprep/`` and FreeSurfer in ``OUT/freesurfer/``.
+
+The nipype working directory (``-w``) holds ``fmriprep_wf/`` (<= 21.x) or
+``fmriprep_<major>_<minor>_wf/`` (>= 22) with one folder per subject.
+
+Discovery only lists a few folders and reads one JSON file; the scan comes later.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from ..basics.errors import CleanupError
+from ..basics.folders import BY_NAME, list_folder
+from ..basics.guarded import load_json, load_toml
+
+STATE_DIR_NAME = ".fmriprep-cleanup"
+WORKFLOW_DIR = re.compile(r"^fmriprep(?:_(\d+)_(\d+))?_wf$")
+SUBJECT_WORKFLOW_DIR = re.compile(
+    r"^(?:single_subject_([a-zA-Z0-9]+)_wf|sub_([a-zA-Z0-9]+)(?:_ses_[a-zA-Z0-9]+)?_wf)$"
+)
+# fMRIPrep's run identifier (config.execution.run_uuid): a time stamp and a uuid4. Each run writes
+# WORK/<run_uuid>/config.toml (and bids_db/) and OUTPUT/sub-<label>/log/<run_uuid>/.
+RUN_UUID = re.compile(r"^\d{8}-\d{6}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# What else fMRIPrep creates at the top of a working directory: the reportlets and, in 20.0, the config.
+WORKDIR_OWN_NAMES = frozenset({"reportlets", ".fmriprep.toml"})
+# Folders of an output directory that are never a working directory: no need to look inside.
+_KNOWN_OUTPUT_FOLDERS = {"sourcedata", "logs", "figures", "fmriprep", "freesurfer", STATE_DIR_NAME}
+
+
+@lru_cache(maxsize=1024)
+def fmriprep_workdir_entry(name: str) -> bool:
+    """True for what fMRIPrep creates at the top of a working directory (-w): its workflow folder
+    (fmriprep_wf/, fmriprep_<major>_<minor>_wf/), reportlets/, run folders <run_uuid>/ and .fmriprep.toml.
+    ``-w`` is often a shared scratch folder: everything else there belongs to someone else."""
+    return name in WORKDIR_OWN_NAMES or WORKFLOW_DIR.match(name) is not None or RUN_UUID.match(name) is not None
+
+
+@dataclass(frozen=True)
+class ScanRoot:
+    """A folder to scan and the scope its files belong to."""
+
+    scope: str  # "derivatives" | "freesurfer" | "workdir" | "other"
+    path: str  # absolute, symlinks resolved once
+    fmriprep_entries_only: bool = False  # a working directory (-w): only fMRIPrep's top entries are its
+
+    def owns(self, relpath: str) -> bool:
+        """Whether the file at ``relpath`` (below this root, "/"-separated) is fMRIPrep's to judge at all."""
+        return not self.fmriprep_entries_only or fmriprep_workdir_entry(relpath.split("/", 1)[0])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Where fMRIPrep's outputs are. Plain data: the scanner and reports read it."""
+
+    path: str  # what the user pointed at, made absolute
+    layout: str  # "bids" | "legacy" | "workdir"
+    fmriprep_version: str | None
+    derivatives: str | None
+    freesurfer: str | None
+    workdirs: tuple[str, ...]
+    container: str | None = None  # legacy OUT/ when the user gave it: its other files are scope "other"
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def scan_roots(self) -> list[ScanRoot]:
+        """Every root with its scope; nested roots (FreeSurfer in sourcedata/) are listed too."""
+        roots = []
+        if self.container:
+            roots.append(ScanRoot("other", self.container))
+        if self.derivatives:
+            roots.append(ScanRoot("derivatives", self.derivatives))
+        if self.freesurfer:
+            roots.append(ScanRoot("freesurfer", self.freesurfer))
+        roots.extend(ScanRoot("workdir", path, not WORKFLOW_DIR.match(os.path.basename(path))) for path in self.workdirs)
+        return roots
+
+    @property
+    def top(self) -> str:
+        """The outermost folder the user pointed at (OUT/ of a legacy layout, else the derivatives)."""
+        return self.container or self.derivatives or self.workdirs[0]
+
+    @property
+    def identity(self) -> str:
+        """The dataset's real root, whatever the spelling: the derivatives (resolved), or a lone working directory."""
+        return self.derivatives or self.workdirs[0]
+
+    @property
+    def state_dir(self) -> str:
+        """Where the lock and journal live by default: keyed on the identity, so OUT and OUT/fmriprep share it."""
+        return state_dir_for(self.identity)
+
+
+def state_dir_for(identity: str, base: str | None = None) -> str:
+    """The state directory of the dataset whose real root is ``identity``: ``<identity>/.fmriprep-cleanup``, or,
+    under a ``--state-dir`` base shared by several datasets, a folder of the base named after the dataset. Both
+    depend only on resolved paths, so every spelling of the same dataset takes the same lock."""
+    if base is None:
+        return os.path.join(identity, STATE_DIR_NAME)
+    name = identity.strip("/").replace("/", "_")[-80:] or "root"
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    return os.path.join(os.path.realpath(os.path.expanduser(base)), f"{name}-{digest}")
+
+
+class NotFMRIPrepError(CleanupError):
+    """The folder holds no fMRIPrep output (a raw BIDS dataset, another pipeline's derivatives, anything else)."""
+
+
+def _version_tuple(version: str | None) -> tuple[int, ...]:
+    numbers = re.findall(r"\d+", version or "")
+    return tuple(int(number) for number in numbers[:3])
+
+
+def read_generator(description_path: str) -> tuple[str | None, str | None]:
+    """(pipeline name, version) from a dataset_description.json; CleanupError if unreadable."""
+    description = load_json(description_path, "dataset description")
+    if not isinstance(description, dict):
+        raise CleanupError(f"{description_path} is not a JSON object")
+    generators = description.get("GeneratedBy")
+    if isinstance(generators, dict):
+        generators = [generators]
+    if isinstance(generators, list):
+        for generator in generators:
+            if isinstance(generator, dict) and str(generator.get("Name", "")).lower() == "fmriprep":
+                return "fMRIPrep", str(generator.get("Version")) if generator.get("Version") else None
+        names = [str(g.get("Name")) for g in generators if isinstance(g, dict) and g.get("Name")]
+        return (names[0] if names else None), None
+    pipeline = description.get("PipelineDescription")  # BIDS-Derivatives RC, fMRIPrep 1.0-1.3
+    if isinstance(pipeline, dict):
+        name = str(pipeline.get("Name", ""))
+        if name.lower() == "fmriprep":
+            return "fMRIPrep", str(pipeline.get("Version")) if pipeline.get("Version") else None
+        return name or None, None
+    return None, None
+
+
+def _require_fmriprep(description_path: str) -> str | None:
+    """The fMRIPrep version named by a dataset_description.json, or a CleanupError saying what it names."""
+    name, version = read_generator(description_path)
+    if name != "fMRIPrep":
+        what = f"names {name!r}" if name else "names no pipeline (GeneratedBy/PipelineDescription), so it is not derivatives"
+        raise NotFMRIPrepError(f"{description_path} {what}, not fMRIPrep")
+    return version
+
+
+def _list_dir(path: str) -> list[os.DirEntry]:
+    """A folder discovery must read; CleanupError (the command stops) saying why it cannot."""
+    try:
+        with os.scandir(path) as entries:
+            return sorted(entries, key=BY_NAME)
+    except PermissionError:
+        raise CleanupError(f"cannot read {path}: permission denied") from None
+    except OSError as exc:
+        raise CleanupError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def workdir_version(path: str) -> tuple[bool, str | None]:
+    """(is an fMRIPrep working directory, version from the workflow folder name)."""
+    try:
+        entries = _list_dir(path)
+    except CleanupError:
+        return False, None
+    for entry in entries:
+        found = WORKFLOW_DIR.match(entry.name)
+        if found and entry.is_dir(follow_symlinks=False):
+            try:
+                inner = _list_dir(entry.path)
+            except CleanupError:
+                continue
+            if any(SUBJECT_WORKFLOW_DIR.match(child.name) and child.is_dir(follow_symlinks=False) for child in inner):
+                version = f"{found.group(1)}.{found.group(2)}" if found.group(1) else None
+                return True, version
+    return False, None
+
+
+def _find_workdirs(folder: str, entries: list[os.DirEntry]) -> list[str]:
+    """Working directories kept inside the output directory (e.g. OUT/work), as fMRIPrepCleanup's example has."""
+    found = []
+    for entry in entries:
+        if entry.name.startswith("sub-") or entry.name in _KNOWN_OUTPUT_FOLDERS:
+            continue
+        if entry.is_dir(follow_symlinks=False) and workdir_version(entry.path)[0]:
+            found.append(os.path.join(folder, entry.name))
+    return found
+
+
+def recorded_outputs(workdir: str) -> list[str]:
+    """The output directories the run folders of a working directory ran for: ``execution.output_dir`` of
+    each ``<run_uuid>/config.toml`` fMRIPrep (20.1 and later) writes there, as the run saw them."""
+    outputs: list[str] = []
+    for entry in _listing(workdir):
+        if RUN_UUID.match(entry.name) and entry.is_dir(follow_symlinks=False):
+            try:
+                recorded = read_run_config(os.path.join(entry.path, "config.toml")).get("output_dir")
+            except (OSError, ValueError):
+                continue
+            if isinstance(recorded, str) and recorded and recorded not in outputs:
+                outputs.append(recorded)
+    return outputs
+
+
+def other_dataset_of(workdir: str, output_dir: str, derivatives: str) -> str | None:
+    """The other dataset a working directory ran for, if its run folders say so: a recorded output directory
+    that exists here and is not this one. None when they name this dataset or cannot tell (no run folders,
+    or only container paths such as /out that do not exist on this machine)."""
+    ours = {os.path.realpath(output_dir), os.path.realpath(derivatives)}
+    for recorded in recorded_outputs(workdir):
+        if os.path.isdir(recorded) and os.path.realpath(recorded) not in ours:
+            return recorded
+    return None
+
+
+def _only_ours(workdirs: list[str], output_dir: str, derivatives: str, notes: list[str]) -> list[str]:
+    """Working directories found without --work-dir, less those whose run folders belong to another dataset."""
+    kept = []
+    for workdir in workdirs:
+        other = other_dataset_of(workdir, output_dir, derivatives)
+        if other is None:
+            kept.append(workdir)
+        else:
+            notes.append(f"working directory {workdir} left out: its run folders record another output directory "
+                         f"({other}); give --work-dir {workdir} to include it")
+    return kept
+
+
+def _listing(path: str) -> list[os.DirEntry]:
+    """A folder's entries, or none where it cannot be read (for evidence that may simply be absent)."""
+    return list_folder(path)[0]
+
+
+def read_run_config(path: str) -> dict[str, Any]:
+    """The parts of an fmriprep.toml (or a work dir's config.toml) we use; ValueError if it cannot be read or parsed."""
+    try:
+        config = load_toml(path, "run config")
+    except CleanupError as exc:
+        raise ValueError(str(exc)) from None
+    environment, execution = config.get("environment"), config.get("execution")
+    environment = environment if isinstance(environment, dict) else {}
+    execution = execution if isinstance(execution, dict) else {}
+    spaces = execution.get("output_spaces")
+    labels = execution.get("participant_label")
+    return {
+        "version": environment.get("version"),
+        "work_dir": execution.get("work_dir"),
+        "output_dir": execution.get("output_dir"),
+        "output_spaces": " ".join(spaces) if isinstance(spaces, list) else spaces,
+        "run_uuid": execution.get("run_uuid"),
+        "participant_label": [str(label) for label in labels] if isinstance(labels, list) else labels,
+    }
+
+
+def newest_run_config(derivatives: str) -> tuple[str, dict[str, Any]] | None:
+    """(path, settings) of the newest fmriprep.toml of any subject, for finding the recorded work dir."""
+    newest: tuple[str, str] | None = None
+    for entry in _listing(derivatives):
+        if entry.name.startswith("sub-") and entry.is_dir(follow_symlinks=False):
+            for run in _listing(os.path.join(entry.path, "log")):
+                candidate = os.path.join(run.path, "fmriprep.toml")
+                if run.is_dir(follow_symlinks=False) and os.path.isfile(candidate) and (newest is None or run.name > newest[0]):
+                    newest = (run.name, candidate)
+    if newest is None:
+        return None
+    try:
+        return newest[1], read_run_config(newest[1])
+    except (OSError, ValueError):
+        return None
+
+
+def _recorded_or_beside(derivatives: str, output_dir: str, notes: list[str]) -> list[str]:
+    """The working directory when --work-dir is not given and none is inside the output: the one the
+    newest fmriprep.toml records, if it exists here; else a work/ beside the output directory (fMRIPrep's
+    OUTPUT_DIR). No further guessing."""
+    recorded = newest_run_config(derivatives)
+    if recorded is not None and recorded[1].get("work_dir"):
+        work_dir = str(recorded[1]["work_dir"])
+        if os.path.isdir(work_dir) and workdir_version(work_dir)[0]:
+            notes.append(f"working directory {work_dir}: recorded in {recorded[0]}")
+            return [os.path.realpath(work_dir)]
+        notes.append(f"the working directory recorded in {recorded[0]} ({work_dir}) is not here "
+                     "(a container path?); give --work-dir to include it")
+    beside = os.path.join(os.path.dirname(output_dir), "work")
+    if os.path.isdir(beside) and not os.path.islink(beside) and workdir_version(beside)[0]:
+        notes.append(f"working directory {beside}: the work/ beside the output")
+        return [os.path.realpath(beside)]
+    return []
+
+
+def _check_directory(path: str, what: str) -> str:
+    if not os.path.lexists(path):
+        raise CleanupError(f"{path}: no such directory (expected {what})")
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CleanupError(f"{path} is a symlink loop, not a directory (expected {what})") from None
+        if os.path.islink(path):
+            raise CleanupError(f"{path} is a symlink to nothing ({exc.strerror}), not a directory (expected {what})") from None
+        raise CleanupError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise CleanupError(f"{path} is a file, not a directory (expected {what})")
+    return os.path.realpath(path)
+
+
+KnownRoots = Callable[[str], "set[str]"]  # dataset identity -> folders earlier cleanups of it acted on
+
+
+def _explicit_workdir(work_dir: str, identity: str | None, known_roots: KnownRoots | None, notes: list[str]) -> str:
+    """The working directory the user named. One an earlier cleanup emptied is still one: an empty folder, or
+    a folder the dataset's journal records as its working directory (nothing fMRIPrep wrote is left in it)."""
+    path = _check_directory(os.path.abspath(os.path.expanduser(work_dir)), "an fMRIPrep working directory")
+    if WORKFLOW_DIR.match(os.path.basename(path)) or workdir_version(path)[0]:
+        return path
+    if not [entry for entry in _listing(path) if entry.name != STATE_DIR_NAME]:
+        notes.append(f"working directory {path} is empty (emptied by an earlier cleanup?)")
+        return path
+    if identity is not None and known_roots is not None and path in known_roots(identity):
+        notes.append(f"working directory {path} holds nothing of fMRIPrep's any more (an earlier cleanup emptied it)")
+        return path
+    raise CleanupError(
+        f"{path} is not an fMRIPrep working directory: no fmriprep_wf/ or fmriprep_<major>_<minor>_wf/ "
+        "holding single_subject_<label>_wf/ or sub_<label>_wf/"
+    )
+
+
+def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True,
+             known_roots: KnownRoots | None = None) -> Dataset:
+    """Recognise fMRIPrep output (either layout) or a working directory at ``path``.
+
+    ``known_roots(identity)``: the folders earlier cleanups of the dataset acted on (its journal), so that a
+    working directory they emptied is still recognised when named again. Raises CleanupError with one line
+    saying what was looked for and where.
+    """
+    given = os.path.abspath(os.path.expanduser(str(path)))
+    expected = "fMRIPrep output or an fMRIPrep working directory"
+    real = _check_directory(given, expected)
+    entries = _list_dir(real)
+    if not entries:
+        raise CleanupError(f"{given} is empty (expected {expected})")
+    names = {entry.name for entry in entries}
+    notes: list[str] = []
+
+    def named_workdirs(identity: str | None) -> list[str]:
+        return [_explicit_workdir(work_dir, identity, known_roots, notes)] if work_dir else []
+
+    if "dataset_description.json" in names:
+        version = _require_fmriprep(os.path.join(real, "dataset_description.json"))
+        parent = os.path.dirname(real)
+        bids_freesurfer = os.path.join(real, "sourcedata", "freesurfer")
+        legacy_freesurfer = os.path.join(parent, "freesurfer")
+        freesurfer: str | None
+        if os.path.isdir(bids_freesurfer) and not os.path.islink(bids_freesurfer):
+            layout, freesurfer = "bids", bids_freesurfer
+        elif os.path.basename(real) == "fmriprep" and (
+            os.path.isdir(legacy_freesurfer) or (version and _version_tuple(version) < (21,))
+        ):
+            layout = "legacy"
+            freesurfer = legacy_freesurfer if os.path.isdir(legacy_freesurfer) else None
+            notes.append(f"legacy layout: only {real} and its sibling freesurfer/ are scanned, not the rest of {parent}")
+        else:
+            layout = "legacy" if version and _version_tuple(version) < (21,) else "bids"
+            freesurfer = None
+        output_dir = real if layout == "bids" else parent
+        workdirs = named_workdirs(real) or (_only_ours(_find_workdirs(real, entries) or _recorded_or_beside(real, output_dir, notes),
+                                                    output_dir, real, notes) if find_work_dir else [])
+        return Dataset(given, layout, version, real, freesurfer, tuple(workdirs), None, tuple(notes))
+
+    if "fmriprep" in names and os.path.isfile(os.path.join(real, "fmriprep", "dataset_description.json")):
+        derivatives = os.path.join(real, "fmriprep")
+        version = _require_fmriprep(os.path.join(derivatives, "dataset_description.json"))
+        freesurfer = os.path.join(real, "freesurfer")
+        legacy_evidence = os.path.isdir(freesurfer) or (version is not None and _version_tuple(version) < (21,))
+        if not legacy_evidence or os.path.isdir(os.path.join(derivatives, "sourcedata", "freesurfer")):
+            raise NotFMRIPrepError(f"{given}/fmriprep is fMRIPrep output in the BIDS layout; give {given}/fmriprep itself")
+        workdirs = named_workdirs(derivatives) or (_only_ours(_find_workdirs(real, entries) or _recorded_or_beside(derivatives, real, notes),
+                                                    real, derivatives, notes) if find_work_dir else [])
+        return Dataset(
+            given, "legacy", version, derivatives,
+            freesurfer if os.path.isdir(freesurfer) and not os.path.islink(freesurfer) else None,
+            tuple(workdirs), real, tuple(notes),
+        )
+
+    is_workdir, version = workdir_version(real)
+    emptied = not is_workdir and known_roots is not None and real in known_roots(real)
+    if is_workdir or WORKFLOW_DIR.match(os.path.basename(real)) or emptied:
+        if emptied:
+            notes.append(f"working directory {real} holds nothing of fMRIPrep's any more (an earlier cleanup emptied it)")
+        explicit_workdirs = named_workdirs(None)
+        if work_dir and explicit_workdirs[0] != real:
+            notes.append(f"--work-dir {explicit_workdirs[0]} is scanned as well")
+        workdirs = [real] + [w for w in explicit_workdirs if w != real]
+        return Dataset(given, "workdir", version, None, None, tuple(workdirs), None, tuple(notes))
+
+    if "fmriprep" in names:
+        raise NotFMRIPrepError(f"{given}/fmriprep has no dataset_description.json naming fMRIPrep")
+    raise NotFMRIPrepError(
+        f"{given} does not look like {expected}: found no dataset_description.json naming fMRIPrep, "
+        "no fmriprep/ folder (legacy layout) and no fmriprep_wf/ or fmriprep_<major>_<minor>_wf/ (working directory)"
+    )

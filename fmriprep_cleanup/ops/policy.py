@@ -1,0 +1,297 @@
+"""Unattended storage hygiene: a policy file lists datasets and what to do with each; ``run`` executes it.
+
+Unattended means: never prompts (the mode written in the file is the consent); one lock per dataset, and a
+locked dataset is skipped and reported, never waited on; a dataset that fails does not stop the others.
+
+    version: 1
+    datasets:
+      - paths: ["/project/*/derivatives/fmriprep"]   # globs allowed
+        work_dir: /scratch/work                       # optional
+        rules: [default]                              # optional
+        mode: archive                                 # dry-run | archive | delete
+        archive_dir: /archive/fmriprep                # needed for archive
+        min_age: 24h                                  # default 24h when unattended
+        threshold: {bytes: 50GB, share: 0.5}          # optional: act only above either
+        participant_labels: ["01", "02"]              # optional
+        exclude_participant_labels: ["03"]            # optional
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+from ..basics.errors import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, CleanupError
+from ..basics.formats import strict_json
+from ..basics.guarded import LinedMapping
+from ..basics.units import parse_duration, parse_size
+from ..rules.rulesets import Problems, did_you_mean, read_yaml, version_problem
+
+if TYPE_CHECKING:
+    from .history import History
+
+POLICY_KEYS = ("version", "datasets", "history")
+ENTRY_KEYS = ("name", "paths", "work_dir", "rules", "mode", "archive_dir", "archive_format", "compress", "min_age",
+              "stale_after", "threshold", "participant_labels", "exclude_participant_labels")
+MODES = ("dry-run", "archive", "delete")
+UNATTENDED_MIN_AGE = "24h"
+
+
+@dataclass(frozen=True)
+class PolicyEntry:
+    line: int
+    name: str
+    paths: tuple[str, ...]
+    mode: str
+    work_dir: str | None = None
+    rules: tuple[str, ...] = ("default",)
+    archive_dir: str | None = None
+    archive_format: str = "tar"
+    compress: str | None = None
+    min_age: float = 86400.0
+    stale_after: float | None = None  # None: the rule sets', else 30 days
+    min_bytes: int | None = None
+    min_share: float | None = None
+    participant_labels: tuple[str, ...] = ()
+    exclude_participant_labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Policy:
+    path: str
+    entries: tuple[PolicyEntry, ...]
+    history: str | None = None
+
+
+def _strings(value: Any, key: str, line: int, problems: Problems) -> tuple[str, ...]:
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(item, (str, int)) and not isinstance(item, bool) for item in values):
+        problems.add(line, f"{key}: expected a text or a list of texts, got {value!r}")
+        return ()
+    return tuple(str(item) for item in values)
+
+
+def load_policy(path: str) -> Policy:
+    """Read and validate a policy file; every problem is reported (file:line) before anything runs."""
+    data = read_yaml(path, "policy file")
+    problems = Problems(path)
+    if not isinstance(data, LinedMapping):
+        raise CleanupError(f"{path}:1: a policy must be a mapping with version and datasets")
+    for key in data:
+        if key not in POLICY_KEYS:
+            problems.add(data.key_lines[key], f"unknown key {key!r}{did_you_mean(key, POLICY_KEYS)}")
+    if data.get("version") != 1:
+        problems.add(data.key_lines.get("version", data.line), version_problem(data.get("version")))
+    datasets = data.get("datasets")
+    if not isinstance(datasets, list) or not datasets:
+        problems.add(data.key_lines.get("datasets", data.line), "datasets: expected a non-empty list of entries")
+        datasets = []
+    entries = []
+    for index, spec in enumerate(datasets, start=1):
+        if not isinstance(spec, LinedMapping):
+            problems.add(data.key_lines.get("datasets", data.line), f"entry #{index}: expected a mapping, got {spec!r}")
+            continue
+        lines = spec.key_lines
+        given_paths = spec.get("paths")
+        first_path = given_paths[0] if isinstance(given_paths, list) and given_paths else given_paths
+        where = f"entry {str(spec.get('name') or first_path or '#' + str(index))!r}"
+        for key in spec:
+            if key not in ENTRY_KEYS:
+                problems.add(lines[key], f"{where}: unknown key {key!r}{did_you_mean(key, ENTRY_KEYS)}")
+        for required in ("paths", "mode"):
+            if required not in spec:
+                problems.add(spec.line, f"{where}: missing {required!r}")
+        mode = spec.get("mode", "dry-run")
+        if mode not in MODES:
+            problems.add(lines.get("mode", spec.line), f"{where}: unknown mode {mode!r}; one of {', '.join(MODES)}")
+        if mode == "archive" and not spec.get("archive_dir"):
+            problems.add(lines.get("mode", spec.line), f"{where}: mode archive needs archive_dir")
+        values: dict[str, Any] = {}
+        try:
+            values["min_age"] = parse_duration(spec.get("min_age", UNATTENDED_MIN_AGE))
+        except ValueError as exc:
+            problems.add(lines.get("min_age", spec.line), f"{where}: min_age: {exc}")
+        if "stale_after" in spec:
+            try:
+                values["stale_after"] = parse_duration(spec["stale_after"])
+            except ValueError as exc:
+                problems.add(lines["stale_after"], f"{where}: stale_after: {exc}")
+        threshold = spec.get("threshold")
+        if threshold is not None:
+            if not isinstance(threshold, dict) or not threshold or set(threshold) - {"bytes", "share"}:
+                problems.add(lines["threshold"], f"{where}: threshold: expected bytes and/or share, e.g. {{bytes: 50GB, share: 0.5}}")
+            else:
+                try:
+                    if "bytes" in threshold:
+                        values["min_bytes"] = parse_size(threshold["bytes"])
+                    if "share" in threshold:
+                        if isinstance(threshold["share"], bool):
+                            raise ValueError(f"share must be a number between 0 and 1, not {threshold['share']!r}")
+                        share = float(threshold["share"])
+                        if not 0 <= share <= 1:
+                            raise ValueError(f"share must be between 0 and 1, not {threshold['share']!r}")
+                        values["min_share"] = share
+                except (TypeError, ValueError) as exc:
+                    problems.add(lines["threshold"], f"{where}: threshold: {exc}")
+        if spec.get("archive_format", "tar") not in ("tar", "tree"):
+            problems.add(lines["archive_format"], f"{where}: archive_format must be tar or tree")
+        compress = spec.get("compress", "none")
+        if compress not in ("none", "gz", "xz"):
+            problems.add(lines["compress"], f"{where}: compress must be none, gz or xz")
+        paths = _strings(spec.get("paths", []), "paths", lines.get("paths", spec.line), problems)
+        rules = _strings(spec.get("rules", ["default"]), "rules", lines.get("rules", spec.line), problems)
+        include = _strings(spec["participant_labels"], "participant_labels", lines["participant_labels"], problems) \
+            if "participant_labels" in spec else ()
+        exclude = _strings(spec["exclude_participant_labels"], "exclude_participant_labels",
+                           lines["exclude_participant_labels"], problems) if "exclude_participant_labels" in spec else ()
+        entries.append(PolicyEntry(
+            line=spec.line, name=str(spec.get("name", paths[0] if paths else f"#{index}")), paths=paths, mode=str(mode),
+            work_dir=spec.get("work_dir"), rules=rules, archive_dir=spec.get("archive_dir"),
+            archive_format=str(spec.get("archive_format", "tar")), compress=None if compress == "none" else compress,
+            participant_labels=include, exclude_participant_labels=exclude, **values,
+        ))
+    if entries:
+        from ..rules.rulesets import load_rulesets
+
+        for entry in entries:
+            try:
+                load_rulesets(list(entry.rules))
+            except CleanupError as exc:
+                problems.add(entry.line, f"entry {entry.name!r}: rules: {exc}")
+    problems.raise_if_any()
+    return Policy(path, tuple(entries), data.get("history"))
+
+
+@dataclass
+class DatasetResult:
+    entry: str
+    dataset: str
+    status: str  # "ok" | "incomplete" (files skipped or failed) | "skipped" (locked, below threshold) | "failed" | "stopped"
+    mode: str
+    reason: str = ""
+    result: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"entry": self.entry, "dataset": self.dataset, "status": self.status, "mode": self.mode,
+                "reason": self.reason, **self.result}
+
+
+def expand_paths(entry: PolicyEntry) -> list[str]:
+    found: list[str] = []
+    for pattern in entry.paths:
+        pattern = os.path.expanduser(pattern)
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        found += [match for match in matches if match not in found]
+    return found
+
+
+def run_entry_dataset(entry: PolicyEntry, path: str, history: History | None, log_traceback: Callable[[str], None]
+                      ) -> DatasetResult:
+    """One dataset of one entry, unattended; every error becomes a result, never an exception. An unexpected
+    one (a bug) is logged with its traceback and makes this dataset failed; the others go on."""
+    from ..act.clean import Declined, clean, discover_dataset
+    from ..act.journal import LockedError
+    from ..basics.folders import default_jobs
+    from ..plan.plan import Selection, build_plan
+    from ..rules.rulesets import load_rulesets
+    from .history import record_run
+
+    try:
+        dataset = discover_dataset(path, entry.work_dir)
+        plan = build_plan(dataset, load_rulesets(list(entry.rules)),
+                          Selection.from_labels(entry.participant_labels, exclude=entry.exclude_participant_labels),
+                          min_age=entry.min_age, stale_after=entry.stale_after,
+                          jobs=default_jobs([root.path for root in dataset.scan_roots]))
+
+        def above_threshold(preview: Any, scanned_bytes: int) -> bool:
+            if entry.min_bytes is None and entry.min_share is None:
+                return True
+            junk = preview.acted.bytes
+            return ((entry.min_bytes is not None and junk > entry.min_bytes)
+                    or (entry.min_share is not None and scanned_bytes > 0 and junk / scanned_bytes > entry.min_share))
+
+        result = clean(plan, entry.mode, entry.archive_dir, entry.archive_format, entry.compress, above_threshold)
+    except Declined:
+        return DatasetResult(entry.name, path, "skipped", entry.mode, "reclaimable space below the threshold")
+    except LockedError as exc:
+        return DatasetResult(entry.name, path, "skipped", entry.mode, str(exc))
+    except CleanupError as exc:
+        return DatasetResult(entry.name, path, "failed", entry.mode, str(exc))
+    except OSError as exc:
+        return DatasetResult(entry.name, path, "failed", entry.mode, f"{exc.strerror or exc}")
+    except Exception as exc:  # a bug must not cost the other datasets their run
+        log_traceback(traceback.format_exc())
+        return DatasetResult(entry.name, path, "failed", entry.mode,
+                             f"unexpected error ({type(exc).__name__}: {exc}); traceback in the log")
+    if history is not None:
+        try:
+            record_run(history, result, list(entry.rules))
+        except CleanupError as exc:
+            result.after_acting.append(str(exc))
+            result.warnings.append(str(exc))
+    if result.signal is not None:
+        status = "stopped"
+    else:
+        status = "ok" if result.exit_status == 0 or entry.mode == "dry-run" else "incomplete"
+    reasons = [f"{row['files']} skipped: {row['reason']}" for row in result.outcome["skipped"]]
+    reasons += [f"{row['files']} failed: {row['reason']}" for row in result.outcome["failed"]]
+    reasons += result.after_acting
+    if result.nothing_to_do:
+        reasons.insert(0, "nothing to do")
+    return DatasetResult(entry.name, path, status, entry.mode, "; ".join(reasons), result.as_dict())
+
+
+def run_policy(policy: Policy, log: IO[str] | None = None, history_path: str | None = None,
+               record_dry_run: bool = False) -> tuple[list[DatasetResult], int]:
+    """Run every entry on every dataset it names; returns the results and the exit code.
+
+    The history is opened (so checked for writing) before anything runs: a history that cannot be written is
+    an error before acting, never a surprise after it."""
+    from .history import History
+
+    def log_traceback(text: str) -> None:
+        if log is not None:
+            log.write(strict_json({"time": round(time.time(), 3), "traceback": text}) + "\n")
+            log.flush()
+
+    wants_history = any(entry.mode != "dry-run" for entry in policy.entries) or record_dry_run
+    history = History(history_path or policy.history) if wants_history else None
+    results: list[DatasetResult] = []
+    try:
+        for entry in policy.entries:
+            paths = expand_paths(entry)
+            if not paths:
+                results.append(DatasetResult(entry.name, ", ".join(entry.paths), "failed", entry.mode, "no path matches"))
+            for path in paths:
+                recording = history if entry.mode != "dry-run" or record_dry_run else None
+                results.append(run_entry_dataset(entry, path, recording, log_traceback))
+                if log is not None:
+                    log.write(strict_json({"time": round(time.time(), 3), **results[-1].as_dict()}) + "\n")
+                    log.flush()
+                if results[-1].status == "stopped":
+                    break  # Ctrl-C or SIGTERM: the remaining datasets wait for the next run
+            if results and results[-1].status == "stopped":
+                break
+    finally:
+        if history is not None:
+            history.close()
+    statuses = [result.status for result in results]
+    code = (EXIT_INTERRUPTED if "stopped" in statuses else EXIT_FAILED if "failed" in statuses
+            else EXIT_INCOMPLETE if ("skipped" in statuses or "incomplete" in statuses) else EXIT_OK)
+    acted = [r for r in results if r.mode != "dry-run"]
+    dry = [r for r in results if r.mode == "dry-run"]
+    if log is not None:
+        log.write(strict_json({"time": round(time.time(), 3), "summary": True, "datasets": len(results),
+                              **{status: statuses.count(status) for status in ("ok", "incomplete", "skipped", "failed", "stopped")},
+                              "files": sum(r.result.get("files", 0) for r in acted),
+                              "bytes": sum(r.result.get("bytes", 0) for r in acted),
+                              "would_remove_files": sum(r.result.get("files", 0) for r in dry),
+                              "would_remove_bytes": sum(r.result.get("bytes", 0) for r in dry),
+                              "exit_status": code}) + "\n")
+        log.flush()
+    return results, code

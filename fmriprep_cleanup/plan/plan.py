@@ -1,0 +1,430 @@
+"""The plan: every scanned file with its decision, streamed, and the totals built from it.
+
+``Plan`` is a recipe, not a list: iterating it walks the dataset once and
+yields one ``PlannedFile`` at a time, so a million files never sit in memory.
+``summarize`` folds that stream into per-category and per-subject counts.
+"""
+
+from __future__ import annotations
+
+import operator
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
+
+from ..basics.folders import Directory, Entry, Warnings, walk
+from ..fmriprep.layout import Dataset, ScanRoot, fmriprep_workdir_entry
+from ..rules.classify import (
+    EVIDENCE,
+    HELD_RECENT,
+    HELD_RUNNING,
+    HELD_SHARED,
+    IDENTITY,
+    LEFT_ALONE,
+    Classifier,
+    Decision,
+    FileFacts,
+    folder_labels,
+    name_shape,
+    path_shape,
+    subject_of_folder,
+    subject_of_root_file,
+)
+from ..rules.rulesets import Rule, RuleSet
+from .summary import Summary
+
+if TYPE_CHECKING:
+    from ..fmriprep.status import StatusBook
+
+
+def normalize_label(label: str) -> str:
+    """BIDS Apps accept participant labels with or without ``sub-``."""
+    return label[4:] if label.startswith("sub-") else label
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which files a command looks at, beyond the rules: BIDS Apps' --participant-label."""
+
+    participant_labels: frozenset[str] | None = None
+    excluded_labels: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_labels(cls, labels: tuple[str, ...] | list[str] | None,
+                    exclude: tuple[str, ...] | list[str] | None = None) -> Selection:
+        labels = [normalize_label(label) for label in labels or () if label.strip()]
+        excluded = frozenset(normalize_label(label) for label in exclude or () if label.strip())
+        return cls(frozenset(labels) if labels else None, excluded)
+
+    def wants(self, subject: str | None) -> bool:
+        if subject in self.excluded_labels:
+            return False
+        return self.participant_labels is None or subject in self.participant_labels
+
+
+class PlannedFile(NamedTuple):
+    path: str  # absolute
+    root: str  # the scan root it was found under
+    scope: str
+    subject: str | None
+    size: int
+    allocated: int
+    mtime: float
+    dev: int
+    ino: int
+    nlink: int
+    action: str  # "keep" | "junk"
+    category: str
+    rule_id: str
+    ctime: float = 0.0  # as the scan saw it; acting re-checks it (0: unknown, the file counts as changed)
+
+
+MTIME = operator.attrgetter("mtime")
+MEMO_LIMIT = 200_000  # path shapes remembered; a derivatives dataset has a few thousand
+DEFAULT_MIN_AGE = 3600.0  # activity this recent: fMRIPrep may still be at work
+SHARED_SCOPES = ("workdir", "freesurfer")  # where files of no subject are caches every subject may use
+Classified = tuple[Directory, "str | None", "Decision | None", "list[tuple[Entry, str | None, Decision]] | None"]
+
+
+@dataclass
+class Learned:
+    """What a plan learns while it is walked: the subjects' run statuses (judged from the scan) and the folders
+    it could not read. The plan's options never change; this is the only thing about it that does."""
+
+    warnings: Warnings = field(default_factory=Warnings)
+    book: StatusBook | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What happens to every file of a dataset (computed on iteration).
+
+    Each file's decision is made here, in this order: a file in the working directory's folder that fMRIPrep
+    did not create is left alone; otherwise the rules decide; a junk decision on the dataset's description or
+    on the evidence a subject's status rests on is overruled; and junk that must wait - a running subject's
+    files, shared files while some subject runs, anything modified within ``min_age`` - is held back. So
+    ``plan --only junk`` lists exactly the files ``clean`` with the same options acts on.
+    """
+
+    dataset: Dataset
+    ruleset: RuleSet
+    selection: Selection = field(default_factory=Selection)
+    now: float = field(default_factory=time.time)
+    state_dir: str | None = None  # never scanned; the dataset's own state directory by default
+    jobs: int = 1  # folders listed at once (threads); see scan.walk
+    min_age: float = DEFAULT_MIN_AGE  # activity this recent means a subject is still running
+    stale_after: float | None = None  # a cache idle this long is stale; None: the rule set's, else 30 days
+    learned: Learned = field(default_factory=Learned, repr=False, compare=False)
+
+    @property
+    def warnings(self) -> Warnings:
+        """Folders the scan could not read, so far."""
+        return self.learned.warnings
+
+    def run_statuses(self) -> dict:
+        """The run status (finished, failed, running...) of each selected subject: after an iteration they
+        come from what the scan read; before, each subject's folders are read for it."""
+        return self.status_book().statuses(self.selection.wants)
+
+    def status_book(self) -> StatusBook:
+        """The subjects' run statuses: the scan feeds it, a question before the scan reads for itself."""
+        if self.learned.book is None:
+            from ..fmriprep.status import DEFAULT_STALE_AFTER, StatusBook
+
+            stale_after = next((value for value in (self.stale_after, self.ruleset.stale_after) if value is not None),
+                               DEFAULT_STALE_AFTER)
+            self.learned.book = StatusBook(self.dataset, self.now, self.min_age, stale_after)
+        return self.learned.book
+
+    def problems(self) -> list[str]:
+        """What went wrong reading the dataset: folders the scan could not read, and problems with the selected
+        subjects' evidence (complete once the plan has been iterated)."""
+        statuses = self.run_statuses() if self.learned.book is not None else {}
+        scanned = self.warnings.as_list()
+        return scanned + [f"sub-{label}: {warning}" for label, status in sorted(statuses.items())
+                          for warning in status.warnings if warning not in scanned]
+
+    def all_warnings(self) -> list[str]:
+        """What a person should know about this plan: how discovery found each folder, then the problems."""
+        return list(self.dataset.notes) + self.problems()
+
+    def folders(self) -> Iterator[Classified]:
+        """Each scanned folder, classified: (folder, subject, decision, None) when one subject and one
+        decision cover all its files (no per-file work at all), else (folder, None, None, per-file list).
+
+        A folder whose decision needs a subject's run status (a rule reads it, or some of its files are junk
+        and the subject may be running) waits until the scan has left every folder of that subject, which is
+        then judged from the file times the scan read. Folders of no subject wait for the end when a rule
+        asks about every subject, or when they hold shared junk. So the working directory's shared folders
+        come last; every other folder comes in scan order or soon after.
+        """
+        book = self.status_book()  # fed by the scan even when no rule asks: reports show the statuses
+        classifier = Classifier(self.ruleset, self.now, book)
+        selection = self.selection
+        skip_dir = None
+        if selection.participant_labels is not None or selection.excluded_labels:
+            def skip_dir(root: ScanRoot, relpath: str, name: str) -> bool:
+                subject = subject_of_folder(root.scope, f"{relpath}/{name}" if relpath else name)
+                return subject is not None and root.owns(relpath or name) and not selection.wants(subject)
+
+        # Derivatives repeat the same files for every subject: where no rule can tell labels apart, the
+        # decision for a path shape (labels blanked) is made once and reused. Capped, to stay bounded.
+        memo: dict[tuple, Decision] | None = {} if classifier.decisions_repeat_across_labels else None
+        exclude = frozenset({self.dataset.state_dir, self.state_dir or self.dataset.state_dir})
+        cutoff = self.now - self.min_age
+        holds = _Holds(book)
+        open_folder: str | None = None  # the subject folder (output, FreeSurfer or working directory) the scan is in
+        open_subject: str | None = None
+        inside = ""  # its path and a slash: the folders below it are its subject's
+        waiting: dict[str, list[tuple[Directory, str | None, Classified | None]]] = {}  # for a subject's status
+        last: list[tuple[Directory, str | None, Classified | None]] = []  # for every subject's status
+
+        def settle(items: Iterable[tuple[Directory, str | None, Classified | None]]) -> Iterator[Classified]:
+            for folder, subject, classified in items:
+                if classified is None:
+                    classified = self._classified(folder, subject, classifier, memo)
+                if classified is not None:
+                    yield self._held_back(classified, holds, cutoff)
+
+        for folder in walk(self.dataset.scan_roots, self.warnings, skip_dir, exclude, self.jobs):
+            scope = folder.root.scope
+            if open_folder is not None and folder.path.startswith(inside):
+                subject = open_subject
+            else:
+                if open_folder is not None:
+                    label = book.walked(open_folder)
+                    open_folder = None
+                    if book.ready(label):
+                        yield from settle(waiting.pop(label, ()))
+                subject = subject_of_folder(scope, folder.relpath) if owned(folder) else None
+                if subject is not None and book.subject_folder(folder.path) == subject:
+                    open_folder, open_subject, inside = folder.path, subject, folder.path + "/"
+            if open_folder is not None:
+                if folder.problem is not None:
+                    book.unreadable(open_folder, folder.problem)
+                book.saw(open_folder, folder.files)
+            if not folder.files:
+                continue
+            scope_rules = classifier.scope_rules(scope)
+            if subject is not None and scope_rules.uses_status and not book.ready(subject):
+                waiting.setdefault(subject, []).append((folder, subject, None))
+                continue
+            if subject is None and scope_rules.uses_any_status and owned(folder):
+                if selection.wants(None):
+                    last.append((folder, subject, None))
+                continue
+            classified = self._classified(folder, subject, classifier, memo)
+            if classified is None:
+                continue
+            wait_for = self._waits_for(classified, book)
+            if wait_for is None:
+                yield self._held_back(classified, holds, cutoff)
+            elif wait_for:
+                waiting.setdefault(wait_for, []).append((folder, subject, classified))
+            else:
+                last.append((folder, subject, classified))
+        if open_folder is not None:
+            book.walked(open_folder)
+        for label in sorted(waiting):
+            yield from settle(waiting[label])
+        yield from settle(last)
+
+    def _classified(self, folder: Directory, folder_subject: str | None, classifier: Classifier,
+                    memo: dict[tuple, Decision] | None) -> Classified | None:
+        """One folder's files with the decisions of the rules, fMRIPrep's scope and the protected evidence
+        applied (None if no file of it is selected); what must wait is held back later (``_held_back``)."""
+        selection = self.selection
+        root = folder.root
+        scope = root.scope
+        if not owned(folder):  # in -w, but not a folder fMRIPrep created
+            return (folder, None, LEFT_ALONE, None) if selection.wants(None) else None
+        at_root = not folder.relpath and scope in ("derivatives", "other")
+        top_of_workdir = not folder.relpath and root.fmriprep_entries_only  # its files are mostly not fMRIPrep's
+        if not at_root and not selection.wants(folder_subject):
+            return None
+        book = self.status_book()
+        guarded = book.guards(scope, folder.relpath) or (scope == "derivatives" and not folder.relpath)
+        shared = classifier.folder_decision(scope)  # cheap, per scope: the whole working directory
+        rules: tuple[tuple[Rule, Decision], ...] = ()
+        fallback = classifier.default
+        if shared is None:
+            rules, fallback = classifier.folder_plan(scope, folder.relpath, folder_subject, mixed_subjects=at_root)
+            if not rules:
+                shared = fallback
+        if shared is not None and not at_root and not top_of_workdir and not (guarded and shared.action == "junk"):
+            return folder, folder_subject, shared, None
+        decided: list[tuple[Entry, str | None, Decision]] = []
+        rules_key = (scope, tuple(rule.id for rule, _ in rules), fallback.rule_id) if shared is None else None
+        # memo keys: the folder's shape once, then each name with the folder's labels blanked
+        prefix_shape = path_shape(folder.relpath + "/") if folder.relpath else ""
+        labels = folder_labels(folder.relpath)
+        for entry in folder.files:
+            if top_of_workdir and not fmriprep_workdir_entry(entry.name):
+                if selection.wants(None):
+                    decided.append((entry, None, LEFT_ALONE))
+                continue
+            subject = subject_of_root_file(entry.name) if at_root else folder_subject
+            if not selection.wants(subject):
+                continue
+            decision = shared
+            if decision is None:
+                state = classifier.state_for(scope, subject)
+                key = None if memo is None else (rules_key, state, prefix_shape + name_shape(entry.name, labels))
+                decision = None if memo is None or key is None else memo.get(key)
+                if decision is None:
+                    decision = classifier.decide(
+                        FileFacts(scope, folder.relpath, entry.name, entry.size, entry.mtime, subject,
+                                  state, classifier.present_statuses), rules, fallback)
+                    if memo is not None and key is not None and len(memo) < MEMO_LIMIT:
+                        memo[key] = decision
+            if guarded and decision.action == "junk":
+                decision = protected(scope, folder.relpath, entry.name, book) or decision
+            decided.append((entry, subject, decision))
+        return (folder, None, None, decided) if decided else None
+
+    @staticmethod
+    def _waits_for(classified: Classified, book: StatusBook) -> str | None:
+        """Whether a folder's junk must wait before it can be held back or let go: None (no), a subject
+        (until its folders are walked) or "" (until the end: shared junk, or several subjects')."""
+        folder, subject, shared, decided = classified
+        rows = [(subject, shared)] if decided is None else [(row[1], row[2]) for row in decided]
+        waiting: set[str | None] = set()
+        for file_subject, decision in rows:
+            if decision is None or decision.action != "junk":
+                continue
+            if file_subject is None:
+                if folder.root.scope in SHARED_SCOPES:
+                    return ""
+            elif not book.ready(file_subject):
+                waiting.add(file_subject)
+        if not waiting:
+            return None
+        subjects_here = {subject} if decided is None else {row[1] for row in decided}
+        return waiting.pop() if len(waiting) == 1 and len(subjects_here) == 1 else ""
+
+    @staticmethod
+    def _held_back(classified: Classified, holds: _Holds, cutoff: float) -> Classified:
+        """The folder with its junk that must wait held back: a running subject's, shared junk while some
+        subject runs, and files modified after ``cutoff``."""
+        folder, subject, shared, decided = classified
+        if decided is None:
+            if shared is None or shared.action != "junk":
+                return classified
+            held = holds.hold(folder.root.scope, subject)
+            if held is not None:
+                return folder, subject, held, None
+            if max(map(MTIME, folder.files)) <= cutoff:
+                return classified
+            return folder, None, None, [(entry, subject, HELD_RECENT if entry.mtime > cutoff else shared)
+                                        for entry in folder.files]
+        if not any(decision.action == "junk" for _, _, decision in decided):
+            return classified
+        scope = folder.root.scope
+        rows = []
+        for entry, file_subject, decision in decided:
+            if decision.action == "junk":
+                decision = holds.hold(scope, file_subject) or (HELD_RECENT if entry.mtime > cutoff else decision)
+            rows.append((entry, file_subject, decision))
+        return folder, None, None, rows
+
+    def __iter__(self) -> Iterator[PlannedFile]:
+        for folder, subject, shared, decided in self.folders():
+            base, root, scope = folder.path + "/", folder.root.path, folder.root.scope
+            if decided is None:
+                assert shared is not None  # one decision for the whole folder
+                rows: Iterable[tuple[Entry, str | None, Decision]] = ((entry, subject, shared) for entry in folder.files)
+            else:
+                rows = decided
+            for entry, file_subject, decision in rows:
+                yield PlannedFile(
+                    base + entry.name, root, scope, file_subject, entry.size, entry.allocated, entry.mtime,
+                    entry.dev, entry.ino, entry.nlink, decision.action, decision.category, decision.rule_id,
+                    entry.ctime,
+                )
+
+    def summarize(self, progress: Callable[[int, int], None] | None = None) -> Summary:
+        """Fold the plan into totals; folders with one decision are added in one step."""
+        summary = Summary()
+        for folder, subject, shared, decided in self.folders():
+            if decided is None:
+                assert shared is not None  # one decision for the whole folder
+                summary.add_folder(folder, folder.files, subject, shared)
+            else:  # files of one subject with one decision are added together
+                groups: dict[tuple[str | None, int], tuple[Decision, list[Entry]]] = {}
+                for entry, file_subject, decision in decided:
+                    groups.setdefault((file_subject, id(decision)), (decision, []))[1].append(entry)
+                for (file_subject, _), (decision, entries) in groups.items():
+                    summary.add_folder(folder, entries, file_subject, decision)
+            if progress is not None:
+                progress(len(folder.files), sum(entry.size for entry in folder.files))
+        return summary.finish()
+
+
+def owned(folder: Directory) -> bool:
+    """Whether fMRIPrep created ``folder`` (every folder but those in -w outside fMRIPrep's own; a root is)."""
+    return not folder.root.fmriprep_entries_only or not folder.relpath or folder.root.owns(folder.relpath)
+
+
+def decide_one(plan: Plan, root: ScanRoot, relpath: str, entry: Entry, subject: str | None) -> Decision:
+    """One file's decision, as iterating the plan would give it (for explain): the same steps, file by file."""
+    folder, _, name = relpath.rpartition("/")
+    if not root.owns(relpath):
+        return LEFT_ALONE
+    book = plan.status_book()
+    classifier = Classifier(plan.ruleset, plan.now, book)
+    decision = classifier.folder_decision(root.scope) or classifier.decide(
+        FileFacts(root.scope, folder, name, entry.size, entry.mtime, subject, classifier.state_of(subject),
+                  classifier.present_statuses))
+    if decision.action == "junk":
+        decision = protected(root.scope, folder, name, book) or decision
+    if decision.action == "junk":
+        held = _Holds(book).hold(root.scope, subject)
+        decision = held or (HELD_RECENT if entry.mtime > plan.now - plan.min_age else decision)
+    return decision
+
+
+def protected(scope: str, folder: str, name: str, book: StatusBook) -> Decision | None:
+    """The decision that overrules junk for a file no rule may take: the dataset's description, and the
+    evidence a subject's run status rests on while its working directory exists."""
+    if scope == "derivatives" and not folder and name == "dataset_description.json":
+        return IDENTITY
+    if book.guards(scope, folder) and book.is_evidence(scope, folder, name):
+        return EVIDENCE
+    return None
+
+
+class _Holds:
+    """Why junk of a subject (or of no subject, in a scope) must wait, if it must; asked once per subject,
+    since a subject's status does not change once judged."""
+
+    def __init__(self, book: StatusBook) -> None:
+        self.book = book
+        self._known: dict[tuple[str, str | None], Decision | None] = {}
+
+    def hold(self, scope: str, subject: str | None) -> Decision | None:
+        key = (scope, subject) if subject is None else ("", subject)
+        if key in self._known:
+            return self._known[key]
+        held = None
+        if subject is not None:
+            held = HELD_RUNNING if self.book.status_of(subject) == "running" else None
+        elif scope in SHARED_SCOPES and "running" in self.book.present():
+            held = HELD_SHARED
+        self._known[key] = held
+        return held
+
+
+
+def build_plan(dataset: Dataset, ruleset: RuleSet, selection: Selection | None = None, now: float | None = None,
+               state_dir: str | None = None, min_age: float = DEFAULT_MIN_AGE, stale_after: float | None = None,
+               jobs: int = 1) -> Plan:
+    """The plan for a dataset under a rule set (nothing is scanned until it is iterated).
+
+    ``min_age``: activity this recent means a subject is running, and junk this recent is held back;
+    ``stale_after``: a subject idle this long has a stale cache (default: the rule set's, else 30 days);
+    ``jobs``: folders listed at once.
+    """
+    return Plan(dataset, ruleset, selection or Selection(), now if now is not None else time.time(), state_dir,
+                jobs, min_age, stale_after)
+

@@ -1,0 +1,132 @@
+"""The totals a report is made of: a plan folded into counts per category, per subject and per scope.
+
+Nothing is kept per file, so memory stays flat however many files there are; the bytes of a file with several
+hard links are settled once every link has been seen (junk only when every link is junk: what clean frees).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..basics.folders import Directory, Entry
+from ..rules.classify import LEFT_ALONE, Decision
+
+SIZE, ALLOCATED, NLINK = operator.attrgetter("size"), operator.attrgetter("allocated"), operator.attrgetter("nlink")
+FOLDER_DEPTH = 3  # e.g. work/fmriprep_23_2_wf/sub_01_wf/bold_task_rest_wf, derivatives/sub-01/ses-1/func
+COUNT_FIELDS = ("files", "bytes", "allocated_bytes", "keep_files", "keep_bytes", "junk_files", "junk_bytes")
+
+
+@dataclass
+class Counts:
+    files: int = 0
+    bytes: int = 0
+    allocated_bytes: int = 0
+    keep_files: int = 0
+    keep_bytes: int = 0
+    junk_files: int = 0
+    junk_bytes: int = 0
+
+    def add(self, action: str, files: int, size: int, allocated: int) -> None:
+        self.files += files
+        self.bytes += size
+        self.allocated_bytes += allocated
+        if action == "junk":
+            self.junk_files += files
+            self.junk_bytes += size
+        else:
+            self.keep_files += files
+            self.keep_bytes += size
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in COUNT_FIELDS}
+
+
+@dataclass
+class Summary:
+    """Totals of a plan. A file with several hard links counts its bytes once, and as junk only when every one
+    of its links is junk (otherwise removing the junk links frees nothing): what clean will really free."""
+
+    totals: Counts = field(default_factory=Counts)
+    by_category: dict[str, Counts] = field(default_factory=dict)
+    by_subject: dict[str | None, Counts] = field(default_factory=dict)
+    junk_by_folder: dict[str, int] = field(default_factory=dict)  # folders FOLDER_DEPTH deep below their root
+    bytes_by_subject_scope: dict[tuple[str | None, str], int] = field(default_factory=dict)
+    kept_by_subject_scope: dict[tuple[str | None, str], int] = field(default_factory=dict)
+    left_alone: dict[str, list[int]] = field(default_factory=dict)  # top entry in -w fMRIPrep did not write -> [files, bytes]
+    _links: dict[tuple[int, int], list] = field(default_factory=dict, repr=False)  # inode -> [entry, nlink, junk, first junk, first keep]
+
+    def add_folder(self, folder: Directory, entries: Sequence[Entry], subject: str | None, decision: Decision) -> None:
+        """Count files of one folder that share a subject and a decision (the bytes of multiply-linked files
+        are settled by ``finish``, once every link has been seen)."""
+        if max(map(NLINK, entries)) == 1:  # the usual case, summed without a Python loop
+            size, allocated = sum(map(SIZE, entries)), sum(map(ALLOCATED, entries))
+        else:
+            size = allocated = 0
+            for entry in entries:
+                if entry.nlink > 1:
+                    self._link(entry, folder, subject, decision)
+                else:
+                    size += entry.size
+                    allocated += entry.allocated
+        self._count(folder, subject, decision, len(entries), size, allocated)
+        if decision is LEFT_ALONE:
+            if folder.relpath:
+                self._left_alone(f"{folder.root.path}/{folder.relpath.split('/', 1)[0]}", len(entries), size)
+            else:
+                for entry in entries:
+                    self._left_alone(f"{folder.root.path}/{entry.name}", 1, entry.size)
+
+    def _count(self, folder: Directory, subject: str | None, decision: Decision, files: int, size: int,
+               allocated: int, action: str | None = None) -> None:
+        action = action or decision.action
+        self.totals.add(action, files, size, allocated)
+        category = self.by_category.get(decision.category)
+        if category is None:
+            category = self.by_category[decision.category] = Counts()
+        category.add(action, files, size, allocated)
+        per_subject = self.by_subject.get(subject)
+        if per_subject is None:
+            per_subject = self.by_subject[subject] = Counts()
+        per_subject.add(action, files, size, allocated)
+        key = (subject, folder.root.scope)
+        self.bytes_by_subject_scope[key] = self.bytes_by_subject_scope.get(key, 0) + size
+        if action == "keep":
+            self.kept_by_subject_scope[key] = self.kept_by_subject_scope.get(key, 0) + size
+        if action == "junk" and size:
+            parts = folder.relpath.split("/")[:FOLDER_DEPTH] if folder.relpath else []
+            where = "/".join([folder.root.path, *parts])
+            self.junk_by_folder[where] = self.junk_by_folder.get(where, 0) + size
+
+    def _link(self, entry: Entry, folder: Directory, subject: str | None, decision: Decision) -> None:
+        record = self._links.get((entry.dev, entry.ino))
+        if record is None:
+            record = self._links[(entry.dev, entry.ino)] = [entry, entry.nlink, 0, None, None]
+        where = (folder, subject, decision)
+        if decision.action == "junk":
+            record[2] += 1
+            record[3] = record[3] or where
+        else:
+            record[4] = record[4] or where
+
+    def finish(self) -> Summary:
+        """Settle the bytes of multiply-linked files: junk where every link is junk, else kept (under the
+        first kept link's category, or the first junk link's when its other links lie outside the dataset)."""
+        for entry, nlink, junk_links, first_junk, first_keep in self._links.values():
+            if junk_links >= nlink:
+                folder, subject, decision = first_junk
+                self._count(folder, subject, decision, 0, entry.size, entry.allocated)
+            else:
+                folder, subject, decision = first_keep or first_junk
+                self._count(folder, subject, decision, 0, entry.size, entry.allocated, action="keep")
+        self._links.clear()
+        return self
+
+    def _left_alone(self, top: str, files: int, size: int) -> None:
+        counts = self.left_alone.setdefault(top, [0, 0])
+        counts[0] += files
+        counts[1] += size
+
+    def largest_junk_folders(self, count: int = 10) -> list[tuple[str, int]]:
+        return sorted(self.junk_by_folder.items(), key=lambda item: (-item[1], item[0]))[:count]

@@ -1,0 +1,127 @@
+"""The work list of a clean run - the plan's junk, and what it holds back as skips - and the run's outcome.
+
+Freed bytes are honest: a file frees its bytes only when its last link goes. A junk hard link whose twin is
+kept (or lies outside the dataset) is removed as a link and counted as such, but frees nothing; the dry run
+works this out from the links the scan saw, the real run from the link count right before each unlink, and
+both give the same figure when nothing changed in between.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from ..rules.classify import HELD_RECENT, HELD_RUNNING, HELD_SHARED
+from .plan import Plan, PlannedFile
+
+SKIP_RECENT = "modified within --min-age"
+SKIP_RUNNING = "its subject's fMRIPrep run is still going (status running)"
+SKIP_SHARED = "shared by every subject, and some subject is still running"
+HELD_BACK_REASONS = {HELD_RUNNING.rule_id: SKIP_RUNNING, HELD_SHARED.rule_id: SKIP_SHARED,
+                     HELD_RECENT.rule_id: SKIP_RECENT}
+LINKED_NOTE = "hard-linked elsewhere: removed as links, the content stays (frees nothing)"
+MAX_FAILURE_MESSAGES = 50
+
+
+@dataclass
+class Tally:
+    files: int = 0
+    bytes: int = 0
+
+    def add(self, size: int, files: int = 1) -> None:
+        self.files += files
+        self.bytes += size
+
+
+@dataclass
+class Outcome:
+    """What a run did (or, in a dry run, would do). ``acted.bytes`` counts freed bytes only."""
+
+    mode: str
+    acted: Tally = field(default_factory=Tally)
+    by_category: dict[str, Tally] = field(default_factory=dict)
+    skipped: dict[str, Tally] = field(default_factory=dict)
+    failed: dict[str, Tally] = field(default_factory=dict)
+    failure_messages: list[str] = field(default_factory=list)
+    removed_dirs: int = 0
+    interrupted: str | None = None  # why the run stopped early (Ctrl-C, SIGTERM), if it did
+    _links: dict[tuple[int, int], list[int]] = field(default_factory=dict, repr=False)  # inode -> [removed, nlink, size]
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)  # threads share it
+
+    def act(self, planned: PlannedFile, nlink: int | None = None) -> None:
+        """A file went (or, in a dry run, would go); ``nlink``: its link count right before it went."""
+        links = planned.nlink if nlink is None else nlink
+        with self._lock:
+            freed = planned.size
+            if links > 1:
+                inode = (planned.dev, planned.ino)
+                counts = self._links.setdefault(inode, [0, links, planned.size])
+                counts[0] += 1
+                counts[1] = max(counts[1], links)
+                freed = planned.size if counts[0] == counts[1] else 0  # its last link in this dataset went
+            self.acted.add(freed)
+            self.by_category.setdefault(planned.category, Tally()).add(freed)
+
+    def linked(self) -> Tally:
+        """Links removed whose content other links still hold: files and the bytes they did not free."""
+        tally = Tally()
+        for removed, nlink, size in self._links.values():
+            if removed < nlink:
+                tally.add(size, removed)
+        return tally
+
+    def skip(self, planned: PlannedFile, reason: str) -> None:
+        with self._lock:
+            self.skipped.setdefault(reason, Tally()).add(planned.size)
+
+    def fail(self, planned: PlannedFile, reason: str, message: str) -> None:
+        with self._lock:
+            self.failed.setdefault(reason, Tally()).add(planned.size)
+            if len(self.failure_messages) < MAX_FAILURE_MESSAGES:
+                self.failure_messages.append(message)
+
+    def as_dict(self) -> dict:
+        linked = self.linked()
+        return {
+            "mode": self.mode,
+            "files": self.acted.files,
+            "bytes": self.acted.bytes,
+            "by_category": [{"category": k, "files": v.files, "bytes": v.bytes} for k, v in sorted(self.by_category.items())],
+            "hard_linked": {"files": linked.files, "bytes": linked.bytes, "note": LINKED_NOTE},
+            "skipped": [{"reason": k, "files": v.files, "bytes": v.bytes} for k, v in sorted(self.skipped.items())],
+            "failed": [{"reason": k, "files": v.files, "bytes": v.bytes} for k, v in sorted(self.failed.items())],
+            "failure_messages": list(self.failure_messages),
+            "removed_dirs": self.removed_dirs,
+            "interrupted": self.interrupted,
+        }
+
+
+@dataclass
+class Worklist:
+    """The junk files a run will act on, in scan order, and those it skips up front (held back by the plan)."""
+
+    files: list[PlannedFile]
+    outcome: Outcome
+    scanned_bytes: int = 0  # everything the scan saw, kept or junk: the whole of a share
+
+    def preview(self) -> Outcome:
+        """What acting on every file would give: the dry run's answer, and the question before a real run."""
+        preview = Outcome(self.outcome.mode, skipped=dict(self.outcome.skipped))
+        for planned in self.files:
+            preview.act(planned)
+        return preview
+
+
+def build_worklist(plan: Plan, mode: str) -> Worklist:
+    """One pass over the plan: its junk, in scan order, and what it holds back, as skips with their reasons
+    (a running subject's files, shared files while some subject runs, files modified within --min-age)."""
+    outcome = Outcome(mode)
+    files: list[PlannedFile] = []
+    scanned_bytes = 0
+    for planned in plan:
+        scanned_bytes += planned.size
+        if planned.action == "junk":
+            files.append(planned)
+        elif planned.rule_id in HELD_BACK_REASONS:
+            outcome.skip(planned, HELD_BACK_REASONS[planned.rule_id])
+    return Worklist(files, outcome, scanned_bytes)

@@ -1,0 +1,119 @@
+"""What every output is rendered from: one dictionary per command (report, status, audit, history), the JSON
+contract with users' scripts. Text, CSV and HTML render the same dictionary, so they never disagree."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from .. import __version__
+from ..energy.model import Assumptions, assumptions, energy_report
+from ..fmriprep.layout import Dataset
+from ..fmriprep.statuses import SUBJECT_STATUSES
+from ..ops.audit import AuditRow
+from ..ops.history import totals as history_totals
+from ..plan.plan import Plan
+from ..plan.summary import Summary
+from ..rules.rulesets import RuleSet
+
+SCHEMA_VERSION = 1
+AUDIT_TOTALS = ("files", "bytes", "junk_bytes", "kwh_per_year_avoidable", "kgco2e_per_year_avoidable")
+
+
+def _sorted_categories(summary: Summary) -> list[tuple[str, Any]]:
+    return sorted(summary.by_category.items(), key=lambda item: (-item[1].junk_bytes, -item[1].bytes, item[0]))
+
+
+def _sorted_subjects(summary: Summary) -> list[tuple[str | None, Any]]:
+    return sorted(summary.by_subject.items(), key=lambda item: (item[0] is None, item[0] or ""))
+
+
+def report_data(
+    dataset: Dataset,
+    ruleset: RuleSet,
+    summary: Summary,
+    warnings: list[str],
+    participant_labels: Iterable[str] | None = None,
+    energy_model: Assumptions | None = None,
+    command: str | None = None,
+    statuses: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON report. Its fields are a contract with users' scripts: add, never rename.
+
+    ``warnings``: everything a person should know (Plan.all_warnings: discovery's notes, unreadable folders,
+    subjects' evidence problems).
+    """
+    by_category = [{"category": name, **counts.as_dict()} for name, counts in _sorted_categories(summary)]
+    totals = summary.totals.as_dict()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "fmriprep-cleanup", "version": __version__},
+        "dataset": {
+            "path": dataset.path,
+            "layout": dataset.layout,
+            "fmriprep_version": dataset.fmriprep_version,
+            "derivatives": dataset.derivatives,
+            "freesurfer": dataset.freesurfer,
+            "workdirs": list(dataset.workdirs),
+            "notes": list(dataset.notes),
+        },
+        "rules": list(ruleset.names),
+        "participant_labels": sorted(participant_labels) if participant_labels else None,
+        "totals": totals,
+        "by_category": by_category,
+        "by_subject": [{"subject": name, **counts.as_dict()} for name, counts in _sorted_subjects(summary)],
+        "largest_junk_folders": [{"folder": folder, "junk_bytes": nbytes} for folder, nbytes in summary.largest_junk_folders()],
+        "energy": energy_report(energy_model or assumptions(), totals, by_category),
+        "subjects_by_status": subjects_by_status(summary, statuses or {}),
+        "not_fmriprep": [{"path": path, "files": counts[0], "bytes": counts[1]}
+                         for path, counts in sorted(summary.left_alone.items(), key=lambda item: (-item[1][1], item[0]))],
+        "command": command,
+        "warnings": list(warnings),
+    }
+
+
+def subjects_by_status(summary: Summary, statuses: dict[str, Any]) -> list[dict[str, Any]]:
+    """Subjects counted by run status, with their files' bytes and their kept working-directory bytes."""
+    rows: dict[str, dict[str, Any]] = {}
+    for label, status in statuses.items():
+        row = rows.setdefault(status.status, {"status": status.status, "subjects": 0, "bytes": 0, "junk_bytes": 0,
+                                              "workdir_bytes": 0, "workdir_kept_bytes": 0})
+        counts = summary.by_subject.get(label)
+        row["subjects"] += 1
+        if counts is not None:
+            row["bytes"] += counts.bytes
+            row["junk_bytes"] += counts.junk_bytes
+        row["workdir_bytes"] += summary.bytes_by_subject_scope.get((label, "workdir"), 0)
+        row["workdir_kept_bytes"] += summary.kept_by_subject_scope.get((label, "workdir"), 0)
+    order = {name: index for index, name in enumerate(SUBJECT_STATUSES)}
+    return sorted(rows.values(), key=lambda row: order.get(row["status"], 99))
+
+
+def status_data(plan: Plan, summary: Summary, only: Iterable[str] = ()) -> dict[str, Any]:
+    """Each selected subject's run status with its evidence and its bytes (``only``: these statuses)."""
+    wanted = set(only)
+    rows = []
+    for label, subject in plan.run_statuses().items():
+        if (wanted and subject.status not in wanted) or not plan.selection.wants(label):
+            continue
+        record = subject.as_dict()
+        record["workdir_bytes"] = summary.bytes_by_subject_scope.get((label, "workdir"), 0)
+        record["output_bytes"] = summary.bytes_by_subject_scope.get((label, "derivatives"), 0)
+        rows.append(record)
+    return {"dataset": plan.dataset.path, "subjects": rows, "warnings": plan.all_warnings()}
+
+
+def audit_data(roots: Iterable[str], ruleset: RuleSet, model: Assumptions, rows: list[AuditRow], warnings: list[str],
+               failed: list[str]) -> dict[str, Any]:
+    """The site audit: every dataset found below ``roots``, largest reclaimable first, and the totals."""
+    datasets = [row.as_dict() for row in rows]
+    return {"roots": [os.path.abspath(root) for root in roots], "rules": list(ruleset.names),
+            "energy_assumptions": model.as_dict(), "datasets": datasets,
+            "totals": {key: sum(row[key] for row in datasets) for key in AUDIT_TOTALS},
+            "failed": failed, "warnings": warnings}
+
+
+def history_data(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The recorded runs and what they reclaimed and avoided, overall and per dataset."""
+    return {"runs": runs, "totals": history_totals(runs)}

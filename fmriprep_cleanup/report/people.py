@@ -1,0 +1,61 @@
+"""Numbers for people, shared by the text and HTML renderers: sizes in binary units, file counts, shares,
+yearly figures, aligned tables, and what each run status means for a subject's files."""
+
+from __future__ import annotations
+
+import humanize
+
+LAYOUT_NAMES = {"bids": "BIDS layout", "legacy": "legacy layout", "workdir": "working directory only"}
+STATUS_LINES = {
+    "failed": "their working directories ({kept}) are kept for re-runs",
+    "running": "fMRIPrep is still working on them: nothing of theirs is touched ({kept} of working directory)",
+    "incomplete": "their runs stopped before the end: working directories ({kept}) are kept for re-runs",
+    "unknown": "their run status cannot be told: working directories ({kept}) are kept",
+}
+
+
+def size(n: int) -> str:
+    """Bytes for people: binary units, as du -h and storage quotas use."""
+    text = humanize.naturalsize(n, binary=True, format="%.1f")
+    return text.replace(" Bytes", " B").replace(" Byte", " B")
+
+
+def files(count: int) -> str:
+    return f"{humanize.intcomma(count)} file" + ("" if count == 1 else "s")
+
+
+def share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f} %" if whole else "-"
+
+
+def number(value: float) -> str:
+    """A yearly figure for people: three significant digits, thousands separated."""
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return humanize.intcomma(round(value))
+    return f"{value:.3g}"
+
+
+def count(value: int) -> str:
+    """A count with thousands separated: 12,345."""
+    return humanize.intcomma(value)
+
+
+def table(headers: list[str], rows: list[list[str]], align: str) -> list[str]:
+    """Aligned columns; ``align`` has one letter per column, l or r."""
+    widths = [max(len(str(row[i])) for row in [headers] + rows) for i in range(len(headers))]
+
+    def line(cells: list[str]) -> str:
+        parts = [str(c).ljust(w) if a == "l" else str(c).rjust(w) for c, w, a in zip(cells, widths, align, strict=True)]
+        return "  ".join(parts).rstrip()
+
+    return [line(headers), line(["-" * w for w in widths])] + [line(row) for row in rows]
+
+
+def status_line(row: dict) -> str | None:
+    """What a run status means for the subjects that have it ("2 failed subjects: ..."), or None."""
+    if row["status"] not in STATUS_LINES or not row["subjects"]:
+        return None
+    noun = "subject" if row["subjects"] == 1 else "subjects"
+    return f"{row['subjects']} {row['status']} {noun}: " + STATUS_LINES[row["status"]].format(kept=size(row["workdir_kept_bytes"]))

@@ -1,0 +1,295 @@
+"""Text for people and CSV for spreadsheets, rendered from the dictionaries in report.data: the report, the
+subjects' run statuses, the site audit, the run history, and what a clean, restore or policy run did."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..basics.formats import csv_line, strict_json
+from ..plan.summary import COUNT_FIELDS
+from .people import LAYOUT_NAMES, count, files, number, share, size, status_line, table
+
+
+def _count_row(key: str, counts: dict[str, int]) -> list[str]:
+    return [
+        key,
+        count(counts["files"]),
+        size(counts["bytes"]),
+        size(counts["keep_bytes"]),
+        size(counts["junk_bytes"]),
+        share(counts["junk_bytes"], counts["bytes"]),
+    ]
+
+
+def render_text(data: dict[str, Any]) -> str:
+    """The report for people: where things are, keep and junk by category and subject, run statuses, energy."""
+    dataset = data["dataset"]
+    version = dataset["fmriprep_version"] or "unknown version"
+    layout = LAYOUT_NAMES[dataset["layout"]]
+    lines = [f"fMRIPrep {version} · {layout} · {dataset['path']}"]
+    if dataset["derivatives"]:
+        lines.append(f"  derivatives  {dataset['derivatives']}")
+    lines.append(f"  FreeSurfer   {dataset['freesurfer'] or '(not found)'}")
+    for workdir in dataset["workdirs"] or ["(not found; give --work-dir to include it)"]:
+        lines.append(f"  work dir     {workdir}")
+    for note in dataset.get("notes", []):
+        lines.append(f"  note: {note}")
+    lines.append(f"Rules: {', '.join(data['rules'])}")
+    if data["participant_labels"]:
+        lines.append(f"Participants: {', '.join('sub-' + label for label in data['participant_labels'])}")
+    lines.append("")
+
+    headers = ["Files", "Total", "Keep", "Junk", "Junk %"]
+    category_rows = [_count_row(row["category"], row) for row in data["by_category"]]
+    category_rows.append(_count_row("Total", data["totals"]))
+    lines += table(["Category"] + headers, category_rows, "lrrrrr")
+    lines.append("")
+    subject_rows = [
+        _count_row(f"sub-{row['subject']}" if row["subject"] is not None else "(no subject)", row)
+        for row in data["by_subject"]
+    ]
+    lines += table(["Subject"] + headers, subject_rows, "lrrrrr")
+    lines.append("")
+
+    if data["subjects_by_status"]:
+        status_rows = [[row["status"], str(row["subjects"]), size(row["bytes"]), size(row["workdir_bytes"]),
+                        size(row["workdir_kept_bytes"])] for row in data["subjects_by_status"]]
+        lines += table(["Run status", "Subjects", "Total", "Work dir", "Work dir kept"], status_rows, "lrrrr")
+        lines += [line for line in map(status_line, data["subjects_by_status"]) if line]
+        lines.append("")
+    totals = data["totals"]
+    lines.append(
+        f"Reclaimable: {size(totals['junk_bytes'])} of {size(totals['bytes'])} "
+        f"({share(totals['junk_bytes'], totals['bytes'])}) in {files(totals['junk_files'])}. "
+        "Nothing was changed."
+    )
+    if data["not_fmriprep"]:
+        left = data["not_fmriprep"]
+        total_files, total_bytes = sum(row["files"] for row in left), sum(row["bytes"] for row in left)
+        shown = ", ".join(f"{row['path']} ({size(row['bytes'])})" for row in left[:5])
+        more = f" and {len(left) - 5} more" if len(left) > 5 else ""
+        lines.append(f"Left alone, not fMRIPrep's: {files(total_files)} ({size(total_bytes)}) in the working "
+                     f"directory's folder: {shown}{more}.")
+    lines.append("")
+    lines += energy_lines(data["energy"])
+    return "\n".join(lines) + "\n"
+
+
+def energy_lines(energy: dict[str, Any]) -> list[str]:
+    """The energy and carbon block of the text report, assumptions on one line."""
+    a = energy["assumptions"]
+    where = f" ({a['country']})" if a["country"] else ""
+    assumptions_line = (f"{a['profile']}: {a['watts_per_tb']['value']:g} W/TB, PUE {a['pue']['value']:g}, "
+                        f"{a['copies']['value']:g} copies, {a['carbon_intensity']['value']:g} gCO2e/kWh{where}, "
+                        f"{a['embodied_kg_per_tb']['value']:g} kgCO2e/TB embodied over {a['lifetime_years']['value']:g} years")
+    rows = []
+    for label, row in (("Everything stored", energy["total"]), ("Junk (avoidable)", energy["junk"])):
+        rows.append([label, size(row["bytes"]), number(row["kwh_per_year"]), number(row["operational_kgco2e_per_year"]),
+                     number(row["embodied_kgco2e_per_year"]), number(row["kgco2e_per_year"])])
+    junk = energy["junk"]
+    return (
+        ["Energy and carbon per year of storage"]
+        + table(["", "Size", "kWh/yr", "Operational kgCO2e/yr", "Embodied kgCO2e/yr", "Total kgCO2e/yr"], rows, "lrrrrr")
+        + [f"Cleaning up avoids {number(junk['kgco2e_per_year'])} kgCO2e a year: about {number(junk['km_by_car'])} km "
+           f"by car or {number(junk['tree_months'])} tree-months.",
+           f"Assumptions: {assumptions_line}. Sources: report --format json (energy.assumptions)."]
+    )
+
+
+def render_json(data: dict[str, Any]) -> str:
+    """Any of the dictionaries, exactly: strict JSON (no NaN), keys in their order."""
+    return strict_json(data, indent=2) + "\n"
+
+
+ENERGY_FIELDS = ("kwh_per_year", "kgco2e_per_year", "junk_kwh_per_year", "junk_kgco2e_per_year")
+
+
+def render_csv(data: dict[str, Any]) -> str:
+    """The per-category table (with its energy and carbon per year), then the total row."""
+    lines = [csv_line(["category", *COUNT_FIELDS, *ENERGY_FIELDS])]
+    energy = {row["category"]: row for row in data["energy"]["by_category"]}
+    for row in data["by_category"]:
+        lines.append(csv_line([row["category"], *(row[f] for f in COUNT_FIELDS),
+                               *(energy[row["category"]][f] for f in ENERGY_FIELDS)]))
+    total, junk = data["energy"]["total"], data["energy"]["junk"]
+    lines.append(csv_line(["Total", *(data["totals"][f] for f in COUNT_FIELDS), total["kwh_per_year"],
+                           total["kgco2e_per_year"], junk["kwh_per_year"], junk["kgco2e_per_year"]]))
+    return "".join(lines)
+
+
+RENDERERS = {"text": render_text, "json": render_json, "csv": render_csv}
+
+
+# --- the subjects' run statuses -------------------------------------------------------------------
+
+STATUS_COLUMNS = ("subject", "status", "runs", "newest_run", "fmriprep_version", "crash_files", "workdir_bytes",
+                  "output_bytes", "output_spaces", "evidence", "idle_seconds", "stale")
+
+
+def _when(seconds: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds)) if seconds else "-"
+
+
+def _idle(row: dict[str, Any]) -> str:
+    """How long a subject has been idle, for people; "stale" once past --stale-after."""
+    seconds = row["idle_seconds"]
+    if seconds is None:
+        return "-"
+    text = f"{seconds / 86400:.0f} d" if seconds >= 86400 else f"{seconds / 3600:.0f} h"
+    return text + (" (stale)" if row["stale"] else "")
+
+
+def render_status_text(data: dict[str, Any]) -> str:
+    rows = data["subjects"]
+    table_rows = [[f"sub-{row['subject']}", row["status"], _when(row["newest_run_time"]), row["fmriprep_version"] or "-",
+                   str(row["crash_files"]), size(row["workdir_bytes"]), size(row["output_bytes"]), _idle(row),
+                   row["output_spaces"] or "-"] for row in rows]
+    lines = table(["Subject", "Status", "Newest run", "fMRIPrep", "Crashes", "Work dir", "Output", "Idle", "Spaces"],
+                  table_rows, "llllrrrrl")
+    lines.append("")
+    lines += [f"sub-{row['subject']}: {row['status']} ({'; '.join(row['evidence'])})"
+              + (f" ({row['runs']} runs)" if row["runs"] > 1 else "") for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def render_status_tsv(data: dict[str, Any]) -> str:
+    lines = ["\t".join(STATUS_COLUMNS)]
+    for row in data["subjects"]:
+        lines.append("\t".join("; ".join(row[c]) if c == "evidence" else "" if row[c] is None else str(row[c])
+                               for c in STATUS_COLUMNS))
+    return "\n".join(lines) + "\n"
+
+
+# --- the site audit ------------------------------------------------------------------------------------
+
+AUDIT_COLUMNS = ("path", "owner", "fmriprep_version", "layout", "subjects", "files", "bytes", "junk_bytes", "junk_share",
+                 "kwh_per_year_avoidable", "kgco2e_per_year_avoidable")
+
+
+def render_audit_text(data: dict[str, Any]) -> str:
+    rows = data["datasets"]
+    table_rows = [[row["path"], row["owner"], row["fmriprep_version"] or "?", str(row["subjects"]), size(row["bytes"]),
+                   size(row["junk_bytes"]), share(row["junk_bytes"], row["bytes"]),
+                   number(row["kwh_per_year_avoidable"]), number(row["kgco2e_per_year_avoidable"])] for row in rows]
+    lines = table(["Dataset", "Owner", "fMRIPrep", "Subjects", "Total", "Reclaimable", "Share", "kWh/yr", "kgCO2e/yr"],
+                  table_rows, "lllrrrrrr")
+    totals = data["totals"]
+    lines += ["", f"{len(rows)} datasets: {size(totals['junk_bytes'])} reclaimable of {size(totals['bytes'])} "
+              f"({files(totals['files'])}); {number(totals['kgco2e_per_year_avoidable'])} kgCO2e/yr avoidable. "
+              "Nothing was changed."]
+    return "\n".join(lines) + "\n"
+
+
+def render_audit_csv(data: dict[str, Any]) -> str:
+    return csv_line(AUDIT_COLUMNS) + "".join(csv_line([row[column] for column in AUDIT_COLUMNS])
+                                             for row in data["datasets"])
+
+
+# --- the run history -----------------------------------------------------------------------------------
+
+
+def render_history_text(data: dict[str, Any], since: str | None = None) -> str:
+    """The runs, one per line, then what they reclaimed and avoided (``since``: the period, as the user gave it)."""
+    rows = [[str(run["id"]), _when(run["started"]), run["dataset"], run["mode"], files(run["files"]), size(run["bytes"]),
+             number(run["kwh_per_year"]), number(run["kgco2e_per_year"]), str(run["exit_status"])] for run in data["runs"]]
+    lines = table(["#", "When", "Dataset", "Mode", "Files", "Bytes", "kWh/yr", "kgCO2e/yr", "Exit"], rows, "rllllrrrr")
+    overall = data["totals"]["overall"]
+    period = f"since {since}" if since else "in all"
+    lines += ["", f"{period.capitalize()}: {size(overall['bytes'])} reclaimed in {overall['runs']} runs "
+              f"({files(overall['files'])}); {number(overall['kwh_per_year'])} kWh/yr and "
+              f"{number(overall['kgco2e_per_year'])} kgCO2e/yr avoided."]
+    for row in data["totals"]["by_dataset"]:
+        lines.append(f"  {row['dataset']}: {size(row['bytes'])} in {row['runs']} runs, "
+                     f"{number(row['kgco2e_per_year'])} kgCO2e/yr avoided")
+    return "\n".join(lines) + "\n"
+
+
+def render_history_csv(data: dict[str, Any], columns: tuple[str, ...]) -> str:
+    return csv_line(["id", *columns]) + "".join(csv_line([run["id"], *(run[column] for column in columns)])
+                                                for run in data["runs"])
+
+
+# --- rule sets ------------------------------------------------------------------------------------------
+
+
+def render_ruleset_list(rows: list[tuple[str, str]]) -> str:
+    """The shipped rule sets: name and who each is for."""
+    return "\n".join(table(["Rule set", "For"], [list(row) for row in rows], "ll")) + "\n"
+
+
+def render_ruleset(ruleset: Any) -> str:
+    """The rules in force, in the order they apply, with where each came from."""
+    lines = [f"Rule set: {' <- '.join(ruleset.names)} (first match wins; unmatched files: {ruleset.default})"]
+    for set_name in ruleset.names:
+        description = " ".join(ruleset.descriptions.get(set_name, "").split())
+        if description:
+            lines.append(f"  {set_name}: {description}")
+    lines.append("")
+    rows = [[str(i), rule.id, rule.action, rule.category, rule.spec, rule.source] for i, rule in enumerate(ruleset.rules, 1)]
+    lines += table(["#", "Rule", "Action", "Category", "Match", "From"], rows, "rlllll")
+    return "\n".join(lines) + "\n"
+
+
+# --- what a clean run did ---------------------------------------------------------------------
+
+
+def render_outcome(outcome: dict[str, Any], dry_run: bool, journal: str | None = None,
+                   archives: list[str] | None = None, nothing_to_do: bool = False, recovered: int = 0) -> str:
+    """The end-of-run summary: what was (or would be) removed, skipped and failed, by reason."""
+    lines = []
+    if nothing_to_do and not dry_run:
+        lines.append("Nothing to do: no junk to act on; nothing was changed.")
+    verb = "Would remove" if dry_run else ("Archived and removed" if outcome["mode"] == "archive" else "Removed")
+    if not (nothing_to_do and not dry_run):
+        lines.append(f"{verb} {files(outcome['files'])} ({size(outcome['bytes'])} freed)"
+                     + (f" and {count(outcome['removed_dirs'])} emptied folders." if outcome["removed_dirs"] else "."))
+    if outcome["by_category"]:
+        rows = [[row["category"], count(row["files"]), size(row["bytes"])] for row in outcome["by_category"]]
+        lines += ["  " + line for line in table(["Category", "Files", "Bytes"], rows, "lrr")]
+    linked = outcome.get("hard_linked") or {}
+    if linked.get("files"):
+        lines.append(f"Of these, {files(linked['files'])} ({size(linked['bytes'])}) are {linked['note']}.")
+    for title, key in (("Skipped", "skipped"), ("Failed", "failed")):
+        for row in outcome[key]:
+            lines.append(f"{title} {files(row['files'])} ({size(row['bytes'])}): {row['reason']}")
+    for message in outcome["failure_messages"]:
+        lines.append(f"  {message}")
+    if recovered:
+        lines.append(f"Recovered the record of {files(recovered)} an interrupted run had removed.")
+    for archive in archives or []:
+        lines.append(f"Archive: {archive}")
+    if outcome.get("interrupted"):
+        lines.append(f"Stopped early: {outcome['interrupted']}. Everything done so far is recorded; "
+                     "run the same command again to finish.")
+    if journal:
+        lines.append(f"Journal: {journal}")
+    if dry_run:
+        lines.append("Dry run: nothing was changed.")
+    return "\n".join(lines) + "\n"
+
+
+def render_restore(outcome: dict[str, Any]) -> str:
+    lines = [f"Restored {files(outcome['restored_files'])} ({size(outcome['restored_bytes'])}); "
+             f"{files(outcome['already_present'])} already in place."]
+    lines += [f"conflict: {message}" for message in outcome["conflicts"]]
+    lines += [f"error: {message}" for message in outcome["errors"]]
+    return "\n".join(lines) + "\n"
+
+
+def render_policy_run(results: list[Any]) -> tuple[str, list[str]]:
+    """One line per dataset of a policy run and a final count; also the datasets' warnings, for stderr."""
+    lines, warnings = [], []
+    for result in results:
+        what = {"dry-run": "would remove", "archive": "archived", "delete": "removed"}[result.mode]
+        line = f"{result.status.upper():10} {result.dataset}"
+        if result.result:
+            line += f": {what} {files(result.result['files'])} ({size(result.result['bytes'])})"
+        if result.reason:
+            line += f" [{result.reason}]"
+        lines.append(line)
+        warnings += [f"{result.dataset}: {warning}" for warning in result.result.get("warnings", [])]
+    lines.append(f"{len(results)} datasets: " + ", ".join(
+        f"{sum(r.status == s for r in results)} {s}" for s in ("ok", "incomplete", "skipped", "failed", "stopped")
+        if s != "stopped" or any(r.status == s for r in results)))
+    return "\n".join(lines) + "\n", warnings
