@@ -25,7 +25,7 @@ from .energy.model import Assumptions, model_for
 from .fmriprep.layout import state_dir_for
 from .ops.history import History, record_run
 from .plan.plan import DEFAULT_MIN_AGE, Plan, Selection, build_plan
-from .plan.worklist import Outcome, Worklist
+from .plan.worklist import ActProgress, Outcome, Worklist
 from .rules.rulesets import RuleSet, load_rulesets, shipped_rulesets
 
 Progress = Callable[[int, int], None]  # called with (files, bytes) after each folder scanned
@@ -46,12 +46,14 @@ def open_plan(path: str, rules: Iterable[str] = (), work_dir: str | None = None,
     """
     if not find_work_dir and work_dir:
         raise CleanupError("--no-work-dir and --work-dir contradict each other")
-    dataset = discover_dataset(path, work_dir, find_work_dir, state_dir)
     ruleset = load_rulesets(list(rules)).with_cli_globs(tuple(keep), tuple(junk))
-    return build_plan(dataset, ruleset, Selection.from_labels(list(participant_labels)),
+    dataset = discover_dataset(path, work_dir, find_work_dir, state_dir)
+    plan = build_plan(dataset, ruleset, Selection.from_labels(list(participant_labels)),
                       state_dir=state_dir_for(dataset.identity, state_dir) if state_dir else None,
                       min_age=min_age, stale_after=stale_after,
                       jobs=jobs or default_jobs([root.path for root in dataset.scan_roots]))
+    plan.check_selection()
+    return plan
 
 
 def energy_model(ruleset: RuleSet, profile: str | None = None, pue: float | None = None, copies: float | None = None,
@@ -73,11 +75,11 @@ def make_report(plan: Plan, energy: Assumptions | None = None, command: str | No
                        energy or energy_model(plan.ruleset), command, plan.run_statuses())
 
 
-def make_status(plan: Plan, only: Iterable[str] = ()) -> dict[str, Any]:
+def make_status(plan: Plan, only: Iterable[str] = (), progress: Progress | None = None) -> dict[str, Any]:
     """Each selected subject's run status with its evidence (``only``: these statuses): `status --format json`."""
     from .report.data import status_data
 
-    return status_data(plan, plan.summarize(), only)
+    return status_data(plan, plan.summarize(progress), only)
 
 
 def explain(plan: Plan, files: Iterable[str]) -> list[dict[str, Any]]:
@@ -90,19 +92,23 @@ def explain(plan: Plan, files: Iterable[str]) -> list[dict[str, Any]]:
 def clean(plan: Plan, mode: str = "dry-run", archive_dir: str | None = None, archive_format: str = "tar",
           compress: str | None = None, confirm: Callable[[Outcome, int], bool] | None = None,
           show: Callable[[Worklist], None] | None = None, energy: Assumptions | None = None,
-          history_path: str | None = None, record: bool | None = None) -> CleanResult:
+          history_path: str | None = None, record: bool | None = None, progress: Progress | None = None,
+          act_progress: ActProgress | None = None) -> CleanResult:
     """Dry-run, archive or delete the plan's junk, and record the run in the history.
 
     ``mode``: "dry-run" (touches nothing), "archive" (into verified archives under ``archive_dir``, as "tar" or
     "tree", ``compress`` "gz" or "xz") or "delete". ``confirm(preview, scanned_bytes)`` may say no after seeing
     the totals (then Declined is raised; None: the mode is the consent). ``record``: None records archive and
     delete runs, True also dry runs, False none; ``history_path``: default $XDG_STATE_HOME/fmriprep-cleanup.
+    ``progress(files, bytes)``: after each folder scanned; ``act_progress(phase, files, bytes)``: after each
+    file archived or removed.
     The history is opened before acting, so one that cannot be written stops the run before anything changes.
     """
     wanted = record if record is not None else mode != "dry-run"
     history = History(history_path) if wanted else None
     try:
-        result = act_on_plan(plan, mode, archive_dir, archive_format, compress, confirm, energy, show)
+        result = act_on_plan(plan, mode, archive_dir, archive_format, compress, confirm, energy, show, progress,
+                             act_progress)
         if history is not None:
             try:
                 record_run(history, result, list(plan.ruleset.names))
@@ -115,10 +121,12 @@ def clean(plan: Plan, mode: str = "dry-run", archive_dir: str | None = None, arc
     return result
 
 
-def restore(source: str, to: str | None = None, participant_labels: Iterable[str] = ()) -> RestoreOutcome:
+def restore(source: str, to: str | None = None, participant_labels: Iterable[str] = (),
+            progress: ActProgress | None = None) -> RestoreOutcome:
     """Put archived files back from an archive, its manifest or a folder of them (``to``: under this folder
-    instead of where they were). An existing different file is never overwritten but reported."""
-    return restore_files(source, to, Selection.from_labels(list(participant_labels)).participant_labels)
+    instead of where they were). An existing different file is never overwritten but reported.
+    ``progress("restoring", files, bytes)`` is told after each file."""
+    return restore_files(source, to, Selection.from_labels(list(participant_labels)).participant_labels, progress)
 
 
 def audit(roots: Iterable[str], rules: Iterable[str] = (), jobs: int | None = None, energy: dict[str, Any] | None = None,

@@ -221,7 +221,7 @@ def test_history_failing_after_acting_is_a_warning_with_the_summary_and_exit_3(t
     monkeypatch.setattr(history_module.History, "add", add)
     result = run_cli("clean", out, "--mode", "delete", "--yes")
     assert result.exit_code == 3, result.output
-    assert result.stdout.startswith("Removed 13 files") and "warning: cannot record the run" in result.stderr
+    assert "\nRemoved 13 files" in result.stdout and "warning: cannot record the run" in result.stderr
 
 
 def test_ctrl_c_during_an_archive_stops_cleanly_with_130_and_a_rerun_finishes(tmp_path):

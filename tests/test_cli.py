@@ -220,7 +220,7 @@ def test_progress_only_on_a_terminal(monkeypatch, capsys):
         progress(1, 1024)
     progress.done()
     shown = capsys.readouterr().err
-    assert "scanned 1 file, 1.0 KiB" in shown and "scanned 2,048 files, 2.0 MiB" in shown
+    assert "scanning: 1 file, 1.0 KiB" in shown and "scanning: 2,048 files, 2.0 MiB" in shown
     quiet = cli_module.Progress(enabled=False)  # --quiet
     for _ in range(2048):
         quiet(1, 1)

@@ -95,7 +95,7 @@ def test_recorded_work_dir_is_used_when_it_exists_here(tmp_path):
     (output / "sub-01" / "log" / RUN_NEW / "fmriprep.toml").write_bytes(demo.run_config("23.2.0", RUN_NEW, "01", work_dir=str(elsewhere)))
     dataset = discover(str(output))
     assert dataset.workdirs == (str(elsewhere),)
-    assert any(note.startswith(f"working directory {elsewhere}: recorded in") for note in dataset.notes)
+    assert dict(dataset.found)[str(elsewhere)].startswith("recorded in ")
 
 
 def test_default_keeps_failed_running_and_stopped_working_directories(study):

@@ -274,6 +274,7 @@ class Archiver:
                 assert source.handle is not None
                 with source.handle:
                     entries.append(source.entry(writer.add(info, source.handle)))
+                self.outcome.advance("archiving", planned)
             writer.finish()
             if out is not raw:
                 out.close()  # writes the compressor's trailer; raw stays open
@@ -311,6 +312,7 @@ class Archiver:
             os.chmod(destination, stat.S_IMODE(source.st.st_mode))
             os.utime(destination, ns=(source.st.st_mtime_ns, source.st.st_mtime_ns))
             entries.append(source.entry(reader.digest.hexdigest()))
+            self.outcome.advance("archiving", planned)
         for folder in sorted(made, key=len, reverse=True):  # children first; the run folder itself last
             fsync_path(folder)
         fsync_path(self.run_dir)

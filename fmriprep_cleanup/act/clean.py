@@ -24,7 +24,7 @@ from ..basics.paths import inside
 from ..energy.model import Assumptions, footprint, model_for
 from ..fmriprep.layout import Dataset, discover, state_dir_for
 from ..plan.plan import Plan
-from ..plan.worklist import Outcome, Worklist, build_worklist
+from ..plan.worklist import ActProgress, Outcome, Worklist, build_worklist
 from .delete import delete
 from .journal import Journal, RunLock, needs_recovery, recorded_roots, recover
 from .safefs import refuse_unsafe_roots
@@ -46,7 +46,8 @@ class CleanResult:
     journal: str | None = None
     kwh_per_year: float = 0.0
     kgco2e_per_year: float = 0.0
-    notes: list[str] = field(default_factory=list)  # how discovery found the folders
+    folders: list[dict[str, str]] = field(default_factory=list)  # where it acts, and how each folder was found
+    notes: list[str] = field(default_factory=list)  # what discovery noted about the folders
     warnings: list[str] = field(default_factory=list)  # what could not be read, or went wrong after acting
     nothing_to_do: bool = False
     recovered_files: int = 0  # files an interrupted run had removed, recorded now
@@ -64,7 +65,7 @@ class CleanResult:
         return {"dataset": self.dataset, "dry_run": self.mode == "dry-run", "nothing_to_do": self.nothing_to_do,
                 **self.outcome, "archives": self.archives, "journal": self.journal,
                 "recovered_files": self.recovered_files, "kwh_per_year_avoided": self.kwh_per_year,
-                "kgco2e_per_year_avoided": self.kgco2e_per_year, "notes": self.notes, "warnings": self.warnings,
+                "kgco2e_per_year_avoided": self.kgco2e_per_year, "folders": self.folders, "notes": self.notes, "warnings": self.warnings,
                 "exit_status": self.exit_status}
 
 
@@ -111,13 +112,16 @@ def stop_on_signals(stop: Stop) -> Iterator[None]:
 
 def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format: str = "tar",
           compress: str | None = None, confirm: Callable[[Outcome, int], bool] | None = None,
-          energy_model: Assumptions | None = None, show: Callable[[Worklist], None] | None = None) -> CleanResult:
+          energy_model: Assumptions | None = None, show: Callable[[Worklist], None] | None = None,
+          scan_progress: Callable[[int, int], None] | None = None, act_progress: ActProgress | None = None
+          ) -> CleanResult:
     """Dry-run, archive or delete the plan's junk (the plan holds back what must wait: see plan.Plan).
 
     ``confirm(preview, scanned_bytes)`` sees the totals before anything changes (None: unattended, the mode
     given is the consent); if it says no, Declined is raised. ``show(worklist)`` sees the files before that.
     ``energy_model``: how avoided kWh and kgCO2e are counted (default: the rule set's energy: section).
-    The lock and journal live in the plan's state directory. Raises LockedError if another run holds the
+    ``scan_progress(files, bytes)`` is told after each folder scanned, ``act_progress(phase, files, bytes)``
+    after each file archived or removed. The lock and journal live in the plan's state directory. Raises LockedError if another run holds the
     dataset's lock, CleanupError (nothing changed) for anything refused before acting.
     """
     started = time.time()
@@ -128,10 +132,11 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
         avoided = footprint(outcome.acted.bytes, model)
         return CleanResult(plan.dataset.path, mode, outcome.as_dict(), started, time.time(),
                            kwh_per_year=avoided.kwh_per_year, kgco2e_per_year=avoided.total_kg,
-                           notes=list(plan.dataset.notes), warnings=plan.problems(), **extra)
+                           folders=plan.dataset.folders(), notes=list(plan.dataset.notes),
+                           warnings=plan.all_warnings(), **extra)
 
     if mode == "dry-run":
-        worklist = build_worklist(plan, mode)
+        worklist = build_worklist(plan, mode, scan_progress)
         if show is not None:
             show(worklist)
         outcome = worklist.preview()
@@ -142,7 +147,7 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
         archive_dir = check_archive_dir(archive_dir, plan)
     refuse_unsafe_roots([root.path for root in plan.dataset.scan_roots])
     with RunLock(state):
-        worklist = build_worklist(plan, mode)
+        worklist = build_worklist(plan, mode, scan_progress)
         if show is not None:
             show(worklist)
         if not worklist.files and not needs_recovery(state):
@@ -150,6 +155,7 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
         if confirm is not None and worklist.files and not confirm(worklist.preview(), worklist.scanned_bytes):
             raise Declined("cancelled; nothing was changed")
         journal = Journal(state)
+        worklist.outcome.progress = act_progress
         stop = Stop()
         skipped_lines: list[str] = []
         with stop_on_signals(stop):

@@ -25,6 +25,7 @@ from typing import IO
 from ..basics.errors import CleanupError
 from ..basics.folders import walk_tree
 from ..basics.hashing import HashingReader, sha256_of_fd, sha256_of_link
+from ..plan.worklist import ActProgress
 from .manifest import (
     MANIFEST_SUFFIX,
     ManifestEntry,
@@ -44,6 +45,7 @@ class RestoreOutcome:
     already_present: int = 0
     conflicts: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    progress: ActProgress | None = field(default=None, repr=False)  # told after every file restored
 
     @property
     def complete(self) -> bool:
@@ -150,6 +152,8 @@ def _put_back(entry: ManifestEntry, destination: str, destinations: _Destination
         return
     outcome.restored_files += 1
     outcome.restored_bytes += entry.size
+    if outcome.progress is not None:
+        outcome.progress("restoring", outcome.restored_files, outcome.restored_bytes)
 
 
 def _write_file(entry: ManifestEntry, fd: int, name: str, content: IO[bytes] | None, destination: str,
@@ -184,11 +188,14 @@ def _destination(entry: ManifestEntry, to: str | None) -> str:
     return os.path.join(to, entry.member) if to else entry.path
 
 
-def restore(source: str, to: str | None = None, participant_labels: frozenset[str] | None = None) -> RestoreOutcome:
+def restore(source: str, to: str | None = None, participant_labels: frozenset[str] | None = None,
+            progress: ActProgress | None = None) -> RestoreOutcome:
     """Restore the files of an archive (or every archive below a folder) to where they were, or under ``to``."""
-    outcome = RestoreOutcome()
+    outcome = RestoreOutcome(progress=progress)
     pairs, orphans = find_manifests(source)
     outcome.errors += orphans
+    if participant_labels:
+        _check_labels(pairs, participant_labels, source)
     target = os.path.realpath(os.path.abspath(to)) if to else None
     destinations = _Destinations()
     try:
@@ -206,6 +213,22 @@ def restore(source: str, to: str | None = None, participant_labels: frozenset[st
     finally:
         destinations.close()
     return outcome
+
+
+def _check_labels(pairs: list[tuple[str, str]], participant_labels: frozenset[str], source: str) -> None:
+    """Refuse labels no archive holds, before anything is restored (a typo would restore nothing, successfully).
+    A manifest that cannot be read is left to the restore itself, which reports it."""
+    held: set[str] = set()
+    for manifest, _ in pairs:
+        try:
+            held.update(entry.subject for entry in read_manifest(manifest) if entry.subject)
+        except CleanupError:
+            continue
+    unknown = sorted(participant_labels - held)
+    if unknown:
+        names = ", ".join(f"sub-{label}" for label in unknown)
+        holds = f"they hold {', '.join(sorted(held))}" if held else "they hold no subject's files"
+        raise CleanupError(f"no archive under {source} holds {names}; {holds}")
 
 
 def _restore_archive(archive: str, manifest: str, wanted: dict[str, ManifestEntry], target: str | None,

@@ -172,6 +172,14 @@ class LinedMapping(dict):
     key_lines: dict[str, int]
 
 
+class WrittenInt(int):
+    """An integer read from YAML that remembers how it was written: YAML reads the label 03 as the number 3,
+    and the message that says so should show the 03."""
+
+    written: str = ""
+    line: int = 0
+
+
 class _GuardedLoader(yaml.SafeLoader):
     """SafeLoader that refuses anchors and aliases (an alias bomb expands a 1 KB file into gigabytes), limits
     nesting, and keeps line numbers on mappings."""
@@ -211,7 +219,24 @@ def _construct_mapping(loader: _GuardedLoader, node: yaml.MappingNode) -> LinedM
     return mapping
 
 
+def _construct_int(loader: _GuardedLoader, node: yaml.ScalarNode) -> WrittenInt:
+    number = WrittenInt(loader.construct_yaml_int(node))
+    number.written = node.value
+    number.line = node.start_mark.line + 1
+    return number
+
+
+def label_problem(key: str, value: Any) -> str | None:
+    """Why ``value`` cannot be a subject or session label read from YAML (None if it can): labels are text, and
+    an unquoted 03 is the number 3."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    written = getattr(value, "written", str(value))
+    return f'{key}: {written} is read by YAML as the number {value}, not a label; write it in quotes: "{written}"'
+
+
 _GuardedLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_GuardedLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def load_yaml(path: str, kind: str) -> Any:

@@ -9,7 +9,7 @@ import click
 
 from ..basics.errors import EXIT_INCOMPLETE, CleanupError
 from . import common
-from .common import open_plan, selection_options, warn
+from .common import Progress, open_plan, selection_options, warn
 
 
 @click.command()
@@ -33,37 +33,60 @@ from .common import open_plan, selection_options, warn
 @click.option("--record", is_flag=True, help="Record a dry run in the history too (archive and delete always are).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="How the end-of-run summary is printed.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, compress: str, yes: bool,
-          list_files: bool, state_dir: str | None, history_path: str | None, record: bool, fmt: str,
+          list_files: bool, state_dir: str | None, history_path: str | None, record: bool, fmt: str, quiet: bool,
           **selection: Any) -> None:
     """Remove junk files (or, by default, show exactly what would be removed).
 
     Exit codes: 0 done; 2 bad input or refused; 3 done, with files skipped or failed.
     """
+    from ..act.clean import Declined
     from ..api import clean as clean_plan
     from ..basics.formats import strict_json
     from ..report.planfile import write_plan
-    from ..report.text import render_outcome
+    from ..report.text import render_folders, render_outcome
 
     plan = open_plan(path, state_dir=state_dir, **selection)
     if mode != "dry-run" and not yes and not common.interactive():
         raise CleanupError(f"--mode {mode} needs --yes when there is no terminal to confirm on")
     summary_stream = sys.stderr if list_files else sys.stdout
+    warned: list[str] = []
+
+    progress = Progress(not quiet)
 
     def show_files(worklist: Any) -> None:
+        """Scanned and about to act (or ask): say where, and list the files if asked."""
+        progress.done()
+        progress.expect(len(worklist.files), sum(planned.size for planned in worklist.files))
+        if fmt == "text":
+            dataset = plan.dataset
+            summary_stream.write(render_folders({"path": dataset.path, "layout": dataset.layout,
+                                                 "fmriprep_version": dataset.fmriprep_version,
+                                                 "folders": dataset.folders(), "notes": list(dataset.notes)}))
+            summary_stream.flush()
         if list_files:
             sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
             write_plan(worklist.files, sys.stdout, "tsv")
             sys.stdout.flush()
 
     def confirm(preview: Any, scanned_bytes: int) -> bool:
-        summary_stream.write(render_outcome(preview.as_dict(), True))
+        warned.extend(plan.all_warnings())
+        warn(warned)
+        summary_stream.write(render_outcome(preview.as_dict(), True, preview=True))
         return click.confirm(f"{mode.capitalize()} these files now?", default=False, err=list_files)
 
-    result = clean_plan(plan, mode, archive_dir, archive_format, None if compress == "none" else compress,
-                        None if yes or mode == "dry-run" else confirm, show_files,
-                        history_path=history_path, record=True if record else None)
-    warn(result.warnings)
+    try:
+        result = clean_plan(plan, mode, archive_dir, archive_format, None if compress == "none" else compress,
+                            None if yes or mode == "dry-run" else confirm, show_files,
+                            history_path=history_path, record=True if record else None,
+                            progress=progress.callback(), act_progress=progress.acting_callback())
+    except Declined:
+        summary_stream.write("Nothing was changed.\n")
+        return
+    finally:
+        progress.done()
+    warn([warning for warning in result.warnings if warning not in warned])
     if fmt == "json":
         summary_stream.write(strict_json(result.as_dict(), indent=2) + "\n")
     else:
@@ -80,7 +103,8 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
 @click.option("--participant-label", "--participant_label", "participant_labels", multiple=True, metavar="LABEL",
               help="Only these subjects' files.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def restore(source: str, to: str | None, participant_labels: tuple[str, ...], fmt: str) -> None:
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def restore(source: str, to: str | None, participant_labels: tuple[str, ...], fmt: str, quiet: bool) -> None:
     """Put archived files back (SOURCE: an archive, its manifest, or a folder of them).
 
     Files come back byte-identical with their mode and mtime; an existing
@@ -90,7 +114,11 @@ def restore(source: str, to: str | None, participant_labels: tuple[str, ...], fm
     from ..basics.formats import strict_json
     from ..report.text import render_restore
 
-    outcome = restore_archives(source, to, participant_labels)
+    progress = Progress(not quiet)
+    try:
+        outcome = restore_archives(source, to, participant_labels, progress.acting_callback())
+    finally:
+        progress.done()
     if fmt == "json":
         sys.stdout.write(strict_json(outcome.as_dict(), indent=2) + "\n")
     else:

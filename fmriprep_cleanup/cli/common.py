@@ -117,7 +117,10 @@ def open_plan(path: str, rule_refs: tuple[str, ...] = (), work_dir: str | None =
 
 
 class Progress:
-    """Files and bytes seen so far, on stderr, when it is a terminal (and not --quiet)."""
+    """One progress line on stderr for every long phase - scanning, archiving, removing, restoring - shown only
+    when stderr is a terminal (and not --quiet), redrawn at most twice a second, and wiped when done."""
+
+    INTERVAL = 0.5  # seconds between redraws
 
     def __init__(self, enabled: bool) -> None:
         import time
@@ -125,28 +128,80 @@ class Progress:
         self.enabled = enabled and sys.stderr.isatty()
         self.files = 0
         self.bytes = 0
+        self.total_files = 0  # of the acting phases, once known (the work list)
+        self.total_bytes = 0
         self._clock = time.monotonic
-        self._next = self._clock() + 0.5
+        self._started: dict[str, float] = {}
+        self._next = self._clock()  # the first line at once: a sign of life from the start
+        self._shown = False
+        self._phase = ""  # a new phase is drawn at once
 
     def __call__(self, files: int, nbytes: int) -> None:
+        """The scan read another folder of ``files`` files and ``nbytes`` bytes."""
         self.files += files
         self.bytes += nbytes
-        if self._clock() >= self._next:
-            from ..report.people import files as file_count
-            from ..report.people import size
+        if self._due("scanning"):
+            self._draw(f"scanning: {self._counted(self.files, self.bytes)}")
 
-            sys.stderr.write(f"\rscanned {file_count(self.files)}, {size(self.bytes)} ")
-            sys.stderr.flush()
-            self._next = self._clock() + 0.5
+    def expect(self, files: int, nbytes: int) -> None:
+        """What the acting phases will handle, for their share done and time left."""
+        self.total_files, self.total_bytes = files, nbytes
+
+    def acting(self, phase: str, files: int, nbytes: int) -> None:
+        """``phase`` ("archiving", "removing", "restoring") has handled ``files`` files, ``nbytes`` bytes so far."""
+        started = self._started.setdefault(phase, self._clock())
+        if not self._due(phase):
+            return
+        from ..report.people import size
+
+        elapsed = max(self._clock() - started, 1e-6)
+        line = f"{phase}: {self._counted(files, nbytes, self.total_files, self.total_bytes)}"
+        if elapsed >= 1 and nbytes:
+            rate = nbytes / elapsed
+            line += f", {size(int(rate))}/s"
+            if self.total_bytes > nbytes:
+                line += f", about {_duration(int((self.total_bytes - nbytes) / rate))} left"
+        self._draw(line)
 
     def callback(self) -> Progress | None:
         """Itself, when it shows anything (so a scan that is not watched pays nothing)."""
         return self if self.enabled else None
 
+    def acting_callback(self) -> Callable[[str, int, int], None] | None:
+        return self.acting if self.enabled else None
+
     def done(self) -> None:
-        if self.enabled and self.files >= 1024:
-            sys.stderr.write("\r" + " " * 60 + "\r")
+        """Wipe the line, so what follows starts clean."""
+        if self._shown:
+            sys.stderr.write("\r\x1b[K")
             sys.stderr.flush()
+            self._shown = False
+
+    def _due(self, phase: str) -> bool:
+        if not self.enabled or (phase == self._phase and self._clock() < self._next):
+            return False
+        self._phase = phase
+        self._next = self._clock() + self.INTERVAL
+        return True
+
+    def _draw(self, line: str) -> None:
+        sys.stderr.write(f"\r{line}\x1b[K")  # the rest of a longer earlier line is cleared, not left behind
+        sys.stderr.flush()
+        self._shown = True
+
+    @staticmethod
+    def _counted(files: int, nbytes: int, total_files: int = 0, total_bytes: int = 0) -> str:
+        from ..report.people import count, size
+        from ..report.people import files as file_count
+
+        if total_files:
+            return f"{count(files)} of {file_count(total_files)}, {size(nbytes)} of {size(total_bytes)}"
+        return f"{file_count(files)}, {size(nbytes)}"
+
+
+def _duration(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def warn(warnings: list[str]) -> None:

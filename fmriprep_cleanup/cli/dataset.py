@@ -35,9 +35,11 @@ def report(path: str, fmt: str, output: str | None, quiet: bool, storage_profile
     plan = open_plan(path, **selection)
     model = energy_model(plan.ruleset, **energy_overrides(storage_profile, pue, copies, carbon_intensity, country))
     progress = Progress(not quiet)
-    data = make_report(plan, model, command_line(), progress.callback())
-    progress.done()
-    warn(plan.problems())
+    try:
+        data = make_report(plan, model, command_line(), progress.callback())
+    finally:
+        progress.done()
+    warn(plan.all_warnings())
     if fmt == "html":
         from ..report.html import render_html
 
@@ -54,15 +56,21 @@ def report(path: str, fmt: str, output: str | None, quiet: bool, storage_profile
 @click.option("--format", "fmt", type=click.Choice(["tsv", "jsonl", "csv"]), default="tsv", show_default=True)
 @click.option("--only", type=click.Choice(["keep", "junk"]), help="Only files with this action.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
-def plan(path: str, fmt: str, only: str | None, output: str | None, **selection: Any) -> None:
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def plan(path: str, fmt: str, only: str | None, output: str | None, quiet: bool, **selection: Any) -> None:
     """One line per file: action, category, rule id, size in bytes, path (read-only)."""
     from ..report.planfile import write_plan
 
     planned = open_plan(path, **selection)
-    if output is None or output == "-":
+    to_stdout = output is None or output == "-"
+    if to_stdout:
         sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]  # odd bytes in names pass through
-    write_output(lambda stream: write_plan(planned, stream, fmt, only), output)
-    warn(planned.problems())
+    progress = Progress(not quiet and not (to_stdout and sys.stdout.isatty()))  # lines on the screen are progress
+    try:
+        write_output(lambda stream: write_plan(planned.files(progress.callback()), stream, fmt, only), output)
+    finally:
+        progress.done()
+    warn(planned.all_warnings())
 
 
 @click.command()
@@ -71,14 +79,19 @@ def plan(path: str, fmt: str, only: str | None, output: str | None, **selection:
 @click.option("--only", type=click.Choice(SUBJECT_STATUSES), multiple=True,
               help="Only subjects with this status (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "tsv"]), default="text", show_default=True)
-def status(path: str, only: tuple[str, ...], fmt: str, **selection: Any) -> None:
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def status(path: str, only: tuple[str, ...], fmt: str, quiet: bool, **selection: Any) -> None:
     """Each subject's fMRIPrep run: finished, failed, running, incomplete or unknown, with its evidence."""
     from ..api import make_status
     from ..report.text import render_json, render_status_text, render_status_tsv
 
     plan = open_plan(path, **selection)
-    data = make_status(plan, only)
-    warn(plan.problems())
+    progress = Progress(not quiet)
+    try:
+        data = make_status(plan, only, progress.callback())
+    finally:
+        progress.done()
+    warn(plan.all_warnings())
     sys.stdout.write({"json": render_json, "tsv": render_status_tsv, "text": render_status_text}[fmt](data))
 
 

@@ -76,6 +76,13 @@ class Dataset:
     workdirs: tuple[str, ...]
     container: str | None = None  # legacy OUT/ when the user gave it: its other files are scope "other"
     notes: tuple[str, ...] = field(default=())
+    found: tuple[tuple[str, str], ...] = field(default=())  # (folder, how discovery found it), for people
+    warnings: tuple[str, ...] = field(default=())  # what discovery saw but left out (a working directory elsewhere)
+
+    def folders(self) -> list[dict[str, str]]:
+        """The folders commands read and may act in, each with how discovery found it (shown before acting)."""
+        how = dict(self.found)
+        return [{"scope": root.scope, "path": root.path, "found": how.get(root.path, "")} for root in self.scan_roots]
 
     @property
     def scan_roots(self) -> list[ScanRoot]:
@@ -225,7 +232,7 @@ def other_dataset_of(workdir: str, output_dir: str, derivatives: str) -> str | N
     return None
 
 
-def _only_ours(workdirs: list[str], output_dir: str, derivatives: str, notes: list[str]) -> list[str]:
+def _only_ours(workdirs: list[str], output_dir: str, derivatives: str, warnings: list[str]) -> list[str]:
     """Working directories found without --work-dir, less those whose run folders belong to another dataset."""
     kept = []
     for workdir in workdirs:
@@ -233,7 +240,7 @@ def _only_ours(workdirs: list[str], output_dir: str, derivatives: str, notes: li
         if other is None:
             kept.append(workdir)
         else:
-            notes.append(f"working directory {workdir} left out: its run folders record another output directory "
+            warnings.append(f"working directory {workdir} left out: its run folders record another output directory "
                          f"({other}); give --work-dir {workdir} to include it")
     return kept
 
@@ -281,7 +288,8 @@ def newest_run_config(derivatives: str) -> tuple[str, dict[str, Any]] | None:
         return None
 
 
-def _recorded_or_beside(derivatives: str, output_dir: str, notes: list[str]) -> list[str]:
+def _recorded_or_beside(derivatives: str, output_dir: str, notes: list[str], warnings: list[str],
+                        found: dict[str, str]) -> list[str]:
     """The working directory when --work-dir is not given and none is inside the output: the one the
     newest fmriprep.toml records, if it exists here; else a work/ beside the output directory (fMRIPrep's
     OUTPUT_DIR). No further guessing."""
@@ -289,14 +297,20 @@ def _recorded_or_beside(derivatives: str, output_dir: str, notes: list[str]) -> 
     if recorded is not None and recorded[1].get("work_dir"):
         work_dir = str(recorded[1]["work_dir"])
         if os.path.isdir(work_dir) and workdir_version(work_dir)[0]:
-            notes.append(f"working directory {work_dir}: recorded in {recorded[0]}")
+            found[os.path.realpath(work_dir)] = f"recorded in {recorded[0]}"
             return [os.path.realpath(work_dir)]
-        notes.append(f"the working directory recorded in {recorded[0]} ({work_dir}) is not here "
-                     "(a container path?); give --work-dir to include it")
+        missing = (f"the working directory recorded in {recorded[0]} ({work_dir}) is not here "
+                   "(a container path?)")
+    else:
+        missing = None
     beside = os.path.join(os.path.dirname(output_dir), "work")
     if os.path.isdir(beside) and not os.path.islink(beside) and workdir_version(beside)[0]:
-        notes.append(f"working directory {beside}: the work/ beside the output")
+        found[os.path.realpath(beside)] = "the work/ beside the output"
+        if missing:
+            notes.append(f"{missing}; the work/ beside the output is used")
         return [os.path.realpath(beside)]
+    if missing:
+        warnings.append(f"{missing}; give --work-dir to include it")
     return []
 
 
@@ -353,6 +367,23 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True,
         raise CleanupError(f"{given} is empty (expected {expected})")
     names = {entry.name for entry in entries}
     notes: list[str] = []
+    warnings: list[str] = []
+    found: dict[str, str] = {}  # folder -> how it was found (the working directories' set as they are found)
+
+    def how(derivatives: str | None, freesurfer: str | None, workdirs: list[str], legacy: bool) -> tuple:
+        if derivatives:
+            found[derivatives] = "the folder given" if derivatives == real else "the fmriprep/ of the folder given"
+        if freesurfer:
+            found[freesurfer] = ("freesurfer/ beside the output (legacy layout)" if legacy
+                                 else "sourcedata/freesurfer in the output")
+        for workdir in workdirs:
+            if work_dir and workdir == workdirs[-1] and workdir not in found:
+                found[workdir] = "given with --work-dir"
+            elif workdir == real:
+                found[workdir] = "the folder given"
+            elif workdir not in found:
+                found[workdir] = "inside the folder given"
+        return tuple(found.items())
 
     def named_workdirs(identity: str | None) -> list[str]:
         return [_explicit_workdir(work_dir, identity, known_roots, notes)] if work_dir else []
@@ -375,9 +406,10 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True,
             layout = "legacy" if version and _version_tuple(version) < (21,) else "bids"
             freesurfer = None
         output_dir = real if layout == "bids" else parent
-        workdirs = named_workdirs(real) or (_only_ours(_find_workdirs(real, entries) or _recorded_or_beside(real, output_dir, notes),
-                                                    output_dir, real, notes) if find_work_dir else [])
-        return Dataset(given, layout, version, real, freesurfer, tuple(workdirs), None, tuple(notes))
+        workdirs = named_workdirs(real) or (_only_ours(_find_workdirs(real, entries) or _recorded_or_beside(real, output_dir, notes, warnings, found),
+                                                    output_dir, real, warnings) if find_work_dir else [])
+        return Dataset(given, layout, version, real, freesurfer, tuple(workdirs), None, tuple(notes),
+                       how(real, freesurfer, workdirs, layout == "legacy"), tuple(warnings))
 
     if "fmriprep" in names and os.path.isfile(os.path.join(real, "fmriprep", "dataset_description.json")):
         derivatives = os.path.join(real, "fmriprep")
@@ -386,13 +418,11 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True,
         legacy_evidence = os.path.isdir(freesurfer) or (version is not None and _version_tuple(version) < (21,))
         if not legacy_evidence or os.path.isdir(os.path.join(derivatives, "sourcedata", "freesurfer")):
             raise NotFMRIPrepError(f"{given}/fmriprep is fMRIPrep output in the BIDS layout; give {given}/fmriprep itself")
-        workdirs = named_workdirs(derivatives) or (_only_ours(_find_workdirs(real, entries) or _recorded_or_beside(derivatives, real, notes),
-                                                    real, derivatives, notes) if find_work_dir else [])
-        return Dataset(
-            given, "legacy", version, derivatives,
-            freesurfer if os.path.isdir(freesurfer) and not os.path.islink(freesurfer) else None,
-            tuple(workdirs), real, tuple(notes),
-        )
+        workdirs = named_workdirs(derivatives) or (_only_ours(_find_workdirs(real, entries) or _recorded_or_beside(derivatives, real, notes, warnings, found),
+                                                    real, derivatives, warnings) if find_work_dir else [])
+        freesurfer_found = freesurfer if os.path.isdir(freesurfer) and not os.path.islink(freesurfer) else None
+        return Dataset(given, "legacy", version, derivatives, freesurfer_found, tuple(workdirs), real, tuple(notes),
+                       how(derivatives, freesurfer_found, workdirs, True), tuple(warnings))
 
     is_workdir, version = workdir_version(real)
     emptied = not is_workdir and known_roots is not None and real in known_roots(real)
@@ -400,10 +430,9 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True,
         if emptied:
             notes.append(f"working directory {real} holds nothing of fMRIPrep's any more (an earlier cleanup emptied it)")
         explicit_workdirs = named_workdirs(None)
-        if work_dir and explicit_workdirs[0] != real:
-            notes.append(f"--work-dir {explicit_workdirs[0]} is scanned as well")
         workdirs = [real] + [w for w in explicit_workdirs if w != real]
-        return Dataset(given, "workdir", version, None, None, tuple(workdirs), None, tuple(notes))
+        return Dataset(given, "workdir", version, None, None, tuple(workdirs), None, tuple(notes),
+                       how(None, None, workdirs, False), tuple(warnings))
 
     if "fmriprep" in names:
         raise NotFMRIPrepError(f"{given}/fmriprep has no dataset_description.json naming fMRIPrep")

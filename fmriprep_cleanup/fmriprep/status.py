@@ -256,6 +256,10 @@ class StatusBook:
 
     # --- what the scan tells the book ---
 
+    def subjects(self) -> frozenset[str]:
+        """Every subject label with an output folder, a report, a FreeSurfer folder or a working directory."""
+        return frozenset(self._evidence)
+
     def subject_folder(self, path: str) -> str | None:
         """The subject whose folder (output, FreeSurfer or working directory) ``path`` is, or None."""
         return self._owner.get(path)

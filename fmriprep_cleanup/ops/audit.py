@@ -123,6 +123,6 @@ def audit(roots: list[str], ruleset: RuleSet, model: Assumptions, jobs: int | No
         avoidable = footprint(summary.totals.junk_bytes, model)
         rows.append(AuditRow(dataset, _owner(dataset.top), len([s for s in summary.by_subject if s is not None]),
                              summary.totals.files, summary.totals.bytes, summary.totals.junk_bytes,
-                             avoidable.kwh_per_year, avoidable.total_kg, plan.problems()))
+                             avoidable.kwh_per_year, avoidable.total_kg, plan.all_warnings()))
     rows.sort(key=lambda row: (-row.junk_bytes, row.dataset.path))
     return rows, warnings, failed

@@ -94,8 +94,11 @@ class History:
 
     def __init__(self, path: str | None = None) -> None:
         self.path = path or default_history_path()
+        folder = os.path.dirname(os.path.abspath(self.path))
+        if path and not os.path.isdir(folder):  # a typo must not create folders; only the default one is made
+            raise CleanupError(f"cannot open the run history {self.path}: the folder {folder} does not exist")
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
             self.connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
             self._migrate()
         except (OSError, sqlite3.Error) as exc:

@@ -28,7 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ..basics.errors import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, CleanupError
 from ..basics.formats import strict_json
-from ..basics.guarded import LinedMapping
+from ..basics.guarded import LinedMapping, label_problem
 from ..basics.units import parse_duration, parse_size
 from ..rules.rulesets import Problems, did_you_mean, read_yaml, version_problem
 
@@ -68,12 +68,17 @@ class Policy:
     history: str | None = None
 
 
-def _strings(value: Any, key: str, line: int, problems: Problems) -> tuple[str, ...]:
+def _labels(value: Any, key: str, line: int, problems: Problems) -> tuple[str, ...]:
     values = value if isinstance(value, list) else [value]
-    if not values or not all(isinstance(item, (str, int)) and not isinstance(item, bool) for item in values):
-        problems.add(line, f"{key}: expected a text or a list of texts, got {value!r}")
+    numbers = [item for item in values if label_problem(key, item)]
+    for number in numbers:
+        problems.add(getattr(number, "line", line), label_problem(key, number) or "")
+    if numbers:
         return ()
-    return tuple(str(item) for item in values)
+    if not values or not all(isinstance(item, str) for item in values):
+        problems.add(line, f"{key}: expected a label or a list of labels in quotes, got {value!r}")
+        return ()
+    return tuple(values)
 
 
 def load_policy(path: str) -> Policy:
@@ -143,11 +148,11 @@ def load_policy(path: str) -> Policy:
         compress = spec.get("compress", "none")
         if compress not in ("none", "gz", "xz"):
             problems.add(lines["compress"], f"{where}: compress must be none, gz or xz")
-        paths = _strings(spec.get("paths", []), "paths", lines.get("paths", spec.line), problems)
-        rules = _strings(spec.get("rules", ["default"]), "rules", lines.get("rules", spec.line), problems)
-        include = _strings(spec["participant_labels"], "participant_labels", lines["participant_labels"], problems) \
+        paths = _labels(spec.get("paths", []), "paths", lines.get("paths", spec.line), problems)
+        rules = _labels(spec.get("rules", ["default"]), "rules", lines.get("rules", spec.line), problems)
+        include = _labels(spec["participant_labels"], "participant_labels", lines["participant_labels"], problems) \
             if "participant_labels" in spec else ()
-        exclude = _strings(spec["exclude_participant_labels"], "exclude_participant_labels",
+        exclude = _labels(spec["exclude_participant_labels"], "exclude_participant_labels",
                            lines["exclude_participant_labels"], problems) if "exclude_participant_labels" in spec else ()
         entries.append(PolicyEntry(
             line=spec.line, name=str(spec.get("name", paths[0] if paths else f"#{index}")), paths=paths, mode=str(mode),
@@ -207,6 +212,7 @@ def run_entry_dataset(entry: PolicyEntry, path: str, history: History | None, lo
                           Selection.from_labels(entry.participant_labels, exclude=entry.exclude_participant_labels),
                           min_age=entry.min_age, stale_after=entry.stale_after,
                           jobs=default_jobs([root.path for root in dataset.scan_roots]))
+        plan.check_selection()
 
         def above_threshold(preview: Any, scanned_bytes: int) -> bool:
             if entry.min_bytes is None and entry.min_share is None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
+from ..basics.errors import CleanupError
 from ..basics.folders import Directory, Entry, Warnings, walk
 from ..fmriprep.layout import Dataset, ScanRoot, fmriprep_workdir_entry
 from ..rules.classify import (
@@ -137,6 +138,19 @@ class Plan:
             self.learned.book = StatusBook(self.dataset, self.now, self.min_age, stale_after)
         return self.learned.book
 
+    def check_selection(self) -> None:
+        """Refuse a participant label (selected or excluded) that names no subject of the dataset: a typo
+        would otherwise report, clean and record nothing, successfully."""
+        wanted = (self.selection.participant_labels or frozenset()) | self.selection.excluded_labels
+        known = self.status_book().subjects()
+        unknown = sorted(wanted - known)
+        if unknown:
+            names = ", ".join(f"sub-{label}" for label in unknown)
+            listed = sorted(known)
+            shown = ", ".join(listed[:20]) + (f", ... ({len(listed)} in all)" if len(listed) > 20 else "")
+            here = f"subjects here: {shown}" if known else "it has no subjects"
+            raise CleanupError(f"no {names} in {self.dataset.path}; {here}")
+
     def problems(self) -> list[str]:
         """What went wrong reading the dataset: folders the scan could not read, and problems with the selected
         subjects' evidence (complete once the plan has been iterated)."""
@@ -146,10 +160,10 @@ class Plan:
                           for warning in status.warnings if warning not in scanned]
 
     def all_warnings(self) -> list[str]:
-        """What a person should know about this plan: how discovery found each folder, then the problems."""
-        return list(self.dataset.notes) + self.problems()
+        """What a person should be warned of: what discovery left out, then the problems reading the dataset."""
+        return list(self.dataset.warnings) + self.problems()
 
-    def folders(self) -> Iterator[Classified]:
+    def folders(self, progress: Callable[[int, int], None] | None = None) -> Iterator[Classified]:
         """Each scanned folder, classified: (folder, subject, decision, None) when one subject and one
         decision cover all its files (no per-file work at all), else (folder, None, None, per-file list).
 
@@ -157,7 +171,8 @@ class Plan:
         and the subject may be running) waits until the scan has left every folder of that subject, which is
         then judged from the file times the scan read. Folders of no subject wait for the end when a rule
         asks about every subject, or when they hold shared junk. So the working directory's shared folders
-        come last; every other folder comes in scan order or soon after.
+        come last; every other folder comes in scan order or soon after. ``progress(files, bytes)`` is told
+        after each folder the scan reads.
         """
         book = self.status_book()  # fed by the scan even when no rule asks: reports show the statuses
         classifier = Classifier(self.ruleset, self.now, book)
@@ -188,6 +203,8 @@ class Plan:
                     yield self._held_back(classified, holds, cutoff)
 
         for folder in walk(self.dataset.scan_roots, self.warnings, skip_dir, exclude, self.jobs):
+            if progress is not None:
+                progress(len(folder.files), sum(entry.size for entry in folder.files))
             scope = folder.root.scope
             if open_folder is not None and folder.path.startswith(inside):
                 subject = open_subject
@@ -329,7 +346,11 @@ class Plan:
         return folder, None, None, rows
 
     def __iter__(self) -> Iterator[PlannedFile]:
-        for folder, subject, shared, decided in self.folders():
+        return self.files()
+
+    def files(self, progress: Callable[[int, int], None] | None = None) -> Iterator[PlannedFile]:
+        """Every file with its decision, in scan order (``progress``: as for ``folders``)."""
+        for folder, subject, shared, decided in self.folders(progress):
             base, root, scope = folder.path + "/", folder.root.path, folder.root.scope
             if decided is None:
                 assert shared is not None  # one decision for the whole folder
@@ -346,7 +367,7 @@ class Plan:
     def summarize(self, progress: Callable[[int, int], None] | None = None) -> Summary:
         """Fold the plan into totals; folders with one decision are added in one step."""
         summary = Summary()
-        for folder, subject, shared, decided in self.folders():
+        for folder, subject, shared, decided in self.folders(progress):
             if decided is None:
                 assert shared is not None  # one decision for the whole folder
                 summary.add_folder(folder, folder.files, subject, shared)
@@ -356,8 +377,6 @@ class Plan:
                     groups.setdefault((file_subject, id(decision)), (decision, []))[1].append(entry)
                 for (file_subject, _), (decision, entries) in groups.items():
                     summary.add_folder(folder, entries, file_subject, decision)
-            if progress is not None:
-                progress(len(folder.files), sum(entry.size for entry in folder.files))
         return summary.finish()
 
 

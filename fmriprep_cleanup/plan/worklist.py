@@ -9,6 +9,7 @@ both give the same figure when nothing changed in between.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..rules.classify import HELD_RECENT, HELD_RUNNING, HELD_SHARED
@@ -21,6 +22,8 @@ HELD_BACK_REASONS = {HELD_RUNNING.rule_id: SKIP_RUNNING, HELD_SHARED.rule_id: SK
                      HELD_RECENT.rule_id: SKIP_RECENT}
 LINKED_NOTE = "hard-linked elsewhere: removed as links, the content stays (frees nothing)"
 MAX_FAILURE_MESSAGES = 50
+
+ActProgress = Callable[[str, int, int], None]  # (what is being done: "archiving", "removing"; files; bytes) so far
 
 
 @dataclass
@@ -47,6 +50,20 @@ class Outcome:
     interrupted: str | None = None  # why the run stopped early (Ctrl-C, SIGTERM), if it did
     _links: dict[tuple[int, int], list[int]] = field(default_factory=dict, repr=False)  # inode -> [removed, nlink, size]
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)  # threads share it
+    progress: ActProgress | None = field(default=None, repr=False, compare=False)  # told after every file
+    _done: dict[str, Tally] = field(default_factory=dict, repr=False, compare=False)  # per phase, for progress
+
+    def advance(self, phase: str, planned: PlannedFile) -> None:
+        """One more file handled in ``phase`` (the caller holds no lock): tells the progress display."""
+        if self.progress is not None:
+            with self._lock:
+                self._advance(phase, planned.size)
+
+    def _advance(self, phase: str, size: int) -> None:
+        if self.progress is not None:
+            done = self._done.setdefault(phase, Tally())
+            done.add(size)
+            self.progress(phase, done.files, done.bytes)
 
     def act(self, planned: PlannedFile, nlink: int | None = None) -> None:
         """A file went (or, in a dry run, would go); ``nlink``: its link count right before it went."""
@@ -61,6 +78,7 @@ class Outcome:
                 freed = planned.size if counts[0] == counts[1] else 0  # its last link in this dataset went
             self.acted.add(freed)
             self.by_category.setdefault(planned.category, Tally()).add(freed)
+            self._advance("removing", planned.size)
 
     def linked(self) -> Tally:
         """Links removed whose content other links still hold: files and the bytes they did not free."""
@@ -77,6 +95,7 @@ class Outcome:
     def fail(self, planned: PlannedFile, reason: str, message: str) -> None:
         with self._lock:
             self.failed.setdefault(reason, Tally()).add(planned.size)
+            self._advance("removing", planned.size)
             if len(self.failure_messages) < MAX_FAILURE_MESSAGES:
                 self.failure_messages.append(message)
 
@@ -112,13 +131,14 @@ class Worklist:
         return preview
 
 
-def build_worklist(plan: Plan, mode: str) -> Worklist:
+def build_worklist(plan: Plan, mode: str, progress: Callable[[int, int], None] | None = None) -> Worklist:
     """One pass over the plan: its junk, in scan order, and what it holds back, as skips with their reasons
-    (a running subject's files, shared files while some subject runs, files modified within --min-age)."""
+    (a running subject's files, shared files while some subject runs, files modified within --min-age).
+    ``progress(files, bytes)`` is told after each folder scanned."""
     outcome = Outcome(mode)
     files: list[PlannedFile] = []
     scanned_bytes = 0
-    for planned in plan:
+    for planned in plan.files(progress):
         scanned_bytes += planned.size
         if planned.action == "junk":
             files.append(planned)

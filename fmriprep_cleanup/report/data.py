@@ -41,8 +41,8 @@ def report_data(
 ) -> dict[str, Any]:
     """The JSON report. Its fields are a contract with users' scripts: add, never rename.
 
-    ``warnings``: everything a person should know (Plan.all_warnings: discovery's notes, unreadable folders,
-    subjects' evidence problems).
+    ``warnings``: everything a person should know (Plan.all_warnings: what discovery left out, unreadable
+    folders, subjects' evidence problems).
     """
     by_category = [{"category": name, **counts.as_dict()} for name, counts in _sorted_categories(summary)]
     totals = summary.totals.as_dict()
@@ -57,6 +57,7 @@ def report_data(
             "freesurfer": dataset.freesurfer,
             "workdirs": list(dataset.workdirs),
             "notes": list(dataset.notes),
+            "folders": dataset.folders(),
         },
         "rules": list(ruleset.names),
         "participant_labels": sorted(participant_labels) if participant_labels else None,

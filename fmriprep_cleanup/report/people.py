@@ -3,6 +3,8 @@ yearly figures, aligned tables, and what each run status means for a subject's f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import humanize
 
 LAYOUT_NAMES = {"bids": "BIDS layout", "legacy": "legacy layout", "workdir": "working directory only"}
@@ -59,3 +61,15 @@ def status_line(row: dict) -> str | None:
         return None
     noun = "subject" if row["subjects"] == 1 else "subjects"
     return f"{row['subjects']} {row['status']} {noun}: " + STATUS_LINES[row["status"]].format(kept=size(row["workdir_kept_bytes"]))
+
+
+SCOPE_NAMES = {"derivatives": "derivatives", "freesurfer": "FreeSurfer", "workdir": "working directory",
+               "other": "other outputs"}
+
+
+def folder_lines(folders: list[dict[str, str]], notes: Sequence[str] = ()) -> list[str]:
+    """The folders a dataset's files are in, aligned, each with how it was found; then discovery's notes."""
+    rows = [[SCOPE_NAMES.get(folder["scope"], folder["scope"]), folder["path"],
+             f"({folder['found']})" if folder["found"] else ""] for folder in folders]
+    lines = ["  " + line.rstrip() for line in table(["", "", ""], rows, "lll")[2:]] if rows else []
+    return lines + [f"  ({note})" for note in notes]

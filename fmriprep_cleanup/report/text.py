@@ -8,7 +8,7 @@ from typing import Any
 
 from ..basics.formats import csv_line, strict_json
 from ..plan.summary import COUNT_FIELDS
-from .people import LAYOUT_NAMES, count, files, number, share, size, status_line, table
+from .people import LAYOUT_NAMES, count, files, folder_lines, number, share, size, status_line, table
 
 
 def _count_row(key: str, counts: dict[str, int]) -> list[str]:
@@ -28,13 +28,11 @@ def render_text(data: dict[str, Any]) -> str:
     version = dataset["fmriprep_version"] or "unknown version"
     layout = LAYOUT_NAMES[dataset["layout"]]
     lines = [f"fMRIPrep {version} · {layout} · {dataset['path']}"]
-    if dataset["derivatives"]:
-        lines.append(f"  derivatives  {dataset['derivatives']}")
-    lines.append(f"  FreeSurfer   {dataset['freesurfer'] or '(not found)'}")
-    for workdir in dataset["workdirs"] or ["(not found; give --work-dir to include it)"]:
-        lines.append(f"  work dir     {workdir}")
-    for note in dataset.get("notes", []):
-        lines.append(f"  note: {note}")
+    lines += folder_lines(dataset["folders"], dataset["notes"])
+    if not dataset["freesurfer"]:
+        lines.append("  (no FreeSurfer folder found)")
+    if not dataset["workdirs"]:
+        lines.append("  (no working directory found; give --work-dir to include it)")
     lines.append(f"Rules: {', '.join(data['rules'])}")
     if data["participant_labels"]:
         lines.append(f"Participants: {', '.join('sub-' + label for label in data['participant_labels'])}")
@@ -234,13 +232,26 @@ def render_ruleset(ruleset: Any) -> str:
 # --- what a clean run did ---------------------------------------------------------------------
 
 
+def render_folders(dataset: dict[str, Any]) -> str:
+    """Where a clean run reads and acts, said before anything else (and before the question)."""
+    version = dataset["fmriprep_version"] or "unknown version"
+    lines = [f"fMRIPrep {version} · {LAYOUT_NAMES[dataset['layout']]} · {dataset['path']}",
+             "Acts only in these folders:", *folder_lines(dataset["folders"], dataset["notes"])]
+    return "\n".join(lines) + "\n"
+
+
 def render_outcome(outcome: dict[str, Any], dry_run: bool, journal: str | None = None,
-                   archives: list[str] | None = None, nothing_to_do: bool = False, recovered: int = 0) -> str:
-    """The end-of-run summary: what was (or would be) removed, skipped and failed, by reason."""
+                   archives: list[str] | None = None, nothing_to_do: bool = False, recovered: int = 0,
+                   preview: bool = False) -> str:
+    """The end-of-run summary: what was (or would be) removed, skipped and failed, by reason. ``preview``:
+    what an archive or delete run is about to do, shown before the question."""
     lines = []
     if nothing_to_do and not dry_run:
         lines.append("Nothing to do: no junk to act on; nothing was changed.")
-    verb = "Would remove" if dry_run else ("Archived and removed" if outcome["mode"] == "archive" else "Removed")
+    if preview:
+        verb = "To archive and remove" if outcome["mode"] == "archive" else "To delete"
+    else:
+        verb = "Would remove" if dry_run else ("Archived and removed" if outcome["mode"] == "archive" else "Removed")
     if not (nothing_to_do and not dry_run):
         lines.append(f"{verb} {files(outcome['files'])} ({size(outcome['bytes'])} freed)"
                      + (f" and {count(outcome['removed_dirs'])} emptied folders." if outcome["removed_dirs"] else "."))
@@ -264,7 +275,7 @@ def render_outcome(outcome: dict[str, Any], dry_run: bool, journal: str | None =
                      "run the same command again to finish.")
     if journal:
         lines.append(f"Journal: {journal}")
-    if dry_run:
+    if dry_run and not preview:
         lines.append("Dry run: nothing was changed.")
     return "\n".join(lines) + "\n"
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import yaml
 
 from ..basics.errors import CleanupError
-from ..basics.guarded import LinedMapping, load_yaml
+from ..basics.guarded import LinedMapping, label_problem, load_yaml
 from ..basics.units import parse_duration, parse_size
 from ..energy.model import validate_energy_section
 from ..fmriprep.entities import entity_definitions, entity_keys, entity_names
@@ -337,6 +337,8 @@ def _plain(value: Any) -> Any:
         return {key: _plain(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_plain(item) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)  # a WrittenInt, which the YAML dumper does not know
     return value
 
 
@@ -354,6 +356,9 @@ def _value_set(name: str, value: Any, line: int, problems: Problems, integer: bo
     for item in _as_list(value):
         if item is None or isinstance(item, (dict, list, bool)):
             problems.add(line, f"{name}: expected a value or a list of values, got {item!r}")
+            continue
+        if not integer and (number := label_problem(name, item)):
+            problems.add(getattr(item, "line", line), number)
             continue
         text = str(item)
         if any(char in text for char in "*?["):
@@ -437,7 +442,7 @@ def _compile_match(spec: Any, line: int, problems: Problems, where: str) -> Matc
             else:
                 values["stale"] = value
         elif key == "subject":
-            labels = [v if isinstance(v, (dict, list, bool)) or v is None else str(v).removeprefix("sub-")
+            labels = [v if isinstance(v, (dict, list, bool, int, float)) or v is None else str(v).removeprefix("sub-")
                       for v in _as_list(value)]
             values["subjects"] = _value_set(key, labels, key_line, problems)
         elif key in known_entities:
@@ -471,20 +476,22 @@ def _compile_rules(data: Any, line: int, problems: Problems, set_name: str) -> l
             if key not in RULE_KEYS:
                 problems.add(lines[key], f"{where}: unknown key {key!r}{did_you_mean(key, RULE_KEYS)}")
         missing = [key for key in RULE_REQUIRED if key not in spec]
-        if missing:
+        if missing:  # said, and the keys that are there are checked too: every problem in one pass
             problems.add(rule_line, f"{where}: missing {', '.join(missing)}")
-            continue
-        rule_id = str(spec["id"])
-        if rule_id in seen_ids:
-            problems.add(lines["id"], f"{where}: duplicate rule id (first used on line {seen_ids[rule_id]})")
-        seen_ids[rule_id] = lines["id"]
-        action = spec["action"]
-        if action not in ACTIONS:
+        if "id" in spec:
+            rule_id = str(spec["id"])
+            if rule_id in seen_ids:
+                problems.add(lines["id"], f"{where}: duplicate rule id (first used on line {seen_ids[rule_id]})")
+            seen_ids[rule_id] = lines["id"]
+        action = spec.get("action")
+        if "action" in spec and action not in ACTIONS:
             problems.add(lines["action"], f"{where}: unknown action {action!r}; use keep or junk")
         for text_key in ("category", "why"):
-            if not isinstance(spec[text_key], str) or not spec[text_key].strip():
+            if text_key in spec and (not isinstance(spec[text_key], str) or not spec[text_key].strip()):
                 problems.add(lines[text_key], f"{where}: {text_key} must be a non-empty line of text")
-        match = _compile_match(spec["match"], lines["match"], problems, where)
+        match = _compile_match(spec["match"], lines["match"], problems, where) if "match" in spec else None
+        if missing or match is None:
+            continue
         rules.append(
             Rule(rule_id, str(action), str(spec["category"]), str(spec["why"]).strip(), match, set_name, _one_line(spec["match"]))
         )
@@ -510,9 +517,9 @@ def _resolve_reference(reference: str, relative_to: str | None) -> str:
         candidate = shipped_rules_dir() / f"{reference}.yaml"
         if candidate.is_file():
             return str(candidate)
-        raise CleanupError(
-            f"unknown rule set {reference!r}; shipped sets: {', '.join(shipped_ruleset_names())} (or give a .yaml path)"
-        )
+        names = shipped_ruleset_names()
+        raise CleanupError(f"unknown rule set {reference!r}{did_you_mean(reference, names)}; "
+                           f"shipped sets: {', '.join(names)} (or give a .yaml path)")
     base = os.path.dirname(relative_to) if relative_to else os.getcwd()
     return os.path.abspath(os.path.join(base, os.path.expanduser(reference)))
 
@@ -541,6 +548,12 @@ def _load_file(path: str) -> _LoadedSet:
                 problems.add(lines["extends"], f"extends: expected a rule set name or path, got {reference!r}")
             else:
                 extends.append((reference, lines["extends"]))
+                try:  # a reference that leads nowhere is one more problem of this file, said with the others
+                    target = _resolve_reference(reference, path)
+                    if not os.path.isfile(target):
+                        problems.add(lines["extends"], f"extends {reference!r}: no rule file at {target}")
+                except CleanupError as exc:
+                    problems.add(lines["extends"], f"extends {reference!r}: {exc}")
     energy = {}
     if "energy" in data:
         try:

@@ -1,0 +1,232 @@
+"""Issue 17: no silent no-ops, progress, a confirmation that says where, one error format, output people read."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from conftest import finish_subjects, make_files, write_description
+
+from fmriprep_cleanup.cli import cli, expand_participant_labels
+
+
+def run(*args, **kwargs):
+    result = CliRunner().invoke(cli, [str(a) for a in expand_participant_labels([str(a) for a in args])], **kwargs)
+    assert "Traceback" not in result.output
+    return result
+
+
+@pytest.fixture
+def project(tmp_path):
+    out = tmp_path / "out"
+    write_description(out, "23.2.0")
+    make_files(out, {
+        "sub-01/anat/sub-01_desc-preproc_T1w.nii.gz": 5000,
+        "sub-02/func/sub-02_task-x_desc-confounds_timeseries.tsv": 300,
+        "sub-03/anat/sub-03_desc-preproc_T1w.nii.gz": 5000,
+        "sourcedata/freesurfer/fsaverage/surf/lh.white": 4000,
+        "work/fmriprep_23_2_wf/sub_01_wf/n/_node.pklz": 100_000,
+        "work/fmriprep_23_2_wf/sub_02_wf/n/out.nii.gz": 200_000,
+        "work/fmriprep_23_2_wf/sub_03_wf/n/out.nii.gz": 300_000,
+    })
+    finish_subjects(out, ["01", "02", "03"])
+    return out
+
+
+def files_under(root):
+    """Every file below root, less the tool's own lock and journal folder."""
+    return sorted(os.path.relpath(os.path.join(d, n), root) for d, _, names in os.walk(root) for n in names
+                  if ".fmriprep-cleanup" not in d)
+
+
+# --- labels: a label that selects nothing is an error, not a silent no-op ---------------------------------------
+
+@pytest.mark.parametrize("command", [["report"], ["plan"], ["status"], ["clean"], ["clean", "--mode", "delete", "--yes"]])
+def test_a_participant_label_matching_no_subject_is_an_error_listing_the_subjects(project, command):
+    before = files_under(project)
+    result = run(command[0], project, *command[1:], "--participant-label", "99")
+    assert result.exit_code == 2, result.output
+    assert "sub-99" in result.output and "01, 02, 03" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert files_under(project) == before  # no journal, no state folder
+    assert not (project / ".fmriprep-cleanup").exists()
+
+
+def test_one_good_and_one_unknown_label_is_still_an_error(project):
+    result = run("report", project, "--participant-label", "01", "7")
+    assert result.exit_code == 2 and "sub-7" in result.output and "sub-01" not in result.output.split("subjects")[0]
+
+
+def write_policy(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("key", ["participant_labels", "exclude_participant_labels"])
+def test_an_unquoted_label_in_a_policy_is_an_error_with_line_and_fix(project, tmp_path, key):
+    policy = write_policy(tmp_path / "p.yaml", f"version: 1\ndatasets:\n  - paths: [{project}]\n    mode: dry-run\n"
+                                                f"    {key}: [01, 03]\n")
+    result = run("run", "--config", policy)
+    assert result.exit_code == 2, result.output
+    assert f"{policy}:5:" in result.output and '"01"' in result.output and "number" in result.output
+
+
+def test_an_unquoted_subject_in_a_rule_is_an_error_with_line_and_fix(tmp_path):
+    rules = tmp_path / "r.yaml"
+    rules.write_text("version: 1\nextends: default\nrules:\n  - id: mine\n    action: keep\n    why: mine\n"
+                     "    match: {subject: 03}\n")
+    result = run("rules", "validate", rules)
+    assert result.exit_code == 2
+    assert f"{rules}:7:" in result.output and '"03"' in result.output
+
+
+def test_a_policy_label_that_matches_no_subject_fails_that_dataset(project, tmp_path):
+    policy = write_policy(tmp_path / "p.yaml", f'version: 1\ndatasets:\n  - paths: [{project}]\n    mode: delete\n'
+                                                f'    exclude_participant_labels: ["3"]\n')
+    before = files_under(project)
+    result = run("run", "--config", policy)
+    assert result.exit_code == 4, result.output
+    assert "sub-3" in result.output and "01, 02, 03" in result.output
+    assert files_under(project) == before
+
+
+def test_restore_of_a_subject_no_archive_holds_is_an_error(project, tmp_path):
+    archives = tmp_path / "archives"
+    assert run("clean", project, "--mode", "archive", "--archive-dir", archives, "--yes",
+               "--participant-label", "01").exit_code == 0
+    result = run("restore", archives, "--participant-label", "99")
+    assert result.exit_code == 2, result.output
+    assert "sub-99" in result.output and "01" in result.output
+
+
+def test_history_in_a_folder_that_does_not_exist_is_an_error(tmp_path):
+    missing = tmp_path / "no" / "such" / "h.sqlite"
+    result = run("history", "--history", missing)
+    assert result.exit_code == 2 and "does not exist" in result.output
+    assert not (tmp_path / "no").exists()
+
+
+def test_clean_with_a_history_in_a_missing_folder_changes_nothing(project, tmp_path):
+    before = files_under(project)
+    result = run("clean", project, "--mode", "delete", "--yes", "--history", tmp_path / "no" / "h.sqlite")
+    assert result.exit_code == 2 and "does not exist" in result.output
+    assert files_under(project) == before
+
+
+def test_rules_validate_lists_every_problem_in_one_pass(tmp_path):
+    rules = tmp_path / "r.yaml"
+    rules.write_text("version: 1\nname: x\nextends: nosuch\nrules:\n  - id: mine\n    action: keep\n    category: a\n"
+                     "    match: {subject: 03, bogus: 1}\n  - id: two\n    action: keepx\n")
+    result = run("rules", "validate", rules)
+    assert result.exit_code == 2
+    lines = result.output.splitlines()
+    assert all(line.startswith(f"fmriprep-cleanup: error: {rules}:") for line in lines)
+    for expected in ("extends 'nosuch'", "missing why", '"03"', "'bogus'", "missing category, why, match",
+                     "unknown action 'keepx'"):
+        assert any(expected in line for line in lines), (expected, lines)
+
+
+def test_a_misspelt_rule_set_name_gets_a_suggestion(project):
+    result = run("report", project, "--rules", "volume_only")
+    assert result.exit_code == 2
+    assert "did you mean 'volume-only'?" in result.output
+
+
+# --- the confirmation says where, and "no" is not an error ---------------------------------------------------------
+
+@pytest.fixture
+def beside(tmp_path):
+    """An output with its working directory beside it (fMRIPrep's OUTPUT_DIR/work), found without --work-dir."""
+    out = tmp_path / "derivatives" / "fmriprep"
+    write_description(out, "23.2.0")
+    make_files(out, {"sub-01/anat/sub-01_desc-preproc_T1w.nii.gz": 5000,
+                     "sourcedata/freesurfer/fsaverage/surf/lh.white": 4000})
+    make_files(tmp_path / "derivatives" / "work", {"fmriprep_23_2_wf/sub_01_wf/n/out.nii.gz": 300_000})
+    finish_subjects(out, ["01"])
+    os.utime(tmp_path / "derivatives" / "work" / "fmriprep_23_2_wf/sub_01_wf/n/out.nii.gz", (1.6e9, 1.6e9))
+    return out
+
+
+def test_the_question_shows_the_folders_and_no_is_exit_0(beside, monkeypatch):
+    from fmriprep_cleanup.cli import common
+
+    monkeypatch.setattr(common, "interactive", lambda: True)
+    workdir = beside.parent / "work"
+    before = files_under(beside.parent)
+    result = run("clean", beside, "--mode", "delete", input="n\n")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    question = out.index("Delete these files now?")
+    for shown in (f"derivatives        {beside}", f"{beside}/sourcedata/freesurfer", f"working directory  {workdir}",
+                  "(the work/ beside the output)", "To delete 2 files"):
+        assert shown in out[:question], (shown, out)
+    assert "Dry run" not in out and "error" not in out
+    assert out[question:].strip().endswith("Nothing was changed.")
+    assert files_under(beside.parent) == before
+
+
+def test_the_dry_run_shows_the_folders_too(beside):
+    result = run("clean", beside)
+    assert result.exit_code == 0
+    assert result.output.index("(the work/ beside the output)") < result.output.index("Would remove 2 files")
+    data = json.loads(run("clean", beside, "--format", "json").output)
+    assert [(folder["scope"], folder["found"]) for folder in data["folders"]] == [
+        ("derivatives", "the folder given"), ("freesurfer", "sourcedata/freesurfer in the output"),
+        ("workdir", "the work/ beside the output")]
+
+
+# --- progress: on a terminal, for every long phase; never on a pipe -------------------------------------------
+
+def run_with_stderr(args, terminal, cwd=None):
+    """Run the CLI with stderr on a pseudo-terminal (or a pipe); returns (exit code, what stderr received)."""
+    import pty
+
+    command = [sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()", *map(str, args)]
+    if not terminal:
+        done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        return done.returncode, done.stderr.decode()
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=follower, stdin=subprocess.DEVNULL)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    return process.wait(), b"".join(chunks).decode()
+
+
+@pytest.mark.parametrize("command, phases", [
+    (["report", "{out}"], ["scanning: "]),
+    (["status", "{out}"], ["scanning: "]),
+    (["plan", "{out}", "-o", "{tmp}/plan.tsv"], ["scanning: "]),
+    (["clean", "{out}", "--mode", "delete", "--yes"], ["scanning: ", "removing: "]),
+    (["clean", "{out}", "--mode", "archive", "--yes", "--archive-dir", "{tmp}/a"], ["scanning: ", "archiving: ",
+                                                                                      "removing: "]),
+])
+def test_progress_is_shown_on_a_terminal_and_wiped(project, tmp_path, command, phases):
+    args = [part.format(out=project, tmp=tmp_path) for part in command]
+    code, seen = run_with_stderr(args + ["--history", tmp_path / "h.sqlite"] if args[0] == "clean" else args, True)
+    assert code == 0, seen
+    for phase in phases:
+        assert phase in seen, (phase, seen)
+    assert seen.endswith("\r\x1b[K")  # the last thing written wipes the line: nothing stale is left
+
+
+def test_restore_shows_progress_and_a_pipe_gets_none(project, tmp_path):
+    archives = tmp_path / "a"
+    assert run("clean", project, "--mode", "archive", "--yes", "--archive-dir", archives,
+               "--history", tmp_path / "h.sqlite").exit_code == 0
+    code, seen = run_with_stderr(["restore", archives, "--to", tmp_path / "back"], True)
+    assert code == 0 and "restoring: " in seen
+    code, seen = run_with_stderr(["report", project], False)
+    assert code == 0 and "scanning" not in seen and "\r" not in seen
+    code, seen = run_with_stderr(["report", project, "--quiet"], True)
+    assert code == 0 and "scanning" not in seen
