@@ -130,17 +130,21 @@ def restore(source: str, to: str | None = None, participant_labels: Iterable[str
 
 
 def audit(roots: Iterable[str], rules: Iterable[str] = (), jobs: int | None = None, energy: dict[str, Any] | None = None,
-          progress: Progress | None = None) -> dict[str, Any]:
+          progress: Progress | None = None, path_map: dict[str, str] | None = None,
+          command: str | None = None) -> dict[str, Any]:
     """Every fMRIPrep output below ``roots``, largest reclaimable first: `audit --format json` (its "failed"
-    lists folders that looked like a dataset but could not be read). ``energy``: overrides, as energy_model's."""
+    lists folders that looked like a dataset but could not be read). ``energy``: overrides, as energy_model's;
+    ``path_map``: {path inside the container: the same path here}, for the output and working directories
+    runs recorded; ``command``: how the audit was made, shown in it."""
     from .ops.audit import audit as audit_roots
     from .report.data import audit_data
 
     roots = list(roots)
     ruleset = load_rulesets(list(rules))
     model = energy_model(ruleset, **(energy or {}))
-    rows, warnings, failed = audit_roots(roots, ruleset, model, jobs, progress)
-    return audit_data(roots, ruleset, model, rows, warnings, failed)
+    pairs = tuple((path_map or {}).items())
+    rows, warnings, failed = audit_roots(roots, ruleset, model, jobs, progress, pairs)
+    return audit_data(roots, ruleset, model, rows, warnings, failed, command)
 
 
 def run_policy(config: str, log: IO[str] | None = None, history_path: str | None = None,

@@ -142,11 +142,11 @@ def test_rules_list_show_validate(tmp_path):
     assert shown.exit_code == 0
     rule_ids = [line.split()[1] for line in shown.output.splitlines() if line[:3].strip().isdigit()]
     assert rule_ids.index("surfaces-junk") < rule_ids.index("freesurfer-templates") < rule_ids.index("workdir")
-    assert len(rule_ids) == 26  # volume-only 2, default 2, workdir-only 22 (3 of them for stale caches)
+    assert len(rule_ids) == 27  # volume-only 2, default 2, workdir-only 23 (3 for stale caches, 1 for orphaned ones)
     good = tmp_path / "good.yaml"
     good.write_text("version: 1\nname: good\nextends: default\nrules:\n  - {id: a, action: junk, category: c, why: w, match: {suffix: bold}}\n")
     ok = run("rules", "validate", good)
-    assert ok.exit_code == 0 and "OK, 25 rules (with default, workdir-only)" in ok.output
+    assert ok.exit_code == 0 and "OK, 26 rules (with default, workdir-only)" in ok.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nname: bad\nrules:\n  - {id: a, action: junk, category: c, why: w, match: {spaec: x}}\n")
     failed = run("rules", "validate", bad)

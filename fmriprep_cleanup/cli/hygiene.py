@@ -7,7 +7,15 @@ import sys
 import click
 
 from ..basics.errors import EXIT_INCOMPLETE, CleanupError
-from .common import CleanupGroup, Progress, energy_options, energy_overrides, warn, write_output
+from .common import (
+    CleanupGroup,
+    Progress,
+    command_line,
+    energy_options,
+    energy_overrides,
+    warn,
+    write_output,
+)
 
 
 @click.command()
@@ -17,10 +25,13 @@ from .common import CleanupGroup, Progress, energy_options, energy_overrides, wa
 @energy_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "html"]), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
+@click.option("--path-map", "path_maps", multiple=True, metavar="CONTAINER=HOST",
+              help="A path runs recorded inside a container and where it is here (repeatable), e.g. "
+                   "--path-map /out=/project/ds/derivatives/fmriprep --path-map /work=/scratch/me/work.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, fmt: str, output: str | None,
-          quiet: bool, storage_profile: str | None, pue: float | None, copies: float | None,
-          carbon_intensity: float | None, country: str | None) -> None:
+          path_maps: tuple[str, ...], quiet: bool, storage_profile: str | None, pue: float | None,
+          copies: float | None, carbon_intensity: float | None, country: str | None) -> None:
     """Every fMRIPrep output below ROOTS, largest reclaimable first: owner, version, subjects, sizes, energy (read-only).
 
     Exit codes: 0 done; 2 bad input; 3 done, but some folder that looked like a dataset could not be read.
@@ -29,9 +40,12 @@ def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, 
     from ..report.text import render_audit_csv, render_audit_text, render_json
 
     progress = Progress(not quiet)
-    data = audit_roots(roots, rule_refs, jobs, energy_overrides(storage_profile, pue, copies, carbon_intensity, country),
-                       progress.callback())
-    progress.done()
+    try:
+        data = audit_roots(roots, rule_refs, jobs,
+                           energy_overrides(storage_profile, pue, copies, carbon_intensity, country),
+                           progress.callback(), parse_path_maps(path_maps), command_line())
+    finally:
+        progress.done()
     if fmt == "html":
         from ..report.html import render_audit_html
 
@@ -41,6 +55,18 @@ def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, 
     warn(data["warnings"] + [f"{row['path']}: {warning}" for row in data["datasets"] for warning in row["warnings"]])
     if data["failed"]:
         sys.exit(EXIT_INCOMPLETE)  # some folder that looked like a dataset could not be read: said above
+
+
+def parse_path_maps(values: tuple[str, ...]) -> dict[str, str]:
+    """--path-map CONTAINER=HOST values as a dictionary; both sides must be absolute paths."""
+    pairs = {}
+    for value in values:
+        container, separator, host = value.partition("=")
+        if not separator or not container.startswith("/") or not host.startswith("/"):
+            raise CleanupError(f"--path-map {value}: expected CONTAINER=HOST, two absolute paths "
+                               "(e.g. /out=/project/ds/derivatives/fmriprep)")
+        pairs[container] = host
+    return pairs
 
 
 @click.command("run")

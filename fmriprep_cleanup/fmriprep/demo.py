@@ -194,5 +194,8 @@ def build_demo(destination: str) -> tuple[str, str]:
     output = os.path.join(destination, "ds003752")
     workdir = os.path.join(destination, "work")
     build_tree(output, listing, real_contents(listing))
-    build_tree(workdir, synthetic_workdir(listing))
+    work_listing = synthetic_workdir(listing)
+    configs = {relpath: run_config(DEMO_VERSION, relpath.split("/")[0], "01", size=size)  # as the run saw it
+               for relpath, size in work_listing if relpath.endswith("/config.toml")}
+    build_tree(workdir, work_listing, configs)
     return output, workdir

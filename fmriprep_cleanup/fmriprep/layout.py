@@ -78,6 +78,7 @@ class Dataset:
     notes: tuple[str, ...] = field(default=())
     found: tuple[tuple[str, str], ...] = field(default=())  # (folder, how discovery found it), for people
     warnings: tuple[str, ...] = field(default=())  # what discovery saw but left out (a working directory elsewhere)
+    orphan_of: str | None = None  # a lone working directory whose recorded output directory no longer exists
 
     def folders(self) -> list[dict[str, str]]:
         """The folders commands read and may act in, each with how discovery found it (shown before acting)."""
@@ -221,6 +222,37 @@ def recorded_outputs(workdir: str) -> list[str]:
     return outputs
 
 
+RECORDED_WORKDIR_MISSING = "the working directory recorded in"  # how that warning starts
+PathMap = tuple[tuple[str, str], ...]  # (path as a container saw it, the same path on this machine)
+
+
+def map_path(path: str, path_map: PathMap) -> str:
+    """A path a run recorded, as this machine sees it: the longest matching container prefix is replaced
+    (``/out=/project/ds/derivatives/fmriprep`` maps /out/sub-01 to /project/ds/derivatives/fmriprep/sub-01)."""
+    for container, host in sorted(path_map, key=lambda pair: -len(pair[0])):
+        container = container.rstrip("/") or "/"
+        if path == container or path.startswith(container.rstrip("/") + "/"):
+            return host.rstrip("/") + path[len(container.rstrip("/")):]
+    return path
+
+
+def orphaned_output(workdir: str, path_map: PathMap = ()) -> str | None:
+    """The output directory a working directory ran for, when it provably no longer exists: every output its
+    run folders record (mapped to this machine) is gone while the folder that held it is here. None when some
+    recorded output exists, when nothing is recorded, or when the path cannot be judged here (a container path
+    such as /out, whose parent is /): a cache is called orphaned only on evidence."""
+    recorded = [map_path(path, path_map) for path in recorded_outputs(workdir)]
+    if not recorded or any(os.path.isdir(path) for path in recorded):
+        return None
+    for path in recorded:
+        parent = os.path.dirname(os.path.normpath(path))
+        while parent != "/" and not os.path.isdir(parent):
+            parent = os.path.dirname(parent)
+        if parent == "/":
+            return None  # nothing of the path exists here: another machine's or a container's path
+    return recorded[0]
+
+
 def other_dataset_of(workdir: str, output_dir: str, derivatives: str) -> str | None:
     """The other dataset a working directory ran for, if its run folders say so: a recorded output directory
     that exists here and is not this one. None when they name this dataset or cannot tell (no run folders,
@@ -299,8 +331,7 @@ def _recorded_or_beside(derivatives: str, output_dir: str, notes: list[str], war
         if os.path.isdir(work_dir) and workdir_version(work_dir)[0]:
             found[os.path.realpath(work_dir)] = f"recorded in {recorded[0]}"
             return [os.path.realpath(work_dir)]
-        missing = (f"the working directory recorded in {recorded[0]} ({work_dir}) is not here "
-                   "(a container path?)")
+        missing = f"{RECORDED_WORKDIR_MISSING} {recorded[0]} ({work_dir}) is not here (a container path?)"
     else:
         missing = None
     beside = os.path.join(os.path.dirname(output_dir), "work")
@@ -352,12 +383,13 @@ def _explicit_workdir(work_dir: str, identity: str | None, known_roots: KnownRoo
 
 
 def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True,
-             known_roots: KnownRoots | None = None) -> Dataset:
+             known_roots: KnownRoots | None = None, path_map: PathMap = ()) -> Dataset:
     """Recognise fMRIPrep output (either layout) or a working directory at ``path``.
 
     ``known_roots(identity)``: the folders earlier cleanups of the dataset acted on (its journal), so that a
     working directory they emptied is still recognised when named again. Raises CleanupError with one line
-    saying what was looked for and where.
+    saying what was looked for and where. ``path_map``: container paths as this machine sees them, for the
+    output directories a lone working directory's runs recorded.
     """
     given = os.path.abspath(os.path.expanduser(str(path)))
     expected = "fMRIPrep output or an fMRIPrep working directory"
@@ -431,8 +463,11 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True,
             notes.append(f"working directory {real} holds nothing of fMRIPrep's any more (an earlier cleanup emptied it)")
         explicit_workdirs = named_workdirs(None)
         workdirs = [real] + [w for w in explicit_workdirs if w != real]
+        orphan_of = orphaned_output(real, path_map)
+        if orphan_of:
+            notes.append(f"orphaned: its runs wrote to {orphan_of}, which no longer exists")
         return Dataset(given, "workdir", version, None, None, tuple(workdirs), None, tuple(notes),
-                       how(None, None, workdirs, False), tuple(warnings))
+                       how(None, None, workdirs, False), tuple(warnings), orphan_of)
 
     if "fmriprep" in names:
         raise NotFMRIPrepError(f"{given}/fmriprep has no dataset_description.json naming fMRIPrep")

@@ -212,6 +212,7 @@ class StatusBook:
         self.min_age = min_age
         self.stale_after = stale_after
         self.has_run_folders = dataset.fmriprep_version is not None and _major(dataset.fmriprep_version) >= 20
+        self.orphan_of = dataset.orphan_of
         derivatives = dataset.derivatives
         subjects: set[str] = set()
         output_folders: dict[str, str] = {}
@@ -306,7 +307,7 @@ class StatusBook:
                 activity += [(self._newest[folder], how) for folder, how in self._folders_of[label].items()
                              if folder in self._newest]
                 judged = _judge(evidence, activity, problems, self.now, self.min_age, self.stale_after,
-                                self.has_run_folders)
+                                self.has_run_folders, self.orphan_of)
             self._judged[label] = judged
         return judged
 
@@ -440,7 +441,7 @@ def _freesurfer_state(markers: dict[str, float]) -> tuple[str | None, str]:
 
 
 def _judge(evidence: _Evidence, activity: list[tuple[float, str]], problems: list[str], now: float, min_age: float,
-           stale_after: float, has_run_folders: bool) -> SubjectStatus:
+           stale_after: float, has_run_folders: bool, orphan_of: str | None = None) -> SubjectStatus:
     status = replace(evidence.status, evidence=[], warnings=list(evidence.status.warnings))
     label = status.subject
     where = ""
@@ -460,6 +461,8 @@ def _judge(evidence: _Evidence, activity: list[tuple[float, str]], problems: lis
 
     if status.last_activity is not None and status.last_activity > now - min_age:
         return decide("running", f"{where} changed {_ago(now - status.last_activity)} ago, within --min-age")
+    if orphan_of:  # recent activity says running (above); else nothing can ever reuse this cache
+        return decide("orphaned", f"its working directory's runs wrote to {orphan_of}, which no longer exists")
     if unreadable:
         status.warnings += unreadable
         status.stale = False  # what could not be read may have changed lately: its idle time is not known

@@ -2,12 +2,16 @@
 
 The search lists folders only (no file is stat-ed while searching). A folder that discovery recognises
 (either layout, or a working directory) is a dataset and is not descended into again; a sibling ``work/``
-holding fMRIPrep's workflow folders is attached to the output beside it. No folder is ever part of two
-datasets, so no file is counted twice. Each dataset is then scanned like ``report`` does.
+holding fMRIPrep's workflow folders is attached to the output beside it. A working directory found on its
+own (``-w $SCRATCH``) is tied to its output when either records the other: the output's fmriprep.toml
+(``work_dir``) or the working directory's run folders (``<run_uuid>/config.toml``, ``output_dir``), container
+paths mapped with ``--path-map``. One whose output no longer exists is orphaned. No folder is ever part of
+two datasets, so no file is counted twice. Each dataset is then scanned like ``report`` does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pwd
 from collections.abc import Callable
@@ -18,7 +22,17 @@ from ..basics.errors import CleanupError
 from ..basics.folders import list_folder
 from ..basics.paths import below
 from ..energy.model import Assumptions, footprint
-from ..fmriprep.layout import WORKFLOW_DIR, Dataset, NotFMRIPrepError, discover
+from ..fmriprep.layout import RECORDED_WORKDIR_MISSING as RECORDED
+from ..fmriprep.layout import (
+    WORKFLOW_DIR,
+    Dataset,
+    NotFMRIPrepError,
+    PathMap,
+    discover,
+    map_path,
+    newest_run_config,
+    recorded_outputs,
+)
 from ..plan.plan import build_plan
 from ..rules.rulesets import RuleSet
 
@@ -42,9 +56,11 @@ def _looks_like_output(path: str, names: set[str], subdirs: set[str]) -> bool:
     return any(WORKFLOW_DIR.match(name) for name in subdirs)
 
 
-def find_datasets(roots: list[str], warnings: list[str], failed: list[str] | None = None) -> list[Dataset]:
-    """Every fMRIPrep output (and unattached working directory) below ``roots``, each once; the folders that
-    look like one but could not be read go to ``failed`` (and ``warnings``)."""
+def find_datasets(roots: list[str], warnings: list[str], failed: list[str] | None = None,
+                  path_map: PathMap = ()) -> list[Dataset]:
+    """Every fMRIPrep output (and unattached working directory) below ``roots``, each once, working directories
+    tied to their outputs; the folders that look like one but could not be read go to ``failed`` (and
+    ``warnings``)."""
     failed = failed if failed is not None else []
     found: list[Dataset] = []
     claimed: set[str] = set()  # every scan root of a found dataset
@@ -64,7 +80,7 @@ def find_datasets(roots: list[str], warnings: list[str], failed: list[str] | Non
         subdirs = {entry.name for entry in entries if entry.is_dir(follow_symlinks=False)}
         if _looks_like_output(folder, names, subdirs):
             try:
-                dataset = discover(folder)
+                dataset = discover(folder, path_map=path_map)
             except NotFMRIPrepError:
                 dataset = None  # e.g. a raw BIDS dataset: its derivatives/ may hold fMRIPrep below
             except CleanupError as exc:  # a broken or planted file: said, and the audit goes on
@@ -82,7 +98,57 @@ def find_datasets(roots: list[str], warnings: list[str], failed: list[str] | Non
         for name in sorted(subdirs, reverse=True):
             if not name.startswith("."):
                 stack.append(os.path.join(folder, name))
-    return found
+    return tie_working_directories(found, path_map)
+
+
+def _output_dirs(dataset: Dataset) -> set[str]:
+    """The paths a run of this output would record as its output directory (the derivatives; OUT/ of legacy)."""
+    paths = {dataset.derivatives} if dataset.derivatives else set()
+    if dataset.layout == "legacy" and dataset.derivatives:
+        paths.add(dataset.container or os.path.dirname(dataset.derivatives))
+    return {os.path.realpath(path) for path in paths}
+
+
+def tie_working_directories(datasets: list[Dataset], path_map: PathMap = ()) -> list[Dataset]:
+    """Attach each lone working directory to the output it ran for, when either records the other; what stays
+    alone is reported on its own (orphaned, if its output is gone)."""
+    outputs = [dataset for dataset in datasets if dataset.layout != "workdir"]
+    recorded_workdir = {}
+    for output in outputs:
+        config = newest_run_config(output.derivatives) if output.derivatives else None
+        if config is not None and config[1].get("work_dir"):
+            recorded_workdir[os.path.realpath(map_path(str(config[1]["work_dir"]), path_map))] = (output, config[0])
+    tied: dict[str, list[tuple[str, str]]] = {}  # output path -> [(working directory, how it was tied)]
+    alone = []
+    for dataset in datasets:
+        if dataset.layout != "workdir":
+            continue
+        workdir = dataset.workdirs[0]
+        owner, how = None, ""
+        for recorded in recorded_outputs(workdir):
+            mapped = os.path.realpath(map_path(recorded, path_map))
+            owner = next((output for output in outputs if mapped in _output_dirs(output)), None)
+            if owner is not None:
+                how = f"its run folders record this output ({recorded})"
+                break
+        if owner is None and workdir in recorded_workdir:
+            owner, config_path = recorded_workdir[workdir]
+            how = f"recorded in {config_path}"
+        if owner is None:
+            alone.append(dataset)
+        else:
+            tied.setdefault(owner.path, []).extend((path, how) for path in dataset.workdirs)
+    result = []
+    for dataset in datasets:
+        if dataset.layout == "workdir" and dataset not in alone:
+            continue
+        extra = [(path, how) for path, how in tied.get(dataset.path, []) if path not in dataset.workdirs]
+        if extra:  # discovery's "the recorded working directory is not here" is answered now
+            dataset = dataclasses.replace(dataset, workdirs=dataset.workdirs + tuple(path for path, _ in extra),
+                                          found=dataset.found + tuple(extra),
+                                          warnings=tuple(w for w in dataset.warnings if not w.startswith(RECORDED)))
+        result.append(dataset)
+    return result
 
 
 @dataclass
@@ -100,7 +166,8 @@ class AuditRow:
     def as_dict(self) -> dict[str, Any]:
         return {
             "path": self.dataset.path, "layout": self.dataset.layout, "fmriprep_version": self.dataset.fmriprep_version,
-            "workdirs": list(self.dataset.workdirs), "owner": self.owner, "subjects": self.subjects, "files": self.files,
+            "workdirs": list(self.dataset.workdirs), "folders": self.dataset.folders(),
+            "orphan_of": self.dataset.orphan_of, "owner": self.owner, "subjects": self.subjects, "files": self.files,
             "bytes": self.bytes, "junk_bytes": self.junk_bytes,
             "junk_share": self.junk_bytes / self.bytes if self.bytes else 0.0,
             "kwh_per_year_avoidable": self.kwh_per_year, "kgco2e_per_year_avoidable": self.kgco2e_per_year,
@@ -109,15 +176,17 @@ class AuditRow:
 
 
 def audit(roots: list[str], ruleset: RuleSet, model: Assumptions, jobs: int | None = None,
-          progress: Callable[[int, int], None] | None = None) -> tuple[list[AuditRow], list[str], list[str]]:
+          progress: Callable[[int, int], None] | None = None,
+          path_map: PathMap = ()) -> tuple[list[AuditRow], list[str], list[str]]:
     """Scan every dataset below ``roots``; rows sorted by reclaimable bytes, largest first. Also the warnings,
-    and the folders that looked like a dataset but could not be read (a broken or planted file)."""
+    and the folders that looked like a dataset but could not be read (a broken or planted file).
+    ``path_map``: (container path, host path) pairs for paths the runs recorded inside a container."""
     from ..basics.folders import default_jobs
 
     warnings: list[str] = []
     failed: list[str] = []
     rows = []
-    for dataset in find_datasets(roots, warnings, failed):
+    for dataset in find_datasets(roots, warnings, failed, path_map):
         plan = build_plan(dataset, ruleset, jobs=jobs or default_jobs([root.path for root in dataset.scan_roots]))
         summary = plan.summarize(progress)
         avoidable = footprint(summary.totals.junk_bytes, model)

@@ -4,6 +4,7 @@ contract with users' scripts. Text, CSV and HTML render the same dictionary, so 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -106,10 +107,12 @@ def status_data(plan: Plan, summary: Summary, only: Iterable[str] = ()) -> dict[
 
 
 def audit_data(roots: Iterable[str], ruleset: RuleSet, model: Assumptions, rows: list[AuditRow], warnings: list[str],
-               failed: list[str]) -> dict[str, Any]:
+               failed: list[str], command: str | None = None) -> dict[str, Any]:
     """The site audit: every dataset found below ``roots``, largest reclaimable first, and the totals."""
     datasets = [row.as_dict() for row in rows]
-    return {"roots": [os.path.abspath(root) for root in roots], "rules": list(ruleset.names),
+    return {"tool": {"name": "fmriprep-cleanup", "version": __version__},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command,
+            "roots": [os.path.abspath(root) for root in roots], "rules": list(ruleset.names),
             "energy_assumptions": model.as_dict(), "datasets": datasets,
             "totals": {key: sum(row[key] for row in datasets) for key in AUDIT_TOTALS},
             "failed": failed, "warnings": warnings}

@@ -162,7 +162,7 @@ def render_status_tsv(data: dict[str, Any]) -> str:
 # --- the site audit ------------------------------------------------------------------------------------
 
 AUDIT_COLUMNS = ("path", "owner", "fmriprep_version", "layout", "subjects", "files", "bytes", "junk_bytes", "junk_share",
-                 "kwh_per_year_avoidable", "kgco2e_per_year_avoidable")
+                 "kwh_per_year_avoidable", "kgco2e_per_year_avoidable", "orphan_of")
 
 
 def render_audit_text(data: dict[str, Any]) -> str:
@@ -172,8 +172,18 @@ def render_audit_text(data: dict[str, Any]) -> str:
                    number(row["kwh_per_year_avoidable"]), number(row["kgco2e_per_year_avoidable"])] for row in rows]
     lines = table(["Dataset", "Owner", "fMRIPrep", "Subjects", "Total", "Reclaimable", "Share", "kWh/yr", "kgCO2e/yr"],
                   table_rows, "lllrrrrrr")
+    tied = [(row["path"], folder) for row in rows for folder in row["folders"]
+            if folder["scope"] == "workdir" and not folder["path"].startswith(row["path"].rstrip("/") + "/")
+            and folder["path"] != row["path"]]
+    if tied:
+        lines += ["", "Working directories elsewhere, counted with their datasets:"]
+        lines += [f"  {path}: {folder['path']} ({folder['found']})" for path, folder in tied]
+    orphans = [row for row in rows if row["orphan_of"]]
+    if orphans:
+        lines += ["", "Orphaned working directories (their output directory no longer exists; nothing can reuse them):"]
+        lines += [f"  {row['path']}: {size(row['bytes'])}, ran for {row['orphan_of']}" for row in orphans]
     totals = data["totals"]
-    lines += ["", f"{len(rows)} datasets: {size(totals['junk_bytes'])} reclaimable of {size(totals['bytes'])} "
+    lines += ["", f"{count(len(rows))} dataset{'' if len(rows) == 1 else 's'}: {size(totals['junk_bytes'])} reclaimable of {size(totals['bytes'])} "
               f"({files(totals['files'])}); {number(totals['kgco2e_per_year_avoidable'])} kgCO2e/yr avoidable. "
               "Nothing was changed."]
     return "\n".join(lines) + "\n"
