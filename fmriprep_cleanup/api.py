@@ -156,8 +156,9 @@ def run_policy(config: str, log: IO[str] | None = None, history_path: str | None
     return run_loaded_policy(load_policy(config), log, history_path, record)
 
 
-def history(history_path: str | None = None, since: float | None = None) -> dict[str, Any]:
-    """The recorded runs (``since``: a Unix time) and their totals: `history --format json`."""
+def history(history_path: str | None = None, since: float | None = None, command: str | None = None) -> dict[str, Any]:
+    """The recorded runs (``since``: a Unix time) and their totals: `history --format json` (``command``: how
+    the history was asked for, shown in the HTML page)."""
     from .report.data import history_data
 
     database = History(history_path)
@@ -165,7 +166,7 @@ def history(history_path: str | None = None, since: float | None = None) -> dict
         runs = database.runs(since)
     finally:
         database.close()
-    return history_data(runs)
+    return history_data(runs, command)
 
 
 def schedule(kind: str, config: str, log: str | None = None) -> str:

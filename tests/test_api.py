@@ -69,7 +69,7 @@ def test_audit_schedule_and_rule_sets(project, tmp_path):
     assert site["energy_assumptions"]["country"] == "FR"
     policy = tmp_path / "p.yaml"
     policy.write_text(f"version: 1\ndatasets:\n  - paths: ['{project}']\n    mode: dry-run\n")
-    assert "#SBATCH" in fc.schedule("slurm", str(policy))
+    assert fc.schedule("sbatch", str(policy)).startswith("#!/bin/bash\n")
     assert [name for name, _ in fc.rule_sets()] == ["default", "fmriprepcleanup", "volume-only", "workdir-only"]
 
 

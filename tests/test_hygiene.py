@@ -238,7 +238,9 @@ def test_history_schema_is_versioned_and_refuses_a_newer_one(tmp_path):
     assert result.exit_code == 2 and "newer fmriprep-cleanup" in result.output
 
 
-@pytest.mark.parametrize("kind, expected", [("--cron", "17 3 * * *"), ("--systemd", "OnCalendar="), ("--slurm", "#SBATCH")])
+@pytest.mark.parametrize("kind, expected", [("--cron", "17 3 * * *"), ("--systemd-service", "ExecStart="),
+                                            ("--systemd-timer", "OnCalendar="), ("--scrontab", "#SCRON"),
+                                            ("--sbatch", "#SBATCH")])
 def test_schedule_print_fills_in_absolute_paths(area, kind, expected):
     tmp_path, datasets = area
     write_policy(tmp_path / "hygiene.yaml", f"version: 1\ndatasets:\n  - paths: ['{datasets['alpha']}']\n    mode: dry-run\n")
@@ -246,7 +248,8 @@ def test_schedule_print_fills_in_absolute_paths(area, kind, expected):
     result = run("schedule", "print", kind, "--config", "hygiene.yaml")
     assert result.exit_code == 0, result.output
     assert expected in result.output
-    assert f"run --config {tmp_path / 'hygiene.yaml'} --log {tmp_path / 'hygiene.log.jsonl'}" in result.output
+    if kind != "--systemd-timer":  # the timer only starts the service
+        assert f"run --config {tmp_path / 'hygiene.yaml'} --log {tmp_path / 'hygiene.log.jsonl'}" in result.output
     broken = write_policy(tmp_path / "broken.yaml", "version: 1\n")
     assert run("schedule", "print", kind, "--config", broken).exit_code == 2
 
@@ -265,3 +268,15 @@ def test_clean_and_run_record_the_same_carbon_for_the_same_dataset(tmp_path):
     assert hand["bytes"] == scheduled["bytes"] > 0
     assert hand["kgco2e_per_year"] == scheduled["kgco2e_per_year"] > 0
     assert hand["kwh_per_year"] == scheduled["kwh_per_year"]
+
+
+def test_schedule_print_emits_exactly_one_submit_ready_recipe(area):
+    tmp_path, datasets = area
+    write_policy(tmp_path / "hygiene.yaml", f"version: 1\ndatasets:\n  - paths: ['{datasets['alpha']}']\n    mode: dry-run\n")
+    script = run("schedule", "print", "--sbatch", "--config", tmp_path / "hygiene.yaml")
+    assert script.output.startswith("#!/bin/bash\n") and "#SCRON" not in script.output  # sbatch can take it as is
+    assert "#SBATCH" not in run("schedule", "print", "--scrontab", "--config", tmp_path / "hygiene.yaml").output
+    both = run("schedule", "print", "--cron", "--sbatch", "--config", tmp_path / "hygiene.yaml")
+    assert both.exit_code == 2 and "exactly one" in both.output and both.output.count("\n") == 1
+    old = run("schedule", "print", "--slurm", "--config", tmp_path / "hygiene.yaml")
+    assert old.exit_code == 2 and "--scrontab or --sbatch" in old.output

@@ -318,3 +318,141 @@ def test_a_fresh_orphan_is_still_running_and_a_container_path_is_not_an_orphan(t
     assert json.loads(run("status", scratch / "old", "--format", "json").stdout)["subjects"][0]["status"] == "running"
     scratch_workdir(scratch / "container", "/out")
     assert json.loads(run("audit", scratch / "container", "--format", "json").stdout)["datasets"][0]["orphan_of"] is None
+
+
+# --- history: ISO times with their zone, who and where, oldest first, "1 run" ------------------------------------
+
+@pytest.fixture
+def paris_time(monkeypatch):
+    """The local zone is Europe/Paris during the test (and back to what it was after)."""
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_history_is_ordered_with_iso_times_user_and_host(tmp_path, paris_time):
+    import csv
+    import io
+    from datetime import datetime
+
+    from fmriprep_cleanup.ops.history import History, RunRecord
+
+    database = History(str(tmp_path / "h.sqlite"))
+    for started in (1_800_000_000, 1_700_000_000):  # recorded out of order (two hosts' clocks)
+        database.add(RunRecord(started, started + 5, "/d", "default", "delete", 3, 100, 0, 0, 1.5, 0.5, 0,
+                               host=f"node{started % 7}", user="alice"))
+    database.close()
+    data = json.loads(run("history", "--history", tmp_path / "h.sqlite", "--format", "json").stdout)
+    assert [row["started"] for row in data["runs"]] == ["2023-11-14T23:13:20+01:00", "2027-01-15T09:00:00+01:00"]
+    assert datetime.fromisoformat(data["runs"][0]["finished"]).timestamp() == 1_700_000_005
+    rows = list(csv.DictReader(io.StringIO(run("history", "--history", tmp_path / "h.sqlite", "--format", "csv").stdout)))
+    assert rows[0]["started"] == "2023-11-14T23:13:20+01:00" and rows[0]["user"] == "alice"
+    text = run("history", "--history", tmp_path / "h.sqlite").stdout
+    header = text.splitlines()[0].split()
+    assert header[:4] == ["#", "When", "User", "Host"] and "alice" in text and "node" in text
+    assert text.index("2023-11-14 23:13") < text.index("2027-01-15 09:00")
+    one = History(str(tmp_path / "one.sqlite"))
+    one.add(RunRecord(1_700_000_000, 1_700_000_005, "/d", "default", "delete", 3, 100, 0, 0, 1.5, 0.5, 0))
+    one.close()
+    assert "reclaimed in 1 run (" in run("history", "--history", tmp_path / "one.sqlite").stdout
+
+
+# --- one error format, whoever finds the error --------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, says", [
+    (["report", "--bogus"], "No such option '--bogus'"),
+    (["report"], "Missing argument 'PATH'"),
+    (["reprot", "x"], "Did you mean 'report'?"),
+    (["report", "x", "--format", "xml"], "'xml' is not one of"),
+    (["clean", "x", "--mode", "zap"], "'zap' is not one of"),
+    (["report", "--participant-labl", "01", "x"], "Did you mean one of: '--participant-label'"),
+])
+def test_usage_errors_are_one_line_in_the_one_error_format(args, says):
+    code, stderr = run_with_stderr(args, terminal=False)
+    assert code == 2
+    assert stderr.startswith("fmriprep-cleanup: error: ") and stderr.count("\n") == 1, stderr
+    assert says in stderr and "--help" in stderr
+
+
+def test_help_and_version_still_exit_0():
+    assert run_with_stderr(["--version"], terminal=False)[0] == 0
+    assert run_with_stderr(["report", "--help"], terminal=False)[0] == 0
+
+
+# --- long output: tables fit the terminal unless --wide, 20 subjects unless --all ---------------------------------
+
+def test_tables_fit_a_width_by_shortening_long_columns_in_the_middle():
+    from fmriprep_cleanup.report.people import table
+
+    path = "/project/lab/ds003752/derivatives/fmriprep/sub-01/func/very_long_name_bold.nii.gz"
+    lines = table(["Path", "Size"], [[path, "1.0 GiB"], ["/short", "2 B"]], "lr", width=50)
+    assert all(len(line) <= 50 for line in lines)
+    assert lines[2].startswith("/project/lab/") and "…" in lines[2] and "bold.nii.gz  1.0 GiB" in lines[2]
+    assert table(["Path", "Size"], [[path, "1.0 GiB"]], "lr")[2].startswith(path)  # no width: never shortened
+
+
+def test_report_lists_20_subjects_unless_all(tmp_path):
+    out = tmp_path / "out"
+    write_description(out, "23.2.0")
+    labels = [f"{n:02d}" for n in range(1, 26)]
+    make_files(out, {f"work/fmriprep_23_2_wf/sub_{label}_wf/n/out.nii.gz": 1000 * int(label) for label in labels})
+    make_files(out, {f"sub-{label}/anat/sub-{label}_desc-preproc_T1w.nii.gz": 10 for label in labels})
+    finish_subjects(out, labels)
+    text = run("report", out).stdout
+    listed = [line.split()[0] for line in text.splitlines() if line.startswith("sub-")]
+    assert listed == [f"sub-{n:02d}" for n in range(6, 26)]  # the 20 with the most junk, in label order
+    assert "... and 5 more subjects" in text and "--all" in text
+    everything = run("report", out, "--all").stdout
+    assert len([line for line in everything.splitlines() if line.startswith("sub-")]) == 25
+    assert "more subjects" not in everything
+
+
+def test_a_terminal_gets_tables_that_fit_and_wide_gets_everything(project, tmp_path):
+    import pty
+
+    def on_terminal(*args):
+        import fcntl
+        import struct
+        import termios
+
+        leader, follower = pty.openpty()
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 60, 0, 0))  # 24 rows, 60 columns
+        command = [sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()", *map(str, args)]
+        environment = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
+        process = subprocess.Popen(command, stdout=follower, stderr=subprocess.DEVNULL, stdin=follower, env=environment)
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        process.wait()
+        return b"".join(chunks).decode().replace("\r\n", "\n")
+
+    narrow = on_terminal("rules", "show", "default")
+    table_lines = [line for line in narrow.splitlines() if line[:3].strip().isdigit()]
+    assert table_lines and all(len(line) <= 60 for line in table_lines), [len(line) for line in table_lines]
+    wide = on_terminal("rules", "show", "default", "--wide")
+    assert any(len(line) > 60 for line in wide.splitlines() if line[:3].strip().isdigit())
+
+
+def test_every_command_help_shows_examples():
+    from fmriprep_cleanup.cli import cli
+
+    def commands(group, prefix):
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                yield from commands(command, prefix + [name])
+            else:
+                yield prefix + [name]
+
+    for path in commands(cli, []):
+        shown = run(*path, "--help").output
+        examples = shown.split("Examples:")[-1] if "Examples:" in shown else ""
+        assert examples.count("fmriprep-cleanup ") >= 1, path

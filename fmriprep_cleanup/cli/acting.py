@@ -39,7 +39,12 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
           **selection: Any) -> None:
     """Remove junk files (or, by default, show exactly what would be removed).
 
-    Exit codes: 0 done; 2 bad input or refused; 3 done, with files skipped or failed.
+    Exit codes: 0 done (or answered no); 2 bad input or refused; 3 done, with files skipped or failed.
+
+    \b
+    Examples:
+      fmriprep-cleanup clean OUT --work-dir $SCRATCH/work
+      fmriprep-cleanup clean OUT --mode archive --archive-dir /archive/ds001 --participant-label 01 02
     """
     from ..act.clean import Declined
     from ..api import clean as clean_plan
@@ -109,6 +114,11 @@ def restore(source: str, to: str | None, participant_labels: tuple[str, ...], fm
 
     Files come back byte-identical with their mode and mtime; an existing
     different file is never overwritten but reported (exit 3).
+
+    \b
+    Examples:
+      fmriprep-cleanup restore /archive/ds001 --participant-label 02
+      fmriprep-cleanup restore /archive/ds001/20261127-031700/sub-02.tar --to /tmp/check
     """
     from ..api import restore as restore_archives
     from ..basics.formats import strict_json

@@ -7,7 +7,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import click
 
@@ -17,16 +17,37 @@ _LABEL = re.compile(r"^(?:sub-)?[a-zA-Z0-9]+$")
 ARGUMENTS: list[str] = []  # the command line as typed, for reports that say how they were made
 
 
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """The one error format: each line "fmriprep-cleanup: error: ..." on stderr, then exit (2: nothing changed)."""
+    for line in message.splitlines() or ["unknown error"]:
+        click.echo(f"fmriprep-cleanup: error: {line}", err=True)
+    sys.exit(code)
+
+
 class CleanupGroup(click.Group):
-    """Turns CleanupError into one line on stderr and exit code 2."""
+    """Turns CleanupError, and click's own usage errors, into one line on stderr and exit code 2."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as exc:  # click would print three lines starting "Usage:" and "Error:"
+            where = exc.ctx.command_path if exc.ctx is not None else prog_name or "fmriprep-cleanup"
+            fail(f"{exc.format_message()} (see '{where} --help')", exc.exit_code)
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc.exit_code)
+        except click.Abort:  # Ctrl-C or end of input at a prompt: nothing was changed
+            click.echo("\nfmriprep-cleanup: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except CleanupError as exc:
-            for line in str(exc).splitlines() or ["unknown error"]:
-                click.echo(f"fmriprep-cleanup: error: {line}", err=True)
-            ctx.exit(EXIT_USAGE)
+            fail(str(exc))
         except KeyboardInterrupt:  # Ctrl-C while reading (acting stops itself at the next file and reports)
             click.echo("\nfmriprep-cleanup: interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
@@ -202,6 +223,20 @@ class Progress:
 def _duration(seconds: int) -> str:
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def terminal_width(wide: bool) -> int | None:
+    """The columns text tables must fit: the terminal's, when stdout is one and --wide was not given; else no
+    limit (a pipe or a file gets every character)."""
+    import shutil
+
+    if wide or not sys.stdout.isatty():
+        return None
+    return shutil.get_terminal_size().columns
+
+
+wide_option = click.option("--wide", is_flag=True,
+                           help="Do not shorten long paths to fit the terminal (they never are in pipes and files).")
 
 
 def warn(warnings: list[str]) -> None:

@@ -15,7 +15,9 @@ from .common import (
     energy_overrides,
     open_plan,
     selection_options,
+    terminal_width,
     warn,
+    wide_option,
     write_output,
 )
 
@@ -27,9 +29,18 @@ from .common import (
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "html"]), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-def report(path: str, fmt: str, output: str | None, quiet: bool, storage_profile: str | None, pue: float | None,
-           copies: float | None, carbon_intensity: float | None, country: str | None, **selection: Any) -> None:
-    """Summarise what PATH holds: keep and junk by category and by subject, and what it costs per year (read-only)."""
+@click.option("--all", "all_subjects", is_flag=True, help="List every subject (default: the 20 with the most junk).")
+@wide_option
+def report(path: str, fmt: str, output: str | None, quiet: bool, all_subjects: bool, wide: bool,
+           storage_profile: str | None, pue: float | None, copies: float | None, carbon_intensity: float | None,
+           country: str | None, **selection: Any) -> None:
+    """Summarise what PATH holds: keep and junk by category and by subject, and what it costs per year (read-only).
+
+    \b
+    Examples:
+      fmriprep-cleanup report /data/ds003752/derivatives/fmriprep
+      fmriprep-cleanup report OUT --work-dir $SCRATCH/work --format html -o report.html
+    """
     from ..api import energy_model, make_report
 
     plan = open_plan(path, **selection)
@@ -44,6 +55,10 @@ def report(path: str, fmt: str, output: str | None, quiet: bool, storage_profile
         from ..report.html import render_html
 
         write_output(render_html(data), output)
+    elif fmt == "text":
+        from ..report.text import render_text
+
+        write_output(render_text(data, terminal_width(wide) if output in (None, "-") else None, all_subjects), output)
     else:
         from ..report.text import RENDERERS
 
@@ -58,7 +73,13 @@ def report(path: str, fmt: str, output: str | None, quiet: bool, storage_profile
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def plan(path: str, fmt: str, only: str | None, output: str | None, quiet: bool, **selection: Any) -> None:
-    """One line per file: action, category, rule id, size in bytes, path (read-only)."""
+    """One line per file: action, category, rule id, size in bytes, path (read-only).
+
+    \b
+    Examples:
+      fmriprep-cleanup plan OUT --only junk > junk.tsv
+      fmriprep-cleanup plan OUT --format jsonl --participant-label 01 | head
+    """
     from ..report.planfile import write_plan
 
     planned = open_plan(path, **selection)
@@ -80,8 +101,15 @@ def plan(path: str, fmt: str, only: str | None, output: str | None, quiet: bool,
               help="Only subjects with this status (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "tsv"]), default="text", show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-def status(path: str, only: tuple[str, ...], fmt: str, quiet: bool, **selection: Any) -> None:
-    """Each subject's fMRIPrep run: finished, failed, running, incomplete or unknown, with its evidence."""
+@wide_option
+def status(path: str, only: tuple[str, ...], fmt: str, quiet: bool, wide: bool, **selection: Any) -> None:
+    """Each subject's fMRIPrep run: finished, failed, running, incomplete, unknown or orphaned, with its evidence.
+
+    \b
+    Examples:
+      fmriprep-cleanup status OUT
+      fmriprep-cleanup status OUT --only failed --format tsv
+    """
     from ..api import make_status
     from ..report.text import render_json, render_status_text, render_status_tsv
 
@@ -92,7 +120,10 @@ def status(path: str, only: tuple[str, ...], fmt: str, quiet: bool, **selection:
     finally:
         progress.done()
     warn(plan.all_warnings())
-    sys.stdout.write({"json": render_json, "tsv": render_status_tsv, "text": render_status_text}[fmt](data))
+    if fmt == "text":
+        sys.stdout.write(render_status_text(data, terminal_width(wide)))
+    else:
+        sys.stdout.write({"json": render_json, "tsv": render_status_tsv}[fmt](data))
 
 
 @click.command()
@@ -101,7 +132,13 @@ def status(path: str, only: tuple[str, ...], fmt: str, quiet: bool, **selection:
 @selection_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def explain(path: str, files: tuple[str, ...], fmt: str, **selection: Any) -> None:
-    """Why each FILE is kept or junk: its scope, subject, entities and the rule that matched."""
+    """Why each FILE is kept or junk: its scope, subject, entities and the rule that matched.
+
+    \b
+    Examples:
+      fmriprep-cleanup explain OUT OUT/sub-01/anat/sub-01_desc-preproc_T1w.nii.gz
+      fmriprep-cleanup explain OUT OUT/sub-01.html --format json
+    """
     from ..api import explain as explain_files
     from ..basics.formats import strict_json
     from ..report.explain import render_explanation

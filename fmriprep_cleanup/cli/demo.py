@@ -12,7 +12,13 @@ import click
               help="Build the demo project here and keep it (default: a temporary folder, removed afterwards).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True)
 def demo(directory: str | None, fmt: str) -> None:
-    """Build a small real-shaped fMRIPrep project (sparse files) and report on it."""
+    """Build a small real-shaped fMRIPrep project (sparse files) and report on it.
+
+    \b
+    Examples:
+      fmriprep-cleanup demo
+      fmriprep-cleanup demo --dir /tmp/demo && fmriprep-cleanup clean /tmp/demo/ds003752
+    """
     import tempfile
 
     from ..api import demo as build_demo

@@ -13,7 +13,9 @@ from .common import (
     command_line,
     energy_options,
     energy_overrides,
+    terminal_width,
     warn,
+    wide_option,
     write_output,
 )
 
@@ -29,10 +31,16 @@ from .common import (
               help="A path runs recorded inside a container and where it is here (repeatable), e.g. "
                    "--path-map /out=/project/ds/derivatives/fmriprep --path-map /work=/scratch/me/work.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@wide_option
 def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, fmt: str, output: str | None,
-          path_maps: tuple[str, ...], quiet: bool, storage_profile: str | None, pue: float | None,
+          path_maps: tuple[str, ...], quiet: bool, wide: bool, storage_profile: str | None, pue: float | None,
           copies: float | None, carbon_intensity: float | None, country: str | None) -> None:
     """Every fMRIPrep output below ROOTS, largest reclaimable first: owner, version, subjects, sizes, energy (read-only).
+
+    \b
+    Examples:
+      fmriprep-cleanup audit /project /scratch --format html -o site.html
+      fmriprep-cleanup audit /project /scratch --path-map /out=/project/ds001/derivatives/fmriprep
 
     Exit codes: 0 done; 2 bad input; 3 done, but some folder that looked like a dataset could not be read.
     """
@@ -50,8 +58,10 @@ def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, 
         from ..report.html import render_audit_html
 
         write_output(render_audit_html(data), output)
+    elif fmt == "text":
+        write_output(render_audit_text(data, terminal_width(wide) if output in (None, "-") else None), output)
     else:
-        write_output({"json": render_json, "csv": render_audit_csv, "text": render_audit_text}[fmt](data), output)
+        write_output({"json": render_json, "csv": render_audit_csv}[fmt](data), output)
     warn(data["warnings"] + [f"{row['path']}: {warning}" for row in data["datasets"] for warning in row["warnings"]])
     if data["failed"]:
         sys.exit(EXIT_INCOMPLETE)  # some folder that looked like a dataset could not be read: said above
@@ -82,6 +92,11 @@ def run_policy(config: str, log: str | None, history_path: str | None, record: b
 
     Exit codes: 0 all datasets done; 2 the policy file is invalid (nothing ran); 3 some dataset was skipped
     (locked by another run) or had files skipped; 4 some dataset failed.
+
+    \b
+    Examples:
+      fmriprep-cleanup run --config hygiene.yaml --log /var/log/fmriprep-cleanup.jsonl
+      fmriprep-cleanup schedule print --cron --config hygiene.yaml
     """
     from ..ops.policy import load_policy
     from ..ops.policy import run_policy as run_loaded_policy
@@ -109,20 +124,32 @@ def run_policy(config: str, log: str | None, history_path: str | None, record: b
 @click.option("--history", "history_path", type=click.Path(dir_okay=False, path_type=str),
               help="Run history database (default: $XDG_STATE_HOME/fmriprep-cleanup/history.sqlite).")
 @click.option("--since", metavar="DATE", help="Only runs from this day on (YYYY-MM-DD) or this long ago (e.g. 30d).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True)
-def history(history_path: str | None, since: str | None, fmt: str) -> None:
-    """The runs that archived or deleted, and what they reclaimed and avoided, per dataset and overall."""
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "html"]), default="text", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
+@wide_option
+def history(history_path: str | None, since: str | None, fmt: str, output: str | None, wide: bool) -> None:
+    """The runs that archived or deleted, and what they reclaimed and avoided, per dataset and overall.
+
+    \b
+    Examples:
+      fmriprep-cleanup history --since 90d
+      fmriprep-cleanup history --history /project/admin/history.sqlite --format html -o history.html
+    """
     from ..api import history as read_history
     from ..ops.history import COLUMNS
     from ..report.text import render_history_csv, render_history_text, render_json
 
-    data = read_history(history_path, since_time(since))
-    if fmt == "json":
-        sys.stdout.write(render_json(data))
+    data = read_history(history_path, since_time(since), command_line())
+    if fmt == "html":
+        from ..report.html import render_history_html
+
+        write_output(render_history_html(data), output)
+    elif fmt == "json":
+        write_output(render_json(data), output)
     elif fmt == "csv":
-        sys.stdout.write(render_history_csv(data, COLUMNS))
+        write_output(render_history_csv(data, COLUMNS), output)
     else:
-        sys.stdout.write(render_history_text(data, since))
+        write_output(render_history_text(data, since, terminal_width(wide) if output in (None, "-") else None), output)
 
 
 def since_time(since: str | None) -> float | None:
@@ -148,16 +175,33 @@ def schedule() -> None:
 
 
 @schedule.command("print")
-@click.option("--cron", "kind", flag_value="cron", help="A crontab line.")
-@click.option("--systemd", "kind", flag_value="systemd", help="A systemd service and timer pair.")
-@click.option("--slurm", "kind", flag_value="slurm", help="A Slurm scrontab entry and an sbatch script.")
+@click.option("--cron", is_flag=True, help="A crontab line.")
+@click.option("--systemd-service", is_flag=True, help="The systemd user service (pair it with --systemd-timer).")
+@click.option("--systemd-timer", is_flag=True, help="The systemd user timer that starts the service nightly.")
+@click.option("--scrontab", is_flag=True, help="A Slurm scrontab entry.")
+@click.option("--sbatch", is_flag=True, help="A Slurm batch script, starting with #!/bin/bash.")
+@click.option("--systemd", "--slurm", "two_recipes", is_flag=True, hidden=True)
 @click.option("--config", "config", required=True, type=click.Path(dir_okay=False, path_type=str))
 @click.option("--log", "log", type=click.Path(dir_okay=False, path_type=str),
               help="JSON-lines log (default: beside the policy file, .log.jsonl).")
-def schedule_print(kind: str | None, config: str, log: str | None) -> None:
-    """Print the snippet for one scheduler."""
+def schedule_print(cron: bool, systemd_service: bool, systemd_timer: bool, scrontab: bool, sbatch: bool,
+                   two_recipes: bool, config: str, log: str | None) -> None:
+    """Print one scheduler recipe, ready to save or submit as it is.
+
+    \b
+    Examples:
+      fmriprep-cleanup schedule print --cron --config hygiene.yaml
+      fmriprep-cleanup schedule print --sbatch --config hygiene.yaml > cleanup.sbatch && sbatch cleanup.sbatch
+    """
     from ..api import schedule as schedule_recipe
 
-    if kind is None:
-        raise CleanupError("choose one of --cron, --systemd or --slurm")
-    sys.stdout.write(schedule_recipe(kind, config, log))
+    chosen = [kind for kind, asked in (("cron", cron), ("systemd-service", systemd_service),
+                                       ("systemd-timer", systemd_timer), ("scrontab", scrontab),
+                                       ("sbatch", sbatch)) if asked]
+    if two_recipes:
+        raise CleanupError("--systemd and --slurm each have two recipes, one per file: use --systemd-service and "
+                           "--systemd-timer, or --scrontab or --sbatch")
+    if len(chosen) != 1:
+        raise CleanupError("choose exactly one of --cron, --systemd-service, --systemd-timer, --scrontab, --sbatch"
+                           + (f" (got {', '.join('--' + kind for kind in chosen)})" if chosen else ""))
+    sys.stdout.write(schedule_recipe(chosen[0], config, log))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import CleanupGroup
+from .common import CleanupGroup, terminal_width, wide_option
 
 
 # The rule commands call the rules stage directly (the same functions api.rule_sets and api.load_rules are), so
@@ -15,28 +15,48 @@ def rules() -> None:
 
 
 @rules.command("list")
-def rules_list() -> None:
-    """The shipped rule sets and who each is for."""
+@wide_option
+def rules_list(wide: bool) -> None:
+    """The shipped rule sets and who each is for.
+
+    \b
+    Examples:
+      fmriprep-cleanup rules list
+      fmriprep-cleanup rules show volume-only
+    """
     from ..report.text import render_ruleset_list
     from ..rules.rulesets import shipped_rulesets
 
-    click.echo(render_ruleset_list(shipped_rulesets()), nl=False)
+    click.echo(render_ruleset_list(shipped_rulesets(), terminal_width(wide)), nl=False)
 
 
 @rules.command("show")
 @click.argument("name")
-def rules_show(name: str) -> None:
-    """The rules in force for NAME (a shipped set or a file), in the order they apply."""
+@wide_option
+def rules_show(name: str, wide: bool) -> None:
+    """The rules in force for NAME (a shipped set or a file), in the order they apply.
+
+    \b
+    Examples:
+      fmriprep-cleanup rules show default
+      fmriprep-cleanup rules show ./lab-rules.yaml --wide
+    """
     from ..report.text import render_ruleset
     from ..rules.rulesets import load_rulesets
 
-    click.echo(render_ruleset(load_rulesets([name])), nl=False)
+    click.echo(render_ruleset(load_rulesets([name]), terminal_width(wide)), nl=False)
 
 
 @rules.command("validate")
 @click.argument("file", type=click.Path(path_type=str))
 def rules_validate(file: str) -> None:
-    """Check a rule file (and what it extends); exit 2 with every problem listed."""
+    """Check a rule file (and what it extends); exit 2 with every problem listed.
+
+    \b
+    Examples:
+      fmriprep-cleanup rules validate lab-rules.yaml
+      fmriprep-cleanup report OUT --rules lab-rules.yaml
+    """
     from ..rules.rulesets import load_rulesets
 
     ruleset = load_rulesets([file])

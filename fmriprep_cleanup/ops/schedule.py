@@ -18,12 +18,12 @@ def command_line(config: str, log: str) -> str:
 
 
 def cron(config: str, log: str) -> str:
-    return (f"# fmriprep-cleanup storage hygiene, every night at 03:17 (crontab -e, then paste)\n"
+    return (f"# fmriprep-cleanup storage hygiene, every night at 03:17: crontab -e, then paste this line\n"
             f"17 3 * * * {command_line(config, log)} >> {shlex.quote(log + '.out')} 2>&1\n")
 
 
-def systemd(config: str, log: str) -> str:
-    return f"""# ~/.config/systemd/user/fmriprep-cleanup.service
+def systemd_service(config: str, log: str) -> str:
+    return f"""# Save as ~/.config/systemd/user/fmriprep-cleanup.service (its timer: schedule print --systemd-timer)
 [Unit]
 Description=fmriprep-cleanup storage hygiene
 
@@ -32,8 +32,12 @@ Type=oneshot
 ExecStart={command_line(config, log)}
 Nice=10
 IOSchedulingClass=idle
+"""
 
-# ~/.config/systemd/user/fmriprep-cleanup.timer
+
+def systemd_timer(config: str, log: str) -> str:
+    return """# Save as ~/.config/systemd/user/fmriprep-cleanup.timer (its service: schedule print --systemd-service),
+# then: systemctl --user daemon-reload && systemctl --user enable --now fmriprep-cleanup.timer
 [Unit]
 Description=Run fmriprep-cleanup every night
 
@@ -44,21 +48,23 @@ Persistent=true
 
 [Install]
 WantedBy=timers.target
-
-# then: systemctl --user daemon-reload && systemctl --user enable --now fmriprep-cleanup.timer
 """
 
 
-def slurm(config: str, log: str) -> str:
-    return f"""# scrontab -e, then paste (Slurm runs it as a job on a compute node)
+def scrontab(config: str, log: str) -> str:
+    return f"""# scrontab -e, then paste: Slurm runs it every night at 03:17 as a job on a compute node
 #SCRON --job-name=fmriprep-cleanup
 #SCRON --time=04:00:00
 #SCRON --cpus-per-task=2
 #SCRON --mem=2G
+#SCRON --output={log}.%j.out
 17 3 * * * {command_line(config, log)}
+"""
 
-# Or, where only batch jobs may touch project storage: save as fmriprep-cleanup.sbatch, submit with sbatch
-#!/bin/bash
+
+def sbatch(config: str, log: str) -> str:
+    return f"""#!/bin/bash
+# Save as fmriprep-cleanup.sbatch and submit with: sbatch fmriprep-cleanup.sbatch
 #SBATCH --job-name=fmriprep-cleanup
 #SBATCH --time=04:00:00
 #SBATCH --cpus-per-task=2
@@ -69,15 +75,20 @@ set -euo pipefail
 """
 
 
-SNIPPETS = {"cron": cron, "systemd": systemd, "slurm": slurm}
+SNIPPETS = {"cron": cron, "systemd-service": systemd_service, "systemd-timer": systemd_timer,
+            "scrontab": scrontab, "sbatch": sbatch}
+TWO_RECIPES = {"systemd": "systemd-service and systemd-timer", "slurm": "scrontab or sbatch"}
 
 
 def recipe(kind: str, config: str, log: str | None = None) -> str:
-    """The recipe for one scheduler ("cron", "systemd" or "slurm") running the policy ``config`` every night,
+    """The recipe for one scheduler (one of SNIPPETS: cron, systemd-service, systemd-timer, scrontab, sbatch)
+    running the policy ``config`` every night, exactly one file's content, ready to save or submit,
     with absolute paths (``log``: default beside the policy, .log.jsonl). The policy is checked first: a
     schedule for a broken policy would only fail every night."""
     from .policy import load_policy
 
+    if kind in TWO_RECIPES:
+        raise CleanupError(f"{kind!r} has two recipes, one per file: ask for {TWO_RECIPES[kind]}")
     if kind not in SNIPPETS:
         raise CleanupError(f"unknown scheduler {kind!r}; one of {', '.join(SNIPPETS)}")
     load_policy(config)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from .. import __version__
@@ -64,7 +65,8 @@ def report_data(
         "participant_labels": sorted(participant_labels) if participant_labels else None,
         "totals": totals,
         "by_category": by_category,
-        "by_subject": [{"subject": name, **counts.as_dict()} for name, counts in _sorted_subjects(summary)],
+        "by_subject": [{"subject": name, **counts.as_dict(), "status": _status_of(statuses, name)}
+                       for name, counts in _sorted_subjects(summary)],
         "largest_junk_folders": [{"folder": folder, "junk_bytes": nbytes} for folder, nbytes in summary.largest_junk_folders()],
         "energy": energy_report(energy_model or assumptions(), totals, by_category),
         "subjects_by_status": subjects_by_status(summary, statuses or {}),
@@ -118,6 +120,20 @@ def audit_data(roots: Iterable[str], ruleset: RuleSet, model: Assumptions, rows:
             "failed": failed, "warnings": warnings}
 
 
-def history_data(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The recorded runs and what they reclaimed and avoided, overall and per dataset."""
-    return {"runs": runs, "totals": history_totals(runs)}
+def iso_time(seconds: float) -> str:
+    """A Unix time as ISO 8601 in the local zone, with its offset: 2026-11-27T03:17:02+01:00."""
+    return datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
+
+
+def _status_of(statuses: dict[str, Any] | None, label: str | None) -> str | None:
+    subject = (statuses or {}).get(label) if label is not None else None
+    return subject.status if subject is not None else None
+
+
+def history_data(runs: list[dict[str, Any]], command: str | None = None) -> dict[str, Any]:
+    """The recorded runs (oldest first; times in ISO 8601 with their zone) and what they reclaimed and
+    avoided, overall and per dataset."""
+    ordered = sorted(runs, key=lambda run: (run["started"], run["id"]))
+    shown = [{**run, "started": iso_time(run["started"]), "finished": iso_time(run["finished"])} for run in ordered]
+    return {"tool": {"name": "fmriprep-cleanup", "version": __version__}, "command": command, "runs": shown,
+            "totals": history_totals(ordered)}

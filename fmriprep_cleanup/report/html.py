@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jinja2
@@ -20,9 +21,10 @@ from .people import LAYOUT_NAMES, count, number, share, size, status_line
 
 KEEP_COLOUR = "#4c78a8"
 JUNK_COLOUR = "#e45756"
-CHART_WIDTH = 760
-LABEL_WIDTH = 250
-VALUE_WIDTH = 90
+ROW_HEIGHT = 34  # a label line above a bar
+BAR_SHARE = 64  # the longest bar takes this % of the chart's width; its value is written after it
+CHARTED_SUBJECTS = 50  # the subject chart shows the subjects with the most junk; the table below has them all
+LABEL_CHARACTERS = 48  # a label longer than this is shortened (in full on hover): it fits a 360 px phone
 ASSUMPTION_LABELS = (("watts_per_tb", "Power per TB stored (W)"), ("pue", "Data-centre PUE"), ("copies", "Copies kept"),
                      ("carbon_intensity", "Carbon intensity (gCO2e/kWh)"),
                      ("embodied_kg_per_tb", "Embodied carbon (kgCO2e per TB)"), ("lifetime_years", "Drive lifetime (years)"))
@@ -32,30 +34,48 @@ def _environment() -> jinja2.Environment:
     environment = jinja2.Environment(loader=jinja2.PackageLoader("fmriprep_cleanup.report", "templates"),
                                      autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     environment.filters.update(size=size, number=number, intcomma=count)
-    environment.globals.update(share=share, keep_colour=KEEP_COLOUR, junk_colour=JUNK_COLOUR)
+    environment.globals.update(share=share, keep_colour=KEEP_COLOUR, junk_colour=JUNK_COLOUR,
+                               assumption_labels=ASSUMPTION_LABELS)
     return environment
 
 
-def bar_chart(rows: list[tuple[str, int, int]], title: str, row_height: int = 20,
-              label_width: int = LABEL_WIDTH) -> dict[str, Any]:
-    """The geometry of horizontal stacked bars (kept, junk), scaled to the largest total; one bar per row."""
+def short_label(label: str, limit: int = LABEL_CHARACTERS) -> str:
+    """``label`` in at most ``limit`` characters. A path keeps its last folders whole, as many as fit, after
+    "…/" (the end of a path is what tells folders apart); anything else keeps its end after "…"."""
+    if len(label) <= limit:
+        return label
+    parts = label.split("/")
+    kept: list[str] = []
+    while parts and len("…/" + "/".join([parts[-1], *kept])) <= limit:
+        kept.insert(0, parts.pop())
+    if kept:
+        return "…/" + "/".join(kept)
+    return "…" + label[-(limit - 1):]
+
+
+def _bytes(amount: float) -> str:
+    return size(int(amount))
+
+
+def bar_chart(rows: Sequence[tuple[str, float, float]], title: str, value: str = "total",
+              value_text: Callable[[float], str] = _bytes) -> dict[str, Any]:
+    """The geometry of horizontal stacked bars (kept, junk), one per row, each under its label; x positions and
+    widths are percentages, so the chart stretches to any screen while its text keeps its size. ``value``:
+    what the number after each bar says - "total" or "junk" (say what the bars are sorted by)."""
     largest = max((keep + junk for _, keep, junk in rows), default=0) or 1
-    bar_width = CHART_WIDTH - label_width - VALUE_WIDTH
-    max_label = label_width // 6
     bars = []
     for index, (label, keep, junk) in enumerate(rows):
-        y = 2 + index * row_height
-        keep_width, junk_width = bar_width * keep / largest, bar_width * junk / largest
+        y = index * ROW_HEIGHT
+        keep_width, junk_width = BAR_SHARE * keep / largest, BAR_SHARE * junk / largest
+        shown = value_text(junk) + " junk" if value == "junk" else value_text(keep + junk)
         bars.append({
-            "short": label if len(label) <= max_label else "…" + label[-(max_label - 1):],
-            "tooltip": f"{label}: {size(keep)} kept, {size(junk)} junk",
-            "keep": keep, "junk": junk, "total": keep + junk, "y": y, "text_y": f"{y + row_height * 0.7:.1f}",
-            "keep_width": f"{max(keep_width, 1):.2f}", "junk_x": f"{label_width + keep_width:.2f}",
-            "junk_width": f"{max(junk_width, 1):.2f}", "value_x": f"{label_width + keep_width + junk_width + 6:.2f}",
+            "label": short_label(label), "full": label, "value": shown,
+            "tooltip": f"{label}: {value_text(keep)} kept, {value_text(junk)} junk",
+            "keep": keep, "junk": junk, "label_y": y + 12, "bar_y": y + 16, "value_y": y + 27,
+            "keep_width": f"{max(keep_width, 0.2):.2f}%", "junk_x": f"{keep_width:.2f}%",
+            "junk_width": f"{max(junk_width, 0.2):.2f}%", "value_x": f"{keep_width + junk_width + 1:.2f}%",
         })
-    return {"title": title, "bars": bars, "width": CHART_WIDTH, "height": row_height * len(rows) + 4,
-            "label_x": label_width - 6, "bar_x": label_width, "bar_height": max(2, row_height - 4),
-            "font_size": None if row_height >= 16 else max(7, row_height - 3)}
+    return {"title": title, "bars": bars, "height": ROW_HEIGHT * len(rows), "bar_height": 14}
 
 
 def embed_json(data: dict[str, Any]) -> Markup:
@@ -72,22 +92,24 @@ def _page(template: str, title: str, data: dict[str, Any], **view: Any) -> str:
 def render_html(data: dict[str, Any]) -> str:
     """The dataset report (``report_data``) as a page."""
     dataset = data["dataset"]
-    subjects = sorted(data["by_subject"], key=lambda row: (-row["junk_bytes"], -row["bytes"], row["subject"] or ""))
-    subject_rows = [(f"sub-{row['subject']}" if row["subject"] is not None else "(no subject)", row["keep_bytes"],
-                     row["junk_bytes"]) for row in subjects]
+    subjects = [row for row in data["by_subject"] if row["subject"] is not None]
+    by_junk = sorted(subjects, key=lambda row: (-row["junk_bytes"], -row["bytes"], row["subject"]))
+    shared = [row for row in data["by_subject"] if row["subject"] is None]
+    subject_rows = [(f"sub-{row['subject']}", row["keep_bytes"], row["junk_bytes"]) for row in by_junk[:CHARTED_SUBJECTS]]
+    subject_rows += [("files of no subject", row["keep_bytes"], row["junk_bytes"]) for row in shared]
     top = os.path.dirname(dataset["path"].rstrip("/"))
     folders = [(os.path.relpath(row["folder"], top) if row["folder"].startswith(top + "/") else row["folder"], 0,
                 row["junk_bytes"]) for row in data["largest_junk_folders"]]
     return _page(
         "report.html.j2", f"fmriprep-cleanup report: {dataset['path']}", data,
-        layout=LAYOUT_NAMES[dataset["layout"]],
+        layout=LAYOUT_NAMES[dataset["layout"]], subjects=subjects, charted_subjects=CHARTED_SUBJECTS,
         category_chart=bar_chart([(row["category"], row["keep_bytes"], row["junk_bytes"]) for row in data["by_category"]],
                                  "kept and junk bytes per category"),
-        subject_chart=bar_chart(subject_rows, "kept and junk bytes per subject", 20 if len(subject_rows) <= 50 else 12),
-        folder_chart=bar_chart(folders, "junk bytes in the largest folders", label_width=470),
+        subject_chart=bar_chart(subject_rows, "kept and junk bytes per subject", "junk"),
+        folder_chart=bar_chart(folders, "junk bytes in the largest folders", "junk"),
         status_lines=[line for line in map(status_line, data["subjects_by_status"]) if line],
         energy_by_category={row["category"]: row for row in data["energy"]["by_category"]},
-        assumption_labels=ASSUMPTION_LABELS, made=time.strftime("%Y-%m-%d %H:%M %Z"),
+        made=time.strftime("%Y-%m-%d %H:%M %Z"),
     )
 
 
@@ -95,5 +117,24 @@ def render_audit_html(data: dict[str, Any]) -> str:
     """The site overview (``audit_data``): every dataset below the audited roots, largest reclaimable first."""
     rows = data["datasets"]
     chart = bar_chart([(row["path"], row["bytes"] - row["junk_bytes"], row["junk_bytes"]) for row in rows],
-                      "kept and reclaimable bytes per dataset", 20 if len(rows) <= 50 else 12, label_width=420)
-    return _page("audit.html.j2", "fmriprep-cleanup site audit", data, dataset_chart=chart)
+                      "kept and reclaimable bytes per dataset", "junk")
+    return _page("audit.html.j2", "fmriprep-cleanup site audit", data, dataset_chart=chart,
+                 made=time.strftime("%Y-%m-%d %H:%M %Z"))
+
+
+def render_history_html(data: dict[str, Any]) -> str:
+    """The run history (``history_data``): space reclaimed and carbon avoided per month, and every run."""
+    months: dict[str, list[float]] = {}
+    for run in data["runs"]:
+        if run["mode"] in ("archive", "delete"):
+            month = months.setdefault(run["started"][:7], [0, 0])
+            month[0] += run["bytes"]
+            month[1] += run["kgco2e_per_year"]
+    return _page(
+        "history.html.j2", "fmriprep-cleanup run history", data,
+        bytes_chart=bar_chart([(month, 0, values[0]) for month, values in sorted(months.items())],
+                              "space reclaimed per month"),
+        carbon_chart=bar_chart([(month, 0, values[1]) for month, values in sorted(months.items())],
+                               "kgCO2e per year avoided, per month", value_text=lambda kg: f"{number(kg)} kg"),
+        made=time.strftime("%Y-%m-%d %H:%M %Z"),
+    )

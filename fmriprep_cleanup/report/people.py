@@ -44,15 +44,45 @@ def count(value: int) -> str:
     return humanize.intcomma(value)
 
 
-def table(headers: list[str], rows: list[list[str]], align: str) -> list[str]:
-    """Aligned columns; ``align`` has one letter per column, l or r."""
+def table(headers: list[str], rows: list[list[str]], align: str, width: int | None = None) -> list[str]:
+    """Aligned columns; ``align`` has one letter per column, l or r. ``width``: the terminal's columns, which
+    lines must not pass: the widest left-aligned columns (paths, rule conditions) are shortened in the middle
+    with "…", so both ends of a path stay readable (None: never shortened, as for pipes and --wide)."""
     widths = [max(len(str(row[i])) for row in [headers] + rows) for i in range(len(headers))]
+    if width is not None:
+        widths = _fit(widths, align, width)
 
     def line(cells: list[str]) -> str:
-        parts = [str(c).ljust(w) if a == "l" else str(c).rjust(w) for c, w, a in zip(cells, widths, align, strict=True)]
-        return "  ".join(parts).rstrip()
+        parts = [_shorten(str(c), w).ljust(w) if a == "l" else _shorten(str(c), w).rjust(w)
+                 for c, w, a in zip(cells, widths, align, strict=True)]
+        text = "  ".join(parts).rstrip()
+        return text[:width - 1] + "…" if width is not None and len(text) > width else text  # still too narrow
 
     return [line(headers), line(["-" * w for w in widths])] + [line(row) for row in rows]
+
+
+MIN_COLUMN = 12  # a shortened column keeps at least this many characters
+
+
+def _fit(widths: list[int], align: str, width: int) -> list[int]:
+    widths = list(widths)
+    excess = sum(widths) + 2 * (len(widths) - 1) - width
+    while excess > 0:
+        shrinkable = [i for i, a in enumerate(align) if a == "l" and widths[i] > MIN_COLUMN]
+        if not shrinkable:
+            break
+        widest = max(shrinkable, key=lambda i: widths[i])  # one character at a time from the widest: the
+        widths[widest] -= 1  # long columns end up equally wide, none cut to nothing
+        excess -= 1
+    return widths
+
+
+def _shorten(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters: the middle replaced by "…" when it is longer."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
 
 
 def status_line(row: dict) -> str | None:

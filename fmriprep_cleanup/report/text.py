@@ -3,6 +3,7 @@ subjects' run statuses, the site audit, the run history, and what a clean, resto
 
 from __future__ import annotations
 
+import textwrap
 import time
 from typing import Any
 
@@ -22,8 +23,13 @@ def _count_row(key: str, counts: dict[str, int]) -> list[str]:
     ]
 
 
-def render_text(data: dict[str, Any]) -> str:
-    """The report for people: where things are, keep and junk by category and subject, run statuses, energy."""
+SUBJECTS_SHOWN = 20  # a report lists this many subjects (the largest junk first) unless asked for all
+
+
+def render_text(data: dict[str, Any], width: int | None = None, all_subjects: bool = False) -> str:
+    """The report for people: where things are, keep and junk by category and subject, run statuses, energy.
+    ``width``: the terminal's columns (long paths are shortened to fit; None: never); ``all_subjects``: list
+    every subject, not only the SUBJECTS_SHOWN with the most junk."""
     dataset = data["dataset"]
     version = dataset["fmriprep_version"] or "unknown version"
     layout = LAYOUT_NAMES[dataset["layout"]]
@@ -41,19 +47,28 @@ def render_text(data: dict[str, Any]) -> str:
     headers = ["Files", "Total", "Keep", "Junk", "Junk %"]
     category_rows = [_count_row(row["category"], row) for row in data["by_category"]]
     category_rows.append(_count_row("Total", data["totals"]))
-    lines += table(["Category"] + headers, category_rows, "lrrrrr")
+    lines += table(["Category"] + headers, category_rows, "lrrrrr", width)
     lines.append("")
-    subject_rows = [
-        _count_row(f"sub-{row['subject']}" if row["subject"] is not None else "(no subject)", row)
-        for row in data["by_subject"]
-    ]
-    lines += table(["Subject"] + headers, subject_rows, "lrrrrr")
+    subjects = [row for row in data["by_subject"] if row["subject"] is not None]
+    shown = subjects
+    if not all_subjects and len(subjects) > SUBJECTS_SHOWN:
+        shown = sorted(sorted(subjects, key=lambda row: -row["junk_bytes"])[:SUBJECTS_SHOWN],
+                       key=lambda row: row["subject"])
+    subject_rows = [_count_row(f"sub-{row['subject']}", row) for row in shown]
+    shared = [row for row in data["by_subject"] if row["subject"] is None]
+    subject_rows += [_count_row("(no subject)", row) for row in shared]
+    lines += table(["Subject"] + headers, subject_rows, "lrrrrr", width)
+    if len(shown) < len(subjects):
+        rest = [row for row in subjects if row not in shown]
+        lines.append(f"... and {count(len(rest))} more subjects ({size(sum(row['bytes'] for row in rest))}, "
+                     f"{size(sum(row['junk_bytes'] for row in rest))} junk): the {SUBJECTS_SHOWN} with the most junk "
+                     "are shown; --all lists every subject")
     lines.append("")
 
     if data["subjects_by_status"]:
         status_rows = [[row["status"], str(row["subjects"]), size(row["bytes"]), size(row["workdir_bytes"]),
                         size(row["workdir_kept_bytes"])] for row in data["subjects_by_status"]]
-        lines += table(["Run status", "Subjects", "Total", "Work dir", "Work dir kept"], status_rows, "lrrrr")
+        lines += table(["Run status", "Subjects", "Total", "Work dir", "Work dir kept"], status_rows, "lrrrr", width)
         lines += [line for line in map(status_line, data["subjects_by_status"]) if line]
         lines.append("")
     totals = data["totals"]
@@ -65,10 +80,10 @@ def render_text(data: dict[str, Any]) -> str:
     if data["not_fmriprep"]:
         left = data["not_fmriprep"]
         total_files, total_bytes = sum(row["files"] for row in left), sum(row["bytes"] for row in left)
-        shown = ", ".join(f"{row['path']} ({size(row['bytes'])})" for row in left[:5])
+        examples = ", ".join(f"{row['path']} ({size(row['bytes'])})" for row in left[:5])
         more = f" and {len(left) - 5} more" if len(left) > 5 else ""
         lines.append(f"Left alone, not fMRIPrep's: {files(total_files)} ({size(total_bytes)}) in the working "
-                     f"directory's folder: {shown}{more}.")
+                     f"directory's folder: {examples}{more}.")
     lines.append("")
     lines += energy_lines(data["energy"])
     return "\n".join(lines) + "\n"
@@ -138,13 +153,13 @@ def _idle(row: dict[str, Any]) -> str:
     return text + (" (stale)" if row["stale"] else "")
 
 
-def render_status_text(data: dict[str, Any]) -> str:
+def render_status_text(data: dict[str, Any], width: int | None = None) -> str:
     rows = data["subjects"]
     table_rows = [[f"sub-{row['subject']}", row["status"], _when(row["newest_run_time"]), row["fmriprep_version"] or "-",
                    str(row["crash_files"]), size(row["workdir_bytes"]), size(row["output_bytes"]), _idle(row),
                    row["output_spaces"] or "-"] for row in rows]
     lines = table(["Subject", "Status", "Newest run", "fMRIPrep", "Crashes", "Work dir", "Output", "Idle", "Spaces"],
-                  table_rows, "llllrrrrl")
+                  table_rows, "llllrrrrl", width)
     lines.append("")
     lines += [f"sub-{row['subject']}: {row['status']} ({'; '.join(row['evidence'])})"
               + (f" ({row['runs']} runs)" if row["runs"] > 1 else "") for row in rows]
@@ -165,13 +180,13 @@ AUDIT_COLUMNS = ("path", "owner", "fmriprep_version", "layout", "subjects", "fil
                  "kwh_per_year_avoidable", "kgco2e_per_year_avoidable", "orphan_of")
 
 
-def render_audit_text(data: dict[str, Any]) -> str:
+def render_audit_text(data: dict[str, Any], width: int | None = None) -> str:
     rows = data["datasets"]
     table_rows = [[row["path"], row["owner"], row["fmriprep_version"] or "?", str(row["subjects"]), size(row["bytes"]),
                    size(row["junk_bytes"]), share(row["junk_bytes"], row["bytes"]),
                    number(row["kwh_per_year_avoidable"]), number(row["kgco2e_per_year_avoidable"])] for row in rows]
     lines = table(["Dataset", "Owner", "fMRIPrep", "Subjects", "Total", "Reclaimable", "Share", "kWh/yr", "kgCO2e/yr"],
-                  table_rows, "lllrrrrrr")
+                  table_rows, "lllrrrrrr", width)
     tied = [(row["path"], folder) for row in rows for folder in row["folders"]
             if folder["scope"] == "workdir" and not folder["path"].startswith(row["path"].rstrip("/") + "/")
             and folder["path"] != row["path"]]
@@ -197,20 +212,27 @@ def render_audit_csv(data: dict[str, Any]) -> str:
 # --- the run history -----------------------------------------------------------------------------------
 
 
-def render_history_text(data: dict[str, Any], since: str | None = None) -> str:
-    """The runs, one per line, then what they reclaimed and avoided (``since``: the period, as the user gave it)."""
-    rows = [[str(run["id"]), _when(run["started"]), run["dataset"], run["mode"], files(run["files"]), size(run["bytes"]),
-             number(run["kwh_per_year"]), number(run["kgco2e_per_year"]), str(run["exit_status"])] for run in data["runs"]]
-    lines = table(["#", "When", "Dataset", "Mode", "Files", "Bytes", "kWh/yr", "kgCO2e/yr", "Exit"], rows, "rllllrrrr")
+def render_history_text(data: dict[str, Any], since: str | None = None, width: int | None = None) -> str:
+    """The runs, oldest first, one per line (when, who, where), then what they reclaimed and avoided (``since``:
+    the period, as the user gave it)."""
+    rows = [[str(run["id"]), run["started"][:16].replace("T", " "), run["user"], run["host"], run["dataset"],
+             run["mode"], files(run["files"]), size(run["bytes"]), number(run["kwh_per_year"]),
+             number(run["kgco2e_per_year"]), str(run["exit_status"])] for run in data["runs"]]
+    lines = table(["#", "When", "User", "Host", "Dataset", "Mode", "Files", "Bytes", "kWh/yr", "kgCO2e/yr", "Exit"],
+                  rows, "rllllllrrrr", width)
     overall = data["totals"]["overall"]
     period = f"since {since}" if since else "in all"
-    lines += ["", f"{period.capitalize()}: {size(overall['bytes'])} reclaimed in {overall['runs']} runs "
+    lines += ["", f"{period.capitalize()}: {size(overall['bytes'])} reclaimed in {runs(overall['runs'])} "
               f"({files(overall['files'])}); {number(overall['kwh_per_year'])} kWh/yr and "
               f"{number(overall['kgco2e_per_year'])} kgCO2e/yr avoided."]
     for row in data["totals"]["by_dataset"]:
-        lines.append(f"  {row['dataset']}: {size(row['bytes'])} in {row['runs']} runs, "
+        lines.append(f"  {row['dataset']}: {size(row['bytes'])} in {runs(row['runs'])}, "
                      f"{number(row['kgco2e_per_year'])} kgCO2e/yr avoided")
     return "\n".join(lines) + "\n"
+
+
+def runs(count_of_runs: int) -> str:
+    return f"{count(count_of_runs)} run{'' if count_of_runs == 1 else 's'}"
 
 
 def render_history_csv(data: dict[str, Any], columns: tuple[str, ...]) -> str:
@@ -221,21 +243,22 @@ def render_history_csv(data: dict[str, Any], columns: tuple[str, ...]) -> str:
 # --- rule sets ------------------------------------------------------------------------------------------
 
 
-def render_ruleset_list(rows: list[tuple[str, str]]) -> str:
+def render_ruleset_list(rows: list[tuple[str, str]], width: int | None = None) -> str:
     """The shipped rule sets: name and who each is for."""
-    return "\n".join(table(["Rule set", "For"], [list(row) for row in rows], "ll")) + "\n"
+    return "\n".join(table(["Rule set", "For"], [list(row) for row in rows], "ll", width)) + "\n"
 
 
-def render_ruleset(ruleset: Any) -> str:
+def render_ruleset(ruleset: Any, width: int | None = None) -> str:
     """The rules in force, in the order they apply, with where each came from."""
     lines = [f"Rule set: {' <- '.join(ruleset.names)} (first match wins; unmatched files: {ruleset.default})"]
     for set_name in ruleset.names:
         description = " ".join(ruleset.descriptions.get(set_name, "").split())
         if description:
-            lines.append(f"  {set_name}: {description}")
+            lines += textwrap.wrap(f"{set_name}: {description}", width or 100, initial_indent="  ",
+                                   subsequent_indent="    ")
     lines.append("")
     rows = [[str(i), rule.id, rule.action, rule.category, rule.spec, rule.source] for i, rule in enumerate(ruleset.rules, 1)]
-    lines += table(["#", "Rule", "Action", "Category", "Match", "From"], rows, "rlllll")
+    lines += table(["#", "Rule", "Action", "Category", "Match", "From"], rows, "rlllll", width)
     return "\n".join(lines) + "\n"
 
 
