@@ -93,7 +93,7 @@ def clean(plan: Plan, mode: str = "dry-run", archive_dir: str | None = None, arc
           compress: str | None = None, confirm: Callable[[Outcome, int], bool] | None = None,
           show: Callable[[Worklist], None] | None = None, energy: Assumptions | None = None,
           history_path: str | None = None, record: bool | None = None, progress: Progress | None = None,
-          act_progress: ActProgress | None = None) -> CleanResult:
+          act_progress: ActProgress | None = None, force_drop: bool = False) -> CleanResult:
     """Dry-run, archive or delete the plan's junk, and record the run in the history.
 
     ``mode``: "dry-run" (touches nothing), "archive" (into verified archives under ``archive_dir``, as "tar" or
@@ -101,14 +101,15 @@ def clean(plan: Plan, mode: str = "dry-run", archive_dir: str | None = None, arc
     the totals (then Declined is raised; None: the mode is the consent). ``record``: None records archive and
     delete runs, True also dry runs, False none; ``history_path``: default $XDG_STATE_HOME/fmriprep-cleanup.
     ``progress(files, bytes)``: after each folder scanned; ``act_progress(phase, files, bytes)``: after each
-    file archived or removed.
+    file archived or removed. Annexed content is dropped with git-annex, which keeps numcopies copies
+    elsewhere; ``force_drop`` drops even the only copy.
     The history is opened before acting, so one that cannot be written stops the run before anything changes.
     """
     wanted = record if record is not None else mode != "dry-run"
     history = History(history_path) if wanted else None
     try:
         result = act_on_plan(plan, mode, archive_dir, archive_format, compress, confirm, energy, show, progress,
-                             act_progress)
+                             act_progress, force_drop)
         if history is not None:
             try:
                 record_run(history, result, list(plan.ruleset.names))

@@ -48,7 +48,9 @@ def test_report_json_contract(project):
     assert totals["bytes"] == 1000 + 1000 + 5000 + 300 + 700 + 4000 + 2000 + 100_000 + 200_000 + description + sum(run_configs.values())
     assert (totals["junk_files"], totals["junk_bytes"]) == (3, 304_000)
     assert totals["keep_bytes"] + totals["junk_bytes"] == totals["bytes"]
-    assert set(totals) == {"files", "bytes", "allocated_bytes", "keep_files", "keep_bytes", "junk_files", "junk_bytes"}
+    assert set(totals) == {"files", "bytes", "allocated_bytes", "keep_files", "keep_bytes", "junk_files", "junk_bytes",
+                           "elsewhere_bytes", "junk_elsewhere_bytes"}
+    assert totals["elsewhere_bytes"] == totals["junk_elsewhere_bytes"] == 0  # no git-annex here
     by_category = {row["category"]: row for row in data["by_category"]}
     assert by_category["working directory"]["junk_bytes"] == 300_000
     assert by_category["FreeSurfer templates"]["junk_bytes"] == 4000

@@ -19,12 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import __version__
+from ..basics.annex import PRESENT
 from ..basics.errors import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, CleanupError
 from ..basics.paths import inside
 from ..energy.model import Assumptions, footprint, model_for
 from ..fmriprep.layout import Dataset, discover, state_dir_for
 from ..plan.plan import Plan
 from ..plan.worklist import ActProgress, Outcome, Worklist, build_worklist
+from .annex import NOT_INSTALLED, ONLY_COPY, only_copies
+from .annex import available as annex_available
 from .delete import delete
 from .journal import Journal, RunLock, needs_recovery, recorded_roots, recover
 from .safefs import refuse_unsafe_roots
@@ -113,13 +116,14 @@ def stop_on_signals(stop: Stop) -> Iterator[None]:
 def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format: str = "tar",
           compress: str | None = None, confirm: Callable[[Outcome, int], bool] | None = None,
           energy_model: Assumptions | None = None, show: Callable[[Worklist], None] | None = None,
-          scan_progress: Callable[[int, int], None] | None = None, act_progress: ActProgress | None = None
-          ) -> CleanResult:
+          scan_progress: Callable[[int, int], None] | None = None, act_progress: ActProgress | None = None,
+          force_drop: bool = False) -> CleanResult:
     """Dry-run, archive or delete the plan's junk (the plan holds back what must wait: see plan.Plan).
 
     ``confirm(preview, scanned_bytes)`` sees the totals before anything changes (None: unattended, the mode
     given is the consent); if it says no, Declined is raised. ``show(worklist)`` sees the files before that.
     ``energy_model``: how avoided kWh and kgCO2e are counted (default: the rule set's energy: section).
+    Annexed content is dropped with git-annex (``force_drop``: even the only copy, never the default).
     ``scan_progress(files, bytes)`` is told after each folder scanned, ``act_progress(phase, files, bytes)``
     after each file archived or removed. The lock and journal live in the plan's state directory. Raises LockedError if another run holds the
     dataset's lock, CleanupError (nothing changed) for anything refused before acting.
@@ -137,17 +141,21 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
 
     if mode == "dry-run":
         worklist = build_worklist(plan, mode, scan_progress)
+        annex_notes = check_annexed(plan, worklist, mode, force_drop)
         if show is not None:
             show(worklist)
         outcome = worklist.preview()
         if confirm is not None and not confirm(outcome, worklist.scanned_bytes):
             raise Declined("declined; nothing was changed")
-        return result(outcome, nothing_to_do=not worklist.files)
+        dry = result(outcome, nothing_to_do=not worklist.files)
+        dry.warnings += annex_notes
+        return dry
     if mode == "archive":
         archive_dir = check_archive_dir(archive_dir, plan)
     refuse_unsafe_roots([root.path for root in plan.dataset.scan_roots])
     with RunLock(state):
         worklist = build_worklist(plan, mode, scan_progress)
+        annex_notes = check_annexed(plan, worklist, mode, force_drop)
         if show is not None:
             show(worklist)
         if not worklist.files and not needs_recovery(state):
@@ -160,15 +168,42 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
         skipped_lines: list[str] = []
         with stop_on_signals(stop):
             outcome, archives, recovered, after_acting = _act(plan, mode, worklist, journal, stop, archive_dir,
-                                                              archive_format, compress, skipped_lines)
+                                                              archive_format, compress, skipped_lines, force_drop)
     done = result(outcome, archives=archives, journal=journal.path, recovered_files=recovered,
                   signal=stop.signal, after_acting=after_acting)
-    done.warnings += skipped_lines + after_acting
+    done.warnings += annex_notes + skipped_lines + after_acting
     return done
 
 
+def check_annexed(plan: Plan, worklist: Worklist, mode: str, force_drop: bool) -> list[str]:
+    """Before acting on annexed content: git-annex must be here to drop it (else nothing changes, exit 2), and
+    what it would refuse - content with no other copy - is known up front, so the dry run shows the same
+    failures the real run will have. With ``force_drop`` that content is dropped: said as a warning."""
+    annexed = [planned for planned in worklist.files if planned.annex == PRESENT]
+    repository = plan.dataset.repository
+    if not annexed or repository is None:
+        return []
+    if mode == "archive":
+        raise CleanupError("--mode archive of annexed content is not supported: git-annex keeps it already; "
+                           "use --mode delete (git annex drop, which keeps numcopies copies elsewhere)")
+    if not annex_available():
+        if mode == "dry-run":
+            return [NOT_INSTALLED]
+        raise CleanupError(NOT_INSTALLED)
+    only = only_copies(repository, [planned.path for planned in annexed])
+    if not only:
+        return []
+    lost = [planned for planned in annexed if planned.path in only]
+    if force_drop:
+        return [f"--force-drop drops the only copy of {len(lost)} annexed file(s) "
+                f"({sum(planned.size for planned in lost):,} bytes): that content is lost"]
+    worklist.refused.update((planned.path, ONLY_COPY) for planned in lost)
+    return []
+
+
 def _act(plan: Plan, mode: str, worklist: Worklist, journal: Journal, stop: Stop, archive_dir: str | None,
-         archive_format: str, compress: str | None, skipped_lines: list[str]) -> tuple[Outcome, list[str], int, list[str]]:
+         archive_format: str, compress: str | None, skipped_lines: list[str],
+         force_drop: bool = False) -> tuple[Outcome, list[str], int, list[str]]:
     """Journal the run, recover what an interrupted run left, act, and close the journal. A failure once
     something changed becomes a problem said after acting (exit 3); before, it is raised (exit 2). Malformed
     journal lines that recovery skipped go to ``skipped_lines`` (a warning: recovery used the rest)."""
@@ -191,7 +226,7 @@ def _act(plan: Plan, mode: str, worklist: Worklist, journal: Journal, stop: Stop
             outcome, archives = archive(worklist, plan.dataset, journal, archive_dir, recovery.reusable, stop,
                                         archive_format, compress)
         else:
-            outcome = delete(worklist, plan.dataset, journal, stop)
+            outcome = delete(worklist, plan.dataset, journal, stop, force_drop)
     except RunStopped:
         pass  # stopped by a signal: what was done is in the outcome and the journal
     except CleanupError as exc:

@@ -12,10 +12,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Sequence
 
+from ..basics.annex import PRESENT
 from ..basics.paths import inside
+from ..basics.repository import GitRepo
 from ..fmriprep.layout import Dataset, ScanRoot
 from ..plan.plan import PlannedFile
 from ..plan.worklist import Outcome, Worklist
+from .annex import DROP_BATCH, ONLY_COPY, drop, still_the_link
 from .journal import Journal
 from .safefs import SafeFolders, error_reason, recheck
 from .threads import Stop, in_threads
@@ -25,11 +28,52 @@ GROUP_DEPTH = 2  # folders this deep below their root (a subject's workflow fold
 FileCheck = Callable[[os.stat_result], "str | None"]  # a file's fresh lstat -> None if it may go, else why not
 
 
-def delete(worklist: Worklist, dataset: Dataset, journal: Journal, stop: Stop) -> Outcome:
-    """Unlink every file of the worklist that is still as scanned, then the folders the run emptied."""
-    emptied = remove_files([(planned, None) for planned in worklist.files], dataset, worklist.outcome, journal, stop)
+def delete(worklist: Worklist, dataset: Dataset, journal: Journal, stop: Stop, force_drop: bool = False) -> Outcome:
+    """Unlink every file of the worklist that is still as scanned, then the folders the run emptied. Annexed
+    content is dropped with git-annex instead (``force_drop``: even the only copy), its links left in place."""
+    annexed = [planned for planned in worklist.files if planned.annex == PRESENT]
+    if annexed:
+        assert dataset.repository is not None
+        drop_files(annexed, dataset.repository, worklist.outcome, journal, stop, force_drop)
+    plain = [(planned, None) for planned in worklist.files if planned.annex != PRESENT]
+    emptied = remove_files(plain, dataset, worklist.outcome, journal, stop)
     worklist.outcome.removed_dirs = remove_emptied_folders_by_subtree(emptied, dataset, journal, stop)
     return worklist.outcome
+
+
+def drop_files(files: Sequence[PlannedFile], repository: GitRepo, outcome: Outcome, journal: Journal, stop: Stop,
+               force: bool = False) -> None:
+    """Drop the content of annexed files with git-annex, a journaled batch at a time: each link re-checked
+    first; what git-annex refuses (no other copy) is a failure with its reason, the others are freed."""
+    for start in range(0, len(files), DROP_BATCH):
+        if stop:
+            return
+        batch = files[start:start + DROP_BATCH]
+        skipped: list[dict[str, str]] = []
+        ready = []
+        for planned in batch:
+            reason = still_the_link(planned)
+            if reason:
+                outcome.skip(planned, reason)
+                skipped.append({"path": planned.path, "reason": reason})
+            else:
+                ready.append(planned)
+        number = journal.batch_begin([(p.path, p.size, p.category) for p in ready])
+        dropped: list[str] = []
+        failed: list[dict[str, object]] = []
+        try:
+            results = drop(repository, [planned.path for planned in ready], force) if ready else {}
+            for planned in ready:
+                reason = results[planned.path]
+                if reason is None:
+                    outcome.act(planned)
+                    dropped.append(planned.path)
+                else:
+                    outcome.fail(planned, ONLY_COPY if reason == ONLY_COPY else "git-annex did not drop it",
+                                 f"{planned.path}: {reason}")
+                    failed.append({"path": planned.path, "errno": None, "error": reason})
+        finally:
+            journal.batch_end(number, dropped, skipped, failed, None, whole=len(dropped) == len(ready))
 
 
 def remove_batch(batch: Sequence[tuple[PlannedFile, FileCheck | None]], folders: SafeFolders, outcome: Outcome,

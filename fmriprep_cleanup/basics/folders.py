@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
+from .annex import ELSEWHERE, NOT_ANNEXED, PRESENT, key_of, key_size
 from .paths import below, inside
 
 
@@ -46,6 +47,7 @@ class Entry(NamedTuple):
     nlink: int
     is_link: bool
     ctime: float  # set by the kernel on every change (no one can put it back): acting re-checks it
+    annex: int = NOT_ANNEXED  # an annexed link: PRESENT (size, allocated: its content's) or ELSEWHERE (its key's size)
 
 
 @dataclass
@@ -120,9 +122,31 @@ def _list_open_directory(handle: int, path: str) -> tuple[list[Entry], list[str]
         except OSError as exc:
             problems.append(f"cannot stat {path}/{entry.name}: {_os_error(exc)}")
             continue
-        files.append(Entry(entry.name, st.st_size, st.st_blocks * 512, st.st_mtime,
-                           st.st_dev, st.st_ino, st.st_nlink, stat.S_ISLNK(st.st_mode), st.st_ctime))
+        if stat.S_ISLNK(st.st_mode):
+            files.append(_link_entry(handle, entry.name, st))
+        else:
+            files.append(Entry(entry.name, st.st_size, st.st_blocks * 512, st.st_mtime,
+                               st.st_dev, st.st_ino, st.st_nlink, False, st.st_ctime))
     return files, subdirs, "\n".join(problems) if problems else None
+
+
+def _link_entry(handle: int, name: str, st: os.stat_result) -> Entry:
+    """A symlink as an entry: its own size, or, for a git-annex link, its content's (the key's size), present
+    here when the link resolves. The link is read, never followed to read data."""
+    plain = Entry(name, st.st_size, st.st_blocks * 512, st.st_mtime, st.st_dev, st.st_ino, st.st_nlink, True,
+                  st.st_ctime)
+    try:
+        key = key_of(os.readlink(name, dir_fd=handle))
+    except OSError:
+        return plain
+    size = key_size(key) if key else None
+    if size is None:
+        return plain
+    try:
+        content = os.stat(name, dir_fd=handle)  # resolves inside the repository's .git/annex/objects
+    except OSError:
+        return plain._replace(size=size, allocated=0, annex=ELSEWHERE)
+    return plain._replace(size=size, allocated=content.st_blocks * 512, annex=PRESENT)
 
 
 def walk(

@@ -33,10 +33,12 @@ from .common import Progress, open_plan, selection_options, warn
 @click.option("--record", is_flag=True, help="Record a dry run in the history too (archive and delete always are).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="How the end-of-run summary is printed.")
+@click.option("--force-drop", is_flag=True,
+              help="In a git-annex dataset, drop annexed junk even where no other copy exists (its content is lost).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, compress: str, yes: bool,
-          list_files: bool, state_dir: str | None, history_path: str | None, record: bool, fmt: str, quiet: bool,
-          **selection: Any) -> None:
+          list_files: bool, state_dir: str | None, history_path: str | None, record: bool, fmt: str,
+          force_drop: bool, quiet: bool, **selection: Any) -> None:
     """Remove junk files (or, by default, show exactly what would be removed).
 
     Exit codes: 0 done (or answered no); 2 bad input or refused; 3 done, with files skipped or failed.
@@ -85,7 +87,8 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
         result = clean_plan(plan, mode, archive_dir, archive_format, None if compress == "none" else compress,
                             None if yes or mode == "dry-run" else confirm, show_files,
                             history_path=history_path, record=True if record else None,
-                            progress=progress.callback(), act_progress=progress.acting_callback())
+                            progress=progress.callback(), act_progress=progress.acting_callback(),
+                            force_drop=force_drop)
     except Declined:
         summary_stream.write("Nothing was changed.\n")
         return

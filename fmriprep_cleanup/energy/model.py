@@ -191,23 +191,27 @@ def equivalences(kg: float) -> dict[str, float]:
 
 
 def energy_report(model: Assumptions, totals: dict[str, int], by_category: list[dict[str, Any]]) -> dict[str, Any]:
-    """The JSON report's ``energy`` object: assumptions, then totals, junk and per category."""
-    junk = footprint(totals["junk_bytes"], model)
+    """The JSON report's ``energy`` object: assumptions, then totals, junk and per category. Only bytes stored
+    here cost energy here: annexed content that is elsewhere only (``elsewhere_bytes``) is left out."""
+
+    def here(counts: dict[str, Any]) -> tuple[int, int]:
+        return (counts["bytes"] - counts.get("elsewhere_bytes", 0),
+                counts["junk_bytes"] - counts.get("junk_elsewhere_bytes", 0))
+
+    stored, junk_stored = here(totals)
+    junk = footprint(junk_stored, model)
+    rows = []
+    for row in by_category:
+        row_stored, row_junk = here(row)
+        rows.append({"category": row["category"], "bytes": row_stored, **footprint(row_stored, model).as_dict(),
+                     "junk_bytes": row_junk,
+                     **{f"junk_{key}": value for key, value in footprint(row_junk, model).as_dict().items()}})
     return {
         "assumptions": model.as_dict(),
-        "total": {"bytes": totals["bytes"], **footprint(totals["bytes"], model).as_dict()},
-        "junk": {"bytes": totals["junk_bytes"], **junk.as_dict(), **equivalences(junk.total_kg),
+        "total": {"bytes": stored, **footprint(stored, model).as_dict()},
+        "junk": {"bytes": junk_stored, **junk.as_dict(), **equivalences(junk.total_kg),
                  "equivalences_source": EQUIVALENCE_SOURCE},
-        "by_category": [
-            {
-                "category": row["category"],
-                "bytes": row["bytes"],
-                **footprint(row["bytes"], model).as_dict(),
-                "junk_bytes": row["junk_bytes"],
-                **{f"junk_{key}": value for key, value in footprint(row["junk_bytes"], model).as_dict().items()},
-            }
-            for row in by_category
-        ],
+        "by_category": rows,
     }
 
 

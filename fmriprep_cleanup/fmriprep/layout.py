@@ -28,6 +28,7 @@ from typing import Any
 from ..basics.errors import CleanupError
 from ..basics.folders import BY_NAME, list_folder
 from ..basics.guarded import load_json, load_toml
+from ..basics.repository import GitRepo, find_repository
 
 STATE_DIR_NAME = ".fmriprep-cleanup"
 WORKFLOW_DIR = re.compile(r"^fmriprep(?:_(\d+)_(\d+))?_wf$")
@@ -79,6 +80,18 @@ class Dataset:
     found: tuple[tuple[str, str], ...] = field(default=())  # (folder, how discovery found it), for people
     warnings: tuple[str, ...] = field(default=())  # what discovery saw but left out (a working directory elsewhere)
     orphan_of: str | None = None  # a lone working directory whose recorded output directory no longer exists
+    repository: GitRepo | None = None  # the git (git-annex, DataLad) repository the outputs live in, if any
+
+    @property
+    def annexed(self) -> bool:
+        return self.repository is not None and self.repository.annexed
+
+    def never_scanned(self) -> frozenset[str]:
+        """Folders of the repository that are not output: .git/, .datalad/ and the subdatasets."""
+        if self.repository is None:
+            return frozenset()
+        repo = self.repository
+        return frozenset({repo.git_dir, os.path.join(repo.top, ".datalad"), *repo.subdatasets})
 
     def folders(self) -> list[dict[str, str]]:
         """The folders commands read and may act in, each with how discovery found it (shown before acting)."""
@@ -116,10 +129,14 @@ class Dataset:
 
 def state_dir_for(identity: str, base: str | None = None) -> str:
     """The state directory of the dataset whose real root is ``identity``: ``<identity>/.fmriprep-cleanup``, or,
-    under a ``--state-dir`` base shared by several datasets, a folder of the base named after the dataset. Both
-    depend only on resolved paths, so every spelling of the same dataset takes the same lock."""
+    under a ``--state-dir`` base shared by several datasets (or .git/fmriprep-cleanup/ when the dataset is in a
+    git repository), a folder of the base named after the dataset. Both depend only on resolved paths, so every
+    spelling of the same dataset takes the same lock."""
     if base is None:
-        return os.path.join(identity, STATE_DIR_NAME)
+        repository = find_repository(identity)
+        if repository is None:
+            return os.path.join(identity, STATE_DIR_NAME)
+        base = os.path.join(repository.git_dir, "fmriprep-cleanup")  # inside .git/: `git status` stays clean
     name = identity.strip("/").replace("/", "_")[-80:] or "root"
     digest = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:10]
     return os.path.join(os.path.realpath(os.path.expanduser(base)), f"{name}-{digest}")
@@ -440,8 +457,12 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True,
         output_dir = real if layout == "bids" else parent
         workdirs = named_workdirs(real) or (_only_ours(_find_workdirs(real, entries) or _recorded_or_beside(real, output_dir, notes, warnings, found),
                                                     output_dir, real, warnings) if find_work_dir else [])
+        repository = find_repository(real)
+        if repository is not None:
+            notes.append(f"a {repository.kind} ({repository.top}): its .git/ and subdatasets are not scanned"
+                         + ("; annexed files count their content's size" if repository.annexed else ""))
         return Dataset(given, layout, version, real, freesurfer, tuple(workdirs), None, tuple(notes),
-                       how(real, freesurfer, workdirs, layout == "legacy"), tuple(warnings))
+                       how(real, freesurfer, workdirs, layout == "legacy"), tuple(warnings), None, repository)
 
     if "fmriprep" in names and os.path.isfile(os.path.join(real, "fmriprep", "dataset_description.json")):
         derivatives = os.path.join(real, "fmriprep")
@@ -454,7 +475,8 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True,
                                                     real, derivatives, warnings) if find_work_dir else [])
         freesurfer_found = freesurfer if os.path.isdir(freesurfer) and not os.path.islink(freesurfer) else None
         return Dataset(given, "legacy", version, derivatives, freesurfer_found, tuple(workdirs), real, tuple(notes),
-                       how(derivatives, freesurfer_found, workdirs, True), tuple(warnings))
+                       how(derivatives, freesurfer_found, workdirs, True), tuple(warnings), None,
+                       find_repository(derivatives))
 
     is_workdir, version = workdir_version(real)
     emptied = not is_workdir and known_roots is not None and real in known_roots(real)

@@ -31,7 +31,6 @@ cache: one nobody touched for longer than --stale-after.
 
 from __future__ import annotations
 
-import operator
 import os
 import re
 import stat
@@ -40,13 +39,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, NamedTuple
 
+from ..basics.annex import key_of
 from ..basics.errors import CleanupError
 from ..basics.folders import Entry, list_folder, walk_tree
 from ..basics.guarded import read_bytes
+from ..basics.paths import below
+from ..basics.repository import GitRepo
 from .layout import SUBJECT_WORKFLOW_DIR, WORKFLOW_DIR, Dataset, read_run_config
 
 RUN_TIME = re.compile(r"^(\d{8}-\d{6})")
-MTIME = operator.attrgetter("mtime")
 REPORT_SLACK = 300.0  # seconds after the report that still belong to the run that wrote it
 DEFAULT_STALE_AFTER = 30 * 86400.0
 FREESURFER_MARKERS = ("recon-all.done", "recon-all.error")
@@ -116,6 +117,8 @@ def newest_file_time(path: str) -> tuple[float | None, list[str]]:
             if entry.is_dir(follow_symlinks=False):
                 continue
             try:
+                if entry.is_symlink() and key_of(os.readlink(entry.path)):
+                    continue  # an annexed link: checked out, not written by a run
                 mtime = entry.stat(follow_symlinks=False).st_mtime
             except FileNotFoundError:
                 continue
@@ -127,8 +130,10 @@ def newest_file_time(path: str) -> tuple[float | None, list[str]]:
 
 
 def newest_of(files: list[Entry]) -> float | None:
-    """The same, for the files of one scanned folder."""
-    return max(map(MTIME, files)) if files else None
+    """The same, for the files of one scanned folder; annexed links are not activity (their time is when they
+    were checked out)."""
+    times = [entry.mtime for entry in files if not entry.annex]
+    return max(times) if times else None
 
 
 def report_errors(path: str) -> tuple[int | None, str | None]:
@@ -193,6 +198,7 @@ class _Evidence:
     newest_run_folder: str | None  # relative to the derivatives
     freesurfer_markers: dict[str, float]  # recon-all.done / recon-all.error / IsRunning.* -> mtime
     unreadable: list[str]
+    not_here: list[str] = field(default_factory=list)  # annexed evidence whose content is elsewhere only
 
 
 class StatusBook:
@@ -235,7 +241,9 @@ class StatusBook:
         subjects |= set(freesurfer_folders)
         workdirs = subject_workdirs(dataset)
         subjects |= set(workdirs)
-        self._evidence = {label: _evidence_of(label, derivatives, reports.get(label, []), freesurfer_folders.get(label))
+        annex = dataset.repository if dataset.annexed else None
+        self._evidence = {label: _evidence_of(label, derivatives, reports.get(label, []), freesurfer_folders.get(label),
+                                              annex)
                           for label in sorted(subjects)}
         # the folders whose files tell each subject's activity, with how the evidence names them
         self._folders_of: dict[str, dict[str, str]] = {label: {} for label in subjects}
@@ -361,7 +369,28 @@ def _major(version: str) -> int:
     return int(digits.group()) if digits else 0
 
 
-def _evidence_of(label: str, derivatives: str | None, reports: list[str], freesurfer: str | None) -> _Evidence:
+def annexed_content(path: str, annex: GitRepo | None) -> tuple[bool, str | None]:
+    """Whether ``path`` is an annexed link of ``annex`` and, if so, its content's path when present here. Only a
+    link into the repository's own .git/annex/objects counts: any other link is never followed."""
+    if annex is None:
+        return False, None
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return False, None
+    if key_of(target) is None:
+        return False, None
+    content = os.path.realpath(path)
+    objects = os.path.join(os.path.realpath(annex.git_dir), "annex", "objects")
+    if not below(content, objects):
+        return False, None
+    return True, content if os.path.isfile(content) else None
+
+
+def _evidence_of(label: str, derivatives: str | None, reports: list[str], freesurfer: str | None,
+                 annex: GitRepo | None = None) -> _Evidence:
+    """What a subject's evidence says. In a git-annex dataset the evidence may be annexed links: their content
+    is read where it is here, and their times (when they were checked out) are not activity."""
     status = SubjectStatus(label, "unknown")
     evidence = _Evidence(status, [], [], sorted(reports), None, {}, [])
     if freesurfer:
@@ -383,12 +412,19 @@ def _evidence_of(label: str, derivatives: str | None, reports: list[str], freesu
         except OSError as exc:
             evidence.unreadable.append(f"cannot stat {path}: {_why(exc)}")
             continue
-        errors, problem = report_errors(path)
+        annexed, content = annexed_content(path, annex)
+        if annexed:
+            errors, problem = report_errors(content) if content else (None, None)
+            if content is None:
+                evidence.not_here.append(name)
+        else:
+            errors, problem = report_errors(path)
         if problem:
             evidence.unreadable.append(problem)
             continue
         status.report_time = max(mtime, status.report_time or mtime)
-        evidence.activity.append((mtime, "its report"))
+        if not annexed:
+            evidence.activity.append((mtime, "its report"))
         if errors is not None:
             status.report_errors = max(errors, status.report_errors or 0)
     log = os.path.join(derivatives, f"sub-{label}", "log")
@@ -409,12 +445,21 @@ def _evidence_of(label: str, derivatives: str | None, reports: list[str], freesu
     evidence.crash_names = [entry.name for entry in entries if entry.name.startswith("crash-")]
     status.crash_files = len(evidence.crash_names)
     for entry in entries:
+        if annex is not None and annexed_content(entry.path, annex)[0]:
+            continue  # checked out, not written by a run
         try:
             evidence.activity.append((entry.stat(follow_symlinks=False).st_mtime, f"run folder {runs[-1]}"))
         except OSError:
             pass
     config = os.path.join(newest, "fmriprep.toml")
-    if any(entry.name == "fmriprep.toml" and entry.is_file(follow_symlinks=False) for entry in entries):
+    annexed_config, config_content = annexed_content(config, annex)
+    if annexed_config:
+        if config_content is None:
+            evidence.not_here.append(f"sub-{label}/log/{runs[-1]}/fmriprep.toml")
+        else:
+            config = config_content
+    if (annexed_config and config_content) or any(entry.name == "fmriprep.toml" and entry.is_file(follow_symlinks=False)
+                                                  for entry in entries):
         try:
             settings = read_run_config(config)
         except (OSError, ValueError) as exc:
@@ -457,6 +502,9 @@ def _judge(evidence: _Evidence, activity: list[tuple[float, str]], problems: lis
     def decide(state: str, why: str) -> SubjectStatus:
         status.status = state
         status.evidence.append(why)
+        if evidence.not_here:
+            more = f" and {len(evidence.not_here) - 2} more" if len(evidence.not_here) > 2 else ""
+            status.evidence.append(f"content not here (annexed, elsewhere only): {', '.join(evidence.not_here[:2])}{more}")
         return status
 
     if status.last_activity is not None and status.last_activity > now - min_age:

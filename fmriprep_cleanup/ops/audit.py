@@ -162,6 +162,7 @@ class AuditRow:
     kwh_per_year: float
     kgco2e_per_year: float
     warnings: list[str]
+    elsewhere_bytes: int = 0  # annexed content not on this disk (in bytes, not in junk_bytes)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -171,6 +172,8 @@ class AuditRow:
             "bytes": self.bytes, "junk_bytes": self.junk_bytes,
             "junk_share": self.junk_bytes / self.bytes if self.bytes else 0.0,
             "kwh_per_year_avoidable": self.kwh_per_year, "kgco2e_per_year_avoidable": self.kgco2e_per_year,
+            "elsewhere_bytes": self.elsewhere_bytes,
+            "repository": self.dataset.repository.kind if self.dataset.repository else None,
             "warnings": self.warnings,
         }
 
@@ -189,9 +192,11 @@ def audit(roots: list[str], ruleset: RuleSet, model: Assumptions, jobs: int | No
     for dataset in find_datasets(roots, warnings, failed, path_map):
         plan = build_plan(dataset, ruleset, jobs=jobs or default_jobs([root.path for root in dataset.scan_roots]))
         summary = plan.summarize(progress)
-        avoidable = footprint(summary.totals.junk_bytes, model)
+        totals = summary.totals
+        reclaimable = totals.junk_bytes - totals.junk_elsewhere_bytes  # annexed junk elsewhere only frees nothing
+        avoidable = footprint(reclaimable, model)
         rows.append(AuditRow(dataset, _owner(dataset.top), len([s for s in summary.by_subject if s is not None]),
-                             summary.totals.files, summary.totals.bytes, summary.totals.junk_bytes,
-                             avoidable.kwh_per_year, avoidable.total_kg, plan.all_warnings()))
+                             totals.files, totals.bytes, reclaimable, avoidable.kwh_per_year, avoidable.total_kg,
+                             plan.all_warnings(), totals.elsewhere_bytes))
     rows.sort(key=lambda row: (-row.junk_bytes, row.dataset.path))
     return rows, warnings, failed

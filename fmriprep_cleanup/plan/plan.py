@@ -7,14 +7,15 @@ yields one ``PlannedFile`` at a time, so a million files never sit in memory.
 
 from __future__ import annotations
 
-import operator
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
+from ..basics.annex import ELSEWHERE, PRESENT, annexed_files
 from ..basics.errors import CleanupError
 from ..basics.folders import Directory, Entry, Warnings, walk
+from ..basics.repository import GIT_NAMES
 from ..fmriprep.layout import Dataset, ScanRoot, fmriprep_workdir_entry
 from ..rules.classify import (
     EVIDENCE,
@@ -79,9 +80,9 @@ class PlannedFile(NamedTuple):
     category: str
     rule_id: str
     ctime: float = 0.0  # as the scan saw it; acting re-checks it (0: unknown, the file counts as changed)
+    annex: int = 0  # basics.annex: NOT_ANNEXED, PRESENT (dropped, never unlinked) or ELSEWHERE (nothing to free)
 
 
-MTIME = operator.attrgetter("mtime")
 MEMO_LIMIT = 200_000  # path shapes remembered; a derivatives dataset has a few thousand
 DEFAULT_MIN_AGE = 3600.0  # activity this recent: fMRIPrep may still be at work
 SHARED_SCOPES = ("workdir", "freesurfer")  # where files of no subject are caches every subject may use
@@ -177,16 +178,21 @@ class Plan:
         book = self.status_book()  # fed by the scan even when no rule asks: reports show the statuses
         classifier = Classifier(self.ruleset, self.now, book)
         selection = self.selection
-        skip_dir = None
-        if selection.participant_labels is not None or selection.excluded_labels:
-            def skip_dir(root: ScanRoot, relpath: str, name: str) -> bool:
-                subject = subject_of_folder(root.scope, f"{relpath}/{name}" if relpath else name)
-                return subject is not None and root.owns(relpath or name) and not selection.wants(subject)
+        selecting = selection.participant_labels is not None or bool(selection.excluded_labels)
+
+        def skip_dir(root: ScanRoot, relpath: str, name: str) -> bool:
+            if name in GIT_NAMES:  # a repository's own folders are never output, whatever repository it is
+                return True
+            if not selecting:
+                return False
+            subject = subject_of_folder(root.scope, f"{relpath}/{name}" if relpath else name)
+            return subject is not None and root.owns(relpath or name) and not selection.wants(subject)
 
         # Derivatives repeat the same files for every subject: where no rule can tell labels apart, the
         # decision for a path shape (labels blanked) is made once and reused. Capped, to stay bounded.
         memo: dict[tuple, Decision] | None = {} if classifier.decisions_repeat_across_labels else None
-        exclude = frozenset({self.dataset.state_dir, self.state_dir or self.dataset.state_dir})
+        exclude = frozenset({self.dataset.state_dir, self.state_dir or self.dataset.state_dir,
+                             *self.dataset.never_scanned()})
         cutoff = self.now - self.min_age
         holds = _Holds(book)
         open_folder: str | None = None  # the subject folder (output, FreeSurfer or working directory) the scan is in
@@ -202,7 +208,11 @@ class Plan:
                 if classified is not None:
                     yield self._held_back(classified, holds, cutoff)
 
+        unlocked = self._unlocked_sizes()
         for folder in walk(self.dataset.scan_roots, self.warnings, skip_dir, exclude, self.jobs):
+            if unlocked:
+                folder.files = [_as_unlocked(entry, unlocked.get(f"{folder.path}/{entry.name}"))
+                                for entry in folder.files]
             if progress is not None:
                 progress(len(folder.files), sum(entry.size for entry in folder.files))
             scope = folder.root.scope
@@ -246,6 +256,19 @@ class Plan:
         for label in sorted(waiting):
             yield from settle(waiting[label])
         yield from settle(last)
+
+    def _unlocked_sizes(self) -> dict[str, int]:
+        """In an unlocked (adjusted) git-annex branch, the annexed files and their contents' sizes: a file is
+        the content or a pointer file, which only git-annex can tell (one call for the whole dataset)."""
+        repository = self.dataset.repository
+        if repository is None or not repository.annexed or not repository.unlocked:
+            return {}
+        sizes = annexed_files(repository.top)
+        if sizes is None:
+            self.warnings.add(f"{repository.top}: an unlocked git-annex branch, and git-annex is not installed "
+                              "or failed: unlocked files are counted as the files they are (pointers as ~100 B)")
+            return {}
+        return sizes
 
     def _classified(self, folder: Directory, folder_subject: str | None, classifier: Classifier,
                     memo: dict[tuple, Decision] | None) -> Classified | None:
@@ -331,9 +354,9 @@ class Plan:
             held = holds.hold(folder.root.scope, subject)
             if held is not None:
                 return folder, subject, held, None
-            if max(map(MTIME, folder.files)) <= cutoff:
+            if not any(_recent(entry, cutoff) for entry in folder.files):
                 return classified
-            return folder, None, None, [(entry, subject, HELD_RECENT if entry.mtime > cutoff else shared)
+            return folder, None, None, [(entry, subject, HELD_RECENT if _recent(entry, cutoff) else shared)
                                         for entry in folder.files]
         if not any(decision.action == "junk" for _, _, decision in decided):
             return classified
@@ -341,7 +364,7 @@ class Plan:
         rows = []
         for entry, file_subject, decision in decided:
             if decision.action == "junk":
-                decision = holds.hold(scope, file_subject) or (HELD_RECENT if entry.mtime > cutoff else decision)
+                decision = holds.hold(scope, file_subject) or (HELD_RECENT if _recent(entry, cutoff) else decision)
             rows.append((entry, file_subject, decision))
         return folder, None, None, rows
 
@@ -361,7 +384,7 @@ class Plan:
                 yield PlannedFile(
                     base + entry.name, root, scope, file_subject, entry.size, entry.allocated, entry.mtime,
                     entry.dev, entry.ino, entry.nlink, decision.action, decision.category, decision.rule_id,
-                    entry.ctime,
+                    entry.ctime, entry.annex,
                 )
 
     def summarize(self, progress: Callable[[int, int], None] | None = None) -> Summary:
@@ -378,6 +401,21 @@ class Plan:
                 for (file_subject, _), (decision, entries) in groups.items():
                     summary.add_folder(folder, entries, file_subject, decision)
         return summary.finish()
+
+
+def _as_unlocked(entry: Entry, content_size: int | None) -> Entry:
+    """An unlocked annexed file: its content (PRESENT) or a pointer file standing for it (ELSEWHERE)."""
+    if content_size is None or entry.is_link:
+        return entry
+    if entry.size == content_size:
+        return entry._replace(annex=PRESENT)
+    return entry._replace(size=content_size, allocated=0, annex=ELSEWHERE)
+
+
+def _recent(entry: Entry, cutoff: float) -> bool:
+    """Modified after ``cutoff``, so perhaps still being written. Not an annexed link: its time is when it was
+    checked out (a clone, a `datalad get`), and fMRIPrep never writes through one."""
+    return entry.mtime > cutoff and not entry.annex
 
 
 def owned(folder: Directory) -> bool:

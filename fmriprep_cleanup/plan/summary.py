@@ -10,12 +10,17 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..basics.annex import ELSEWHERE
 from ..basics.folders import Directory, Entry
 from ..rules.classify import LEFT_ALONE, Decision
 
 SIZE, ALLOCATED, NLINK = operator.attrgetter("size"), operator.attrgetter("allocated"), operator.attrgetter("nlink")
+ANNEX = operator.attrgetter("annex")
 FOLDER_DEPTH = 3  # e.g. work/fmriprep_23_2_wf/sub_01_wf/bold_task_rest_wf, derivatives/sub-01/ses-1/func
 COUNT_FIELDS = ("files", "bytes", "allocated_bytes", "keep_files", "keep_bytes", "junk_files", "junk_bytes")
+# Of those bytes, annexed content that is not on this disk (git-annex has it elsewhere): counted in the
+# dataset's size, but it takes no space here and removing its links frees nothing.
+ANNEX_FIELDS = ("elsewhere_bytes", "junk_elsewhere_bytes")
 
 
 @dataclass
@@ -27,20 +32,24 @@ class Counts:
     keep_bytes: int = 0
     junk_files: int = 0
     junk_bytes: int = 0
+    elsewhere_bytes: int = 0
+    junk_elsewhere_bytes: int = 0
 
-    def add(self, action: str, files: int, size: int, allocated: int) -> None:
+    def add(self, action: str, files: int, size: int, allocated: int, elsewhere: int = 0) -> None:
         self.files += files
         self.bytes += size
         self.allocated_bytes += allocated
+        self.elsewhere_bytes += elsewhere
         if action == "junk":
             self.junk_files += files
             self.junk_bytes += size
+            self.junk_elsewhere_bytes += elsewhere
         else:
             self.keep_files += files
             self.keep_bytes += size
 
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in COUNT_FIELDS}
+        return {name: getattr(self, name) for name in COUNT_FIELDS + ANNEX_FIELDS}
 
 
 @dataclass
@@ -60,6 +69,7 @@ class Summary:
     def add_folder(self, folder: Directory, entries: Sequence[Entry], subject: str | None, decision: Decision) -> None:
         """Count files of one folder that share a subject and a decision (the bytes of multiply-linked files
         are settled by ``finish``, once every link has been seen)."""
+        elsewhere = sum(entry.size for entry in entries if entry.annex == ELSEWHERE) if any(map(ANNEX, entries)) else 0
         if max(map(NLINK, entries)) == 1:  # the usual case, summed without a Python loop
             size, allocated = sum(map(SIZE, entries)), sum(map(ALLOCATED, entries))
         else:
@@ -70,7 +80,7 @@ class Summary:
                 else:
                     size += entry.size
                     allocated += entry.allocated
-        self._count(folder, subject, decision, len(entries), size, allocated)
+        self._count(folder, subject, decision, len(entries), size, allocated, elsewhere=elsewhere)
         if decision is LEFT_ALONE:
             if folder.relpath:
                 self._left_alone(f"{folder.root.path}/{folder.relpath.split('/', 1)[0]}", len(entries), size)
@@ -79,25 +89,25 @@ class Summary:
                     self._left_alone(f"{folder.root.path}/{entry.name}", 1, entry.size)
 
     def _count(self, folder: Directory, subject: str | None, decision: Decision, files: int, size: int,
-               allocated: int, action: str | None = None) -> None:
+               allocated: int, action: str | None = None, elsewhere: int = 0) -> None:
         action = action or decision.action
-        self.totals.add(action, files, size, allocated)
+        self.totals.add(action, files, size, allocated, elsewhere)
         category = self.by_category.get(decision.category)
         if category is None:
             category = self.by_category[decision.category] = Counts()
-        category.add(action, files, size, allocated)
+        category.add(action, files, size, allocated, elsewhere)
         per_subject = self.by_subject.get(subject)
         if per_subject is None:
             per_subject = self.by_subject[subject] = Counts()
-        per_subject.add(action, files, size, allocated)
+        per_subject.add(action, files, size, allocated, elsewhere)
         key = (subject, folder.root.scope)
         self.bytes_by_subject_scope[key] = self.bytes_by_subject_scope.get(key, 0) + size
         if action == "keep":
             self.kept_by_subject_scope[key] = self.kept_by_subject_scope.get(key, 0) + size
-        if action == "junk" and size:
+        if action == "junk" and size - elsewhere:  # the folders where space can be freed here
             parts = folder.relpath.split("/")[:FOLDER_DEPTH] if folder.relpath else []
             where = "/".join([folder.root.path, *parts])
-            self.junk_by_folder[where] = self.junk_by_folder.get(where, 0) + size
+            self.junk_by_folder[where] = self.junk_by_folder.get(where, 0) + size - elsewhere
 
     def _link(self, entry: Entry, folder: Directory, subject: str | None, decision: Decision) -> None:
         record = self._links.get((entry.dev, entry.ino))

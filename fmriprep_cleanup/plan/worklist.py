@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..basics.annex import ELSEWHERE
 from ..rules.classify import HELD_RECENT, HELD_RUNNING, HELD_SHARED
 from .plan import Plan, PlannedFile
 
@@ -122,12 +123,17 @@ class Worklist:
     files: list[PlannedFile]
     outcome: Outcome
     scanned_bytes: int = 0  # everything the scan saw, kept or junk: the whole of a share
+    refused: dict[str, str] = field(default_factory=dict)  # path -> why acting on it will fail (known up front)
 
     def preview(self) -> Outcome:
         """What acting on every file would give: the dry run's answer, and the question before a real run."""
         preview = Outcome(self.outcome.mode, skipped=dict(self.outcome.skipped))
         for planned in self.files:
-            preview.act(planned)
+            reason = self.refused.get(planned.path)
+            if reason is None:
+                preview.act(planned)
+            else:
+                preview.fail(planned, reason, f"{planned.path}: {reason}")
         return preview
 
 
@@ -141,7 +147,8 @@ def build_worklist(plan: Plan, mode: str, progress: Callable[[int, int], None] |
     for planned in plan.files(progress):
         scanned_bytes += planned.size
         if planned.action == "junk":
-            files.append(planned)
+            if planned.annex != ELSEWHERE:  # annexed content that is not here: nothing to free, nothing to do
+                files.append(planned)
         elif planned.rule_id in HELD_BACK_REASONS:
             outcome.skip(planned, HELD_BACK_REASONS[planned.rule_id])
     return Worklist(files, outcome, scanned_bytes)

@@ -60,6 +60,7 @@ def report_data(
             "workdirs": list(dataset.workdirs),
             "notes": list(dataset.notes),
             "folders": dataset.folders(),
+            "repository": repository_data(dataset),
         },
         "rules": list(ruleset.names),
         "participant_labels": sorted(participant_labels) if participant_labels else None,
@@ -123,6 +124,15 @@ def audit_data(roots: Iterable[str], ruleset: RuleSet, model: Assumptions, rows:
 def iso_time(seconds: float) -> str:
     """A Unix time as ISO 8601 in the local zone, with its offset: 2026-11-27T03:17:02+01:00."""
     return datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
+
+
+def repository_data(dataset: Dataset) -> dict[str, Any] | None:
+    """The git repository the outputs live in (None: none): its kind, top and whether files are annexed."""
+    repo = dataset.repository
+    if repo is None:
+        return None
+    return {"kind": repo.kind, "top": repo.top, "annexed": repo.annexed, "datalad": repo.datalad,
+            "unlocked": repo.unlocked, "subdatasets": list(repo.subdatasets)}
 
 
 def _status_of(statuses: dict[str, Any] | None, label: str | None) -> str | None:

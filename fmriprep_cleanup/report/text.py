@@ -72,9 +72,12 @@ def render_text(data: dict[str, Any], width: int | None = None, all_subjects: bo
         lines += [line for line in map(status_line, data["subjects_by_status"]) if line]
         lines.append("")
     totals = data["totals"]
+    junk_here = totals["junk_bytes"] - totals["junk_elsewhere_bytes"]
+    if dataset.get("repository"):
+        lines += repository_lines(dataset["repository"], totals)
     lines.append(
-        f"Reclaimable: {size(totals['junk_bytes'])} of {size(totals['bytes'])} "
-        f"({share(totals['junk_bytes'], totals['bytes'])}) in {files(totals['junk_files'])}. "
+        f"Reclaimable: {size(junk_here)} of {size(totals['bytes'])} "
+        f"({share(junk_here, totals['bytes'])}) in {files(totals['junk_files'])}. "
         "Nothing was changed."
     )
     if data["not_fmriprep"]:
@@ -87,6 +90,17 @@ def render_text(data: dict[str, Any], width: int | None = None, all_subjects: bo
     lines.append("")
     lines += energy_lines(data["energy"])
     return "\n".join(lines) + "\n"
+
+
+def repository_lines(repository: dict[str, Any], totals: dict[str, Any]) -> list[str]:
+    """What the git repository means for the figures: annexed content here and elsewhere only."""
+    lines = [f"In a {repository['kind']} ({repository['top']})."]
+    if repository["annexed"]:
+        here = totals["bytes"] - totals["elsewhere_bytes"]
+        lines.append(f"Annexed content: {size(here)} present here, {size(totals['elsewhere_bytes'])} elsewhere only "
+                     f"(not on this disk). Junk elsewhere only: {size(totals['junk_elsewhere_bytes'])}, which "
+                     "frees nothing here; junk present here is dropped with git annex drop, never unlinked.")
+    return lines
 
 
 def energy_lines(energy: dict[str, Any]) -> list[str]:
@@ -185,8 +199,14 @@ def render_audit_text(data: dict[str, Any], width: int | None = None) -> str:
     table_rows = [[row["path"], row["owner"], row["fmriprep_version"] or "?", str(row["subjects"]), size(row["bytes"]),
                    size(row["junk_bytes"]), share(row["junk_bytes"], row["bytes"]),
                    number(row["kwh_per_year_avoidable"]), number(row["kgco2e_per_year_avoidable"])] for row in rows]
-    lines = table(["Dataset", "Owner", "fMRIPrep", "Subjects", "Total", "Reclaimable", "Share", "kWh/yr", "kgCO2e/yr"],
-                  table_rows, "lllrrrrrr", width)
+    headers, align = ["Dataset", "Owner", "fMRIPrep", "Subjects", "Total", "Reclaimable", "Share", "kWh/yr",
+                      "kgCO2e/yr"], "lllrrrrrr"
+    if any(row["elsewhere_bytes"] for row in rows):  # git-annex datasets: content not on this disk, apart
+        headers.insert(5, "Elsewhere only")
+        align = "lllrrrrrrr"
+        for table_row, row in zip(table_rows, rows, strict=True):
+            table_row.insert(5, size(row["elsewhere_bytes"]))
+    lines = table(headers, table_rows, align, width)
     tied = [(row["path"], folder) for row in rows for folder in row["folders"]
             if folder["scope"] == "workdir" and not folder["path"].startswith(row["path"].rstrip("/") + "/")
             and folder["path"] != row["path"]]

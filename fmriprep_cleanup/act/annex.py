@@ -1,0 +1,115 @@
+"""Freeing annexed content the way git-annex frees it: ``git annex drop``, which removes the local content only
+after verifying that enough other copies exist (numcopies), leaves the link (now dangling) and keeps the git
+tree clean. An annexed link is never unlinked: that frees nothing and leaves the dataset dirty.
+
+git-annex runs once per batch of files (``--json``, one line per file), never once per file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+from collections.abc import Sequence
+
+from ..basics.errors import CleanupError
+from ..basics.repository import GitRepo
+from ..plan.plan import PlannedFile
+
+DROP_BATCH = 200  # files per git-annex call: short command lines, and a killed run loses at most one batch
+ONLY_COPY = "git-annex refuses: no other copy of the content could be verified (numcopies)"
+NOT_INSTALLED = "git-annex is not installed here: annexed content cannot be dropped (install git-annex)"
+CHANGED = "changed since the scan (no longer the same annexed link)"
+
+
+def available() -> bool:
+    return shutil.which("git-annex") is not None
+
+
+def _git_annex(repo: GitRepo, args: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    try:
+        return subprocess.run(["git", "-C", repo.top, "annex", *args], capture_output=True, text=True,
+                              env=environment, stdin=subprocess.DEVNULL, check=False)
+    except OSError as exc:
+        raise CleanupError(f"cannot run git annex in {repo.top}: {exc.strerror or exc}") from None
+
+
+def _relative(repo: GitRepo, paths: Sequence[str]) -> list[str]:
+    return [os.path.relpath(path, repo.top) for path in paths]
+
+
+def still_the_link(planned: PlannedFile) -> str | None:
+    """None if ``planned`` is still the annexed link (or unlocked file) the scan saw (same inode, times), else
+    why not."""
+    try:
+        st = os.lstat(planned.path)
+    except FileNotFoundError:
+        return "vanished since the scan"
+    except OSError as exc:
+        return f"cannot stat it: {exc.strerror or exc}"
+    same = ((stat.S_ISLNK(st.st_mode) or stat.S_ISREG(st.st_mode)) and st.st_dev == planned.dev
+            and st.st_ino == planned.ino
+            and st.st_mtime == planned.mtime and (not planned.ctime or st.st_ctime == planned.ctime))
+    return None if same else CHANGED
+
+
+def drop(repo: GitRepo, paths: Sequence[str], force: bool = False) -> dict[str, str | None]:
+    """``git annex drop`` the content of ``paths`` (absolute, in ``repo``): for each path, None when its content
+    was dropped (or was not here), else git-annex's reason. ``force`` drops even the only copy."""
+    if not available():
+        raise CleanupError(NOT_INSTALLED)
+    done = _git_annex(repo, ["drop", "--json", "--json-error-messages", *(["--force"] if force else []), "--",
+                             *_relative(repo, paths)])
+    by_relative = {os.path.relpath(path, repo.top): path for path in paths}
+    results: dict[str, str | None] = {}
+    for line in done.stdout.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        path = by_relative.get(str(record.get("file", "")))
+        if path is None:
+            continue
+        if record.get("success"):
+            results[path] = None
+        else:
+            messages = [str(message).strip() for message in record.get("error-messages") or [] if str(message).strip()]
+            reason = "; ".join(messages) or str(record.get("note") or "git-annex did not drop it")
+            results[path] = ONLY_COPY if "necessary cop" in reason else reason
+    for path in paths:
+        if path not in results:  # git-annex said nothing of it: an error that stopped it
+            error = done.stderr.strip().splitlines()
+            results[path] = f"git annex drop failed: {error[-1] if error else f'exit {done.returncode}'}"
+    return results
+
+
+def numcopies(repo: GitRepo) -> int:
+    """The copies git-annex keeps (`git annex numcopies` prints the number, or that it is unset: 1)."""
+    done = _git_annex(repo, ["numcopies"])
+    found = re.search(r"\d+", done.stdout)
+    return max(1, int(found.group())) if found and "not set" not in done.stdout else 1
+
+
+def only_copies(repo: GitRepo, paths: Sequence[str]) -> set[str]:
+    """Which of ``paths`` (content here) git-annex knows no other copy of, as many as numcopies asks for: what
+    a drop would refuse, and what --force-drop would lose. From git-annex's location log (not verified)."""
+    if not paths:
+        return set()
+    needed = numcopies(repo) + 1  # a drop leaves numcopies copies: this one plus numcopies elsewhere
+    found: set[str] = set()
+    for start in range(0, len(paths), DROP_BATCH):
+        batch = list(paths[start:start + DROP_BATCH])
+        done = _git_annex(repo, ["find", "--in", "here", "--and", "--not", f"--copies={needed}", "--json", "--",
+                                 *_relative(repo, batch)])
+        for line in done.stdout.splitlines():
+            try:
+                name = json.loads(line).get("file")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(name, str) and name:
+                found.add(os.path.normpath(os.path.join(repo.top, name)))
+    return found

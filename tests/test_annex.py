@@ -1,0 +1,225 @@
+"""DataLad and git-annex datasets, with the real git-annex: true sizes, .git never scanned, space freed with
+`git annex drop` (never an unlink), refusals said, the git tree left clean."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+from conftest import DATA, LONG_AGO, finish_subjects, make_files, write_description
+
+from fmriprep_cleanup.cli import cli, expand_participant_labels
+from fmriprep_cleanup.fmriprep import demo
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.org", "GIT_COMMITTER_NAME": "Test",
+           "GIT_COMMITTER_EMAIL": "test@example.org"}
+
+
+def require_git_annex():
+    """git-annex is installed by .ci/run; on a laptop without it these tests skip, in CI they fail."""
+    if shutil.which("git-annex"):
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail("CI must run the git-annex tests: apt-get install git-annex")
+    pytest.skip("needs git-annex (Debian: apt-get install git-annex)")
+
+
+def git(repo, *args, check=True):
+    done = subprocess.run(["git", "-C", str(repo), *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **GIT_ENV}, check=False)
+    if check and done.returncode:
+        raise AssertionError(f"git {' '.join(map(str, args))}: {done.stderr}")
+    return done.stdout
+
+
+def run(*args, **kwargs):
+    result = CliRunner().invoke(cli, [str(a) for a in expand_participant_labels([str(a) for a in args])], **kwargs)
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def objects_bytes(repo):
+    """What .git/annex/objects holds, as du counts it."""
+    total = 0
+    for folder, _, names in os.walk(repo / ".git" / "annex" / "objects"):
+        for name in names:
+            total += os.lstat(os.path.join(folder, name)).st_size
+    return total
+
+
+JUNK_TEMPLATE = "sourcedata/freesurfer/fsaverage/surf/lh.white"  # junk under the default rules
+
+
+@pytest.fixture
+def annexed(tmp_path):
+    """An fMRIPrep output kept as a git-annex repository: derivatives, reports, FreeSurfer templates annexed
+    (locked), dataset_description.json in git; a working directory beside it (never in git)."""
+    require_git_annex()
+    repo = tmp_path / "ds001-fmriprep"
+    write_description(repo)
+    make_files(repo, {"sub-01/anat/sub-01_desc-preproc_T1w.nii.gz": 50_000, "sub-02/anat/sub-02_desc-preproc_T1w.nii.gz": 60_000,
+                      JUNK_TEMPLATE: 40_000, "sourcedata/freesurfer/fsaverage/surf/rh.white": 30_000})
+    finish_subjects(repo, ["01", "02"])
+    for index, path in enumerate(sorted(repo.rglob("*.white"))):  # distinct content: distinct annex keys
+        path.write_bytes(bytes([index + 1]) * path.stat().st_size)
+    make_files(tmp_path / "work", {f"fmriprep_23_2_wf/sub_0{s}_wf/node/out.nii.gz": 7000 for s in (1, 2)})
+    for folder, _, names in os.walk(tmp_path / "work"):
+        for name in names:
+            os.utime(os.path.join(folder, name), (LONG_AGO, LONG_AGO))
+    git(repo, "init", "-q")
+    git(repo, "annex", "init", "-q", "test")
+    git(repo, "add", "dataset_description.json")
+    git(repo, "annex", "add", "-q", ".")
+    git(repo, "commit", "-q", "-m", "fmriprep outputs")
+    return repo
+
+
+def with_second_copy(repo, tmp_path):
+    (tmp_path / "backup").mkdir(exist_ok=True)
+    git(repo, "annex", "initremote", "backup", "type=directory", f"directory={tmp_path / 'backup'}",
+        "encryption=none")
+    git(repo, "annex", "copy", "-q", "--to", "backup", ".")
+
+
+def test_annexed_sizes_are_the_contents_and_git_is_not_output(annexed):
+    data = json.loads(run("report", annexed, "--no-work-dir", "--format", "json").stdout)
+    assert data["dataset"]["repository"]["annexed"] is True
+    expected = sum(os.path.getsize(os.path.realpath(os.path.join(folder, name)))
+                   for folder, dirs, names in os.walk(annexed) if ".git" not in folder.split(os.sep)
+                   for name in names)
+    assert data["totals"]["bytes"] == expected  # links count their content, not their own ~100 bytes
+    assert data["totals"]["elsewhere_bytes"] == 0
+    assert not any(".git" in row["folder"] for row in data["largest_junk_folders"])
+    plan = run("plan", annexed, "--no-work-dir").stdout
+    assert plan.count("\n") > 5 and "/.git/" not in plan
+
+
+def test_delete_drops_annexed_junk_with_git_annex_and_leaves_the_tree_clean(annexed, tmp_path):
+    with_second_copy(annexed, tmp_path)
+    before = objects_bytes(annexed)
+    dry = json.loads(run("clean", annexed, "--format", "json").stdout)
+    result = run("clean", annexed, "--mode", "delete", "--yes", "--format", "json",
+                 "--history", tmp_path / "h.sqlite")
+    assert result.exit_code == 0, result.output
+    done = json.loads(result.stdout)
+    freed = before - objects_bytes(annexed)
+    assert freed == 70_000  # the lh and rh templates' content, dropped
+    assert done["bytes"] == dry["bytes"] == 70_000 + 14_000  # and the working directory's files, unlinked
+    assert os.path.islink(annexed / JUNK_TEMPLATE) and not os.path.exists(annexed / JUNK_TEMPLATE)  # dangling
+    assert not (tmp_path / "work" / "fmriprep_23_2_wf" / "sub_01_wf" / "node" / "out.nii.gz").exists()
+    assert git(annexed, "status", "--porcelain") == ""
+    again = run("clean", annexed, "--mode", "delete", "--yes", "--history", tmp_path / "h.sqlite")
+    assert again.exit_code == 0 and "Nothing to do" in again.stdout
+    report = json.loads(run("report", annexed, "--format", "json").stdout)
+    assert report["totals"]["junk_elsewhere_bytes"] == 70_000  # still counted, as elsewhere only
+
+
+def test_without_another_copy_nothing_is_dropped_and_the_run_says_why(annexed, tmp_path):
+    before = objects_bytes(annexed)
+    dry = run("clean", annexed, "--no-work-dir")
+    assert dry.exit_code == 0 and "git-annex refuses" in dry.stdout  # the dry run shows the same failure
+    result = run("clean", annexed, "--no-work-dir", "--mode", "delete", "--yes", "--history", tmp_path / "h.sqlite")
+    assert result.exit_code == 3, result.output
+    assert "Failed 2 files" in result.stdout and "no other copy" in result.stdout
+    assert objects_bytes(annexed) == before and os.path.exists(annexed / JUNK_TEMPLATE)
+    assert git(annexed, "status", "--porcelain") == ""
+    warned = run("clean", annexed, "--no-work-dir", "--force-drop")
+    assert "--force-drop drops the only copy of 2 annexed file(s) (70,000 bytes)" in warned.output
+    forced = run("clean", annexed, "--no-work-dir", "--mode", "delete", "--yes", "--force-drop",
+                 "--history", tmp_path / "h.sqlite")
+    assert forced.exit_code == 0, forced.output
+    assert before - objects_bytes(annexed) == 70_000 and git(annexed, "status", "--porcelain") == ""
+
+
+def test_fresh_clone_times_are_not_activity_and_absent_evidence_is_said(annexed, tmp_path):
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(annexed), str(clone)], check=True, env={**os.environ, **GIT_ENV})
+    data = json.loads(run("status", clone, "--no-work-dir", "--format", "json").stdout)
+    assert {row["status"] for row in data["subjects"]} == {"finished"}  # not "running" for the clone's times
+    assert any("content not here" in line for row in data["subjects"] for line in row["evidence"])
+    report = json.loads(run("report", clone, "--no-work-dir", "--format", "json").stdout)
+    assert report["totals"]["elsewhere_bytes"] == report["totals"]["bytes"] - os.path.getsize(
+        clone / "dataset_description.json")
+    assert report["totals"]["junk_bytes"] == report["totals"]["junk_elsewhere_bytes"] == 70_000
+    assert "0 B of" in run("report", clone, "--no-work-dir").stdout  # reclaimable here: nothing
+    assert run("clean", clone, "--no-work-dir", "--mode", "delete", "--yes",
+               "--history", tmp_path / "h.sqlite").exit_code == 0
+    assert git(clone, "status", "--porcelain") == ""
+
+
+def test_the_clone_shape_of_openneuroderivatives_ds003752(tmp_path):
+    """Every file of the listing as a git-annex link (MD5E key with its size, content absent), as a fresh
+    clone of OpenNeuroDerivatives/ds003752-fmriprep is; .git with objects, .datalad, and a subdataset."""
+    with open(DATA / "ds003752-fmriprep-23.2.0.tsv", newline="") as handle:
+        listing = [(row["path"], int(row["size"])) for row in csv.DictReader(handle, delimiter="\t")]
+    root = tmp_path / "ds003752-fmriprep"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    (root / ".git" / "refs" / "remotes" / "origin").mkdir(parents=True)
+    (root / ".git" / "refs" / "remotes" / "origin" / "git-annex").write_text("0" * 40 + "\n")
+    make_files(root / ".git" / "objects" / "pack", {"pack-1.pack": 70_000_000})
+    make_files(root / ".datalad", {"config": 120})
+    (root / ".gitmodules").write_text('[submodule "sourcedata/raw"]\n\tpath = sourcedata/raw\n')
+    make_files(root / "sourcedata" / "raw", {"sub-01/anat/sub-01_T1w.nii.gz": 9_000_000})
+    for number, (path, size) in enumerate(listing):
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path == "dataset_description.json":
+            target.write_bytes(demo.dataset_description("23.2.0", size))
+            continue
+        if path == ".gitmodules":
+            continue
+        key = f"MD5E-s{size}--{number:032x}{''.join(target.suffixes)}"
+        depth = len(path.split("/")) - 1
+        os.symlink("../" * depth + f".git/annex/objects/Xx/Yy/{key}/{key}", target)
+    listed = sum(size for path, size in listing if path != ".gitmodules") + (root / ".gitmodules").stat().st_size
+    data = json.loads(run("report", root, "--format", "json").stdout)
+    totals = data["totals"]
+    assert totals["bytes"] == listed  # the annexed sizes, to the byte
+    assert totals["elsewhere_bytes"] == listed - os.path.getsize(root / "dataset_description.json") \
+        - (root / ".gitmodules").stat().st_size
+    assert totals["junk_bytes"] == totals["junk_elsewhere_bytes"]  # reclaimable here: 0 bytes
+    assert data["energy"]["junk"]["bytes"] == 0
+    assert data["dataset"]["repository"]["kind"] == "DataLad dataset"
+    assert data["dataset"]["repository"]["subdatasets"] == [str(root / "sourcedata" / "raw")]
+    plan = run("plan", root).stdout
+    assert "/.git/" not in plan and "/.datalad/" not in plan and "sourcedata/raw/" not in plan
+    assert {row["category"] for row in data["by_category"]}.isdisjoint({"git", ".git"})
+    statuses = json.loads(run("status", root, "--format", "json").stdout)["subjects"]
+    assert statuses and all(row["status"] != "running" for row in statuses)
+    audit = json.loads(run("audit", tmp_path, "--format", "json").stdout)["datasets"][0]
+    assert audit["junk_bytes"] == 0 and audit["elsewhere_bytes"] == totals["elsewhere_bytes"]
+
+
+def test_a_plain_git_repository_keeps_its_git_folder_out(tmp_path):
+    out = tmp_path / "out"
+    write_description(out)
+    make_files(out, {"sub-01/anat/sub-01_desc-preproc_T1w.nii.gz": 500})
+    finish_subjects(out, ["01"])
+    subprocess.run(["git", "init", "-q", str(out)], check=True)
+    make_files(out / ".git" / "objects", {"big": 1_000_000})
+    data = json.loads(run("report", out, "--format", "json").stdout)
+    assert data["totals"]["bytes"] < 100_000 and data["dataset"]["repository"]["kind"] == "git repository"
+    assert data["dataset"]["repository"]["annexed"] is False
+
+
+def test_an_unlocked_branch_counts_content_and_pointer_files_by_their_keys(annexed, tmp_path):
+    with_second_copy(annexed, tmp_path)
+    git(annexed, "annex", "adjust", "--unlock")
+    git(annexed, "annex", "drop", "-q", "sub-02/anat/sub-02_desc-preproc_T1w.nii.gz")  # now a pointer file
+    pointer = annexed / "sub-02/anat/sub-02_desc-preproc_T1w.nii.gz"
+    assert not pointer.is_symlink() and pointer.stat().st_size < 200
+    data = json.loads(run("report", annexed, "--no-work-dir", "--format", "json").stdout)
+    assert data["dataset"]["repository"]["unlocked"] is True
+    assert data["totals"]["elsewhere_bytes"] == 60_000  # the pointer stands for its content's 60,000 bytes
+    by_subject = {row["subject"]: row for row in data["by_subject"]}
+    assert by_subject["02"]["bytes"] >= 60_000 and by_subject["01"]["bytes"] >= 50_000
+    before = objects_bytes(annexed)
+    result = run("clean", annexed, "--no-work-dir", "--mode", "delete", "--yes", "--history", tmp_path / "h.sqlite")
+    assert result.exit_code == 0, result.output
+    assert before - objects_bytes(annexed) == 70_000  # the unlocked templates' content, dropped by git-annex
+    assert (annexed / JUNK_TEMPLATE).read_bytes().startswith(b"/annex/objects/")  # a pointer now
+    assert git(annexed, "status", "--porcelain") == ""
