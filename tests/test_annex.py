@@ -70,6 +70,8 @@ def annexed(tmp_path):
         for name in names:
             os.utime(os.path.join(folder, name), (LONG_AGO, LONG_AGO))
     git(repo, "init", "-q")
+    git(repo, "config", "user.name", "Test")  # as a user's own identity: git-annex commits its location log
+    git(repo, "config", "user.email", "test@example.org")
     git(repo, "annex", "init", "-q", "test")
     git(repo, "add", "dataset_description.json")
     git(repo, "annex", "add", "-q", ".")
@@ -223,3 +225,26 @@ def test_an_unlocked_branch_counts_content_and_pointer_files_by_their_keys(annex
     assert before - objects_bytes(annexed) == 70_000  # the unlocked templates' content, dropped by git-annex
     assert (annexed / JUNK_TEMPLATE).read_bytes().startswith(b"/annex/objects/")  # a pointer now
     assert git(annexed, "status", "--porcelain") == ""
+
+
+def test_archive_is_the_other_copy_and_restore_gives_the_content_back_to_git_annex(annexed, tmp_path):
+    content = (annexed / JUNK_TEMPLATE).read_bytes()
+    before = objects_bytes(annexed)
+    result = run("clean", annexed, "--no-work-dir", "--mode", "archive", "--archive-dir", tmp_path / "archives",
+                 "--yes", "--history", tmp_path / "h.sqlite")
+    assert result.exit_code == 0, result.output
+    assert before - objects_bytes(annexed) == 70_000  # no other copy existed: the verified archive is it
+    assert os.path.islink(annexed / JUNK_TEMPLATE) and not os.path.exists(annexed / JUNK_TEMPLATE)
+    assert git(annexed, "status", "--porcelain") == ""
+    manifest = next((tmp_path / "archives").rglob("*.manifest.tsv")).read_text()
+    key = os.path.basename(os.readlink(annexed / JUNK_TEMPLATE))
+    assert "\tannexed\t" in manifest and key in manifest  # the key travels with the content
+    assert run("clean", annexed, "--no-work-dir", "--mode", "archive", "--archive-dir", tmp_path / "archives",
+               "--yes", "--history", tmp_path / "h.sqlite").exit_code == 0  # a rerun: nothing to do
+    restored = run("restore", tmp_path / "archives")
+    assert restored.exit_code == 0, restored.output
+    assert (annexed / JUNK_TEMPLATE).read_bytes() == content and objects_bytes(annexed) == before
+    assert git(annexed, "status", "--porcelain") == ""
+    assert "already in place" in run("restore", tmp_path / "archives").output  # restoring twice changes nothing
+    elsewhere = run("restore", tmp_path / "archives", "--to", tmp_path / "copy")
+    assert elsewhere.exit_code == 0 and (tmp_path / "copy" / "freesurfer" / "fsaverage/surf/lh.white").read_bytes() == content

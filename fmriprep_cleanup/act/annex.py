@@ -113,3 +113,16 @@ def only_copies(repo: GitRepo, paths: Sequence[str]) -> set[str]:
             if isinstance(name, str) and name:
                 found.add(os.path.normpath(os.path.join(repo.top, name)))
     return found
+
+
+def reinject(repo: GitRepo, content: str, path: str) -> str | None:
+    """Give ``content`` (a file holding the content of annexed ``path``) back to git-annex with `git annex
+    reinject`, which checks it against the key and moves it into .git/annex/objects: None when done, else
+    git-annex's reason."""
+    if not available():
+        return NOT_INSTALLED
+    done = _git_annex(repo, ["reinject", "--", content, os.path.relpath(path, repo.top)])
+    if done.returncode == 0:
+        return None
+    error = done.stderr.strip().splitlines()
+    return f"git annex reinject failed: {error[-1] if error else f'exit {done.returncode}'}"

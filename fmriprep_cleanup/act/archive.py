@@ -24,13 +24,17 @@ from dataclasses import dataclass
 from typing import IO
 
 from .. import __version__
+from ..basics.annex import PRESENT, key_of
 from ..basics.errors import CleanupError
 from ..basics.folders import walk_tree
 from ..basics.hashing import CHUNK, HashingReader, sha256_of_fd, sha256_of_link, sha256_of_stream
+from ..basics.paths import below
+from ..basics.repository import GitRepo
 from ..fmriprep.layout import Dataset
 from ..plan.plan import PlannedFile
 from ..plan.worklist import Outcome, Worklist
-from .delete import FileCheck, remove_emptied_folders_by_subtree, remove_files
+from .annex import still_the_link
+from .delete import FileCheck, drop_files, remove_emptied_folders_by_subtree, remove_files
 from .journal import Journal, ReusableArchive
 from .manifest import (
     MANIFEST_SUFFIX,
@@ -49,6 +53,7 @@ from .threads import RunStopped, Stop
 SKIP_NOT_REGULAR = "not a regular file or symlink"
 SKIP_CHANGED_AFTER_ARCHIVING = "changed after it was archived (the archive holds the earlier version)"
 SKIP_STOPPED = "not archived: the run was stopped first"
+SKIP_UNLOCKED = "an unlocked annexed file: not archived (lock it with git annex lock, or use --mode delete)"
 
 
 @dataclass(frozen=True)
@@ -153,17 +158,43 @@ class _Source:
     """One original, opened safely and checked against the scan, ready to be archived."""
 
     def __init__(self, planned: PlannedFile, member: str, kind: str, st: os.stat_result,
-                 handle: IO[bytes] | None, link_target: str | None) -> None:
+                 handle: IO[bytes] | None, link_target: str | None, annex_key: str = "") -> None:
         self.planned, self.member, self.kind, self.st = planned, member, kind, st
-        self.handle, self.link_target = handle, link_target
+        self.handle, self.link_target, self.annex_key = handle, link_target, annex_key
 
     def entry(self, sha256: str) -> ManifestEntry:
         return ManifestEntry(self.member, self.planned.path, self.planned.subject, self.kind, self.st.st_size,
-                             self.st.st_mtime_ns, stat.S_IMODE(self.st.st_mode), sha256)
+                             self.st.st_mtime_ns, stat.S_IMODE(self.st.st_mode), sha256, self.annex_key)
+
+
+def _open_annexed(planned: PlannedFile, member: str, repository: GitRepo | None, outcome: Outcome,
+                  journal: Journal) -> _Source | None:
+    """The content of an annexed link, opened in the repository's .git/annex/objects (nowhere else): archived
+    as a file with its key, so restore can give it back to git-annex."""
+    reason = still_the_link(planned)
+    if reason is None and not os.path.islink(planned.path):
+        reason = SKIP_UNLOCKED
+    if reason is None and repository is not None:
+        key = key_of(os.readlink(planned.path))
+        content = os.path.realpath(planned.path)
+        if key is None or not below(content, os.path.join(os.path.realpath(repository.git_dir), "annex", "objects")):
+            reason = SKIP_CHANGED
+        else:
+            file_fd = os.open(content, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fst = os.fstat(file_fd)
+            if fst.st_size == planned.size and stat.S_ISREG(fst.st_mode):
+                return _Source(planned, member, "annexed", fst, os.fdopen(file_fd, "rb"), None, key)
+            os.close(file_fd)
+            reason = SKIP_CHANGED
+    outcome.skip(planned, reason or SKIP_CHANGED)
+    journal.skipped(planned.path, reason or SKIP_CHANGED)
+    return None
 
 
 def _open_source(folders: SafeFolders, planned: PlannedFile, member: str, outcome: Outcome,
-                 journal: Journal) -> _Source | None:
+                 journal: Journal, repository: GitRepo | None = None) -> _Source | None:
+    if planned.annex == PRESENT:
+        return _open_annexed(planned, member, repository, outcome, journal)
     checked = recheck(folders, planned)
     if isinstance(checked, str):
         outcome.skip(planned, checked)
@@ -257,7 +288,8 @@ class Archiver:
             writer = TarWriter(out, self.stop)
             for planned in files:
                 self.stop.check()
-                source = _open_source(folders, planned, member_name(planned.path, self.labels), self.outcome, self.journal)
+                source = _open_source(folders, planned, member_name(planned.path, self.labels), self.outcome, self.journal,
+                                  self.dataset.repository)
                 if source is None:
                     continue
                 info = tarfile.TarInfo(source.member)
@@ -289,7 +321,8 @@ class Archiver:
         made = {temporary}
         for planned in files:
             self.stop.check()
-            source = _open_source(folders, planned, member_name(planned.path, self.labels), self.outcome, self.journal)
+            source = _open_source(folders, planned, member_name(planned.path, self.labels), self.outcome, self.journal,
+                                  self.dataset.repository)
             if source is None:
                 continue
             destination = os.path.join(temporary, source.member)
@@ -340,7 +373,8 @@ def verify_tree(archive: str, entries: list[ManifestEntry]) -> None:
                     kind, digest = "file", sha256_of_fd(fd)
                 finally:
                     os.close(fd)
-            if entry is None or entry.kind != kind or entry.size != st.st_size or entry.sha256 != digest:
+            archived_kind = "file" if entry is not None and entry.kind == "annexed" else (entry.kind if entry else "")
+            if entry is None or archived_kind != kind or entry.size != st.st_size or entry.sha256 != digest:
                 raise GroupFailed(f"verification failed for {child.path}")
             seen += 1
     if seen != len(entries):
@@ -374,7 +408,10 @@ def remove_archived(entries: list[ManifestEntry], by_path: dict[str, PlannedFile
             return None if same else SKIP_CHANGED_AFTER_ARCHIVING
         return check
 
-    pairs = [(by_path[entry.path], still_as_archived(entry)) for entry in entries]
+    annexed = [by_path[entry.path] for entry in entries if entry.kind == "annexed"]
+    if annexed and dataset.repository is not None:  # the verified archive is the other copy: drop, never unlink
+        drop_files(annexed, dataset.repository, outcome, journal, stop, force=True, archive=archive)
+    pairs = [(by_path[entry.path], still_as_archived(entry)) for entry in entries if entry.kind != "annexed"]
     return remove_files(pairs, dataset, outcome, journal, stop, archive=archive)
 
 

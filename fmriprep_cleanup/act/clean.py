@@ -183,13 +183,12 @@ def check_annexed(plan: Plan, worklist: Worklist, mode: str, force_drop: bool) -
     repository = plan.dataset.repository
     if not annexed or repository is None:
         return []
-    if mode == "archive":
-        raise CleanupError("--mode archive of annexed content is not supported: git-annex keeps it already; "
-                           "use --mode delete (git annex drop, which keeps numcopies copies elsewhere)")
     if not annex_available():
         if mode == "dry-run":
             return [NOT_INSTALLED]
         raise CleanupError(NOT_INSTALLED)
+    if mode == "archive":  # the verified archive is the other copy: dropped with --force after verifying it
+        return []
     only = only_copies(repository, [planned.path for planned in annexed])
     if not only:
         return []

@@ -42,9 +42,10 @@ def delete(worklist: Worklist, dataset: Dataset, journal: Journal, stop: Stop, f
 
 
 def drop_files(files: Sequence[PlannedFile], repository: GitRepo, outcome: Outcome, journal: Journal, stop: Stop,
-               force: bool = False) -> None:
+               force: bool = False, archive: str | None = None) -> None:
     """Drop the content of annexed files with git-annex, a journaled batch at a time: each link re-checked
-    first; what git-annex refuses (no other copy) is a failure with its reason, the others are freed."""
+    first; what git-annex refuses (no other copy) is a failure with its reason, the others are freed.
+    ``archive``: the verified archive that holds them (then ``force``: it is the other copy)."""
     for start in range(0, len(files), DROP_BATCH):
         if stop:
             return
@@ -58,7 +59,7 @@ def drop_files(files: Sequence[PlannedFile], repository: GitRepo, outcome: Outco
                 skipped.append({"path": planned.path, "reason": reason})
             else:
                 ready.append(planned)
-        number = journal.batch_begin([(p.path, p.size, p.category) for p in ready])
+        number = journal.batch_begin([(p.path, p.size, p.category) for p in ready], archive)
         dropped: list[str] = []
         failed: list[dict[str, object]] = []
         try:
@@ -73,7 +74,7 @@ def drop_files(files: Sequence[PlannedFile], repository: GitRepo, outcome: Outco
                                  f"{planned.path}: {reason}")
                     failed.append({"path": planned.path, "errno": None, "error": reason})
         finally:
-            journal.batch_end(number, dropped, skipped, failed, None, whole=len(dropped) == len(ready))
+            journal.batch_end(number, dropped, skipped, failed, archive, whole=len(dropped) == len(ready))
 
 
 def remove_batch(batch: Sequence[tuple[PlannedFile, FileCheck | None]], folders: SafeFolders, outcome: Outcome,

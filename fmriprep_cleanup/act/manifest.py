@@ -4,7 +4,8 @@ Layout under ``--archive-dir DIR``, one folder per run::
 
     DIR/<run id>/run.json               the roots the run archived from (label -> real path), dataset, tool
     DIR/<run id>/sub-01.tar             (or .tar.gz / .tar.xz; or a folder sub-01/ with --archive-format tree)
-    DIR/<run id>/sub-01.manifest.tsv    member, original path, subject, type, size, mtime_ns, mode, sha256
+    DIR/<run id>/sub-01.manifest.tsv    member, original path, subject, type, size, mtime_ns, mode, sha256,
+                                        annex_key (of annexed content: restore gives it back to git-annex)
 
 Members are named ``<root label>/<path inside that root>``; a manifest line is trusted only if its original
 path is exactly the recorded root of its label joined with the rest of the member name, with no empty, ``.``
@@ -18,13 +19,16 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..basics.annex import key_size
 from ..basics.errors import CleanupError
 from ..basics.guarded import load_json, read_bytes
 from ..basics.paths import below
 from ..fmriprep.layout import Dataset
 
 MANIFEST_SUFFIX = ".manifest.tsv"
-MANIFEST_COLUMNS = ("member", "path", "subject", "type", "size", "mtime_ns", "mode", "sha256")
+MANIFEST_COLUMNS = ("member", "path", "subject", "type", "size", "mtime_ns", "mode", "sha256", "annex_key")
+EIGHT_COLUMNS = MANIFEST_COLUMNS[:8]  # manifests written before annexed content could be archived
+KINDS = ("file", "symlink", "annexed")  # annexed: the content of a git-annex link, archived as a file
 RUN_INFO = "run.json"
 TAR_SUFFIXES = {None: ".tar", "gz": ".tar.gz", "xz": ".tar.xz"}
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -36,11 +40,12 @@ class ManifestEntry:
     member: str
     path: str  # where the original was
     subject: str | None
-    kind: str  # "file" | "symlink"
+    kind: str  # "file" | "symlink" | "annexed"
     size: int
     mtime_ns: int
     mode: int
     sha256: str  # of the content; of the link target for a symlink
+    annex_key: str = ""  # the git-annex key of "annexed" content
 
 
 def group_key(subject: str | None) -> str:
@@ -92,7 +97,7 @@ def write_manifest(path: str, entries: Iterable[ManifestEntry]) -> None:
         for e in entries:
             handle.write("\t".join([
                 e.member.translate(_ESCAPES), e.path.translate(_ESCAPES), e.subject or "", e.kind,
-                str(e.size), str(e.mtime_ns), f"{e.mode:o}", e.sha256]) + "\n")
+                str(e.size), str(e.mtime_ns), f"{e.mode:o}", e.sha256, e.annex_key]) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -100,18 +105,21 @@ def write_manifest(path: str, entries: Iterable[ManifestEntry]) -> None:
 def read_manifest(path: str) -> list[ManifestEntry]:
     """Every line of a manifest; CleanupError naming file and line for anything malformed or unsafe."""
     lines = read_bytes(path, "manifest", follow_links=False).decode("utf-8", "surrogateescape").splitlines()
-    if not lines or tuple(lines[0].split("\t")) != MANIFEST_COLUMNS:
+    header = tuple(lines[0].split("\t")) if lines else ()
+    if header not in (MANIFEST_COLUMNS, EIGHT_COLUMNS):
         raise CleanupError(f"{path} is not an fmriprep-cleanup manifest (bad header)")
     entries = []
     for number, line in enumerate(lines[1:], start=2):
         fields = line.split("\t")
+        if len(header) == len(EIGHT_COLUMNS):
+            fields.append("")
         try:
-            member, original, subject, kind, size, mtime_ns, mode, sha = fields
+            member, original, subject, kind, size, mtime_ns, mode, sha, key = fields
             entry = ManifestEntry(_unescape(member), _unescape(original), subject or None, kind,
-                                  int(size), int(mtime_ns), int(mode, 8), sha)
+                                  int(size), int(mtime_ns), int(mode, 8), sha, key)
         except ValueError:
             raise CleanupError(f"{path}:{number}: malformed manifest line") from None
-        if kind not in ("file", "symlink") or not safe_member(entry.member):
+        if kind not in KINDS or not safe_member(entry.member) or (kind == "annexed") != bool(key_size(key) is not None):
             raise CleanupError(f"{path}:{number}: unsafe or unknown entry {entry.member!r}")
         entries.append(entry)
     return entries

@@ -22,10 +22,13 @@ import zlib
 from dataclasses import dataclass, field
 from typing import IO
 
+from ..basics.annex import key_of
 from ..basics.errors import CleanupError
 from ..basics.folders import walk_tree
 from ..basics.hashing import HashingReader, sha256_of_fd, sha256_of_link
+from ..basics.repository import find_repository
 from ..plan.worklist import ActProgress
+from .annex import reinject
 from .manifest import (
     MANIFEST_SUFFIX,
     ManifestEntry,
@@ -115,8 +118,61 @@ def _existing_digest(fd: int, name: str) -> str | None:
         os.close(file_fd)
 
 
+def _give_back_to_annex(entry: ManifestEntry, destination: str, content: IO[bytes] | None,
+                        outcome: RestoreOutcome) -> None:
+    """Archived annexed content goes back where it came from through git-annex: its link is still there
+    (dangling) after the drop, and `git annex reinject` checks the content against the key and moves it into
+    .git/annex/objects, so the dataset's tree is as before and `git status` stays clean."""
+    try:
+        target = os.readlink(destination)
+    except FileNotFoundError:
+        outcome.errors.append(f"{destination}: its git-annex link is gone; restore it with --to DIR as a file")
+        return
+    except OSError as exc:
+        outcome.conflicts.append(f"{destination} is no longer a git-annex link ({exc.strerror}); not overwritten")
+        return
+    if key_of(target) != entry.annex_key:
+        outcome.conflicts.append(f"{destination} now links to another git-annex key; not restored")
+        return
+    if os.path.exists(destination):
+        outcome.already_present += 1
+        return
+    repository = find_repository(destination)
+    if repository is None:
+        outcome.errors.append(f"{destination}: not in a git repository any more; restore it with --to DIR")
+        return
+    staging = os.path.join(repository.git_dir, "fmriprep-cleanup", "reinject")
+    os.makedirs(staging, exist_ok=True)
+    temporary = os.path.join(staging, f"{os.getpid()}-{entry.annex_key}")
+    try:
+        reader = HashingReader(content if content is not None else io.BytesIO())
+        with open(temporary, "xb") as out:
+            for chunk in reader.chunks():
+                out.write(chunk)
+        if reader.digest.hexdigest() != entry.sha256:
+            outcome.errors.append(f"{destination}: archived copy does not match its sha256; not restored")
+            return
+        problem = reinject(repository, temporary, destination)
+        if problem:
+            outcome.errors.append(f"{destination}: {problem}")
+            return
+    except OSError as exc:
+        outcome.errors.append(f"{destination}: {exc.strerror or exc}")
+        return
+    finally:
+        if os.path.lexists(temporary):
+            os.unlink(temporary)
+    outcome.restored_files += 1
+    outcome.restored_bytes += entry.size
+    if outcome.progress is not None:
+        outcome.progress("restoring", outcome.restored_files, outcome.restored_bytes)
+
+
 def _put_back(entry: ManifestEntry, destination: str, destinations: _Destinations, content: IO[bytes] | None,
               link_target: str | None, outcome: RestoreOutcome) -> None:
+    if entry.kind == "annexed" and destination == entry.path:
+        _give_back_to_annex(entry, destination, content, outcome)
+        return
     folder, name = os.path.split(destination)
     try:
         fd = destinations.folder(folder)
