@@ -95,6 +95,8 @@ def scan_benchmarks(tree: Path, runs: int, heavy_runs: int, skip: tuple[str, ...
         "du -s --apparent-size": measure(["du", "-s", "--apparent-size", str(tree)], runs),
         "find -printf '%s\\n'": measure(["find", str(tree), "-printf", "%s\n"], runs),
         "fmriprep-cleanup report --format json": measure(TOOL + ["report", output, "--work-dir", work, "--format", "json", "-q"], runs),
+        "fmriprep-cleanup report --jobs 2 (2 processes)": measure(
+            TOOL + ["report", output, "--work-dir", work, "--format", "json", "-q", "--jobs", "2"], runs),
         "fmriprep-cleanup plan --format tsv": measure(TOOL + ["plan", output, "--work-dir", work], runs),
         "du (BIDS output only)": measure(["du", "-s", "--apparent-size", output], runs),
         "fmriprep-cleanup report (BIDS output only)": measure(TOOL + ["report", output, "--no-work-dir", "--format", "json", "-q"], runs),

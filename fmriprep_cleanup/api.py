@@ -12,6 +12,7 @@ message the command line would print. Durations are seconds here; the command li
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from typing import IO, Any
 
@@ -73,6 +74,56 @@ def make_report(plan: Plan, energy: Assumptions | None = None, command: str | No
     summary = plan.summarize(progress)
     return report_data(plan.dataset, plan.ruleset, summary, plan.all_warnings(), plan.selection.participant_labels,
                        energy or energy_model(plan.ruleset), command, plan.run_statuses())
+
+
+def plan_options(path: str, rules: Iterable[str] = (), work_dir: str | None = None, find_work_dir: bool = True,
+                 participant_labels: Iterable[str] = (), keep: Iterable[str] = (), junk: Iterable[str] = (),
+                 min_age: float = DEFAULT_MIN_AGE, stale_after: float | None = None) -> dict[str, Any]:
+    """open_plan's arguments as plain JSON: what a shard records so the merge opens the same plan."""
+    return {"path": os.path.abspath(path), "rules": list(rules), "work_dir": work_dir, "find_work_dir": find_work_dir,
+            "participant_labels": list(participant_labels), "keep": list(keep), "junk": list(junk),
+            "min_age": min_age, "stale_after": stale_after}
+
+
+def make_partial(options: dict[str, Any], shard: int, shards: int, progress: Progress | None = None) -> dict[str, Any]:
+    """Scan shard ``shard`` (0-based) of ``shards`` of the plan ``options`` describe (see plan_options): the
+    partial result `report --shard K/N --partial-out FILE` writes."""
+    from .ops.shards import partial
+
+    return partial(open_plan(**options), options, shard, shards, progress)
+
+
+def merge_partials(partials: Iterable[str | dict[str, Any]], energy: dict[str, Any] | None = None,
+                   command: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """The report (`report --format json`) of a scan done in shards, from their partial results (paths or
+    dictionaries); refuses partials that are not of one scan, and names missing shards."""
+    from .ops.shards import check_partials, merge, read_partial
+    from .report.data import report_data
+
+    loaded = [(item, read_partial(item)) if isinstance(item, str) else (f"partial {index + 1}", item)
+              for index, item in enumerate(partials)]
+    check_partials(loaded)
+    options = loaded[0][1]["options"]
+    plan = open_plan(**options)
+    shared, summary, statuses, warnings = merge(loaded, plan, progress)
+    model = energy_model(plan.ruleset, **(energy or {}))
+    return report_data(plan.dataset, plan.ruleset, summary, warnings, plan.selection.participant_labels, model,
+                       command, statuses)
+
+
+def report_in_processes(options: dict[str, Any], processes: int, energy: Assumptions | None = None,
+                        command: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """The report of ``options``'s plan, its subjects scanned by ``processes`` local processes (each a shard)
+    and merged here: the same dictionary as make_report, using every core of a local disk."""
+    from .ops.shards import partial_in_processes
+
+    partials = partial_in_processes(open_plan(**options), options, processes)
+    data = merge_partials(partials, None, command, progress)
+    if energy is not None:
+        from .energy.model import energy_report
+
+        data["energy"] = energy_report(energy, data["totals"], data["by_category"])
+    return data
 
 
 def make_status(plan: Plan, only: Iterable[str] = (), progress: Progress | None = None) -> dict[str, Any]:

@@ -258,7 +258,17 @@ def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str |
     return best_type
 
 
+def on_network(paths: list[str]) -> bool:
+    types = {filesystem_type(path) for path in paths}
+    return any(t in NETWORK_FILESYSTEMS for t in types if t)
+
+
 def default_jobs(paths: list[str]) -> int:
     """Threads help where every stat is a network round trip; on a local disk they only add overhead."""
-    types = {filesystem_type(path) for path in paths}
-    return NETWORK_JOBS if any(t in NETWORK_FILESYSTEMS for t in types if t) else 1
+    return NETWORK_JOBS if on_network(paths) else 1
+
+
+def uses_processes(paths: list[str]) -> bool:
+    """--jobs N means processes on a local disk (the scan is CPU-bound there: one core per shard) and threads on
+    a network file system (where each stat waits on a round trip, and threads overlap the waits)."""
+    return not on_network(paths)

@@ -42,6 +42,7 @@ SIZE_CAPS = {  # bytes read at most, per kind of file
     "manifest": 4096 * MIB,
     "archive record": 1 * MIB,
     "emissions file": 256 * MIB,
+    "partial result": 1024 * MIB,
 }
 
 

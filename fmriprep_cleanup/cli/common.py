@@ -137,6 +137,19 @@ def open_plan(path: str, rule_refs: tuple[str, ...] = (), work_dir: str | None =
                          window if window is not None else DEFAULT_MIN_AGE, stale, state_dir)
 
 
+def plan_options(path: str, rule_refs: tuple[str, ...] = (), work_dir: str | None = None,
+                 participant_labels: tuple[str, ...] = (), keep_globs: tuple[str, ...] = (),
+                 junk_globs: tuple[str, ...] = (), jobs: int | None = None, no_work_dir: bool = False,
+                 min_age: str = "1h", stale_after: str | None = None) -> dict[str, Any]:
+    """The selection options as api.plan_options records them (for shards and processes)."""
+    from ..api import plan_options as options
+    from ..plan.plan import DEFAULT_MIN_AGE
+
+    window = duration("--min-age", min_age)
+    return options(path, rule_refs, work_dir, not no_work_dir, participant_labels, keep_globs, junk_globs,
+                   window if window is not None else DEFAULT_MIN_AGE, duration("--stale-after", stale_after))
+
+
 class Progress:
     """One progress line on stderr for every long phase - scanning, archiving, removing, restoring - shown only
     when stderr is a terminal (and not --quiet), redrawn at most twice a second, and wiped when done."""

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from ..basics.errors import CleanupError
 from ..fmriprep.statuses import SUBJECT_STATUSES
 from .common import (
     Progress,
@@ -14,6 +15,7 @@ from .common import (
     energy_options,
     energy_overrides,
     open_plan,
+    plan_options,
     selection_options,
     terminal_width,
     warn,
@@ -30,10 +32,13 @@ from .common import (
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.option("--all", "all_subjects", is_flag=True, help="List every subject (default: the 20 with the most junk).")
+@click.option("--shard", metavar="K/N", help="Scan only shard K of N (a share of the subjects); needs --partial-out.")
+@click.option("--partial-out", type=click.Path(dir_okay=False, path_type=str),
+              help="Write the shard's partial result to FILE, for `merge`.")
 @wide_option
-def report(path: str, fmt: str, output: str | None, quiet: bool, all_subjects: bool, wide: bool,
-           storage_profile: str | None, pue: float | None, copies: float | None, carbon_intensity: float | None,
-           country: str | None, **selection: Any) -> None:
+def report(path: str, fmt: str, output: str | None, quiet: bool, all_subjects: bool, shard: str | None,
+           partial_out: str | None, wide: bool, storage_profile: str | None, pue: float | None,
+           copies: float | None, carbon_intensity: float | None, country: str | None, **selection: Any) -> None:
     """Summarise what PATH holds: keep and junk by category and by subject, and what it costs per year (read-only).
 
     \b
@@ -41,16 +46,36 @@ def report(path: str, fmt: str, output: str | None, quiet: bool, all_subjects: b
       fmriprep-cleanup report /data/ds003752/derivatives/fmriprep
       fmriprep-cleanup report OUT --work-dir $SCRATCH/work --format html -o report.html
     """
-    from ..api import energy_model, make_report
+    from ..api import energy_model, make_partial, make_report, report_in_processes
+    from ..basics.folders import uses_processes
 
+    if (shard is None) != (partial_out is None):
+        raise CleanupError("--shard K/N and --partial-out FILE go together")
     plan = open_plan(path, **selection)
-    model = energy_model(plan.ruleset, **energy_overrides(storage_profile, pue, copies, carbon_intensity, country))
     progress = Progress(not quiet)
+    if shard is not None and partial_out is not None:
+        from ..basics.formats import strict_json
+        from ..ops.shards import parse_shard
+
+        number, count = parse_shard(shard)
+        try:
+            result = make_partial(plan_options(path, **selection), number, count, progress.callback())
+        finally:
+            progress.done()
+        write_output(strict_json(result) + "\n", partial_out)
+        warn(result["warnings"])
+        return
+    model = energy_model(plan.ruleset, **energy_overrides(storage_profile, pue, copies, carbon_intensity, country))
+    jobs = selection.get("jobs") or 1
     try:
-        data = make_report(plan, model, command_line(), progress.callback())
+        if jobs > 1 and uses_processes([root.path for root in plan.dataset.scan_roots]):
+            data = report_in_processes(plan_options(path, **selection), jobs, model, command_line(),
+                                       progress.callback())
+        else:
+            data = make_report(plan, model, command_line(), progress.callback())
     finally:
         progress.done()
-    warn(plan.all_warnings())
+    warn(data["warnings"])
     if fmt == "html":
         from ..report.html import render_html
 
@@ -148,3 +173,47 @@ def explain(path: str, files: tuple[str, ...], fmt: str, **selection: Any) -> No
         sys.stdout.write(strict_json(explanations, indent=2) + "\n")
     else:
         sys.stdout.write("\n".join(render_explanation(item) for item in explanations))
+
+
+@click.command()
+@click.argument("partials", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
+@energy_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "html"]), default="text", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@click.option("--all", "all_subjects", is_flag=True, help="List every subject (default: the 20 with the most junk).")
+@wide_option
+def merge(partials: tuple[str, ...], fmt: str, output: str | None, quiet: bool, all_subjects: bool, wide: bool,
+          storage_profile: str | None, pue: float | None, copies: float | None, carbon_intensity: float | None,
+          country: str | None) -> None:
+    """The report of a scan done in shards, from their partial results (report --shard K/N --partial-out FILE).
+
+    Reads the shared folders itself (their judgement needs every subject's status) and refuses partials that
+    are not all the shards of one scan, naming the missing ones.
+
+    \b
+    Examples:
+      fmriprep-cleanup report OUT --shard 1/2 --partial-out p1.json   # one per shard, anywhere
+      fmriprep-cleanup merge p1.json p2.json --format html -o report.html
+    """
+    from ..api import merge_partials
+
+    progress = Progress(not quiet)
+    try:
+        data = merge_partials(list(partials), energy_overrides(storage_profile, pue, copies, carbon_intensity, country),
+                              command_line(), progress.callback())
+    finally:
+        progress.done()
+    warn(data["warnings"])
+    if fmt == "html":
+        from ..report.html import render_html
+
+        write_output(render_html(data), output)
+    elif fmt == "text":
+        from ..report.text import render_text
+
+        write_output(render_text(data, terminal_width(wide) if output in (None, "-") else None, all_subjects), output)
+    else:
+        from ..report.text import RENDERERS
+
+        write_output(RENDERERS[fmt](data), output)

@@ -265,6 +265,13 @@ class StatusBook:
 
     # --- what the scan tells the book ---
 
+    def know(self, statuses: dict[str, SubjectStatus]) -> None:
+        """Take these subjects' statuses as judged (by the shards that scanned their folders), so a scan of the
+        shared folders can ask about every subject without reading their folders again."""
+        for label, judged in statuses.items():
+            self._judged[label] = judged
+            self._unread[label] = set()
+
     def subjects(self) -> frozenset[str]:
         """Every subject label with an output folder, a report, a FreeSurfer folder or a working directory."""
         return frozenset(self._evidence)

@@ -51,6 +51,7 @@ class Selection:
 
     participant_labels: frozenset[str] | None = None
     excluded_labels: frozenset[str] = frozenset()
+    shared_files: bool | None = None  # files of no subject: None = included unless labels are given
 
     @classmethod
     def from_labels(cls, labels: tuple[str, ...] | list[str] | None,
@@ -60,9 +61,16 @@ class Selection:
         return cls(frozenset(labels) if labels else None, excluded)
 
     def wants(self, subject: str | None) -> bool:
+        if subject is None:
+            return self.participant_labels is None if self.shared_files is None else self.shared_files
         if subject in self.excluded_labels:
             return False
         return self.participant_labels is None or subject in self.participant_labels
+
+    @classmethod
+    def shared_only(cls) -> Selection:
+        """Only the files of no subject: what a sharded scan reads last, once every subject's status is known."""
+        return cls(frozenset(), frozenset(), True)
 
 
 class PlannedFile(NamedTuple):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..basics.annex import ELSEWHERE
 from ..basics.folders import Directory, Entry
@@ -137,6 +138,44 @@ class Summary:
         counts = self.left_alone.setdefault(top, [0, 0])
         counts[0] += files
         counts[1] += size
+
+    def as_json(self) -> dict[str, Any]:
+        """The settled totals as plain JSON (a shard's partial result; ``finish`` first). No file is listed."""
+        assert not self._links, "finish() the summary before writing it"
+        return {
+            "totals": self.totals.as_dict(),
+            "by_category": {name: counts.as_dict() for name, counts in self.by_category.items()},
+            "by_subject": [[subject, counts.as_dict()] for subject, counts in self.by_subject.items()],
+            "junk_by_folder": self.junk_by_folder,
+            "bytes_by_subject_scope": [[subject, scope, nbytes] for (subject, scope), nbytes
+                                       in self.bytes_by_subject_scope.items()],
+            "kept_by_subject_scope": [[subject, scope, nbytes] for (subject, scope), nbytes
+                                      in self.kept_by_subject_scope.items()],
+            "left_alone": self.left_alone,
+        }
+
+    def add(self, other: dict[str, Any]) -> Summary:
+        """Add another summary's totals (``as_json``): merging shards gives the counts of the whole."""
+        def merged(counts: Counts | None, values: dict[str, int]) -> Counts:
+            counts = counts or Counts()
+            for name in COUNT_FIELDS + ANNEX_FIELDS:
+                setattr(counts, name, getattr(counts, name) + int(values.get(name, 0)))
+            return counts
+
+        self.totals = merged(self.totals, other["totals"])
+        for name, values in other["by_category"].items():
+            self.by_category[name] = merged(self.by_category.get(name), values)
+        for subject, values in other["by_subject"]:
+            self.by_subject[subject] = merged(self.by_subject.get(subject), values)
+        for folder, nbytes in other["junk_by_folder"].items():
+            self.junk_by_folder[folder] = self.junk_by_folder.get(folder, 0) + nbytes
+        for target, rows in ((self.bytes_by_subject_scope, other["bytes_by_subject_scope"]),
+                             (self.kept_by_subject_scope, other["kept_by_subject_scope"])):
+            for subject, scope, nbytes in rows:
+                target[(subject, scope)] = target.get((subject, scope), 0) + nbytes
+        for top, (files, nbytes) in other["left_alone"].items():
+            self._left_alone(top, files, nbytes)
+        return self
 
     def largest_junk_folders(self, count: int = 10) -> list[tuple[str, int]]:
         return sorted(self.junk_by_folder.items(), key=lambda item: (-item[1], item[0]))[:count]

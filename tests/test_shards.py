@@ -1,0 +1,93 @@
+"""Scans in shards: partial results merged into exactly the report an unsharded scan gives, in processes, as
+separate commands, and refusals for partials that are not one scan."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from conftest import DATA, ci_listing, finish_subjects, make_files, write_description
+
+from fmriprep_cleanup.cli import cli
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def report(*args):
+    result = run("report", *args, "--format", "json", "--quiet")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def many_subjects(tmp_path):
+    """fMRIPrep CI's real ds005 output tree for 9 subjects, a working directory with a running subject."""
+    out = tmp_path / "ds005"
+    write_description(out)
+    listing = [path for path in ci_listing(DATA / "ds005_outputs.txt") if path != "dataset_description.json"]
+    labels = [f"{n:02d}" for n in range(1, 10)]
+    files = {}
+    for label in labels:
+        for path in listing:
+            files[path.replace("sub-01", f"sub-{label}")] = 100 + len(path) + int(label)
+        files.update({f"work/fmriprep_23_2_wf/sub_{label}_wf/n{n}/out.nii.gz": 5000 * n + int(label) for n in range(3)})
+    files.update({"work/fmriprep_23_2_wf/d3.js": 99, "sourcedata/freesurfer/fsaverage/surf/lh.white": 4000})
+    make_files(out, files)
+    finish_subjects(out, labels[:-1])  # sub-09: no report (incomplete); the others finished long ago
+    return out
+
+
+def merged(tmp_path, out, shards, *options):
+    paths = []
+    for shard in range(1, shards + 1):
+        partial = tmp_path / f"part-{shards}-{shard}-{len(list(tmp_path.glob('part-*')))}.json"
+        result = run("report", out, *options, "--shard", f"{shard}/{shards}", "--partial-out", partial, "-q")
+        assert result.exit_code == 0, result.output
+        paths.append(partial)
+    return paths
+
+
+@pytest.mark.parametrize("shards", [1, 2, 7, 9])  # 9: one per subject
+def test_merged_shards_give_the_unsharded_report_byte_for_byte(many_subjects, tmp_path, shards):
+    whole = run("report", many_subjects, "--format", "json", "-q").stdout
+    partials = merged(tmp_path, many_subjects, shards)
+    assert run("merge", *partials, "--format", "json", "-q").stdout == whole
+    assert run("merge", *reversed(partials), "-q").stdout == run("report", many_subjects, "-q").stdout
+    assert run("merge", *partials, "--format", "csv", "-q").stdout == run("report", many_subjects, "--format",
+                                                                           "csv", "-q").stdout
+    data = json.loads(whole)
+    assert data["totals"]["junk_bytes"] > 0 and {row["status"] for row in data["subjects_by_status"]} == {
+        "finished", "unknown"}  # sub-09 has no report: its cache is kept, and must stay kept when merged
+
+
+def test_selection_and_rules_travel_with_the_shards(many_subjects, tmp_path):
+    options = ("--participant-label", "02", "--participant-label", "05", "--participant-label", "07",
+               "--rules", "volume-only", "--junk", "*.json")
+    partials = merged(tmp_path, many_subjects, 2, *options)
+    assert run("merge", *partials, "--format", "json", "-q").stdout == \
+        run("report", many_subjects, *options, "--format", "json", "-q").stdout
+
+
+def test_processes_give_the_same_report(many_subjects):
+    assert report(many_subjects, "--jobs", "2") == report(many_subjects) == report(many_subjects, "--jobs", "3")
+
+
+def test_a_missing_shard_is_named_and_mismatched_partials_refused(many_subjects, tmp_path):
+    partials = merged(tmp_path, many_subjects, 3)
+    missing = run("merge", partials[0], partials[2])
+    assert missing.exit_code == 2 and "missing shard(s) 2/3" in missing.output
+    twice = run("merge", partials[0], partials[0], partials[1])
+    assert twice.exit_code == 2 and "given twice" in twice.output
+    other = merged(tmp_path, many_subjects, 3, "--rules", "volume-only")
+    mixed = run("merge", partials[0], other[1], partials[2])
+    assert mixed.exit_code == 2 and "differ in their" in mixed.output
+    two = merged(tmp_path, many_subjects, 2)
+    counts = run("merge", partials[0], two[1])
+    assert counts.exit_code == 2 and "differ in their shard count" in counts.output
+    (tmp_path / "junk.json").write_text("[1, 2]")
+    assert "not an fmriprep-cleanup partial" in run("merge", tmp_path / "junk.json").output
+    assert run("report", many_subjects, "--shard", "4/3", "--partial-out", tmp_path / "x.json").exit_code == 2
+    assert "go together" in run("report", many_subjects, "--shard", "1/3").output
