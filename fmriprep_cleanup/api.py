@@ -229,6 +229,14 @@ def schedule(kind: str, config: str, log: str | None = None) -> str:
     return recipe(kind, config, log)
 
 
+def slurm_array(dataset: str, shards: int, run_dir: str, options: Iterable[str] = ()) -> str:
+    """The bash script that submits a sharded report of ``dataset`` to Slurm: a job array of ``shards`` tasks
+    and a merge job after them (`schedule print --slurm-array`); ``options``: report options passed on."""
+    from .ops.schedule import slurm_array as array_script
+
+    return array_script(dataset, shards, run_dir, list(options))
+
+
 def rule_sets() -> list[tuple[str, str]]:
     """The shipped rule sets: (name, who it is for, in one sentence)."""
     return shipped_rulesets()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -180,28 +181,53 @@ def schedule() -> None:
 @click.option("--systemd-timer", is_flag=True, help="The systemd user timer that starts the service nightly.")
 @click.option("--scrontab", is_flag=True, help="A Slurm scrontab entry.")
 @click.option("--sbatch", is_flag=True, help="A Slurm batch script, starting with #!/bin/bash.")
+@click.option("--slurm-array", "slurm_array_of", metavar="DATASET",
+              help="A script submitting the report of DATASET as a Slurm job array and a merge job.")
 @click.option("--systemd", "--slurm", "two_recipes", is_flag=True, hidden=True)
-@click.option("--config", "config", required=True, type=click.Path(dir_okay=False, path_type=str))
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=str),
+              help="The policy file the nightly recipes run.")
 @click.option("--log", "log", type=click.Path(dir_okay=False, path_type=str),
               help="JSON-lines log (default: beside the policy file, .log.jsonl).")
+@click.option("--shards", type=click.IntRange(1, 100_000), default=8, show_default=True,
+              help="With --slurm-array: array tasks (each a share of the subjects).")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=str),
+              help="With --slurm-array: where the partial results and the reports go.")
+@click.option("--work-dir", type=click.Path(file_okay=False, path_type=str),
+              help="With --slurm-array: fMRIPrep's working directory, passed to the report.")
+@click.option("--rules", "rule_refs", multiple=True, metavar="NAME|FILE", help="With --slurm-array: rule sets.")
 def schedule_print(cron: bool, systemd_service: bool, systemd_timer: bool, scrontab: bool, sbatch: bool,
-                   two_recipes: bool, config: str, log: str | None) -> None:
+                   slurm_array_of: str | None, two_recipes: bool, config: str | None, log: str | None, shards: int,
+                   run_dir: str | None, work_dir: str | None, rule_refs: tuple[str, ...]) -> None:
     """Print one scheduler recipe, ready to save or submit as it is.
 
     \b
     Examples:
       fmriprep-cleanup schedule print --cron --config hygiene.yaml
       fmriprep-cleanup schedule print --sbatch --config hygiene.yaml > cleanup.sbatch && sbatch cleanup.sbatch
+      fmriprep-cleanup schedule print --slurm-array /data/ds/derivatives/fmriprep --shards 16 --run-dir runs/1 > submit.sh
     """
     from ..api import schedule as schedule_recipe
 
     chosen = [kind for kind, asked in (("cron", cron), ("systemd-service", systemd_service),
                                        ("systemd-timer", systemd_timer), ("scrontab", scrontab),
-                                       ("sbatch", sbatch)) if asked]
+                                       ("sbatch", sbatch), ("slurm-array", slurm_array_of is not None)) if asked]
+    if chosen == ["slurm-array"]:
+        from ..api import slurm_array
+
+        if not run_dir:
+            raise CleanupError("--slurm-array needs --run-dir DIR (where the partials and the report go)")
+        assert slurm_array_of is not None
+        options = (["--work-dir", os.path.abspath(work_dir)] if work_dir else []) + \
+            [part for rule in rule_refs for part in ("--rules", rule)]
+        sys.stdout.write(slurm_array(slurm_array_of, shards, run_dir, options))
+        return
+    if config is None:
+        raise CleanupError("--config FILE (the policy to run) is needed for this recipe")
     if two_recipes:
         raise CleanupError("--systemd and --slurm each have two recipes, one per file: use --systemd-service and "
                            "--systemd-timer, or --scrontab or --sbatch")
     if len(chosen) != 1:
-        raise CleanupError("choose exactly one of --cron, --systemd-service, --systemd-timer, --scrontab, --sbatch"
+        raise CleanupError("choose exactly one of --cron, --systemd-service, --systemd-timer, --scrontab, --sbatch, "
+                           "--slurm-array"
                            + (f" (got {', '.join('--' + kind for kind in chosen)})" if chosen else ""))
     sys.stdout.write(schedule_recipe(chosen[0], config, log))

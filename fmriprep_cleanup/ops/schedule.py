@@ -95,3 +95,56 @@ def recipe(kind: str, config: str, log: str | None = None) -> str:
     config_path = os.path.abspath(config)
     log_path = os.path.abspath(log) if log else os.path.splitext(config_path)[0] + ".log.jsonl"
     return SNIPPETS[kind](config_path, log_path)
+
+
+def program() -> list[str]:
+    executable = shutil.which("fmriprep-cleanup")
+    return [os.path.abspath(executable)] if executable else [sys.executable, "-m", "fmriprep_cleanup"]
+
+
+def slurm_array(dataset: str, shards: int, run_dir: str, options: list[str] | None = None) -> str:
+    """A bash script that submits the report of ``dataset`` as a Slurm job array of ``shards`` tasks (each
+    scans a share of the subjects into a partial result) and a merge job that runs once they all succeeded
+    and writes report.txt, report.json and report.html into ``run_dir``. ``options``: report options passed
+    on (--work-dir, --rules...)."""
+    if shards < 1:
+        raise CleanupError(f"--shards {shards}: at least 1")
+    run = shlex.quote(os.path.abspath(run_dir))
+    tool = " ".join(shlex.quote(part) for part in program())
+    target = " ".join(shlex.quote(part) for part in [os.path.abspath(dataset), *(options or [])])
+    partials = f"{run}/partial-*.json"
+    merges = "\n".join(f"{tool} merge {partials} --quiet --format {fmt} --output {run}/report.{suffix}"
+                       for fmt, suffix in (("text", "txt"), ("json", "json"), ("html", "html")))
+    return f"""#!/bin/bash
+# The fmriprep-cleanup report of {os.path.abspath(dataset)}, scanned by a Slurm job array of {shards} shards.
+# Run this script once: it writes two batch scripts into {os.path.abspath(run_dir)} and submits them - the array
+# (task K scans a share of the subjects into partial-K.json) and a merge job that runs after every task
+# succeeded and writes report.txt, report.json and report.html there. A failed task can be resubmitted
+# alone (sbatch --array=K --output={os.path.abspath(run_dir)}/shard-%a.out shard.sbatch), then the merge
+# (sbatch merge.sbatch); `fmriprep-cleanup merge` names any shard still missing.
+set -euo pipefail
+RUN={run}
+mkdir -p "$RUN"
+cat > "$RUN/shard.sbatch" <<'SHARD'
+#!/bin/bash
+#SBATCH --job-name=fmriprep-cleanup-shard
+#SBATCH --time=04:00:00
+#SBATCH --cpus-per-task=1
+#SBATCH --mem=1G
+set -euo pipefail
+exec {tool} report {target} --quiet --shard "$SLURM_ARRAY_TASK_ID/{shards}" --partial-out {run}/partial-"$SLURM_ARRAY_TASK_ID".json
+SHARD
+cat > "$RUN/merge.sbatch" <<'MERGE'
+#!/bin/bash
+#SBATCH --job-name=fmriprep-cleanup-merge
+#SBATCH --time=01:00:00
+#SBATCH --cpus-per-task=1
+#SBATCH --mem=2G
+set -euo pipefail
+{merges}
+MERGE
+array=$(sbatch --parsable --array=1-{shards} --output="$RUN/shard-%a.out" "$RUN/shard.sbatch")
+array=${{array%%;*}}
+merge=$(sbatch --parsable --dependency=afterok:"$array" --output="$RUN/merge.out" "$RUN/merge.sbatch")
+echo "submitted the shards (job $array) and the merge (job ${{merge%%;*}}): the report will be in $RUN"
+"""
