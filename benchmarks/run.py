@@ -193,6 +193,24 @@ PATHOLOGICAL_GLOBS = ["*?" * 16 + "X", "**/" * 12 + "x", "a*b*c*d*e*f*g*h", "*a*
                       "crash-*", "sub-*/figures/**", "*emissions*"]
 
 
+def shard_benchmarks(trees: Path, sizes: list[int], runs: int) -> list[str]:
+    """report in one process and in two (--jobs 2: shards in forked processes) against du, same run."""
+    lines = ["| files | `du -s --apparent-size` | `report --jobs 1` | `report --jobs 2` | CPU `--jobs 2` "
+             "| peak RSS `--jobs 1` / `--jobs 2` |", "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for size in sizes:
+        tree = ensure_tree(trees, size)
+        output, work = str(tree / "fmriprep"), str(tree / "work")
+        measure(["du", "-s", "--apparent-size", str(tree)], 1)  # warm the cache
+        du = measure(["du", "-s", "--apparent-size", str(tree)], runs)
+        report = [TOOL + ["report", output, "--work-dir", work, "--format", "json", "-q", "--jobs", str(jobs)]
+                  for jobs in (1, 2)]
+        one, two = measure(report[0], runs), measure(report[1], runs)
+        lines.append(f"| {size:,} | {du['wall']:.2f} s | {one['wall']:.2f} s ({one['wall'] / du['wall']:.2f}×) "
+                     f"| {two['wall']:.2f} s ({two['wall'] / du['wall']:.2f}×) | {two['cpu']:.2f} s "
+                     f"| {one['rss']:.0f} / {two['rss']:.0f} MiB |")
+    return lines
+
+
 def glob_benchmarks(paths: int = 10_000) -> list[str]:
     """Seconds to match each glob (the pathological ones from the hostile-input issue, and everyday ones)
     against ``paths`` real fMRIPrep paths: they must all finish in well under a second."""
@@ -256,10 +274,14 @@ def main() -> None:
     parser.add_argument("--trees", type=Path, default=HERE / "trees")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--skip", nargs="*", default=[], choices=["pybids"], help="leave out slow comparisons")
-    parser.add_argument("--only", choices=["globs"], help="run only this section and print it (RESULTS.md is left as it is)")
+    parser.add_argument("--only", choices=["globs", "shards"],
+                        help="run only this section and print it (RESULTS.md is left as it is)")
     args = parser.parse_args()
     if args.only == "globs":
         print("\n".join(glob_benchmarks()))
+        return
+    if args.only == "shards":
+        print("\n".join(shard_benchmarks(args.trees, args.sizes, args.runs)))
         return
     args.trees.mkdir(parents=True, exist_ok=True)
     digests = json.loads(DIGESTS.read_text()) if DIGESTS.exists() else {}

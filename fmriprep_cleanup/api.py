@@ -115,15 +115,15 @@ def report_in_processes(options: dict[str, Any], processes: int, energy: Assumpt
                         command: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """The report of ``options``'s plan, its subjects scanned by ``processes`` local processes (each a shard)
     and merged here: the same dictionary as make_report, using every core of a local disk."""
-    from .ops.shards import partial_in_processes
+    from .ops.shards import merge, partial_in_processes
+    from .report.data import report_data
 
-    partials = partial_in_processes(open_plan(**options), options, processes)
-    data = merge_partials(partials, None, command, progress)
-    if energy is not None:
-        from .energy.model import energy_report
-
-        data["energy"] = energy_report(energy, data["totals"], data["by_category"])
-    return data
+    plan = open_plan(**options)
+    partials = [(f"shard {index + 1}", data) for index, data in
+                enumerate(partial_in_processes(plan, options, processes))]
+    _, summary, statuses, warnings = merge(partials, plan, progress)
+    return report_data(plan.dataset, plan.ruleset, summary, warnings, plan.selection.participant_labels,
+                       energy or energy_model(plan.ruleset), command, statuses)
 
 
 def make_status(plan: Plan, only: Iterable[str] = (), progress: Progress | None = None) -> dict[str, Any]:

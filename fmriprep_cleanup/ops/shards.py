@@ -58,7 +58,7 @@ def partial(plan: Plan, options: dict[str, Any], shard: int, shards: int,
     was opened (api.open_plan's arguments), so the merge opens the same one."""
     labels = shard_labels(plan, shard, shards)
     selection = Selection(frozenset(labels), plan.selection.excluded_labels, False)
-    shard_plan = dataclasses.replace(plan, selection=selection, learned=Learned())
+    shard_plan = dataclasses.replace(plan, selection=selection)  # the plan's status book: it knows every subject
     summary = shard_plan.summarize(progress) if labels else Summary()
     statuses = shard_plan.run_statuses() if labels else {}
     return {
@@ -122,7 +122,8 @@ def merge(partials: list[tuple[str, dict[str, Any]]], plan: Plan,
             statuses[label] = SubjectStatus(**fields)
     now = min(float(data["now"]) for _, data in partials)
     shared_selection = Selection(frozenset(), plan.selection.excluded_labels, plan.selection.wants(None))
-    shared = dataclasses.replace(plan, selection=shared_selection, now=now, learned=Learned())
+    shared = dataclasses.replace(plan, selection=shared_selection, now=now,
+                                 learned=Learned(book=plan.learned.book))  # its book, read before the scan
     shared.status_book().know(statuses)
     summary = shared.summarize(progress)
     for _, data in sorted(partials, key=lambda item: int(item[1]["shard"])):
