@@ -97,13 +97,19 @@ def merge_partials(partials: Iterable[str | dict[str, Any]], energy: dict[str, A
                    command: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """The report (`report --format json`) of a scan done in shards, from their partial results (paths or
     dictionaries); refuses partials that are not of one scan, and names missing shards."""
-    from .ops.shards import check_partials, merge, read_partial
-    from .report.data import report_data
+    from .ops.shards import AUDIT_PARTIAL_FORMAT, check_partials, merge, read_partial
+    from .report.data import audit_data, report_data
 
     loaded = [(item, read_partial(item)) if isinstance(item, str) else (f"partial {index + 1}", item)
               for index, item in enumerate(partials)]
     check_partials(loaded)
     options = loaded[0][1]["options"]
+    if loaded[0][1]["format"] == AUDIT_PARTIAL_FORMAT:  # an audit's shards: their rows, sorted as one audit
+        ruleset = load_rulesets(options["rules"])
+        first = loaded[0][1]
+        return audit_data(options["roots"], ruleset, energy_model(ruleset, **options["energy"]),
+                          [row for _, data in loaded for row in data["rows"]], first["warnings"], first["failed"],
+                          command)
     plan = open_plan(**options)
     shared, summary, statuses, warnings = merge(loaded, plan, progress)
     model = energy_model(plan.ruleset, **(energy or {}))
@@ -197,6 +203,24 @@ def audit(roots: Iterable[str], rules: Iterable[str] = (), jobs: int | None = No
     pairs = tuple((path_map or {}).items())
     rows, warnings, failed = audit_roots(roots, ruleset, model, jobs, progress, pairs)
     return audit_data(roots, ruleset, model, rows, warnings, failed, command)
+
+
+def audit_shard(roots: Iterable[str], shard: int, shards: int, rules: Iterable[str] = (),
+                energy: dict[str, Any] | None = None, progress: Progress | None = None,
+                path_map: dict[str, str] | None = None) -> dict[str, Any]:
+    """Shard ``shard`` (0-based) of ``shards`` of an audit - every shards-th dataset found, sorted by path - as
+    the partial result `audit --shard K/N --partial-out FILE` writes; `merge` adds the shards up."""
+    from .ops.audit import audit as audit_roots
+    from .ops.shards import audit_partial, rules_digest
+
+    roots = [os.path.abspath(root) for root in roots]
+    ruleset = load_rulesets(list(rules))
+    model = energy_model(ruleset, **(energy or {}))
+    rows, warnings, failed = audit_roots(roots, ruleset, model, None, progress, tuple((path_map or {}).items()),
+                                         (shard, shards))
+    options = {"roots": roots, "rules": list(rules), "energy": energy or {}, "path_map": path_map or {}}
+    return audit_partial(options, [row.as_dict() for row in rows], warnings, failed, rules_digest(ruleset),
+                         shard, shards)
 
 
 def run_policy(config: str, log: IO[str] | None = None, history_path: str | None = None,

@@ -91,3 +91,29 @@ def test_a_missing_shard_is_named_and_mismatched_partials_refused(many_subjects,
     assert "not an fmriprep-cleanup partial" in run("merge", tmp_path / "junk.json").output
     assert run("report", many_subjects, "--shard", "4/3", "--partial-out", tmp_path / "x.json").exit_code == 2
     assert "go together" in run("report", many_subjects, "--shard", "1/3").output
+
+
+def test_an_audit_in_shards_is_the_audit(many_subjects, tmp_path):
+    area = many_subjects.parent
+    for name in ("ds-b", "ds-c", "ds-d"):
+        other = area / "project" / name / "derivatives" / "fmriprep"
+        write_description(other)
+        make_files(other, {"sub-01/anat/sub-01_desc-preproc_T1w.nii.gz": 1000 + len(name),
+                           "work/fmriprep_23_2_wf/sub_01_wf/n/out.nii.gz": 50_000})
+        finish_subjects(other, ["01"])
+    whole = json.loads(run("audit", area, "--format", "json", "-q", "--country", "FR").stdout)
+    partials = []
+    for shard in (1, 2, 3):
+        path = tmp_path / f"audit-{shard}.json"
+        result = run("audit", area, "--shard", f"{shard}/3", "--partial-out", path, "-q", "--country", "FR")
+        assert result.exit_code == 0, result.output
+        partials.append(path)
+    merged = json.loads(run("merge", *partials, "--format", "json", "-q").stdout)
+    for data in (whole, merged):
+        data.pop("created"), data.pop("command")
+    assert merged == whole and len(whole["datasets"]) == 4
+    assert run("merge", *partials, "-q").stdout == run("audit", area, "-q", "--country", "FR").stdout
+    report_partial = merged_paths = tmp_path / "r.json"
+    run("report", many_subjects, "--shard", "1/3", "--partial-out", report_partial, "-q")
+    mixed = run("merge", partials[0], merged_paths, partials[2])
+    assert mixed.exit_code == 2 and "differ in their kind" in mixed.output

@@ -75,19 +75,7 @@ def report(path: str, fmt: str, output: str | None, quiet: bool, all_subjects: b
             data = make_report(plan, model, command_line(), progress.callback())
     finally:
         progress.done()
-    warn(data["warnings"])
-    if fmt == "html":
-        from ..report.html import render_html
-
-        write_output(render_html(data), output)
-    elif fmt == "text":
-        from ..report.text import render_text
-
-        write_output(render_text(data, terminal_width(wide) if output in (None, "-") else None, all_subjects), output)
-    else:
-        from ..report.text import RENDERERS
-
-        write_output(RENDERERS[fmt](data), output)
+    write_report(data, fmt, output, wide, all_subjects)
 
 
 @click.command()
@@ -186,7 +174,7 @@ def explain(path: str, files: tuple[str, ...], fmt: str, **selection: Any) -> No
 def merge(partials: tuple[str, ...], fmt: str, output: str | None, quiet: bool, all_subjects: bool, wide: bool,
           storage_profile: str | None, pue: float | None, copies: float | None, carbon_intensity: float | None,
           country: str | None) -> None:
-    """The report of a scan done in shards, from their partial results (report --shard K/N --partial-out FILE).
+    """The report (or audit) of a scan done in shards, from their partial results (--shard K/N --partial-out FILE).
 
     Reads the shared folders itself (their judgement needs every subject's status) and refuses partials that
     are not all the shards of one scan, naming the missing ones.
@@ -204,6 +192,21 @@ def merge(partials: tuple[str, ...], fmt: str, output: str | None, quiet: bool, 
                               command_line(), progress.callback())
     finally:
         progress.done()
+    if "datasets" in data:  # the shards of an audit
+        from ..report.html import render_audit_html
+        from ..report.text import render_audit_csv, render_audit_text, render_json
+
+        warn(data["warnings"] + [f"{row['path']}: {w}" for row in data["datasets"] for w in row["warnings"]])
+        width = terminal_width(wide) if output in (None, "-") else None
+        renderers = {"html": render_audit_html, "json": render_json, "csv": render_audit_csv,
+                     "text": lambda audit: render_audit_text(audit, width)}
+        write_output(renderers[fmt](data), output)
+        return
+    write_report(data, fmt, output, wide, all_subjects)
+
+
+def write_report(data: dict[str, Any], fmt: str, output: str | None, wide: bool, all_subjects: bool) -> None:
+    """A dataset report in the format asked for, to --output or stdout, its warnings on stderr."""
     warn(data["warnings"])
     if fmt == "html":
         from ..report.html import render_html

@@ -32,10 +32,14 @@ from .common import (
               help="A path runs recorded inside a container and where it is here (repeatable), e.g. "
                    "--path-map /out=/project/ds/derivatives/fmriprep --path-map /work=/scratch/me/work.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@click.option("--shard", metavar="K/N", help="Audit only shard K of N (every N-th dataset); needs --partial-out.")
+@click.option("--partial-out", type=click.Path(dir_okay=False, path_type=str),
+              help="Write the shard's partial result to FILE, for `merge`.")
 @wide_option
 def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, fmt: str, output: str | None,
-          path_maps: tuple[str, ...], quiet: bool, wide: bool, storage_profile: str | None, pue: float | None,
-          copies: float | None, carbon_intensity: float | None, country: str | None) -> None:
+          path_maps: tuple[str, ...], quiet: bool, shard: str | None, partial_out: str | None, wide: bool,
+          storage_profile: str | None, pue: float | None, copies: float | None, carbon_intensity: float | None,
+          country: str | None) -> None:
     """Every fMRIPrep output below ROOTS, largest reclaimable first: owner, version, subjects, sizes, energy (read-only).
 
     \b
@@ -49,6 +53,25 @@ def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, 
     from ..report.text import render_audit_csv, render_audit_text, render_json
 
     progress = Progress(not quiet)
+    if (shard is None) != (partial_out is None):
+        raise CleanupError("--shard K/N and --partial-out FILE go together")
+    if shard is not None and partial_out is not None:
+        from ..api import audit_shard
+        from ..basics.formats import strict_json
+        from ..ops.shards import parse_shard
+
+        number, count = parse_shard(shard)
+        try:
+            result = audit_shard(roots, number, count, rule_refs,
+                                 energy_overrides(storage_profile, pue, copies, carbon_intensity, country),
+                                 progress.callback(), parse_path_maps(path_maps))
+        finally:
+            progress.done()
+        write_output(strict_json(result) + "\n", partial_out)
+        warn(result["warnings"] + [f"{row['path']}: {w}" for row in result["rows"] for w in row["warnings"]])
+        if result["failed"]:
+            sys.exit(EXIT_INCOMPLETE)
+        return
     try:
         data = audit_roots(roots, rule_refs, jobs,
                            energy_overrides(storage_profile, pue, copies, carbon_intensity, country),

@@ -179,17 +179,21 @@ class AuditRow:
 
 
 def audit(roots: list[str], ruleset: RuleSet, model: Assumptions, jobs: int | None = None,
-          progress: Callable[[int, int], None] | None = None,
-          path_map: PathMap = ()) -> tuple[list[AuditRow], list[str], list[str]]:
+          progress: Callable[[int, int], None] | None = None, path_map: PathMap = (),
+          shard: tuple[int, int] | None = None) -> tuple[list[AuditRow], list[str], list[str]]:
     """Scan every dataset below ``roots``; rows sorted by reclaimable bytes, largest first. Also the warnings,
     and the folders that looked like a dataset but could not be read (a broken or planted file).
-    ``path_map``: (container path, host path) pairs for paths the runs recorded inside a container."""
+    ``path_map``: (container path, host path) pairs for paths the runs recorded inside a container;
+    ``shard``: (K, N), 0-based: scan only every N-th dataset found (sorted by path), starting at the K-th."""
     from ..basics.folders import default_jobs
 
     warnings: list[str] = []
     failed: list[str] = []
     rows = []
-    for dataset in find_datasets(roots, warnings, failed, path_map):
+    datasets = find_datasets(roots, warnings, failed, path_map)
+    if shard is not None:
+        datasets = sorted(datasets, key=lambda dataset: dataset.path)[shard[0]::shard[1]]
+    for dataset in datasets:
         plan = build_plan(dataset, ruleset, jobs=jobs or default_jobs([root.path for root in dataset.scan_roots]))
         summary = plan.summarize(progress)
         totals = summary.totals

@@ -24,6 +24,7 @@ from ..plan.summary import Summary
 from ..rules.rulesets import RuleSet
 
 PARTIAL_FORMAT = "fmriprep-cleanup partial"
+AUDIT_PARTIAL_FORMAT = "fmriprep-cleanup audit partial"  # per dataset: a shard audits every N-th dataset
 PARTIAL_VERSION = 1
 
 
@@ -74,7 +75,7 @@ def read_partial(path: str) -> dict[str, Any]:
     from ..basics.guarded import load_json
 
     data = load_json(path, "partial result")
-    if not isinstance(data, dict) or data.get("format") != PARTIAL_FORMAT:
+    if not isinstance(data, dict) or data.get("format") not in (PARTIAL_FORMAT, AUDIT_PARTIAL_FORMAT):
         raise CleanupError(f"{path} is not an fmriprep-cleanup partial result")
     if data.get("version") != PARTIAL_VERSION:
         raise CleanupError(f"{path}: partial format version {data.get('version')!r}; this tool reads {PARTIAL_VERSION}")
@@ -88,7 +89,8 @@ def check_partials(partials: list[tuple[str, dict[str, Any]]]) -> int:
         raise CleanupError("no partial results to merge")
     first_path, first = partials[0]
     for path, data in partials[1:]:
-        for key, what in (("tool_version", "tool version"), ("dataset", "dataset"), ("options", "options"),
+        for key, what in (("format", "kind (a report's or an audit's)"), ("tool_version", "tool version"),
+                          ("dataset", "dataset"), ("options", "options"),
                           ("rules_digest", "rules"), ("shards", "shard count")):
             if data.get(key) != first.get(key):
                 raise CleanupError(f"{path} and {first_path} differ in their {what} ({data.get(key)!r} and "
@@ -153,3 +155,11 @@ def partial_in_processes(plan: Plan, options: dict[str, Any], processes: int) ->
             return pool.map(_scan_shard, [(options, shard, processes) for shard in range(processes)], chunksize=1)
     finally:
         _FORKED_PLAN.clear()
+
+
+def audit_partial(options: dict[str, Any], rows: list[dict[str, Any]], warnings: list[str], failed: list[str],
+                  digest: str, shard: int, shards: int) -> dict[str, Any]:
+    """A shard of an audit: the rows of its datasets (every shards-th found, sorted by path)."""
+    return {"format": AUDIT_PARTIAL_FORMAT, "version": PARTIAL_VERSION, "tool_version": __version__,
+            "dataset": None, "options": options, "rules_digest": digest, "shard": shard + 1, "shards": shards,
+            "rows": rows, "warnings": warnings, "failed": failed}

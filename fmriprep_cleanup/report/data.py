@@ -109,10 +109,12 @@ def status_data(plan: Plan, summary: Summary, only: Iterable[str] = ()) -> dict[
     return {"dataset": plan.dataset.path, "subjects": rows, "warnings": plan.all_warnings()}
 
 
-def audit_data(roots: Iterable[str], ruleset: RuleSet, model: Assumptions, rows: list[AuditRow], warnings: list[str],
-               failed: list[str], command: str | None = None) -> dict[str, Any]:
-    """The site audit: every dataset found below ``roots``, largest reclaimable first, and the totals."""
-    datasets = [row.as_dict() for row in rows]
+def audit_data(roots: Iterable[str], ruleset: RuleSet, model: Assumptions, rows: list[AuditRow] | list[dict[str, Any]],
+               warnings: list[str], failed: list[str], command: str | None = None) -> dict[str, Any]:
+    """The site audit: every dataset found below ``roots``, largest reclaimable first, and the totals (``rows``:
+    the audit's, or their dictionaries from the shards of a sharded audit)."""
+    datasets = [row if isinstance(row, dict) else row.as_dict() for row in rows]
+    datasets.sort(key=lambda row: (-row["junk_bytes"], row["path"]))
     return {"tool": {"name": "fmriprep-cleanup", "version": __version__},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command,
             "roots": [os.path.abspath(root) for root in roots], "rules": list(ruleset.names),
