@@ -191,3 +191,13 @@ def test_html_charts_scale_to_hundreds_of_subjects(tmp_path):
     assert "sub-299" in chart and "sub-000" not in chart
     table = page[page.index('<table id="subjects"'):]
     assert table[:table.index("</table>")].count("<tr data-status=") == 300  # every subject in the table
+
+
+def test_cloud_carbon_footprint_profiles_sit_beside_the_others_with_their_sources():
+    from fmriprep_cleanup.energy.model import assumptions, footprint
+
+    hdd, ssd = assumptions("ccf-hdd"), assumptions("ccf-ssd")
+    assert (hdd.watts_per_tb, ssd.watts_per_tb) == (0.65, 1.2)
+    assert "Cloud Carbon Footprint" in hdd.sources["watts_per_tb"] and "1.2 Wh per TB-hour" in ssd.sources["watts_per_tb"]
+    # 1 TB for a year: 0.65 W x 8,766 h x PUE 1.56 x 2 copies = 17.78 kWh
+    assert abs(footprint(10**12, hdd).kwh_per_year - 0.65 * 8.766 * 1.56 * 2) < 1e-9

@@ -97,7 +97,7 @@ def selection_options(command: Callable) -> Callable:
 def energy_options(command: Callable) -> Callable:
     """Overrides of the storage energy and carbon model (see README, "Energy and carbon")."""
     return _apply([
-        click.option("--storage-profile", metavar="NAME", help="Storage profile: hpc-hdd (default), hdd, ssd, workstation-hdd."),
+        click.option("--storage-profile", metavar="NAME", help="Storage profile: hpc-hdd (default), hdd, ssd, workstation-hdd, ccf-hdd, ccf-ssd."),
         click.option("--pue", type=float, help="Data-centre power usage effectiveness (>= 1)."),
         click.option("--copies", type=float, help="Copies kept: replication and backups (e.g. 2)."),
         click.option("--carbon-intensity", type=float, metavar="G", help="Grid carbon intensity in gCO2e/kWh."),
