@@ -13,6 +13,7 @@ message the command line would print. Durations are seconds here; the command li
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable
 from typing import IO, Any
 
@@ -259,6 +260,39 @@ def slurm_array(dataset: str, shards: int, run_dir: str, options: Iterable[str] 
     from .ops.schedule import slurm_array as array_script
 
     return array_script(dataset, shards, run_dir, list(options))
+
+
+def archives(action: str, directory: str, older_than: float | None = None, yes: bool = False,
+             history_path: str | None = None) -> dict[str, Any]:
+    """Archives over time (`archives list|verify|prune`): what ``directory`` holds; every member re-hashed
+    against its manifest (``ok`` false and ``problems`` listed on any difference); or the runs older than
+    ``older_than`` seconds removed (``yes``; else what would go). verify and prune are recorded in the history."""
+    from .ops import archives as managed
+    from .ops.history import RunRecord
+
+    started = time.time()
+    if action == "list":
+        return managed.list_archives(directory)
+    if action == "verify":
+        result = managed.verify_archives(directory)
+        files, nbytes, failed = result["members"], 0, len(result["problems"])
+    elif action == "prune":
+        if older_than is None:
+            raise CleanupError("archives prune needs --older-than (e.g. 5y)")
+        result = managed.prune_archives(directory, older_than, yes)
+        files, nbytes, failed = sum(run["archives"] for run in result["runs"]), result["bytes"], 0
+        if not yes:
+            return result
+    else:
+        raise CleanupError(f"unknown archives action {action!r}; one of list, verify, prune")
+    database = History(history_path)
+    try:
+        record_run_of = RunRecord(started, time.time(), os.path.abspath(directory), "", action, files, nbytes, 0,
+                                  failed, 0.0, 0.0, 3 if failed else 0)
+        database.add(record_run_of)
+    finally:
+        database.close()
+    return result
 
 
 def rule_sets() -> list[tuple[str, str]]:

@@ -9,7 +9,7 @@ import click
 
 from ..basics.errors import EXIT_INCOMPLETE, CleanupError
 from . import common
-from .common import Progress, open_plan, selection_options, warn
+from .common import CleanupGroup, Progress, open_plan, selection_options, warn
 
 
 @click.command()
@@ -138,3 +138,93 @@ def restore(source: str, to: str | None, participant_labels: tuple[str, ...], fm
         sys.stdout.write(render_restore(outcome.as_dict()))
     if not outcome.complete:
         sys.exit(EXIT_INCOMPLETE)
+
+
+@click.group(cls=CleanupGroup)
+def archives() -> None:
+    """List, verify and prune the archives `clean --mode archive` wrote."""
+
+
+def _archives_output(data: dict[str, Any], fmt: str, text: str) -> None:
+    from ..basics.formats import strict_json
+
+    sys.stdout.write(strict_json(data, indent=2) + "\n" if fmt == "json" else text)
+
+
+@archives.command("list")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=str))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def archives_list(directory: str, fmt: str) -> None:
+    """Each run and archive below DIRECTORY: subject, files, bytes, age, last verification, leftovers.
+
+    \b
+    Examples:
+      fmriprep-cleanup archives list /archive/ds003752
+      fmriprep-cleanup archives list /archive/ds003752 --format json
+    """
+    from ..api import archives as manage
+    from ..report.people import files, size, table
+
+    data = manage("list", directory)
+    rows = [[run["run"], archive["subject"], files(archive["files"]), size(archive["bytes"]),
+             size(archive["bytes_on_disk"]), f"{run['age_days']:g} d",
+             "never" if run["last_verified"] is None else ("ok" if run["last_verify_ok"] else "FAILED")]
+            for run in data["runs"] for archive in run["archives"]]
+    lines = table(["Run", "Archive", "Files", "Bytes", "On disk", "Age", "Re-verified"], rows, "llrrrrl")
+    lines += [f"leftover of an interrupted run (not an archive): {path}" for run in data["runs"]
+              for path in run["leftovers"]]
+    _archives_output(data, fmt, "\n".join(lines) + "\n")
+
+
+@archives.command("verify")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=str))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--history", "history_path", type=click.Path(dir_okay=False, path_type=str),
+              help="Run history database (default: $XDG_STATE_HOME/fmriprep-cleanup/history.sqlite).")
+def archives_verify(directory: str, fmt: str, history_path: str | None) -> None:
+    """Re-hash every member of every archive below DIRECTORY against its manifest; exit 3 on any difference.
+
+    \b
+    Examples:
+      fmriprep-cleanup archives verify /archive/ds003752
+    """
+    from ..api import archives as manage
+    from ..report.people import files, size
+
+    data = manage("verify", directory, history_path=history_path)
+    text = [f"Verified {files(data['members'])} ({size(data['bytes'])}): "
+            + ("every one matches its manifest." if data["ok"] else f"{len(data['problems'])} problem(s):")]
+    text += [f"  {problem}" for problem in data["problems"]]
+    _archives_output(data, fmt, "\n".join(text) + "\n")
+    if not data["ok"]:
+        sys.exit(EXIT_INCOMPLETE)
+
+
+@archives.command("prune")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=str))
+@click.option("--older-than", required=True, metavar="DURATION", help="Remove runs archived longer ago (e.g. 5y).")
+@click.option("--yes", "-y", is_flag=True, help="Remove them (default: a dry run that says what would go).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--history", "history_path", type=click.Path(dir_okay=False, path_type=str),
+              help="Run history database (default: $XDG_STATE_HOME/fmriprep-cleanup/history.sqlite).")
+def archives_prune(directory: str, older_than: str, yes: bool, fmt: str, history_path: str | None) -> None:
+    """Remove the archive runs older than --older-than, each whole (dry run unless --yes).
+
+    \b
+    Examples:
+      fmriprep-cleanup archives prune /archive/ds003752 --older-than 5y
+      fmriprep-cleanup archives prune /archive/ds003752 --older-than 5y --yes
+    """
+    from ..api import archives as manage
+    from ..report.people import size
+    from .common import duration
+
+    seconds = duration("--older-than", older_than)
+    data = manage("prune", directory, seconds, yes, history_path)
+    verb = "Would remove" if data["dry_run"] else "Removed"
+    text = [f"{verb} {len(data['runs'])} run(s) archived more than {older_than} ago ({size(data['bytes'])}):"]
+    text += [f"  {run['run']}: {run['archives']} archive(s), {size(run['bytes_on_disk'])}, {run['age_days']:g} d old"
+             for run in data["runs"]]
+    if data["dry_run"]:
+        text.append("Dry run: nothing was changed (--yes removes them).")
+    _archives_output(data, fmt, "\n".join(text) + "\n")

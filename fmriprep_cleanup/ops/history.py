@@ -163,7 +163,7 @@ def totals(runs: list[dict[str, Any]]) -> dict[str, Any]:
     overall = empty()
     per_dataset: dict[str, dict[str, Any]] = {}
     for run in runs:
-        if run["mode"] == "dry-run":
+        if run["mode"] in ("dry-run", "verify"):  # nothing was freed
             continue
         for bucket in (overall, per_dataset.setdefault(run["dataset"], empty())):
             bucket["runs"] += 1
