@@ -67,14 +67,16 @@ def energy_model(ruleset: RuleSet, profile: str | None = None, pue: float | None
 
 
 def make_report(plan: Plan, energy: Assumptions | None = None, command: str | None = None,
-                progress: Progress | None = None) -> dict[str, Any]:
+                progress: Progress | None = None, compute_estimate: float | None = None) -> dict[str, Any]:
     """Scan once and summarise: the dictionary `report --format json` prints (``energy``: default, the rule
-    set's model; ``command``: how the report was made, shown in it)."""
+    set's model; ``command``: how the report was made, shown in it; ``compute_estimate``: kgCO2e per subject
+    for subjects without a CodeCarbon record, marked as an estimate)."""
     from .report.data import report_data
 
     summary = plan.summarize(progress)
     return report_data(plan.dataset, plan.ruleset, summary, plan.all_warnings(), plan.selection.participant_labels,
-                       energy or energy_model(plan.ruleset), command, plan.run_statuses())
+                       energy or energy_model(plan.ruleset), command, plan.run_statuses(), compute_estimate,
+                       plan.status_book().stale_after)
 
 
 def plan_options(path: str, rules: Iterable[str] = (), work_dir: str | None = None, find_work_dir: bool = True,

@@ -40,6 +40,8 @@ def report_data(
     energy_model: Assumptions | None = None,
     command: str | None = None,
     statuses: dict[str, Any] | None = None,
+    compute_estimate: float | None = None,
+    stale_after: float = 30 * 86400,
 ) -> dict[str, Any]:
     """The JSON report. Its fields are a contract with users' scripts: add, never rename.
 
@@ -73,6 +75,8 @@ def report_data(
         "subjects_by_status": subjects_by_status(summary, statuses or {}),
         "not_fmriprep": [{"path": path, "files": counts[0], "bytes": counts[1]}
                          for path, counts in sorted(summary.left_alone.items(), key=lambda item: (-item[1][1], item[0]))],
+        "compute": compute_data(dataset, summary, statuses or {}, energy_model or assumptions(), compute_estimate,
+                                stale_after),
         "command": command,
         "warnings": list(warnings),
     }
@@ -126,6 +130,80 @@ def audit_data(roots: Iterable[str], ruleset: RuleSet, model: Assumptions, rows:
 def iso_time(seconds: float) -> str:
     """A Unix time as ISO 8601 in the local zone, with its offset: 2026-11-27T03:17:02+01:00."""
     return datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
+
+
+SECONDS_PER_YEAR = 365.25 * 86400
+
+
+def compute_data(dataset: Dataset, summary: Summary, statuses: dict[str, Any], model: Assumptions,
+                 estimate_kg: float | None = None, stale_after: float = 30 * 86400) -> dict[str, Any]:
+    """Compute beside storage, per subject: what its fMRIPrep runs emitted (CodeCarbon records; an explicit
+    estimate where there are none, marked so), what keeping its files and its working directory costs per
+    year, and the break-even - how many years of keeping the working directory equal one re-run."""
+    from ..energy.model import footprint
+    from ..fmriprep.emissions import compute_records
+
+    records, problems = compute_records(dataset.derivatives) if dataset.derivatives else ([], [])
+    per_subject: dict[str, dict[str, Any]] = {}
+    for record in records:
+        for label in record.subjects:
+            entry = per_subject.setdefault(label, {"kg": 0.0, "kwh": 0.0, "runs": set(), "by_run": {}, "sources": []})
+            share = 1 / len(record.subjects)
+            entry["kg"] += record.kg * share
+            entry["kwh"] += record.kwh * share
+            entry["runs"].add(record.run_uuid)
+            entry["by_run"][record.run_uuid] = entry["by_run"].get(record.run_uuid, 0.0) + record.kg * share
+            entry["sources"].append(record.source)
+    rows = []
+    for label in sorted(set(statuses) | set(per_subject)):
+        status = statuses.get(label)
+        counts = summary.by_subject.get(label)
+        stored = (counts.bytes - counts.elsewhere_bytes) if counts is not None else 0
+        workdir = summary.bytes_by_subject_scope.get((label, "workdir"), 0)
+        storage_kg = footprint(stored, model).total_kg
+        workdir_kg = footprint(workdir, model).total_kg
+        recorded = per_subject.get(label)
+        newest_uuid = status.newest_run.split("_", 1)[-1] if status is not None and status.newest_run else None
+        if recorded is not None:
+            compute_kg, kind = recorded["kg"], "recorded"
+            rerun_kg = recorded["by_run"].get(newest_uuid) or max(recorded["by_run"].values())
+        elif estimate_kg is not None:
+            compute_kg, rerun_kg, kind = estimate_kg, estimate_kg, "estimate"
+        else:
+            compute_kg = rerun_kg = None
+            kind = None
+        break_even = rerun_kg / workdir_kg if rerun_kg is not None and workdir_kg > 0 else None
+        rows.append({
+            "subject": label, "status": status.status if status is not None else None, "compute_source": kind,
+            "compute_kgco2e": compute_kg, "compute_kwh": recorded["kwh"] if recorded else None,
+            "runs_recorded": len(recorded["runs"]) if recorded else 0, "rerun_kgco2e": rerun_kg,
+            "storage_kgco2e_per_year": storage_kg, "workdir_kgco2e_per_year": workdir_kg,
+            "break_even_years": break_even, "verdict": _verdict(status, rerun_kg, workdir_kg, stale_after),
+            "sources": sorted(set(recorded["sources"]))[:20] if recorded else [],
+        })
+    totals = summary.totals
+    junk_here = totals.junk_bytes - totals.junk_elsewhere_bytes
+    recorded_total = sum(record.kg for record in records)
+    return {"records": len(records), "recorded_kgco2e": recorded_total,
+            "estimate_kg_per_subject": estimate_kg,
+            "note": None if records else "no CodeCarbon record here (fMRIPrep 22.1+ writes them with --track-carbon)",
+            "junk_storage_kgco2e_per_year": footprint(junk_here, model).total_kg,
+            "subjects": rows, "problems": problems}
+
+
+def _verdict(status: Any, rerun_kg: float | None, workdir_kg: float, stale_after: float) -> str | None:
+    """For a subject whose run did not finish: is keeping its cache cheaper in carbon than re-running it?"""
+    if status is None or status.status not in ("failed", "incomplete", "unknown") or workdir_kg <= 0:
+        return None
+    if rerun_kg is None:
+        return None
+    kept = workdir_kg * stale_after / SECONDS_PER_YEAR
+    days = stale_after / 86400
+    if kept < rerun_kg:
+        return (f"keeping its cache for {days:g} days costs {kept:.3g} kgCO2e, less than one re-run "
+                f"({rerun_kg:.3g} kgCO2e): keep it for the re-run")
+    return (f"keeping its cache for {days:g} days costs {kept:.3g} kgCO2e, more than one re-run "
+            f"({rerun_kg:.3g} kgCO2e)")
 
 
 def repository_data(dataset: Dataset) -> dict[str, Any] | None:

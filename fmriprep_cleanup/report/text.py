@@ -89,7 +89,32 @@ def render_text(data: dict[str, Any], width: int | None = None, all_subjects: bo
                      f"directory's folder: {examples}{more}.")
     lines.append("")
     lines += energy_lines(data["energy"])
+    lines += compute_lines(data["compute"], width)
     return "\n".join(lines) + "\n"
+
+
+def compute_lines(compute: dict[str, Any], width: int | None = None) -> list[str]:
+    """Compute beside storage: each subject's fMRIPrep runs (kgCO2e) against keeping its files per year."""
+    lines = ["", "Compute and storage"]
+    if compute["note"] and compute["estimate_kg_per_subject"] is None:
+        return lines + [f"  {compute['note']}; --compute-estimate KG fills in an estimate."]
+
+    def kg(value: float | None) -> str:
+        return "-" if value is None else number(value)
+
+    rows = [[f"sub-{row['subject']}", row["status"] or "-", kg(row["compute_kgco2e"]) + ("*" if row["compute_source"]
+             == "estimate" else ""), kg(row["rerun_kgco2e"]), kg(row["storage_kgco2e_per_year"]),
+             kg(row["workdir_kgco2e_per_year"]),
+             "-" if row["break_even_years"] is None else f"{row['break_even_years']:.3g} yr"]
+            for row in compute["subjects"]]
+    lines += table(["Subject", "Status", "Compute kgCO2e", "Re-run kgCO2e", "Keep kgCO2e/yr", "Work dir kgCO2e/yr",
+                    "Break-even"], rows, "llrrrrr", width)
+    lines.append(f"Break-even: the years of keeping a subject's working directory that emit as much as one re-run. "
+                 f"Recorded: {compute['records']} CodeCarbon rows, {number(compute['recorded_kgco2e'])} kgCO2e"
+                 + (" (* an estimate given with --compute-estimate)" if compute["estimate_kg_per_subject"] is not None
+                    else "") + ".")
+    lines += [f"sub-{row['subject']} ({row['status']}): {row['verdict']}" for row in compute["subjects"] if row["verdict"]]
+    return lines
 
 
 def repository_lines(repository: dict[str, Any], totals: dict[str, Any]) -> list[str]:
