@@ -110,3 +110,6 @@ def test_the_html_report_has_the_compute_table(tmp_path):
     table = html[html.index('<table id="compute">'):]
     table = table[:table.index("</table>")]
     assert table.count("<tr>") == 4 and "sub-03" in table and " yr</td>" in table  # header and three subjects
+    chart = html[html.index('aria-label="kgCO2e of compute and of a year of storage per subject"'):]
+    chart = chart[:chart.index("</svg>")]
+    assert "sub-03: compute" in chart and "sub-03: keeping it a year" in chart and "0.9 kgCO2e" in chart

@@ -109,8 +109,20 @@ def render_html(data: dict[str, Any]) -> str:
         folder_chart=bar_chart(folders, "junk bytes in the largest folders", "junk"),
         status_lines=[line for line in map(status_line, data["subjects_by_status"]) if line],
         energy_by_category={row["category"]: row for row in data["energy"]["by_category"]},
+        compute_chart=compute_chart(data["compute"]),
         made=time.strftime("%Y-%m-%d %H:%M %Z"),
     )
+
+
+def compute_chart(compute: dict[str, Any]) -> dict[str, Any]:
+    """Per subject, one bar for its compute (kgCO2e, all recorded runs) and one for a year of keeping its files."""
+    rows: list[tuple[str, float, float]] = []
+    for row in compute["subjects"][:CHARTED_SUBJECTS]:
+        if row["compute_kgco2e"] is not None:
+            rows.append((f"sub-{row['subject']}: compute", 0, row["compute_kgco2e"]))
+        rows.append((f"sub-{row['subject']}: keeping it a year", row["storage_kgco2e_per_year"], 0))
+    return bar_chart(rows, "kgCO2e of compute and of a year of storage per subject",
+                     value_text=lambda kg: f"{number(kg)} kgCO2e")
 
 
 def render_audit_html(data: dict[str, Any]) -> str:
