@@ -248,3 +248,18 @@ def test_archive_is_the_other_copy_and_restore_gives_the_content_back_to_git_ann
     assert "already in place" in run("restore", tmp_path / "archives").output  # restoring twice changes nothing
     elsewhere = run("restore", tmp_path / "archives", "--to", tmp_path / "copy")
     assert elsewhere.exit_code == 0 and (tmp_path / "copy" / "freesurfer" / "fsaverage/surf/lh.white").read_bytes() == content
+
+
+def test_the_lock_and_journal_live_inside_git_and_an_old_state_folder_is_not_output(annexed, tmp_path):
+    old_state = annexed / ".fmriprep-cleanup" / "journal"
+    old_state.mkdir(parents=True)
+    (old_state / "old.done.jsonl").write_text("{}\n" * 1000)  # left by an older version in the dataset
+    git(annexed, "add", "-f", ".fmriprep-cleanup")
+    git(annexed, "commit", "-q", "-m", "an older version's state, committed by mistake")
+    plan = run("plan", annexed, "--no-work-dir").stdout
+    assert ".fmriprep-cleanup" not in plan
+    result = run("clean", annexed, "--no-work-dir", "--mode", "delete", "--yes", "--force-drop",
+                 "--history", tmp_path / "h.sqlite")
+    assert result.exit_code == 0, result.output
+    assert str(annexed / ".git" / "fmriprep-cleanup") in result.stdout  # the journal's path is printed
+    assert git(annexed, "status", "--porcelain") == ""

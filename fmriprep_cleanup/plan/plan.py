@@ -7,6 +7,7 @@ yields one ``PlannedFile`` at a time, so a million files never sit in memory.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from ..basics.annex import ELSEWHERE, PRESENT, annexed_files
 from ..basics.errors import CleanupError
 from ..basics.folders import Directory, Entry, Warnings, walk
 from ..basics.repository import GIT_NAMES
-from ..fmriprep.layout import Dataset, ScanRoot, fmriprep_workdir_entry
+from ..fmriprep.layout import STATE_DIR_NAME, Dataset, ScanRoot, fmriprep_workdir_entry
 from ..rules.classify import (
     EVIDENCE,
     HELD_RECENT,
@@ -200,6 +201,7 @@ class Plan:
         # decision for a path shape (labels blanked) is made once and reused. Capped, to stay bounded.
         memo: dict[tuple, Decision] | None = {} if classifier.decisions_repeat_across_labels else None
         exclude = frozenset({self.dataset.state_dir, self.state_dir or self.dataset.state_dir,
+                             os.path.join(self.dataset.identity, STATE_DIR_NAME),  # where older versions kept it
                              *self.dataset.never_scanned()})
         cutoff = self.now - self.min_age
         holds = _Holds(book)
