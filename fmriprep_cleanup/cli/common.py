@@ -84,7 +84,8 @@ def selection_options(command: Callable) -> Callable:
         click.option("--keep", "keep_globs", multiple=True, metavar="GLOB", help="Also keep files matching GLOB (beats --junk and the rules)."),
         click.option("--junk", "junk_globs", multiple=True, metavar="GLOB", help="Also treat files matching GLOB as junk (beats the rules)."),
         click.option("--jobs", "-j", type=click.IntRange(1, 256), metavar="N",
-                     help="Folders listed at once. Default: 8 on network file systems (NFS, Lustre, GPFS...), else 1."),
+                     help="Network file systems: folders listed at once (default 8); local disks: report scans in N "
+                          "processes (default 1)."),
         click.option("--min-age", default="1h", show_default=True, metavar="DURATION",
                      help="Activity this recent means a subject is still running, and junk this recent is held "
                           "back; 0 for no limit."),
