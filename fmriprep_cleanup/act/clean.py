@@ -24,7 +24,7 @@ from ..basics.errors import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_TER
 from ..basics.paths import inside
 from ..energy.model import Assumptions, footprint, model_for
 from ..fmriprep.layout import Dataset, discover, state_dir_for
-from ..plan.plan import Plan
+from ..plan.plan import Plan, PlannedFile
 from ..plan.worklist import ActProgress, Outcome, Worklist, build_worklist
 from .annex import NOT_INSTALLED, ONLY_COPY, only_copies
 from .annex import available as annex_available
@@ -117,7 +117,7 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
           compress: str | None = None, confirm: Callable[[Outcome, int], bool] | None = None,
           energy_model: Assumptions | None = None, show: Callable[[Worklist], None] | None = None,
           scan_progress: Callable[[int, int], None] | None = None, act_progress: ActProgress | None = None,
-          force_drop: bool = False) -> CleanResult:
+          force_drop: bool = False, select: Callable[[PlannedFile], bool] | None = None) -> CleanResult:
     """Dry-run, archive or delete the plan's junk (the plan holds back what must wait: see plan.Plan).
 
     ``confirm(preview, scanned_bytes)`` sees the totals before anything changes (None: unattended, the mode
@@ -140,7 +140,7 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
                            warnings=plan.all_warnings(), **extra)
 
     if mode == "dry-run":
-        worklist = build_worklist(plan, mode, scan_progress)
+        worklist = build_worklist(plan, mode, scan_progress, select)
         annex_notes = check_annexed(plan, worklist, mode, force_drop)
         if show is not None:
             show(worklist)
@@ -154,7 +154,7 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
         archive_dir = check_archive_dir(archive_dir, plan)
     refuse_unsafe_roots([root.path for root in plan.dataset.scan_roots])
     with RunLock(state):
-        worklist = build_worklist(plan, mode, scan_progress)
+        worklist = build_worklist(plan, mode, scan_progress, select)
         annex_notes = check_annexed(plan, worklist, mode, force_drop)
         if show is not None:
             show(worklist)

@@ -37,7 +37,26 @@ if TYPE_CHECKING:
 
 POLICY_KEYS = ("version", "datasets", "history")
 ENTRY_KEYS = ("name", "paths", "work_dir", "rules", "mode", "archive_dir", "archive_format", "compress", "min_age",
-              "stale_after", "threshold", "participant_labels", "exclude_participant_labels")
+              "stale_after", "threshold", "participant_labels", "exclude_participant_labels", "retention",
+              "expire_archives_after")
+RETENTION_KEYS = ("category", "archive_after", "delete_after")
+
+
+@dataclass(frozen=True)
+class RetentionStep:
+    """When the junk of one category goes: archived once idle archive_after, deleted once idle delete_after."""
+
+    category: str
+    archive_after: float | None = None
+    delete_after: float | None = None
+
+    def due(self, idle: float) -> str | None:
+        """What happens now to a junk file idle this long: "delete", "archive" or None (not yet)."""
+        if self.delete_after is not None and idle >= self.delete_after:
+            return "delete"
+        if self.archive_after is not None and idle >= self.archive_after:
+            return "archive"
+        return None
 MODES = ("dry-run", "archive", "delete")
 UNATTENDED_MIN_AGE = "24h"
 
@@ -59,6 +78,8 @@ class PolicyEntry:
     min_share: float | None = None
     participant_labels: tuple[str, ...] = ()
     exclude_participant_labels: tuple[str, ...] = ()
+    retention: tuple[RetentionStep, ...] = ()
+    expire_archives_after: float | None = None  # archive runs older than this are pruned
 
 
 @dataclass(frozen=True)
@@ -79,6 +100,41 @@ def _labels(value: Any, key: str, line: int, problems: Problems) -> tuple[str, .
         problems.add(line, f"{key}: expected a label or a list of labels in quotes, got {value!r}")
         return ()
     return tuple(values)
+
+
+def _retention(value: Any, line: int, where: str, problems: Problems, has_archive_dir: bool) -> tuple[RetentionStep, ...]:
+    """A policy entry's retention: a list of {category, archive_after, delete_after}, every problem said."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value:
+        problems.add(line, f"{where}: retention: expected a list of {{category, archive_after, delete_after}}")
+        return ()
+    steps = []
+    for spec in value:
+        at = getattr(spec, "line", line)
+        if not isinstance(spec, LinedMapping) or not isinstance(spec.get("category"), str):
+            problems.add(at, f"{where}: retention: each step needs a category (as the report names it)")
+            continue
+        for key in spec:
+            if key not in RETENTION_KEYS:
+                problems.add(spec.key_lines[key], f"{where}: retention: unknown key {key!r}"
+                                                  f"{did_you_mean(key, RETENTION_KEYS)}")
+        after: dict[str, float | None] = {}
+        for key in ("archive_after", "delete_after"):
+            try:
+                after[key] = parse_duration(spec[key]) if key in spec else None
+            except ValueError as exc:
+                problems.add(spec.key_lines[key], f"{where}: retention: {key}: {exc}")
+                after[key] = None
+        if after["archive_after"] is None and after["delete_after"] is None:
+            problems.add(at, f"{where}: retention: {spec['category']!r} needs archive_after or delete_after")
+        if after["archive_after"] is not None and not has_archive_dir:
+            problems.add(at, f"{where}: retention: archive_after needs the entry's archive_dir")
+        if (after["archive_after"] is not None and after["delete_after"] is not None
+                and after["delete_after"] <= after["archive_after"]):
+            problems.add(at, f"{where}: retention: delete_after must come after archive_after")
+        steps.append(RetentionStep(spec["category"], after["archive_after"], after["delete_after"]))
+    return tuple(steps)
 
 
 def load_policy(path: str) -> Policy:
@@ -143,6 +199,15 @@ def load_policy(path: str) -> Policy:
                         values["min_share"] = share
                 except (TypeError, ValueError) as exc:
                     problems.add(lines["threshold"], f"{where}: threshold: {exc}")
+        values["retention"] = _retention(spec.get("retention"), lines.get("retention", spec.line), where, problems,
+                                         bool(spec.get("archive_dir")))
+        if "expire_archives_after" in spec:
+            if not spec.get("archive_dir"):
+                problems.add(lines["expire_archives_after"], f"{where}: expire_archives_after needs archive_dir")
+            try:
+                values["expire_archives_after"] = parse_duration(spec["expire_archives_after"])
+            except ValueError as exc:
+                problems.add(lines["expire_archives_after"], f"{where}: expire_archives_after: {exc}")
         if spec.get("archive_format", "tar") not in ("tar", "tree"):
             problems.add(lines["archive_format"], f"{where}: archive_format must be tar or tree")
         compress = spec.get("compress", "none")
@@ -195,10 +260,14 @@ def expand_paths(entry: PolicyEntry) -> list[str]:
     return found
 
 
-def run_entry_dataset(entry: PolicyEntry, path: str, history: History | None, log_traceback: Callable[[str], None]
-                      ) -> DatasetResult:
+def run_entry_dataset(entry: PolicyEntry, path: str, history: History | None, log_traceback: Callable[[str], None],
+                      mode_override: str | None = None, select: Callable[[Any], bool] | None = None,
+                      now: float | None = None) -> DatasetResult:
     """One dataset of one entry, unattended; every error becomes a result, never an exception. An unexpected
-    one (a bug) is logged with its traceback and makes this dataset failed; the others go on."""
+    one (a bug) is logged with its traceback and makes this dataset failed; the others go on. ``mode_override``
+    and ``select``: a retention step's (default: the entry's mode, on all the junk); ``now``: the time to judge
+    ages at (tests inject it)."""
+    mode = mode_override or entry.mode
     from ..act.clean import Declined, clean, discover_dataset
     from ..act.journal import LockedError
     from ..basics.folders import default_jobs
@@ -210,7 +279,7 @@ def run_entry_dataset(entry: PolicyEntry, path: str, history: History | None, lo
         dataset = discover_dataset(path, entry.work_dir)
         plan = build_plan(dataset, load_rulesets(list(entry.rules)),
                           Selection.from_labels(entry.participant_labels, exclude=entry.exclude_participant_labels),
-                          min_age=entry.min_age, stale_after=entry.stale_after,
+                          now=now, min_age=entry.min_age, stale_after=entry.stale_after,
                           jobs=default_jobs([root.path for root in dataset.scan_roots]))
         plan.check_selection()
 
@@ -221,18 +290,19 @@ def run_entry_dataset(entry: PolicyEntry, path: str, history: History | None, lo
             return ((entry.min_bytes is not None and junk > entry.min_bytes)
                     or (entry.min_share is not None and scanned_bytes > 0 and junk / scanned_bytes > entry.min_share))
 
-        result = clean(plan, entry.mode, entry.archive_dir, entry.archive_format, entry.compress, above_threshold)
+        result = clean(plan, mode, entry.archive_dir, entry.archive_format, entry.compress, above_threshold,
+                       select=select)
     except Declined:
-        return DatasetResult(entry.name, path, "skipped", entry.mode, "reclaimable space below the threshold")
+        return DatasetResult(entry.name, path, "skipped", mode, "reclaimable space below the threshold")
     except LockedError as exc:
-        return DatasetResult(entry.name, path, "skipped", entry.mode, str(exc))
+        return DatasetResult(entry.name, path, "skipped", mode, str(exc))
     except CleanupError as exc:
-        return DatasetResult(entry.name, path, "failed", entry.mode, str(exc))
+        return DatasetResult(entry.name, path, "failed", mode, str(exc))
     except OSError as exc:
-        return DatasetResult(entry.name, path, "failed", entry.mode, f"{exc.strerror or exc}")
+        return DatasetResult(entry.name, path, "failed", mode, f"{exc.strerror or exc}")
     except Exception as exc:  # a bug must not cost the other datasets their run
         log_traceback(traceback.format_exc())
-        return DatasetResult(entry.name, path, "failed", entry.mode,
+        return DatasetResult(entry.name, path, "failed", mode,
                              f"unexpected error ({type(exc).__name__}: {exc}); traceback in the log")
     if history is not None:
         try:
@@ -243,17 +313,56 @@ def run_entry_dataset(entry: PolicyEntry, path: str, history: History | None, lo
     if result.signal is not None:
         status = "stopped"
     else:
-        status = "ok" if result.exit_status == 0 or entry.mode == "dry-run" else "incomplete"
+        status = "ok" if result.exit_status == 0 or mode == "dry-run" else "incomplete"
     reasons = [f"{row['files']} skipped: {row['reason']}" for row in result.outcome["skipped"]]
     reasons += [f"{row['files']} failed: {row['reason']}" for row in result.outcome["failed"]]
     reasons += result.after_acting
     if result.nothing_to_do:
         reasons.insert(0, "nothing to do")
-    return DatasetResult(entry.name, path, status, entry.mode, "; ".join(reasons), result.as_dict())
+    return DatasetResult(entry.name, path, status, mode, "; ".join(reasons), result.as_dict())
+
+
+def run_retention(entry: PolicyEntry, path: str, history: History | None, log_traceback: Callable[[str], None],
+                  now: float | None = None) -> list[DatasetResult]:
+    """An entry with a retention plan, on one dataset: junk of a listed category goes when its step says
+    (deleted once idle delete_after, else archived once idle archive_after; until then it stays), junk of the
+    other categories as the entry's mode says; then archive runs older than expire_archives_after are pruned.
+    A dry-run entry only says what each step would do."""
+    from .archives import prune_archives
+
+    when = time.time() if now is None else now
+    steps = {step.category: step for step in entry.retention}
+
+    def chooser(action: str) -> Callable[[Any], bool]:
+        def chosen(planned: Any) -> bool:
+            step = steps.get(planned.category)
+            if step is None:
+                return entry.mode == action
+            return step.due(when - planned.mtime) == action
+        return chosen
+
+    results = []
+    for action in ("delete", "archive"):
+        wanted = any((step.delete_after if action == "delete" else step.archive_after) is not None
+                     for step in entry.retention)
+        if not wanted and entry.mode != action:
+            continue  # no step of this kind, and the other categories' junk is not the entry's to act on so
+        results.append(run_entry_dataset(entry, path, history, log_traceback,
+                                         "dry-run" if entry.mode == "dry-run" else action, chooser(action), when))
+        results[-1].reason = f"retention {action}: {results[-1].reason}" if results[-1].reason else f"retention {action}"
+    if entry.expire_archives_after is not None and entry.archive_dir and os.path.isdir(entry.archive_dir):
+        try:
+            pruned = prune_archives(entry.archive_dir, entry.expire_archives_after, entry.mode != "dry-run", when)
+            results.append(DatasetResult(entry.name, entry.archive_dir, "ok", "prune" if entry.mode != "dry-run"
+                                         else "dry-run", f"retention expire: {len(pruned['runs'])} archive run(s)",
+                                         {"files": 0, "bytes": pruned["bytes"], "pruned_runs": pruned["runs"]}))
+        except (CleanupError, OSError) as exc:
+            results.append(DatasetResult(entry.name, entry.archive_dir, "failed", "prune", str(exc)))
+    return results
 
 
 def run_policy(policy: Policy, log: IO[str] | None = None, history_path: str | None = None,
-               record_dry_run: bool = False) -> tuple[list[DatasetResult], int]:
+               record_dry_run: bool = False, now: float | None = None) -> tuple[list[DatasetResult], int]:
     """Run every entry on every dataset it names; returns the results and the exit code.
 
     The history is opened (so checked for writing) before anything runs: a history that cannot be written is
@@ -275,9 +384,12 @@ def run_policy(policy: Policy, log: IO[str] | None = None, history_path: str | N
                 results.append(DatasetResult(entry.name, ", ".join(entry.paths), "failed", entry.mode, "no path matches"))
             for path in paths:
                 recording = history if entry.mode != "dry-run" or record_dry_run else None
-                results.append(run_entry_dataset(entry, path, recording, log_traceback))
+                done = (run_retention(entry, path, recording, log_traceback, now) if entry.retention
+                        else [run_entry_dataset(entry, path, recording, log_traceback, now=now)])
+                results += done
                 if log is not None:
-                    log.write(strict_json({"time": round(time.time(), 3), **results[-1].as_dict()}) + "\n")
+                    for result in done:
+                        log.write(strict_json({"time": round(time.time(), 3), **result.as_dict()}) + "\n")
                     log.flush()
                 if results[-1].status == "stopped":
                     break  # Ctrl-C or SIGTERM: the remaining datasets wait for the next run

@@ -137,17 +137,19 @@ class Worklist:
         return preview
 
 
-def build_worklist(plan: Plan, mode: str, progress: Callable[[int, int], None] | None = None) -> Worklist:
+def build_worklist(plan: Plan, mode: str, progress: Callable[[int, int], None] | None = None,
+                   select: Callable[[PlannedFile], bool] | None = None) -> Worklist:
     """One pass over the plan: its junk, in scan order, and what it holds back, as skips with their reasons
     (a running subject's files, shared files while some subject runs, files modified within --min-age).
-    ``progress(files, bytes)`` is told after each folder scanned."""
+    ``progress(files, bytes)`` is told after each folder scanned; ``select``: only the junk it accepts (a
+    retention step's share of it; the rest is left for later, untouched)."""
     outcome = Outcome(mode)
     files: list[PlannedFile] = []
     scanned_bytes = 0
     for planned in plan.files(progress):
         scanned_bytes += planned.size
         if planned.action == "junk":
-            if planned.annex != ELSEWHERE:  # annexed content that is not here: nothing to free, nothing to do
+            if planned.annex != ELSEWHERE and (select is None or select(planned)):  # elsewhere: nothing to free
                 files.append(planned)
         elif planned.rule_id in HELD_BACK_REASONS:
             outcome.skip(planned, HELD_BACK_REASONS[planned.rule_id])
