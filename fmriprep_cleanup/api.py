@@ -135,6 +135,30 @@ def report_in_processes(options: dict[str, Any], processes: int, energy: Assumpt
                        energy or energy_model(plan.ruleset), command, statuses)
 
 
+def retention_timeline(plan: Plan, policy: str, entry: str | None = None,
+                       energy: Assumptions | None = None) -> dict[str, Any]:
+    """What the retention plan of a policy entry (``entry``: its name; default: the first with a retention
+    plan) will do to ``plan``'s dataset over time: `report --retention POLICY`."""
+    from .ops.policy import load_policy
+    from .ops.retention import idle_junk, timeline
+
+    loaded = load_policy(policy)
+    chosen = [item for item in loaded.entries if item.retention and (entry is None or item.name == entry)]
+    if not chosen:
+        raise CleanupError(f"{policy}: no entry{f' named {entry!r}' if entry else ''} with a retention plan")
+    steps = list(chosen[0].retention)
+    summary = plan.summarize()
+    junk = idle_junk(plan, [step.category for step in steps])
+    rows = timeline(summary.totals.bytes - summary.totals.elsewhere_bytes, steps, junk,
+                    chosen[0].expire_archives_after, energy or energy_model(plan.ruleset))
+    return {"policy": os.path.abspath(policy), "entry": chosen[0].name,
+            "steps": [{"category": step.category, "archive_after_days": None if step.archive_after is None
+                       else step.archive_after / 86400, "delete_after_days": None if step.delete_after is None
+                       else step.delete_after / 86400} for step in steps],
+            "expire_archives_after_days": None if chosen[0].expire_archives_after is None
+            else chosen[0].expire_archives_after / 86400, "timeline": rows}
+
+
 def make_status(plan: Plan, only: Iterable[str] = (), progress: Progress | None = None) -> dict[str, Any]:
     """Each selected subject's run status with its evidence (``only``: these statuses): `status --format json`."""
     from .report.data import status_data

@@ -89,3 +89,30 @@ def test_a_bad_retention_step_is_refused_with_its_line(tmp_path, step, message):
                       f"    retention:\n      - {step}\n")
     with pytest.raises(CleanupError, match=message):
         load_policy(str(policy))
+
+
+def test_the_report_foresees_the_plan_day_by_day(aged):
+    import json
+
+    from click.testing import CliRunner
+
+    from fmriprep_cleanup.cli import cli
+
+    out, tmp_path, policy, start = aged
+    result = CliRunner().invoke(cli, ["report", str(out), "--retention", str(policy),
+                                      "--format", "json", "-q"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    rows = {round(row["day"]): row for row in data["retention"]["timeline"]}
+    total = data["totals"]["bytes"]
+    assert sorted(rows) == [0, 20, 50, 385]  # today; the cache archived; the templates deleted; the archive expired
+    assert (rows[0]["dataset_bytes"], rows[0]["archive_bytes"]) == (total, 0)
+    assert (rows[20]["dataset_bytes"], rows[20]["archive_bytes"]) == (total - 7000, 7000)
+    assert (rows[50]["dataset_bytes"], rows[50]["archive_bytes"]) == (total - 10_000, 7000)
+    assert (rows[385]["dataset_bytes"], rows[385]["archive_bytes"]) == (total - 10_000, 0)
+    text = CliRunner().invoke(cli, ["report", str(out), "--retention", str(policy), "-q"]).stdout
+    assert "Retention plan of 'lab'" in text
+    page = tmp_path / "r.html"
+    CliRunner().invoke(cli, ["report", str(out), "--retention", str(policy), "--format", "html",
+                             "-o", str(page), "-q"])
+    assert '<table id="retention">' in page.read_text() and "day 20" in page.read_text()

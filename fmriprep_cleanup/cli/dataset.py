@@ -34,12 +34,14 @@ from .common import (
 @click.option("--all", "all_subjects", is_flag=True, help="List every subject (default: the 20 with the most junk).")
 @click.option("--compute-estimate", type=float, metavar="KG",
               help="kgCO2e of one subject's fMRIPrep run, for subjects without a CodeCarbon record (marked as an estimate).")
+@click.option("--retention", "retention_policy", type=click.Path(dir_okay=False, path_type=str), metavar="POLICY",
+              help="Show what this policy's retention plan will do to the dataset over time.")
 @click.option("--shard", metavar="K/N", help="Scan only shard K of N (a share of the subjects); needs --partial-out.")
 @click.option("--partial-out", type=click.Path(dir_okay=False, path_type=str),
               help="Write the shard's partial result to FILE, for `merge`.")
 @wide_option
 def report(path: str, fmt: str, output: str | None, quiet: bool, all_subjects: bool, compute_estimate: float | None,
-           shard: str | None,
+           retention_policy: str | None, shard: str | None,
            partial_out: str | None, wide: bool, storage_profile: str | None, pue: float | None,
            copies: float | None, carbon_intensity: float | None, country: str | None, **selection: Any) -> None:
     """Summarise what PATH holds: keep and junk by category and by subject, and what it costs per year (read-only).
@@ -78,6 +80,10 @@ def report(path: str, fmt: str, output: str | None, quiet: bool, all_subjects: b
             data = make_report(plan, model, command_line(), progress.callback(), compute_estimate)
     finally:
         progress.done()
+    if retention_policy:
+        from ..api import retention_timeline
+
+        data["retention"] = retention_timeline(plan, retention_policy, energy=model)
     write_report(data, fmt, output, wide, all_subjects)
 
 

@@ -110,6 +110,9 @@ def render_html(data: dict[str, Any]) -> str:
         status_lines=[line for line in map(status_line, data["subjects_by_status"]) if line],
         energy_by_category={row["category"]: row for row in data["energy"]["by_category"]},
         compute_chart=compute_chart(data["compute"]),
+        retention_chart=bar_chart([(f"day {row['day']:g}", row["dataset_bytes"], row["archive_bytes"])
+                                   for row in data["retention"]["timeline"]], "bytes in the dataset and in archives",
+                                  ) if data.get("retention") else None,
         made=time.strftime("%Y-%m-%d %H:%M %Z"),
     )
 

@@ -90,6 +90,12 @@ def render_text(data: dict[str, Any], width: int | None = None, all_subjects: bo
     lines.append("")
     lines += energy_lines(data["energy"])
     lines += compute_lines(data["compute"], width)
+    if data.get("retention"):
+        plan = data["retention"]
+        rows = [[f"{row['day']:g}", size(row["dataset_bytes"]), size(row["archive_bytes"]), number(row["kgco2e_per_year"])]
+                for row in plan["timeline"]]
+        lines += ["", f"Retention plan of {plan['entry']!r} ({plan['policy']}), from today:"]
+        lines += table(["Day", "In the dataset", "In archives", "kgCO2e/yr"], rows, "rrrr", width)
     return "\n".join(lines) + "\n"
 
 
