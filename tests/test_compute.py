@@ -113,3 +113,15 @@ def test_the_html_report_has_the_compute_table(tmp_path):
     chart = html[html.index('aria-label="kgCO2e of compute and of a year of storage per subject"'):]
     chart = chart[:chart.index("</svg>")]
     assert "sub-03: compute" in chart and "sub-03: keeping it a year" in chart and "0.9 kgCO2e" in chart
+
+
+def test_the_compute_csv_has_a_row_per_subject(tmp_path):
+    import csv
+    import io
+
+    out = build(tmp_path)
+    result = CliRunner().invoke(cli, ["report", str(out), "--format", "compute-csv", "-q"])
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [row["subject"] for row in rows] == ["01", "02", "03"]
+    assert abs(float(rows[2]["compute_kgco2e"]) - 0.9) < 1e-12 and rows[2]["compute_source"] == "recorded"
+    assert float(rows[2]["break_even_years"]) > 0

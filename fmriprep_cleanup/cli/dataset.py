@@ -28,7 +28,8 @@ from .common import (
 @click.argument("path", type=click.Path(path_type=str))
 @selection_options
 @energy_options
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "html"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "compute-csv", "html"]), default="text",
+              show_default=True, help="csv: the per-category table; compute-csv: compute and storage per subject.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.option("--all", "all_subjects", is_flag=True, help="List every subject (default: the 20 with the most junk).")
@@ -175,7 +176,8 @@ def explain(path: str, files: tuple[str, ...], fmt: str, **selection: Any) -> No
 @click.command()
 @click.argument("partials", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
 @energy_options
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "html"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "compute-csv", "html"]), default="text",
+              show_default=True, help="csv: the per-category table; compute-csv: compute and storage per subject.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.option("--all", "all_subjects", is_flag=True, help="List every subject (default: the 20 with the most junk).")
@@ -209,6 +211,8 @@ def merge(partials: tuple[str, ...], fmt: str, output: str | None, quiet: bool, 
         width = terminal_width(wide) if output in (None, "-") else None
         renderers = {"html": render_audit_html, "json": render_json, "csv": render_audit_csv,
                      "text": lambda audit: render_audit_text(audit, width)}
+        if fmt not in renderers:
+            raise CleanupError(f"--format {fmt} is a report's, not an audit's: use text, json, csv or html")
         write_output(renderers[fmt](data), output)
         return
     write_report(data, fmt, output, wide, all_subjects)

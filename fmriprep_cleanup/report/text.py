@@ -176,7 +176,17 @@ def render_csv(data: dict[str, Any]) -> str:
     return "".join(lines)
 
 
-RENDERERS = {"text": render_text, "json": render_json, "csv": render_csv}
+COMPUTE_COLUMNS = ("subject", "status", "compute_source", "compute_kgco2e", "compute_kwh", "runs_recorded",
+                   "rerun_kgco2e", "storage_kgco2e_per_year", "workdir_kgco2e_per_year", "break_even_years", "verdict")
+
+
+def render_compute_csv(data: dict[str, Any]) -> str:
+    """Compute beside storage, one row per subject (the report's `compute` section; empty cells: no record)."""
+    return csv_line(COMPUTE_COLUMNS) + "".join(csv_line([row[column] for column in COMPUTE_COLUMNS])
+                                                for row in data["compute"]["subjects"])
+
+
+RENDERERS = {"text": render_text, "json": render_json, "csv": render_csv, "compute-csv": render_compute_csv}
 
 
 # --- the subjects' run statuses -------------------------------------------------------------------
