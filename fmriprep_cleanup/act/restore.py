@@ -50,6 +50,13 @@ class RestoreOutcome:
     errors: list[str] = field(default_factory=list)
     progress: ActProgress | None = field(default=None, repr=False)  # told after every file restored
 
+    def restored(self, size: int) -> None:
+        """One more file back in place (``size`` bytes): counted, and told to the progress display."""
+        self.restored_files += 1
+        self.restored_bytes += size
+        if self.progress is not None:
+            self.progress("restoring", self.restored_files, self.restored_bytes)
+
     @property
     def complete(self) -> bool:
         return not self.conflicts and not self.errors
@@ -162,10 +169,7 @@ def _give_back_to_annex(entry: ManifestEntry, destination: str, content: IO[byte
     finally:
         if os.path.lexists(temporary):
             os.unlink(temporary)
-    outcome.restored_files += 1
-    outcome.restored_bytes += entry.size
-    if outcome.progress is not None:
-        outcome.progress("restoring", outcome.restored_files, outcome.restored_bytes)
+    outcome.restored(entry.size)
 
 
 def _put_back(entry: ManifestEntry, destination: str, destinations: _Destinations, content: IO[bytes] | None,
@@ -206,10 +210,7 @@ def _put_back(entry: ManifestEntry, destination: str, destinations: _Destination
     except OSError as exc:
         outcome.errors.append(f"{destination}: {exc.strerror or exc}")
         return
-    outcome.restored_files += 1
-    outcome.restored_bytes += entry.size
-    if outcome.progress is not None:
-        outcome.progress("restoring", outcome.restored_files, outcome.restored_bytes)
+    outcome.restored(entry.size)
 
 
 def _write_file(entry: ManifestEntry, fd: int, name: str, content: IO[bytes] | None, destination: str,

@@ -58,7 +58,8 @@ class CleanupGroup(click.Group):
             ctx.exit(EXIT_OK)
 
 
-def _apply(options: list[Callable], command: Callable) -> Callable:
+def apply_options(options: list[Callable], command: Callable) -> Callable:
+    """Decorate ``command`` with ``options``, the first listed shown first in --help."""
     for option in reversed(options):
         command = option(command)
     return command
@@ -66,7 +67,7 @@ def _apply(options: list[Callable], command: Callable) -> Callable:
 
 def selection_options(command: Callable) -> Callable:
     """Options shared by every command that looks at a dataset (see ``open_plan``)."""
-    return _apply([
+    return apply_options([
         click.option(
             "--rules", "rule_refs", multiple=True, metavar="NAME|FILE",
             help="Rule set by shipped name or YAML path; repeat to combine (a later set extends the earlier). Default: default.",
@@ -97,7 +98,7 @@ def selection_options(command: Callable) -> Callable:
 
 def energy_options(command: Callable) -> Callable:
     """Overrides of the storage energy and carbon model (see README, "Energy and carbon")."""
-    return _apply([
+    return apply_options([
         click.option("--storage-profile", metavar="NAME", help="Storage profile: hpc-hdd (default), hdd, ssd, workstation-hdd, ccf-hdd, ccf-ssd."),
         click.option("--pue", type=float, help="Data-centre power usage effectiveness (>= 1)."),
         click.option("--copies", type=float, help="Copies kept: replication and backups (e.g. 2)."),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -11,6 +12,7 @@ from ..basics.errors import CleanupError
 from ..fmriprep.statuses import SUBJECT_STATUSES
 from .common import (
     Progress,
+    apply_options,
     command_line,
     energy_options,
     energy_overrides,
@@ -24,15 +26,25 @@ from .common import (
 )
 
 
+def report_output_options(command: Callable) -> Callable:
+    """The options of every command that writes a dataset report (report, merge)."""
+    return apply_options([
+        click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "compute-csv", "html"]),
+                     default="text", show_default=True,
+                     help="csv: the per-category table; compute-csv: compute and storage per subject."),
+        click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str),
+                     help="Write to FILE instead of stdout."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress on stderr."),
+        click.option("--all", "all_subjects", is_flag=True,
+                     help="List every subject (default: the 20 with the most junk)."),
+    ], command)
+
+
 @click.command()
 @click.argument("path", type=click.Path(path_type=str))
 @selection_options
 @energy_options
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "compute-csv", "html"]), default="text",
-              show_default=True, help="csv: the per-category table; compute-csv: compute and storage per subject.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-@click.option("--all", "all_subjects", is_flag=True, help="List every subject (default: the 20 with the most junk).")
+@report_output_options
 @click.option("--compute-estimate", type=float, metavar="KG",
               help="kgCO2e of one subject's fMRIPrep run, for subjects without a CodeCarbon record (marked as an estimate).")
 @click.option("--retention", "retention_policy", type=click.Path(dir_okay=False, path_type=str), metavar="POLICY",
@@ -176,11 +188,7 @@ def explain(path: str, files: tuple[str, ...], fmt: str, **selection: Any) -> No
 @click.command()
 @click.argument("partials", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
 @energy_options
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "compute-csv", "html"]), default="text",
-              show_default=True, help="csv: the per-category table; compute-csv: compute and storage per subject.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-@click.option("--all", "all_subjects", is_flag=True, help="List every subject (default: the 20 with the most junk).")
+@report_output_options
 @wide_option
 def merge(partials: tuple[str, ...], fmt: str, output: str | None, quiet: bool, all_subjects: bool, wide: bool,
           storage_profile: str | None, pue: float | None, copies: float | None, carbon_intensity: float | None,
