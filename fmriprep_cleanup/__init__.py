@@ -30,7 +30,8 @@ __getattr__, __dir__ = lazy_face(__name__, {
     "open_plan": "api", "energy_model": "api", "make_report": "api", "make_status": "api", "explain": "api",
     "clean": "api", "restore": "api", "audit": "api", "run_policy": "api", "history": "api", "schedule": "api",
     "rule_sets": "api", "load_rules": "api", "demo": "api", "plan_options": "api", "make_partial": "api",
-    "merge_partials": "api", "report_in_processes": "api", "slurm_array": "api", "audit_shard": "api", "archives": "api",
+    "merge_partials": "api", "write_plan_partial": "api", "merge_plan_partials": "api",
+    "report_in_processes": "api", "slurm_array": "api", "audit_shard": "api", "archives": "api",
     # the pipeline's parts, for those who compose their own
     "CleanupError": "basics.errors", "Dataset": "fmriprep.layout", "discover": "fmriprep.layout",
     "RuleSet": "rules.rulesets", "load_rulesets": "rules.rulesets", "Plan": "plan.plan", "Selection": "plan.plan",

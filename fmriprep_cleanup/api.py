@@ -26,6 +26,7 @@ from .basics.folders import default_jobs
 from .energy.model import Assumptions, model_for
 from .fmriprep.layout import state_dir_for
 from .ops.history import History, record_run
+from .ops.shards import MergedPlan
 from .plan.plan import DEFAULT_MIN_AGE, Plan, Selection, build_plan
 from .plan.worklist import ActProgress, Outcome, Worklist
 from .rules.rulesets import RuleSet, load_rulesets, shipped_rulesets
@@ -100,11 +101,10 @@ def merge_partials(partials: Iterable[str | dict[str, Any]], energy: dict[str, A
                    command: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """The report (`report --format json`) of a scan done in shards, from their partial results (paths or
     dictionaries); refuses partials that are not of one scan, and names missing shards."""
-    from .ops.shards import AUDIT_PARTIAL_FORMAT, check_partials, merge, read_partial
+    from .ops.shards import AUDIT_PARTIAL_FORMAT, check_partials, merge
     from .report.data import audit_data, report_data
 
-    loaded = [(item, read_partial(item)) if isinstance(item, str) else (f"partial {index + 1}", item)
-              for index, item in enumerate(partials)]
+    loaded = load_partials(partials)
     check_partials(loaded)
     options = loaded[0][1]["options"]
     if loaded[0][1]["format"] == AUDIT_PARTIAL_FORMAT:  # an audit's shards: their rows, sorted as one audit
@@ -118,6 +118,35 @@ def merge_partials(partials: Iterable[str | dict[str, Any]], energy: dict[str, A
     model = energy_model(plan.ruleset, **(energy or {}))
     return report_data(plan.dataset, plan.ruleset, summary, warnings, plan.selection.participant_labels, model,
                        command, statuses)
+
+
+def load_partials(partials: Iterable[str | dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """Partial results (paths or dictionaries) with their names: a plan partial is read through and checked."""
+    from .ops.shards import is_plan_partial, read_partial, read_plan_partial
+
+    return [(item, read_plan_partial(item) if is_plan_partial(item) else read_partial(item)) if isinstance(item, str)
+            else (f"partial {index + 1}", item) for index, item in enumerate(partials)]
+
+
+def write_plan_partial(options: dict[str, Any], shard: int, shards: int, stream: IO[str],
+                       progress: Progress | None = None) -> list[str]:
+    """Plan shard ``shard`` (0-based) of ``shards`` of the plan ``options`` describe and write its plan
+    partial to ``stream`` (`plan --shard K/N --partial-out FILE`); returns its warnings."""
+    from .ops.shards import write_plan_partial as write
+
+    return list(write(open_plan(**options), options, shard, shards, stream, progress)["warnings"])
+
+
+def merge_plan_partials(partials: Iterable[str | dict[str, Any]], progress: Progress | None = None) -> MergedPlan:
+    """The plan of a scan done in shards (`merge` of plan partials): ``.files()`` streams it in the unsharded
+    plan's order, ``.warnings()`` then says what went wrong; refuses partials that are not of one scan."""
+    from .ops.shards import PLAN_PARTIAL_FORMAT, check_partials, merge_plan
+
+    loaded = load_partials(partials)
+    check_partials(loaded)
+    if loaded[0][1]["format"] != PLAN_PARTIAL_FORMAT:
+        raise CleanupError("these are a report's (or an audit's) partial results, not a plan's")
+    return merge_plan(loaded, open_plan(**loaded[0][1]["options"]), progress)
 
 
 def report_in_processes(options: dict[str, Any], processes: int, energy: Assumptions | None = None,

@@ -2,10 +2,11 @@
 separate commands, and refusals for partials that are not one scan."""
 
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
-from conftest import DATA, ci_listing, finish_subjects, make_files, write_description
+from conftest import DATA, LONG_AGO, ci_listing, finish_subjects, make_files, write_description
 
 from fmriprep_cleanup.cli import cli
 
@@ -117,3 +118,96 @@ def test_an_audit_in_shards_is_the_audit(many_subjects, tmp_path):
     run("report", many_subjects, "--shard", "1/3", "--partial-out", report_partial, "-q")
     mixed = run("merge", partials[0], merged_paths, partials[2])
     assert mixed.exit_code == 2 and "differ in their kind" in mixed.output
+
+
+STATUS_RULES = (
+    "version: 1\nname: by-status\nextends: default\nrules:\n"
+    "  - {id: finished-transforms, action: junk, category: transforms, why: w,"
+    " match: {scope: derivatives, path: 'sub-*/anat/*_xfm.*', subject_status: finished}}\n"
+    "  - {id: qc, action: junk, category: qc, why: w, match: {scope: derivatives, path: 'sub-*_qc.json'}}\n"
+    "  - {id: shared-while-any-unknown, action: junk, category: shared, why: w,"
+    " match: {scope: workdir, path: '**/*.js', any_subject_status: unknown}}\n"
+    "  - {id: templates-once-finished, action: junk, category: templates, why: w,"
+    " match: {scope: freesurfer, any_subject_status: finished}}\n")
+
+
+@pytest.fixture
+def busy_subjects(many_subjects, tmp_path):
+    """The nine subjects, sub-04 running (its working directory written a minute ago), and rules that read
+    each subject's status, any subject's status, and junk per-subject files at the dataset's top (so the
+    top folder's files wait for different subjects)."""
+    import time
+
+    make_files(many_subjects, {f"sub-{n:02d}_qc.json": 10 + n for n in range(1, 10)})
+    for n in range(1, 10):
+        os.utime(many_subjects / f"sub-{n:02d}_qc.json", (LONG_AGO, LONG_AGO))
+    os.utime(many_subjects / "sub-02_qc.json", (time.time() - 300, time.time() - 300))  # held back as recent
+    newest = many_subjects / "work/fmriprep_23_2_wf/sub_04_wf/n1/out.nii.gz"
+    os.utime(newest, (time.time() - 60, time.time() - 60))
+    rules = tmp_path / "by-status.yaml"
+    rules.write_text(STATUS_RULES)
+    return many_subjects, rules
+
+
+def sharded_plan(tmp_path, out, shards, *options):
+    paths = []
+    for shard in range(1, shards + 1):
+        partial = tmp_path / f"plan-{shards}-{shard}-{len(list(tmp_path.glob('plan-*')))}.jsonl"
+        result = run("plan", out, *options, "--shard", f"{shard}/{shards}", "--partial-out", partial, "-q")
+        assert result.exit_code == 0, result.output
+        paths.append(partial)
+    return paths
+
+
+@pytest.mark.parametrize("shards", [1, 2, 7, 9])
+@pytest.mark.parametrize("subject_rules", [True, False])  # False: the top folder's files wait for their subjects
+def test_merged_plan_shards_give_the_unsharded_plan_byte_for_byte(busy_subjects, tmp_path, shards, subject_rules):
+    out, rules = busy_subjects
+    if not subject_rules:  # no rule reads a subject's status in the outputs: nothing asks before the walk does
+        rules.write_text(STATUS_RULES.replace("_xfm.*', subject_status: finished", "_xfm.*', min_size: 1T"))
+    options = ("--rules", rules, "--min-age", "10m")
+    whole = run("plan", out, *options, "-q").stdout
+    partials = sharded_plan(tmp_path, out, shards, *options)
+    assert run("merge", *partials, "-q").stdout == whole
+    for fmt in ("jsonl", "csv"):
+        assert run("merge", *reversed(partials), "--format", fmt, "-q").stdout == \
+            run("plan", out, *options, "--format", fmt, "-q").stdout
+    assert run("merge", *partials, "--only", "junk", "-q").stdout == run("plan", out, *options, "--only", "junk",
+                                                                         "-q").stdout
+    rows = [line.split("\t") for line in whole.splitlines()[1:]]
+    rules_used = {row[2] for row in rows}
+    assert {"qc", "held-back-running", "held-back-shared", "held-back-recent"} | (
+        {"finished-transforms"} if subject_rules else set()) <= rules_used, rules_used  # every kind of wait the plan's order depends on
+    assert len(rows) == len({row[4] for row in rows})  # each file once
+
+
+def test_merged_plan_with_rules_on_every_subjects_status(busy_subjects, tmp_path):
+    out, rules = busy_subjects
+    os.utime(out / "work/fmriprep_23_2_wf/sub_04_wf/n1/out.nii.gz", (LONG_AGO, LONG_AGO))  # nobody runs now
+    whole = run("plan", out, "--rules", rules, "-q").stdout
+    assert {"shared-while-any-unknown", "templates-once-finished"} <= {
+        line.split("\t")[2] for line in whole.splitlines()}
+    assert run("merge", *sharded_plan(tmp_path, out, 4, "--rules", rules), "-q").stdout == whole
+
+
+def test_plan_shards_with_a_selection(busy_subjects, tmp_path):
+    out, rules = busy_subjects
+    options = ("--rules", rules, "--participant-label", "03", "--participant-label", "04", "--participant-label", "08")
+    partials = sharded_plan(tmp_path, out, 2, *options)
+    assert run("merge", *partials, "--format", "jsonl", "-q").stdout == \
+        run("plan", out, *options, "--format", "jsonl", "-q").stdout
+
+
+def test_plan_partials_missing_or_mixed_are_refused(many_subjects, tmp_path):
+    partials = sharded_plan(tmp_path, many_subjects, 3)
+    missing = run("merge", partials[0], partials[1])
+    assert missing.exit_code == 2 and "missing shard(s) 3/3" in missing.output
+    report_partials = merged(tmp_path, many_subjects, 3)
+    mixed = run("merge", partials[0], report_partials[1], partials[2])
+    assert mixed.exit_code == 2 and "differ in their kind" in mixed.output
+    assert "--format html is a report's" in run("merge", *partials, "--format", "html").output
+    assert "--only is a plan's" in run("merge", *report_partials, "--only", "junk").output
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(partials[1].read_text().splitlines()[0] + "\n[1, 2\n")
+    result = run("merge", partials[0], broken, partials[2])
+    assert result.exit_code == 2 and "broken.jsonl:2" in result.output

@@ -20,6 +20,7 @@ import os
 import re
 import stat
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -50,9 +51,9 @@ class BrokenFileError(CleanupError):
     """A file we read is not what it should be (not a regular file, too big, not parseable)."""
 
 
-def read_bytes(path: str, kind: str, follow_links: bool = True, cap: int | None = None) -> bytes:
-    """The content of a regular file, at most its kind's size cap; BrokenFileError otherwise."""
-    cap = cap if cap is not None else SIZE_CAPS[kind]
+def open_regular(path: str, kind: str, follow_links: bool = True) -> int:
+    """A file descriptor of the regular file ``path`` (never blocking on a FIFO or a device); BrokenFileError
+    naming what it is otherwise."""
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_links else os.O_NOFOLLOW)
     try:
         fd = os.open(path, flags)
@@ -65,8 +66,20 @@ def read_bytes(path: str, kind: str, follow_links: bool = True, cap: int | None 
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise BrokenFileError(f"{path}: not a regular file ({_file_type(st.st_mode)}), so not a {kind}")
-        if st.st_size > cap:
-            raise BrokenFileError(f"{path}: {st.st_size:,} bytes is too big for a {kind} (at most {cap:,})")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_bytes(path: str, kind: str, follow_links: bool = True, cap: int | None = None) -> bytes:
+    """The content of a regular file, at most its kind's size cap; BrokenFileError otherwise."""
+    cap = cap if cap is not None else SIZE_CAPS[kind]
+    fd = open_regular(path, kind, follow_links)
+    try:
+        size = os.fstat(fd).st_size
+        if size > cap:
+            raise BrokenFileError(f"{path}: {size:,} bytes is too big for a {kind} (at most {cap:,})")
         chunks = []
         left = cap + 1
         while left > 0:
@@ -83,6 +96,28 @@ def read_bytes(path: str, kind: str, follow_links: bool = True, cap: int | None 
         raise BrokenFileError(f"cannot read {path}: {_reason(exc)}") from None
     finally:
         os.close(fd)
+
+
+def read_lines(path: str, kind: str, line_cap: int) -> Iterator[tuple[int, str]]:
+    """The lines of a regular file with their numbers, streamed (a file of any length, no line longer than
+    ``line_cap`` bytes); BrokenFileError names the line that is too long or not UTF-8."""
+    fd = open_regular(path, kind)
+    with os.fdopen(fd, "rb") as stream:
+        number = 0
+        while True:
+            try:
+                line = stream.readline(line_cap + 1)
+            except OSError as exc:
+                raise BrokenFileError(f"cannot read {path}: {_reason(exc)}") from None
+            if not line:
+                return
+            number += 1
+            if len(line) > line_cap:
+                raise BrokenFileError(f"{path}:{number}: a line longer than {line_cap:,} bytes is not a {kind}'s")
+            try:
+                yield number, line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise BrokenFileError(f"{path}:{number}: not UTF-8 text") from None
 
 
 def _reason(exc: OSError) -> str:

@@ -25,19 +25,27 @@ from .common import (
     write_output,
 )
 
+REPORT_FORMATS = ["text", "json", "csv", "compute-csv", "html"]
+PLAN_FORMATS = ["tsv", "jsonl", "csv"]
+
 
 def report_output_options(command: Callable) -> Callable:
     """The options of every command that writes a dataset report (report, merge)."""
     return apply_options([
-        click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "compute-csv", "html"]),
-                     default="text", show_default=True,
+        click.option("--format", "fmt", type=click.Choice(REPORT_FORMATS), default="text", show_default=True,
                      help="csv: the per-category table; compute-csv: compute and storage per subject."),
+        *report_output_options_rest(),
+    ], command)
+
+
+def report_output_options_rest() -> list[Callable]:
+    return [
         click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str),
                      help="Write to FILE instead of stdout."),
         click.option("--quiet", "-q", is_flag=True, help="No progress on stderr."),
         click.option("--all", "all_subjects", is_flag=True,
                      help="List every subject (default: the 20 with the most junk)."),
-    ], command)
+    ]
 
 
 @click.command()
@@ -103,21 +111,42 @@ def report(path: str, fmt: str, output: str | None, quiet: bool, all_subjects: b
 @click.command()
 @click.argument("path", type=click.Path(path_type=str))
 @selection_options
-@click.option("--format", "fmt", type=click.Choice(["tsv", "jsonl", "csv"]), default="tsv", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(PLAN_FORMATS), default="tsv", show_default=True)
 @click.option("--only", type=click.Choice(["keep", "junk"]), help="Only files with this action.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-def plan(path: str, fmt: str, only: str | None, output: str | None, quiet: bool, **selection: Any) -> None:
+@click.option("--shard", metavar="K/N", help="Plan only shard K of N (a share of the subjects); needs --partial-out.")
+@click.option("--partial-out", type=click.Path(dir_okay=False, path_type=str),
+              help="Write the shard's plan partial to FILE, for `merge`.")
+def plan(path: str, fmt: str, only: str | None, output: str | None, quiet: bool, shard: str | None,
+         partial_out: str | None, **selection: Any) -> None:
     """One line per file: action, category, rule id, size in bytes, path (read-only).
 
     \b
     Examples:
       fmriprep-cleanup plan OUT --only junk > junk.tsv
       fmriprep-cleanup plan OUT --format jsonl --participant-label 01 | head
+      fmriprep-cleanup plan OUT --shard 1/4 --partial-out p1.jsonl   # then: merge p*.jsonl
     """
     from ..report.planfile import write_plan
 
+    if (shard is None) != (partial_out is None):
+        raise CleanupError("--shard K/N and --partial-out FILE go together")
     planned = open_plan(path, **selection)
+    if shard is not None and partial_out is not None:
+        from ..api import write_plan_partial
+        from ..ops.shards import parse_shard
+
+        number, count = parse_shard(shard)
+        progress = Progress(not quiet)
+        warnings: list[str] = []
+        try:
+            write_output(lambda stream: warnings.extend(write_plan_partial(
+                plan_options(path, **selection), number, count, stream, progress.callback())), partial_out)
+        finally:
+            progress.done()
+        warn(warnings)
+        return
     to_stdout = output is None or output == "-"
     if to_stdout:
         sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]  # odd bytes in names pass through
@@ -188,12 +217,16 @@ def explain(path: str, files: tuple[str, ...], fmt: str, **selection: Any) -> No
 @click.command()
 @click.argument("partials", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
 @energy_options
-@report_output_options
+@click.option("--format", "fmt", type=click.Choice(REPORT_FORMATS + PLAN_FORMATS[:2]),
+              help="A report's or an audit's (default text), or a plan's (tsv, the default, jsonl or csv).")
+@click.option("--only", type=click.Choice(["keep", "junk"]), help="A plan's files with this action only.")
+@lambda command: apply_options(report_output_options_rest(), command)
 @wide_option
-def merge(partials: tuple[str, ...], fmt: str, output: str | None, quiet: bool, all_subjects: bool, wide: bool,
-          storage_profile: str | None, pue: float | None, copies: float | None, carbon_intensity: float | None,
-          country: str | None) -> None:
-    """The report (or audit) of a scan done in shards, from their partial results (--shard K/N --partial-out FILE).
+def merge(partials: tuple[str, ...], fmt: str | None, only: str | None, output: str | None, quiet: bool,
+          all_subjects: bool, wide: bool, storage_profile: str | None, pue: float | None, copies: float | None,
+          carbon_intensity: float | None, country: str | None) -> None:
+    """The report, audit or plan of a scan done in shards, from their partial results (--shard K/N
+    --partial-out FILE).
 
     Reads the shared folders itself (their judgement needs every subject's status) and refuses partials that
     are not all the shards of one scan, naming the missing ones.
@@ -202,9 +235,19 @@ def merge(partials: tuple[str, ...], fmt: str, output: str | None, quiet: bool, 
     Examples:
       fmriprep-cleanup report OUT --shard 1/2 --partial-out p1.json   # one per shard, anywhere
       fmriprep-cleanup merge p1.json p2.json --format html -o report.html
+      fmriprep-cleanup merge plan-*.jsonl --only junk > junk.tsv
     """
     from ..api import merge_partials
+    from ..ops.shards import is_plan_partial
 
+    if is_plan_partial(partials[0]):
+        merge_plan(partials, fmt or "tsv", only, output, quiet)
+        return
+    if only is not None:
+        raise CleanupError("--only is a plan's option: these are a report's (or an audit's) partial results")
+    if fmt in PLAN_FORMATS and fmt not in REPORT_FORMATS:
+        raise CleanupError(f"--format {fmt} is a plan's: these are a report's (or an audit's) partial results")
+    fmt = fmt or "text"
     progress = Progress(not quiet)
     try:
         data = merge_partials(list(partials), energy_overrides(storage_profile, pue, copies, carbon_intensity, country),
@@ -224,6 +267,24 @@ def merge(partials: tuple[str, ...], fmt: str, output: str | None, quiet: bool, 
         write_output(renderers[fmt](data), output)
         return
     write_report(data, fmt, output, wide, all_subjects)
+
+
+def merge_plan(partials: tuple[str, ...], fmt: str, only: str | None, output: str | None, quiet: bool) -> None:
+    """`merge` of plan partials: the plan, streamed, then its warnings."""
+    from ..api import merge_plan_partials
+    from ..report.planfile import write_plan
+
+    if fmt not in PLAN_FORMATS:
+        raise CleanupError(f"--format {fmt} is a report's: a plan is written as tsv, jsonl or csv")
+    progress = Progress(not quiet)
+    merged = merge_plan_partials(list(partials), progress.callback())
+    if output is None or output == "-":
+        sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]  # odd bytes in names pass through
+    try:
+        write_output(lambda stream: write_plan(merged.files(), stream, fmt, only), output)
+    finally:
+        progress.done()
+    warn(merged.warnings())
 
 
 def write_report(data: dict[str, Any], fmt: str, output: str | None, wide: bool, all_subjects: bool) -> None:

@@ -256,7 +256,8 @@ class StatusBook:
                 self._folders_of[label][folder] = f"a file in its working directory {folder}"
         self._with_workdir = set(workdirs)
         self._owner = {folder: label for label, folders in self._folders_of.items() for folder in folders}
-        self._unread = {label: set(folders) for label, folders in self._folders_of.items()}  # not walked yet
+        self._unread = {label: set(folders) for label, folders in self._folders_of.items()}  # not walked or read yet
+        self._unwalked = {label: set(folders) for label, folders in self._folders_of.items()}  # not walked yet
         self._newest: dict[str, float] = {}  # folder -> newest file time the scan saw below it
         self._problems: dict[str, list[str]] = {}  # label -> folders of its the scan could not read
         self._judged: dict[str, SubjectStatus] = {}
@@ -271,6 +272,7 @@ class StatusBook:
         for label, judged in statuses.items():
             self._judged[label] = judged
             self._unread[label] = set()
+            self._unwalked[label] = set()
 
     def subjects(self) -> frozenset[str]:
         """Every subject label with an output folder, a report, a FreeSurfer folder or a working directory."""
@@ -295,13 +297,17 @@ class StatusBook:
         """The scan has left the subject folder ``folder``: its activity is known. Returns its subject."""
         label = self._owner[folder]
         self._unread[label].discard(folder)
+        self._unwalked[label].discard(folder)
         return label
 
     # --- questions ---
 
     def ready(self, label: str) -> bool:
-        """True when the subject's status can be given without reading any folder."""
-        return label in self._judged or not self._unread.get(label)
+        """True when the scan has walked every folder of the subject (or its status came from elsewhere): its
+        status can be given without reading any folder. Deliberately not "judged": a question about every
+        subject judges them all early, and when the scan decides to wait must not depend on which questions
+        were asked before (shards of a plan ask different ones)."""
+        return not self._unwalked.get(label)
 
     def status(self, label: str) -> SubjectStatus:
         """The subject's status; its folders the scan has not walked yet are read now."""

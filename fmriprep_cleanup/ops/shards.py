@@ -6,25 +6,35 @@ the report is the one an unsharded scan gives.
 
 Shards run as local processes (``--jobs N`` on a local disk), as separate commands (``--shard K/N
 --partial-out FILE`` then ``merge``), or as a Slurm job array (``schedule print --slurm-array``).
+
+A plan's shards write their plan lines too, each with its place in the plan's order (``Plan.placed_files``):
+the merge interleaves them with the shared folders' lines into exactly the unsharded plan, streamed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import heapq
 import json
-from collections.abc import Callable
-from typing import Any
+import os
+from collections.abc import Callable, Iterator
+from typing import IO, Any
 
 from .. import __version__
 from ..basics.errors import CleanupError
 from ..fmriprep.status import SubjectStatus
-from ..plan.plan import Learned, Plan, Selection
+from ..plan.plan import Learned, Plan, PlannedFile, Selection
 from ..plan.summary import Summary
 from ..rules.rulesets import RuleSet
 
 PARTIAL_FORMAT = "fmriprep-cleanup partial"
 AUDIT_PARTIAL_FORMAT = "fmriprep-cleanup audit partial"  # per dataset: a shard audits every N-th dataset
+PLAN_PARTIAL_FORMAT = "fmriprep-cleanup plan partial"  # JSON lines: a header, folder lines, an end line
+PLAN_LINE_CAP = 16 * 1024 * 1024  # bytes in one line of a plan partial (it holds at most ROWS_PER_LINE files)
+ROWS_PER_LINE = 1000
+ROW_FIELDS = ("name", "subject", "size", "allocated", "mtime", "dev", "ino", "nlink", "action", "category",
+              "rule_id", "ctime", "annex")
 PARTIAL_VERSION = 1
 
 
@@ -53,22 +63,180 @@ def shard_labels(plan: Plan, shard: int, shards: int) -> list[str]:
     return labels[shard::shards]
 
 
+def shard_plan(plan: Plan, shard: int, shards: int) -> tuple[list[str], Plan]:
+    """The labels of a shard, and the plan of only their files (it shares the plan's status book, which knows
+    every subject)."""
+    labels = shard_labels(plan, shard, shards)
+    return labels, dataclasses.replace(plan, selection=Selection(frozenset(labels), plan.selection.excluded_labels,
+                                                                 False))
+
+
+def _header(kind: str, plan: Plan, options: dict[str, Any], shard: int, shards: int) -> dict[str, Any]:
+    """What every partial says first: what it is and which scan it is a shard of."""
+    return {"format": kind, "version": PARTIAL_VERSION, "tool_version": __version__, "dataset": plan.dataset.path,
+            "options": options, "rules_digest": rules_digest(plan.ruleset), "shard": shard + 1, "shards": shards,
+            "now": plan.now}
+
+
 def partial(plan: Plan, options: dict[str, Any], shard: int, shards: int,
             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Scan the folders of one shard's subjects: the partial result a merge adds up. ``options``: how the plan
     was opened (api.open_plan's arguments), so the merge opens the same one."""
-    labels = shard_labels(plan, shard, shards)
-    selection = Selection(frozenset(labels), plan.selection.excluded_labels, False)
-    shard_plan = dataclasses.replace(plan, selection=selection)  # the plan's status book: it knows every subject
-    summary = shard_plan.summarize(progress) if labels else Summary()
-    statuses = shard_plan.run_statuses() if labels else {}
+    labels, shard_plan_ = shard_plan(plan, shard, shards)
+    summary = shard_plan_.summarize(progress) if labels else Summary()
+    statuses = shard_plan_.run_statuses() if labels else {}
     return {
-        "format": PARTIAL_FORMAT, "version": PARTIAL_VERSION, "tool_version": __version__,
-        "dataset": plan.dataset.path, "options": options, "rules_digest": rules_digest(plan.ruleset),
-        "shard": shard + 1, "shards": shards, "now": plan.now, "subjects": labels,
+        **_header(PARTIAL_FORMAT, plan, options, shard, shards), "subjects": labels,
         "summary": summary.as_json(), "statuses": {label: status.as_dict() for label, status in statuses.items()},
-        "warnings": shard_plan.problems() if labels else [],
+        "warnings": shard_plan_.problems() if labels else [],
     }
+
+
+def write_plan_partial(plan: Plan, options: dict[str, Any], shard: int, shards: int, stream: IO[str],
+                       progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Scan one shard's subjects and write its plan partial: a header line, then its files a folder (at most
+    ROWS_PER_LINE files) a line with their place in the plan's order, then an end line with the subjects'
+    statuses and the warnings (a partial without it is a shard that did not finish). Returns the end line."""
+    from ..basics.formats import strict_json
+
+    labels, shard_plan_ = shard_plan(plan, shard, shards)
+    stream.write(strict_json({**_header(PLAN_PARTIAL_FORMAT, plan, options, shard, shards), "subjects": labels})
+                 + "\n")
+    for place, root_number, walk_key, rows in (shard_plan_.placed_files(progress) if labels else ()):
+        first = rows[0]
+        folder = first.path.rpartition("/")[0]
+        for start in range(0, len(rows), ROWS_PER_LINE):
+            stream.write(strict_json({
+                "at": [list(place), root_number, walk_key], "folder": folder, "root": first.root, "scope": first.scope,
+                "rows": [[row.path.rpartition("/")[2], row.subject, row.size, row.allocated, row.mtime, row.dev,
+                          row.ino, row.nlink, row.action, row.category, row.rule_id, row.ctime, row.annex]
+                         for row in rows[start:start + ROWS_PER_LINE]]}) + "\n")
+    statuses = shard_plan_.run_statuses() if labels else {}
+    end = {"end": True, "statuses": {label: status.as_dict() for label, status in statuses.items()},
+           "warnings": shard_plan_.problems() if labels else []}
+    stream.write(strict_json(end) + "\n")
+    return end
+
+
+def is_plan_partial(path: str) -> bool:
+    """Whether ``path`` starts as a plan partial does (its header line names the format first)."""
+    from ..basics.guarded import open_regular
+
+    fd = open_regular(path, "partial result")
+    try:
+        start = os.read(fd, 256)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return start.startswith(b'{"format": "' + PLAN_PARTIAL_FORMAT.encode() + b'"')
+
+
+def _plan_lines(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    from ..basics.guarded import parse_json, read_lines
+
+    for number, line in read_lines(path, "plan partial", PLAN_LINE_CAP):
+        data = parse_json(line, f"{path}:{number}")
+        if not isinstance(data, dict):
+            raise CleanupError(f"{path}:{number}: not a line of a plan partial")
+        yield number, data
+
+
+def read_plan_partial(path: str) -> dict[str, Any]:
+    """A plan partial's header and end line as one partial (statuses, warnings), once every line of it has
+    been read and checked: a broken or unfinished partial is refused before anything is written."""
+    header: dict[str, Any] | None = None
+    end: dict[str, Any] | None = None
+    for number, data in _plan_lines(path):
+        if header is None:
+            if data.get("format") != PLAN_PARTIAL_FORMAT:
+                raise CleanupError(f"{path} is not an fmriprep-cleanup plan partial")
+            if data.get("version") != PARTIAL_VERSION:
+                raise CleanupError(f"{path}: partial format version {data.get('version')!r}; this tool reads "
+                                   f"{PARTIAL_VERSION}")
+            header = data
+        elif end is not None:
+            raise CleanupError(f"{path}:{number}: a line after the end line")
+        elif data.get("end") is True:
+            if not isinstance(data.get("statuses"), dict) or not isinstance(data.get("warnings"), list):
+                raise CleanupError(f"{path}:{number}: a broken end line")
+            end = data
+        else:
+            _folder_rows(data, path, number)
+    if header is None:
+        raise CleanupError(f"{path} is empty, not a plan partial")
+    if end is None:
+        raise CleanupError(f"{path} has no end line: its shard ({header.get('shard')}/{header.get('shards')}) did "
+                           "not finish; rerun it")
+    return {**header, "statuses": end["statuses"], "warnings": end["warnings"], "path": path}
+
+
+def _folder_rows(data: dict[str, Any], path: str, number: int) -> tuple[tuple, list[PlannedFile]]:
+    """One folder line of a plan partial: its sort key and its files (checked field by field)."""
+    try:
+        (place, root_number, walk_key), folder, root, scope = data["at"], data["folder"], data["root"], data["scope"]
+        key = (tuple(place), int(root_number), str(walk_key))
+        if not all(isinstance(item, (int, str)) for item in place) or not isinstance(folder, str) \
+                or not isinstance(root, str) or not isinstance(scope, str):
+            raise TypeError
+        rows = []
+        for fields in data["rows"]:
+            name, subject, size, allocated, mtime, dev, ino, nlink, action, category, rule_id, ctime, annex = fields
+            if not isinstance(name, str) or "/" in name or action not in ("keep", "junk") \
+                    or not (subject is None or isinstance(subject, str)):
+                raise TypeError
+            rows.append(PlannedFile(f"{folder}/{name}", root, scope, subject, int(size), int(allocated), float(mtime),
+                                    int(dev), int(ino), int(nlink), action, str(category), str(rule_id),
+                                    float(ctime), int(annex)))
+    except (KeyError, TypeError, ValueError):
+        raise CleanupError(f"{path}:{number}: a broken line of a plan partial") from None
+    return key, rows
+
+
+def _partial_rows(path: str) -> Iterator[tuple[tuple, PlannedFile]]:
+    for number, data in _plan_lines(path):
+        if number == 1 or data.get("end") is True:
+            continue
+        key, rows = _folder_rows(data, path, number)
+        for row in rows:
+            yield (*key, row.path.rpartition("/")[2]), row
+
+
+def _plan_rows(plan: Plan, progress: Callable[[int, int], None] | None) -> Iterator[tuple[tuple, PlannedFile]]:
+    for place, root_number, walk_key, rows in plan.placed_files(progress):
+        for row in rows:
+            yield (place, root_number, walk_key, row.path.rpartition("/")[2]), row
+
+
+@dataclasses.dataclass
+class MergedPlan:
+    """A plan merged from its shards' partials: its files in the unsharded plan's order (streamed), and then
+    its warnings."""
+
+    shared: Plan
+    partials: list[tuple[str, dict[str, Any]]]
+    progress: Callable[[int, int], None] | None = None
+
+    def files(self) -> Iterator[PlannedFile]:
+        streams = [_plan_rows(self.shared, self.progress)] + [_partial_rows(path) for path, _ in self.partials]
+        for _, row in heapq.merge(*streams, key=_sort_key):
+            yield row
+
+    def warnings(self) -> list[str]:
+        found = self.shared.all_warnings() + [warning for _, data in self.partials for warning in data["warnings"]]
+        return list(dict.fromkeys(found))
+
+
+def _sort_key(item: tuple[tuple, PlannedFile]) -> tuple:
+    return item[0]
+
+
+def merge_plan(partials: list[tuple[str, dict[str, Any]]], plan: Plan,
+               progress: Callable[[int, int], None] | None = None) -> MergedPlan:
+    """The whole plan from its shards' plan partials (read with read_plan_partial): the shared folders are
+    planned here with every subject's status known."""
+    shared = _shared_plan(partials, plan)
+    return MergedPlan(shared, sorted(partials, key=lambda item: int(item[1]["shard"])), progress)
 
 
 def read_partial(path: str) -> dict[str, Any]:
@@ -111,22 +279,29 @@ def check_partials(partials: list[tuple[str, dict[str, Any]]]) -> int:
     return shards
 
 
-def merge(partials: list[tuple[str, dict[str, Any]]], plan: Plan,
-          progress: Callable[[int, int], None] | None = None) -> tuple[Plan, Summary, dict[str, SubjectStatus], list[str]]:
-    """The whole from its shards: the shared folders scanned with every subject's status known, plus each
-    partial's counts. Returns the shared-folder plan, the summary, the statuses and the warnings."""
+def _shared_plan(partials: list[tuple[str, dict[str, Any]]], plan: Plan) -> Plan:
+    """The plan of the files of no subject, every subject's status known from the partials."""
     check_partials(partials)
     if rules_digest(plan.ruleset) != partials[0][1]["rules_digest"]:
         raise CleanupError("the rule files changed since the shards ran: rerun them")
-    statuses: dict[str, SubjectStatus] = {}
-    for _, data in partials:
-        for label, fields in data["statuses"].items():
-            statuses[label] = SubjectStatus(**fields)
     now = min(float(data["now"]) for _, data in partials)
     shared_selection = Selection(frozenset(), plan.selection.excluded_labels, plan.selection.wants(None))
     shared = dataclasses.replace(plan, selection=shared_selection, now=now,
                                  learned=Learned(book=plan.learned.book))  # its book, read before the scan
-    shared.status_book().know(statuses)
+    shared.status_book().know(_statuses(partials))
+    return shared
+
+
+def _statuses(partials: list[tuple[str, dict[str, Any]]]) -> dict[str, SubjectStatus]:
+    return {label: SubjectStatus(**fields) for _, data in partials for label, fields in data["statuses"].items()}
+
+
+def merge(partials: list[tuple[str, dict[str, Any]]], plan: Plan,
+          progress: Callable[[int, int], None] | None = None) -> tuple[Plan, Summary, dict[str, SubjectStatus], list[str]]:
+    """The whole from its shards: the shared folders scanned with every subject's status known, plus each
+    partial's counts. Returns the shared-folder plan, the summary, the statuses and the warnings."""
+    shared = _shared_plan(partials, plan)
+    statuses = _statuses(partials)
     summary = shared.summarize(progress)
     for _, data in sorted(partials, key=lambda item: int(item[1]["shard"])):
         summary.add(data["summary"])

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from ..basics.annex import ELSEWHERE, PRESENT, annexed_files
 from ..basics.errors import CleanupError
 from ..basics.folders import Directory, Entry, Warnings, walk
+from ..basics.paths import below
 from ..basics.repository import GIT_NAMES
 from ..fmriprep.layout import STATE_DIR_NAME, Dataset, ScanRoot, fmriprep_workdir_entry
 from ..rules.classify import (
@@ -96,6 +97,35 @@ MEMO_LIMIT = 200_000  # path shapes remembered; a derivatives dataset has a few 
 DEFAULT_MIN_AGE = 3600.0  # activity this recent: fMRIPrep may still be at work
 SHARED_SCOPES = ("workdir", "freesurfer")  # where files of no subject are caches every subject may use
 Classified = tuple[Directory, "str | None", "Decision | None", "list[tuple[Entry, str | None, Decision]] | None"]
+# Where a folder's files come in a plan: (0, "", root number, walk key) in the walk, at a folder or right
+# after one; (1, subject) at the end for a subject the scan never finished; (2,) last, for every subject.
+Place = tuple
+AFTER = "\U0010ffff"  # sorts after every name: the place right after a folder and everything below it
+
+
+def walk_positions(roots: list[ScanRoot]) -> dict[str, tuple[int, str]]:
+    """For each scan root, the number of the top root the walk reaches it from (a root inside another is
+    walked where the walk meets it) and its path below that top."""
+    tops = [root for root in roots if not any(below(root.path, other.path) for other in roots if other is not root)]
+    positions = {}
+    for root in roots:
+        number, top = next((number, top) for number, top in enumerate(tops) if top is root or below(root.path, top.path))
+        positions[root.path] = (number, "" if top is root else os.path.relpath(root.path, top.path))
+    return positions
+
+
+def place_of(positions: dict[str, tuple[int, str]], folder: Directory) -> Place:
+    """A folder's place in the walk: the walk is depth first with names sorted, which is the order of these
+    keys ("/" as NUL sorts a folder before its subfolders and them before its next sibling)."""
+    number, prefix = positions[folder.root.path]
+    relpath = f"{prefix}/{folder.relpath}" if prefix and folder.relpath else prefix or folder.relpath
+    return 0, "", number, relpath.replace("/", "\0")
+
+
+def place_after(place: Place) -> Place:
+    """The place right after a folder and everything below it."""
+    number, key = place[2], place[3]
+    return 0, "", number, f"{key}\0{AFTER}" if key else AFTER
 
 
 @dataclass
@@ -177,13 +207,20 @@ class Plan:
         """Each scanned folder, classified: (folder, subject, decision, None) when one subject and one
         decision cover all its files (no per-file work at all), else (folder, None, None, per-file list).
 
-        A folder whose decision needs a subject's run status (a rule reads it, or some of its files are junk
-        and the subject may be running) waits until the scan has left every folder of that subject, which is
-        then judged from the file times the scan read. Folders of no subject wait for the end when a rule
-        asks about every subject, or when they hold shared junk. So the working directory's shared folders
-        come last; every other folder comes in scan order or soon after. ``progress(files, bytes)`` is told
-        after each folder the scan reads.
+        A folder's files whose decision needs a subject's run status (a rule reads it, or some of them are junk
+        and the subject may be running) wait until the scan has left every folder of that subject, which is
+        then judged from the file times the scan read. Files of no subject wait for the end when a rule
+        asks about every subject, or when they are shared junk. So the working directory's shared folders
+        come last; every other folder comes in scan order or soon after (a folder holding several subjects'
+        files, the dataset's top, may come in parts). ``progress(files, bytes)`` is told after each folder
+        the scan reads.
         """
+        for _, classified in self.placed_folders(progress):
+            yield classified
+
+    def placed_folders(self, progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[Place, Classified]]:
+        """``folders`` with where each comes in the plan's order (see ``Place``): shards of a plan, each
+        placing its own subjects' folders the same way, merge into exactly the unsharded order."""
         book = self.status_book()  # fed by the scan even when no rule asks: reports show the statuses
         classifier = Classifier(self.ruleset, self.now, book)
         selection = self.selection
@@ -211,12 +248,21 @@ class Plan:
         waiting: dict[str, list[tuple[Directory, str | None, Classified | None]]] = {}  # for a subject's status
         last: list[tuple[Directory, str | None, Classified | None]] = []  # for every subject's status
 
-        def settle(items: Iterable[tuple[Directory, str | None, Classified | None]]) -> Iterator[Classified]:
+        def settle(place: Place, items: Iterable[tuple[Directory, str | None, Classified | None]]
+                   ) -> Iterator[tuple[Place, Classified]]:
             for folder, subject, classified in items:
                 if classified is None:
                     classified = self._classified(folder, subject, classifier, memo)
                 if classified is not None:
-                    yield self._held_back(classified, holds, cutoff)
+                    yield place, self._held_back(classified, holds, cutoff)
+
+        def close(label: str) -> Iterator[tuple[Place, Classified]]:
+            """The scan left a folder of subject ``label``: once all are walked its waiting files come."""
+            if book.ready(label):
+                yield from settle(place_after(open_place), waiting.pop(label, ()))
+
+        positions = walk_positions(self.dataset.scan_roots)
+        open_place: Place = ()
 
         unlocked = self._unlocked_sizes()
         for folder in walk(self.dataset.scan_roots, self.warnings, skip_dir, exclude, self.jobs):
@@ -232,11 +278,11 @@ class Plan:
                 if open_folder is not None:
                     label = book.walked(open_folder)
                     open_folder = None
-                    if book.ready(label):
-                        yield from settle(waiting.pop(label, ()))
+                    yield from close(label)
                 subject = subject_of_folder(scope, folder.relpath) if owned(folder) else None
                 if subject is not None and book.subject_folder(folder.path) == subject:
                     open_folder, open_subject, inside = folder.path, subject, folder.path + "/"
+                    open_place = place_of(positions, folder)
             if open_folder is not None:
                 if folder.problem is not None:
                     book.unreadable(open_folder, folder.problem)
@@ -248,24 +294,24 @@ class Plan:
                 waiting.setdefault(subject, []).append((folder, subject, None))
                 continue
             if subject is None and scope_rules.uses_any_status and owned(folder):
-                if selection.wants(None):
+                if selection.wants(None) or not folder.relpath:  # the top holds subjects' files too
                     last.append((folder, subject, None))
                 continue
             classified = self._classified(folder, subject, classifier, memo)
             if classified is None:
                 continue
-            wait_for = self._waits_for(classified, book)
-            if wait_for is None:
-                yield self._held_back(classified, holds, cutoff)
-            elif wait_for:
-                waiting.setdefault(wait_for, []).append((folder, subject, classified))
-            else:
-                last.append((folder, subject, classified))
+            for wait_for, part in self._waits_for(classified, book):
+                if wait_for is None:
+                    yield place_of(positions, folder), self._held_back(part, holds, cutoff)
+                elif wait_for:
+                    waiting.setdefault(wait_for, []).append((folder, subject, part))
+                else:
+                    last.append((folder, subject, part))
         if open_folder is not None:
-            book.walked(open_folder)
-        for label in sorted(waiting):
-            yield from settle(waiting[label])
-        yield from settle(last)
+            yield from close(book.walked(open_folder))
+        for label in sorted(waiting):  # subjects the scan never finished walking (a folder could not be read)
+            yield from settle((1, label), waiting[label])
+        yield from settle((2,), last)
 
     def _unlocked_sizes(self) -> dict[str, int]:
         """In an unlocked (adjusted) git-annex branch, the annexed files and their contents' sizes: a file is
@@ -334,24 +380,33 @@ class Plan:
         return (folder, None, None, decided) if decided else None
 
     @staticmethod
-    def _waits_for(classified: Classified, book: StatusBook) -> str | None:
-        """Whether a folder's junk must wait before it can be held back or let go: None (no), a subject
-        (until its folders are walked) or "" (until the end: shared junk, or several subjects')."""
+    def _waits_for(classified: Classified, book: StatusBook) -> list[tuple[str | None, Classified]]:
+        """A folder's files split by whether their junk must wait before it can be held back or let go: None
+        (no), a subject (until its folders are walked) or "" (until the end: shared junk). The files of one
+        subject wait together; so do the files of no subject."""
         folder, subject, shared, decided = classified
-        rows = [(subject, shared)] if decided is None else [(row[1], row[2]) for row in decided]
-        waiting: set[str | None] = set()
-        for file_subject, decision in rows:
-            if decision is None or decision.action != "junk":
-                continue
+        if decided is None:
+            if shared is None or shared.action != "junk":
+                return [(None, classified)]
+            if subject is None:
+                return [("" if folder.root.scope in SHARED_SCOPES else None, classified)]
+            return [(None if book.ready(subject) else subject, classified)]
+        junk_of = {file_subject for _, file_subject, decision in decided if decision.action == "junk"}
+
+        def target(file_subject: str | None) -> str | None:
+            if file_subject not in junk_of:
+                return None
             if file_subject is None:
-                if folder.root.scope in SHARED_SCOPES:
-                    return ""
-            elif not book.ready(file_subject):
-                waiting.add(file_subject)
-        if not waiting:
-            return None
-        subjects_here = {subject} if decided is None else {row[1] for row in decided}
-        return waiting.pop() if len(waiting) == 1 and len(subjects_here) == 1 else ""
+                return "" if folder.root.scope in SHARED_SCOPES else None
+            return None if book.ready(file_subject) else file_subject
+
+        targets = {file_subject: target(file_subject) for file_subject in {row[1] for row in decided}}
+        if len(set(targets.values())) == 1:  # the usual folder: all its files come at once
+            return [(next(iter(targets.values())), classified)]
+        parts: dict[str | None, list[tuple[Entry, str | None, Decision]]] = {}
+        for row in decided:  # in name order within each part
+            parts.setdefault(targets[row[1]], []).append(row)
+        return [(wait_for, (folder, None, None, rows)) for wait_for, rows in parts.items()]
 
     @staticmethod
     def _held_back(classified: Classified, holds: _Holds, cutoff: float) -> Classified:
@@ -383,19 +438,18 @@ class Plan:
 
     def files(self, progress: Callable[[int, int], None] | None = None) -> Iterator[PlannedFile]:
         """Every file with its decision, in scan order (``progress``: as for ``folders``)."""
-        for folder, subject, shared, decided in self.folders(progress):
-            base, root, scope = folder.path + "/", folder.root.path, folder.root.scope
-            if decided is None:
-                assert shared is not None  # one decision for the whole folder
-                rows: Iterable[tuple[Entry, str | None, Decision]] = ((entry, subject, shared) for entry in folder.files)
-            else:
-                rows = decided
-            for entry, file_subject, decision in rows:
-                yield PlannedFile(
-                    base + entry.name, root, scope, file_subject, entry.size, entry.allocated, entry.mtime,
-                    entry.dev, entry.ino, entry.nlink, decision.action, decision.category, decision.rule_id,
-                    entry.ctime, entry.annex,
-                )
+        for classified in self.folders(progress):
+            yield from planned_files(classified)
+
+    def placed_files(self, progress: Callable[[int, int], None] | None = None
+                     ) -> Iterator[tuple[Place, int, str, list[PlannedFile]]]:
+        """The files of ``files``, a folder (or part of one) at a time, with its place and its own place in the
+        walk (top number, walk key): sorting files by (place, top number, walk key, name) gives the plan's
+        order, which is how the shards of a plan are merged."""
+        positions = walk_positions(self.dataset.scan_roots)
+        for place, classified in self.placed_folders(progress):
+            _, _, number, key = place_of(positions, classified[0])
+            yield place, number, key, list(planned_files(classified))
 
     def summarize(self, progress: Callable[[int, int], None] | None = None) -> Summary:
         """Fold the plan into totals; folders with one decision are added in one step."""
@@ -411,6 +465,23 @@ class Plan:
                 for (file_subject, _), (decision, entries) in groups.items():
                     summary.add_folder(folder, entries, file_subject, decision)
         return summary.finish()
+
+
+def planned_files(classified: Classified) -> Iterator[PlannedFile]:
+    """A classified folder's files as plan rows."""
+    folder, subject, shared, decided = classified
+    base, root, scope = folder.path + "/", folder.root.path, folder.root.scope
+    if decided is None:
+        assert shared is not None  # one decision for the whole folder
+        rows: Iterable[tuple[Entry, str | None, Decision]] = ((entry, subject, shared) for entry in folder.files)
+    else:
+        rows = decided
+    for entry, file_subject, decision in rows:
+        yield PlannedFile(
+            base + entry.name, root, scope, file_subject, entry.size, entry.allocated, entry.mtime,
+            entry.dev, entry.ino, entry.nlink, decision.action, decision.category, decision.rule_id,
+            entry.ctime, entry.annex,
+        )
 
 
 def _as_unlocked(entry: Entry, content_size: int | None) -> Entry:
