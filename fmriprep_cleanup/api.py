@@ -206,7 +206,8 @@ def clean(plan: Plan, mode: str = "dry-run", archive_dir: str | None = None, arc
           compress: str | None = None, confirm: Callable[[Outcome, int], bool] | None = None,
           show: Callable[[Worklist], None] | None = None, energy: Assumptions | None = None,
           history_path: str | None = None, record: bool | None = None, progress: Progress | None = None,
-          act_progress: ActProgress | None = None, force_drop: bool = False) -> CleanResult:
+          act_progress: ActProgress | None = None, force_drop: bool = False,
+          shard: tuple[int, int] | None = None) -> CleanResult:
     """Dry-run, archive or delete the plan's junk, and record the run in the history.
 
     ``mode``: "dry-run" (touches nothing), "archive" (into verified archives under ``archive_dir``, as "tar" or
@@ -217,12 +218,19 @@ def clean(plan: Plan, mode: str = "dry-run", archive_dir: str | None = None, arc
     file archived or removed. Annexed content is dropped with git-annex, which keeps numcopies copies
     elsewhere; ``force_drop`` drops even the only copy.
     The history is opened before acting, so one that cannot be written stops the run before anything changes.
+    ``shard``: (K, N), 0-based - act as shard K of a job array of N on the plan's dataset: on its share of the
+    subjects only, beside its sibling shards (see act.clean.clean); shared_files_plan() gives the last step.
     """
+    labels = None
+    if shard is not None:
+        from .ops.shards import shard_plan
+
+        labels, plan = shard_plan(plan, *shard)
     wanted = record if record is not None else mode != "dry-run"
     history = History(history_path) if wanted else None
     try:
         result = act_on_plan(plan, mode, archive_dir, archive_format, compress, confirm, energy, show, progress,
-                             act_progress, force_drop)
+                             act_progress, force_drop, shard=labels)
         if history is not None:
             try:
                 record_run(history, result, list(plan.ruleset.names))
@@ -233,6 +241,14 @@ def clean(plan: Plan, mode: str = "dry-run", archive_dir: str | None = None, arc
         if history is not None:
             history.close()
     return result
+
+
+def shared_files_plan(plan: Plan) -> Plan:
+    """The plan of only the files of no subject (FreeSurfer's templates, the working directory's shared files):
+    the last step after a job array of ``clean(shard=...)`` runs, once every subject's files are settled."""
+    import dataclasses
+
+    return dataclasses.replace(plan, selection=Selection(frozenset(), plan.selection.excluded_labels, True))
 
 
 def restore(source: str, to: str | None = None, participant_labels: Iterable[str] = (),
@@ -309,12 +325,14 @@ def schedule(kind: str, config: str, log: str | None = None) -> str:
     return recipe(kind, config, log)
 
 
-def slurm_array(dataset: str, shards: int, run_dir: str, options: Iterable[str] = ()) -> str:
+def slurm_array(dataset: str, shards: int, run_dir: str, options: Iterable[str] = (),
+                clean: Iterable[str] | None = None) -> str:
     """The bash script that submits a sharded report of ``dataset`` to Slurm: a job array of ``shards`` tasks
-    and a merge job after them (`schedule print --slurm-array`); ``options``: report options passed on."""
+    and a merge job after them (`schedule print --slurm-array`); ``options``: report options passed on.
+    ``clean``: clean's options (["--mode", "delete"]): the array cleans, shard by shard, then the shared files."""
     from .ops.schedule import slurm_array as array_script
 
-    return array_script(dataset, shards, run_dir, list(options))
+    return array_script(dataset, shards, run_dir, list(options), None if clean is None else list(clean))
 
 
 def archives(action: str, directory: str, older_than: float | None = None, yes: bool = False,

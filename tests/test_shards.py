@@ -211,3 +211,78 @@ def test_plan_partials_missing_or_mixed_are_refused(many_subjects, tmp_path):
     broken.write_text(partials[1].read_text().splitlines()[0] + "\n[1, 2\n")
     result = run("merge", partials[0], broken, partials[2])
     assert result.exit_code == 2 and "broken.jsonl:2" in result.output
+
+
+def listing(root):
+    """Every path below root but the tool's own state (journals differ in number and names)."""
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*") if ".fmriprep-cleanup" not in path.parts)
+
+
+def test_clean_in_shards_then_the_shared_files_removes_what_one_clean_removes(busy_subjects, tmp_path):
+    import shutil
+
+    out, rules = busy_subjects
+    twin = tmp_path / "twin" / "ds005"
+    shutil.copytree(out, twin, symlinks=True)
+    whole = run("clean", twin, "--rules", rules, "--mode", "delete", "--yes", "-q")
+    assert whole.exit_code == 3 and "Skipped 1 file (14 B): its subject's fMRIPrep run" in whole.output
+    for shard in (1, 2, 3):
+        result = run("clean", out, "--rules", rules, "--shard", f"{shard}/3", "--mode", "delete", "--yes", "-q",
+                     "--format", "json")
+        assert result.exit_code in (0, 3), result.output  # 3: sub-04's junk is skipped (running)
+        removed = json.loads(result.stdout)
+        assert removed["files"] > 0 and not removed["dry_run"]  # its subjects' caches
+    assert (out / "work/fmriprep_23_2_wf/d3.js").exists()  # shared: not a shard's to judge
+    shared = run("clean", out, "--rules", rules, "--shared-only", "--mode", "delete", "--yes", "-q")
+    assert shared.exit_code == 3 and "shared by every subject, and some subject is still running" in shared.output
+    assert listing(out) == listing(twin)
+    assert (out / "work/fmriprep_23_2_wf/sub_04_wf").exists()  # sub-04 runs: kept by both
+    assert not (out / "work/fmriprep_23_2_wf/sub_01_wf/n0/out.nii.gz").exists()
+
+
+def hold_lock(state_dir, subjects=None):
+    """Another process holding the dataset's lock (exclusively, or as the shard of these subjects)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, time; from fmriprep_cleanup.act.journal import RunLock\n"
+            f"with RunLock({str(state_dir)!r}, subjects={subjects!r}):\n"
+            "    print('held', flush=True); sys.stdin.read()\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_shard_locks_cover_their_subjects_and_refuse_a_second_array(many_subjects, tmp_path):
+    import subprocess
+    import sys
+
+    state = many_subjects / ".fmriprep-cleanup"
+    def clean(*args):
+        return subprocess.run([sys.executable, "-m", "fmriprep_cleanup", "clean", str(many_subjects), "--mode",
+                               "delete", "--yes", "-q", *args], capture_output=True, text=True, timeout=120)
+
+    holder = hold_lock(state, ["02", "05"])  # a shard of another array, at work on sub-02 and sub-05
+    try:
+        other = clean("--shard", "2/3")  # sub-02, sub-05, sub-08
+        assert other.returncode == 2 and other.stderr.count("\n") == 1, other.stderr
+        assert "sub-02" in other.stderr and "another array" in other.stderr
+        assert (many_subjects / "work/fmriprep_23_2_wf/sub_02_wf/n0/out.nii.gz").exists()
+        assert (many_subjects / "work/fmriprep_23_2_wf/sub_08_wf/n0/out.nii.gz").exists()
+        sibling = clean("--shard", "1/3")  # sub-01, 04, 07: a sibling shard works alongside
+        assert sibling.returncode == 0, sibling.stderr
+        assert not (many_subjects / "work/fmriprep_23_2_wf/sub_01_wf/n0/out.nii.gz").exists()
+        whole = clean()
+        assert whole.returncode == 2 and "another fmriprep-cleanup run" in whole.stderr
+        assert clean("--shared-only").returncode == 2
+    finally:
+        holder.communicate("")
+    holder = hold_lock(state)  # an exclusive run: no shard may start
+    try:
+        refused = clean("--shard", "3/3")
+        assert refused.returncode == 2 and "another fmriprep-cleanup run" in refused.stderr
+    finally:
+        holder.communicate("")
+    assert clean("--shard", "2/3").returncode == 0
+    assert not (many_subjects / "work/fmriprep_23_2_wf/sub_02_wf/n0/out.nii.gz").exists()
+    assert "--shard and --shared-only" in run("clean", many_subjects, "--shard", "1/2", "--shared-only").output

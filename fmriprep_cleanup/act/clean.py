@@ -13,7 +13,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +29,7 @@ from ..plan.worklist import ActProgress, Outcome, Worklist, build_worklist
 from .annex import NOT_INSTALLED, ONLY_COPY, only_copies
 from .annex import available as annex_available
 from .delete import delete
-from .journal import Journal, RunLock, needs_recovery, recorded_roots, recover
+from .journal import Journal, Recovery, RunLock, needs_recovery, recorded_roots, recover
 from .safefs import refuse_unsafe_roots
 from .threads import RunStopped, Stop
 
@@ -117,7 +117,8 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
           compress: str | None = None, confirm: Callable[[Outcome, int], bool] | None = None,
           energy_model: Assumptions | None = None, show: Callable[[Worklist], None] | None = None,
           scan_progress: Callable[[int, int], None] | None = None, act_progress: ActProgress | None = None,
-          force_drop: bool = False, select: Callable[[PlannedFile], bool] | None = None) -> CleanResult:
+          force_drop: bool = False, select: Callable[[PlannedFile], bool] | None = None,
+          shard: Iterable[str] | None = None) -> CleanResult:
     """Dry-run, archive or delete the plan's junk (the plan holds back what must wait: see plan.Plan).
 
     ``confirm(preview, scanned_bytes)`` sees the totals before anything changes (None: unattended, the mode
@@ -127,6 +128,10 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
     ``scan_progress(files, bytes)`` is told after each folder scanned, ``act_progress(phase, files, bytes)``
     after each file archived or removed. The lock and journal live in the plan's state directory. Raises LockedError if another run holds the
     dataset's lock, CleanupError (nothing changed) for anything refused before acting.
+
+    ``shard``: the subjects of this run when it is one shard of a job array (its plan selects only them): it
+    shares the dataset's lock with its sibling shards, locks only its subjects, and leaves journals of other
+    runs (perhaps a sibling at work) to the next whole run, which recovers them.
     """
     started = time.time()
     model = energy_model or model_for(plan.ruleset.energy)  # the same figures whoever calls
@@ -153,12 +158,12 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
     if mode == "archive":
         archive_dir = check_archive_dir(archive_dir, plan)
     refuse_unsafe_roots([root.path for root in plan.dataset.scan_roots])
-    with RunLock(state):
+    with RunLock(state, shard):
         worklist = build_worklist(plan, mode, scan_progress, select)
         annex_notes = check_annexed(plan, worklist, mode, force_drop)
         if show is not None:
             show(worklist)
-        if not worklist.files and not needs_recovery(state):
+        if not worklist.files and (shard is not None or not needs_recovery(state)):
             return result(worklist.outcome, nothing_to_do=True)  # no journal, nothing touched
         if confirm is not None and worklist.files and not confirm(worklist.preview(), worklist.scanned_bytes):
             raise Declined("cancelled; nothing was changed")
@@ -168,7 +173,8 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
         skipped_lines: list[str] = []
         with stop_on_signals(stop):
             outcome, archives, recovered, after_acting = _act(plan, mode, worklist, journal, stop, archive_dir,
-                                                              archive_format, compress, skipped_lines, force_drop)
+                                                              archive_format, compress, skipped_lines, force_drop,
+                                                              recovering=shard is None)
     done = result(outcome, archives=archives, journal=journal.path, recovered_files=recovered,
                   signal=stop.signal, after_acting=after_acting)
     done.warnings += annex_notes + skipped_lines + after_acting
@@ -202,8 +208,8 @@ def check_annexed(plan: Plan, worklist: Worklist, mode: str, force_drop: bool) -
 
 def _act(plan: Plan, mode: str, worklist: Worklist, journal: Journal, stop: Stop, archive_dir: str | None,
          archive_format: str, compress: str | None, skipped_lines: list[str],
-         force_drop: bool = False) -> tuple[Outcome, list[str], int, list[str]]:
-    """Journal the run, recover what an interrupted run left, act, and close the journal. A failure once
+         force_drop: bool = False, recovering: bool = True) -> tuple[Outcome, list[str], int, list[str]]:
+    """Journal the run, recover what an interrupted run left (``recovering``), act, and close the journal. A failure once
     something changed becomes a problem said after acting (exit 3); before, it is raised (exit 2). Malformed
     journal lines that recovery skipped go to ``skipped_lines`` (a warning: recovery used the rest)."""
     from .archive import archive
@@ -217,7 +223,7 @@ def _act(plan: Plan, mode: str, worklist: Worklist, journal: Journal, stop: Stop
                       min_age=plan.min_age, files=len(worklist.files), tool_version=__version__,
                       archive_dir=archive_dir, archive_format=archive_format, compress=compress)
     try:
-        recovery = recover(journal, archive_dir if mode == "archive" else None)
+        recovery = recover(journal, archive_dir if mode == "archive" else None) if recovering else Recovery()
         recovered = recovery.recovered_files
         skipped_lines += recovery.problems
         if mode == "archive":

@@ -36,7 +36,8 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
@@ -44,6 +45,7 @@ from ..basics.errors import CleanupError
 from ..basics.formats import strict_json
 
 LOCK_NAME = "lock"
+SUBJECTS_LOCK_NAME = "subjects.lock"  # a byte per subject, locked by the shard acting on it
 JOURNALS = "journal"
 LEGACY_JOURNAL = "journal.jsonl"  # earlier versions kept every run in this one file
 OPEN_SUFFIX = ".jsonl"
@@ -62,21 +64,25 @@ class LockedError(CleanupError):
 
 
 class RunLock:
-    """An OS-level exclusive lock (fcntl) on ``STATE_DIR/lock``; released when the process ends, even by SIGKILL."""
+    """OS-level locks (fcntl) in the state directory, released when the process ends, even by SIGKILL.
 
-    def __init__(self, state_dir: str) -> None:
+    A run takes ``STATE_DIR/lock`` exclusively. A shard of a job array (``subjects``: its subjects) shares that
+    lock with its sibling shards, so no whole run can start while any shard works, and locks its own subjects,
+    each a byte of ``STATE_DIR/subjects.lock``: two shards never act on the same subject, so a second array on
+    the same dataset is refused as soon as one of its shards meets a subject another array's shard holds.
+    """
+
+    def __init__(self, state_dir: str, subjects: Iterable[str] | None = None) -> None:
         self.state_dir = state_dir
         self.path = os.path.join(state_dir, LOCK_NAME)
-        self._fd: int | None = None
+        self.subjects = sorted(subjects) if subjects is not None else None
+        self._fds: list[int] = []
 
     def __enter__(self) -> RunLock:
+        fd = self._open(self.path)
+        shared = self.subjects is not None
         try:
-            os.makedirs(self.state_dir, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise CleanupError(f"cannot create the lock {self.path}: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
@@ -84,16 +90,43 @@ class RunLock:
                     f"another fmriprep-cleanup run is working on this dataset{_read_holder(self.path)} "
                     f"(lock {self.path}); try again when it has finished") from None
             raise CleanupError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
-        self._fd = fd
+        self._fds.append(fd)
+        if not shared:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+            return self
+        try:
+            self._lock_subjects()
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
+    def _open(self, path: str) -> int:
+        try:
+            os.makedirs(self.state_dir, exist_ok=True)
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise CleanupError(f"cannot create the lock {path}: {exc.strerror or exc}") from None
+
+    def _lock_subjects(self) -> None:
+        path = os.path.join(self.state_dir, SUBJECTS_LOCK_NAME)
+        fd = self._open(path)
+        self._fds.append(fd)
+        for label in self.subjects or ():
+            try:  # a byte per subject, at its label's CRC-32: a collision refuses too much, never too little
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, zlib.crc32(label.encode()))
+            except OSError as exc:
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise LockedError(
+                        f"another fmriprep-cleanup shard is working on sub-{label} of this dataset (another array "
+                        f"on it? lock {path}); try again when it has finished") from None
+                raise CleanupError(f"cannot lock {path}: {exc.strerror or exc}") from None
+
     def __exit__(self, *exc_info: object) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        for fd in reversed(self._fds):
+            os.close(fd)  # closing releases flock and lockf locks alike
+        self._fds.clear()
 
 
 def _read_holder(path: str) -> str:

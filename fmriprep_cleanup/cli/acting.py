@@ -36,9 +36,13 @@ from .common import CleanupGroup, Progress, open_plan, selection_options, warn
 @click.option("--force-drop", is_flag=True,
               help="In a git-annex dataset, drop annexed junk even where no other copy exists (its content is lost).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@click.option("--shard", metavar="K/N",
+              help="Act as shard K of a job array of N: on a share of the subjects only, beside the other shards.")
+@click.option("--shared-only", is_flag=True,
+              help="Only files of no subject (templates, shared working-directory files): the step after the shards.")
 def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, compress: str, yes: bool,
           list_files: bool, state_dir: str | None, history_path: str | None, record: bool, fmt: str,
-          force_drop: bool, quiet: bool, **selection: Any) -> None:
+          force_drop: bool, quiet: bool, shard: str | None, shared_only: bool, **selection: Any) -> None:
     """Remove junk files (or, by default, show exactly what would be removed).
 
     Exit codes: 0 done (or answered no); 2 bad input or refused; 3 done, with files skipped or failed.
@@ -47,6 +51,8 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
     Examples:
       fmriprep-cleanup clean OUT --work-dir $SCRATCH/work
       fmriprep-cleanup clean OUT --mode archive --archive-dir /archive/ds001 --participant-label 01 02
+      fmriprep-cleanup clean OUT --mode delete --yes --shard 3/16   # then, once all 16 are done:
+      fmriprep-cleanup clean OUT --mode delete --yes --shared-only
     """
     from ..act.clean import Declined
     from ..api import clean as clean_plan
@@ -54,7 +60,18 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
     from ..report.planfile import write_plan
     from ..report.text import render_folders, render_outcome
 
+    if shard is not None and shared_only:
+        raise CleanupError("--shard and --shared-only are two steps of a sharded clean: give one")
     plan = open_plan(path, state_dir=state_dir, **selection)
+    if shared_only:
+        from ..api import shared_files_plan
+
+        plan = shared_files_plan(plan)
+    shard_number = None
+    if shard is not None:
+        from ..ops.shards import parse_shard
+
+        shard_number = parse_shard(shard)
     if mode != "dry-run" and not yes and not common.interactive():
         raise CleanupError(f"--mode {mode} needs --yes when there is no terminal to confirm on")
     summary_stream = sys.stderr if list_files else sys.stdout
@@ -88,7 +105,7 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
                             None if yes or mode == "dry-run" else confirm, show_files,
                             history_path=history_path, record=True if record else None,
                             progress=progress.callback(), act_progress=progress.acting_callback(),
-                            force_drop=force_drop)
+                            force_drop=force_drop, shard=shard_number)
     except Declined:
         summary_stream.write("Nothing was changed.\n")
         return

@@ -218,9 +218,14 @@ def schedule() -> None:
 @click.option("--work-dir", type=click.Path(file_okay=False, path_type=str),
               help="With --slurm-array: fMRIPrep's working directory, passed to the report.")
 @click.option("--rules", "rule_refs", multiple=True, metavar="NAME|FILE", help="With --slurm-array: rule sets.")
+@click.option("--clean", "clean_mode", type=click.Choice(["dry-run", "archive", "delete"]),
+              help="With --slurm-array: the array cleans in this mode (shard by shard, then the shared files).")
+@click.option("--archive-dir", type=click.Path(file_okay=False, path_type=str),
+              help="With --slurm-array --clean archive: where the archives go.")
 def schedule_print(cron: bool, systemd_service: bool, systemd_timer: bool, scrontab: bool, sbatch: bool,
                    slurm_array_of: str | None, two_recipes: bool, config: str | None, log: str | None, shards: int,
-                   run_dir: str | None, work_dir: str | None, rule_refs: tuple[str, ...]) -> None:
+                   run_dir: str | None, work_dir: str | None, rule_refs: tuple[str, ...], clean_mode: str | None,
+                   archive_dir: str | None) -> None:
     """Print one scheduler recipe, ready to save or submit as it is.
 
     \b
@@ -228,6 +233,7 @@ def schedule_print(cron: bool, systemd_service: bool, systemd_timer: bool, scron
       fmriprep-cleanup schedule print --cron --config hygiene.yaml
       fmriprep-cleanup schedule print --sbatch --config hygiene.yaml > cleanup.sbatch && sbatch cleanup.sbatch
       fmriprep-cleanup schedule print --slurm-array /data/ds/derivatives/fmriprep --shards 16 --run-dir runs/1 > submit.sh
+      fmriprep-cleanup schedule print --slurm-array OUT --shards 16 --run-dir runs/2 --clean delete > clean.sh
     """
     from ..api import schedule as schedule_recipe
 
@@ -242,7 +248,11 @@ def schedule_print(cron: bool, systemd_service: bool, systemd_timer: bool, scron
         assert slurm_array_of is not None
         options = (["--work-dir", os.path.abspath(work_dir)] if work_dir else []) + \
             [part for rule in rule_refs for part in ("--rules", rule)]
-        sys.stdout.write(slurm_array(slurm_array_of, shards, run_dir, options))
+        if (archive_dir is not None) != (clean_mode == "archive"):
+            raise CleanupError("--clean archive and --archive-dir DIR go together")
+        clean = None if clean_mode is None else ["--mode", clean_mode] + (
+            ["--archive-dir", os.path.abspath(archive_dir)] if archive_dir else [])
+        sys.stdout.write(slurm_array(slurm_array_of, shards, run_dir, options, clean))
         return
     if config is None:
         raise CleanupError("--config FILE (the policy to run) is needed for this recipe")

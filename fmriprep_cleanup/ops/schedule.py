@@ -102,26 +102,52 @@ def program() -> list[str]:
     return [os.path.abspath(executable)] if executable else [sys.executable, "-m", "fmriprep_cleanup"]
 
 
-def slurm_array(dataset: str, shards: int, run_dir: str, options: list[str] | None = None) -> str:
+def slurm_array(dataset: str, shards: int, run_dir: str, options: list[str] | None = None,
+                clean: list[str] | None = None) -> str:
     """A bash script that submits the report of ``dataset`` as a Slurm job array of ``shards`` tasks (each
     scans a share of the subjects into a partial result) and a merge job that runs once they all succeeded
     and writes report.txt, report.json and report.html into ``run_dir``. ``options``: report options passed
-    on (--work-dir, --rules...)."""
+    on (--work-dir, --rules...).
+
+    ``clean`` (clean's options: --mode delete, --archive-dir DIR...): the array cleans instead, each task its
+    share of the subjects (`clean --shard K/N`, its summary in clean-K.json), and the job after it cleans the
+    files of no subject (`clean --shared-only`) and then reports what the dataset holds. Exit 3 (done, with
+    files skipped - a running subject's) counts as success, so the last step still runs."""
     if shards < 1:
         raise CleanupError(f"--shards {shards}: at least 1")
     run = shlex.quote(os.path.abspath(run_dir))
     tool = " ".join(shlex.quote(part) for part in program())
     target = " ".join(shlex.quote(part) for part in [os.path.abspath(dataset), *(options or [])])
-    partials = f"{run}/partial-*.json"
-    merges = "\n".join(f"{tool} merge {partials} --quiet --format {fmt} --output {run}/report.{suffix}"
-                       for fmt, suffix in (("text", "txt"), ("json", "json"), ("html", "html")))
+    reports = "\n".join(f"{tool} report {target} --quiet --format {fmt} --output {run}/report.{suffix}"
+                         for fmt, suffix in (("text", "txt"), ("json", "json"), ("html", "html")))
+    if clean is None:
+        what = "report"
+        task = (f"exec {tool} report {target} --quiet --shard \"$SLURM_ARRAY_TASK_ID/{shards}\" --partial-out "
+                f"{run}/partial-\"$SLURM_ARRAY_TASK_ID\".json")
+        partials = f"{run}/partial-*.json"
+        last = "\n".join(f"{tool} merge {partials} --quiet --format {fmt} --output {run}/report.{suffix}"
+                          for fmt, suffix in (("text", "txt"), ("json", "json"), ("html", "html")))
+        steps = ("(task K scans a share of the subjects into partial-K.json) and a merge job that runs after every "
+                 "task\n# succeeded and writes report.txt, report.json and report.html there")
+        resubmit = "then the merge\n# (sbatch last.sbatch); `fmriprep-cleanup merge` names any shard still missing."
+    else:
+        what = "cleanup"
+        acting = " ".join(shlex.quote(part) for part in clean)
+        task = (f"status=0\n{tool} clean {target} {acting} --yes --quiet --format json --shard "
+                f"\"$SLURM_ARRAY_TASK_ID/{shards}\" > {run}/clean-\"$SLURM_ARRAY_TASK_ID\".json || status=$?\n"
+                "exit $(( status == 3 ? 0 : status ))  # 3: done, some files skipped (see the JSON)")
+        last = (f"status=0\n{tool} clean {target} {acting} --yes --quiet --format json --shared-only > "
+                f"{run}/clean-shared.json || status=$?\n{reports}\nexit $(( status == 3 ? 0 : status ))")
+        steps = ("(task K cleans a share of the subjects, its summary in clean-K.json) and a last job that runs\n"
+                 "# after every task succeeded: it cleans the files of no subject (clean-shared.json) and writes "
+                 "report.txt,\n# report.json and report.html there")
+        resubmit = ("then the last job\n# (sbatch last.sbatch). A shard's lock covers its subjects: a second "
+                    "array on the same dataset is refused.")
     return f"""#!/bin/bash
-# The fmriprep-cleanup report of {os.path.abspath(dataset)}, scanned by a Slurm job array of {shards} shards.
+# The fmriprep-cleanup {what} of {os.path.abspath(dataset)}, by a Slurm job array of {shards} shards.
 # Run this script once: it writes two batch scripts into {os.path.abspath(run_dir)} and submits them - the array
-# (task K scans a share of the subjects into partial-K.json) and a merge job that runs after every task
-# succeeded and writes report.txt, report.json and report.html there. A failed task can be resubmitted
-# alone (sbatch --array=K --output={os.path.abspath(run_dir)}/shard-%a.out shard.sbatch), then the merge
-# (sbatch merge.sbatch); `fmriprep-cleanup merge` names any shard still missing.
+# {steps}. A failed task can be resubmitted
+# alone (sbatch --array=K --output={os.path.abspath(run_dir)}/shard-%a.out shard.sbatch), {resubmit}
 set -euo pipefail
 RUN={run}
 mkdir -p "$RUN"
@@ -132,19 +158,19 @@ cat > "$RUN/shard.sbatch" <<'SHARD'
 #SBATCH --cpus-per-task=1
 #SBATCH --mem=1G
 set -euo pipefail
-exec {tool} report {target} --quiet --shard "$SLURM_ARRAY_TASK_ID/{shards}" --partial-out {run}/partial-"$SLURM_ARRAY_TASK_ID".json
+{task}
 SHARD
-cat > "$RUN/merge.sbatch" <<'MERGE'
+cat > "$RUN/last.sbatch" <<'LAST'
 #!/bin/bash
-#SBATCH --job-name=fmriprep-cleanup-merge
+#SBATCH --job-name=fmriprep-cleanup-{"merge" if clean is None else "shared"}
 #SBATCH --time=01:00:00
 #SBATCH --cpus-per-task=1
 #SBATCH --mem=2G
 set -euo pipefail
-{merges}
-MERGE
+{last}
+LAST
 array=$(sbatch --parsable --array=1-{shards} --output="$RUN/shard-%a.out" "$RUN/shard.sbatch")
 array=${{array%%;*}}
-merge=$(sbatch --parsable --dependency=afterok:"$array" --output="$RUN/merge.out" "$RUN/merge.sbatch")
-echo "submitted the shards (job $array) and the merge (job ${{merge%%;*}}): the report will be in $RUN"
+last=$(sbatch --parsable --dependency=afterok:"$array" --output="$RUN/last.out" "$RUN/last.sbatch")
+echo "submitted the shards (job $array) and the last step (job ${{last%%;*}}): the report will be in $RUN"
 """
