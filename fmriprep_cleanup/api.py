@@ -24,7 +24,7 @@ from .act.restore import restore as restore_files
 from .basics.errors import CleanupError
 from .basics.folders import default_jobs
 from .energy.model import Assumptions, model_for
-from .fmriprep.layout import state_dir_for
+from .fmriprep.layout import Dataset, state_dir_for
 from .ops.history import History, record_run
 from .ops.shards import MergedPlan
 from .plan.plan import DEFAULT_MIN_AGE, Plan, Selection, build_plan
@@ -49,14 +49,21 @@ def open_plan(path: str, rules: Iterable[str] = (), work_dir: str | None = None,
     """
     if not find_work_dir and work_dir:
         raise CleanupError("--no-work-dir and --work-dir contradict each other")
-    ruleset = load_rulesets(list(rules)).with_cli_globs(tuple(keep), tuple(junk))
     dataset = discover_dataset(path, work_dir, find_work_dir, state_dir)
+    ruleset = load_rulesets(list(rules) or [default_rules(dataset)]).with_cli_globs(tuple(keep), tuple(junk))
     plan = build_plan(dataset, ruleset, Selection.from_labels(list(participant_labels)),
                       state_dir=state_dir_for(dataset.identity, state_dir) if state_dir else None,
                       min_age=min_age, stale_after=stale_after,
                       jobs=jobs or default_jobs([root.path for root in dataset.scan_roots]))
     plan.check_selection()
     return plan
+
+
+def default_rules(dataset: Dataset) -> str:
+    """The rule set used when none is given: the pipeline's default (default for fMRIPrep, qsiprep-default...)."""
+    from .fmriprep.pipelines import pipeline_by_key
+
+    return pipeline_by_key(dataset.pipeline).rules
 
 
 def energy_model(ruleset: RuleSet, profile: str | None = None, pue: float | None = None, copies: float | None = None,

@@ -162,7 +162,7 @@ def test_rules_list_show_validate(tmp_path):
         (lambda p: None, "no such directory"),
         (lambda p: make_files(p.parent, [p.name]), "is a file, not a directory"),
         (lambda p: os.makedirs(p), "is empty"),
-        (lambda p: write_description(p, name="MRIQC"), "names 'MRIQC', not fMRIPrep"),
+        (lambda p: write_description(p, name="HALFpipe"), "names 'HALFpipe', not fMRIPrep"),
         (lambda p: make_files(p, {"dataset_description.json": 3}), "dataset_description.json:1: not valid JSON"),
     ],
 )

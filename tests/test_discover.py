@@ -65,7 +65,7 @@ def test_explicit_work_dir(fakefs):
         (lambda: None, r"^/nowhere: no such directory \(expected fMRIPrep output"),
         (lambda: make_files("/", ["nowhere"]), r"^/nowhere is a file, not a directory"),
         (lambda: os.makedirs("/nowhere"), r"^/nowhere is empty"),
-        (lambda: write_description("/nowhere", name="MRIQC"), r"dataset_description.json names 'MRIQC', not fMRIPrep"),
+        (lambda: write_description("/nowhere", name="HALFpipe"), r"dataset_description.json names 'HALFpipe', not fMRIPrep"),
         (lambda: make_files("/nowhere", ["sub-01/anat/sub-01_T1w.nii.gz"]), r"does not look like fMRIPrep output .*fmriprep_wf"),
         (lambda: make_files("/nowhere", {"dataset_description.json": 0}), r"dataset_description.json:1: not valid JSON"),
         (lambda: make_files("/nowhere", ["fmriprep/sub-01.html"]), r"/nowhere/fmriprep has no dataset_description.json naming fMRIPrep"),

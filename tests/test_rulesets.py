@@ -151,7 +151,7 @@ def test_cycle_in_extends_is_an_error_naming_file_and_line(fakefs):
 def test_missing_rule_file_and_unknown_name(fakefs):
     with pytest.raises(CleanupError, match="no rule file at /r/none.yaml"):
         load_rulesets(["/r/none.yaml"])
-    with pytest.raises(CleanupError, match="unknown rule set 'defualt' \\(did you mean 'default'\\?\\); shipped sets: default, fmriprepcleanup"):
+    with pytest.raises(CleanupError, match="unknown rule set 'defualt' \\(did you mean 'default'\\?\\); shipped sets: aslprep-default, aslprep-minimal, default, fmripost_aroma-default"):
         load_rulesets(["defualt"])
 
 

@@ -36,6 +36,7 @@ KIB, MIB = 1024, 1024 * 1024
 MAX_DEPTH = 64  # nesting of JSON, YAML and TOML values; real files use a handful of levels
 SIZE_CAPS = {  # bytes read at most, per kind of file
     "rule file": 1 * MIB,
+    "pipeline description": 1 * MIB,
     "policy file": 1 * MIB,
     "dataset description": 1 * MIB,
     "run config": 4 * MIB,

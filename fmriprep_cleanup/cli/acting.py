@@ -86,6 +86,7 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
         if fmt == "text":
             dataset = plan.dataset
             summary_stream.write(render_folders({"path": dataset.path, "layout": dataset.layout,
+                                                 "pipeline": dataset.pipeline_name,
                                                  "fmriprep_version": dataset.fmriprep_version,
                                                  "folders": dataset.folders(), "notes": list(dataset.notes)}))
             summary_stream.flush()

@@ -29,11 +29,12 @@ from ..basics.errors import CleanupError
 from ..basics.folders import BY_NAME, list_folder
 from ..basics.guarded import load_json, load_toml
 from ..basics.repository import GitRepo, find_repository
+from .pipelines import Pipeline, known_names, pipeline_by_key, pipeline_named, pipeline_of_workflow_dir, pipelines
 
 STATE_DIR_NAME = ".fmriprep-cleanup"
 WORKFLOW_DIR = re.compile(r"^fmriprep(?:_(\d+)_(\d+))?_wf$")
-SUBJECT_WORKFLOW_DIR = re.compile(
-    r"^(?:single_subject_([a-zA-Z0-9]+)_wf|sub_([a-zA-Z0-9]+)(?:_ses_[a-zA-Z0-9]+)?_wf)$"
+SUBJECT_WORKFLOW_DIR = re.compile(  # NiBabies: single_subject_<label>_<session>_wf
+    r"^(?:single_subject_([a-zA-Z0-9]+)(?:_[a-zA-Z0-9]+)?_wf|sub_([a-zA-Z0-9]+)(?:_ses_[a-zA-Z0-9]+)?_wf)$"
 )
 # fMRIPrep's run identifier (config.execution.run_uuid): a time stamp and a uuid4. Each run writes
 # WORK/<run_uuid>/config.toml (and bids_db/) and OUTPUT/sub-<label>/log/<run_uuid>/.
@@ -44,12 +45,18 @@ WORKDIR_OWN_NAMES = frozenset({"reportlets", ".fmriprep.toml"})
 _KNOWN_OUTPUT_FOLDERS = {"sourcedata", "logs", "figures", "fmriprep", "freesurfer", STATE_DIR_NAME}
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=4096)
+def workdir_entry(name: str, pipeline: str = "fmriprep") -> bool:
+    """True for what the pipeline creates at the top of a working directory (-w): its workflow folder
+    (fmriprep_wf/, fmriprep_<major>_<minor>_wf/), reportlets/, run folders <run_uuid>/ and .fmriprep.toml
+    (for fMRIPrep; the same shapes for the others). ``-w`` is often a shared scratch folder: everything else
+    there belongs to someone else - another pipeline's workflow folder too."""
+    return (name in ("reportlets", f".{pipeline}.toml") or pipeline_by_key(pipeline).workflow_dir.match(name) is not None
+            or RUN_UUID.match(name) is not None)
+
+
 def fmriprep_workdir_entry(name: str) -> bool:
-    """True for what fMRIPrep creates at the top of a working directory (-w): its workflow folder
-    (fmriprep_wf/, fmriprep_<major>_<minor>_wf/), reportlets/, run folders <run_uuid>/ and .fmriprep.toml.
-    ``-w`` is often a shared scratch folder: everything else there belongs to someone else."""
-    return name in WORKDIR_OWN_NAMES or WORKFLOW_DIR.match(name) is not None or RUN_UUID.match(name) is not None
+    return workdir_entry(name, "fmriprep")
 
 
 @dataclass(frozen=True)
@@ -58,11 +65,12 @@ class ScanRoot:
 
     scope: str  # "derivatives" | "freesurfer" | "workdir" | "other"
     path: str  # absolute, symlinks resolved once
-    fmriprep_entries_only: bool = False  # a working directory (-w): only fMRIPrep's top entries are its
+    fmriprep_entries_only: bool = False  # a working directory (-w): only the pipeline's top entries are its
+    pipeline: str = "fmriprep"  # whose output it is (a key of fmriprep.pipelines)
 
     def owns(self, relpath: str) -> bool:
-        """Whether the file at ``relpath`` (below this root, "/"-separated) is fMRIPrep's to judge at all."""
-        return not self.fmriprep_entries_only or fmriprep_workdir_entry(relpath.split("/", 1)[0])
+        """Whether the file at ``relpath`` (below this root, "/"-separated) is the pipeline's to judge at all."""
+        return not self.fmriprep_entries_only or workdir_entry(relpath.split("/", 1)[0], self.pipeline)
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,12 @@ class Dataset:
     warnings: tuple[str, ...] = field(default=())  # what discovery saw but left out (a working directory elsewhere)
     orphan_of: str | None = None  # a lone working directory whose recorded output directory no longer exists
     repository: GitRepo | None = None  # the git (git-annex, DataLad) repository the outputs live in, if any
+    pipeline: str = "fmriprep"  # which NiPreps pipeline wrote it (a key of fmriprep.pipelines); its version is
+    # fmriprep_version (named when fMRIPrep was the only one)
+
+    @property
+    def pipeline_name(self) -> str:
+        return pipeline_by_key(self.pipeline).name
 
     @property
     def annexed(self) -> bool:
@@ -102,13 +116,16 @@ class Dataset:
     def scan_roots(self) -> list[ScanRoot]:
         """Every root with its scope; nested roots (FreeSurfer in sourcedata/) are listed too."""
         roots = []
+        key = self.pipeline
         if self.container:
-            roots.append(ScanRoot("other", self.container))
+            roots.append(ScanRoot("other", self.container, pipeline=key))
         if self.derivatives:
-            roots.append(ScanRoot("derivatives", self.derivatives))
+            roots.append(ScanRoot("derivatives", self.derivatives, pipeline=key))
         if self.freesurfer:
-            roots.append(ScanRoot("freesurfer", self.freesurfer))
-        roots.extend(ScanRoot("workdir", path, not WORKFLOW_DIR.match(os.path.basename(path))) for path in self.workdirs)
+            roots.append(ScanRoot("freesurfer", self.freesurfer, pipeline=key))
+        workflow_dir = pipeline_by_key(key).workflow_dir
+        roots.extend(ScanRoot("workdir", path, not workflow_dir.match(os.path.basename(path)), key)
+                     for path in self.workdirs)
         return roots
 
     @property
@@ -146,41 +163,48 @@ class NotFMRIPrepError(CleanupError):
     """The folder holds no fMRIPrep output (a raw BIDS dataset, another pipeline's derivatives, anything else)."""
 
 
+def pipeline_of_workdir_name(name: str) -> tuple[str, str | None] | None:
+    """(pipeline key, version) when ``name`` is itself a workflow folder (the user gave WORK/fmriprep_24_1_wf)."""
+    found = pipeline_of_workflow_dir(name)
+    return (found[0].key, found[1]) if found else None
+
+
 def _version_tuple(version: str | None) -> tuple[int, ...]:
     numbers = re.findall(r"\d+", version or "")
     return tuple(int(number) for number in numbers[:3])
 
 
 def read_generator(description_path: str) -> tuple[str | None, str | None]:
-    """(pipeline name, version) from a dataset_description.json; CleanupError if unreadable."""
+    """(pipeline name, version) from a dataset_description.json: its first GeneratedBy entry, the pipeline
+    that wrote it (fMRIPost-AROMA, XCP-D... list their inputs' pipelines after their own); CleanupError if
+    unreadable. A known pipeline's name is spelled as its description spells it (fMRIPrep, not fmriprep)."""
     description = load_json(description_path, "dataset description")
     if not isinstance(description, dict):
         raise CleanupError(f"{description_path} is not a JSON object")
     generators = description.get("GeneratedBy")
     if isinstance(generators, dict):
         generators = [generators]
+    first: Any = None
     if isinstance(generators, list):
-        for generator in generators:
-            if isinstance(generator, dict) and str(generator.get("Name", "")).lower() == "fmriprep":
-                return "fMRIPrep", str(generator.get("Version")) if generator.get("Version") else None
-        names = [str(g.get("Name")) for g in generators if isinstance(g, dict) and g.get("Name")]
-        return (names[0] if names else None), None
-    pipeline = description.get("PipelineDescription")  # BIDS-Derivatives RC, fMRIPrep 1.0-1.3
-    if isinstance(pipeline, dict):
-        name = str(pipeline.get("Name", ""))
-        if name.lower() == "fmriprep":
-            return "fMRIPrep", str(pipeline.get("Version")) if pipeline.get("Version") else None
-        return name or None, None
-    return None, None
+        first = next((g for g in generators if isinstance(g, dict) and g.get("Name")), None)
+    elif isinstance(description.get("PipelineDescription"), dict):  # BIDS-Derivatives RC, fMRIPrep 1.0-1.3
+        first = description["PipelineDescription"]
+    if first is None or not str(first.get("Name", "")):
+        return None, None
+    name = str(first["Name"])
+    known = pipeline_named(name)
+    return (known.name if known else name), (str(first.get("Version")) if first.get("Version") else None)
 
 
-def _require_fmriprep(description_path: str) -> str | None:
-    """The fMRIPrep version named by a dataset_description.json, or a CleanupError saying what it names."""
+def _require_known(description_path: str) -> tuple[Pipeline, str | None]:
+    """The pipeline and version a dataset_description.json names, or a CleanupError saying what it names."""
     name, version = read_generator(description_path)
-    if name != "fMRIPrep":
+    pipeline = pipeline_named(name) if name else None
+    if pipeline is None:
         what = f"names {name!r}" if name else "names no pipeline (GeneratedBy/PipelineDescription), so it is not derivatives"
-        raise NotFMRIPrepError(f"{description_path} {what}, not fMRIPrep")
-    return version
+        raise NotFMRIPrepError(f"{description_path} {what}, not fMRIPrep or another pipeline this tool knows "
+                               f"({known_names()})")
+    return pipeline, version
 
 
 def _list_dir(path: str) -> list[os.DirEntry]:
@@ -194,32 +218,43 @@ def _list_dir(path: str) -> list[os.DirEntry]:
         raise CleanupError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def workdir_version(path: str) -> tuple[bool, str | None]:
-    """(is an fMRIPrep working directory, version from the workflow folder name)."""
+def workdir_version(path: str, pipeline: str | None = "fmriprep") -> tuple[bool, str | None]:
+    """(is a working directory of the pipeline, version from the workflow folder name); ``pipeline`` None:
+    of any pipeline (see workdir_pipeline)."""
+    found = workdir_pipeline(path, pipeline)
+    return (True, found[1]) if found else (False, None)
+
+
+def workdir_pipeline(path: str, pipeline: str | None = None) -> tuple[str, str | None] | None:
+    """(pipeline key, version) of the working directory at ``path``: a workflow folder holding a subject's
+    workflow folder (or, for a pipeline whose working directory is not per subject - MRIQC -, any folder)."""
     try:
         entries = _list_dir(path)
     except CleanupError:
-        return False, None
+        return None
     for entry in entries:
-        found = WORKFLOW_DIR.match(entry.name)
-        if found and entry.is_dir(follow_symlinks=False):
-            try:
-                inner = _list_dir(entry.path)
-            except CleanupError:
-                continue
-            if any(SUBJECT_WORKFLOW_DIR.match(child.name) and child.is_dir(follow_symlinks=False) for child in inner):
-                version = f"{found.group(1)}.{found.group(2)}" if found.group(1) else None
-                return True, version
-    return False, None
+        found = pipeline_of_workflow_dir(entry.name)
+        if found is None or (pipeline is not None and found[0].key != pipeline) \
+                or not entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            inner = _list_dir(entry.path)
+        except CleanupError:
+            continue
+        per_subject = found[0].subject_workflows
+        if any((SUBJECT_WORKFLOW_DIR.match(child.name) or not per_subject) and child.is_dir(follow_symlinks=False)
+               for child in inner):
+            return found[0].key, found[1]
+    return None
 
 
-def _find_workdirs(folder: str, entries: list[os.DirEntry]) -> list[str]:
+def _find_workdirs(folder: str, entries: list[os.DirEntry], pipeline: str = "fmriprep") -> list[str]:
     """Working directories kept inside the output directory (e.g. OUT/work), as fMRIPrepCleanup's example has."""
     found = []
     for entry in entries:
         if entry.name.startswith("sub-") or entry.name in _KNOWN_OUTPUT_FOLDERS:
             continue
-        if entry.is_dir(follow_symlinks=False) and workdir_version(entry.path)[0]:
+        if entry.is_dir(follow_symlinks=False) and workdir_version(entry.path, pipeline)[0]:
             found.append(os.path.join(folder, entry.name))
     return found
 
@@ -320,13 +355,16 @@ def read_run_config(path: str) -> dict[str, Any]:
     }
 
 
-def newest_run_config(derivatives: str) -> tuple[str, dict[str, Any]] | None:
-    """(path, settings) of the newest fmriprep.toml of any subject, for finding the recorded work dir."""
+def newest_run_config(derivatives: str, config_name: str | None = "fmriprep.toml") -> tuple[str, dict[str, Any]] | None:
+    """(path, settings) of the newest run config (fmriprep.toml, qsiprep.toml...) of any subject, for finding
+    the recorded work dir."""
     newest: tuple[str, str] | None = None
+    if config_name is None:
+        return None
     for entry in _listing(derivatives):
         if entry.name.startswith("sub-") and entry.is_dir(follow_symlinks=False):
             for run in _listing(os.path.join(entry.path, "log")):
-                candidate = os.path.join(run.path, "fmriprep.toml")
+                candidate = os.path.join(run.path, config_name)
                 if run.is_dir(follow_symlinks=False) and os.path.isfile(candidate) and (newest is None or run.name > newest[0]):
                     newest = (run.name, candidate)
     if newest is None:
@@ -338,21 +376,21 @@ def newest_run_config(derivatives: str) -> tuple[str, dict[str, Any]] | None:
 
 
 def _recorded_or_beside(derivatives: str, output_dir: str, notes: list[str], warnings: list[str],
-                        found: dict[str, str]) -> list[str]:
+                        found: dict[str, str], pipeline: Pipeline) -> list[str]:
     """The working directory when --work-dir is not given and none is inside the output: the one the
     newest fmriprep.toml records, if it exists here; else a work/ beside the output directory (fMRIPrep's
     OUTPUT_DIR). No further guessing."""
-    recorded = newest_run_config(derivatives)
+    recorded = newest_run_config(derivatives, pipeline.run_config)
     if recorded is not None and recorded[1].get("work_dir"):
         work_dir = str(recorded[1]["work_dir"])
-        if os.path.isdir(work_dir) and workdir_version(work_dir)[0]:
+        if os.path.isdir(work_dir) and workdir_version(work_dir, pipeline.key)[0]:
             found[os.path.realpath(work_dir)] = f"recorded in {recorded[0]}"
             return [os.path.realpath(work_dir)]
         missing = f"{RECORDED_WORKDIR_MISSING} {recorded[0]} ({work_dir}) is not here (a container path?)"
     else:
         missing = None
     beside = os.path.join(os.path.dirname(output_dir), "work")
-    if os.path.isdir(beside) and not os.path.islink(beside) and workdir_version(beside)[0]:
+    if os.path.isdir(beside) and not os.path.islink(beside) and workdir_version(beside, pipeline.key)[0]:
         found[os.path.realpath(beside)] = "the work/ beside the output"
         if missing:
             notes.append(f"{missing}; the work/ beside the output is used")
@@ -381,11 +419,12 @@ def _check_directory(path: str, what: str) -> str:
 KnownRoots = Callable[[str], "set[str]"]  # dataset identity -> folders earlier cleanups of it acted on
 
 
-def _explicit_workdir(work_dir: str, identity: str | None, known_roots: KnownRoots | None, notes: list[str]) -> str:
+def _explicit_workdir(work_dir: str, identity: str | None, known_roots: KnownRoots | None, notes: list[str],
+                      pipeline: str = "fmriprep") -> str:
     """The working directory the user named. One an earlier cleanup emptied is still one: an empty folder, or
     a folder the dataset's journal records as its working directory (nothing fMRIPrep wrote is left in it)."""
     path = _check_directory(os.path.abspath(os.path.expanduser(work_dir)), "an fMRIPrep working directory")
-    if WORKFLOW_DIR.match(os.path.basename(path)) or workdir_version(path)[0]:
+    if pipeline_by_key(pipeline).workflow_dir.match(os.path.basename(path)) or workdir_version(path, pipeline)[0]:
         return path
     if not [entry for entry in _listing(path) if entry.name != STATE_DIR_NAME]:
         notes.append(f"working directory {path} is empty (emptied by an earlier cleanup?)")
@@ -393,8 +432,10 @@ def _explicit_workdir(work_dir: str, identity: str | None, known_roots: KnownRoo
     if identity is not None and known_roots is not None and path in known_roots(identity):
         notes.append(f"working directory {path} holds nothing of fMRIPrep's any more (an earlier cleanup emptied it)")
         return path
+    prefix = pipeline_by_key(pipeline).workflow_prefix
     raise CleanupError(
-        f"{path} is not an fMRIPrep working directory: no fmriprep_wf/ or fmriprep_<major>_<minor>_wf/ "
+        f"{path} is not {'an fMRIPrep' if pipeline == 'fmriprep' else 'a ' + pipeline_by_key(pipeline).name} "
+        f"working directory: no {prefix}_wf/ or {prefix}_<major>_<minor>_wf/ "
         "holding single_subject_<label>_wf/ or sub_<label>_wf/"
     )
 
@@ -434,65 +475,81 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True,
                 found[workdir] = "inside the folder given"
         return tuple(found.items())
 
-    def named_workdirs(identity: str | None) -> list[str]:
-        return [_explicit_workdir(work_dir, identity, known_roots, notes)] if work_dir else []
+    def named_workdirs(identity: str | None, pipeline: str = "fmriprep") -> list[str]:
+        return [_explicit_workdir(work_dir, identity, known_roots, notes, pipeline)] if work_dir else []
 
     if "dataset_description.json" in names:
-        version = _require_fmriprep(os.path.join(real, "dataset_description.json"))
+        pipeline, version = _require_known(os.path.join(real, "dataset_description.json"))
+        key = pipeline.key
         parent = os.path.dirname(real)
         bids_freesurfer = os.path.join(real, "sourcedata", "freesurfer")
         legacy_freesurfer = os.path.join(parent, "freesurfer")
         freesurfer: str | None
         if os.path.isdir(bids_freesurfer) and not os.path.islink(bids_freesurfer):
             layout, freesurfer = "bids", bids_freesurfer
-        elif os.path.basename(real) == "fmriprep" and (
-            os.path.isdir(legacy_freesurfer) or (version and _version_tuple(version) < (21,))
+        elif os.path.basename(real) == pipeline.output_folder and (
+            os.path.isdir(legacy_freesurfer) or (key == "fmriprep" and version and _version_tuple(version) < (21,))
         ):
             layout = "legacy"
             freesurfer = legacy_freesurfer if os.path.isdir(legacy_freesurfer) else None
             notes.append(f"legacy layout: only {real} and its sibling freesurfer/ are scanned, not the rest of {parent}")
         else:
-            layout = "legacy" if version and _version_tuple(version) < (21,) else "bids"
+            layout = "legacy" if key == "fmriprep" and version and _version_tuple(version) < (21,) else "bids"
             freesurfer = None
         output_dir = real if layout == "bids" else parent
-        workdirs = named_workdirs(real) or (_only_ours(_find_workdirs(real, entries) or _recorded_or_beside(real, output_dir, notes, warnings, found),
-                                                    output_dir, real, warnings) if find_work_dir else [])
+        workdirs = named_workdirs(real, key) or (_only_ours(
+            _find_workdirs(real, entries, key) or _recorded_or_beside(real, output_dir, notes, warnings, found, pipeline),
+            output_dir, real, warnings) if find_work_dir else [])
         repository = find_repository(real)
         if repository is not None:
             notes.append(f"a {repository.kind} ({repository.top}): its .git/ and subdatasets are not scanned"
                          + ("; annexed files count their content's size" if repository.annexed else ""))
         return Dataset(given, layout, version, real, freesurfer, tuple(workdirs), None, tuple(notes),
-                       how(real, freesurfer, workdirs, layout == "legacy"), tuple(warnings), None, repository)
+                       how(real, freesurfer, workdirs, layout == "legacy"), tuple(warnings), None, repository, key)
 
-    if "fmriprep" in names and os.path.isfile(os.path.join(real, "fmriprep", "dataset_description.json")):
-        derivatives = os.path.join(real, "fmriprep")
-        version = _require_fmriprep(os.path.join(derivatives, "dataset_description.json"))
+    container_of = next((pipeline for pipeline in pipelines() if pipeline.output_folder and pipeline.output_folder in names
+                         and os.path.isfile(os.path.join(real, pipeline.output_folder, "dataset_description.json"))),
+                        None)
+    if container_of is not None:
+        assert container_of.output_folder is not None
+        derivatives = os.path.join(real, container_of.output_folder)
+        pipeline, version = _require_known(os.path.join(derivatives, "dataset_description.json"))
+        key = pipeline.key
         freesurfer = os.path.join(real, "freesurfer")
-        legacy_evidence = os.path.isdir(freesurfer) or (version is not None and _version_tuple(version) < (21,))
+        legacy_evidence = os.path.isdir(freesurfer) or (
+            key == "fmriprep" and version is not None and _version_tuple(version) < (21,))
         if not legacy_evidence or os.path.isdir(os.path.join(derivatives, "sourcedata", "freesurfer")):
-            raise NotFMRIPrepError(f"{given}/fmriprep is fMRIPrep output in the BIDS layout; give {given}/fmriprep itself")
-        workdirs = named_workdirs(derivatives) or (_only_ours(_find_workdirs(real, entries) or _recorded_or_beside(derivatives, real, notes, warnings, found),
-                                                    real, derivatives, warnings) if find_work_dir else [])
+            raise NotFMRIPrepError(f"{derivatives} is {pipeline.name} output in the BIDS layout; give {derivatives} itself")
+        workdirs = named_workdirs(derivatives, key) or (_only_ours(
+            _find_workdirs(real, entries, key) or _recorded_or_beside(derivatives, real, notes, warnings, found, pipeline),
+            real, derivatives, warnings) if find_work_dir else [])
         freesurfer_found = freesurfer if os.path.isdir(freesurfer) and not os.path.islink(freesurfer) else None
         return Dataset(given, "legacy", version, derivatives, freesurfer_found, tuple(workdirs), real, tuple(notes),
                        how(derivatives, freesurfer_found, workdirs, True), tuple(warnings), None,
-                       find_repository(derivatives))
+                       find_repository(derivatives), key)
 
-    is_workdir, version = workdir_version(real)
+    found_workdir = workdir_pipeline(real) or pipeline_of_workdir_name(os.path.basename(real))
+    key, version = found_workdir if found_workdir else ("fmriprep", None)
+    is_workdir = found_workdir is not None
     emptied = not is_workdir and known_roots is not None and real in known_roots(real)
-    if is_workdir or WORKFLOW_DIR.match(os.path.basename(real)) or emptied:
+    if is_workdir or emptied:
         if emptied:
             notes.append(f"working directory {real} holds nothing of fMRIPrep's any more (an earlier cleanup emptied it)")
-        explicit_workdirs = named_workdirs(None)
+        explicit_workdirs = named_workdirs(None, key)
         workdirs = [real] + [w for w in explicit_workdirs if w != real]
         orphan_of = orphaned_output(real, path_map)
         if orphan_of:
             notes.append(f"orphaned: its runs wrote to {orphan_of}, which no longer exists")
         return Dataset(given, "workdir", version, None, None, tuple(workdirs), None, tuple(notes),
-                       how(None, None, workdirs, False), tuple(warnings), orphan_of)
+                       how(None, None, workdirs, False), tuple(warnings), orphan_of, None, key)
 
     if "fmriprep" in names:
         raise NotFMRIPrepError(f"{given}/fmriprep has no dataset_description.json naming fMRIPrep")
+    derivatives_here = sorted(entry.name for entry in entries if entry.is_dir(follow_symlinks=False) and
+                              os.path.isfile(os.path.join(real, entry.name, "dataset_description.json")))
+    if derivatives_here and os.path.basename(real) == "derivatives":
+        raise NotFMRIPrepError(f"{given} holds several pipelines' outputs ({', '.join(derivatives_here)}): give one "
+                               f"of them, or audit {given} to see them all")
     raise NotFMRIPrepError(
         f"{given} does not look like {expected}: found no dataset_description.json naming fMRIPrep, "
         "no fmriprep/ folder (legacy layout) and no fmriprep_wf/ or fmriprep_<major>_<minor>_wf/ (working directory)"

@@ -45,7 +45,8 @@ from ..basics.folders import Entry, list_folder, walk_tree
 from ..basics.guarded import read_bytes
 from ..basics.paths import below
 from ..basics.repository import GitRepo
-from .layout import SUBJECT_WORKFLOW_DIR, WORKFLOW_DIR, Dataset, read_run_config
+from .layout import SUBJECT_WORKFLOW_DIR, Dataset, read_run_config
+from .pipelines import pipeline_by_key
 
 RUN_TIME = re.compile(r"^(\d{8}-\d{6})")
 REPORT_SLACK = 300.0  # seconds after the report that still belong to the run that wrote it
@@ -176,9 +177,10 @@ def subject_workdirs(dataset: Dataset) -> dict[str, list[str]]:
     """Each subject's folders in the working directories (single_subject_01_wf, sub_01_wf, sub_01_ses_1_wf)."""
     found: dict[str, list[str]] = {}
     for workdir in dataset.workdirs:
-        tops = [workdir] if WORKFLOW_DIR.match(os.path.basename(workdir)) else [
+        workflow_dir = pipeline_by_key(dataset.pipeline).workflow_dir
+        tops = [workdir] if workflow_dir.match(os.path.basename(workdir)) else [
             entry.path for entry in list_folder(workdir)[0]
-            if WORKFLOW_DIR.match(entry.name) and entry.is_dir(follow_symlinks=False)]
+            if workflow_dir.match(entry.name) and entry.is_dir(follow_symlinks=False)]
         for top in tops:
             for entry in list_folder(top)[0]:
                 match = SUBJECT_WORKFLOW_DIR.match(entry.name)
@@ -242,8 +244,9 @@ class StatusBook:
         workdirs = subject_workdirs(dataset)
         subjects |= set(workdirs)
         annex = dataset.repository if dataset.annexed else None
+        run_config = pipeline_by_key(dataset.pipeline).run_config
         self._evidence = {label: _evidence_of(label, derivatives, reports.get(label, []), freesurfer_folders.get(label),
-                                              annex)
+                                              annex, run_config)
                           for label in sorted(subjects)}
         # the folders whose files tell each subject's activity, with how the evidence names them
         self._folders_of: dict[str, dict[str, str]] = {label: {} for label in subjects}
@@ -401,7 +404,7 @@ def annexed_content(path: str, annex: GitRepo | None) -> tuple[bool, str | None]
 
 
 def _evidence_of(label: str, derivatives: str | None, reports: list[str], freesurfer: str | None,
-                 annex: GitRepo | None = None) -> _Evidence:
+                 annex: GitRepo | None = None, run_config: str | None = "fmriprep.toml") -> _Evidence:
     """What a subject's evidence says. In a git-annex dataset the evidence may be annexed links: their content
     is read where it is here, and their times (when they were checked out) are not activity."""
     status = SubjectStatus(label, "unknown")
@@ -464,14 +467,16 @@ def _evidence_of(label: str, derivatives: str | None, reports: list[str], freesu
             evidence.activity.append((entry.stat(follow_symlinks=False).st_mtime, f"run folder {runs[-1]}"))
         except OSError:
             pass
-    config = os.path.join(newest, "fmriprep.toml")
+    if run_config is None:  # the pipeline writes none (sMRIPrep): crash files and the report decide
+        return evidence
+    config = os.path.join(newest, run_config)
     annexed_config, config_content = annexed_content(config, annex)
     if annexed_config:
         if config_content is None:
-            evidence.not_here.append(f"sub-{label}/log/{runs[-1]}/fmriprep.toml")
+            evidence.not_here.append(f"sub-{label}/log/{runs[-1]}/{run_config}")
         else:
             config = config_content
-    if (annexed_config and config_content) or any(entry.name == "fmriprep.toml" and entry.is_file(follow_symlinks=False)
+    if (annexed_config and config_content) or any(entry.name == run_config and entry.is_file(follow_symlinks=False)
                                                   for entry in entries):
         try:
             settings = read_run_config(config)

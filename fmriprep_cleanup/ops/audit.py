@@ -24,7 +24,6 @@ from ..basics.paths import below
 from ..energy.model import Assumptions, footprint
 from ..fmriprep.layout import RECORDED_WORKDIR_MISSING as RECORDED
 from ..fmriprep.layout import (
-    WORKFLOW_DIR,
     Dataset,
     NotFMRIPrepError,
     PathMap,
@@ -33,6 +32,7 @@ from ..fmriprep.layout import (
     newest_run_config,
     recorded_outputs,
 )
+from ..fmriprep.pipelines import pipeline_of_workflow_dir, pipelines
 from ..plan.plan import build_plan
 from ..rules.rulesets import RuleSet
 
@@ -51,9 +51,11 @@ def _owner(path: str) -> str:
 def _looks_like_output(path: str, names: set[str], subdirs: set[str]) -> bool:
     if "dataset_description.json" in names:
         return True
-    if "fmriprep" in subdirs and os.path.isfile(os.path.join(path, "fmriprep", "dataset_description.json")):
+    if any(pipeline.output_folder in subdirs and os.path.isfile(
+            os.path.join(path, pipeline.output_folder, "dataset_description.json"))
+           for pipeline in pipelines() if pipeline.output_folder):
         return True
-    return any(WORKFLOW_DIR.match(name) for name in subdirs)
+    return any(pipeline_of_workflow_dir(name) for name in subdirs)
 
 
 def find_datasets(roots: list[str], warnings: list[str], failed: list[str] | None = None,
@@ -166,7 +168,8 @@ class AuditRow:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "path": self.dataset.path, "layout": self.dataset.layout, "fmriprep_version": self.dataset.fmriprep_version,
+            "path": self.dataset.path, "layout": self.dataset.layout, "pipeline": self.dataset.pipeline_name,
+            "fmriprep_version": self.dataset.fmriprep_version,
             "workdirs": list(self.dataset.workdirs), "folders": self.dataset.folders(),
             "orphan_of": self.dataset.orphan_of, "owner": self.owner, "subjects": self.subjects, "files": self.files,
             "bytes": self.bytes, "junk_bytes": self.junk_bytes,

@@ -56,7 +56,8 @@ def report_data(
         "dataset": {
             "path": dataset.path,
             "layout": dataset.layout,
-            "fmriprep_version": dataset.fmriprep_version,
+            "pipeline": dataset.pipeline_name,
+            "fmriprep_version": dataset.fmriprep_version,  # the pipeline's version (the key predates the others)
             "derivatives": dataset.derivatives,
             "freesurfer": dataset.freesurfer,
             "workdirs": list(dataset.workdirs),

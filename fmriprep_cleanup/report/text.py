@@ -33,7 +33,7 @@ def render_text(data: dict[str, Any], width: int | None = None, all_subjects: bo
     dataset = data["dataset"]
     version = dataset["fmriprep_version"] or "unknown version"
     layout = LAYOUT_NAMES[dataset["layout"]]
-    lines = [f"fMRIPrep {version} · {layout} · {dataset['path']}"]
+    lines = [f"{dataset.get('pipeline', 'fMRIPrep')} {version} · {layout} · {dataset['path']}"]
     lines += folder_lines(dataset["folders"], dataset["notes"])
     if not dataset["freesurfer"]:
         lines.append("  (no FreeSurfer folder found)")
@@ -237,7 +237,7 @@ AUDIT_COLUMNS = ("path", "owner", "fmriprep_version", "layout", "subjects", "fil
 
 def render_audit_text(data: dict[str, Any], width: int | None = None) -> str:
     rows = data["datasets"]
-    table_rows = [[row["path"], row["owner"], row["fmriprep_version"] or "?", str(row["subjects"]), size(row["bytes"]),
+    table_rows = [[row["path"], row["owner"], _pipeline_version(row), str(row["subjects"]), size(row["bytes"]),
                    size(row["junk_bytes"]), share(row["junk_bytes"], row["bytes"]),
                    number(row["kwh_per_year_avoidable"]), number(row["kgco2e_per_year_avoidable"])] for row in rows]
     headers, align = ["Dataset", "Owner", "fMRIPrep", "Subjects", "Total", "Reclaimable", "Share", "kWh/yr",
@@ -329,7 +329,7 @@ def render_ruleset(ruleset: Any, width: int | None = None) -> str:
 def render_folders(dataset: dict[str, Any]) -> str:
     """Where a clean run reads and acts, said before anything else (and before the question)."""
     version = dataset["fmriprep_version"] or "unknown version"
-    lines = [f"fMRIPrep {version} · {LAYOUT_NAMES[dataset['layout']]} · {dataset['path']}",
+    lines = [f"{dataset.get('pipeline', 'fMRIPrep')} {version} · {LAYOUT_NAMES[dataset['layout']]} · {dataset['path']}",
              "Acts only in these folders:", *folder_lines(dataset["folders"], dataset["notes"])]
     return "\n".join(lines) + "\n"
 
@@ -398,3 +398,10 @@ def render_policy_run(results: list[Any]) -> tuple[str, list[str]]:
         f"{sum(r.status == s for r in results)} {s}" for s in ("ok", "incomplete", "skipped", "failed", "stopped")
         if s != "stopped" or any(r.status == s for r in results)))
     return "\n".join(lines) + "\n", warnings
+
+
+def _pipeline_version(row: dict[str, Any]) -> str:
+    """An audit row's pipeline and version: the version alone for fMRIPrep (as before the other NiPreps)."""
+    version = row["fmriprep_version"] or "?"
+    pipeline = row.get("pipeline", "fMRIPrep")
+    return version if pipeline == "fMRIPrep" else f"{pipeline} {version}"
