@@ -149,3 +149,15 @@ def test_an_unknown_derivative_is_refused(tmp_path):
     result = run("report", out)
     assert result.exit_code == 2 and result.output.count("\n") == 1
     assert "names 'HALFpipe', not fMRIPrep or another pipeline this tool knows (fMRIPrep, " in result.output
+
+
+def test_a_policy_run_cleans_other_pipelines_too(tmp_path):
+    qsiprep, qsiprep_work = build(tmp_path / "q", "qsiprep")
+    xcp_d, xcp_d_work = build(tmp_path / "x", "xcp_d")
+    policy = tmp_path / "hygiene.yaml"
+    policy.write_text(f"version: 1\ndatasets:\n  - paths: [{qsiprep}, {xcp_d}]\n    mode: delete\n")
+    result = run("run", "--config", policy, "--log", tmp_path / "log.jsonl")
+    assert result.exit_code == 0, result.output
+    assert not list(qsiprep_work.rglob("out.*")) and not list(xcp_d_work.rglob("out.*"))  # finished: caches gone
+    assert (qsiprep / "sub-01/dwi/sub-01_space-ACPC_desc-preproc_dwi.nii.gz").exists()  # outputs stay
+    assert (xcp_d / "sub-01/func/sub-01_task-rest_space-MNI152NLin2009cAsym_desc-denoised_bold.nii.gz").exists()
