@@ -41,14 +41,19 @@ def many_subjects(tmp_path):
     return out
 
 
-def merged(tmp_path, out, shards, *options):
+def shard_files(command, suffix, tmp_path, out, shards, *options):
+    """Run ``command`` (report or plan) once per shard; the partial results' paths, shard 1 first."""
     paths = []
     for shard in range(1, shards + 1):
-        partial = tmp_path / f"part-{shards}-{shard}-{len(list(tmp_path.glob('part-*')))}.json"
-        result = run("report", out, *options, "--shard", f"{shard}/{shards}", "--partial-out", partial, "-q")
+        partial = tmp_path / f"{command}-{shards}-{shard}-{len(list(tmp_path.glob(f'{command}-*')))}.{suffix}"
+        result = run(command, out, *options, "--shard", f"{shard}/{shards}", "--partial-out", partial, "-q")
         assert result.exit_code == 0, result.output
         paths.append(partial)
     return paths
+
+
+def merged(tmp_path, out, shards, *options):
+    return shard_files("report", "json", tmp_path, out, shards, *options)
 
 
 @pytest.mark.parametrize("shards", [1, 2, 7, 9])  # 9: one per subject
@@ -150,13 +155,7 @@ def busy_subjects(many_subjects, tmp_path):
 
 
 def sharded_plan(tmp_path, out, shards, *options):
-    paths = []
-    for shard in range(1, shards + 1):
-        partial = tmp_path / f"plan-{shards}-{shard}-{len(list(tmp_path.glob('plan-*')))}.jsonl"
-        result = run("plan", out, *options, "--shard", f"{shard}/{shards}", "--partial-out", partial, "-q")
-        assert result.exit_code == 0, result.output
-        paths.append(partial)
-    return paths
+    return shard_files("plan", "jsonl", tmp_path, out, shards, *options)
 
 
 @pytest.mark.parametrize("shards", [1, 2, 7, 9])

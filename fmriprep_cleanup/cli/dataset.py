@@ -30,22 +30,22 @@ PLAN_FORMATS = ["tsv", "jsonl", "csv"]
 
 
 def report_output_options(command: Callable) -> Callable:
-    """The options of every command that writes a dataset report (report, merge)."""
+    """The options of every command that writes a dataset report (report): its format and report_file_options."""
     return apply_options([
         click.option("--format", "fmt", type=click.Choice(REPORT_FORMATS), default="text", show_default=True,
                      help="csv: the per-category table; compute-csv: compute and storage per subject."),
-        *report_output_options_rest(),
-    ], command)
+    ], report_file_options(command))
 
 
-def report_output_options_rest() -> list[Callable]:
-    return [
+def report_file_options(command: Callable) -> Callable:
+    """Where a report goes and how much it says (report, merge; merge has its own --format)."""
+    return apply_options([
         click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str),
                      help="Write to FILE instead of stdout."),
         click.option("--quiet", "-q", is_flag=True, help="No progress on stderr."),
         click.option("--all", "all_subjects", is_flag=True,
                      help="List every subject (default: the 20 with the most junk)."),
-    ]
+    ], command)
 
 
 @click.command()
@@ -220,7 +220,7 @@ def explain(path: str, files: tuple[str, ...], fmt: str, **selection: Any) -> No
 @click.option("--format", "fmt", type=click.Choice(REPORT_FORMATS + PLAN_FORMATS[:2]),
               help="A report's or an audit's (default text), or a plan's (tsv, the default, jsonl or csv).")
 @click.option("--only", type=click.Choice(["keep", "junk"]), help="A plan's files with this action only.")
-@lambda command: apply_options(report_output_options_rest(), command)
+@report_file_options
 @wide_option
 def merge(partials: tuple[str, ...], fmt: str | None, only: str | None, output: str | None, quiet: bool,
           all_subjects: bool, wide: bool, storage_profile: str | None, pue: float | None, copies: float | None,
