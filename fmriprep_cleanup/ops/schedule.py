@@ -1,4 +1,11 @@
-"""Scheduling recipes with the absolute paths filled in: cron, systemd, Slurm (scrontab and sbatch)."""
+"""Scheduling recipes with the absolute paths filled in: cron, systemd, Slurm (scrontab and sbatch).
+
+A recipe is run later by a scheduler, often as a service account, so a path must stay data whatever it holds:
+every path is quoted for the language that reads it (the shell: shlex.quote; cron: its ``%`` too; systemd:
+its specifiers and variables), a path holding a newline or another control character is refused (it would end
+a comment or a directive line), and no path is written into a Slurm ``#SBATCH``/``#SCRON`` directive, whose
+lines are not parsed by a shell: output goes where a shell redirection in the job says.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +13,43 @@ import os
 import shlex
 import shutil
 import sys
+from collections.abc import Iterable
 
 from ..basics.errors import CleanupError
 
 
-def command_line(config: str, log: str) -> str:
-    """The run command as a scheduler must spell it: absolute paths, no reliance on $PATH."""
+def checked(what: str, value: str) -> str:
+    """``value`` (a path or an option given to a recipe) if it holds no control character; CleanupError else."""
+    bad = next((char for char in value if ord(char) < 32 or ord(char) == 127), None)
+    if bad is not None:
+        name = "a newline" if bad in "\n\r" else f"a control character (U+{ord(bad):04X})"
+        raise CleanupError(f"{what} {value!r} holds {name}: a scheduled script cannot carry it safely; "
+                           "rename or link the folder first")
+    return value
+
+
+def program() -> list[str]:
     executable = shutil.which("fmriprep-cleanup")
-    program = [os.path.abspath(executable)] if executable else [sys.executable, "-m", "fmriprep_cleanup"]
-    return " ".join(shlex.quote(part) for part in program + ["run", "--config", config, "--log", log])
+    return [os.path.abspath(executable)] if executable else [sys.executable, "-m", "fmriprep_cleanup"]
+
+
+def shell(words: Iterable[str]) -> str:
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def command_line(config: str, log: str) -> str:
+    """The run command as a scheduler must spell it: absolute paths, no reliance on $PATH, quoted for a shell."""
+    return shell(program() + ["run", "--config", config, "--log", log])
 
 
 def cron(config: str, log: str) -> str:
-    return (f"# fmriprep-cleanup storage hygiene, every night at 03:17: crontab -e, then paste this line\n"
-            f"17 3 * * * {command_line(config, log)} >> {shlex.quote(log + '.out')} 2>&1\n")
+    line = f"{command_line(config, log)} >> {shlex.quote(log + '.out')} 2>&1".replace("%", "\\%")  # % is cron's
+    return f"# fmriprep-cleanup storage hygiene, every night at 03:17: crontab -e, then paste this line\n17 3 * * * {line}\n"
+
+
+def _systemd_escape(text: str) -> str:
+    """A quoted shell command as systemd's ExecStart reads it: its specifiers (%) and variables ($) literal."""
+    return text.replace("%", "%%").replace("$", "$$")
 
 
 def systemd_service(config: str, log: str) -> str:
@@ -29,7 +59,7 @@ Description=fmriprep-cleanup storage hygiene
 
 [Service]
 Type=oneshot
-ExecStart={command_line(config, log)}
+ExecStart={_systemd_escape(command_line(config, log))}
 Nice=10
 IOSchedulingClass=idle
 """
@@ -57,8 +87,8 @@ def scrontab(config: str, log: str) -> str:
 #SCRON --time=04:00:00
 #SCRON --cpus-per-task=2
 #SCRON --mem=2G
-#SCRON --output={log}.%j.out
-17 3 * * * {command_line(config, log)}
+#SCRON --output=/dev/null
+17 3 * * * {command_line(config, log)} >> {shlex.quote(log + '.out')} 2>&1
 """
 
 
@@ -69,8 +99,9 @@ def sbatch(config: str, log: str) -> str:
 #SBATCH --time=04:00:00
 #SBATCH --cpus-per-task=2
 #SBATCH --mem=2G
-#SBATCH --output={log}.%j.out
+#SBATCH --output=/dev/null
 set -euo pipefail
+exec >> {shlex.quote(log)}."${{SLURM_JOB_ID:-local}}".out 2>&1
 {command_line(config, log)}
 """
 
@@ -91,15 +122,16 @@ def recipe(kind: str, config: str, log: str | None = None) -> str:
         raise CleanupError(f"{kind!r} has two recipes, one per file: ask for {TWO_RECIPES[kind]}")
     if kind not in SNIPPETS:
         raise CleanupError(f"unknown scheduler {kind!r}; one of {', '.join(SNIPPETS)}")
+    config_path = checked("--config", os.path.abspath(config))
+    log_path = checked("--log", os.path.abspath(log) if log else os.path.splitext(config_path)[0] + ".log.jsonl")
     load_policy(config)
-    config_path = os.path.abspath(config)
-    log_path = os.path.abspath(log) if log else os.path.splitext(config_path)[0] + ".log.jsonl"
     return SNIPPETS[kind](config_path, log_path)
 
 
-def program() -> list[str]:
-    executable = shutil.which("fmriprep-cleanup")
-    return [os.path.abspath(executable)] if executable else [sys.executable, "-m", "fmriprep_cleanup"]
+def _write_file(path: str, script: str) -> str:
+    """A shell command writing ``script`` to ``path``: the content is one quoted word, so nothing in it (a path
+    included) can end it early, as a line could end a heredoc."""
+    return f"printf '%s' {shlex.quote(script)} > {path}"
 
 
 def slurm_array(dataset: str, shards: int, run_dir: str, options: list[str] | None = None,
@@ -115,24 +147,27 @@ def slurm_array(dataset: str, shards: int, run_dir: str, options: list[str] | No
     files skipped - a running subject's) counts as success, so the last step still runs."""
     if shards < 1:
         raise CleanupError(f"--shards {shards}: at least 1")
-    run = shlex.quote(os.path.abspath(run_dir))
-    tool = " ".join(shlex.quote(part) for part in program())
-    target = " ".join(shlex.quote(part) for part in [os.path.abspath(dataset), *(options or [])])
+    dataset = checked("the dataset", os.path.abspath(dataset))
+    run_dir = checked("--run-dir", os.path.abspath(run_dir))
+    for option in [*(options or []), *(clean or [])]:
+        checked("an option", option)
+    run = '"$RUN"'  # inside the batch scripts, the run folder comes from the environment the script sets
+    tool = shell(program())
+    target = shell([dataset, *(options or [])])
     reports = "\n".join(f"{tool} report {target} --quiet --format {fmt} --output {run}/report.{suffix}"
-                         for fmt, suffix in (("text", "txt"), ("json", "json"), ("html", "html")))
+                        for fmt, suffix in (("text", "txt"), ("json", "json"), ("html", "html")))
     if clean is None:
         what = "report"
         task = (f"exec {tool} report {target} --quiet --shard \"$SLURM_ARRAY_TASK_ID/{shards}\" --partial-out "
                 f"{run}/partial-\"$SLURM_ARRAY_TASK_ID\".json")
-        partials = f"{run}/partial-*.json"
-        last = "\n".join(f"{tool} merge {partials} --quiet --format {fmt} --output {run}/report.{suffix}"
-                          for fmt, suffix in (("text", "txt"), ("json", "json"), ("html", "html")))
+        last = "\n".join(f"{tool} merge {run}/partial-*.json --quiet --format {fmt} --output {run}/report.{suffix}"
+                         for fmt, suffix in (("text", "txt"), ("json", "json"), ("html", "html")))
         steps = ("(task K scans a share of the subjects into partial-K.json) and a merge job that runs after every "
                  "task\n# succeeded and writes report.txt, report.json and report.html there")
         resubmit = "then the merge\n# (sbatch last.sbatch); `fmriprep-cleanup merge` names any shard still missing."
     else:
         what = "cleanup"
-        acting = " ".join(shlex.quote(part) for part in clean)
+        acting = shell(clean)
         task = (f"status=0\n{tool} clean {target} {acting} --yes --quiet --format json --shard "
                 f"\"$SLURM_ARRAY_TASK_ID/{shards}\" > {run}/clean-\"$SLURM_ARRAY_TASK_ID\".json || status=$?\n"
                 "exit $(( status == 3 ? 0 : status ))  # 3: done, some files skipped (see the JSON)")
@@ -143,34 +178,38 @@ def slurm_array(dataset: str, shards: int, run_dir: str, options: list[str] | No
                  "report.txt,\n# report.json and report.html there")
         resubmit = ("then the last job\n# (sbatch last.sbatch). A shard's lock covers its subjects: a second "
                     "array on the same dataset is refused.")
-    return f"""#!/bin/bash
-# The fmriprep-cleanup {what} of {os.path.abspath(dataset)}, by a Slurm job array of {shards} shards.
-# Run this script once: it writes two batch scripts into {os.path.abspath(run_dir)} and submits them - the array
-# {steps}. A failed task can be resubmitted
-# alone (sbatch --array=K --output={os.path.abspath(run_dir)}/shard-%a.out shard.sbatch), {resubmit}
-set -euo pipefail
-RUN={run}
-mkdir -p "$RUN"
-cat > "$RUN/shard.sbatch" <<'SHARD'
-#!/bin/bash
+    shard_script = f"""#!/bin/bash
 #SBATCH --job-name=fmriprep-cleanup-shard
 #SBATCH --time=04:00:00
 #SBATCH --cpus-per-task=1
 #SBATCH --mem=1G
 set -euo pipefail
+RUN={shlex.quote(run_dir)}
 {task}
-SHARD
-cat > "$RUN/last.sbatch" <<'LAST'
-#!/bin/bash
+"""
+    last_script = f"""#!/bin/bash
 #SBATCH --job-name=fmriprep-cleanup-{"merge" if clean is None else "shared"}
 #SBATCH --time=01:00:00
 #SBATCH --cpus-per-task=1
 #SBATCH --mem=2G
 set -euo pipefail
+RUN={shlex.quote(run_dir)}
 {last}
-LAST
-array=$(sbatch --parsable --array=1-{shards} --output="$RUN/shard-%a.out" "$RUN/shard.sbatch")
+"""
+    logs = shlex.quote(run_dir.replace("%", "%%"))  # Slurm's --output reads % as a pattern; %% is a literal %
+    return f"""#!/bin/bash
+# The fmriprep-cleanup {what} of the dataset below, by a Slurm job array of {shards} shards.
+# Run this script once: it writes two batch scripts into the run folder below and submits them - the array
+# {steps}. A failed task can be resubmitted
+# alone (sbatch --array=K --output=RUN/shard-%a.out RUN/shard.sbatch), {resubmit}
+set -euo pipefail
+DATASET={shlex.quote(dataset)}
+RUN={shlex.quote(run_dir)}
+mkdir -p "$RUN"
+{_write_file('"$RUN"/shard.sbatch', shard_script)}
+{_write_file('"$RUN"/last.sbatch', last_script)}
+array=$(sbatch --parsable --array=1-{shards} --output={logs}/shard-%a.out "$RUN"/shard.sbatch)
 array=${{array%%;*}}
-last=$(sbatch --parsable --dependency=afterok:"$array" --output="$RUN/last.out" "$RUN/last.sbatch")
-echo "submitted the shards (job $array) and the last step (job ${{last%%;*}}): the report will be in $RUN"
+last=$(sbatch --parsable --dependency=afterok:"$array" --output={logs}/last.out "$RUN"/last.sbatch)
+echo "submitted the shards (job $array) and the last step (job ${{last%%;*}}) for $DATASET: the report will be in $RUN"
 """
