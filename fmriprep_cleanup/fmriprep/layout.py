@@ -248,14 +248,18 @@ def workdir_pipeline(path: str, pipeline: str | None = None) -> tuple[str, str |
     return None
 
 
-def _find_workdirs(folder: str, entries: list[os.DirEntry], pipeline: str = "fmriprep") -> list[str]:
-    """Working directories kept inside the output directory (e.g. OUT/work), as fMRIPrepCleanup's example has."""
+def _find_workdirs(folder: str, entries: list[os.DirEntry], pipeline: str = "fmriprep",
+                   known: frozenset[str] = frozenset()) -> list[str]:
+    """Working directories kept inside the output directory (e.g. OUT/work), as fMRIPrepCleanup's example has;
+    ``known``: folders earlier cleanups of the dataset acted on, still its working directory once emptied of
+    the subjects' folders (by the shards of a job array, say)."""
     found = []
     for entry in entries:
         if entry.name.startswith("sub-") or entry.name in _KNOWN_OUTPUT_FOLDERS:
             continue
-        if entry.is_dir(follow_symlinks=False) and workdir_version(entry.path, pipeline)[0]:
-            found.append(os.path.join(folder, entry.name))
+        path = os.path.join(folder, entry.name)
+        if entry.is_dir(follow_symlinks=False) and (path in known or workdir_version(entry.path, pipeline)[0]):
+            found.append(path)
     return found
 
 
@@ -376,21 +380,22 @@ def newest_run_config(derivatives: str, config_name: str | None = "fmriprep.toml
 
 
 def _recorded_or_beside(derivatives: str, output_dir: str, notes: list[str], warnings: list[str],
-                        found: dict[str, str], pipeline: Pipeline) -> list[str]:
+                        found: dict[str, str], pipeline: Pipeline, known: frozenset[str] = frozenset()) -> list[str]:
     """The working directory when --work-dir is not given and none is inside the output: the one the
     newest fmriprep.toml records, if it exists here; else a work/ beside the output directory (fMRIPrep's
     OUTPUT_DIR). No further guessing."""
     recorded = newest_run_config(derivatives, pipeline.run_config)
     if recorded is not None and recorded[1].get("work_dir"):
         work_dir = str(recorded[1]["work_dir"])
-        if os.path.isdir(work_dir) and workdir_version(work_dir, pipeline.key)[0]:
+        if os.path.isdir(work_dir) and (os.path.realpath(work_dir) in known or workdir_version(work_dir, pipeline.key)[0]):
             found[os.path.realpath(work_dir)] = f"recorded in {recorded[0]}"
             return [os.path.realpath(work_dir)]
         missing = f"{RECORDED_WORKDIR_MISSING} {recorded[0]} ({work_dir}) is not here (a container path?)"
     else:
         missing = None
     beside = os.path.join(os.path.dirname(output_dir), "work")
-    if os.path.isdir(beside) and not os.path.islink(beside) and workdir_version(beside, pipeline.key)[0]:
+    if os.path.isdir(beside) and not os.path.islink(beside) and (
+            os.path.realpath(beside) in known or workdir_version(beside, pipeline.key)[0]):
         found[os.path.realpath(beside)] = "the work/ beside the output"
         if missing:
             notes.append(f"{missing}; the work/ beside the output is used")
@@ -497,8 +502,10 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True,
             layout = "legacy" if key == "fmriprep" and version and _version_tuple(version) < (21,) else "bids"
             freesurfer = None
         output_dir = real if layout == "bids" else parent
+        known = frozenset(known_roots(real)) if known_roots is not None and find_work_dir and not work_dir else frozenset()
         workdirs = named_workdirs(real, key) or (_only_ours(
-            _find_workdirs(real, entries, key) or _recorded_or_beside(real, output_dir, notes, warnings, found, pipeline),
+            _find_workdirs(real, entries, key, known)
+            or _recorded_or_beside(real, output_dir, notes, warnings, found, pipeline, known),
             output_dir, real, warnings) if find_work_dir else [])
         repository = find_repository(real)
         if repository is not None:

@@ -25,7 +25,7 @@ from .. import __version__
 from ..basics.errors import CleanupError
 from ..fmriprep.status import SubjectStatus
 from ..plan.plan import Learned, Plan, PlannedFile, Selection
-from ..plan.summary import Summary
+from ..plan.summary import ANNEX_FIELDS, COUNT_FIELDS, Summary
 from ..rules.rulesets import RuleSet
 
 PARTIAL_FORMAT = "fmriprep-cleanup partial"
@@ -162,7 +162,13 @@ def read_plan_partial(path: str) -> dict[str, Any]:
                 raise CleanupError(f"{path}:{number}: a broken end line")
             end = data
         else:
-            _folder_rows(data, path, number)
+            declared = header.get("subjects")
+            declared = declared if isinstance(declared, list) else []
+            for row in _folder_rows(data, path, number)[1]:
+                if row.subject not in declared:
+                    raise CleanupError(f"{path}:{number}: a file of "
+                                       f"{'no subject' if row.subject is None else 'sub-' + row.subject}, not one of "
+                                       "its shard's subjects")
     if header is None:
         raise CleanupError(f"{path} is empty, not a plan partial")
     if end is None:
@@ -235,11 +241,18 @@ def merge_plan(partials: list[tuple[str, dict[str, Any]]], plan: Plan,
                progress: Callable[[int, int], None] | None = None) -> MergedPlan:
     """The whole plan from its shards' plan partials (read with read_plan_partial): the shared folders are
     planned here with every subject's status known."""
+    for path, data in partials:
+        expected = shard_labels(plan, int(data["shard"]) - 1, int(data["shards"]))
+        if sorted(data.get("subjects") or []) != expected:
+            raise CleanupError(f"{path}: shard {data['shard']}/{data['shards']} holds other subjects now: rerun the "
+                               "shards")
     shared = _shared_plan(partials, plan)
     return MergedPlan(shared, sorted(partials, key=lambda item: int(item[1]["shard"])), progress)
 
 
 def read_partial(path: str) -> dict[str, Any]:
+    """A report's or an audit's partial result, checked field by field (it may have been written by anyone):
+    CleanupError naming the file and the field that is not what a shard writes."""
     from ..basics.guarded import load_json
 
     data = load_json(path, "partial result")
@@ -247,7 +260,130 @@ def read_partial(path: str) -> dict[str, Any]:
         raise CleanupError(f"{path} is not an fmriprep-cleanup partial result")
     if data.get("version") != PARTIAL_VERSION:
         raise CleanupError(f"{path}: partial format version {data.get('version')!r}; this tool reads {PARTIAL_VERSION}")
+    check_partial(path, data)
     return data
+
+
+class _Broken(Exception):
+    """A field of a partial that is not what a shard writes (its name, for the message)."""
+
+
+def _count(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _Broken(where)
+    return value
+
+
+def _counts(value: Any, where: str) -> None:
+    if not isinstance(value, dict):
+        raise _Broken(where)
+    for name in COUNT_FIELDS + ANNEX_FIELDS:
+        _count(value.get(name, 0), f"{where}.{name}")
+
+
+def _strings(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _Broken(where)
+    return value
+
+
+def check_partial(path: str, data: dict[str, Any]) -> None:
+    """Every field a merge reads, of the type and range a shard writes: counts are non-negative integers, labels
+    strings, statuses what a status is. CleanupError naming the field otherwise."""
+    try:
+        shard, shards = _count(data.get("shard"), "shard"), _count(data.get("shards"), "shards")
+        if not 1 <= shard <= shards:
+            raise _Broken("shard")
+        if not isinstance(data.get("options"), dict):
+            raise _Broken("options")
+        _strings(data.get("warnings"), "warnings")
+        if data["format"] == AUDIT_PARTIAL_FORMAT:
+            _strings(data.get("failed"), "failed")
+            rows = data.get("rows")
+            if not isinstance(rows, list) or not all(isinstance(row, dict) and isinstance(row.get("path"), str)
+                                                     for row in rows):
+                raise _Broken("rows")
+            for row in rows:
+                for name in ("files", "bytes", "junk_bytes", "elsewhere_bytes"):
+                    _count(row.get(name, 0), f"rows.{name}")
+            return
+        if not isinstance(data.get("now"), (int, float)) or isinstance(data.get("now"), bool):
+            raise _Broken("now")
+        _strings(data.get("subjects"), "subjects")
+        _check_summary(data.get("summary"))
+        statuses = data.get("statuses")
+        if not isinstance(statuses, dict):
+            raise _Broken("statuses")
+        for label, fields in statuses.items():
+            if not isinstance(fields, dict):
+                raise _Broken(f"statuses.{label}")
+            try:
+                SubjectStatus(**fields)
+            except TypeError:
+                raise _Broken(f"statuses.{label}") from None
+    except _Broken as exc:
+        raise CleanupError(f"{path}: its {exc} is not what a shard writes; not merged") from None
+
+
+def _check_summary(summary: Any) -> None:
+    if not isinstance(summary, dict):
+        raise _Broken("summary")
+    _counts(summary.get("totals"), "summary.totals")
+    categories = summary.get("by_category")
+    if not isinstance(categories, dict):
+        raise _Broken("summary.by_category")
+    for name, counts in categories.items():
+        _counts(counts, f"summary.by_category.{name}")
+    subjects = summary.get("by_subject")
+    if not isinstance(subjects, list):
+        raise _Broken("summary.by_subject")
+    for row in subjects:
+        if not isinstance(row, list) or len(row) != 2 or not (row[0] is None or isinstance(row[0], str)):
+            raise _Broken("summary.by_subject")
+        _counts(row[1], "summary.by_subject")
+    folders = summary.get("junk_by_folder")
+    if not isinstance(folders, dict):
+        raise _Broken("summary.junk_by_folder")
+    for nbytes in folders.values():
+        _count(nbytes, "summary.junk_by_folder")
+    for name in ("bytes_by_subject_scope", "kept_by_subject_scope"):
+        rows = summary.get(name)
+        if not isinstance(rows, list):
+            raise _Broken(f"summary.{name}")
+        for row in rows:
+            if not isinstance(row, list) or len(row) != 3 or not (row[0] is None or isinstance(row[0], str)) \
+                    or not isinstance(row[1], str):
+                raise _Broken(f"summary.{name}")
+            _count(row[2], f"summary.{name}")
+    left = summary.get("left_alone")
+    if not isinstance(left, dict):
+        raise _Broken("summary.left_alone")
+    for counts in left.values():
+        if not isinstance(counts, list) or len(counts) != 2:
+            raise _Broken("summary.left_alone")
+        _count(counts[0], "summary.left_alone")
+        _count(counts[1], "summary.left_alone")
+
+
+def check_subjects(partials: list[tuple[str, dict[str, Any]]], plan: Plan) -> None:
+    """Each report partial counts exactly the subjects its shard holds now, and no subject is counted twice
+    (shards taken at different times, or a partial edited); CleanupError naming the subject otherwise."""
+    counted: dict[str, str] = {}
+    for path, data in partials:
+        declared = set(data["subjects"])
+        expected = set(shard_labels(plan, int(data["shard"]) - 1, int(data["shards"])))
+        labels = [row[0] for row in data["summary"]["by_subject"] if row[0] is not None] + list(data["statuses"])
+        for label in labels:
+            if label in counted and counted[label] != path:
+                raise CleanupError(f"sub-{label} is counted in more than one partial ({counted[label]} and {path}): "
+                                   "they are not shards of one scan")
+            counted[label] = path
+            if label not in declared:
+                raise CleanupError(f"{path} counts sub-{label}, which is not one of its shard's subjects")
+        if declared != expected:
+            differ = sorted(declared ^ expected)
+            raise CleanupError(f"{path}: shard {data['shard']}/{data['shards']} holds other subjects now "
+                               f"(sub-{differ[0]}{' and more' if len(differ) > 1 else ''}): rerun the shards")
 
 
 def check_partials(partials: list[tuple[str, dict[str, Any]]]) -> int:
@@ -300,6 +436,7 @@ def merge(partials: list[tuple[str, dict[str, Any]]], plan: Plan,
           progress: Callable[[int, int], None] | None = None) -> tuple[Plan, Summary, dict[str, SubjectStatus], list[str]]:
     """The whole from its shards: the shared folders scanned with every subject's status known, plus each
     partial's counts. Returns the shared-folder plan, the summary, the statuses and the warnings."""
+    check_subjects(partials, plan)
     shared = _shared_plan(partials, plan)
     statuses = _statuses(partials)
     summary = shared.summarize(progress)
