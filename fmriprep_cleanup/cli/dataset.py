@@ -204,12 +204,12 @@ def explain(path: str, files: tuple[str, ...], fmt: str, **selection: Any) -> No
       fmriprep-cleanup explain OUT OUT/sub-01.html --format json
     """
     from ..api import explain as explain_files
-    from ..basics.formats import strict_json
+    from ..basics.formats import output_json
     from ..report.explain import render_explanation
 
     explanations = explain_files(open_plan(path, **selection), files)
     if fmt == "json":
-        sys.stdout.write(strict_json(explanations, indent=2) + "\n")
+        sys.stdout.write(output_json(explanations, indent=2) + "\n")
     else:
         sys.stdout.write("\n".join(render_explanation(item) for item in explanations))
 

@@ -18,7 +18,10 @@ from ..rules.classify import LEFT_ALONE, Decision
 SIZE, ALLOCATED, NLINK = operator.attrgetter("size"), operator.attrgetter("allocated"), operator.attrgetter("nlink")
 ANNEX = operator.attrgetter("annex")
 FOLDER_DEPTH = 3  # e.g. work/fmriprep_23_2_wf/sub_01_wf/bold_task_rest_wf, derivatives/sub-01/ses-1/func
-COUNT_FIELDS = ("files", "bytes", "allocated_bytes", "keep_files", "keep_bytes", "junk_files", "junk_bytes")
+COUNT_FIELDS = ("files", "bytes", "allocated_bytes", "keep_files", "keep_bytes", "junk_files", "junk_bytes",
+                "junk_linked_bytes")
+# junk_linked_bytes: junk files whose content a hard link outside the dataset keeps: removing them frees nothing,
+# so their bytes are neither kept nor reclaimable; bytes = keep_bytes + junk_bytes + junk_linked_bytes.
 # Of those bytes, annexed content that is not on this disk (git-annex has it elsewhere): counted in the
 # dataset's size, but it takes no space here and removing its links frees nothing.
 ANNEX_FIELDS = ("elsewhere_bytes", "junk_elsewhere_bytes")
@@ -33,6 +36,7 @@ class Counts:
     keep_bytes: int = 0
     junk_files: int = 0
     junk_bytes: int = 0
+    junk_linked_bytes: int = 0
     elsewhere_bytes: int = 0
     junk_elsewhere_bytes: int = 0
 
@@ -45,6 +49,8 @@ class Counts:
             self.junk_files += files
             self.junk_bytes += size
             self.junk_elsewhere_bytes += elsewhere
+        elif action == "linked":  # junk whose content links outside the dataset keep: its files are counted
+            self.junk_linked_bytes += size  # as junk (they are removed), its bytes apart (nothing is freed)
         else:
             self.keep_files += files
             self.keep_bytes += size
@@ -122,15 +128,19 @@ class Summary:
             record[4] = record[4] or where
 
     def finish(self) -> Summary:
-        """Settle the bytes of multiply-linked files: junk where every link is junk, else kept (under the
-        first kept link's category, or the first junk link's when its other links lie outside the dataset)."""
+        """Settle the bytes of multiply-linked files: junk where every link is junk; kept under the first kept
+        link's category where one is kept; junk that frees nothing (junk_linked_bytes, under the first junk
+        link's category) where the other links lie outside the dataset."""
         for entry, nlink, junk_links, first_junk, first_keep in self._links.values():
             if junk_links >= nlink:
                 folder, subject, decision = first_junk
                 self._count(folder, subject, decision, 0, entry.size, entry.allocated)
-            else:
-                folder, subject, decision = first_keep or first_junk
+            elif first_keep is not None:
+                folder, subject, decision = first_keep
                 self._count(folder, subject, decision, 0, entry.size, entry.allocated, action="keep")
+            else:
+                folder, subject, decision = first_junk
+                self._count(folder, subject, decision, 0, entry.size, entry.allocated, action="linked")
         self._links.clear()
         return self
 

@@ -16,7 +16,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from ..basics.formats import strict_json
+from ..basics.formats import output_json
 from .people import LAYOUT_NAMES, count, number, share, size, status_line
 
 KEEP_COLOUR = "#4c78a8"
@@ -81,7 +81,7 @@ def bar_chart(rows: Sequence[tuple[str, float, float]], title: str, value: str =
 def embed_json(data: dict[str, Any]) -> Markup:
     """The report data as JSON that is safe inside <script>: <, > and & written as \\u escapes, so no name
     (a path holding "</script>" or "<!--<script") can end the block or change how the page parses."""
-    return Markup(strict_json(data).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return Markup(output_json(data).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
                   .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 

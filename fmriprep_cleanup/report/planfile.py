@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import IO
 
-from ..basics.formats import csv_line, strict_json
+from ..basics.formats import csv_line, output_json
 from ..plan.plan import PlannedFile
 
 PLAN_COLUMNS = ("action", "category", "rule_id", "size", "path")
@@ -36,7 +36,7 @@ def write_plan(rows: Iterable[PlannedFile], stream: IO[str], fmt: str, only: str
         elif fmt == "csv":
             batch.append(csv_line((row.action, row.category, row.rule_id, row.size, row.path)))
         else:
-            batch.append(strict_json({"action": row.action, "category": row.category, "rule_id": row.rule_id,
+            batch.append(output_json({"action": row.action, "category": row.category, "rule_id": row.rule_id,
                                       "size": row.size, "path": row.path, "scope": row.scope,
                                       "subject": row.subject}) + "\n")
         written += 1

@@ -7,7 +7,7 @@ import textwrap
 import time
 from typing import Any
 
-from ..basics.formats import csv_line, strict_json
+from ..basics.formats import csv_line, output_json
 from ..plan.summary import COUNT_FIELDS
 from .people import LAYOUT_NAMES, count, files, folder_lines, number, share, size, status_line, table
 
@@ -157,7 +157,7 @@ def energy_lines(energy: dict[str, Any]) -> list[str]:
 
 def render_json(data: dict[str, Any]) -> str:
     """Any of the dictionaries, exactly: strict JSON (no NaN), keys in their order."""
-    return strict_json(data, indent=2) + "\n"
+    return output_json(data, indent=2) + "\n"
 
 
 ENERGY_FIELDS = ("kwh_per_year", "kgco2e_per_year", "junk_kwh_per_year", "junk_kgco2e_per_year")
