@@ -214,7 +214,7 @@ def clean(plan: Plan, mode: str = "dry-run", archive_dir: str | None = None, arc
           show: Callable[[Worklist], None] | None = None, energy: Assumptions | None = None,
           history_path: str | None = None, record: bool | None = None, progress: Progress | None = None,
           act_progress: ActProgress | None = None, force_drop: bool = False,
-          shard: tuple[int, int] | None = None) -> CleanResult:
+          shard: tuple[int, int] | None = None, allow_output_loss: bool = False) -> CleanResult:
     """Dry-run, archive or delete the plan's junk, and record the run in the history.
 
     ``mode``: "dry-run" (touches nothing), "archive" (into verified archives under ``archive_dir``, as "tar" or
@@ -227,6 +227,7 @@ def clean(plan: Plan, mode: str = "dry-run", archive_dir: str | None = None, arc
     The history is opened before acting, so one that cannot be written stops the run before anything changes.
     ``shard``: (K, N), 0-based - act as shard K of a job array of N on the plan's dataset: on its share of the
     subjects only, beside its sibling shards (see act.clean.clean); shared_files_plan() gives the last step.
+    ``allow_output_loss``: act even on rules that junk what every analysis needs (refused otherwise).
     """
     labels = None
     if shard is not None:
@@ -237,7 +238,7 @@ def clean(plan: Plan, mode: str = "dry-run", archive_dir: str | None = None, arc
     history = History(history_path) if wanted else None
     try:
         result = act_on_plan(plan, mode, archive_dir, archive_format, compress, confirm, energy, show, progress,
-                             act_progress, force_drop, shard=labels)
+                             act_progress, force_drop, shard=labels, allow_output_loss=allow_output_loss)
         if history is not None:
             try:
                 record_run(history, result, list(plan.ruleset.names))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import random
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from pyfakefs import helpers
 from pyfakefs.fake_filesystem_unittest import Patcher
 
@@ -161,3 +165,53 @@ def finish_subjects(output: str | Path, labels, version: str = "23.2.0", mtime: 
         for path in (report, log / "fmriprep.toml"):
             os.utime(path, (mtime, mtime))
     age_run(output, mtime)
+
+
+OLD = LONG_AGO
+TOOL = [sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()"]
+
+
+def cli(*args, **kwargs):
+    """Run the command line in this process (click's runner); never a traceback, whatever the exit code."""
+    from fmriprep_cleanup.cli import cli as command_line
+
+    result = CliRunner().invoke(command_line, [str(a) for a in args], **kwargs)
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def write(path, data, mtime=OLD):
+    """A file with these bytes and an old modification time (its folders made)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    os.utime(path, (mtime, mtime))
+
+
+def contents(root):
+    """path -> sha256 (or link target) of every file below root, the tool's own state left out."""
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != ".fmriprep-cleanup"]
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path):
+                found[path] = "link:" + os.readlink(path)
+            elif name in filenames:
+                with open(path, "rb") as handle:
+                    found[path] = hashlib.sha256(handle.read()).hexdigest()
+    return found
+
+
+def project(root, subjects=("01", "02"), files=6, size=5000, seed=0):
+    """An fMRIPrep 23.2 output with its working directory inside; every subject finished long ago."""
+    rng = random.Random(seed)
+    out = Path(root) / "out"
+    write_description(out)
+    write(out / "sub-01/anat/sub-01_desc-preproc_T1w.nii.gz", b"kept" * 100)
+    write(out / "sourcedata/freesurfer/fsaverage/surf/lh.white", rng.randbytes(3000))
+    for subject in subjects:
+        for n in range(files):
+            write(out / f"work/fmriprep_23_2_wf/sub_{subject}_wf/node{n}/out.nii.gz", rng.randbytes(size + n))
+    finish_subjects(out, list(subjects))
+    return out

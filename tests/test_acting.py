@@ -8,67 +8,24 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import finish_subjects, make_files, write_description
+from conftest import OLD, TOOL, cli, contents, make_files, project, write, write_description
 
 import fmriprep_cleanup.cli as cli_module
 import fmriprep_cleanup.cli.common as cli_common
 from fmriprep_cleanup.fmriprep.layout import discover
-
-OLD = 1_600_000_000
-TOOL = [sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()"]
 
 
 class SimulatedKill(BaseException):
     """Stands for SIGKILL at a chosen point: nothing of the tool catches it, nothing after it runs."""
 
 
-def run_cli(*args, **kwargs):
-    result = CliRunner().invoke(cli_module.cli, [str(a) for a in args], **kwargs)
-    assert "Traceback" not in result.output, result.output
-    return result
-
-
-def write(path, data, mtime=OLD):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    os.utime(path, (mtime, mtime))
-
-
-def contents(root):
-    """path -> sha256 (or link target) of every file below root, the tool's own state left out."""
-    found = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d != ".fmriprep-cleanup"]
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            if os.path.islink(path):
-                found[path] = "link:" + os.readlink(path)
-            elif name in filenames:
-                with open(path, "rb") as handle:
-                    found[path] = hashlib.sha256(handle.read()).hexdigest()
-    return found
-
-
-def project(root, subjects=("01", "02"), files=6, size=5000, seed=0):
-    """An fMRIPrep 23.2 output with its working directory inside; every subject finished long ago."""
-    rng = random.Random(seed)
-    out = Path(root) / "out"
-    write_description(out)
-    write(out / "sub-01/anat/sub-01_desc-preproc_T1w.nii.gz", b"kept" * 100)
-    write(out / "sourcedata/freesurfer/fsaverage/surf/lh.white", rng.randbytes(3000))
-    for subject in subjects:
-        for n in range(files):
-            write(out / f"work/fmriprep_23_2_wf/sub_{subject}_wf/node{n}/out.nii.gz", rng.randbytes(size + n))
-    finish_subjects(out, list(subjects))
-    return out
+run_cli = cli
 
 
 def junk_of(out):
@@ -320,7 +277,8 @@ def test_every_new_folder_is_fsynced_and_the_archive_read_from_disk_before_an_or
         return real_fadvise(fd, offset, length, advice)
 
     def unlink(path, *, dir_fd=None):
-        events.append(("unlink", path))
+        if dir_fd is not None:  # an original (the sealing key's first write unlinks its temporary name)
+            events.append(("unlink", path))
         return real_unlink(path, dir_fd=dir_fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
@@ -416,7 +374,7 @@ def test_restore_of_a_damaged_tree_archive_reports_and_restores_the_rest(tmp_pat
 
 def test_the_lock_is_the_same_for_every_spelling_of_a_dataset(tmp_path):
     from fmriprep_cleanup.act.clean import discover_dataset
-    from fmriprep_cleanup.act.journal import RunLock
+    from fmriprep_cleanup.act.lock import RunLock
 
     out = tmp_path / "OUT"
     make_files(out, {"fmriprep/sub-01/anat/sub-01_desc-preproc_T1w.nii.gz": 10, "freesurfer/fsaverage5/surf/lh.white": 10})
@@ -461,9 +419,28 @@ def test_restore_refuses_a_manifest_that_points_elsewhere(tmp_path, target):
 
     _edit_manifest(tmp_path / "a", replace)
     result = run_cli("restore", tmp_path / "a", "--format", "json")
-    assert result.exit_code == 3 and "outside the roots the archive recorded" in result.stdout
+    assert result.exit_code == 3 and "not sealed with your key" in result.stdout  # the edit broke its seal
     assert not (victim / "planted.txt").exists() and not (tmp_path / "victim2").exists()
     assert json.loads(result.stdout)["restored_files"] == 7  # the other archives were restored
+
+
+def test_restore_refuses_a_sealed_manifest_that_points_outside_its_roots(tmp_path):
+    """Defence in depth: even a manifest sealed with the user's key (written by a bug) goes nowhere but its roots."""
+    import dataclasses
+
+    from fmriprep_cleanup.act.manifest import load_manifest, write_manifest
+
+    out = project(tmp_path)
+    run_cli("clean", out, "--mode", "archive", "--archive-dir", tmp_path / "a", "--yes")
+    manifest = next(Path(tmp_path / "a").glob("*/sub-01.manifest.tsv"))
+    entries = load_manifest(str(manifest)).entries
+    entries[0] = dataclasses.replace(entries[0], path=str(tmp_path / "victim" / "planted.txt"))
+    manifest.unlink()
+    write_manifest(str(manifest), entries, str(manifest))
+    assert load_manifest(str(manifest)).verdict.trusted
+    result = run_cli("restore", tmp_path / "a", "--format", "json")
+    assert result.exit_code == 3 and "outside the roots the archive recorded" in result.stdout
+    assert not (tmp_path / "victim").exists()
 
 
 def test_restore_never_writes_through_a_symlink_on_the_way(tmp_path):
@@ -529,7 +506,8 @@ def test_a_folder_above_the_dataset_replaced_by_a_symlink_during_the_prompt_stop
     monkeypatch.setattr(cli_common, "interactive", lambda: True)
     monkeypatch.setattr(cli_module.click, "confirm", confirm)
     result = run_cli("clean", out, "--mode", "delete")
-    assert result.exit_code == 3 and "replaced (by a symlink?)" in result.output
+    # the journal is opened from / down without following a link: the run stops before anything changes
+    assert result.exit_code == 2 and "is a symlink" in result.output, result.output
     assert contents(decoy) == decoy_before and contents(moved) == data_before
 
 

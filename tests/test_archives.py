@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -78,16 +79,16 @@ def test_verify_of_a_tar_archive(archived):
 
 
 def test_prune_removes_old_runs_whole_leftovers_included_and_only_with_yes(archived):
+    from fmriprep_cleanup.ops.archives import prune_archives
+
     archives, tmp_path = archived
     [current] = [path for path in archives["tar"].iterdir() if path.is_dir()]
-    old = current.parent / ("20190101-000000_" + current.name.split("_", 1)[1])
-    current.rename(old)
-    (old / "sub-03.tar.tmp").write_bytes(b"partial")  # an interrupted run's leftover
-    dry = run("archives", "prune", archives["tar"], "--older-than", "5y", "--history", tmp_path / "h.sqlite")
-    assert dry.exit_code == 0 and "Would remove 1 run(s)" in dry.stdout and old.exists()
-    done = json.loads(run("archives", "prune", archives["tar"], "--older-than", "5y", "--yes", "--format", "json",
-                          "--history", tmp_path / "h.sqlite").stdout)
-    assert done["dry_run"] is False and done["runs"][0]["leftovers"] == 1
+    (current / "sub-03.tar.tmp").write_bytes(b"partial")  # an interrupted run's leftover
+    later = time.time() + 6 * 365 * 86400  # six years on
+    dry = prune_archives(str(archives["tar"]), 5 * 365 * 86400, now=later)
+    assert dry["dry_run"] and [run["run"] for run in dry["runs"]] == [current.name] and current.exists()
+    done = prune_archives(str(archives["tar"]), 5 * 365 * 86400, yes=True, now=later)
+    assert done["dry_run"] is False and done["runs"][0]["leftovers"] == 1 and not done["refused"]
     assert [path.name for path in archives["tar"].iterdir()] == ["prune-journal.jsonl"]  # nothing partial is left
     assert [json.loads(line)["event"] for line in (archives["tar"] / "prune-journal.jsonl").read_text().splitlines()] \
         == ["prune", "pruned"]

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from conftest import finish_subjects, kill_when_journal_says, make_files, write_description
 
 import fmriprep_cleanup.act.delete as delete_module
-import fmriprep_cleanup.act.journal as journal_module
+import fmriprep_cleanup.act.recovery as recovery_module
 import fmriprep_cleanup.act.safefs as safefs
 import fmriprep_cleanup.act.threads as threads
 import fmriprep_cleanup.cli as cli_module
@@ -19,7 +19,8 @@ import fmriprep_cleanup.cli.common as cli_common
 import fmriprep_cleanup.plan.worklist as worklist_module
 from fmriprep_cleanup import build_plan, load_rulesets
 from fmriprep_cleanup.act.delete import delete
-from fmriprep_cleanup.act.journal import Journal, RunLock, batches, needs_recovery, read_records, removed_paths
+from fmriprep_cleanup.act.journal import Journal, batches, needs_recovery, read_records, removed_paths
+from fmriprep_cleanup.act.lock import RunLock
 from fmriprep_cleanup.act.safefs import refuse_unsafe_roots
 from fmriprep_cleanup.act.threads import Stop
 from fmriprep_cleanup.basics.errors import CleanupError
@@ -289,7 +290,7 @@ def test_journal_survives_a_line_cut_short_by_a_crash(tmp_path):
         handle.write(b'{"time": 1, "run": "x", "event": "removing", "files": [{"pa')  # killed mid-record
     assert [record["event"] for record in read_records(first.path)] == ["run-start"]  # the cut line is ignored
     second = Journal(str(state))
-    journal_module.recover(second)  # finishing the killed run's record does not trip over the cut line
+    recovery_module.recover(second)  # finishing the killed run's record does not trip over the cut line
     second.batch_end(1, ["/a"], [], [])
     second.finish()
     assert [record["event"] for record in read_records(second.path)] == ["removed"]

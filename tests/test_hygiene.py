@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import DATA, ci_listing, finish_subjects, make_files, write_description
 
-from fmriprep_cleanup.act.journal import RunLock
+from fmriprep_cleanup.act.lock import RunLock
 from fmriprep_cleanup.cli import cli
 from fmriprep_cleanup.ops.history import History, RunRecord, totals
 

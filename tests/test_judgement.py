@@ -95,7 +95,8 @@ NOT_FMRIPREPS = ["my_thesis/chapter1.tex", "notes.txt", "other_project/derivativ
 
 
 @pytest.mark.parametrize("options", [["--rules", name] for name in shipped_ruleset_names()]
-                         + [["--junk", "**"], ["--rules", "fmriprepcleanup", "--junk", "**", "--min-age", "0"]],
+                         + [["--junk", "**", "--allow-output-loss"],
+                            ["--rules", "fmriprepcleanup", "--junk", "**", "--min-age", "0", "--allow-output-loss"]],
                          ids=lambda options: " ".join(options))
 def test_files_fmriprep_did_not_write_in_the_working_directory_survive_every_rule_set(scratch, options):
     out, scratch = scratch
@@ -139,7 +140,8 @@ def test_an_archive_kept_in_the_working_directory_is_never_junk(scratch, tmp_pat
     assert archived.exit_code == 0, archived.output
     archives = files_below(scratch / "archives")
     assert any(name.endswith(".tar") for name in archives)
-    again = run("clean", out, "--mode", "delete", "--yes", "--rules", "fmriprepcleanup", "--junk", "**")
+    again = run("clean", out, "--mode", "delete", "--yes", "--rules", "fmriprepcleanup", "--junk", "**",
+                "--allow-output-loss")
     assert again.exit_code == 0, again.output
     assert files_below(scratch / "archives") == archives
 

@@ -244,7 +244,7 @@ def hold_lock(state_dir, subjects=None):
     import subprocess
     import sys
 
-    code = ("import sys, time; from fmriprep_cleanup.act.journal import RunLock\n"
+    code = ("import sys, time; from fmriprep_cleanup.act.lock import RunLock\n"
             f"with RunLock({str(state_dir)!r}, subjects={subjects!r}):\n"
             "    print('held', flush=True); sys.stdin.read()\n")
     holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

@@ -7,5 +7,5 @@ from ..basics.lazy import lazy_face
 
 __getattr__, __dir__ = lazy_face(__name__, {
     "CleanResult": "clean", "Declined": "clean", "discover_dataset": "clean", "RestoreOutcome": "restore",
-    "Journal": "journal", "RunLock": "journal", "LockedError": "journal",
+    "Journal": "journal", "RunLock": "lock", "LockedError": "lock",
 })

@@ -35,19 +35,20 @@ from ..plan.plan import PlannedFile
 from ..plan.worklist import Outcome, Worklist
 from .annex import still_the_link
 from .delete import FileCheck, drop_files, remove_emptied_folders_by_subtree, remove_files
-from .journal import Journal, ReusableArchive
+from .journal import Journal
 from .manifest import (
     MANIFEST_SUFFIX,
     TAR_SUFFIXES,
     ManifestEntry,
     group_key,
+    load_manifest,
     member_name,
-    read_manifest,
     root_labels,
     write_manifest,
     write_run_info,
 )
-from .safefs import SKIP_CHANGED, SafeFolders, drop_cache, error_reason, fsync_path, recheck
+from .recovery import ReusableArchive
+from .safefs import SKIP_CHANGED, SafeFolders, cannot_remove, drop_cache, error_reason, fsync_path, recheck
 from .threads import RunStopped, Stop
 
 SKIP_NOT_REGULAR = "not a regular file or symlink"
@@ -162,9 +163,25 @@ class _Source:
         self.planned, self.member, self.kind, self.st = planned, member, kind, st
         self.handle, self.link_target, self.annex_key = handle, link_target, annex_key
 
-    def entry(self, sha256: str) -> ManifestEntry:
+    def entry(self, sha256: str, link: str = "") -> ManifestEntry:
         return ManifestEntry(self.member, self.planned.path, self.planned.subject, self.kind, self.st.st_size,
-                             self.st.st_mtime_ns, stat.S_IMODE(self.st.st_mode), sha256, self.annex_key)
+                             self.st.st_mtime_ns, stat.S_IMODE(self.st.st_mode), sha256, self.annex_key,
+                             self.st.st_uid, self.st.st_gid, link)
+
+
+class _Links:
+    """The first member of each file with several hard links in one archive: later links name it in the
+    manifest, so restore makes them links again instead of copies."""
+
+    def __init__(self) -> None:
+        self._first: dict[tuple[int, int], str] = {}
+
+    def earlier(self, source: _Source) -> str:
+        if source.kind != "file" or source.st.st_nlink < 2:
+            return ""
+        key = (source.st.st_dev, source.st.st_ino)
+        first = self._first.setdefault(key, source.member)
+        return "" if first == source.member else first
 
 
 def _open_annexed(planned: PlannedFile, member: str, repository: GitRepo | None, outcome: Outcome,
@@ -195,19 +212,26 @@ def _open_source(folders: SafeFolders, planned: PlannedFile, member: str, outcom
                  journal: Journal, repository: GitRepo | None = None) -> _Source | None:
     if planned.annex == PRESENT:
         return _open_annexed(planned, member, repository, outcome, journal)
-    checked = recheck(folders, planned)
+    checked = recheck(folders, planned, outcome.links_removed(planned) if planned.nlink > 1 else 0)
     if isinstance(checked, str):
         outcome.skip(planned, checked)
         journal.skipped(planned.path, checked)
         return None
     fd, name, st = checked
-    if stat.S_ISLNK(st.st_mode):
-        return _Source(planned, member, "symlink", st, None, os.readlink(name, dir_fd=fd))
-    if not stat.S_ISREG(st.st_mode):
+    if not stat.S_ISREG(st.st_mode) and not stat.S_ISLNK(st.st_mode):
         outcome.skip(planned, SKIP_NOT_REGULAR)
         journal.skipped(planned.path, SKIP_NOT_REGULAR)
         return None
-    file_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+    file_fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd) if stat.S_ISREG(st.st_mode) else None
+    stuck = cannot_remove(fd, file_fd)  # archived every run and never removed: not archived at all
+    if stuck:
+        if file_fd is not None:
+            os.close(file_fd)
+        outcome.skip(planned, stuck)
+        journal.skipped(planned.path, stuck)
+        return None
+    if file_fd is None:
+        return _Source(planned, member, "symlink", st, None, os.readlink(name, dir_fd=fd))
     fst = os.fstat(file_fd)
     if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
         os.close(file_fd)
@@ -252,7 +276,7 @@ class Archiver:
             if not entries:
                 _remove(temporary)
                 return None
-            write_manifest(manifest_temporary, entries)
+            write_manifest(manifest_temporary, entries, manifest_final)
             if written is None:
                 verify_tree(temporary, entries)
             else:
@@ -286,6 +310,7 @@ class Archiver:
         try:
             out = _compressor(raw, self.compress)
             writer = TarWriter(out, self.stop)
+            links = _Links()
             for planned in files:
                 self.stop.check()
                 source = _open_source(folders, planned, member_name(planned.path, self.labels), self.outcome, self.journal,
@@ -305,7 +330,7 @@ class Archiver:
                 info.size = source.st.st_size
                 assert source.handle is not None
                 with source.handle:
-                    entries.append(source.entry(writer.add(info, source.handle)))
+                    entries.append(source.entry(writer.add(info, source.handle), links.earlier(source)))
                 self.outcome.advance("archiving", planned)
             writer.finish()
             if out is not raw:
@@ -319,6 +344,7 @@ class Archiver:
         entries = []
         os.mkdir(temporary)
         made = {temporary}
+        links = _Links()
         for planned in files:
             self.stop.check()
             source = _open_source(folders, planned, member_name(planned.path, self.labels), self.outcome, self.journal,
@@ -344,7 +370,7 @@ class Archiver:
                 _durable(out)
             os.chmod(destination, stat.S_IMODE(source.st.st_mode))
             os.utime(destination, ns=(source.st.st_mtime_ns, source.st.st_mtime_ns))
-            entries.append(source.entry(reader.digest.hexdigest()))
+            entries.append(source.entry(reader.digest.hexdigest(), links.earlier(source)))
             self.outcome.advance("archiving", planned)
         for folder in sorted(made, key=len, reverse=True):  # children first; the run folder itself last
             fsync_path(folder)
@@ -417,8 +443,11 @@ def remove_archived(entries: list[ManifestEntry], by_path: dict[str, PlannedFile
 
 def reverify(reusable: ReusableArchive) -> list[ManifestEntry]:
     """The entries of an archive an interrupted run verified, after reading the archive back again and finding
-    it unchanged; GroupFailed (or CleanupError for a damaged manifest) otherwise."""
-    entries = read_manifest(reusable.manifest)
+    it unchanged; GroupFailed (or CleanupError for a damaged or unsealed manifest) otherwise."""
+    manifest = load_manifest(reusable.manifest)
+    if not manifest.verdict.trusted:
+        raise CleanupError(f"{reusable.manifest}: {manifest.verdict.value}")
+    entries = manifest.entries
     if os.path.isdir(reusable.archive):
         verify_tree(reusable.archive, entries)
     elif reusable.stream is None:
@@ -482,7 +511,7 @@ def archive(worklist: Worklist, dataset: Dataset, journal: Journal, archive_dir:
         try:
             os.makedirs(run_dir)
             fsync_path(os.path.dirname(run_dir))  # the run folder's own entry is durable before anything in it
-            write_run_info(run_dir, root_labels(dataset), dataset.path, journal.run_id, __version__)
+            write_run_info(run_dir, root_labels(dataset), dataset, journal.run_id, __version__)
             fsync_path(run_dir)
         except OSError as exc:
             raise CleanupError(f"cannot create {run_dir}: {exc.strerror or exc}") from None

@@ -9,12 +9,13 @@ the partial archive and closing the journal. Nothing is ever 2 once something ch
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,9 @@ from ..plan.worklist import ActProgress, Outcome, Worklist, build_worklist
 from .annex import NOT_INSTALLED, ONLY_COPY, only_copies
 from .annex import available as annex_available
 from .delete import delete
-from .journal import Journal, Recovery, RunLock, needs_recovery, recorded_roots, recover
+from .journal import Journal, needs_recovery, recorded_roots
+from .lock import FolderLock, RunLock
+from .recovery import Recovery, recover
 from .safefs import refuse_unsafe_roots
 from .threads import RunStopped, Stop
 
@@ -54,6 +57,7 @@ class CleanResult:
     warnings: list[str] = field(default_factory=list)  # what could not be read, or went wrong after acting
     nothing_to_do: bool = False
     recovered_files: int = 0  # files an interrupted run had removed, recorded now
+    cut_short: list[dict[str, Any]] = field(default_factory=list)  # killed runs this one recovered, for the history
     signal: int | None = None  # the signal that stopped the run early
     after_acting: list[str] = field(default_factory=list)  # problems met after something changed (exit 3)
 
@@ -118,7 +122,7 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
           energy_model: Assumptions | None = None, show: Callable[[Worklist], None] | None = None,
           scan_progress: Callable[[int, int], None] | None = None, act_progress: ActProgress | None = None,
           force_drop: bool = False, select: Callable[[PlannedFile], bool] | None = None,
-          shard: Iterable[str] | None = None) -> CleanResult:
+          shard: Iterable[str] | None = None, allow_output_loss: bool = False) -> CleanResult:
     """Dry-run, archive or delete the plan's junk (the plan holds back what must wait: see plan.Plan).
 
     ``confirm(preview, scanned_bytes)`` sees the totals before anything changes (None: unattended, the mode
@@ -132,6 +136,10 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
     ``shard``: the subjects of this run when it is one shard of a job array (its plan selects only them): it
     shares the dataset's lock with its sibling shards, locks only its subjects, and leaves journals of other
     runs (perhaps a sibling at work) to the next whole run, which recovers them.
+
+    Rules that make the pipeline's essential outputs junk (every report, every confounds file...: see
+    Plan.outputs_at_risk) are refused for archive and delete unless ``allow_output_loss`` says the person
+    means it (a dry run shows what they would do, with the warning).
     """
     started = time.time()
     model = energy_model or model_for(plan.ruleset.energy)  # the same figures whoever calls
@@ -155,10 +163,16 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
         dry = result(outcome, nothing_to_do=not worklist.files)
         dry.warnings += annex_notes
         return dry
+    at_risk = plan.outputs_at_risk()
+    if at_risk and not allow_output_loss:
+        raise CleanupError(f"{at_risk[0]}; nothing was changed")
     if mode == "archive":
         archive_dir = check_archive_dir(archive_dir, plan)
     refuse_unsafe_roots([root.path for root in plan.dataset.scan_roots])
-    with RunLock(state, shard):
+    with RunLock(state, shard, dataset=plan.dataset.identity), ExitStack() as archive_folder:
+        if archive_dir is not None and mode == "archive":  # shared: runs may archive side by side; prune waits
+            os.makedirs(archive_dir, exist_ok=True)
+            archive_folder.enter_context(FolderLock(archive_dir, shared=True, what="this archive folder"))
         worklist = build_worklist(plan, mode, scan_progress, select)
         annex_notes = check_annexed(plan, worklist, mode, force_drop)
         if show is not None:
@@ -172,11 +186,13 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
         stop = Stop()
         skipped_lines: list[str] = []
         with stop_on_signals(stop):
-            outcome, archives, recovered, after_acting = _act(plan, mode, worklist, journal, stop, archive_dir,
-                                                              archive_format, compress, skipped_lines, force_drop,
-                                                              recovering=shard is None)
-    done = result(outcome, archives=archives, journal=journal.path, recovered_files=recovered,
-                  signal=stop.signal, after_acting=after_acting)
+            outcome, archives, recovery, after_acting = _act(plan, mode, worklist, journal, stop, archive_dir,
+                                                             archive_format, compress, skipped_lines, force_drop,
+                                                             recovering=shard is None)
+    cut_short = [{**dataclasses.asdict(run), "kwh_per_year": footprint(run.bytes, model).kwh_per_year,
+                  "kgco2e_per_year": footprint(run.bytes, model).total_kg} for run in recovery.cut_short]
+    done = result(outcome, archives=archives, journal=journal.path, recovered_files=recovery.recovered_files,
+                  signal=stop.signal, after_acting=after_acting, cut_short=cut_short)
     done.warnings += annex_notes + skipped_lines + after_acting
     return done
 
@@ -208,7 +224,7 @@ def check_annexed(plan: Plan, worklist: Worklist, mode: str, force_drop: bool) -
 
 def _act(plan: Plan, mode: str, worklist: Worklist, journal: Journal, stop: Stop, archive_dir: str | None,
          archive_format: str, compress: str | None, skipped_lines: list[str],
-         force_drop: bool = False, recovering: bool = True) -> tuple[Outcome, list[str], int, list[str]]:
+         force_drop: bool = False, recovering: bool = True) -> tuple[Outcome, list[str], Recovery, list[str]]:
     """Journal the run, recover what an interrupted run left (``recovering``), act, and close the journal. A failure once
     something changed becomes a problem said after acting (exit 3); before, it is raised (exit 2). Malformed
     journal lines that recovery skipped go to ``skipped_lines`` (a warning: recovery used the rest)."""
@@ -216,15 +232,15 @@ def _act(plan: Plan, mode: str, worklist: Worklist, journal: Journal, stop: Stop
 
     outcome = worklist.outcome
     archives: list[str] = []
-    recovered = 0
+    recovery = Recovery()
     problems: list[str] = []
     journal.run_start(mode=mode, dataset=plan.dataset.path, roots=[root.path for root in plan.dataset.scan_roots],
                       rules=list(plan.ruleset.names), participant_labels=sorted(plan.selection.participant_labels or []),
                       min_age=plan.min_age, files=len(worklist.files), tool_version=__version__,
                       archive_dir=archive_dir, archive_format=archive_format, compress=compress)
     try:
-        recovery = recover(journal, archive_dir if mode == "archive" else None) if recovering else Recovery()
-        recovered = recovery.recovered_files
+        if recovering:
+            recovery = recover(journal, archive_dir if mode == "archive" else None)
         skipped_lines += recovery.problems
         if mode == "archive":
             assert archive_dir is not None
@@ -235,7 +251,7 @@ def _act(plan: Plan, mode: str, worklist: Worklist, journal: Journal, stop: Stop
     except RunStopped:
         pass  # stopped by a signal: what was done is in the outcome and the journal
     except CleanupError as exc:
-        if not (outcome.acted.files or outcome.removed_dirs or archives or recovered):
+        if not (outcome.acted.files or outcome.removed_dirs or archives or recovery.recovered_files):
             journal.close()
             raise  # nothing changed: a plain refusal, exit 2
         problems.append(f"{exc} (after acting: what was done is recorded)")
@@ -250,4 +266,4 @@ def _act(plan: Plan, mode: str, worklist: Worklist, journal: Journal, stop: Stop
     except CleanupError as exc:
         journal.close()
         problems.append(str(exc))
-    return outcome, archives, recovered, problems
+    return outcome, archives, recovery, problems

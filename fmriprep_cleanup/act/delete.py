@@ -95,7 +95,7 @@ def remove_batch(batch: Sequence[tuple[PlannedFile, FileCheck | None]], folders:
             if stop:
                 break
             try:
-                checked = recheck(folders, planned)
+                checked = recheck(folders, planned, outcome.links_removed(planned) if planned.nlink > 1 else 0)
                 if isinstance(checked, str):
                     outcome.skip(planned, checked)
                     skipped.append({"path": planned.path, "reason": checked})

@@ -1,13 +1,15 @@
-"""The journal: the one record of what a run does, its lock, and all recovery after a crash.
+"""The journal: the one record of what a run does, written and read back (recovery.py acts on it).
 
 Layout of a state directory (by default ``<derivatives>/.fmriprep-cleanup/``)::
 
-    lock                             an OS lock (fcntl), so runs on one dataset never overlap
+    lock                             an OS lock (fcntl), so runs on one dataset never overlap (lock.py)
     journal/<run id>.jsonl           a run's journal while it runs, or after it was cut short
     journal/<run id>.done.jsonl      a finished (or recovered) run's journal; the newest KEEP_FINISHED stay
 
-A journal is JSON lines, each fsynced before the next action starts. The event names below are written and
-read in this module only; executors call its methods. A run never reads the journals of finished runs in
+A journal is JSON lines, each fsynced before the next action starts, each sealed (basics/seal.py) with this
+user's key and bound to its state folder: a line without a valid seal - planted by a group member, edited,
+copied from another dataset, written by an earlier version - is reported and never acted on. The event names
+below are written and read in this module (and recovery.py) only; executors call its methods. A run never reads the journals of finished runs in
 full (only their first line, to know which working directories they acted on), so the cost of a run does
 not grow with the history of the dataset.
 
@@ -28,24 +30,22 @@ Events:
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
-import socket
 import stat
 import threading
 import time
 import uuid
-import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 from ..basics.errors import CleanupError
 from ..basics.formats import strict_json
+from ..basics.seal import check_json, seal_json, user_key
+from .lock import open_state_folder
+from .safefs import FOLDER_FLAGS, open_child
 
-LOCK_NAME = "lock"
-SUBJECTS_LOCK_NAME = "subjects.lock"  # a byte per subject, locked by the shard acting on it
 JOURNALS = "journal"
 LEGACY_JOURNAL = "journal.jsonl"  # earlier versions kept every run in this one file
 OPEN_SUFFIX = ".jsonl"
@@ -59,85 +59,6 @@ ARCHIVE_BEGIN, ARCHIVE_VERIFIED, ARCHIVE_FAILED, ARCHIVE_REUSED = (
 SKIPPED, RECOVERED = "skipped", "recovered"
 
 
-class LockedError(CleanupError):
-    """Another run holds the dataset's lock."""
-
-
-class RunLock:
-    """OS-level locks (fcntl) in the state directory, released when the process ends, even by SIGKILL.
-
-    A run takes ``STATE_DIR/lock`` exclusively. A shard of a job array (``subjects``: its subjects) shares that
-    lock with its sibling shards, so no whole run can start while any shard works, and locks its own subjects,
-    each a byte of ``STATE_DIR/subjects.lock``: two shards never act on the same subject, so a second array on
-    the same dataset is refused as soon as one of its shards meets a subject another array's shard holds.
-    """
-
-    def __init__(self, state_dir: str, subjects: Iterable[str] | None = None) -> None:
-        self.state_dir = state_dir
-        self.path = os.path.join(state_dir, LOCK_NAME)
-        self.subjects = sorted(subjects) if subjects is not None else None
-        self._fds: list[int] = []
-
-    def __enter__(self) -> RunLock:
-        fd = self._open(self.path)
-        shared = self.subjects is not None
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise LockedError(
-                    f"another fmriprep-cleanup run is working on this dataset{_read_holder(self.path)} "
-                    f"(lock {self.path}); try again when it has finished") from None
-            raise CleanupError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
-        self._fds.append(fd)
-        if not shared:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
-            return self
-        try:
-            self._lock_subjects()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def _open(self, path: str) -> int:
-        try:
-            os.makedirs(self.state_dir, exist_ok=True)
-            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise CleanupError(f"cannot create the lock {path}: {exc.strerror or exc}") from None
-
-    def _lock_subjects(self) -> None:
-        path = os.path.join(self.state_dir, SUBJECTS_LOCK_NAME)
-        fd = self._open(path)
-        self._fds.append(fd)
-        for label in self.subjects or ():
-            try:  # a byte per subject, at its label's CRC-32: a collision refuses too much, never too little
-                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, zlib.crc32(label.encode()))
-            except OSError as exc:
-                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise LockedError(
-                        f"another fmriprep-cleanup shard is working on sub-{label} of this dataset (another array "
-                        f"on it? lock {path}); try again when it has finished") from None
-                raise CleanupError(f"cannot lock {path}: {exc.strerror or exc}") from None
-
-    def __exit__(self, *exc_info: object) -> None:
-        for fd in reversed(self._fds):
-            os.close(fd)  # closing releases flock and lockf locks alike
-        self._fds.clear()
-
-
-def _read_holder(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            pid, _, host = handle.read(200).strip().partition(" ")
-        return f" (pid {pid} on {host})" if pid else ""
-    except OSError:
-        return ""
-
-
 class Journal:
     """One run's journal: append-only JSON lines, every record on disk before the next action starts.
 
@@ -148,22 +69,31 @@ class Journal:
 
     def __init__(self, state_dir: str, run_id: str | None = None) -> None:
         self.state_dir = state_dir
+        self.context = seal_context(state_dir)
         self.run_id = run_id or time.strftime("%Y%m%d-%H%M%S") + "_" + uuid.uuid4().hex[:8]
-        folder = os.path.join(state_dir, JOURNALS)
-        self.path = os.path.join(folder, self.run_id + OPEN_SUFFIX)
+        self.path = os.path.join(state_dir, JOURNALS, self.run_id + OPEN_SUFFIX)
         self._lock = threading.Lock()
         self._batches = 0
+        user_key(create=True)  # no key, no journal: found out before anything changes
+        state = open_state_folder(state_dir)
         try:
-            os.makedirs(folder, exist_ok=True)
-            self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            folder = open_child(state, JOURNALS, create=True, mode=0o755)
+            try:
+                self._fd: int | None = os.open(os.path.basename(self.path), os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                                               | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=folder)
+            finally:
+                os.close(folder)
         except OSError as exc:
-            raise CleanupError(f"cannot open the journal {self.path}: {exc.strerror or exc}") from None
+            why = "a symlink (not followed)" if exc.errno in (errno.ELOOP, errno.ENOTDIR) else exc.strerror or exc
+            raise CleanupError(f"cannot open the journal {self.path}: {why}") from None
+        finally:
+            os.close(state)
 
     # --- writing ---
 
     def _write(self, event: str, **fields: Any) -> None:
         record = {"time": round(time.time(), 3), "run": self.run_id, "event": event, **fields}
-        line = (strict_json(record) + "\n").encode("utf-8", "surrogateescape")
+        line = (seal_json(strict_json(record), self.context) + "\n").encode("utf-8", "surrogateescape")
         try:
             with self._lock:
                 if self._fd is None:
@@ -234,38 +164,65 @@ class Journal:
     def finish(self) -> None:
         """Close the journal and mark it finished (it ends with run-end): no later run needs to read it."""
         self.close()
-        _mark_done(self.path)
+        mark_done(self.path)
         self.path = self.path[: -len(OPEN_SUFFIX)] + DONE_SUFFIX
-        _prune_finished(os.path.dirname(self.path))
+        _prune_finished(self.state_dir)
 
 
-def _mark_done(path: str) -> None:
-    done = path[: -len(OPEN_SUFFIX)] + DONE_SUFFIX
+def seal_context(state_dir: str) -> str:
+    """What a journal's seals bind it to: its state folder (a journal copied elsewhere does not verify)."""
+    return "journal:" + os.path.abspath(state_dir)
+
+
+def _journal_folder(state_dir: str) -> int | None:
+    """A handle on STATE_DIR/journal, neither of them followed through a symlink; None if there is none."""
     try:
-        os.rename(path, done)
-        fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        state = open_state_folder(state_dir, create=False)
+    except CleanupError:
+        return None
+    try:
+        return os.open(JOURNALS, FOLDER_FLAGS, dir_fd=state)
+    except OSError:
+        return None
+    finally:
+        os.close(state)
+
+
+def mark_done(path: str) -> None:
+    """Rename a journal to its finished name, inside its folder opened without following a symlink."""
+    folder = _journal_folder(os.path.dirname(os.path.dirname(path)))
+    if folder is None:
+        return
+    name = os.path.basename(path)
+    try:
+        os.rename(name, name[: -len(OPEN_SUFFIX)] + DONE_SUFFIX, src_dir_fd=folder, dst_dir_fd=folder)
+        os.fsync(folder)
     except OSError:
         pass  # it stays open-looking: the next run reads it again, finds it complete, and marks it then
+    finally:
+        os.close(folder)
 
 
-def _prune_finished(folder: str) -> None:
-    finished = sorted(name for name in os.listdir(folder) if name.endswith(DONE_SUFFIX))
-    for name in finished[:-KEEP_FINISHED]:
-        try:
-            os.unlink(os.path.join(folder, name))
-        except OSError:
-            pass
+def _prune_finished(state_dir: str) -> None:
+    folder = _journal_folder(state_dir)
+    if folder is None:
+        return
+    try:
+        finished = sorted(name for name in os.listdir(folder) if name.endswith(DONE_SUFFIX))
+        for name in finished[:-KEEP_FINISHED]:
+            try:
+                os.unlink(name, dir_fd=folder)
+            except OSError:
+                pass
+    finally:
+        os.close(folder)
 
 
 # --- reading -----------------------------------------------------------------------------------------------
 
 @dataclass
 class JournalProblems:
-    """Lines of a journal that are not well-formed records: skipped, and said (file:line: why)."""
+    """Lines of a journal that are not well-formed, sealed records: skipped, and said (file:line: why)."""
 
     lines: list[str] = field(default_factory=list)
 
@@ -278,6 +235,7 @@ REQUIRED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     ARCHIVE_VERIFIED: {"archive": str, "manifest": str},
 }
 MAX_LINE = 64 << 20  # a journal line longer than this is not one we wrote
+NOT_SEALED = "not sealed with your key"
 
 
 def _well_formed(record: Any) -> TypeGuard[dict[str, Any]]:
@@ -290,9 +248,11 @@ def _well_formed(record: Any) -> TypeGuard[dict[str, Any]]:
 
 
 def read_records(path: str, problems: JournalProblems | None = None) -> Iterator[dict[str, Any]]:
-    """The well-formed records of one journal file. A line cut short by a crash, or any line that is not a JSON
-    object with a run, an event and the fields that event needs, is skipped (and named in ``problems`` with its
-    line number), never trusted. The file must be a regular file, opened without following a symlink."""
+    """The well-formed, sealed records of one journal file (STATE_DIR/journal/NAME). A line cut short by a
+    crash, a line that is not a JSON object with a run, an event and the fields that event needs, and a line
+    whose seal is not this user's for this state folder are skipped (and named in ``problems``), never
+    trusted. The file must be a regular file, opened without following a symlink."""
+    context = seal_context(os.path.dirname(os.path.dirname(path)))
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -306,12 +266,13 @@ def read_records(path: str, problems: JournalProblems | None = None) -> Iterator
         if problems is not None:
             problems.lines.append(f"{path}: not a regular file; not read as a journal")
         return
+    unsealed: list[int] = []
     with os.fdopen(fd, encoding="utf-8", errors="surrogateescape") as handle:
         number = 0
         while True:
             line = handle.readline(MAX_LINE)
             if not line:
-                return
+                break
             number += 1
             if len(line) >= MAX_LINE and not line.endswith("\n"):
                 while line and not line.endswith("\n"):  # skip the rest of an over-long line
@@ -328,19 +289,33 @@ def read_records(path: str, problems: JournalProblems | None = None) -> Iterator
                 if problems is not None:
                     problems.lines.append(f"{path}:{number}: not a well-formed journal record; skipped")
                 continue
+            verdict = check_json(line.rstrip("\n"), context)
+            if not verdict.trusted:
+                unsealed.append(number)
+                continue
+            del record["seal"]
             yield record
+    if unsealed and problems is not None:
+        where = f"line {unsealed[0]}" if len(unsealed) == 1 else f"{len(unsealed)} lines from line {unsealed[0]}"
+        problems.lines.append(f"{path}: {where} {NOT_SEALED} for this state folder (planted, edited, copied "
+                              "from elsewhere, or written by another user or an earlier version): not acted on")
 
 
 def journal_files(state_dir: str, finished: bool = False) -> list[str]:
-    """The journals of a state directory, oldest first: unfinished ones, or with ``finished`` all of them."""
-    folder = os.path.join(state_dir, JOURNALS)
+    """The journals of a state directory, oldest first: unfinished ones, or with ``finished`` all of them.
+    None when the state folder or its journal folder is a symlink: nobody's journal but the tool's is read."""
+    folder = _journal_folder(state_dir)
+    if folder is None:
+        return []
     try:
         names = os.listdir(folder)
     except OSError:
         return []
+    finally:
+        os.close(folder)
     wanted = [name for name in names if name.endswith(OPEN_SUFFIX)
               and (finished or not name.endswith(DONE_SUFFIX))]
-    return [os.path.join(folder, name) for name in sorted(wanted)]
+    return [os.path.join(state_dir, JOURNALS, name) for name in sorted(wanted)]
 
 
 def needs_recovery(state_dir: str) -> bool:
@@ -411,121 +386,3 @@ def events(state_dir: str, name: str) -> list[dict[str, Any]]:
             if record["event"] == name]
 
 
-# --- recovery ----------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ReusableArchive:
-    """A verified archive that an interrupted run wrote into the same archive folder: after re-verifying it,
-    the run that finishes the job may remove the originals it holds instead of archiving them again."""
-
-    archive: str
-    manifest: str
-    stream: tuple[int, str] | None  # the tar stream's (length, sha256); None for a tree archive
-
-
-@dataclass
-class Recovery:
-    reusable: list[ReusableArchive] = field(default_factory=list)
-    recovered_files: int = 0
-    problems: list[str] = field(default_factory=list)  # malformed journal lines that were skipped
-
-
-def recover(journal: Journal, archive_dir: str | None = None) -> Recovery:
-    """Finish the record of every run of this state directory that was cut short, and tidy what it left.
-
-    * a batch it began and did not end: the files of it that are gone were removed by that run, and are
-      recorded so (in this run's journal, as recovering it);
-    * an archive it began and did not verify: the half-written archive and manifest are removed; an archive
-      without its manifest (the commit marker), or a manifest without its archive, is removed too;
-    * an archive it verified into ``archive_dir``: offered for reuse (the caller re-verifies it first).
-
-    Its journal is then marked finished. Malformed lines are skipped and named in ``Recovery.problems``.
-    """
-    recovery = Recovery()
-    unfinished = [path for path in journal_files(journal.state_dir) if path != journal.path]
-    legacy = os.path.join(journal.state_dir, LEGACY_JOURNAL)
-    for path in ([legacy] if os.path.exists(legacy) else []) + unfinished:
-        problems = JournalProblems()
-        by_run: dict[str, list[dict[str, Any]]] = {}
-        for record in read_records(path, problems):  # the single journal of earlier versions holds many runs
-            by_run.setdefault(record["run"], []).append(record)
-        recovery.problems += problems.lines
-        for records in by_run.values():
-            _recover_run(records, journal, archive_dir, recovery)
-        if path == legacy:
-            _retire_legacy(legacy)
-        else:
-            _mark_done(path)
-    return recovery
-
-
-def _retire_legacy(path: str) -> None:
-    """Move the single journal of earlier versions beside the per-run ones, finished (it is recovered)."""
-    try:
-        os.rename(path, os.path.join(os.path.dirname(path), JOURNALS, f"0-legacy-{int(time.time())}{DONE_SUFFIX}"))
-    except OSError:
-        pass
-
-
-def _recover_run(records: list[dict[str, Any]], journal: Journal, archive_dir: str | None, recovery: Recovery) -> None:
-    run = records[0]["run"] if records else None
-    finished = any(record["event"] == RUN_END and not record.get("interrupted") for record in records)
-    start = next((record for record in records if record["event"] == RUN_START), {})
-    open_batches: dict[Any, tuple[str | None, list[str]]] = {}
-    begun: dict[str, dict[str, Any]] = {}
-    verified: dict[str, dict[str, Any]] = {}
-    for record in records:
-        event = record["event"]
-        if event == REMOVING:
-            open_batches[record.get("batch")] = (record.get("archive"), _batch_paths(record))
-        elif event == REMOVED:
-            open_batches.pop(record.get("batch"), None)
-        elif event == ARCHIVE_BEGIN and _strings(record, "archive", "temporary", "manifest"):
-            begun[record["archive"]] = record
-        elif event == ARCHIVE_VERIFIED and _strings(record, "archive", "manifest"):
-            verified[record["archive"]] = record
-    for batch, (archive, files) in open_batches.items():
-        gone = [path for path in files if not os.path.lexists(path)]
-        journal.batch_end(batch if isinstance(batch, int) else 0, gone, [], [], archive, recovers=run)
-        recovery.recovered_files += len(gone)
-    for archive, record in begun.items():
-        if archive in verified:
-            continue
-        for leftover in (record["temporary"], record["manifest"] + ".tmp", record["manifest"], archive):
-            if _remove_leftover(leftover, archive_of=record["manifest"] if leftover == archive else None):
-                journal.recovered(leftover, "half-written archive of an interrupted run")
-    same_folder = archive_dir is not None and isinstance(start.get("archive_dir"), str) and \
-        os.path.realpath(start["archive_dir"]) == os.path.realpath(archive_dir)
-    for archive, record in verified.items():
-        has_archive, has_manifest = os.path.lexists(archive), os.path.lexists(record["manifest"])
-        if has_archive != has_manifest:  # one without its partner: never a usable archive
-            orphan = archive if has_archive else record["manifest"]
-            if _remove_leftover(orphan):
-                journal.recovered(orphan, "archive or manifest without its partner")
-        elif has_archive and same_folder and not finished:
-            length, sha = record.get("stream_length"), record.get("stream_sha256")
-            stream = (length, sha) if isinstance(length, int) and isinstance(sha, str) else None
-            recovery.reusable.append(ReusableArchive(archive, record["manifest"], stream))
-
-
-def _strings(record: dict[str, Any], *keys: str) -> bool:
-    return all(isinstance(record.get(key), str) and record[key] for key in keys)
-
-
-def _remove_leftover(path: str, archive_of: str | None = None) -> bool:
-    """Remove a leftover file or folder (a half-written tree archive is a folder). An archive under its final
-    name is removed only when its manifest is missing (``archive_of`` names that manifest)."""
-    if not os.path.lexists(path):
-        return False
-    if archive_of is not None and os.path.lexists(archive_of):
-        return False  # archive and manifest both there: complete, not a leftover
-    import shutil
-
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        try:
-            os.unlink(path)
-        except OSError:
-            return False
-    return not os.path.lexists(path)

@@ -9,8 +9,10 @@ on the way - below the dataset root or above it - makes the open fail instead of
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat
+import struct
 from typing import Protocol
 
 from ..basics.errors import CleanupError
@@ -23,6 +25,10 @@ SKIP_CHANGED = "changed since the scan"
 SKIP_VANISHED = "vanished since the scan"
 SKIP_PATH_CHANGED = "a folder on its path was replaced (by a symlink?) since the scan"
 SKIP_NOT_FMRIPREP = "not fMRIPrep's: outside what fMRIPrep creates in its working directory (never touched)"
+SKIP_IMMUTABLE = "immutable or append-only (chattr +i/+a), or its folder is: it cannot be removed, so it is not archived"
+SKIP_READ_ONLY_FOLDER = "its folder cannot be written: it could not be removed, so it is not archived"
+FS_IOC_GETFLAGS = 0x80086601  # Linux: a file's attributes (lsattr)
+FS_IMMUTABLE_FL, FS_APPEND_FL = 0x10, 0x20
 
 
 def error_reason(exc: OSError) -> str:
@@ -42,14 +48,14 @@ def open_folder_nofollow(path: str, create: bool = False, mode: int = 0o755) -> 
         try:
             if part == "..":
                 raise OSError(errno.EINVAL, "'..' in a path to act on", path)
-            child = _open_child(fd, part, create, mode)
+            child = open_child(fd, part, create, mode)
         finally:
             os.close(fd)
         fd = child
     return fd
 
 
-def _open_child(parent: int, name: str, create: bool, mode: int) -> int:
+def open_child(parent: int, name: str, create: bool, mode: int) -> int:
     """Open ``name`` in the folder ``parent``, making it first if asked; never through a symlink."""
     try:
         return os.open(name, FOLDER_FLAGS, dir_fd=parent)
@@ -61,6 +67,34 @@ def _open_child(parent: int, name: str, create: bool, mode: int) -> int:
         except FileExistsError:
             pass  # made meanwhile by someone else: open what is there, still without following links
         return os.open(name, FOLDER_FLAGS, dir_fd=parent)
+
+
+def remove_at(folder: int, name: str) -> None:
+    """Remove ``name`` from the folder handle ``folder``: a file or a link (never followed) is unlinked, a folder
+    emptied through handles of its own, then removed. OSError if anything cannot be removed."""
+    st = os.stat(name, dir_fd=folder, follow_symlinks=False)
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=folder)
+        return
+    child = os.open(name, FOLDER_FLAGS, dir_fd=folder)
+    try:
+        with os.scandir(child) as entries:
+            names = [entry.name for entry in entries]
+        for inner in names:
+            remove_at(child, inner)
+    finally:
+        os.close(child)
+    os.rmdir(name, dir_fd=folder)
+
+
+def remove_path(path: str) -> None:
+    """Remove a file, link or folder at the absolute ``path``, its parent opened from / without following a
+    symlink (a folder swapped for a link on the way makes it fail)."""
+    parent = open_folder_nofollow(os.path.dirname(path))
+    try:
+        remove_at(parent, os.path.basename(path))
+    finally:
+        os.close(parent)
 
 
 def fsync_folder(fd: int) -> None:
@@ -85,6 +119,26 @@ def drop_cache(fd: int) -> None:
             pass  # not every file system supports it: then the check reads what the kernel holds
 
 
+def attributes(fd: int) -> int:
+    """A file's or folder's Linux attribute flags (lsattr); 0 where the file system has none."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, FS_IOC_GETFLAGS, bytes(8))[:4])[0]
+    except OSError:
+        return 0
+
+
+def cannot_remove(folder: int, file_fd: int | None) -> str | None:
+    """Why a file in the folder handle ``folder`` (opened as ``file_fd``, None for a link) could not be unlinked,
+    found before it is archived - an archive of a file that stays would be made again by every run; None if it
+    can be."""
+    stuck = FS_IMMUTABLE_FL | FS_APPEND_FL
+    if attributes(folder) & stuck or (file_fd is not None and attributes(file_fd) & stuck):
+        return SKIP_IMMUTABLE
+    if not os.access(".", os.W_OK | os.X_OK, dir_fd=folder, effective_ids=os.access in os.supports_effective_ids):
+        return SKIP_READ_ONLY_FOLDER
+    return None
+
+
 class Seen(Protocol):
     """What the scan saw of a file (a PlannedFile), to be compared right before acting on it."""
 
@@ -100,6 +154,8 @@ class Seen(Protocol):
     def mtime(self) -> float: ...
     @property
     def ctime(self) -> float: ...
+    @property
+    def nlink(self) -> int: ...
 
 
 class SafeFolders:
@@ -168,15 +224,20 @@ class SafeFolders:
         self.close()
 
 
-def same_file(st: os.stat_result, seen: Seen) -> bool:
+def same_file(st: os.stat_result, seen: Seen, links_gone: int = 0) -> bool:
     """Still the file the scan saw: same device, inode, size, mtime and ctime (a file rewritten in place with
-    its mtime put back still has a new ctime, which no one can set)."""
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime, st.st_ctime) == (
-        seen.dev, seen.ino, seen.size, seen.mtime, seen.ctime)
+    its mtime put back still has a new ctime, which no one can set). ``links_gone``: links of this very file
+    the run itself removed since - each changed its ctime; then the link count must be down by exactly that."""
+    if (st.st_dev, st.st_ino, st.st_size, st.st_mtime) != (seen.dev, seen.ino, seen.size, seen.mtime):
+        return False
+    if links_gone:
+        return st.st_nlink == seen.nlink - links_gone
+    return st.st_ctime == seen.ctime
 
 
-def recheck(folders: SafeFolders, seen: Seen) -> tuple[int, str, os.stat_result] | str:
-    """(folder handle, name, its lstat) if the file is still what the scan saw, else the reason to skip it."""
+def recheck(folders: SafeFolders, seen: Seen, links_gone: int = 0) -> tuple[int, str, os.stat_result] | str:
+    """(folder handle, name, its lstat) if the file is still what the scan saw, else the reason to skip it
+    (``links_gone``: links of the same file this run removed since the scan)."""
     if not folders.owns(seen.path):
         return SKIP_NOT_FMRIPREP
     folder, name = os.path.split(seen.path)
@@ -192,7 +253,7 @@ def recheck(folders: SafeFolders, seen: Seen) -> tuple[int, str, os.stat_result]
         st = os.stat(name, dir_fd=fd, follow_symlinks=False)
     except FileNotFoundError:
         return SKIP_VANISHED
-    if stat.S_ISDIR(st.st_mode) or not same_file(st, seen):
+    if stat.S_ISDIR(st.st_mode) or not same_file(st, seen, links_gone):
         return SKIP_CHANGED
     return fd, name, st
 

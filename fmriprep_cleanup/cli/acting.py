@@ -35,6 +35,8 @@ from .common import CleanupGroup, Progress, open_plan, selection_options, warn
               help="How the end-of-run summary is printed.")
 @click.option("--force-drop", is_flag=True,
               help="In a git-annex dataset, drop annexed junk even where no other copy exists (its content is lost).")
+@click.option("--allow-output-loss", is_flag=True,
+              help="Act even on rules that junk outputs every analysis needs (reports, confounds, masks).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.option("--shard", metavar="K/N",
               help="Act as shard K of a job array of N: on a share of the subjects only, beside the other shards.")
@@ -42,7 +44,8 @@ from .common import CleanupGroup, Progress, open_plan, selection_options, warn
               help="Only files of no subject (templates, shared working-directory files): the step after the shards.")
 def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, compress: str, yes: bool,
           list_files: bool, state_dir: str | None, history_path: str | None, record: bool, fmt: str,
-          force_drop: bool, quiet: bool, shard: str | None, shared_only: bool, **selection: Any) -> None:
+          force_drop: bool, allow_output_loss: bool, quiet: bool, shard: str | None, shared_only: bool,
+          **selection: Any) -> None:
     """Remove junk files (or, by default, show exactly what would be removed).
 
     Exit codes: 0 done (or answered no); 2 bad input or refused; 3 done, with files skipped or failed.
@@ -56,7 +59,7 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
     """
     from ..act.clean import Declined
     from ..api import clean as clean_plan
-    from ..basics.formats import strict_json
+    from ..basics.formats import output_json
     from ..report.planfile import write_plan
     from ..report.text import render_folders, render_outcome
 
@@ -106,7 +109,7 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
                             None if yes or mode == "dry-run" else confirm, show_files,
                             history_path=history_path, record=True if record else None,
                             progress=progress.callback(), act_progress=progress.acting_callback(),
-                            force_drop=force_drop, shard=shard_number)
+                            force_drop=force_drop, shard=shard_number, allow_output_loss=allow_output_loss)
     except Declined:
         summary_stream.write("Nothing was changed.\n")
         return
@@ -114,7 +117,7 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
         progress.done()
     warn([warning for warning in result.warnings if warning not in warned])
     if fmt == "json":
-        summary_stream.write(strict_json(result.as_dict(), indent=2) + "\n")
+        summary_stream.write(output_json(result.as_dict(), indent=2) + "\n")
     else:
         summary_stream.write(render_outcome(result.outcome, mode == "dry-run", result.journal, result.archives,
                                             result.nothing_to_do, result.recovered_files))
@@ -142,7 +145,7 @@ def restore(source: str, to: str | None, participant_labels: tuple[str, ...], fm
       fmriprep-cleanup restore /archive/ds001/20261127-031700/sub-02.tar --to /tmp/check
     """
     from ..api import restore as restore_archives
-    from ..basics.formats import strict_json
+    from ..basics.formats import output_json
     from ..report.text import render_restore
 
     progress = Progress(not quiet)
@@ -151,7 +154,7 @@ def restore(source: str, to: str | None, participant_labels: tuple[str, ...], fm
     finally:
         progress.done()
     if fmt == "json":
-        sys.stdout.write(strict_json(outcome.as_dict(), indent=2) + "\n")
+        sys.stdout.write(output_json(outcome.as_dict(), indent=2) + "\n")
     else:
         sys.stdout.write(render_restore(outcome.as_dict()))
     if not outcome.complete:
@@ -164,9 +167,9 @@ def archives() -> None:
 
 
 def _archives_output(data: dict[str, Any], fmt: str, text: str) -> None:
-    from ..basics.formats import strict_json
+    from ..basics.formats import output_json
 
-    sys.stdout.write(strict_json(data, indent=2) + "\n" if fmt == "json" else text)
+    sys.stdout.write(output_json(data, indent=2) + "\n" if fmt == "json" else text)
 
 
 @archives.command("list")
@@ -191,6 +194,9 @@ def archives_list(directory: str, fmt: str) -> None:
     lines = table(["Run", "Archive", "Files", "Bytes", "On disk", "Age", "Re-verified"], rows, "llrrrrl")
     lines += [f"leftover of an interrupted run (not an archive): {path}" for run in data["runs"]
               for path in run["leftovers"]]
+    lines += [f"not sealed with your key (restore it with --to; never pruned): {run['path']}" for run in data["runs"]
+              if not run["sealed"]]
+    lines += [f"problem: {problem}" for problem in data["problems"]]
     _archives_output(data, fmt, "\n".join(lines) + "\n")
 
 
@@ -213,6 +219,9 @@ def archives_verify(directory: str, fmt: str, history_path: str | None) -> None:
     text = [f"Verified {files(data['members'])} ({size(data['bytes'])}): "
             + ("every one matches its manifest." if data["ok"] else f"{len(data['problems'])} problem(s):")]
     text += [f"  {problem}" for problem in data["problems"]]
+    if data["unsealed"]:
+        text.append("Checked against manifests not sealed with your key (another user's, or an earlier version's):")
+        text += [f"  {note}" for note in data["unsealed"]]
     _archives_output(data, fmt, "\n".join(text) + "\n")
     if not data["ok"]:
         sys.exit(EXIT_INCOMPLETE)
@@ -243,6 +252,10 @@ def archives_prune(directory: str, older_than: str, yes: bool, fmt: str, history
     text = [f"{verb} {len(data['runs'])} run(s) archived more than {older_than} ago ({size(data['bytes'])}):"]
     text += [f"  {run['run']}: {run['archives']} archive(s), {size(run['bytes_on_disk'])}, {run['age_days']:g} d old"
              for run in data["runs"]]
+    if data["refused"]:
+        text.append(f"Not pruned, {len(data['refused'])} folder(s) fmriprep-cleanup cannot prove it wrote:")
+        text += [f"  {row['path']}: {row['reason']}" for row in data["refused"]]
+    text += [f"problem: {problem}" for problem in data["problems"]]
     if data["dry_run"]:
         text.append("Dry run: nothing was changed (--yes removes them).")
     _archives_output(data, fmt, "\n".join(text) + "\n")

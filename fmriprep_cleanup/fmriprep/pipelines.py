@@ -16,7 +16,7 @@ from ..basics.errors import CleanupError
 from ..basics.guarded import load_yaml
 
 PIPELINE_KEYS = ("version", "name", "description", "generated_by", "workflow_dir", "subject_workflows",
-                 "output_folder", "run_config", "rules", "regenerable", "source")
+                 "output_folder", "run_config", "rules", "regenerable", "essential", "source")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -34,6 +34,7 @@ class Pipeline:
     regenerable: str | None
     description: str
     subject_workflows: bool = True  # its workflow folder holds one folder per subject (MRIQC's does not)
+    essential: tuple[str, ...] = ()  # an example path of each output every analysis needs (reports, confounds...)
 
     @property
     def workflow_dir(self) -> re.Pattern[str]:
@@ -75,13 +76,16 @@ def _read(path: Path) -> Pipeline:
     for key in ("output_folder", "run_config", "regenerable"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise CleanupError(f"{path}: {key} must be a string or null")
+    essential = data.get("essential", [])
+    if not isinstance(essential, list) or not all(isinstance(item, str) and item for item in essential):
+        raise CleanupError(f"{path}: essential must list example paths of the outputs every analysis needs")
     if not isinstance(data.get("subject_workflows", True), bool):
         raise CleanupError(f"{path}: subject_workflows must be true or false")
     if not NAME_PATTERN.match(path.stem) or not NAME_PATTERN.match(data["workflow_dir"]):
         raise CleanupError(f"{path}: file name and workflow_dir are lower-case letters, digits and _")
     return Pipeline(path.stem, data["name"], tuple(generated_by), data["workflow_dir"], data.get("output_folder"),
                     data.get("run_config"), data["rules"], data.get("regenerable"), str(data.get("description", "")),
-                    data.get("subject_workflows", True))
+                    data.get("subject_workflows", True), tuple(essential))
 
 
 @lru_cache(maxsize=1)

@@ -3,29 +3,45 @@ prune runs past their retention. An archive written by ``clean --mode archive`` 
 people copy folders around, and storage kept for years must be checked and eventually let go.
 
 Layout (see act/manifest.py): ``DIR/<run id>/run.json`` and, per subject, an archive (tar or tree) with its
-``.manifest.tsv``. Pruning renames a run folder to ``<run id>.pruning`` before removing it, so a run is
-either whole or plainly being removed (a leftover ``.pruning`` folder is finished by the next prune), and
-writes each step to ``DIR/prune-journal.jsonl`` first.
+``.manifest.tsv``. An archive folder is shared storage too: a run is pruned only when the tool can prove it
+wrote it - a run folder directly below DIR, named as the tool names runs, whose run.json is sealed with this
+user's key for that run, holding nothing but the names the tool writes there - and never the folder given.
+Pruning locks DIR, renames the run folder to ``<run id>.pruning`` (so a run is either whole or plainly being
+removed; the next prune finishes a leftover one, on the same proof), removes the archives, their manifests and
+run.json last, and writes each step to ``DIR/prune-journal.jsonl`` first. Every write (the prune journal,
+``verify.json``) goes through folder handles, never through a symlink.
 """
 
 from __future__ import annotations
 
-import json
+import errno
 import os
-import shutil
 import tarfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..act.manifest import MANIFEST_SUFFIX, RUN_INFO, archive_of, read_manifest
+from ..act.lock import FolderLock
+from ..act.manifest import (
+    MANIFEST_SUFFIX,
+    RUN_ID,
+    RUN_INFO,
+    VERIFY_RECORD,
+    ManifestEntry,
+    RunInfo,
+    load_manifest,
+    load_run_info,
+    run_contents,
+)
+from ..act.safefs import FOLDER_FLAGS, open_folder_nofollow, remove_at
 from ..basics.errors import CleanupError
-from ..basics.guarded import load_json
+from ..basics.formats import strict_json
 from ..basics.hashing import sha256_of_fd, sha256_of_link, sha256_of_stream
+from ..basics.seal import Verdict, check_json, seal_json
 
 PRUNING_SUFFIX = ".pruning"
 PRUNE_JOURNAL = "prune-journal.jsonl"
-VERIFY_RECORD = "verify.json"
+NAME_MAX = 255  # bytes in one component of a path: a member longer than this could never be restored
 
 
 def run_time(run_id: str, folder: str) -> float:
@@ -46,41 +62,56 @@ def _size_on_disk(path: str) -> int:
 
 
 def archive_runs(directory: str) -> list[str]:
-    """The run folders below ``directory`` (each holds a run.json), sorted."""
+    """The run folders below ``directory`` (each holds a run.json; links are not followed), sorted; the folder
+    itself when it is one (someone pointed at a run)."""
     if not os.path.isdir(directory):
         raise CleanupError(f"{directory}: no such directory (expected an --archive-dir)")
-    runs = [entry.path for entry in os.scandir(directory)
-            if entry.is_dir(follow_symlinks=False) and os.path.isfile(os.path.join(entry.path, RUN_INFO))]
+    with os.scandir(directory) as entries:
+        runs = [entry.path for entry in entries if entry.is_dir(follow_symlinks=False)
+                and not entry.name.endswith(PRUNING_SUFFIX) and os.path.isfile(os.path.join(entry.path, RUN_INFO))
+                and not os.path.islink(os.path.join(entry.path, RUN_INFO))]
     if os.path.isfile(os.path.join(directory, RUN_INFO)):
-        runs.append(directory)
+        runs.append(os.path.abspath(directory))
     return sorted(runs)
+
+
+def _run_info(run: str) -> RunInfo | None:
+    try:
+        return load_run_info(run)
+    except CleanupError:
+        return None
 
 
 def list_archives(directory: str, now: float | None = None) -> dict[str, Any]:
     """Every run and archive below ``directory``: subject, files, bytes (as archived and on disk), age, the
-    last verification, and leftovers of interrupted runs (never archives)."""
+    last verification, whether it is sealed with this user's key, leftovers of interrupted runs (never
+    archives), and ``problems``: what cannot be read or restored (a manifest without its archive or the other
+    way round, a manifest that is not one), each said once, the rest listed all the same."""
     now = time.time() if now is None else now
-    runs = []
+    runs, problems = [], []
     for run in archive_runs(directory):
         run_id = os.path.basename(run)
-        verified = _read_json(os.path.join(run, VERIFY_RECORD))
-        archives, leftovers = [], []
-        for name in sorted(os.listdir(run)):
-            path = os.path.join(run, name)
-            if name.endswith(".tmp"):
-                leftovers.append(path)
-            elif name.endswith(MANIFEST_SUFFIX):
-                entries = read_manifest(path)
-                archive = archive_of(path)
-                archives.append({"subject": name[: -len(MANIFEST_SUFFIX)], "archive": archive, "manifest": path,
-                                 "files": len(entries), "bytes": sum(entry.size for entry in entries),
-                                 "bytes_on_disk": _size_on_disk(archive) if archive else 0})
+        verified = _read_verify_record(run)
+        contents = run_contents(run)
+        problems += contents.problems
+        archives = []
+        for manifest, archive in contents.pairs:
+            try:
+                entries = load_manifest(manifest).entries
+            except CleanupError as exc:
+                problems.append(str(exc))
+                continue
+            archives.append({"subject": os.path.basename(manifest)[: -len(MANIFEST_SUFFIX)], "archive": archive,
+                             "manifest": manifest, "files": len(entries),
+                             "bytes": sum(entry.size for entry in entries), "bytes_on_disk": _size_on_disk(archive)})
+        info = _run_info(run)
         started = run_time(run_id, run)
         runs.append({"run": run_id, "path": run, "time": started, "age_days": round((now - started) / 86400, 1),
-                     "archives": archives, "leftovers": leftovers,
+                     "sealed": bool(info and info.verdict.trusted), "archives": archives,
+                     "leftovers": contents.leftovers, "unknown": contents.unknown,
                      "last_verified": verified.get("time") if verified else None,
                      "last_verify_ok": verified.get("ok") if verified else None})
-    return {"directory": os.path.abspath(directory), "runs": runs}
+    return {"directory": os.path.abspath(directory), "runs": runs, "problems": problems}
 
 
 @dataclass
@@ -88,62 +119,57 @@ class VerifyResult:
     members: int = 0
     bytes: int = 0
     problems: list[str] = field(default_factory=list)
+    unsealed: list[str] = field(default_factory=list)  # manifests checked, but not sealed with this user's key
 
     def as_dict(self) -> dict[str, Any]:
-        return {"members": self.members, "bytes": self.bytes, "ok": not self.problems, "problems": self.problems}
+        return {"members": self.members, "bytes": self.bytes, "ok": not self.problems, "problems": self.problems,
+                "unsealed": self.unsealed}
 
 
 def verify_archives(directory: str) -> dict[str, Any]:
-    """Re-hash every member of every archive below ``directory`` against its manifest: a changed byte, a
-    missing or an extra member is a problem. Each run folder records when it was last verified."""
+    """Re-hash every member of every archive below ``directory`` against its manifest, and compare the type,
+    mode, size and time a tar records with the manifest's: a changed byte, a missing or an extra member, an
+    archive without its manifest, a manifest whose seal was broken is a problem. A manifest sealed with another
+    key (or none) is checked all the same and listed in ``unsealed``. Each run folder records when it was last
+    verified (verify.json, sealed)."""
     result = VerifyResult()
     for run in archive_runs(directory):
         run_result = VerifyResult()
-        for name in sorted(os.listdir(run)):
-            if not name.endswith(MANIFEST_SUFFIX):
-                continue
-            manifest = os.path.join(run, name)
-            archive = archive_of(manifest)
-            if archive is None:
-                run_result.problems.append(f"{manifest}: its archive is missing")
-                continue
+        contents = run_contents(run)
+        run_result.problems += contents.problems
+        for manifest, archive in contents.pairs:
             _verify_one(archive, manifest, run_result)
         record = {"time": time.time(), "ok": not run_result.problems, "members": run_result.members,
                   "problems": run_result.problems[:100]}
         try:
-            with open(os.path.join(run, VERIFY_RECORD), "w", encoding="utf-8") as handle:
-                json.dump(record, handle)
+            _write_verify_record(run, record)
         except OSError as exc:
             run_result.problems.append(f"{run}: cannot record the verification ({exc.strerror or exc})")
         result.members += run_result.members
         result.bytes += run_result.bytes
         result.problems += run_result.problems
+        result.unsealed += run_result.unsealed
     return {"directory": os.path.abspath(directory), **result.as_dict()}
 
 
 def _verify_one(archive: str, manifest: str, result: VerifyResult) -> None:
     try:
-        expected = {entry.member: entry for entry in read_manifest(manifest)}
+        loaded = load_manifest(manifest)
     except CleanupError as exc:
         result.problems.append(str(exc))
         return
+    if loaded.verdict is Verdict.BROKEN:
+        result.problems.append(f"{manifest}: {loaded.verdict.value}")
+    elif not loaded.verdict.trusted:
+        result.unsealed.append(f"{manifest}: {loaded.verdict.value}")
+    expected = {entry.member: entry for entry in loaded.entries}
+    for entry in loaded.entries:
+        if any(len(os.fsencode(part)) > NAME_MAX for part in entry.member.split("/")):
+            result.problems.append(f"{archive}: {entry.member} has a name longer than {NAME_MAX} bytes")
     seen: set[str] = set()
     try:
         if os.path.isdir(archive):
-            for member, entry in expected.items():
-                path = os.path.join(archive, member)
-                if not os.path.lexists(path):
-                    continue
-                seen.add(member)
-                if entry.kind == "symlink":
-                    digest = sha256_of_link(os.readlink(path))
-                else:
-                    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                    try:
-                        digest = sha256_of_fd(fd)
-                    finally:
-                        os.close(fd)
-                _compare(archive, member, entry.sha256, digest, result, entry.size)
+            _verify_tree(archive, expected, seen, result)
         else:
             with tarfile.open(archive, "r:*") as tar:
                 for info in tar:
@@ -152,6 +178,9 @@ def _verify_one(archive: str, manifest: str, result: VerifyResult) -> None:
                         result.problems.append(f"{archive}: {info.name} is not in its manifest")
                         continue
                     seen.add(info.name)
+                    header = _header_differs(info, listed)
+                    if header:
+                        result.problems.append(f"{archive}: {info.name}: its {header} differs from its manifest")
                     if info.issym():
                         digest = sha256_of_link(info.linkname)
                     else:
@@ -164,6 +193,36 @@ def _verify_one(archive: str, manifest: str, result: VerifyResult) -> None:
         result.problems.append(f"{archive}: {member} is missing")
 
 
+def _header_differs(info: tarfile.TarInfo, entry: ManifestEntry) -> str | None:
+    """What a tar header says differently from the manifest: type, mode, size or time (whole seconds)."""
+    if info.issym() != (entry.kind == "symlink"):
+        return "type"
+    if info.mode != entry.mode & 0o7777:
+        return "mode"
+    if not info.issym() and info.size != entry.size:
+        return "size"
+    if info.mtime != entry.mtime_ns // 10**9:
+        return "modification time"
+    return None
+
+
+def _verify_tree(archive: str, expected: dict[str, ManifestEntry], seen: set[str], result: VerifyResult) -> None:
+    for member, entry in expected.items():
+        path = os.path.join(archive, member)
+        if not os.path.lexists(path):
+            continue
+        seen.add(member)
+        if entry.kind == "symlink":
+            digest = sha256_of_link(os.readlink(path))
+        else:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                digest = sha256_of_fd(fd)
+            finally:
+                os.close(fd)
+        _compare(archive, member, entry.sha256, digest, result, entry.size)
+
+
 def _compare(archive: str, member: str, expected: str, digest: str, result: VerifyResult, size: int) -> None:
     result.members += 1
     result.bytes += size
@@ -171,46 +230,146 @@ def _compare(archive: str, member: str, expected: str, digest: str, result: Veri
         result.problems.append(f"{archive}: {member} differs from its manifest (sha256)")
 
 
-def prune_archives(directory: str, older_than: float, yes: bool = False, now: float | None = None) -> dict[str, Any]:
-    """Remove the runs archived more than ``older_than`` seconds ago (``yes``: for real; else what would go).
-    Each run goes whole: renamed to <run>.pruning, then removed; every step journaled first."""
-    now = time.time() if now is None else now
-    listing = list_archives(directory, now)
-    due = [run for run in listing["runs"] if now - run["time"] > older_than]
-    leftovers = sorted(entry.path for entry in os.scandir(directory)
-                       if entry.is_dir(follow_symlinks=False) and entry.name.endswith(PRUNING_SUFFIX))
-    removed_bytes = sum(archive["bytes_on_disk"] for run in due for archive in run["archives"])
-    if yes:
-        journal = os.path.join(directory, PRUNE_JOURNAL)
-        for path in leftovers:  # an interrupted prune: finish it
-            _journal(journal, {"event": "finish", "path": path})
-            shutil.rmtree(path)
-        for run in due:
-            pruning = run["path"] + PRUNING_SUFFIX
-            _journal(journal, {"event": "prune", "run": run["run"], "path": run["path"]})
-            os.rename(run["path"], pruning)  # from here the run is no longer an archive anyone restores from
-            shutil.rmtree(pruning)
-            _journal(journal, {"event": "pruned", "run": run["run"]})
-    return {"directory": listing["directory"], "dry_run": not yes, "older_than_days": round(older_than / 86400, 2),
-            "runs": [{"run": run["run"], "age_days": run["age_days"],
-                      "archives": len(run["archives"]), "leftovers": len(run["leftovers"]),
-                      "bytes_on_disk": sum(archive["bytes_on_disk"] for archive in run["archives"])} for run in due],
-            "bytes": removed_bytes, "unfinished_prunes": leftovers}
+def _write_verify_record(run: str, record: dict[str, Any]) -> None:
+    """verify.json, sealed for its run, written under a temporary name and renamed into place inside the run
+    folder's handle: a verify.json planted as a symlink is replaced, never written through."""
+    text = seal_json(strict_json(record), f"verify:{os.path.basename(run)}") + "\n"
+    folder = open_folder_nofollow(os.path.abspath(run))
+    temporary = f".{VERIFY_RECORD}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                     dir_fd=folder)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.rename(temporary, VERIFY_RECORD, src_dir_fd=folder, dst_dir_fd=folder)
+    finally:
+        os.close(folder)
 
 
-def _journal(path: str, record: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+def _read_verify_record(run: str) -> dict[str, Any] | None:
+    """The last verification of a run, if its verify.json is sealed for it (a planted one says nothing)."""
+    import json
 
+    from ..basics.guarded import read_bytes
 
-def _read_json(path: str) -> dict[str, Any] | None:
-    """A verification record, read as any file the tool did not write this run (it may have been planted)."""
+    path = os.path.join(run, VERIFY_RECORD)
     if not os.path.lexists(path):
         return None
     try:
-        data = load_json(path, "archive record", follow_links=False)
-    except CleanupError:
+        text = read_bytes(path, "archive record", follow_links=False).decode("utf-8").strip()
+        data = json.loads(text)
+    except (CleanupError, UnicodeDecodeError, ValueError, RecursionError):
         return None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not check_json(text, f"verify:{os.path.basename(run)}").trusted:
+        return None
+    return data
+
+
+# --- pruning ---------------------------------------------------------------------------------------------------
+
+def _why_not_ours(run: str, run_id: str) -> str | None:
+    """None when ``run`` is provably a run this user's tool wrote (see the module's docstring), else why not."""
+    if not RUN_ID.match(run_id):
+        return "not named as fmriprep-cleanup names runs"
+    try:
+        info = load_run_info(run, run_id)
+    except CleanupError as exc:
+        return str(exc)
+    if not info.verdict.trusted:
+        return f"its run.json is {info.verdict.value}"
+    unknown = run_contents(run).unknown
+    if unknown:
+        return f"it holds {os.path.basename(unknown[0])}, which fmriprep-cleanup never writes there"
+    return None
+
+
+class PruneJournal:
+    """DIR/prune-journal.jsonl, opened for appending inside the archive folder's handle (never through a
+    symlink), and that handle, through which runs are renamed and removed."""
+
+    def __init__(self, directory: str) -> None:
+        try:
+            self.folder = open_folder_nofollow(directory)
+        except OSError as exc:
+            raise CleanupError(f"cannot open {directory}: {exc.strerror or exc}") from None
+        try:
+            self.fd = os.open(PRUNE_JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                              0o644, dir_fd=self.folder)
+        except OSError as exc:
+            os.close(self.folder)
+            why = "it is a symlink (not followed)" if exc.errno == errno.ELOOP else exc.strerror or exc
+            raise CleanupError(f"cannot write {os.path.join(directory, PRUNE_JOURNAL)}: {why}; "
+                               "nothing was pruned") from None
+
+    def write(self, record: dict[str, Any]) -> None:
+        os.write(self.fd, (strict_json({"time": round(time.time(), 3), **record}) + "\n").encode())
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+        os.close(self.folder)
+
+
+def prune_archives(directory: str, older_than: float, yes: bool = False, now: float | None = None) -> dict[str, Any]:
+    """Remove the runs archived more than ``older_than`` seconds ago (``yes``: for real; else what would go) that
+    the tool can prove it wrote; the others are listed in ``refused`` with the reason. Each run goes whole:
+    renamed to <run>.pruning, then emptied and removed; every step journaled first."""
+    now = time.time() if now is None else now
+    directory = os.path.abspath(directory)
+    archive_runs(directory)  # a folder that is not there is said as such, before locking it
+    with FolderLock(directory, shared=not yes, what="this archive folder"):
+        return _prune(directory, older_than, now, yes)
+
+
+def _prune(directory: str, older_than: float, now: float, yes: bool) -> dict[str, Any]:
+    listing = list_archives(directory, now)
+    due, refused = [], []
+    for run in listing["runs"]:
+        if now - run["time"] <= older_than:
+            continue
+        why = "it is the folder given, not a run inside it" if run["path"] == directory else \
+            _why_not_ours(run["path"], run["run"])
+        (refused.append({"run": run["run"], "path": run["path"], "reason": why}) if why else due.append(run))
+    unfinished = []
+    with os.scandir(directory) as entries:
+        for entry in sorted(entries, key=lambda item: item.name):
+            if entry.name.endswith(PRUNING_SUFFIX) and entry.is_dir(follow_symlinks=False):
+                run_id = entry.name[: -len(PRUNING_SUFFIX)]
+                why = _why_not_ours(entry.path, run_id) if os.path.lexists(os.path.join(entry.path, RUN_INFO)) \
+                    else (None if not os.listdir(entry.path) else "its run.json is gone but it is not empty")
+                (unfinished.append(entry.path) if why is None else
+                 refused.append({"run": entry.name, "path": entry.path, "reason": why}))
+    if yes and (unfinished or due):
+        journal = PruneJournal(directory)  # opened (never through a symlink) before anything is removed
+        try:
+            for path in unfinished:  # an interrupted prune of a run we wrote: finish it
+                journal.write({"event": "finish", "path": path})
+                _remove_run(journal.folder, os.path.basename(path))
+            for run in due:
+                journal.write({"event": "prune", "run": run["run"], "path": run["path"]})
+                pruning = run["run"] + PRUNING_SUFFIX
+                os.rename(run["run"], pruning, src_dir_fd=journal.folder, dst_dir_fd=journal.folder)
+                _remove_run(journal.folder, pruning)
+                journal.write({"event": "pruned", "run": run["run"]})
+        finally:
+            journal.close()
+    return {"directory": listing["directory"], "dry_run": not yes,
+            "older_than_days": round(older_than / 86400, 2),
+            "runs": [{"run": run["run"], "age_days": run["age_days"],
+                      "archives": len(run["archives"]), "leftovers": len(run["leftovers"]),
+                      "bytes_on_disk": sum(archive["bytes_on_disk"] for archive in run["archives"])} for run in due],
+            "bytes": sum(archive["bytes_on_disk"] for run in due for archive in run["archives"]),
+            "unfinished_prunes": unfinished, "refused": refused, "problems": listing["problems"]}
+
+
+def _remove_run(parent: int, name: str) -> None:
+    """Empty and remove a run folder being pruned, inside handles: its archives and manifests, leftovers, the
+    verification record, and run.json last (the proof a leftover is ours, should this be cut short)."""
+    folder = os.open(name, FOLDER_FLAGS, dir_fd=parent)
+    try:
+        names = sorted(os.listdir(folder), key=lambda item: (item == RUN_INFO, item.endswith(MANIFEST_SUFFIX), item))
+        for inner in names:
+            remove_at(folder, inner)
+    finally:
+        os.close(folder)
+    os.rmdir(name, dir_fd=parent)

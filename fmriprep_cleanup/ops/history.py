@@ -97,6 +97,8 @@ class History:
         folder = os.path.dirname(os.path.abspath(self.path))
         if path and not os.path.isdir(folder):  # a typo must not create folders; only the default one is made
             raise CleanupError(f"cannot open the run history {self.path}: the folder {folder} does not exist")
+        if os.path.islink(self.path):  # SQLite would write (or create) wherever the link points
+            raise CleanupError(f"cannot open the run history {self.path}: it is a symlink (not followed)")
         try:
             os.makedirs(folder, exist_ok=True)
             self.connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
@@ -143,8 +145,19 @@ class History:
         self.connection.close()
 
 
+EXIT_CUT_SHORT = 137  # a run killed before it could end (128 + SIGKILL, as shells report it), recorded by the next
+
+
 def record_run(history: History, result: Any, rules: list[str]) -> None:
-    """Add a clean run (clean.CleanResult) to the history."""
+    """Add a clean run (clean.CleanResult) to the history, after the runs it found cut short (killed by SIGKILL,
+    a crash, a power cut): each is recorded with what its journal shows it removed and exit status 137, so the
+    history adds up to what is gone from the disk."""
+    for run in result.cut_short:
+        history.add(RunRecord(
+            started=run["started"], finished=run["ended"], dataset=run["dataset"] or result.dataset,
+            rules=",".join(run["rules"]), mode=run["mode"], files=run["files"], bytes=run["bytes"],
+            skipped_files=0, failed_files=0, kwh_per_year=run["kwh_per_year"], kgco2e_per_year=run["kgco2e_per_year"],
+            exit_status=EXIT_CUT_SHORT))
     outcome = result.outcome
     history.add(RunRecord(
         started=result.started, finished=result.finished, dataset=result.dataset, rules=",".join(rules),

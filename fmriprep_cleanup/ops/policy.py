@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from ..basics.errors import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, CleanupError
-from ..basics.formats import strict_json
+from ..basics.formats import output_json
 from ..basics.guarded import LinedMapping, label_problem
 from ..basics.units import parse_duration, parse_size
 from ..rules.rulesets import Problems, did_you_mean, read_yaml, version_problem
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 POLICY_KEYS = ("version", "datasets", "history")
 ENTRY_KEYS = ("name", "paths", "work_dir", "rules", "mode", "archive_dir", "archive_format", "compress", "min_age",
               "stale_after", "threshold", "participant_labels", "exclude_participant_labels", "retention",
-              "expire_archives_after")
+              "expire_archives_after", "allow_output_loss")
 RETENTION_KEYS = ("category", "archive_after", "delete_after")
 
 
@@ -80,6 +80,7 @@ class PolicyEntry:
     exclude_participant_labels: tuple[str, ...] = ()
     retention: tuple[RetentionStep, ...] = ()
     expire_archives_after: float | None = None  # archive runs older than this are pruned
+    allow_output_loss: bool = False  # act even on rules that junk what every analysis needs (clean --allow-output-loss)
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,10 @@ def load_policy(path: str) -> Policy:
                 values["expire_archives_after"] = parse_duration(spec["expire_archives_after"])
             except ValueError as exc:
                 problems.add(lines["expire_archives_after"], f"{where}: expire_archives_after: {exc}")
+        if not isinstance(spec.get("allow_output_loss", False), bool):
+            problems.add(lines["allow_output_loss"], f"{where}: allow_output_loss must be true or false")
+        else:
+            values["allow_output_loss"] = spec.get("allow_output_loss", False)
         if spec.get("archive_format", "tar") not in ("tar", "tree"):
             problems.add(lines["archive_format"], f"{where}: archive_format must be tar or tree")
         compress = spec.get("compress", "none")
@@ -269,7 +274,7 @@ def run_entry_dataset(entry: PolicyEntry, path: str, history: History | None, lo
     ages at (tests inject it)."""
     mode = mode_override or entry.mode
     from ..act.clean import Declined, clean, discover_dataset
-    from ..act.journal import LockedError
+    from ..act.lock import LockedError
     from ..basics.folders import default_jobs
     from ..plan.plan import Selection, build_plan
     from ..rules.rulesets import load_rulesets
@@ -291,7 +296,7 @@ def run_entry_dataset(entry: PolicyEntry, path: str, history: History | None, lo
                     or (entry.min_share is not None and scanned_bytes > 0 and junk / scanned_bytes > entry.min_share))
 
         result = clean(plan, mode, entry.archive_dir, entry.archive_format, entry.compress, above_threshold,
-                       select=select)
+                       select=select, allow_output_loss=entry.allow_output_loss)
     except Declined:
         return DatasetResult(entry.name, path, "skipped", mode, "reclaimable space below the threshold")
     except LockedError as exc:
@@ -371,7 +376,7 @@ def run_policy(policy: Policy, log: IO[str] | None = None, history_path: str | N
 
     def log_traceback(text: str) -> None:
         if log is not None:
-            log.write(strict_json({"time": round(time.time(), 3), "traceback": text}) + "\n")
+            log.write(output_json({"time": round(time.time(), 3), "traceback": text}) + "\n")
             log.flush()
 
     wants_history = any(entry.mode != "dry-run" for entry in policy.entries) or record_dry_run
@@ -389,7 +394,7 @@ def run_policy(policy: Policy, log: IO[str] | None = None, history_path: str | N
                 results += done
                 if log is not None:
                     for result in done:
-                        log.write(strict_json({"time": round(time.time(), 3), **result.as_dict()}) + "\n")
+                        log.write(output_json({"time": round(time.time(), 3), **result.as_dict()}) + "\n")
                     log.flush()
                 if results[-1].status == "stopped":
                     break  # Ctrl-C or SIGTERM: the remaining datasets wait for the next run
@@ -404,7 +409,7 @@ def run_policy(policy: Policy, log: IO[str] | None = None, history_path: str | N
     acted = [r for r in results if r.mode != "dry-run"]
     dry = [r for r in results if r.mode == "dry-run"]
     if log is not None:
-        log.write(strict_json({"time": round(time.time(), 3), "summary": True, "datasets": len(results),
+        log.write(output_json({"time": round(time.time(), 3), "summary": True, "datasets": len(results),
                               **{status: statuses.count(status) for status in ("ok", "incomplete", "skipped", "failed", "stopped")},
                               "files": sum(r.result.get("files", 0) for r in acted),
                               "bytes": sum(r.result.get("bytes", 0) for r in acted),

@@ -137,6 +137,9 @@ class Learned:
     book: StatusBook | None = None
 
 
+ALLOW_OUTPUT_LOSS = "--allow-output-loss"  # the option that lets clean act on rules junking essential outputs
+
+
 @dataclass(frozen=True)
 class Plan:
     """What happens to every file of a dataset (computed on iteration).
@@ -199,9 +202,21 @@ class Plan:
         return scanned + [f"sub-{label}: {warning}" for label, status in sorted(statuses.items())
                           for warning in status.warnings if warning not in scanned]
 
+    def outputs_at_risk(self) -> list[str]:
+        """One line per essential output of the pipeline (reports, confounds, masks: see pipelines/*.yaml) the rule
+        set makes junk; empty for any set that keeps what every analysis needs."""
+        from ..fmriprep.pipelines import pipeline_by_key
+        from ..rules.classify import essential_junk
+
+        found = essential_junk(self.ruleset, pipeline_by_key(self.dataset.pipeline).essential, self.now)
+        return [f"the rules make every output like {example} junk (rule {decision.rule_id}): that is more than "
+                f"{self.dataset.pipeline_name}'s junk, it is what analyses need; clean refuses it without "
+                f"{ALLOW_OUTPUT_LOSS}" for example, decision in found]
+
     def all_warnings(self) -> list[str]:
-        """What a person should be warned of: what discovery left out, then the problems reading the dataset."""
-        return list(self.dataset.warnings) + self.problems()
+        """What a person should be warned of: what discovery left out, rules that junk essential outputs, then
+        the problems reading the dataset."""
+        return list(self.dataset.warnings) + self.outputs_at_risk() + self.problems()
 
     def folders(self, progress: Callable[[int, int], None] | None = None) -> Iterator[Classified]:
         """Each scanned folder, classified: (folder, subject, decision, None) when one subject and one

@@ -81,6 +81,12 @@ class Outcome:
             self.by_category.setdefault(planned.category, Tally()).add(freed)
             self._advance("removing", planned.size)
 
+    def links_removed(self, planned: PlannedFile) -> int:
+        """How many links of this file (its inode) the run has removed so far."""
+        with self._lock:
+            counts = self._links.get((planned.dev, planned.ino))
+            return counts[0] if counts else 0
+
     def linked(self) -> Tally:
         """Links removed whose content other links still hold: files and the bytes they did not free."""
         tally = Tally()

@@ -274,3 +274,24 @@ class Classifier:
             if rule.match.matches(facts, now):
                 return decision
         return fallback or self.default
+
+
+FINISHED_STATE = RunState("finished")
+YEARS_AGO = 10 * 365 * 86400
+
+
+def essential_junk(ruleset: RuleSet, examples: tuple[str, ...], now: float) -> list[tuple[str, Decision]]:
+    """Which of a pipeline's essential outputs (an example path of each, in the derivatives folder) the rule set
+    makes junk, judged for a subject whose run finished long ago: a set that junks these reclaims what every
+    analysis needs (a ``path: "**"`` rule, ``default: junk``), and acting on it needs the person's explicit word."""
+    classifier = Classifier(ruleset, now)
+    found = []
+    for example in examples:
+        folder, _, name = example.rpartition("/")
+        subject = subject_of_folder("derivatives", folder) or subject_of_root_file(name)
+        facts = FileFacts("derivatives", folder, name, 1 << 20, now - YEARS_AGO, subject, FINISHED_STATE,
+                          lambda: frozenset({"finished"}))
+        decision = classifier.decide(facts)
+        if decision.action == "junk":
+            found.append((example, decision))
+    return found
