@@ -214,7 +214,7 @@ def clean(plan: Plan, mode: str = "dry-run", archive_dir: str | None = None, arc
           show: Callable[[Worklist], None] | None = None, energy: Assumptions | None = None,
           history_path: str | None = None, record: bool | None = None, progress: Progress | None = None,
           act_progress: ActProgress | None = None, force_drop: bool = False,
-          shard: tuple[int, int] | None = None, allow_output_loss: bool = False) -> CleanResult:
+          shard: tuple[int, int] | None = None, allow_output_loss: bool = False, git_rm: bool = False) -> CleanResult:
     """Dry-run, archive or delete the plan's junk, and record the run in the history.
 
     ``mode``: "dry-run" (touches nothing), "archive" (into verified archives under ``archive_dir``, as "tar" or
@@ -228,6 +228,7 @@ def clean(plan: Plan, mode: str = "dry-run", archive_dir: str | None = None, arc
     ``shard``: (K, N), 0-based - act as shard K of a job array of N on the plan's dataset: on its share of the
     subjects only, beside its sibling shards (see act.clean.clean); shared_files_plan() gives the last step.
     ``allow_output_loss``: act even on rules that junk what every analysis needs (refused otherwise).
+    ``git_rm``: in a git repository, remove junk stored in git too, with git rm and a commit (left otherwise).
     """
     labels = None
     if shard is not None:
@@ -238,7 +239,8 @@ def clean(plan: Plan, mode: str = "dry-run", archive_dir: str | None = None, arc
     history = History(history_path) if wanted else None
     try:
         result = act_on_plan(plan, mode, archive_dir, archive_format, compress, confirm, energy, show, progress,
-                             act_progress, force_drop, shard=labels, allow_output_loss=allow_output_loss)
+                             act_progress, force_drop, shard=labels, allow_output_loss=allow_output_loss,
+                             git_rm=git_rm)
         if history is not None:
             try:
                 record_run(history, result, list(plan.ruleset.names))

@@ -49,7 +49,8 @@ def test_report_json_contract(project):
     assert (totals["junk_files"], totals["junk_bytes"]) == (3, 304_000)
     assert totals["keep_bytes"] + totals["junk_bytes"] == totals["bytes"]
     assert set(totals) == {"files", "bytes", "allocated_bytes", "keep_files", "keep_bytes", "junk_files", "junk_bytes",
-                           "junk_linked_bytes", "elsewhere_bytes", "junk_elsewhere_bytes"}
+                           "junk_linked_bytes", "annexed_bytes", "elsewhere_bytes", "junk_elsewhere_bytes",
+                           "in_git_bytes", "junk_in_git_bytes"}
     assert totals["elsewhere_bytes"] == totals["junk_elsewhere_bytes"] == 0  # no git-annex here
     by_category = {row["category"]: row for row in data["by_category"]}
     assert by_category["working directory"]["junk_bytes"] == 300_000

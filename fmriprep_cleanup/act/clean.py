@@ -30,6 +30,7 @@ from ..plan.worklist import ActProgress, Outcome, Worklist, build_worklist
 from .annex import NOT_INSTALLED, ONLY_COPY, only_copies
 from .annex import available as annex_available
 from .delete import delete
+from .git import commit_removals
 from .journal import Journal, needs_recovery, recorded_roots
 from .lock import FolderLock, RunLock
 from .recovery import Recovery, recover
@@ -122,7 +123,7 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
           energy_model: Assumptions | None = None, show: Callable[[Worklist], None] | None = None,
           scan_progress: Callable[[int, int], None] | None = None, act_progress: ActProgress | None = None,
           force_drop: bool = False, select: Callable[[PlannedFile], bool] | None = None,
-          shard: Iterable[str] | None = None, allow_output_loss: bool = False) -> CleanResult:
+          shard: Iterable[str] | None = None, allow_output_loss: bool = False, git_rm: bool = False) -> CleanResult:
     """Dry-run, archive or delete the plan's junk (the plan holds back what must wait: see plan.Plan).
 
     ``confirm(preview, scanned_bytes)`` sees the totals before anything changes (None: unattended, the mode
@@ -136,6 +137,9 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
     ``shard``: the subjects of this run when it is one shard of a job array (its plan selects only them): it
     shares the dataset's lock with its sibling shards, locks only its subjects, and leaves journals of other
     runs (perhaps a sibling at work) to the next whole run, which recovers them.
+
+    In a git repository, junk stored in git itself is left in place (``Outcome.left``) unless ``git_rm``: then it
+    is removed and the removal committed (act/git.py).
 
     Rules that make the pipeline's essential outputs junk (every report, every confounds file...: see
     Plan.outputs_at_risk) are refused for archive and delete unless ``allow_output_loss`` says the person
@@ -153,7 +157,7 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
                            warnings=plan.all_warnings(), **extra)
 
     if mode == "dry-run":
-        worklist = build_worklist(plan, mode, scan_progress, select)
+        worklist = build_worklist(plan, mode, scan_progress, select, git_rm)
         annex_notes = check_annexed(plan, worklist, mode, force_drop)
         if show is not None:
             show(worklist)
@@ -173,7 +177,7 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
         if archive_dir is not None and mode == "archive":  # shared: runs may archive side by side; prune waits
             os.makedirs(archive_dir, exist_ok=True)
             archive_folder.enter_context(FolderLock(archive_dir, shared=True, what="this archive folder"))
-        worklist = build_worklist(plan, mode, scan_progress, select)
+        worklist = build_worklist(plan, mode, scan_progress, select, git_rm)
         annex_notes = check_annexed(plan, worklist, mode, force_drop)
         if show is not None:
             show(worklist)
@@ -248,6 +252,11 @@ def _act(plan: Plan, mode: str, worklist: Worklist, journal: Journal, stop: Stop
                                         archive_format, compress)
         else:
             outcome = delete(worklist, plan.dataset, journal, stop, force_drop)
+        if worklist.in_git and plan.dataset.repository is not None:
+            problem = commit_removals(plan.dataset.repository, [planned.path for planned in worklist.in_git],
+                                      journal.run_id)
+            if problem:
+                problems.append(problem)
     except RunStopped:
         pass  # stopped by a signal: what was done is in the outcome and the journal
     except CleanupError as exc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Sequence
 
-from ..basics.annex import PRESENT
+from ..basics.annex import PRESENT, link_key
 from ..basics.paths import inside
 from ..basics.repository import GitRepo
 from ..fmriprep.layout import Dataset, ScanRoot
@@ -52,22 +52,30 @@ def drop_files(files: Sequence[PlannedFile], repository: GitRepo, outcome: Outco
         batch = files[start:start + DROP_BATCH]
         skipped: list[dict[str, str]] = []
         ready = []
+        keys: dict[str, str] = {}  # path -> its key: links sharing a key are one content, dropped once
         for planned in batch:
             reason = still_the_link(planned)
+            key = link_key(planned.path) if reason is None else None
             if reason:
                 outcome.skip(planned, reason)
                 skipped.append({"path": planned.path, "reason": reason})
             else:
                 ready.append(planned)
+                if key:
+                    keys[planned.path] = key
         number = journal.batch_begin([(p.path, p.size, p.category) for p in ready], archive)
         dropped: list[str] = []
         failed: list[dict[str, object]] = []
         try:
-            results = drop(repository, [planned.path for planned in ready], force) if ready else {}
+            first_of: dict[str, str] = {}  # key -> the one path git-annex is asked to drop it by
+            for planned in ready:
+                first_of.setdefault(keys.get(planned.path, planned.path), planned.path)
+            asked = drop(repository, list(first_of.values()), force) if ready else {}
+            results = {planned.path: asked[first_of[keys.get(planned.path, planned.path)]] for planned in ready}
             for planned in ready:
                 reason = results[planned.path]
                 if reason is None:
-                    outcome.act(planned)
+                    outcome.act(planned, key=keys.get(planned.path))
                     dropped.append(planned.path)
                 else:
                     outcome.fail(planned, ONLY_COPY if reason == ONLY_COPY else "git-annex did not drop it",

@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..basics.annex import key_size
+from ..basics.annex import is_key
 from ..basics.errors import CleanupError
 from ..basics.formats import strict_json
 from ..basics.guarded import read_bytes
@@ -166,7 +166,7 @@ def load_manifest(path: str) -> Manifest:
                                   int(uid) if uid else None, int(gid) if gid else None, _unescape(link))
         except ValueError:
             raise CleanupError(f"{path}:{number}: malformed manifest line") from None
-        if kind not in KINDS or not safe_member(entry.member) or (kind == "annexed") != bool(key_size(key) is not None) \
+        if kind not in KINDS or not safe_member(entry.member) or (kind == "annexed") != is_key(key) \
                 or (entry.link and not safe_member(entry.link)):
             raise CleanupError(f"{path}:{number}: unsafe or unknown entry {entry.member!r}")
         entries.append(entry)

@@ -47,7 +47,9 @@ class Entry(NamedTuple):
     nlink: int
     is_link: bool
     ctime: float  # set by the kernel on every change (no one can put it back): acting re-checks it
-    annex: int = NOT_ANNEXED  # an annexed link: PRESENT (size, allocated: its content's) or ELSEWHERE (its key's size)
+    annex: int = NOT_ANNEXED  # an annexed link: PRESENT (size, allocated: its content's) or ELSEWHERE (its key's size);
+    # GIT_STORED / GIT_CHANGED: stored in git itself (set by the plan, which asks git; see basics/annex.py)
+    key: str = ""  # an annexed link's git-annex key: links sharing a key share one content
 
 
 @dataclass
@@ -139,14 +141,15 @@ def _link_entry(handle: int, name: str, st: os.stat_result) -> Entry:
         key = key_of(os.readlink(name, dir_fd=handle))
     except OSError:
         return plain
-    size = key_size(key) if key else None
-    if size is None:
+    if key is None:
         return plain
+    size = key_size(key)
     try:
         content = os.stat(name, dir_fd=handle)  # resolves inside the repository's .git/annex/objects
-    except OSError:
-        return plain._replace(size=size, allocated=0, annex=ELSEWHERE)
-    return plain._replace(size=size, allocated=content.st_blocks * 512, annex=PRESENT)
+    except OSError:  # content elsewhere only; a key without a size (a URL key) leaves it unknown: 0
+        return plain._replace(size=size or 0, allocated=0, annex=ELSEWHERE, key=key)
+    return plain._replace(size=content.st_size if size is None else size, allocated=content.st_blocks * 512,
+                          annex=PRESENT, key=key)
 
 
 def walk(
@@ -226,12 +229,17 @@ def walk_tree(path: str) -> Iterator[tuple[str, list[os.DirEntry], str | None]]:
 
 
 def lstat_entry(path: str) -> Entry:
-    """The same record the walk makes, for one path (explain, and re-checks before acting)."""
+    """The same record the walk makes, for one path (explain): an annexed link with its content's size, its key
+    and whether the content is here. OSError if it cannot be read."""
     st = os.lstat(path)
-    return Entry(
-        os.path.basename(path), st.st_size, st.st_blocks * 512, st.st_mtime,
-        st.st_dev, st.st_ino, st.st_nlink, stat.S_ISLNK(st.st_mode), st.st_ctime,
-    )
+    if not stat.S_ISLNK(st.st_mode):
+        return Entry(os.path.basename(path), st.st_size, st.st_blocks * 512, st.st_mtime,
+                     st.st_dev, st.st_ino, st.st_nlink, False, st.st_ctime)
+    handle = os.open(os.path.dirname(path) or ".", FOLDER_FLAGS)
+    try:
+        return _link_entry(handle, os.path.basename(path), st)
+    finally:
+        os.close(handle)
 
 
 NETWORK_FILESYSTEMS = ("nfs", "nfs4", "lustre", "gpfs", "cifs", "smb3", "smbfs", "beegfs", "ceph", "glusterfs",

@@ -1,9 +1,14 @@
-"""The git repository (and git-annex, DataLad) a dataset lives in, read from the files git keeps: no git
-process is run. Its .git/ and .datalad/ and its subdatasets are never fMRIPrep output."""
+"""The git repository (and git-annex, DataLad) a dataset lives in. Discovery reads it from the files git keeps
+(no git process); the scan asks git once, for the dataset's folder, which files it tracks and which of them
+changed since the last commit (GitState): a tracked, unchanged file's time is its checkout's, not fMRIPrep at
+work, and a file stored in git is never unlinked behind git's back. Its .git/ and .datalad/ and its
+subdatasets are never fMRIPrep output."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass
 
 GIT_NAMES = frozenset({".git", ".datalad"})  # folders never scanned, wherever they are
@@ -81,3 +86,70 @@ def _read_small(path: str, limit: int = 1024 * 1024) -> str:
             return handle.read(limit)
     except OSError:
         return ""
+
+
+@dataclass(frozen=True)
+class GitState:
+    """What git says of a dataset's folder, asked once per scan: the files it tracks (absolute paths) and which
+    of them changed in the working tree since the last commit, and that commit's time."""
+
+    tracked: frozenset[str]
+    changed: frozenset[str]
+    commit_time: float | None
+
+    def unchanged(self, path: str) -> bool:
+        """Tracked and as committed: its time is when it was checked out, evidence of nothing."""
+        return path in self.tracked and path not in self.changed
+
+
+NO_ANNEX_FILTER = ("-c", "filter.annex.process=", "-c", "filter.annex.clean=", "-c", "filter.annex.smudge=")
+
+
+def _git(repo: GitRepo, *args: str) -> str | None:
+    """A read-only git query in ``repo`` (no index refresh written, no prompt); None if git fails or is absent.
+    Where git-annex's filter cannot run (git-annex not installed) the query is asked again without it: an
+    unlocked file then looks changed, which only makes its time count."""
+    if shutil.which("git") is None:
+        return None
+    for extra in ((), NO_ANNEX_FILTER):
+        try:
+            done = subprocess.run(["git", "--no-optional-locks", *extra, "-C", repo.top, *args], capture_output=True,
+                                  stdin=subprocess.DEVNULL, check=False,
+                                  env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
+        except OSError:
+            return None
+        if done.returncode == 0:
+            return done.stdout.decode("utf-8", "surrogateescape")
+    return None
+
+
+def git_state(repo: GitRepo, folder: str) -> GitState | None:
+    """GitState of ``folder`` (inside ``repo``'s working tree); None when git cannot say (not installed, a
+    broken repository): then every time counts, as outside git."""
+    relative = os.path.relpath(os.path.realpath(folder), repo.top)
+    spec = ["--", relative] if relative != "." else []
+    listed = _git(repo, "ls-files", "-z", *spec)
+    changes = _git(repo, "status", "--porcelain=v1", "-z", "--untracked-files=no", "--ignore-submodules=all",
+                   "--no-renames", *spec)
+    if listed is None or changes is None:
+        return None
+    tracked = frozenset(os.path.join(repo.top, name) for name in listed.split("\0") if name)
+    changed = frozenset(os.path.join(repo.top, record[3:]) for record in changes.split("\0") if len(record) > 3)
+    when = _git(repo, "log", "-1", "--format=%ct")
+    return GitState(tracked, changed, float(when.strip()) if when and when.strip().isdigit() else None)
+
+
+def datalad_problem(repo: GitRepo) -> str | None:
+    """Why a DataLad dataset's .datalad/config cannot be read (git config refuses it), or None."""
+    config = os.path.join(repo.top, ".datalad", "config")
+    if not repo.datalad or not os.path.isfile(config) or shutil.which("git") is None:
+        return None
+    try:
+        done = subprocess.run(["git", "config", "-f", config, "-l"], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, check=False)
+    except OSError:
+        return None
+    if done.returncode == 0:
+        return None
+    reason = (done.stderr.strip().splitlines() or ["unreadable"])[-1].removeprefix("fatal: ")
+    return f"{config} cannot be read ({reason}); the dataset is read as a plain git-annex repository"

@@ -35,6 +35,8 @@ from .common import CleanupGroup, Progress, open_plan, selection_options, warn
               help="How the end-of-run summary is printed.")
 @click.option("--force-drop", is_flag=True,
               help="In a git-annex dataset, drop annexed junk even where no other copy exists (its content is lost).")
+@click.option("--git-rm", is_flag=True,
+              help="In a git repository, remove junk stored in git too, with git rm and a commit (default: left).")
 @click.option("--allow-output-loss", is_flag=True,
               help="Act even on rules that junk outputs every analysis needs (reports, confounds, masks).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
@@ -44,7 +46,7 @@ from .common import CleanupGroup, Progress, open_plan, selection_options, warn
               help="Only files of no subject (templates, shared working-directory files): the step after the shards.")
 def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, compress: str, yes: bool,
           list_files: bool, state_dir: str | None, history_path: str | None, record: bool, fmt: str,
-          force_drop: bool, allow_output_loss: bool, quiet: bool, shard: str | None, shared_only: bool,
+          force_drop: bool, git_rm: bool, allow_output_loss: bool, quiet: bool, shard: str | None, shared_only: bool,
           **selection: Any) -> None:
     """Remove junk files (or, by default, show exactly what would be removed).
 
@@ -109,7 +111,8 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
                             None if yes or mode == "dry-run" else confirm, show_files,
                             history_path=history_path, record=True if record else None,
                             progress=progress.callback(), act_progress=progress.acting_callback(),
-                            force_drop=force_drop, shard=shard_number, allow_output_loss=allow_output_loss)
+                            force_drop=force_drop, shard=shard_number, allow_output_loss=allow_output_loss,
+                            git_rm=git_rm)
     except Declined:
         summary_stream.write("Nothing was changed.\n")
         return

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from ..basics.annex import reclaimable
 from ..basics.errors import CleanupError
 
 BYTES_PER_TB = 10**12
@@ -192,11 +193,11 @@ def equivalences(kg: float) -> dict[str, float]:
 
 def energy_report(model: Assumptions, totals: dict[str, int], by_category: list[dict[str, Any]]) -> dict[str, Any]:
     """The JSON report's ``energy`` object: assumptions, then totals, junk and per category. Only bytes stored
-    here cost energy here: annexed content that is elsewhere only (``elsewhere_bytes``) is left out."""
+    here cost energy here: annexed content that is elsewhere only (``elsewhere_bytes``) is left out; and the
+    junk is what cleaning frees (basics.annex.reclaimable: not junk stored in git)."""
 
     def here(counts: dict[str, Any]) -> tuple[int, int]:
-        return (counts["bytes"] - counts.get("elsewhere_bytes", 0),
-                counts["junk_bytes"] - counts.get("junk_elsewhere_bytes", 0))
+        return counts["bytes"] - counts.get("elsewhere_bytes", 0), reclaimable(counts)
 
     stored, junk_stored = here(totals)
     junk = footprint(junk_stored, model)

@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from ..basics.annex import key_of
 from ..basics.errors import CleanupError
 from ..basics.folders import BY_NAME, list_folder
-from ..basics.guarded import load_json, load_toml
-from ..basics.repository import GitRepo, find_repository
+from ..basics.guarded import load_json, load_toml, read_bytes
+from ..basics.repository import GitRepo, datalad_problem, find_repository
 from .pipelines import Pipeline, known_names, pipeline_by_key, pipeline_named, pipeline_of_workflow_dir, pipelines
 
 STATE_DIR_NAME = ".fmriprep-cleanup"
@@ -196,8 +197,77 @@ def read_generator(description_path: str) -> tuple[str | None, str | None]:
     return (known.name if known else name), (str(first.get("Version")) if first.get("Version") else None)
 
 
-def _require_known(description_path: str) -> tuple[Pipeline, str | None]:
-    """The pipeline and version a dataset_description.json names, or a CleanupError saying what it names."""
+def unfetched(path: str) -> bool:
+    """An annexed link (into .git/annex/objects) whose content is not on this disk: git (datalad) get fetches it."""
+    if not os.path.islink(path):
+        return False
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return False
+    return key_of(target) is not None and not os.path.exists(path)
+
+
+CITATION_VERSION = re.compile(r"\b({names})\s+(?:version\s+)?v?(\d+\.\d+[\w.\-]*)", re.IGNORECASE)
+
+
+def recognise_unfetched(folder: str, description: str, notes: list[str]) -> tuple[Pipeline, str | None]:
+    """The pipeline (and version, if anything here tells it) of an output whose dataset_description.json is
+    annexed and not fetched: from the description's git-annex key (a URL key names where the file came from),
+    the run configs its subjects' log folders name (fmriprep.toml, qsiprep.toml...), a readable
+    logs/CITATION.md, or the legacy layout (OUT/fmriprep beside OUT/freesurfer). CleanupError, with the command
+    that fixes it, when nothing does."""
+    key = (key_of(os.readlink(description)) or "").lower()
+    found: list[tuple[Pipeline, str]] = []
+    for pipeline in pipelines():
+        if pipeline.key in key.replace("-", "_") or pipeline.name.lower() in key:
+            found.append((pipeline, "its dataset_description.json's git-annex key"))
+        elif pipeline.run_config and _names_run_config(folder, pipeline.run_config):
+            found.append((pipeline, f"its subjects' {pipeline.run_config}"))
+        elif pipeline.output_folder and os.path.basename(folder) == pipeline.output_folder and \
+                os.path.isdir(os.path.join(os.path.dirname(folder), "freesurfer")):
+            found.append((pipeline, f"the legacy layout ({pipeline.output_folder}/ beside freesurfer/)"))
+    fetch = f"`datalad get {os.path.basename(description)}` in {folder} (or `git annex get`) fetches it"
+    if len({pipeline.key for pipeline, _ in found}) != 1:
+        raise NotFMRIPrepError(f"{description} is annexed and its content is not here, and nothing else here tells "
+                               f"which pipeline wrote {folder}: {fetch}")
+    pipeline, how = found[0]
+    version = _citation_version(folder, pipeline)
+    told = f"version {version} from logs/CITATION.md" if version else "the version cannot be known"
+    notes.append(f"dataset_description.json is annexed and not here: {pipeline.name} recognised from {how}; "
+                 f"{told} ({fetch}); version-independent rules apply")
+    return pipeline, version
+
+
+def _names_run_config(folder: str, run_config: str) -> bool:
+    """Whether some sub-*/log/<run>/ folder holds ``run_config`` (annexed or not: its name is enough)."""
+    for entry in _listing(folder):
+        if entry.name.startswith("sub-") and entry.is_dir(follow_symlinks=False):
+            for run in _listing(os.path.join(entry.path, "log")):
+                if RUN_UUID.match(run.name) and os.path.lexists(os.path.join(run.path, run_config)):
+                    return True
+    return False
+
+
+def _citation_version(folder: str, pipeline: Pipeline) -> str | None:
+    """The version logs/CITATION.md names, where its content is here."""
+    path = os.path.join(folder, "logs", "CITATION.md")
+    if not os.path.exists(path):
+        return None
+    try:
+        text = read_bytes(path, "report").decode("utf-8", "replace")
+    except CleanupError:
+        return None
+    names = "|".join(re.escape(name) for name in {pipeline.name, *pipeline.generated_by})
+    found = re.search(CITATION_VERSION.pattern.format(names=names), text, re.IGNORECASE)
+    return found.group(2).rstrip(".") if found else None
+
+
+def _require_known(description_path: str, notes: list[str] | None = None) -> tuple[Pipeline, str | None]:
+    """The pipeline and version a dataset_description.json names, or a CleanupError saying what it names. An
+    annexed description that is not here is recognised from what else the folder holds (noted in ``notes``)."""
+    if notes is not None and unfetched(description_path):
+        return recognise_unfetched(os.path.dirname(description_path), description_path, notes)
     name, version = read_generator(description_path)
     pipeline = pipeline_named(name) if name else None
     if pipeline is None:
@@ -424,6 +494,20 @@ def _check_directory(path: str, what: str) -> str:
 KnownRoots = Callable[[str], "set[str]"]  # dataset identity -> folders earlier cleanups of it acted on
 
 
+def repository_note(repository: GitRepo) -> str:
+    """What discovery says of the repository the outputs live in: what is not scanned, and its subdatasets."""
+    note = f"a {repository.kind} ({repository.top}): its .git/ and subdatasets are not scanned"
+    if repository.subdatasets:
+        installed = [path for path in repository.subdatasets if os.path.lexists(os.path.join(path, ".git"))]
+        names = ", ".join(os.path.relpath(path, repository.top) + ("" if path in installed else " (not installed)")
+                          for path in repository.subdatasets[:8])
+        note += f" (subdatasets: {names}{', ...' if len(repository.subdatasets) > 8 else ''})"
+    if repository.annexed:
+        note += "; annexed files count their content's size"
+    problem = datalad_problem(repository)
+    return note + (f"; {problem}" if problem else "")
+
+
 def _explicit_workdir(work_dir: str, identity: str | None, known_roots: KnownRoots | None, notes: list[str],
                       pipeline: str = "fmriprep") -> str:
     """The working directory the user named. One an earlier cleanup emptied is still one: an empty folder, or
@@ -484,7 +568,7 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True,
         return [_explicit_workdir(work_dir, identity, known_roots, notes, pipeline)] if work_dir else []
 
     if "dataset_description.json" in names:
-        pipeline, version = _require_known(os.path.join(real, "dataset_description.json"))
+        pipeline, version = _require_known(os.path.join(real, "dataset_description.json"), notes)
         key = pipeline.key
         parent = os.path.dirname(real)
         bids_freesurfer = os.path.join(real, "sourcedata", "freesurfer")
@@ -509,18 +593,17 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True,
             output_dir, real, warnings) if find_work_dir else [])
         repository = find_repository(real)
         if repository is not None:
-            notes.append(f"a {repository.kind} ({repository.top}): its .git/ and subdatasets are not scanned"
-                         + ("; annexed files count their content's size" if repository.annexed else ""))
+            notes.append(repository_note(repository))
         return Dataset(given, layout, version, real, freesurfer, tuple(workdirs), None, tuple(notes),
                        how(real, freesurfer, workdirs, layout == "legacy"), tuple(warnings), None, repository, key)
 
     container_of = next((pipeline for pipeline in pipelines() if pipeline.output_folder and pipeline.output_folder in names
-                         and os.path.isfile(os.path.join(real, pipeline.output_folder, "dataset_description.json"))),
+                         and os.path.lexists(os.path.join(real, pipeline.output_folder, "dataset_description.json"))),
                         None)
     if container_of is not None:
         assert container_of.output_folder is not None
         derivatives = os.path.join(real, container_of.output_folder)
-        pipeline, version = _require_known(os.path.join(derivatives, "dataset_description.json"))
+        pipeline, version = _require_known(os.path.join(derivatives, "dataset_description.json"), notes)
         key = pipeline.key
         freesurfer = os.path.join(real, "freesurfer")
         legacy_evidence = os.path.isdir(freesurfer) or (
@@ -531,9 +614,12 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True,
             _find_workdirs(real, entries, key) or _recorded_or_beside(derivatives, real, notes, warnings, found, pipeline),
             real, derivatives, warnings) if find_work_dir else [])
         freesurfer_found = freesurfer if os.path.isdir(freesurfer) and not os.path.islink(freesurfer) else None
+        repository = find_repository(derivatives)
+        if repository is not None:
+            notes.append(repository_note(repository))
         return Dataset(given, "legacy", version, derivatives, freesurfer_found, tuple(workdirs), real, tuple(notes),
                        how(derivatives, freesurfer_found, workdirs, True), tuple(warnings), None,
-                       find_repository(derivatives), key)
+                       repository, key)
 
     found_workdir = workdir_pipeline(real) or pipeline_of_workdir_name(os.path.basename(real))
     key, version = found_workdir if found_workdir else ("fmriprep", None)

@@ -39,12 +39,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, NamedTuple
 
-from ..basics.annex import key_of
+from ..basics.annex import NOT_ACTIVITY, key_of
 from ..basics.errors import CleanupError
 from ..basics.folders import Entry, list_folder, walk_tree
 from ..basics.guarded import read_bytes
 from ..basics.paths import below
-from ..basics.repository import GitRepo
+from ..basics.repository import GitRepo, GitState
 from .layout import SUBJECT_WORKFLOW_DIR, Dataset, read_run_config
 from .pipelines import pipeline_by_key
 
@@ -106,9 +106,10 @@ def _why(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def newest_file_time(path: str) -> tuple[float | None, list[str]]:
+def newest_file_time(path: str, git: GitState | None = None) -> tuple[float | None, list[str]]:
     """The newest modification time of the files below ``path`` (lstat, symlinks not followed), and the
-    folders that could not be read."""
+    folders that could not be read. Annexed links and files stored in git as committed are not activity: their
+    time is when they were checked out."""
     newest = None
     problems: list[str] = []
     for _, entries, problem in walk_tree(path):
@@ -120,6 +121,8 @@ def newest_file_time(path: str) -> tuple[float | None, list[str]]:
             try:
                 if entry.is_symlink() and key_of(os.readlink(entry.path)):
                     continue  # an annexed link: checked out, not written by a run
+                if git is not None and git.unchanged(entry.path):
+                    continue
                 mtime = entry.stat(follow_symlinks=False).st_mtime
             except FileNotFoundError:
                 continue
@@ -131,9 +134,9 @@ def newest_file_time(path: str) -> tuple[float | None, list[str]]:
 
 
 def newest_of(files: list[Entry]) -> float | None:
-    """The same, for the files of one scanned folder; annexed links are not activity (their time is when they
-    were checked out)."""
-    times = [entry.mtime for entry in files if not entry.annex]
+    """The same, for the files of one scanned folder; annexed links and files stored in git as committed are not
+    activity (their time is when they were checked out)."""
+    times = [entry.mtime for entry in files if entry.annex not in NOT_ACTIVITY]
     return max(times) if times else None
 
 
@@ -215,8 +218,9 @@ class StatusBook:
     """
 
     def __init__(self, dataset: Dataset, now: float, min_age: float,
-                 stale_after: float = DEFAULT_STALE_AFTER) -> None:
+                 stale_after: float = DEFAULT_STALE_AFTER, git: GitState | None = None) -> None:
         self.now = now
+        self.git = git  # in a git repository: files as committed are evidence of nothing by their times
         self.min_age = min_age
         self.stale_after = stale_after
         self.has_run_folders = dataset.fmriprep_version is not None and _major(dataset.fmriprep_version) >= 20
@@ -246,7 +250,7 @@ class StatusBook:
         annex = dataset.repository if dataset.annexed else None
         run_config = pipeline_by_key(dataset.pipeline).run_config
         self._evidence = {label: _evidence_of(label, derivatives, reports.get(label, []), freesurfer_folders.get(label),
-                                              annex, run_config)
+                                              annex, run_config, git)
                           for label in sorted(subjects)}
         # the folders whose files tell each subject's activity, with how the evidence names them
         self._folders_of: dict[str, dict[str, str]] = {label: {} for label in subjects}
@@ -322,7 +326,7 @@ class StatusBook:
             else:
                 problems = self._problems.setdefault(label, [])
                 for folder in sorted(self._unread.get(label, ())):
-                    newest, unread = newest_file_time(folder)
+                    newest, unread = newest_file_time(folder, self.git)
                     problems += unread
                     if newest is not None:
                         self._newest[folder] = max(newest, self._newest.get(folder, newest))
@@ -404,9 +408,18 @@ def annexed_content(path: str, annex: GitRepo | None) -> tuple[bool, str | None]
 
 
 def _evidence_of(label: str, derivatives: str | None, reports: list[str], freesurfer: str | None,
-                 annex: GitRepo | None = None, run_config: str | None = "fmriprep.toml") -> _Evidence:
+                 annex: GitRepo | None = None, run_config: str | None = "fmriprep.toml",
+                 git: GitState | None = None) -> _Evidence:
     """What a subject's evidence says. In a git-annex dataset the evidence may be annexed links: their content
-    is read where it is here, and their times (when they were checked out) are not activity."""
+    is read where it is here, and their times (when they were checked out) are not activity. In any git
+    repository (``git``), a file as committed has its commit's time, and a folder's time is its checkout's."""
+
+    def committed(path: str) -> bool:
+        return git is not None and git.unchanged(path)
+
+    def time_of(path: str, mtime: float) -> float:
+        return git.commit_time if git is not None and git.commit_time is not None and committed(path) else mtime
+
     status = SubjectStatus(label, "unknown")
     evidence = _Evidence(status, [], [], sorted(reports), None, {}, [])
     if freesurfer:
@@ -416,7 +429,8 @@ def _evidence_of(label: str, derivatives: str | None, reports: list[str], freesu
         for entry in entries:
             if entry.name in FREESURFER_MARKERS or entry.name.startswith(ISRUNNING):
                 try:
-                    evidence.freesurfer_markers[entry.name] = entry.stat(follow_symlinks=False).st_mtime
+                    evidence.freesurfer_markers[entry.name] = time_of(entry.path,
+                                                                      entry.stat(follow_symlinks=False).st_mtime)
                 except OSError:
                     continue
     if not derivatives:
@@ -438,8 +452,9 @@ def _evidence_of(label: str, derivatives: str | None, reports: list[str], freesu
         if problem:
             evidence.unreadable.append(problem)
             continue
+        mtime = time_of(path, mtime)
         status.report_time = max(mtime, status.report_time or mtime)
-        if not annexed:
+        if not annexed and not committed(path):
             evidence.activity.append((mtime, "its report"))
         if errors is not None:
             status.report_errors = max(errors, status.report_errors or 0)
@@ -463,6 +478,8 @@ def _evidence_of(label: str, derivatives: str | None, reports: list[str], freesu
     for entry in entries:
         if annex is not None and annexed_content(entry.path, annex)[0]:
             continue  # checked out, not written by a run
+        if git is not None and (committed(entry.path) or entry.is_dir(follow_symlinks=False)):
+            continue  # as committed, or a folder (git keeps none: it was made by the checkout)
         try:
             evidence.activity.append((entry.stat(follow_symlinks=False).st_mtime, f"run folder {runs[-1]}"))
         except OSError:

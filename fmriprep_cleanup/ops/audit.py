@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..basics.annex import reclaimable
 from ..basics.errors import CleanupError
 from ..basics.folders import list_folder
 from ..basics.paths import below
@@ -165,6 +166,12 @@ class AuditRow:
     kgco2e_per_year: float
     warnings: list[str]
     elsewhere_bytes: int = 0  # annexed content not on this disk (in bytes, not in junk_bytes)
+    junk_in_git_bytes: int = 0  # junk stored in git: left in place by default (not in junk_bytes)
+
+    @property
+    def bytes_here(self) -> int:
+        """What the dataset takes on this disk: its bytes less annexed content that is elsewhere only."""
+        return self.bytes - self.elsewhere_bytes
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -172,10 +179,10 @@ class AuditRow:
             "fmriprep_version": self.dataset.fmriprep_version,
             "workdirs": list(self.dataset.workdirs), "folders": self.dataset.folders(),
             "orphan_of": self.dataset.orphan_of, "owner": self.owner, "subjects": self.subjects, "files": self.files,
-            "bytes": self.bytes, "junk_bytes": self.junk_bytes,
-            "junk_share": self.junk_bytes / self.bytes if self.bytes else 0.0,
+            "bytes": self.bytes, "bytes_here": self.bytes_here, "junk_bytes": self.junk_bytes,
+            "junk_share": self.junk_bytes / self.bytes_here if self.bytes_here else 0.0,
             "kwh_per_year_avoidable": self.kwh_per_year, "kgco2e_per_year_avoidable": self.kgco2e_per_year,
-            "elsewhere_bytes": self.elsewhere_bytes,
+            "elsewhere_bytes": self.elsewhere_bytes, "junk_in_git_bytes": self.junk_in_git_bytes,
             "repository": self.dataset.repository.kind if self.dataset.repository else None,
             "warnings": self.warnings,
         }
@@ -200,10 +207,10 @@ def audit(roots: list[str], ruleset: RuleSet, model: Assumptions, jobs: int | No
         plan = build_plan(dataset, ruleset, jobs=jobs or default_jobs([root.path for root in dataset.scan_roots]))
         summary = plan.summarize(progress)
         totals = summary.totals
-        reclaimable = totals.junk_bytes - totals.junk_elsewhere_bytes  # annexed junk elsewhere only frees nothing
-        avoidable = footprint(reclaimable, model)
+        freed = reclaimable(totals)  # not annexed junk elsewhere only, not junk stored in git
+        avoidable = footprint(freed, model)
         rows.append(AuditRow(dataset, _owner(dataset.top), len([s for s in summary.by_subject if s is not None]),
-                             totals.files, totals.bytes, reclaimable, avoidable.kwh_per_year, avoidable.total_kg,
-                             plan.all_warnings(), totals.elsewhere_bytes))
+                             totals.files, totals.bytes, freed, avoidable.kwh_per_year, avoidable.total_kg,
+                             plan.all_warnings(), totals.elsewhere_bytes, totals.junk_in_git_bytes))
     rows.sort(key=lambda row: (-row.junk_bytes, row.dataset.path))
     return rows, warnings, failed

@@ -25,7 +25,7 @@ from .. import __version__
 from ..basics.errors import CleanupError
 from ..fmriprep.status import SubjectStatus
 from ..plan.plan import Learned, Plan, PlannedFile, Selection
-from ..plan.summary import ANNEX_FIELDS, COUNT_FIELDS, Summary
+from ..plan.summary import COUNT_FIELDS, REPOSITORY_FIELDS, Summary
 from ..rules.rulesets import RuleSet
 
 PARTIAL_FORMAT = "fmriprep-cleanup partial"
@@ -277,7 +277,7 @@ def _count(value: Any, where: str) -> int:
 def _counts(value: Any, where: str) -> None:
     if not isinstance(value, dict):
         raise _Broken(where)
-    for name in COUNT_FIELDS + ANNEX_FIELDS:
+    for name in COUNT_FIELDS + REPOSITORY_FIELDS:
         _count(value.get(name, 0), f"{where}.{name}")
 
 

@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
-from ..basics.annex import ELSEWHERE, PRESENT, annexed_files
+from ..basics.annex import ELSEWHERE, GIT_CHANGED, GIT_STORED, NOT_ACTIVITY, PRESENT, annexed_files, key_size
 from ..basics.errors import CleanupError
 from ..basics.folders import Directory, Entry, Warnings, walk
 from ..basics.paths import below
-from ..basics.repository import GIT_NAMES
+from ..basics.repository import GIT_NAMES, GitState, git_state
 from ..fmriprep.layout import STATE_DIR_NAME, Dataset, ScanRoot, fmriprep_workdir_entry
 from ..rules.classify import (
     EVIDENCE,
@@ -135,6 +135,8 @@ class Learned:
 
     warnings: Warnings = field(default_factory=Warnings)
     book: StatusBook | None = None
+    git: GitState | None = None  # what git says of the dataset's files (asked once, in a git repository)
+    git_asked: bool = False
 
 
 ALLOW_OUTPUT_LOSS = "--allow-output-loss"  # the option that lets clean act on rules junking essential outputs
@@ -178,8 +180,26 @@ class Plan:
 
             stale_after = next((value for value in (self.stale_after, self.ruleset.stale_after) if value is not None),
                                DEFAULT_STALE_AFTER)
-            self.learned.book = StatusBook(self.dataset, self.now, self.min_age, stale_after)
+            self.learned.book = StatusBook(self.dataset, self.now, self.min_age, stale_after, self.git_state())
         return self.learned.book
+
+    def git_state(self) -> GitState | None:
+        """In a git repository (DataLad, git-annex), which of the dataset's files git tracks and which changed
+        since the last commit: asked once (two git queries, nothing written); None outside git."""
+        repository = self.dataset.repository
+        if repository is not None and not self.learned.git_asked:
+            self.learned.git_asked = True
+            self.learned.git = git_state(repository, self.dataset.top)
+            if self.learned.git is None:
+                self.warnings.add(f"{repository.top}: git could not say which files it tracks (is git installed?): "
+                                  "every file's time counts as activity, and no file is known to be stored in git")
+        return self.learned.git
+
+    def as_scanned(self, entry: Entry, path: str) -> Entry:
+        """A file's record as the scan makes it (explain reads one file): in a git repository, stored in git or
+        not."""
+        git = self.git_state()
+        return _in_git(entry, path, git) if git is not None else entry
 
     def check_selection(self) -> None:
         """Refuse a participant label (selected or excluded) that names no subject of the dataset: a typo
@@ -280,10 +300,15 @@ class Plan:
         open_place: Place = ()
 
         unlocked = self._unlocked_sizes()
+        git = self.git_state()
+        sizeless = 0
         for folder in walk(self.dataset.scan_roots, self.warnings, skip_dir, exclude, self.jobs):
             if unlocked:
                 folder.files = [_as_unlocked(entry, unlocked.get(f"{folder.path}/{entry.name}"))
                                 for entry in folder.files]
+            if git is not None:
+                folder.files = [_in_git(entry, f"{folder.path}/{entry.name}", git) for entry in folder.files]
+                sizeless += sum(1 for entry in folder.files if entry.annex == ELSEWHERE and key_size(entry.key) is None)
             if progress is not None:
                 progress(len(folder.files), sum(entry.size for entry in folder.files))
             scope = folder.root.scope
@@ -322,6 +347,10 @@ class Plan:
                     waiting.setdefault(wait_for, []).append((folder, subject, part))
                 else:
                     last.append((folder, subject, part))
+        if sizeless:
+            self.warnings.add(f"{sizeless} annexed file(s) have git-annex keys without a size (URL keys) and their "
+                              "content is not here: their size cannot be known, counted as 0 B (git annex get them "
+                              "to count them)")
         if open_folder is not None:
             yield from close(book.walked(open_folder))
         for label in sorted(waiting):  # subjects the scan never finished walking (a folder could not be read)
@@ -508,10 +537,17 @@ def _as_unlocked(entry: Entry, content_size: int | None) -> Entry:
     return entry._replace(size=content_size, allocated=0, annex=ELSEWHERE)
 
 
+def _in_git(entry: Entry, path: str, git: GitState) -> Entry:
+    """A file git tracks, not annexed: stored in git, as committed (GIT_STORED) or changed since (GIT_CHANGED)."""
+    if entry.annex or path not in git.tracked:
+        return entry
+    return entry._replace(annex=GIT_CHANGED if path in git.changed else GIT_STORED)
+
+
 def _recent(entry: Entry, cutoff: float) -> bool:
-    """Modified after ``cutoff``, so perhaps still being written. Not an annexed link: its time is when it was
-    checked out (a clone, a `datalad get`), and fMRIPrep never writes through one."""
-    return entry.mtime > cutoff and not entry.annex
+    """Modified after ``cutoff``, so perhaps still being written. Not an annexed link nor a file stored in git
+    as committed: their time is when they were checked out (a clone, a `datalad get`), not fMRIPrep at work."""
+    return entry.mtime > cutoff and entry.annex not in NOT_ACTIVITY
 
 
 def owned(folder: Directory) -> bool:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..basics.annex import ELSEWHERE
+from ..basics.annex import ANNEXED, ELSEWHERE, IN_GIT
 from ..basics.folders import Directory, Entry
 from ..rules.classify import LEFT_ALONE, Decision
 
@@ -22,9 +22,12 @@ COUNT_FIELDS = ("files", "bytes", "allocated_bytes", "keep_files", "keep_bytes",
                 "junk_linked_bytes")
 # junk_linked_bytes: junk files whose content a hard link outside the dataset keeps: removing them frees nothing,
 # so their bytes are neither kept nor reclaimable; bytes = keep_bytes + junk_bytes + junk_linked_bytes.
-# Of those bytes, annexed content that is not on this disk (git-annex has it elsewhere): counted in the
-# dataset's size, but it takes no space here and removing its links frees nothing.
-ANNEX_FIELDS = ("elsewhere_bytes", "junk_elsewhere_bytes")
+# Of those bytes, in a git repository: annexed content that is not on this disk (git-annex has it elsewhere),
+# counted in the dataset's size but taking no space here (annexed_bytes: all annexed content, here or not); and
+# files stored in git itself, whose removal frees
+# only the checkout copy (the content stays in .git/objects) and leaves the dataset modified. Neither is
+# reclaimable: see ``reclaimable``.
+REPOSITORY_FIELDS = ("annexed_bytes", "elsewhere_bytes", "junk_elsewhere_bytes", "in_git_bytes", "junk_in_git_bytes")
 
 
 @dataclass
@@ -37,18 +40,25 @@ class Counts:
     junk_files: int = 0
     junk_bytes: int = 0
     junk_linked_bytes: int = 0
+    annexed_bytes: int = 0
     elsewhere_bytes: int = 0
     junk_elsewhere_bytes: int = 0
+    in_git_bytes: int = 0
+    junk_in_git_bytes: int = 0
 
-    def add(self, action: str, files: int, size: int, allocated: int, elsewhere: int = 0) -> None:
+    def add(self, action: str, files: int, size: int, allocated: int, elsewhere: int = 0, in_git: int = 0,
+            annexed: int = 0) -> None:
         self.files += files
         self.bytes += size
         self.allocated_bytes += allocated
+        self.annexed_bytes += annexed
         self.elsewhere_bytes += elsewhere
+        self.in_git_bytes += in_git
         if action == "junk":
             self.junk_files += files
             self.junk_bytes += size
             self.junk_elsewhere_bytes += elsewhere
+            self.junk_in_git_bytes += in_git
         elif action == "linked":  # junk whose content links outside the dataset keep: its files are counted
             self.junk_linked_bytes += size  # as junk (they are removed), its bytes apart (nothing is freed)
         else:
@@ -56,7 +66,8 @@ class Counts:
             self.keep_bytes += size
 
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in COUNT_FIELDS + ANNEX_FIELDS}
+        return {name: getattr(self, name) for name in COUNT_FIELDS + REPOSITORY_FIELDS}
+
 
 
 @dataclass
@@ -71,23 +82,29 @@ class Summary:
     bytes_by_subject_scope: dict[tuple[str | None, str], int] = field(default_factory=dict)
     kept_by_subject_scope: dict[tuple[str | None, str], int] = field(default_factory=dict)
     left_alone: dict[str, list[int]] = field(default_factory=dict)  # top entry in -w fMRIPrep did not write -> [files, bytes]
-    _links: dict[tuple[int, int], list] = field(default_factory=dict, repr=False)  # inode -> [entry, nlink, junk, first junk, first keep]
+    _links: dict[tuple[int, int], list] = field(default_factory=dict, repr=False)  # inode -> see _later
+    _keys: dict[str, list] = field(default_factory=dict, repr=False)  # annex key -> see _later
 
     def add_folder(self, folder: Directory, entries: Sequence[Entry], subject: str | None, decision: Decision) -> None:
         """Count files of one folder that share a subject and a decision (the bytes of multiply-linked files
-        are settled by ``finish``, once every link has been seen)."""
-        elsewhere = sum(entry.size for entry in entries if entry.annex == ELSEWHERE) if any(map(ANNEX, entries)) else 0
-        if max(map(NLINK, entries)) == 1:  # the usual case, summed without a Python loop
+        and of annexed links, whose key other links may share, are settled by ``finish``, once all are seen)."""
+        elsewhere = in_git = annexed = 0
+        if max(map(NLINK, entries)) == 1 and not any(map(ANNEX, entries)):  # the usual case, without a Python loop
             size, allocated = sum(map(SIZE, entries)), sum(map(ALLOCATED, entries))
         else:
             size = allocated = 0
             for entry in entries:
-                if entry.nlink > 1:
-                    self._link(entry, folder, subject, decision)
+                if entry.key:  # links sharing an annex key share one content: counted once, junk if all are
+                    self._later(self._keys, entry.key, entry, folder, subject, decision)
+                elif entry.nlink > 1:
+                    self._later(self._links, (entry.dev, entry.ino), entry, folder, subject, decision)
                 else:
                     size += entry.size
                     allocated += entry.allocated
-        self._count(folder, subject, decision, len(entries), size, allocated, elsewhere=elsewhere)
+                    annexed += entry.size if entry.annex in ANNEXED else 0  # an unlocked file: content or pointer
+                    elsewhere += entry.size if entry.annex == ELSEWHERE else 0
+                    in_git += entry.size if entry.annex in IN_GIT else 0
+        self._count(folder, subject, decision, len(entries), size, allocated, elsewhere, in_git, annexed)
         if decision is LEFT_ALONE:
             if folder.relpath:
                 self._left_alone(f"{folder.root.path}/{folder.relpath.split('/', 1)[0]}", len(entries), size)
@@ -96,30 +113,35 @@ class Summary:
                     self._left_alone(f"{folder.root.path}/{entry.name}", 1, entry.size)
 
     def _count(self, folder: Directory, subject: str | None, decision: Decision, files: int, size: int,
-               allocated: int, action: str | None = None, elsewhere: int = 0) -> None:
+               allocated: int, elsewhere: int = 0, in_git: int = 0, annexed: int = 0, action: str | None = None) -> None:
         action = action or decision.action
-        self.totals.add(action, files, size, allocated, elsewhere)
+        self.totals.add(action, files, size, allocated, elsewhere, in_git, annexed)
         category = self.by_category.get(decision.category)
         if category is None:
             category = self.by_category[decision.category] = Counts()
-        category.add(action, files, size, allocated, elsewhere)
+        category.add(action, files, size, allocated, elsewhere, in_git, annexed)
         per_subject = self.by_subject.get(subject)
         if per_subject is None:
             per_subject = self.by_subject[subject] = Counts()
-        per_subject.add(action, files, size, allocated, elsewhere)
+        per_subject.add(action, files, size, allocated, elsewhere, in_git, annexed)
         key = (subject, folder.root.scope)
         self.bytes_by_subject_scope[key] = self.bytes_by_subject_scope.get(key, 0) + size
         if action == "keep":
             self.kept_by_subject_scope[key] = self.kept_by_subject_scope.get(key, 0) + size
-        if action == "junk" and size - elsewhere:  # the folders where space can be freed here
+        if action == "junk" and size - elsewhere - in_git:  # the folders where space can be freed here
             parts = folder.relpath.split("/")[:FOLDER_DEPTH] if folder.relpath else []
             where = "/".join([folder.root.path, *parts])
-            self.junk_by_folder[where] = self.junk_by_folder.get(where, 0) + size - elsewhere
+            self.junk_by_folder[where] = self.junk_by_folder.get(where, 0) + size - elsewhere - in_git
 
-    def _link(self, entry: Entry, folder: Directory, subject: str | None, decision: Decision) -> None:
-        record = self._links.get((entry.dev, entry.ino))
+    @staticmethod
+    def _later(records: dict[Any, list], identity: Any, entry: Entry, folder: Directory, subject: str | None,
+               decision: Decision) -> None:
+        """One more path to a content other paths may share (a hard link: ``identity`` its inode; an annexed link:
+        its key), settled by ``finish``: [first entry, paths seen, junk paths, first junk place, first keep place]."""
+        record = records.get(identity)
         if record is None:
-            record = self._links[(entry.dev, entry.ino)] = [entry, entry.nlink, 0, None, None]
+            record = records[identity] = [entry, 0, 0, None, None]
+        record[1] += 1
         where = (folder, subject, decision)
         if decision.action == "junk":
             record[2] += 1
@@ -131,8 +153,8 @@ class Summary:
         """Settle the bytes of multiply-linked files: junk where every link is junk; kept under the first kept
         link's category where one is kept; junk that frees nothing (junk_linked_bytes, under the first junk
         link's category) where the other links lie outside the dataset."""
-        for entry, nlink, junk_links, first_junk, first_keep in self._links.values():
-            if junk_links >= nlink:
+        for entry, _, junk_links, first_junk, first_keep in self._links.values():
+            if junk_links >= entry.nlink:
                 folder, subject, decision = first_junk
                 self._count(folder, subject, decision, 0, entry.size, entry.allocated)
             elif first_keep is not None:
@@ -142,6 +164,12 @@ class Summary:
                 folder, subject, decision = first_junk
                 self._count(folder, subject, decision, 0, entry.size, entry.allocated, action="linked")
         self._links.clear()
+        for entry, paths, junk_paths, first_junk, first_keep in self._keys.values():
+            folder, subject, decision = first_junk if junk_paths == paths else first_keep
+            self._count(folder, subject, decision, 0, entry.size, entry.allocated,
+                        elsewhere=entry.size if entry.annex == ELSEWHERE else 0, annexed=entry.size,
+                        action="junk" if junk_paths == paths else "keep")
+        self._keys.clear()
         return self
 
     def _left_alone(self, top: str, files: int, size: int) -> None:
@@ -151,7 +179,7 @@ class Summary:
 
     def as_json(self) -> dict[str, Any]:
         """The settled totals as plain JSON (a shard's partial result; ``finish`` first). No file is listed."""
-        assert not self._links, "finish() the summary before writing it"
+        assert not self._links and not self._keys, "finish() the summary before writing it"
         return {
             "totals": self.totals.as_dict(),
             "by_category": {name: counts.as_dict() for name, counts in self.by_category.items()},
@@ -168,7 +196,7 @@ class Summary:
         """Add another summary's totals (``as_json``): merging shards gives the counts of the whole."""
         def merged(counts: Counts | None, values: dict[str, int]) -> Counts:
             counts = counts or Counts()
-            for name in COUNT_FIELDS + ANNEX_FIELDS:
+            for name in COUNT_FIELDS + REPOSITORY_FIELDS:
                 setattr(counts, name, getattr(counts, name) + int(values.get(name, 0)))
             return counts
 

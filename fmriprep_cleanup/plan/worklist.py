@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..basics.annex import ELSEWHERE
+from ..basics.annex import ANNEXED, ELSEWHERE, IN_GIT, link_key
 from ..rules.classify import HELD_RECENT, HELD_RUNNING, HELD_SHARED
 from .plan import Plan, PlannedFile
 
@@ -22,6 +22,10 @@ SKIP_SHARED = "shared by every subject, and some subject is still running"
 HELD_BACK_REASONS = {HELD_RUNNING.rule_id: SKIP_RUNNING, HELD_SHARED.rule_id: SKIP_SHARED,
                      HELD_RECENT.rule_id: SKIP_RECENT}
 LINKED_NOTE = "hard-linked elsewhere: removed as links, the content stays (frees nothing)"
+LEFT_IN_GIT = ("stored in git: removing it frees only the checkout copy (the content stays in .git/objects) and leaves "
+               "the dataset modified; --git-rm removes it with git rm and a commit")
+SKIP_SHARED_KEY = ("its content is also a kept file's (one git-annex key): dropping it would drop the kept file's "
+                   "content too")
 MAX_FAILURE_MESSAGES = 50
 
 ActProgress = Callable[[str, int, int], None]  # (what is being done: "archiving", "removing"; files; bytes) so far
@@ -47,12 +51,14 @@ class Outcome:
     skipped: dict[str, Tally] = field(default_factory=dict)
     failed: dict[str, Tally] = field(default_factory=dict)
     failure_messages: list[str] = field(default_factory=list)
+    left: dict[str, Tally] = field(default_factory=dict)  # junk left in place by design (stored in git): not a skip
     removed_dirs: int = 0
     interrupted: str | None = None  # why the run stopped early (Ctrl-C, SIGTERM), if it did
     _links: dict[tuple[int, int], list[int]] = field(default_factory=dict, repr=False)  # inode -> [removed, nlink, size]
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)  # threads share it
     progress: ActProgress | None = field(default=None, repr=False, compare=False)  # told after every file
     _done: dict[str, Tally] = field(default_factory=dict, repr=False, compare=False)  # per phase, for progress
+    _keys: set[str] = field(default_factory=set, repr=False, compare=False)  # annex keys whose content went
 
     def advance(self, phase: str, planned: PlannedFile) -> None:
         """One more file handled in ``phase`` (the caller holds no lock): tells the progress display."""
@@ -66,12 +72,16 @@ class Outcome:
             done.add(size)
             self.progress(phase, done.files, done.bytes)
 
-    def act(self, planned: PlannedFile, nlink: int | None = None) -> None:
-        """A file went (or, in a dry run, would go); ``nlink``: its link count right before it went."""
+    def act(self, planned: PlannedFile, nlink: int | None = None, key: str | None = None) -> None:
+        """A file went (or, in a dry run, would go); ``nlink``: its link count right before it went; ``key``: its
+        git-annex key, whose content frees its bytes once however many links share it."""
         links = planned.nlink if nlink is None else nlink
         with self._lock:
             freed = planned.size
-            if links > 1:
+            if key:
+                freed = 0 if key in self._keys else planned.size
+                self._keys.add(key)
+            elif links > 1:
                 inode = (planned.dev, planned.ino)
                 counts = self._links.setdefault(inode, [0, links, planned.size])
                 counts[0] += 1
@@ -99,6 +109,11 @@ class Outcome:
         with self._lock:
             self.skipped.setdefault(reason, Tally()).add(planned.size)
 
+    def leave(self, planned: PlannedFile, reason: str) -> None:
+        """Junk left in place by design (stored in git): said, but not a skip (the run is complete)."""
+        with self._lock:
+            self.left.setdefault(reason, Tally()).add(planned.size)
+
     def fail(self, planned: PlannedFile, reason: str, message: str) -> None:
         with self._lock:
             self.failed.setdefault(reason, Tally()).add(planned.size)
@@ -116,6 +131,7 @@ class Outcome:
             "hard_linked": {"files": linked.files, "bytes": linked.bytes, "note": LINKED_NOTE},
             "skipped": [{"reason": k, "files": v.files, "bytes": v.bytes} for k, v in sorted(self.skipped.items())],
             "failed": [{"reason": k, "files": v.files, "bytes": v.bytes} for k, v in sorted(self.failed.items())],
+            "left": [{"reason": k, "files": v.files, "bytes": v.bytes} for k, v in sorted(self.left.items())],
             "failure_messages": list(self.failure_messages),
             "removed_dirs": self.removed_dirs,
             "interrupted": self.interrupted,
@@ -130,33 +146,57 @@ class Worklist:
     outcome: Outcome
     scanned_bytes: int = 0  # everything the scan saw, kept or junk: the whole of a share
     refused: dict[str, str] = field(default_factory=dict)  # path -> why acting on it will fail (known up front)
+    keys: dict[str, str] = field(default_factory=dict)  # annexed path -> its key (links sharing one free it once)
+    in_git: list[PlannedFile] = field(default_factory=list)  # junk stored in git, acted on with --git-rm only
 
     def preview(self) -> Outcome:
         """What acting on every file would give: the dry run's answer, and the question before a real run."""
-        preview = Outcome(self.outcome.mode, skipped=dict(self.outcome.skipped))
+        preview = Outcome(self.outcome.mode, skipped=dict(self.outcome.skipped), left=dict(self.outcome.left))
         for planned in self.files:
             reason = self.refused.get(planned.path)
             if reason is None:
-                preview.act(planned)
+                preview.act(planned, key=self.keys.get(planned.path))
             else:
                 preview.fail(planned, reason, f"{planned.path}: {reason}")
         return preview
 
 
 def build_worklist(plan: Plan, mode: str, progress: Callable[[int, int], None] | None = None,
-                   select: Callable[[PlannedFile], bool] | None = None) -> Worklist:
+                   select: Callable[[PlannedFile], bool] | None = None, git_rm: bool = False) -> Worklist:
     """One pass over the plan: its junk, in scan order, and what it holds back, as skips with their reasons
     (a running subject's files, shared files while some subject runs, files modified within --min-age).
     ``progress(files, bytes)`` is told after each folder scanned; ``select``: only the junk it accepts (a
-    retention step's share of it; the rest is left for later, untouched)."""
+    retention step's share of it; the rest is left for later, untouched).
+
+    In a git repository: annexed junk whose content is elsewhere frees nothing and is not listed; junk stored in
+    git is left in place (said in ``Outcome.left``) unless ``git_rm``; annexed junk sharing its key with a kept
+    file is skipped (a drop would take both)."""
     outcome = Outcome(mode)
     files: list[PlannedFile] = []
+    in_git: list[PlannedFile] = []
+    keys: dict[str, str] = {}
+    kept_keys: set[str] = set()
     scanned_bytes = 0
     for planned in plan.files(progress):
         scanned_bytes += planned.size
+        if planned.annex in ANNEXED:
+            key = link_key(planned.path)
+            if key and planned.action != "junk":
+                kept_keys.add(key)
+            elif key:
+                keys[planned.path] = key
         if planned.action == "junk":
-            if planned.annex != ELSEWHERE and (select is None or select(planned)):  # elsewhere: nothing to free
-                files.append(planned)
+            if planned.annex == ELSEWHERE or (select is not None and not select(planned)):  # elsewhere: frees nothing
+                continue
+            if planned.annex in IN_GIT:
+                (in_git.append(planned) if git_rm else outcome.leave(planned, LEFT_IN_GIT))
+                continue
+            files.append(planned)
         elif planned.rule_id in HELD_BACK_REASONS:
             outcome.skip(planned, HELD_BACK_REASONS[planned.rule_id])
-    return Worklist(files, outcome, scanned_bytes)
+    if kept_keys:
+        shared = [planned for planned in files if keys.get(planned.path) in kept_keys]
+        for planned in shared:
+            outcome.skip(planned, SKIP_SHARED_KEY)
+        files = [planned for planned in files if keys.get(planned.path) not in kept_keys]
+    return Worklist(files + in_git, outcome, scanned_bytes, keys=keys, in_git=in_git)

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from .. import __version__
+from ..basics.annex import reclaimable
 from ..energy.model import Assumptions, assumptions, energy_report
 from ..fmriprep.layout import Dataset
 from ..fmriprep.statuses import SUBJECT_STATUSES
@@ -20,7 +21,8 @@ from ..plan.summary import Summary
 from ..rules.rulesets import RuleSet
 
 SCHEMA_VERSION = 1
-AUDIT_TOTALS = ("files", "bytes", "junk_bytes", "kwh_per_year_avoidable", "kgco2e_per_year_avoidable")
+AUDIT_TOTALS = ("files", "bytes", "bytes_here", "elsewhere_bytes", "junk_bytes", "junk_in_git_bytes",
+                "kwh_per_year_avoidable", "kgco2e_per_year_avoidable")
 
 
 def _sorted_categories(summary: Summary) -> list[tuple[str, Any]]:
@@ -183,7 +185,7 @@ def compute_data(dataset: Dataset, summary: Summary, statuses: dict[str, Any], m
             "sources": sorted(set(recorded["sources"]))[:20] if recorded else [],
         })
     totals = summary.totals
-    junk_here = totals.junk_bytes - totals.junk_elsewhere_bytes
+    junk_here = reclaimable(totals)
     recorded_total = sum(record.kg for record in records)
     return {"records": len(records), "recorded_kgco2e": recorded_total,
             "estimate_kg_per_subject": estimate_kg,

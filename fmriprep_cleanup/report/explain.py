@@ -7,6 +7,7 @@ from typing import Any
 
 import humanize
 
+from ..basics.annex import ELSEWHERE, GIT_CHANGED, GIT_STORED, PRESENT
 from ..basics.errors import CleanupError
 from ..basics.folders import lstat_entry
 from ..plan.plan import Plan, decide_one
@@ -39,7 +40,7 @@ def explain_file(plan: Plan, file: str) -> dict[str, Any]:
     relpath = path[len(root.path) + 1:]
     folder = os.path.dirname(relpath)
     try:
-        entry = lstat_entry(path)
+        entry = plan.as_scanned(lstat_entry(path), path)
     except OSError as exc:
         raise CleanupError(f"cannot stat {file}: {exc.strerror or exc}") from None
     at_root = not folder and root.scope in ("derivatives", "other")
@@ -60,6 +61,7 @@ def explain_file(plan: Plan, file: str) -> dict[str, Any]:
         "selected": plan.selection.wants(subject),
         "entities": FileFacts(root.scope, folder, entry.name, entry.size, entry.mtime, subject).entities,
         "symlink": entry.is_link,
+        "content": CONTENT.get(entry.annex),
         "size": entry.size,
         "allocated_bytes": entry.allocated,
         "action": decision.action,
@@ -68,6 +70,13 @@ def explain_file(plan: Plan, file: str) -> dict[str, Any]:
         "rule_set": decision.source,
         "why": decision.why,
     }
+
+
+CONTENT = {PRESENT: "here", ELSEWHERE: "elsewhere only", GIT_STORED: "stored in git", GIT_CHANGED: "stored in git"}
+ACTING = {"here": "annexed: content here; junk is dropped with git annex drop, never unlinked",
+          "elsewhere only": "annexed: content elsewhere only (not on this disk; git annex get fetches it): "
+                            "nothing to free here",
+          "stored in git": "stored in git: left in place unless clean --git-rm (which commits the removal)"}
 
 
 def render_explanation(item: dict[str, Any]) -> str:
@@ -81,7 +90,9 @@ def render_explanation(item: dict[str, Any]) -> str:
         f"  subject   {('sub-' + item['subject'] + ' (run ' + item['subject_status'] + (', stale' if item['stale'] else '') + ')') if item['subject'] else '(none)'}"
         + ("" if item["selected"] else "  (not selected by --participant-label)"),
         f"  entities  {entities}",
-        f"  size      {size} ({humanize.intcomma(item['size'])} bytes)" + ("  symlink: removed as a link, target untouched" if item["symlink"] else ""),
+        f"  size      {size} ({humanize.intcomma(item['size'])} bytes)" + (
+            f"  {ACTING[item['content']]}" if item["content"] else
+            "  symlink: removed as a link, target untouched" if item["symlink"] else ""),
         f"  decision  {item['action'].upper()} · category \"{item['category']}\" · rule {item['rule_id']} ({item['rule_set']})",
         f"  why       {item['why']}",
     ]

@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from ..basics.annex import reclaimable
 from ..basics.formats import output_json
 from .people import LAYOUT_NAMES, count, number, share, size, status_line
 
@@ -34,7 +35,7 @@ def _environment() -> jinja2.Environment:
     environment = jinja2.Environment(loader=jinja2.PackageLoader("fmriprep_cleanup.report", "templates"),
                                      autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     environment.filters.update(size=size, number=number, intcomma=count)
-    environment.globals.update(share=share, keep_colour=KEEP_COLOUR, junk_colour=JUNK_COLOUR,
+    environment.globals.update(share=share, reclaimable=reclaimable, keep_colour=KEEP_COLOUR, junk_colour=JUNK_COLOUR,
                                assumption_labels=ASSUMPTION_LABELS)
     return environment
 
@@ -131,8 +132,8 @@ def compute_chart(compute: dict[str, Any]) -> dict[str, Any]:
 def render_audit_html(data: dict[str, Any]) -> str:
     """The site overview (``audit_data``): every dataset below the audited roots, largest reclaimable first."""
     rows = data["datasets"]
-    chart = bar_chart([(row["path"], row["bytes"] - row["junk_bytes"], row["junk_bytes"]) for row in rows],
-                      "kept and reclaimable bytes per dataset", "junk")
+    chart = bar_chart([(row["path"], row["bytes_here"] - row["junk_bytes"], row["junk_bytes"]) for row in rows],
+                      "kept and reclaimable bytes on this disk per dataset", "junk")
     return _page("audit.html.j2", "fmriprep-cleanup site audit", data, dataset_chart=chart,
                  made=time.strftime("%Y-%m-%d %H:%M %Z"))
 

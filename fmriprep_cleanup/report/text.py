@@ -7,6 +7,7 @@ import textwrap
 import time
 from typing import Any
 
+from ..basics.annex import reclaimable
 from ..basics.formats import csv_line, output_json
 from ..plan.summary import COUNT_FIELDS
 from .people import LAYOUT_NAMES, count, files, folder_lines, number, share, size, status_line, table
@@ -72,7 +73,7 @@ def render_text(data: dict[str, Any], width: int | None = None, all_subjects: bo
         lines += [line for line in map(status_line, data["subjects_by_status"]) if line]
         lines.append("")
     totals = data["totals"]
-    junk_here = totals["junk_bytes"] - totals["junk_elsewhere_bytes"]
+    junk_here = reclaimable(totals)
     if dataset.get("repository"):
         lines += repository_lines(dataset["repository"], totals)
     lines.append(
@@ -124,13 +125,18 @@ def compute_lines(compute: dict[str, Any], width: int | None = None) -> list[str
 
 
 def repository_lines(repository: dict[str, Any], totals: dict[str, Any]) -> list[str]:
-    """What the git repository means for the figures: annexed content here and elsewhere only."""
+    """What the git repository means for the figures: annexed content here and elsewhere only, and what is
+    stored in git itself."""
     lines = [f"In a {repository['kind']} ({repository['top']})."]
     if repository["annexed"]:
-        here = totals["bytes"] - totals["elsewhere_bytes"]
-        lines.append(f"Annexed content: {size(here)} present here, {size(totals['elsewhere_bytes'])} elsewhere only "
-                     f"(not on this disk). Junk elsewhere only: {size(totals['junk_elsewhere_bytes'])}, which "
-                     "frees nothing here; junk present here is dropped with git annex drop, never unlinked.")
+        annexed_here = totals["annexed_bytes"] - totals["elsewhere_bytes"]
+        lines.append(f"Annexed content: {size(annexed_here)} present here, {size(totals['elsewhere_bytes'])} "
+                     f"elsewhere only (not on this disk). Junk elsewhere only: {size(totals['junk_elsewhere_bytes'])}, "
+                     "which frees nothing here; junk present here is dropped with git annex drop, never unlinked.")
+    if totals["junk_in_git_bytes"]:
+        lines.append(f"Junk stored in git: {size(totals['junk_in_git_bytes'])}, left in place (removing it frees only "
+                     "the checkout copy and leaves the dataset modified; clean --git-rm removes it with git rm and a "
+                     "commit).")
     return lines
 
 
@@ -231,16 +237,19 @@ def render_status_tsv(data: dict[str, Any]) -> str:
 
 # --- the site audit ------------------------------------------------------------------------------------
 
-AUDIT_COLUMNS = ("path", "owner", "fmriprep_version", "layout", "subjects", "files", "bytes", "junk_bytes", "junk_share",
-                 "kwh_per_year_avoidable", "kgco2e_per_year_avoidable", "orphan_of")
+AUDIT_COLUMNS = ("path", "owner", "fmriprep_version", "layout", "subjects", "files", "bytes", "bytes_here",
+                 "elsewhere_bytes", "junk_bytes", "junk_share", "junk_in_git_bytes", "kwh_per_year_avoidable",
+                 "kgco2e_per_year_avoidable", "orphan_of")
 
 
 def render_audit_text(data: dict[str, Any], width: int | None = None) -> str:
+    """The audit as a table: each dataset's bytes on this disk, what of it is reclaimable (annexed content that is
+    elsewhere only is a column apart, when there is any: it frees nothing here)."""
     rows = data["datasets"]
-    table_rows = [[row["path"], row["owner"], _pipeline_version(row), str(row["subjects"]), size(row["bytes"]),
-                   size(row["junk_bytes"]), share(row["junk_bytes"], row["bytes"]),
+    table_rows = [[row["path"], row["owner"], _pipeline_version(row), str(row["subjects"]), size(row["bytes_here"]),
+                   size(row["junk_bytes"]), share(row["junk_bytes"], row["bytes_here"]),
                    number(row["kwh_per_year_avoidable"]), number(row["kgco2e_per_year_avoidable"])] for row in rows]
-    headers, align = ["Dataset", "Owner", "fMRIPrep", "Subjects", "Total", "Reclaimable", "Share", "kWh/yr",
+    headers, align = ["Dataset", "Owner", "fMRIPrep", "Subjects", "On this disk", "Reclaimable", "Share", "kWh/yr",
                       "kgCO2e/yr"], "lllrrrrrr"
     if any(row["elsewhere_bytes"] for row in rows):  # git-annex datasets: content not on this disk, apart
         headers.insert(5, "Elsewhere only")
@@ -259,7 +268,7 @@ def render_audit_text(data: dict[str, Any], width: int | None = None) -> str:
         lines += ["", "Orphaned working directories (their output directory no longer exists; nothing can reuse them):"]
         lines += [f"  {row['path']}: {size(row['bytes'])}, ran for {row['orphan_of']}" for row in orphans]
     totals = data["totals"]
-    lines += ["", f"{count(len(rows))} dataset{'' if len(rows) == 1 else 's'}: {size(totals['junk_bytes'])} reclaimable of {size(totals['bytes'])} "
+    lines += ["", f"{count(len(rows))} dataset{'' if len(rows) == 1 else 's'}: {size(totals['junk_bytes'])} reclaimable of {size(totals['bytes_here'])} on this disk "
               f"({files(totals['files'])}); {number(totals['kgco2e_per_year_avoidable'])} kgCO2e/yr avoidable. "
               "Nothing was changed."]
     return "\n".join(lines) + "\n"
@@ -355,8 +364,8 @@ def render_outcome(outcome: dict[str, Any], dry_run: bool, journal: str | None =
     linked = outcome.get("hard_linked") or {}
     if linked.get("files"):
         lines.append(f"Of these, {files(linked['files'])} ({size(linked['bytes'])}) are {linked['note']}.")
-    for title, key in (("Skipped", "skipped"), ("Failed", "failed")):
-        for row in outcome[key]:
+    for title, key in (("Left in place", "left"), ("Skipped", "skipped"), ("Failed", "failed")):
+        for row in outcome.get(key, []):
             lines.append(f"{title} {files(row['files'])} ({size(row['bytes'])}): {row['reason']}")
     for message in outcome["failure_messages"]:
         lines.append(f"  {message}")
