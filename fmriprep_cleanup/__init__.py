@@ -16,7 +16,7 @@ Typical use from Python (the names below are imported on first use, so ``import 
     import fmriprep_cleanup as fc
     plan = fc.open_plan("/data/derivatives/fmriprep")
     report = fc.make_report(plan)       # the dictionary `report --format json` prints
-    result = fc.clean(plan, "dry-run")  # exactly what `clean --mode delete` would remove
+    result = fc.clean(plan)             # a dry run: exactly what `clean --mode delete` would remove
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ __version__ = "0.1.0"
 __getattr__, __dir__ = lazy_face(__name__, {
     # the commands, as functions (see api.py)
     "open_plan": "api", "energy_model": "api", "make_report": "api", "make_status": "api", "explain": "api",
-    "clean": "api", "shared_files_plan": "api", "restore": "api", "audit": "api", "run_policy": "api", "history": "api", "schedule": "api",
+    "clean": "api", "CleanOptions": "api", "Declined": "api", "shared_files_plan": "api", "restore": "api", "audit": "api", "run_policy": "api", "history": "api", "schedule": "api",
     "rule_sets": "api", "load_rules": "api", "demo": "api", "plan_options": "api", "make_partial": "api",
     "merge_partials": "api", "write_plan_partial": "api", "merge_plan_partials": "api",
     "report_in_processes": "api", "slurm_array": "api", "audit_shard": "api", "archives": "api",
     # the pipeline's parts, for those who compose their own
-    "CleanupError": "basics.errors", "Dataset": "fmriprep.layout", "discover": "fmriprep.layout",
+    "CleanupError": "basics.errors", "Dataset": "fmriprep.layout", "discover": "fmriprep.discovery",
     "RuleSet": "rules.rulesets", "load_rulesets": "rules.rulesets", "Plan": "plan.plan", "Selection": "plan.plan",
     "build_plan": "plan.plan", "Summary": "plan.summary", "CleanResult": "act.clean", "report_data": "report.data",
 })

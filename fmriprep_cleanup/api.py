@@ -7,7 +7,11 @@ message the command line would print. Durations are seconds here; the command li
     import fmriprep_cleanup as fc
     plan = fc.open_plan("/data/derivatives/fmriprep", participant_labels=["01"])
     report = fc.make_report(plan)            # the same dictionary as `report --format json`
-    result = fc.clean(plan, "dry-run")       # what `clean` would remove, to the byte
+    result = fc.clean(plan)                  # a dry run: what `clean` would remove, to the byte
+    result = fc.clean(plan, fc.CleanOptions(mode="archive", archive_dir="/archive/lab"))
+
+Read-only commands (report, plan, status, explain, audit) never import the acting layer (act/): it is loaded by
+clean, restore and archives only.
 """
 
 from __future__ import annotations
@@ -15,55 +19,29 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from .act.clean import CleanResult, discover_dataset
-from .act.clean import clean as act_on_plan
-from .act.restore import RestoreOutcome
-from .act.restore import restore as restore_files
 from .basics.errors import CleanupError
-from .basics.folders import default_jobs
 from .energy.model import Assumptions, model_for
-from .fmriprep.layout import Dataset, state_dir_for
-from .ops.history import History, record_run
-from .ops.shards import MergedPlan
-from .plan.plan import DEFAULT_MIN_AGE, Plan, Selection, build_plan
-from .plan.worklist import ActProgress, Outcome, Worklist
+from .fmriprep.statuses import SUBJECT_STATUSES
+from .ops.history import COLUMNS as HISTORY_COLUMNS
+from .ops.history import History
+from .ops.shards import is_plan_partial, parse_shard
+from .plan.open import default_rules, open_plan
+from .plan.options import CleanOptions, Declined
+from .plan.plan import DEFAULT_MIN_AGE, Plan, Selection
 from .rules.rulesets import RuleSet, load_rulesets, shipped_rulesets
 
+if TYPE_CHECKING:
+    from .act.clean import CleanResult
+    from .act.restore import RestoreOutcome
+    from .act.worklist import ActProgress, Outcome, Worklist
+    from .ops.shards import MergedPlan
+
+__all__ = ["CleanOptions", "DEFAULT_MIN_AGE", "Declined", "HISTORY_COLUMNS", "SUBJECT_STATUSES", "default_rules",
+           "is_plan_partial", "open_plan", "parse_shard"]  # and every function below
+
 Progress = Callable[[int, int], None]  # called with (files, bytes) after each folder scanned
-
-
-def open_plan(path: str, rules: Iterable[str] = (), work_dir: str | None = None, find_work_dir: bool = True,
-              participant_labels: Iterable[str] = (), keep: Iterable[str] = (), junk: Iterable[str] = (),
-              jobs: int | None = None, min_age: float = DEFAULT_MIN_AGE, stale_after: float | None = None,
-              state_dir: str | None = None) -> Plan:
-    """The plan for the fMRIPrep output (or working directory) at ``path``: what happens to every file.
-
-    ``rules``: shipped names or YAML paths (default: default); ``work_dir``: fMRIPrep's -w when it is elsewhere
-    (``find_work_dir=False`` leaves any working directory out); ``participant_labels``: only these subjects;
-    ``keep``/``junk``: extra globs that beat the rules; ``jobs``: folders listed at once (default: 8 on network
-    file systems, else 1); ``min_age``: activity this recent means running, junk this recent is held back;
-    ``stale_after``: an idle failed run's cache is stale after this long; ``state_dir``: where the lock and
-    journal live. Nothing is read beyond the dataset's top folders until the plan is iterated.
-    """
-    if not find_work_dir and work_dir:
-        raise CleanupError("--no-work-dir and --work-dir contradict each other")
-    dataset = discover_dataset(path, work_dir, find_work_dir, state_dir)
-    ruleset = load_rulesets(list(rules) or [default_rules(dataset)]).with_cli_globs(tuple(keep), tuple(junk))
-    plan = build_plan(dataset, ruleset, Selection.from_labels(list(participant_labels)),
-                      state_dir=state_dir_for(dataset.identity, state_dir) if state_dir else None,
-                      min_age=min_age, stale_after=stale_after,
-                      jobs=jobs or default_jobs([root.path for root in dataset.scan_roots]))
-    plan.check_selection()
-    return plan
-
-
-def default_rules(dataset: Dataset) -> str:
-    """The rule set used when none is given: the pipeline's default (default for fMRIPrep, qsiprep-default...)."""
-    from .fmriprep.pipelines import pipeline_by_key
-
-    return pipeline_by_key(dataset.pipeline).rules
 
 
 def energy_model(ruleset: RuleSet, profile: str | None = None, pue: float | None = None, copies: float | None = None,
@@ -209,48 +187,31 @@ def explain(plan: Plan, files: Iterable[str]) -> list[dict[str, Any]]:
     return [explain_file(plan, file) for file in files]
 
 
-def clean(plan: Plan, mode: str = "dry-run", archive_dir: str | None = None, archive_format: str = "tar",
-          compress: str | None = None, confirm: Callable[[Outcome, int], bool] | None = None,
+def clean(plan: Plan, options: CleanOptions | None = None, *, confirm: Callable[[Outcome, int], bool] | None = None,
           show: Callable[[Worklist], None] | None = None, energy: Assumptions | None = None,
-          history_path: str | None = None, record: bool | None = None, progress: Progress | None = None,
-          act_progress: ActProgress | None = None, force_drop: bool = False,
-          shard: tuple[int, int] | None = None, allow_output_loss: bool = False, git_rm: bool = False) -> CleanResult:
-    """Dry-run, archive or delete the plan's junk, and record the run in the history.
+          history: History | str | None = None, record: bool | None = None, progress: Progress | None = None,
+          act_progress: ActProgress | None = None, shard: tuple[int, int] | None = None) -> CleanResult:
+    """Dry-run (the default), archive or delete the plan's junk as ``options`` say (see CleanOptions), and record
+    the run in the history - the path every clean run takes, policy runs included (ops/runs.py).
 
-    ``mode``: "dry-run" (touches nothing), "archive" (into verified archives under ``archive_dir``, as "tar" or
-    "tree", ``compress`` "gz" or "xz") or "delete". ``confirm(preview, scanned_bytes)`` may say no after seeing
-    the totals (then Declined is raised; None: the mode is the consent). ``record``: None records archive and
-    delete runs, True also dry runs, False none; ``history_path``: default $XDG_STATE_HOME/fmriprep-cleanup.
+    ``confirm(preview, scanned_bytes)`` may say no after seeing the totals (then Declined is raised; None: the
+    mode is the consent). ``history``: the history database's path (default $XDG_STATE_HOME/fmriprep-cleanup)
+    or an open History, opened before acting so one that cannot be written stops the run before anything
+    changes; ``record``: None records archive and delete runs, True also dry runs, False none.
     ``progress(files, bytes)``: after each folder scanned; ``act_progress(phase, files, bytes)``: after each
-    file archived or removed. Annexed content is dropped with git-annex, which keeps numcopies copies
-    elsewhere; ``force_drop`` drops even the only copy.
-    The history is opened before acting, so one that cannot be written stops the run before anything changes.
-    ``shard``: (K, N), 0-based - act as shard K of a job array of N on the plan's dataset: on its share of the
-    subjects only, beside its sibling shards (see act.clean.clean); shared_files_plan() gives the last step.
-    ``allow_output_loss``: act even on rules that junk what every analysis needs (refused otherwise).
-    ``git_rm``: in a git repository, remove junk stored in git too, with git rm and a commit (left otherwise).
+    file archived or removed. ``shard``: (K, N), 0-based - act as shard K of a job array of N on the plan's
+    dataset: on its share of the subjects only, beside its sibling shards (see act.clean.clean);
+    shared_files_plan() gives the last step.
     """
+    from .ops.runs import run_clean
+
     labels = None
     if shard is not None:
         from .ops.shards import shard_plan
 
         labels, plan = shard_plan(plan, *shard)
-    wanted = record if record is not None else mode != "dry-run"
-    history = History(history_path) if wanted else None
-    try:
-        result = act_on_plan(plan, mode, archive_dir, archive_format, compress, confirm, energy, show, progress,
-                             act_progress, force_drop, shard=labels, allow_output_loss=allow_output_loss,
-                             git_rm=git_rm)
-        if history is not None:
-            try:
-                record_run(history, result, list(plan.ruleset.names))
-            except CleanupError as exc:  # after acting: the summary still comes, and exit 3
-                result.after_acting.append(str(exc))
-                result.warnings.append(str(exc))
-    finally:
-        if history is not None:
-            history.close()
-    return result
+    return run_clean(plan, options or CleanOptions(), history, record, confirm, show, energy, progress, act_progress,
+                     shard=labels)
 
 
 def shared_files_plan(plan: Plan) -> Plan:
@@ -266,6 +227,8 @@ def restore(source: str, to: str | None = None, participant_labels: Iterable[str
     """Put archived files back from an archive, its manifest or a folder of them (``to``: under this folder
     instead of where they were). An existing different file is never overwritten but reported.
     ``progress("restoring", files, bytes)`` is told after each file."""
+    from .act.restore import restore as restore_files
+
     return restore_files(source, to, Selection.from_labels(list(participant_labels)).participant_labels, progress)
 
 
@@ -305,13 +268,23 @@ def audit_shard(roots: Iterable[str], shard: int, shards: int, rules: Iterable[s
                          shard, shards)
 
 
-def run_policy(config: str, log: IO[str] | None = None, history_path: str | None = None,
+def run_policy(config: str, log: str | IO[str] | None = None, history_path: str | None = None,
                record: bool = False) -> tuple[list[Any], int]:
-    """Run a storage-hygiene policy file unattended: the results (one per dataset) and the exit code."""
+    """Run a storage-hygiene policy file unattended: the results (one per dataset) and the exit code. The
+    policy is checked first: an invalid one is refused (CleanupError) before the log (a path, appended to, or
+    an open stream) is opened or anything runs."""
     from .ops.policy import load_policy
     from .ops.policy import run_policy as run_loaded_policy
 
-    return run_loaded_policy(load_policy(config), log, history_path, record)
+    policy = load_policy(config)
+    if not isinstance(log, str):
+        return run_loaded_policy(policy, log, history_path, record)
+    try:
+        handle = open(log, "a", encoding="utf-8")
+    except OSError as exc:
+        raise CleanupError(f"cannot open the log {log}: {exc.strerror or exc}") from None
+    with handle:
+        return run_loaded_policy(policy, handle, history_path, record)
 
 
 def history(history_path: str | None = None, since: float | None = None, command: str | None = None) -> dict[str, Any]:

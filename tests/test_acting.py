@@ -18,7 +18,7 @@ from conftest import OLD, TOOL, cli, contents, make_files, project, write, write
 
 import fmriprep_cleanup.cli as cli_module
 import fmriprep_cleanup.cli.common as cli_common
-from fmriprep_cleanup.fmriprep.layout import discover
+from fmriprep_cleanup.fmriprep.discovery import discover
 
 
 class SimulatedKill(BaseException):
@@ -138,10 +138,12 @@ def test_a_reused_archive_is_read_back_again_and_a_damaged_one_is_not_trusted(tm
     monkeypatch.setattr(archive_module, "remove_archived", crash_before_removing)
     with pytest.raises(SimulatedKill):
         from fmriprep_cleanup.act.clean import clean
+        from fmriprep_cleanup.plan.options import CleanOptions
         from fmriprep_cleanup.plan.plan import build_plan
         from fmriprep_cleanup.rules.rulesets import load_rulesets
 
-        clean(build_plan(discover(str(out)), load_rulesets(["default"])), "archive", str(tmp_path / "a"))
+        clean(build_plan(discover(str(out)), load_rulesets(["default"])),
+              CleanOptions(mode="archive", archive_dir=str(tmp_path / "a")))
     monkeypatch.setattr(archive_module, "remove_archived", real_remove)
     tars = sorted((tmp_path / "a").glob("*/*.tar"))
     assert tars and all(path in contents(out) for path in junk)  # verified, nothing removed
@@ -319,7 +321,7 @@ def test_recovery_removes_an_archive_whose_manifest_is_missing(tmp_path, monkeyp
     """A run was killed after an archive was verified and before any original went; then the archive lost
     its manifest (the commit marker). The rerun removes the orphan and archives the originals properly."""
     import fmriprep_cleanup.act.archive as archive_module
-    from fmriprep_cleanup.act.journal import events
+    from fmriprep_cleanup.basics.journals import events
 
     out = project(tmp_path)
     junk = {path: digest for path, digest in contents(out).items() if path in junk_of(out)}
@@ -373,8 +375,8 @@ def test_restore_of_a_damaged_tree_archive_reports_and_restores_the_rest(tmp_pat
 # --- 8. one lock per dataset, whatever the spelling ------------------------------------------------------------
 
 def test_the_lock_is_the_same_for_every_spelling_of_a_dataset(tmp_path):
-    from fmriprep_cleanup.act.clean import discover_dataset
     from fmriprep_cleanup.act.lock import RunLock
+    from fmriprep_cleanup.fmriprep.discovery import discover_dataset
 
     out = tmp_path / "OUT"
     make_files(out, {"fmriprep/sub-01/anat/sub-01_desc-preproc_T1w.nii.gz": 10, "freesurfer/fsaverage5/surf/lh.white": 10})
@@ -584,7 +586,7 @@ def test_killed_at_twenty_random_moments_loses_nothing_and_a_rerun_finishes(tmp_
         time.sleep(rng.uniform(start_up, lifetime))
         process.send_signal(signal.SIGKILL)
         process.wait()
-        from fmriprep_cleanup.act.journal import needs_recovery
+        from fmriprep_cleanup.basics.journals import needs_recovery
 
         interrupted_acting += needs_recovery(str(out / ".fmriprep-cleanup"))
         current = contents(out)

@@ -55,7 +55,7 @@ def test_clean_dry_run_and_delete_from_python_match_the_command(project, tmp_pat
     assert not history.exists()  # a dry run is not recorded unless asked
     printed = command_json("clean", project, "--format", "json")
     assert printed == preview.as_dict()
-    done = fc.clean(fc.open_plan(str(project)), "delete", history_path=str(history))
+    done = fc.clean(fc.open_plan(str(project)), fc.CleanOptions(mode="delete"), history=str(history))
     assert done.exit_status == 0 and done.outcome["files"] == len(WORK)
     assert not (project / "work" / "fmriprep_23_2_wf").exists()
     runs = fc.history(str(history))

@@ -15,8 +15,8 @@ from conftest import finish_subjects, kill_when_journal_says, write_description
 
 import fmriprep_cleanup.act.archive as archive_module
 import fmriprep_cleanup.cli as cli_module
-from fmriprep_cleanup.act.journal import journal_files, needs_recovery, read_records, removed_paths
 from fmriprep_cleanup.act.manifest import manifest_of, read_manifest
+from fmriprep_cleanup.basics.journals import journal_files, needs_recovery, read_records, removed_paths
 
 OLD = 1_600_000_000
 

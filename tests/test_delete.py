@@ -14,18 +14,19 @@ import fmriprep_cleanup.act.delete as delete_module
 import fmriprep_cleanup.act.recovery as recovery_module
 import fmriprep_cleanup.act.safefs as safefs
 import fmriprep_cleanup.act.threads as threads
+import fmriprep_cleanup.act.worklist as worklist_module
 import fmriprep_cleanup.cli as cli_module
 import fmriprep_cleanup.cli.common as cli_common
-import fmriprep_cleanup.plan.worklist as worklist_module
 from fmriprep_cleanup import build_plan, load_rulesets
 from fmriprep_cleanup.act.delete import delete
-from fmriprep_cleanup.act.journal import Journal, batches, needs_recovery, read_records, removed_paths
+from fmriprep_cleanup.act.journal import Journal
 from fmriprep_cleanup.act.lock import RunLock
 from fmriprep_cleanup.act.safefs import refuse_unsafe_roots
 from fmriprep_cleanup.act.threads import Stop
+from fmriprep_cleanup.act.worklist import build_worklist
 from fmriprep_cleanup.basics.errors import CleanupError
-from fmriprep_cleanup.fmriprep.layout import discover
-from fmriprep_cleanup.plan.worklist import build_worklist
+from fmriprep_cleanup.basics.journals import batches, needs_recovery, read_records, removed_paths
+from fmriprep_cleanup.fmriprep.discovery import discover
 
 OLD = 1_600_000_000  # files from 2020: older than any --min-age
 

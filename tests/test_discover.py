@@ -4,7 +4,7 @@ import pytest
 from conftest import make_files, write_description
 
 from fmriprep_cleanup.basics.errors import CleanupError
-from fmriprep_cleanup.fmriprep.layout import discover
+from fmriprep_cleanup.fmriprep.discovery import discover
 
 WORK = ["fmriprep_23_2_wf/sub_01_wf/anat_fit_wf/node/_node.pklz"]
 

@@ -17,11 +17,11 @@ from fmriprep_cleanup import build_plan, load_rulesets
 from fmriprep_cleanup.act.delete import delete
 from fmriprep_cleanup.act.journal import Journal
 from fmriprep_cleanup.act.threads import Stop
+from fmriprep_cleanup.act.worklist import Outcome, Worklist
 from fmriprep_cleanup.cli import cli, expand_participant_labels
-from fmriprep_cleanup.fmriprep.layout import discover
+from fmriprep_cleanup.fmriprep.discovery import discover
 from fmriprep_cleanup.fmriprep.status import StatusBook
 from fmriprep_cleanup.plan.plan import PlannedFile
-from fmriprep_cleanup.plan.worklist import Outcome, Worklist
 from fmriprep_cleanup.rules.rulesets import shipped_ruleset_names
 
 RUN = "20240127-124830_0c970070-7984-4260-b527-e484380e8f41"

@@ -8,7 +8,7 @@ import pytest
 from conftest import CI_LISTS, age_run, ci_listing, make_files, write_description
 
 from fmriprep_cleanup import build_plan, load_rulesets
-from fmriprep_cleanup.fmriprep.layout import discover
+from fmriprep_cleanup.fmriprep.discovery import discover
 from fmriprep_cleanup.plan.plan import Selection
 
 SURFACE_EXTENSIONS = (".surf.gii", ".func.gii", ".shape.gii", ".label.gii", ".dtseries.nii")

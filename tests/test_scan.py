@@ -3,7 +3,8 @@ import os
 from conftest import make_files, write_description
 
 from fmriprep_cleanup.basics.folders import Warnings, walk
-from fmriprep_cleanup.fmriprep.layout import ScanRoot, discover
+from fmriprep_cleanup.fmriprep.discovery import discover
+from fmriprep_cleanup.fmriprep.layout import ScanRoot
 from fmriprep_cleanup.plan.plan import Summary, build_plan
 from fmriprep_cleanup.rules.rulesets import load_rulesets
 

@@ -12,7 +12,7 @@ import fmriprep_cleanup.fmriprep.demo as demo
 import fmriprep_cleanup.fmriprep.status as status_module
 from fmriprep_cleanup import build_plan, load_rulesets
 from fmriprep_cleanup.cli import cli
-from fmriprep_cleanup.fmriprep.layout import discover
+from fmriprep_cleanup.fmriprep.discovery import discover
 from fmriprep_cleanup.fmriprep.status import StatusBook
 from fmriprep_cleanup.plan.plan import Selection
 

@@ -32,7 +32,6 @@ from ..basics.paths import below
 from ..basics.repository import GitRepo
 from ..fmriprep.layout import Dataset
 from ..plan.plan import PlannedFile
-from ..plan.worklist import Outcome, Worklist
 from .annex import still_the_link
 from .delete import FileCheck, drop_files, remove_emptied_folders_by_subtree, remove_files
 from .journal import Journal
@@ -50,6 +49,7 @@ from .manifest import (
 from .recovery import ReusableArchive
 from .safefs import SKIP_CHANGED, SafeFolders, cannot_remove, drop_cache, error_reason, fsync_path, recheck
 from .threads import RunStopped, Stop
+from .worklist import Outcome, Worklist
 
 SKIP_NOT_REGULAR = "not a regular file or symlink"
 SKIP_CHANGED_AFTER_ARCHIVING = "changed after it was archived (the archive holds the earlier version)"

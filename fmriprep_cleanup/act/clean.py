@@ -22,24 +22,22 @@ from typing import Any
 from .. import __version__
 from ..basics.annex import PRESENT
 from ..basics.errors import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, CleanupError
+from ..basics.journals import needs_recovery
 from ..basics.paths import inside
+from ..basics.results import FAILED, SKIPPED, Result, results_json, tallied
 from ..energy.model import Assumptions, footprint, model_for
-from ..fmriprep.layout import Dataset, discover, state_dir_for
+from ..plan.options import CleanOptions, Declined
 from ..plan.plan import Plan, PlannedFile
-from ..plan.worklist import ActProgress, Outcome, Worklist, build_worklist
 from .annex import NOT_INSTALLED, ONLY_COPY, only_copies
 from .annex import available as annex_available
 from .delete import delete
 from .git import commit_removals
-from .journal import Journal, needs_recovery, recorded_roots
+from .journal import Journal
 from .lock import FolderLock, RunLock
 from .recovery import Recovery, recover
 from .safefs import refuse_unsafe_roots
 from .threads import RunStopped, Stop
-
-
-class Declined(CleanupError):
-    """The person (or the policy's threshold) said no after seeing the totals; nothing was changed."""
+from .worklist import ActProgress, Outcome, Worklist, build_worklist
 
 
 @dataclass
@@ -69,20 +67,18 @@ class CleanResult:
         problems = self.outcome["skipped"] or self.outcome["failed"] or self.after_acting
         return EXIT_INCOMPLETE if problems and self.mode != "dry-run" else EXIT_OK
 
+    def results(self) -> list[Result]:
+        """The run as result records: what it acted on, then each kind of skip (left in place too) and failure."""
+        outcome = self.outcome
+        return tallied(self.dataset, self.mode, (outcome["files"], outcome["bytes"]),
+                       {SKIPPED: outcome["left"] + outcome["skipped"], FAILED: outcome["failed"]})
+
     def as_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "dry_run": self.mode == "dry-run", "nothing_to_do": self.nothing_to_do,
                 **self.outcome, "archives": self.archives, "journal": self.journal,
                 "recovered_files": self.recovered_files, "kwh_per_year_avoided": self.kwh_per_year,
                 "kgco2e_per_year_avoided": self.kgco2e_per_year, "folders": self.folders, "notes": self.notes, "warnings": self.warnings,
-                "exit_status": self.exit_status}
-
-
-def discover_dataset(path: str, work_dir: str | None = None, find_work_dir: bool = True,
-                     state_base: str | None = None) -> Dataset:
-    """discover(), knowing what earlier cleanups of the dataset acted on (its journals): a working directory
-    a completed run emptied is still the dataset's, so the same command run again finds nothing to do."""
-    return discover(path, work_dir, find_work_dir,
-                    known_roots=lambda identity: recorded_roots(state_dir_for(identity, state_base)))
+                "exit_status": self.exit_status, "results": results_json(self.results())}
 
 
 def check_archive_dir(archive_dir: str | None, plan: Plan) -> str:
@@ -118,32 +114,31 @@ def stop_on_signals(stop: Stop) -> Iterator[None]:
             signal.signal(signum, old)
 
 
-def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format: str = "tar",
-          compress: str | None = None, confirm: Callable[[Outcome, int], bool] | None = None,
+def clean(plan: Plan, options: CleanOptions, *, confirm: Callable[[Outcome, int], bool] | None = None,
           energy_model: Assumptions | None = None, show: Callable[[Worklist], None] | None = None,
           scan_progress: Callable[[int, int], None] | None = None, act_progress: ActProgress | None = None,
-          force_drop: bool = False, select: Callable[[PlannedFile], bool] | None = None,
-          shard: Iterable[str] | None = None, allow_output_loss: bool = False, git_rm: bool = False) -> CleanResult:
-    """Dry-run, archive or delete the plan's junk (the plan holds back what must wait: see plan.Plan).
+          select: Callable[[PlannedFile], bool] | None = None, shard: Iterable[str] | None = None) -> CleanResult:
+    """Dry-run, archive or delete the plan's junk as ``options`` say (the plan holds back what must wait: see
+    plan.Plan).
 
     ``confirm(preview, scanned_bytes)`` sees the totals before anything changes (None: unattended, the mode
     given is the consent); if it says no, Declined is raised. ``show(worklist)`` sees the files before that.
     ``energy_model``: how avoided kWh and kgCO2e are counted (default: the rule set's energy: section).
-    Annexed content is dropped with git-annex (``force_drop``: even the only copy, never the default).
     ``scan_progress(files, bytes)`` is told after each folder scanned, ``act_progress(phase, files, bytes)``
-    after each file archived or removed. The lock and journal live in the plan's state directory. Raises LockedError if another run holds the
-    dataset's lock, CleanupError (nothing changed) for anything refused before acting.
+    after each file archived or removed; ``select``: only the junk it accepts (a retention step's share). The
+    lock and journal live in the plan's state directory. Raises LockedError if another run holds the dataset's
+    lock, CleanupError (nothing changed) for anything refused before acting.
 
     ``shard``: the subjects of this run when it is one shard of a job array (its plan selects only them): it
     shares the dataset's lock with its sibling shards, locks only its subjects, and leaves journals of other
     runs (perhaps a sibling at work) to the next whole run, which recovers them.
 
-    In a git repository, junk stored in git itself is left in place (``Outcome.left``) unless ``git_rm``: then it
-    is removed and the removal committed (act/git.py).
-
-    Rules that make the pipeline's essential outputs junk (every report, every confounds file...: see
-    Plan.outputs_at_risk) are refused for archive and delete unless ``allow_output_loss`` says the person
-    means it (a dry run shows what they would do, with the warning).
+    Annexed content is dropped with git-annex (``options.force_drop``: even the only copy, never the default).
+    In a git repository, junk stored in git itself is left in place (``Outcome.left``) unless
+    ``options.git_rm``: then it is removed and the removal committed (act/git.py). Rules that make the
+    pipeline's essential outputs junk (every report, every confounds file...: see Plan.outputs_at_risk) are
+    refused for archive and delete unless ``options.allow_output_loss`` (a dry run shows what they would do,
+    with the warning).
     """
     started = time.time()
     model = energy_model or model_for(plan.ruleset.energy)  # the same figures whoever calls
@@ -156,9 +151,10 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
                            folders=plan.dataset.folders(), notes=list(plan.dataset.notes),
                            warnings=plan.all_warnings(), **extra)
 
+    mode, archive_dir = options.mode, options.archive_dir
     if mode == "dry-run":
-        worklist = build_worklist(plan, mode, scan_progress, select, git_rm)
-        annex_notes = check_annexed(plan, worklist, mode, force_drop)
+        worklist = build_worklist(plan, mode, scan_progress, select, options.git_rm)
+        annex_notes = check_annexed(plan, worklist, mode, options.force_drop)
         if show is not None:
             show(worklist)
         outcome = worklist.preview()
@@ -168,7 +164,7 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
         dry.warnings += annex_notes
         return dry
     at_risk = plan.outputs_at_risk()
-    if at_risk and not allow_output_loss:
+    if at_risk and not options.allow_output_loss:
         raise CleanupError(f"{at_risk[0]}; nothing was changed")
     if mode == "archive":
         archive_dir = check_archive_dir(archive_dir, plan)
@@ -177,8 +173,8 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
         if archive_dir is not None and mode == "archive":  # shared: runs may archive side by side; prune waits
             os.makedirs(archive_dir, exist_ok=True)
             archive_folder.enter_context(FolderLock(archive_dir, shared=True, what="this archive folder"))
-        worklist = build_worklist(plan, mode, scan_progress, select, git_rm)
-        annex_notes = check_annexed(plan, worklist, mode, force_drop)
+        worklist = build_worklist(plan, mode, scan_progress, select, options.git_rm)
+        annex_notes = check_annexed(plan, worklist, mode, options.force_drop)
         if show is not None:
             show(worklist)
         if not worklist.files and (shard is not None or not needs_recovery(state)):
@@ -190,8 +186,8 @@ def clean(plan: Plan, mode: str, archive_dir: str | None = None, archive_format:
         stop = Stop()
         skipped_lines: list[str] = []
         with stop_on_signals(stop):
-            outcome, archives, recovery, after_acting = _act(plan, mode, worklist, journal, stop, archive_dir,
-                                                             archive_format, compress, skipped_lines, force_drop,
+            outcome, archives, recovery, after_acting = _act(plan, dataclasses.replace(options, archive_dir=archive_dir),
+                                                             worklist, journal, stop, skipped_lines,
                                                              recovering=shard is None)
     cut_short = [{**dataclasses.asdict(run), "kwh_per_year": footprint(run.bytes, model).kwh_per_year,
                   "kgco2e_per_year": footprint(run.bytes, model).total_kg} for run in recovery.cut_short]
@@ -226,14 +222,14 @@ def check_annexed(plan: Plan, worklist: Worklist, mode: str, force_drop: bool) -
     return []
 
 
-def _act(plan: Plan, mode: str, worklist: Worklist, journal: Journal, stop: Stop, archive_dir: str | None,
-         archive_format: str, compress: str | None, skipped_lines: list[str],
-         force_drop: bool = False, recovering: bool = True) -> tuple[Outcome, list[str], Recovery, list[str]]:
+def _act(plan: Plan, options: CleanOptions, worklist: Worklist, journal: Journal, stop: Stop,
+         skipped_lines: list[str], recovering: bool = True) -> tuple[Outcome, list[str], Recovery, list[str]]:
     """Journal the run, recover what an interrupted run left (``recovering``), act, and close the journal. A failure once
     something changed becomes a problem said after acting (exit 3); before, it is raised (exit 2). Malformed
     journal lines that recovery skipped go to ``skipped_lines`` (a warning: recovery used the rest)."""
     from .archive import archive
 
+    mode, archive_dir = options.mode, options.archive_dir
     outcome = worklist.outcome
     archives: list[str] = []
     recovery = Recovery()
@@ -241,7 +237,8 @@ def _act(plan: Plan, mode: str, worklist: Worklist, journal: Journal, stop: Stop
     journal.run_start(mode=mode, dataset=plan.dataset.path, roots=[root.path for root in plan.dataset.scan_roots],
                       rules=list(plan.ruleset.names), participant_labels=sorted(plan.selection.participant_labels or []),
                       min_age=plan.min_age, files=len(worklist.files), tool_version=__version__,
-                      archive_dir=archive_dir, archive_format=archive_format, compress=compress)
+                      archive_dir=archive_dir, archive_format=options.archive_format, compress=options.compress,
+                      git_rm=options.git_rm)
     try:
         if recovering:
             recovery = recover(journal, archive_dir if mode == "archive" else None)
@@ -249,9 +246,9 @@ def _act(plan: Plan, mode: str, worklist: Worklist, journal: Journal, stop: Stop
         if mode == "archive":
             assert archive_dir is not None
             outcome, archives = archive(worklist, plan.dataset, journal, archive_dir, recovery.reusable, stop,
-                                        archive_format, compress)
+                                        options.archive_format, options.compress)
         else:
-            outcome = delete(worklist, plan.dataset, journal, stop, force_drop)
+            outcome = delete(worklist, plan.dataset, journal, stop, options.force_drop)
         if worklist.in_git and plan.dataset.repository is not None:
             problem = commit_removals(plan.dataset.repository, [planned.path for planned in worklist.in_git],
                                       journal.run_id)

@@ -17,11 +17,11 @@ from ..basics.paths import inside
 from ..basics.repository import GitRepo
 from ..fmriprep.layout import Dataset, ScanRoot
 from ..plan.plan import PlannedFile
-from ..plan.worklist import Outcome, Worklist
 from .annex import DROP_BATCH, ONLY_COPY, drop, still_the_link
 from .journal import Journal
 from .safefs import SafeFolders, error_reason, recheck
 from .threads import Stop, in_threads
+from .worklist import Outcome, Worklist
 
 BATCH_SIZE = 256
 GROUP_DEPTH = 2  # folders this deep below their root (a subject's workflow folder, say) are emptied independently

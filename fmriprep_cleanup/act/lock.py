@@ -20,7 +20,8 @@ import zlib
 from collections.abc import Callable, Iterable
 
 from ..basics.errors import CleanupError
-from .safefs import FOLDER_FLAGS, open_folder_nofollow
+from ..basics.handles import FOLDER_FLAGS
+from ..basics.journals import open_state_folder
 
 LOCK_NAME = "lock"
 SUBJECTS_LOCK_NAME = "subjects.lock"  # a byte per subject, locked by the shard acting on it
@@ -32,18 +33,6 @@ UNSUPPORTED = (errno.EBADF, errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP)
 
 class LockedError(CleanupError):
     """Another run holds the dataset's lock."""
-
-
-def open_state_folder(state_dir: str, create: bool = True) -> int:
-    """A handle on the state folder (made if missing with ``create``); CleanupError if it, or a folder on the way
-    to it, is a symlink: the tool's own files are never written through a link someone planted."""
-    try:
-        return open_folder_nofollow(os.path.abspath(state_dir), create=create, mode=0o755)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise CleanupError(f"the state folder {state_dir} (or a folder on its path) is a symlink or a file; "
-                               "refusing to write through it") from None
-        raise CleanupError(f"cannot open the state folder {state_dir}: {exc.strerror or exc}") from None
 
 
 def open_lock_file(folder_fd: int, name: str, shown: str) -> int:

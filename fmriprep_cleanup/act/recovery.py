@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..basics.errors import CleanupError
-from ..basics.paths import inside
-from .journal import (
+from ..basics.handles import remove_path
+from ..basics.journals import (
     ARCHIVE_BEGIN,
     ARCHIVE_VERIFIED,
     DONE_SUFFIX,
@@ -25,14 +25,14 @@ from .journal import (
     REMOVING,
     RUN_END,
     RUN_START,
-    Journal,
     JournalProblems,
     journal_files,
-    mark_done,
+    open_state_folder,
     read_records,
 )
+from ..basics.paths import inside
+from .journal import Journal, mark_done
 from .manifest import MANIFEST_SUFFIX, RUN_ID, load_run_info, our_archive_name
-from .safefs import remove_path
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,6 @@ def recover(journal: Journal, archive_dir: str | None = None) -> Recovery:
 
 def _retire_legacy(state_dir: str) -> None:
     """Move the single journal of earlier versions beside the per-run ones, finished (it was read)."""
-    from .lock import open_state_folder
-
     try:
         folder = open_state_folder(state_dir, create=False)
     except CleanupError:

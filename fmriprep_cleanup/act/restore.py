@@ -35,9 +35,10 @@ from typing import IO
 from ..basics.annex import key_of
 from ..basics.errors import CleanupError
 from ..basics.folders import walk_tree
+from ..basics.handles import open_folder_nofollow
 from ..basics.hashing import HashingReader, sha256_of_fd, sha256_of_link
 from ..basics.repository import find_repository
-from ..plan.worklist import ActProgress
+from ..basics.results import FAILED, OK, SKIPPED, Result, results_json
 from .annex import reinject
 from .lock import FolderLock, RunLock
 from .manifest import (
@@ -53,7 +54,7 @@ from .manifest import (
     manifest_of,
     run_contents,
 )
-from .safefs import open_folder_nofollow
+from .worklist import ActProgress
 
 _temporary_names = itertools.count()
 
@@ -78,9 +79,20 @@ class RestoreOutcome:
     def complete(self) -> bool:
         return not self.conflicts and not self.errors
 
+    source: str = ""  # what was restored from: an archive, a manifest or a folder of them
+
+    def results(self) -> list[Result]:
+        """The restore as result records: what came back, what was already in place, each conflict and error."""
+        records = [Result(self.source, "restore", OK, "", self.restored_files, self.restored_bytes)]
+        if self.already_present:
+            records.append(Result(self.source, "restore", SKIPPED, "already in place", self.already_present))
+        records += [Result(self.source, "restore", FAILED, message, 1) for message in self.conflicts + self.errors]
+        return records
+
     def as_dict(self) -> dict:
         return {"restored_files": self.restored_files, "restored_bytes": self.restored_bytes,
-                "already_present": self.already_present, "conflicts": self.conflicts, "errors": self.errors}
+                "already_present": self.already_present, "conflicts": self.conflicts, "errors": self.errors,
+                "results": results_json(self.results())}
 
 
 def find_manifests(source: str) -> tuple[list[tuple[str, str]], list[str]]:
@@ -336,7 +348,7 @@ def restore(source: str, to: str | None = None, participant_labels: frozenset[st
     CleanupError, before anything is restored, for archives that are not sealed with this user's key (unless
     ``to`` is given), for a manifest pointing outside its recorded roots, and while another run holds a
     dataset's lock."""
-    outcome = RestoreOutcome(progress=progress)
+    outcome = RestoreOutcome(progress=progress, source=os.path.abspath(source))
     pairs, problems = find_manifests(source)
     outcome.errors += problems
     loaded: list[_Loaded] = []

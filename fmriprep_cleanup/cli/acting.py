@@ -59,7 +59,7 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
       fmriprep-cleanup clean OUT --mode delete --yes --shard 3/16   # then, once all 16 are done:
       fmriprep-cleanup clean OUT --mode delete --yes --shared-only
     """
-    from ..act.clean import Declined
+    from ..api import CleanOptions, Declined
     from ..api import clean as clean_plan
     from ..basics.formats import output_json
     from ..report.planfile import write_plan
@@ -74,7 +74,7 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
         plan = shared_files_plan(plan)
     shard_number = None
     if shard is not None:
-        from ..ops.shards import parse_shard
+        from ..api import parse_shard
 
         shard_number = parse_shard(shard)
     if mode != "dry-run" and not yes and not common.interactive():
@@ -107,12 +107,12 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
         return click.confirm(f"{mode.capitalize()} these files now?", default=False, err=list_files)
 
     try:
-        result = clean_plan(plan, mode, archive_dir, archive_format, None if compress == "none" else compress,
-                            None if yes or mode == "dry-run" else confirm, show_files,
-                            history_path=history_path, record=True if record else None,
-                            progress=progress.callback(), act_progress=progress.acting_callback(),
-                            force_drop=force_drop, shard=shard_number, allow_output_loss=allow_output_loss,
-                            git_rm=git_rm)
+        options = CleanOptions(mode=mode, archive_dir=archive_dir, archive_format=archive_format,
+                               compress=None if compress == "none" else compress, force_drop=force_drop,
+                               git_rm=git_rm, allow_output_loss=allow_output_loss)
+        result = clean_plan(plan, options, confirm=None if yes or mode == "dry-run" else confirm, show=show_files,
+                            history=history_path, record=True if record else None, progress=progress.callback(),
+                            act_progress=progress.acting_callback(), shard=shard_number)
     except Declined:
         summary_stream.write("Nothing was changed.\n")
         return

@@ -131,12 +131,14 @@ def open_plan(path: str, rule_refs: tuple[str, ...] = (), work_dir: str | None =
               junk_globs: tuple[str, ...] = (), jobs: int | None = None, no_work_dir: bool = False,
               min_age: str = "1h", stale_after: str | None = None, state_dir: str | None = None) -> Any:
     """The plan, from the selection options as click gives them."""
+    from ..api import DEFAULT_MIN_AGE
     from ..api import open_plan as open_plan_api
-    from ..plan.plan import DEFAULT_MIN_AGE
 
     window, stale = duration("--min-age", min_age), duration("--stale-after", stale_after)
-    return open_plan_api(path, rule_refs, work_dir, not no_work_dir, participant_labels, keep_globs, junk_globs, jobs,
-                         window if window is not None else DEFAULT_MIN_AGE, stale, state_dir)
+    return open_plan_api(path, rules=rule_refs, work_dir=work_dir, find_work_dir=not no_work_dir,
+                         participant_labels=participant_labels, keep=keep_globs, junk=junk_globs, jobs=jobs,
+                         min_age=window if window is not None else DEFAULT_MIN_AGE, stale_after=stale,
+                         state_dir=state_dir)
 
 
 def plan_options(path: str, rule_refs: tuple[str, ...] = (), work_dir: str | None = None,
@@ -144,8 +146,8 @@ def plan_options(path: str, rule_refs: tuple[str, ...] = (), work_dir: str | Non
                  junk_globs: tuple[str, ...] = (), jobs: int | None = None, no_work_dir: bool = False,
                  min_age: str = "1h", stale_after: str | None = None) -> dict[str, Any]:
     """The selection options as api.plan_options records them (for shards and processes)."""
+    from ..api import DEFAULT_MIN_AGE
     from ..api import plan_options as options
-    from ..plan.plan import DEFAULT_MIN_AGE
 
     window = duration("--min-age", min_age)
     return options(path, rule_refs, work_dir, not no_work_dir, participant_labels, keep_globs, junk_globs,

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..basics.errors import CleanupError
-from ..fmriprep.statuses import SUBJECT_STATUSES
+from ..report.people import SUBJECT_STATUSES
 from .common import (
     Progress,
     apply_options,
@@ -80,8 +80,8 @@ def report(path: str, fmt: str, output: str | None, quiet: bool, all_subjects: b
     plan = open_plan(path, **selection)
     progress = Progress(not quiet)
     if shard is not None and partial_out is not None:
+        from ..api import parse_shard
         from ..basics.formats import strict_json
-        from ..ops.shards import parse_shard
 
         number, count = parse_shard(shard)
         try:
@@ -134,8 +134,7 @@ def plan(path: str, fmt: str, only: str | None, output: str | None, quiet: bool,
         raise CleanupError("--shard K/N and --partial-out FILE go together")
     planned = open_plan(path, **selection)
     if shard is not None and partial_out is not None:
-        from ..api import write_plan_partial
-        from ..ops.shards import parse_shard
+        from ..api import parse_shard, write_plan_partial
 
         number, count = parse_shard(shard)
         progress = Progress(not quiet)
@@ -237,8 +236,7 @@ def merge(partials: tuple[str, ...], fmt: str | None, only: str | None, output: 
       fmriprep-cleanup merge p1.json p2.json --format html -o report.html
       fmriprep-cleanup merge plan-*.jsonl --only junk > junk.tsv
     """
-    from ..api import merge_partials
-    from ..ops.shards import is_plan_partial
+    from ..api import is_plan_partial, merge_partials
 
     if is_plan_partial(partials[0]):
         merge_plan(partials, fmt or "tsv", only, output, quiet)

@@ -56,9 +56,8 @@ def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, 
     if (shard is None) != (partial_out is None):
         raise CleanupError("--shard K/N and --partial-out FILE go together")
     if shard is not None and partial_out is not None:
-        from ..api import audit_shard
+        from ..api import audit_shard, parse_shard
         from ..basics.formats import strict_json
-        from ..ops.shards import parse_shard
 
         number, count = parse_shard(shard)
         try:
@@ -122,22 +121,10 @@ def run_policy(config: str, log: str | None, history_path: str | None, record: b
       fmriprep-cleanup run --config hygiene.yaml --log /var/log/fmriprep-cleanup.jsonl
       fmriprep-cleanup schedule print --cron --config hygiene.yaml
     """
-    from ..ops.policy import load_policy
-    from ..ops.policy import run_policy as run_loaded_policy
+    from ..api import run_policy as run_policy_file
     from ..report.text import render_policy_run
 
-    policy = load_policy(config)  # an invalid policy is refused before the log is opened
-    handle = None
-    if log:
-        try:
-            handle = open(log, "a", encoding="utf-8")
-        except OSError as exc:
-            raise CleanupError(f"cannot open the log {log}: {exc.strerror or exc}") from None
-    try:
-        results, code = run_loaded_policy(policy, handle, history_path, record)
-    finally:
-        if handle is not None:
-            handle.close()
+    results, code = run_policy_file(config, log, history_path, record)  # an invalid policy: refused before the log
     text, warnings = render_policy_run(results)
     sys.stdout.write(text)
     warn(warnings)
@@ -159,8 +146,8 @@ def history(history_path: str | None, since: str | None, fmt: str, output: str |
       fmriprep-cleanup history --since 90d
       fmriprep-cleanup history --history /project/admin/history.sqlite --format html -o history.html
     """
+    from ..api import HISTORY_COLUMNS as COLUMNS
     from ..api import history as read_history
-    from ..ops.history import COLUMNS
     from ..report.text import render_history_csv, render_history_text, render_json
 
     data = read_history(history_path, since_time(since), command_line())

@@ -24,8 +24,8 @@ def rules_list(wide: bool) -> None:
       fmriprep-cleanup rules list
       fmriprep-cleanup rules show volume-only
     """
+    from ..api import rule_sets as shipped_rulesets
     from ..report.text import render_ruleset_list
-    from ..rules.rulesets import shipped_rulesets
 
     click.echo(render_ruleset_list(shipped_rulesets(), terminal_width(wide)), nl=False)
 
@@ -41,10 +41,10 @@ def rules_show(name: str, wide: bool) -> None:
       fmriprep-cleanup rules show default
       fmriprep-cleanup rules show ./lab-rules.yaml --wide
     """
+    from ..api import load_rules
     from ..report.text import render_ruleset
-    from ..rules.rulesets import load_rulesets
 
-    click.echo(render_ruleset(load_rulesets([name]), terminal_width(wide)), nl=False)
+    click.echo(render_ruleset(load_rules([name]), terminal_width(wide)), nl=False)
 
 
 @rules.command("validate")
@@ -57,8 +57,8 @@ def rules_validate(file: str) -> None:
       fmriprep-cleanup rules validate lab-rules.yaml
       fmriprep-cleanup report OUT --rules lab-rules.yaml
     """
-    from ..rules.rulesets import load_rulesets
+    from ..api import load_rules
 
-    ruleset = load_rulesets([file])
+    ruleset = load_rules([file])
     chain = f" (with {', '.join(ruleset.names[1:])})" if len(ruleset.names) > 1 else ""
     click.echo(f"{file}: OK, {len(ruleset.rules)} rules{chain}")

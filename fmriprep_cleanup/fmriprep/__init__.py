@@ -6,8 +6,9 @@ from __future__ import annotations
 from ..basics.lazy import lazy_face
 
 __getattr__, __dir__ = lazy_face(__name__, {
-    "Dataset": "layout", "ScanRoot": "layout", "discover": "layout", "state_dir_for": "layout",
-    "NotFMRIPrepError": "layout", "read_run_config": "layout",
+    "Dataset": "layout", "ScanRoot": "layout", "state_dir_for": "layout",
+    "discover": "discovery", "discover_dataset": "discovery", "NotFMRIPrepError": "discovery",
+    "read_run_config": "workdirs",
     "StatusBook": "status", "SubjectStatus": "status", "RunState": "status", "SUBJECT_STATUSES": "statuses",
     "parse_entities": "entities", "parse_entity": "entities", "entity_names": "entities",
     "build_demo": "demo", "load_listing": "demo", "build_tree": "demo", "real_contents": "demo",

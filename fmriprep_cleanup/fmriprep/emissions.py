@@ -24,7 +24,7 @@ from typing import Any
 
 from ..basics.errors import CleanupError
 from ..basics.guarded import read_text
-from .layout import read_run_config
+from .workdirs import read_run_config
 
 BACKUP = re.compile(r"^emissions\.csv(?:_\d+)?\.bak$")
 RUN_FOLDER = re.compile(r"^(\d{8}-\d{6})_([0-9a-f-]{36})$")

@@ -45,8 +45,9 @@ from ..basics.folders import Entry, list_folder, walk_tree
 from ..basics.guarded import read_bytes
 from ..basics.paths import below
 from ..basics.repository import GitRepo, GitState
-from .layout import SUBJECT_WORKFLOW_DIR, Dataset, read_run_config
+from .layout import SUBJECT_WORKFLOW_DIR, Dataset
 from .pipelines import pipeline_by_key
+from .workdirs import read_run_config
 
 RUN_TIME = re.compile(r"^(\d{8}-\d{6})")
 REPORT_SLACK = 300.0  # seconds after the report that still belong to the run that wrote it

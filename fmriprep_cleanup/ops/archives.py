@@ -33,10 +33,11 @@ from ..act.manifest import (
     load_run_info,
     run_contents,
 )
-from ..act.safefs import FOLDER_FLAGS, open_folder_nofollow, remove_at
 from ..basics.errors import CleanupError
 from ..basics.formats import strict_json
+from ..basics.handles import FOLDER_FLAGS, open_folder_nofollow, remove_at
 from ..basics.hashing import sha256_of_fd, sha256_of_link, sha256_of_stream
+from ..basics.results import FAILED, OK, SKIPPED, Result, results_json
 from ..basics.seal import Verdict, check_json, seal_json
 
 PRUNING_SUFFIX = ".pruning"
@@ -121,6 +122,11 @@ class VerifyResult:
     problems: list[str] = field(default_factory=list)
     unsealed: list[str] = field(default_factory=list)  # manifests checked, but not sealed with this user's key
 
+    def results(self, directory: str) -> list[Result]:
+        """The verification as result records: the members that match, then each problem."""
+        return [Result(directory, "verify", OK, "", self.members - len(self.problems), self.bytes),
+                *(Result(directory, "verify", FAILED, problem, 1) for problem in self.problems)]
+
     def as_dict(self) -> dict[str, Any]:
         return {"members": self.members, "bytes": self.bytes, "ok": not self.problems, "problems": self.problems,
                 "unsealed": self.unsealed}
@@ -149,7 +155,8 @@ def verify_archives(directory: str) -> dict[str, Any]:
         result.bytes += run_result.bytes
         result.problems += run_result.problems
         result.unsealed += run_result.unsealed
-    return {"directory": os.path.abspath(directory), **result.as_dict()}
+    return {"directory": os.path.abspath(directory), **result.as_dict(),
+            "results": results_json(result.results(os.path.abspath(directory)))}
 
 
 def _verify_one(archive: str, manifest: str, result: VerifyResult) -> None:
@@ -359,7 +366,11 @@ def _prune(directory: str, older_than: float, now: float, yes: bool) -> dict[str
                       "archives": len(run["archives"]), "leftovers": len(run["leftovers"]),
                       "bytes_on_disk": sum(archive["bytes_on_disk"] for archive in run["archives"])} for run in due],
             "bytes": sum(archive["bytes_on_disk"] for run in due for archive in run["archives"]),
-            "unfinished_prunes": unfinished, "refused": refused, "problems": listing["problems"]}
+            "unfinished_prunes": unfinished, "refused": refused, "problems": listing["problems"],
+            "results": results_json([Result(run["path"], "prune" if yes else "dry-run", OK, "", sum(
+                archive["files"] for archive in run["archives"]), sum(archive["bytes_on_disk"] for archive in
+                                                                     run["archives"])) for run in due]
+                                    + [Result(row["path"], "prune", SKIPPED, row["reason"]) for row in refused])}
 
 
 def _remove_run(parent: int, name: str) -> None:

@@ -23,17 +23,11 @@ from ..basics.errors import CleanupError
 from ..basics.folders import list_folder
 from ..basics.paths import below
 from ..energy.model import Assumptions, footprint
-from ..fmriprep.layout import RECORDED_WORKDIR_MISSING as RECORDED
-from ..fmriprep.layout import (
-    Dataset,
-    NotFMRIPrepError,
-    PathMap,
-    discover,
-    map_path,
-    newest_run_config,
-    recorded_outputs,
-)
+from ..fmriprep.discovery import NotFMRIPrepError, discover
+from ..fmriprep.layout import Dataset
 from ..fmriprep.pipelines import pipeline_of_workflow_dir, pipelines
+from ..fmriprep.workdirs import RECORDED_WORKDIR_MISSING as RECORDED
+from ..fmriprep.workdirs import PathMap, map_path, newest_run_config, recorded_outputs
 from ..plan.plan import build_plan
 from ..rules.rulesets import RuleSet
 

@@ -29,7 +29,11 @@ from typing import IO, TYPE_CHECKING, Any
 from ..basics.errors import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, CleanupError
 from ..basics.formats import output_json
 from ..basics.guarded import LinedMapping, label_problem
+from ..basics.results import FAILED, SKIPPED, Result, results_json
 from ..basics.units import parse_duration, parse_size
+from ..plan.open import open_plan
+from ..plan.options import CleanOptions
+from ..plan.plan import Plan
 from ..rules.rulesets import Problems, did_you_mean, read_yaml, version_problem
 
 if TYPE_CHECKING:
@@ -68,7 +72,7 @@ class PolicyEntry:
     paths: tuple[str, ...]
     mode: str
     work_dir: str | None = None
-    rules: tuple[str, ...] = ("default",)
+    rules: tuple[str, ...] = ()  # none: the pipeline's own default, as clean without --rules
     archive_dir: str | None = None
     archive_format: str = "tar"
     compress: str | None = None
@@ -81,6 +85,11 @@ class PolicyEntry:
     retention: tuple[RetentionStep, ...] = ()
     expire_archives_after: float | None = None  # archive runs older than this are pruned
     allow_output_loss: bool = False  # act even on rules that junk what every analysis needs (clean --allow-output-loss)
+
+    def clean_options(self, mode: str | None = None) -> CleanOptions:
+        """The entry's clean options (``mode``: a retention step's, instead of the entry's)."""
+        return CleanOptions(mode=mode or self.mode, archive_dir=self.archive_dir, archive_format=self.archive_format,
+                            compress=self.compress, allow_output_loss=self.allow_output_loss)
 
 
 @dataclass(frozen=True)
@@ -219,7 +228,7 @@ def load_policy(path: str) -> Policy:
         if compress not in ("none", "gz", "xz"):
             problems.add(lines["compress"], f"{where}: compress must be none, gz or xz")
         paths = _labels(spec.get("paths", []), "paths", lines.get("paths", spec.line), problems)
-        rules = _labels(spec.get("rules", ["default"]), "rules", lines.get("rules", spec.line), problems)
+        rules = _labels(spec["rules"], "rules", lines["rules"], problems) if "rules" in spec else ()
         include = _labels(spec["participant_labels"], "participant_labels", lines["participant_labels"], problems) \
             if "participant_labels" in spec else ()
         exclude = _labels(spec["exclude_participant_labels"], "exclude_participant_labels",
@@ -235,7 +244,7 @@ def load_policy(path: str) -> Policy:
 
         for entry in entries:
             try:
-                load_rulesets(list(entry.rules))
+                load_rulesets(list(entry.rules) or ["default"])  # none: the pipeline's default, checked when opened
             except CleanupError as exc:
                 problems.add(entry.line, f"entry {entry.name!r}: rules: {exc}")
     problems.raise_if_any()
@@ -252,8 +261,12 @@ class DatasetResult:
     result: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
+        """The log's line for this dataset: the clean's JSON (with its result records) when it ran; else one result
+        record saying why not."""
+        results = self.result.get("results") or results_json(
+            [Result(self.dataset, self.mode, FAILED if self.status == "failed" else SKIPPED, self.reason)])
         return {"entry": self.entry, "dataset": self.dataset, "status": self.status, "mode": self.mode,
-                "reason": self.reason, **self.result}
+                "reason": self.reason, **self.result, "results": results}
 
 
 def expand_paths(entry: PolicyEntry) -> list[str]:
@@ -265,6 +278,13 @@ def expand_paths(entry: PolicyEntry) -> list[str]:
     return found
 
 
+def entry_plan(entry: PolicyEntry, path: str, now: float | None = None) -> Plan:
+    """The plan of one dataset of an entry: opened as `clean` opens it with the same options (plan/open.py)."""
+    return open_plan(path, rules=entry.rules, work_dir=entry.work_dir, participant_labels=entry.participant_labels,
+                     exclude_participant_labels=entry.exclude_participant_labels, min_age=entry.min_age,
+                     stale_after=entry.stale_after, now=now)
+
+
 def run_entry_dataset(entry: PolicyEntry, path: str, history: History | None, log_traceback: Callable[[str], None],
                       mode_override: str | None = None, select: Callable[[Any], bool] | None = None,
                       now: float | None = None) -> DatasetResult:
@@ -273,20 +293,12 @@ def run_entry_dataset(entry: PolicyEntry, path: str, history: History | None, lo
     and ``select``: a retention step's (default: the entry's mode, on all the junk); ``now``: the time to judge
     ages at (tests inject it)."""
     mode = mode_override or entry.mode
-    from ..act.clean import Declined, clean, discover_dataset
     from ..act.lock import LockedError
-    from ..basics.folders import default_jobs
-    from ..plan.plan import Selection, build_plan
-    from ..rules.rulesets import load_rulesets
-    from .history import record_run
+    from ..plan.options import Declined
+    from .runs import run_clean
 
     try:
-        dataset = discover_dataset(path, entry.work_dir)
-        plan = build_plan(dataset, load_rulesets(list(entry.rules)),
-                          Selection.from_labels(entry.participant_labels, exclude=entry.exclude_participant_labels),
-                          now=now, min_age=entry.min_age, stale_after=entry.stale_after,
-                          jobs=default_jobs([root.path for root in dataset.scan_roots]))
-        plan.check_selection()
+        plan = entry_plan(entry, path, now)
 
         def above_threshold(preview: Any, scanned_bytes: int) -> bool:
             if entry.min_bytes is None and entry.min_share is None:
@@ -295,8 +307,8 @@ def run_entry_dataset(entry: PolicyEntry, path: str, history: History | None, lo
             return ((entry.min_bytes is not None and junk > entry.min_bytes)
                     or (entry.min_share is not None and scanned_bytes > 0 and junk / scanned_bytes > entry.min_share))
 
-        result = clean(plan, mode, entry.archive_dir, entry.archive_format, entry.compress, above_threshold,
-                       select=select, allow_output_loss=entry.allow_output_loss)
+        result = run_clean(plan, entry.clean_options(mode), history, record=history is not None,
+                           confirm=above_threshold, select=select)
     except Declined:
         return DatasetResult(entry.name, path, "skipped", mode, "reclaimable space below the threshold")
     except LockedError as exc:
@@ -309,12 +321,6 @@ def run_entry_dataset(entry: PolicyEntry, path: str, history: History | None, lo
         log_traceback(traceback.format_exc())
         return DatasetResult(entry.name, path, "failed", mode,
                              f"unexpected error ({type(exc).__name__}: {exc}); traceback in the log")
-    if history is not None:
-        try:
-            record_run(history, result, list(entry.rules))
-        except CleanupError as exc:
-            result.after_acting.append(str(exc))
-            result.warnings.append(str(exc))
     if result.signal is not None:
         status = "stopped"
     else:

@@ -1,5 +1,5 @@
-"""The plan: every scanned file with its final decision (built once from its options, walked on iteration),
-the totals a report is made of, and the work list a clean run acts on."""
+"""The plan: every scanned file with its final decision (built once from its options, walked on iteration), and
+the totals a report is made of. (The work list a clean run acts on is act/worklist.py's.)"""
 
 from __future__ import annotations
 
@@ -8,5 +8,4 @@ from ..basics.lazy import lazy_face
 __getattr__, __dir__ = lazy_face(__name__, {
     "Plan": "plan", "PlannedFile": "plan", "Selection": "plan", "build_plan": "plan", "DEFAULT_MIN_AGE": "plan",
     "Summary": "summary", "Counts": "summary",
-    "Worklist": "worklist", "Outcome": "worklist", "Tally": "worklist", "build_worklist": "worklist",
 })

@@ -614,6 +614,7 @@ def build_plan(dataset: Dataset, ruleset: RuleSet, selection: Selection | None =
     ``stale_after``: a subject idle this long has a stale cache (default: the rule set's, else 30 days);
     ``jobs``: folders listed at once.
     """
-    return Plan(dataset, ruleset, selection or Selection(), now if now is not None else time.time(), state_dir,
-                jobs, min_age, stale_after)
+    return Plan(dataset=dataset, ruleset=ruleset, selection=selection or Selection(),
+                now=now if now is not None else time.time(), state_dir=state_dir, jobs=jobs, min_age=min_age,
+                stale_after=stale_after)
 

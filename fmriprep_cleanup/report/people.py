@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import humanize
 
+from ..fmriprep.statuses import SUBJECT_STATUSES as SUBJECT_STATUSES  # the words statuses are said in
+
 LAYOUT_NAMES = {"bids": "BIDS layout", "legacy": "legacy layout", "workdir": "working directory only"}
 STATUS_LINES = {
     "failed": "their working directories ({kept}) are kept for re-runs",

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..basics.annex import ANNEXED, ELSEWHERE, IN_GIT, link_key
+from ..plan.plan import Plan, PlannedFile
 from ..rules.classify import HELD_RECENT, HELD_RUNNING, HELD_SHARED
-from .plan import Plan, PlannedFile
 
 SKIP_RECENT = "modified within --min-age"
 SKIP_RUNNING = "its subject's fMRIPrep run is still going (status running)"

@@ -1,0 +1,238 @@
+"""The tool's own state folder and the journals in it, read back (act/journal.py writes them, act/recovery.py
+acts on them; discovery reads which folders earlier runs acted on).
+
+Layout of a state directory (by default ``<derivatives>/.fmriprep-cleanup/``)::
+
+    lock                             an OS lock (fcntl), so runs on one dataset never overlap (act/lock.py)
+    journal/<run id>.jsonl           a run's journal while it runs, or after it was cut short
+    journal/<run id>.done.jsonl      a finished (or recovered) run's journal; the newest few stay
+
+The state folder is opened one component at a time without following a symlink, and only journal lines sealed
+with this user's key for this very state folder are returned (basics/seal.py): a line planted by a group
+member, edited, copied from another dataset or written by an earlier version is reported, never trusted.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeGuard
+
+from .errors import CleanupError
+from .handles import FOLDER_FLAGS, open_folder_nofollow
+from .seal import check_json
+
+JOURNALS = "journal"
+LEGACY_JOURNAL = "journal.jsonl"  # earlier versions kept every run in this one file
+OPEN_SUFFIX = ".jsonl"
+DONE_SUFFIX = ".done.jsonl"
+RUN_START, RUN_END = "run-start", "run-end"
+REMOVING, REMOVED, REMOVED_DIRS = "removing", "removed", "removed-dirs"
+ARCHIVE_BEGIN, ARCHIVE_VERIFIED, ARCHIVE_FAILED, ARCHIVE_REUSED = (
+    "archive-begin", "archive-verified", "archive-failed", "archive-reused")
+SKIPPED, RECOVERED = "skipped", "recovered"
+
+
+def open_state_folder(state_dir: str, create: bool = True) -> int:
+    """A handle on the state folder (made if missing with ``create``); CleanupError if it, or a folder on the way
+    to it, is a symlink: the tool's own files are never written through a link someone planted."""
+    try:
+        return open_folder_nofollow(os.path.abspath(state_dir), create=create, mode=0o755)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise CleanupError(f"the state folder {state_dir} (or a folder on its path) is a symlink or a file; "
+                               "refusing to write through it") from None
+        raise CleanupError(f"cannot open the state folder {state_dir}: {exc.strerror or exc}") from None
+
+
+def seal_context(state_dir: str) -> str:
+    """What a journal's seals bind it to: its state folder (a journal copied elsewhere does not verify)."""
+    return "journal:" + os.path.abspath(state_dir)
+
+
+def journal_folder(state_dir: str) -> int | None:
+    """A handle on STATE_DIR/journal, neither of them followed through a symlink; None if there is none."""
+    try:
+        state = open_state_folder(state_dir, create=False)
+    except CleanupError:
+        return None
+    try:
+        return os.open(JOURNALS, FOLDER_FLAGS, dir_fd=state)
+    except OSError:
+        return None
+    finally:
+        os.close(state)
+
+
+# --- reading -----------------------------------------------------------------------------------------------
+
+@dataclass
+class JournalProblems:
+    """Lines of a journal that are not well-formed, sealed records: skipped, and said (file:line: why)."""
+
+    lines: list[str] = field(default_factory=list)
+
+
+# The fields each event must have (and their types) for recovery to use it; others are informational.
+REQUIRED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    REMOVING: {"batch": int, "files": list},
+    REMOVED: {"batch": int, "removed": (list, str)},
+    ARCHIVE_BEGIN: {"archive": str, "temporary": str, "manifest": str},
+    ARCHIVE_VERIFIED: {"archive": str, "manifest": str},
+}
+MAX_LINE = 64 << 20  # a journal line longer than this is not one we wrote
+NOT_SEALED = "not sealed with your key"
+
+
+def _well_formed(record: Any) -> TypeGuard[dict[str, Any]]:
+    """A dict with the run, the event and the fields its event needs, each of its kind."""
+    if not isinstance(record, dict) or not isinstance(record.get("event"), str) or not isinstance(record.get("run"), str):
+        return False
+    required = REQUIRED_FIELDS.get(record["event"], {})
+    return all(isinstance(record.get(name), kind) and not isinstance(record.get(name), bool)
+               for name, kind in required.items())
+
+
+def read_records(path: str, problems: JournalProblems | None = None) -> Iterator[dict[str, Any]]:
+    """The well-formed, sealed records of one journal file (STATE_DIR/journal/NAME). A line cut short by a
+    crash, a line that is not a JSON object with a run, an event and the fields that event needs, and a line
+    whose seal is not this user's for this state folder are skipped (and named in ``problems``), never
+    trusted. The file must be a regular file, opened without following a symlink."""
+    context = seal_context(os.path.dirname(os.path.dirname(path)))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        if problems is not None:
+            problems.lines.append(f"{path}: cannot read the journal: {exc.strerror or exc}")
+        return
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        if problems is not None:
+            problems.lines.append(f"{path}: not a regular file; not read as a journal")
+        return
+    unsealed: list[int] = []
+    with os.fdopen(fd, encoding="utf-8", errors="surrogateescape") as handle:
+        number = 0
+        while True:
+            line = handle.readline(MAX_LINE)
+            if not line:
+                break
+            number += 1
+            if len(line) >= MAX_LINE and not line.endswith("\n"):
+                while line and not line.endswith("\n"):  # skip the rest of an over-long line
+                    line = handle.readline(MAX_LINE)
+                record = None
+            elif not line.strip():
+                continue
+            else:
+                try:
+                    record = json.loads(line)
+                except (ValueError, RecursionError):
+                    record = None
+            if not _well_formed(record):
+                if problems is not None:
+                    problems.lines.append(f"{path}:{number}: not a well-formed journal record; skipped")
+                continue
+            verdict = check_json(line.rstrip("\n"), context)
+            if not verdict.trusted:
+                unsealed.append(number)
+                continue
+            del record["seal"]
+            yield record
+    if unsealed and problems is not None:
+        where = f"line {unsealed[0]}" if len(unsealed) == 1 else f"{len(unsealed)} lines from line {unsealed[0]}"
+        problems.lines.append(f"{path}: {where} {NOT_SEALED} for this state folder (planted, edited, copied "
+                              "from elsewhere, or written by another user or an earlier version): not acted on")
+
+
+def journal_files(state_dir: str, finished: bool = False) -> list[str]:
+    """The journals of a state directory, oldest first: unfinished ones, or with ``finished`` all of them.
+    None when the state folder or its journal folder is a symlink: nobody's journal but the tool's is read."""
+    folder = journal_folder(state_dir)
+    if folder is None:
+        return []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    finally:
+        os.close(folder)
+    wanted = [name for name in names if name.endswith(OPEN_SUFFIX)
+              and (finished or not name.endswith(DONE_SUFFIX))]
+    return [os.path.join(state_dir, JOURNALS, name) for name in sorted(wanted)]
+
+
+def needs_recovery(state_dir: str) -> bool:
+    """Whether an earlier run left a journal to finish (it was cut short, or stopped by a signal)."""
+    return bool(journal_files(state_dir)) or os.path.exists(os.path.join(state_dir, LEGACY_JOURNAL))
+
+
+def _batch_paths(record: dict[str, Any]) -> list[str]:
+    """The paths a "removing" record names (lists of [path, size, category]; dicts in earlier versions)."""
+    paths = []
+    files = record.get("files")
+    for item in files if isinstance(files, list) else []:
+        path = item[0] if isinstance(item, list) and item else item.get("path") if isinstance(item, dict) else None
+        if isinstance(path, str):
+            paths.append(path)
+    return paths
+
+
+def batches(state_dir: str) -> dict[tuple[str, Any], tuple[list[str], list[str] | None]]:
+    """Every batch any run began: (run, batch) -> (the paths it named, the paths it removed; None while it has
+    no end record). For people and tests checking that the record is exact."""
+    found: dict[tuple[str, Any], tuple[list[str], list[str] | None]] = {}
+    for path in journal_files(state_dir, finished=True):
+        for record in read_records(path):
+            if record["event"] == REMOVING:
+                found[(record["run"], record.get("batch"))] = (_batch_paths(record), None)
+            elif record["event"] == REMOVED:
+                key = (record.get("recovers") or record["run"], record.get("batch"))
+                named = found.get(key, ([], None))[0]
+                removed = record.get("removed")
+                done = named if removed == "all" else [p for p in removed if isinstance(p, str)] if isinstance(removed, list) else []
+                found[key] = (named, (found.get(key, ([], None))[1] or []) + done)
+    return found
+
+
+def removed_paths(state_dir: str) -> list[str]:
+    """Every file any run of this state directory recorded as removed (recovered removals included)."""
+    paths: list[str] = []
+    for path in journal_files(state_dir, finished=True):
+        batches: dict[tuple[str, Any], list[str]] = {}
+        for record in read_records(path):
+            if record["event"] == REMOVING:
+                batches[(record["run"], record.get("batch"))] = _batch_paths(record)
+            elif record["event"] == REMOVED:
+                removed = record.get("removed")
+                if removed == "all":
+                    paths += batches.get((record.get("recovers") or record["run"], record.get("batch")), [])
+                elif isinstance(removed, list):
+                    paths += [item for item in removed if isinstance(item, str)]
+    return paths
+
+
+def recorded_roots(state_dir: str) -> set[str]:
+    """The folders earlier runs acted on (their run-start roots): an emptied working directory is still known.
+    Reads the first record of each journal only."""
+    roots: set[str] = set()
+    for path in journal_files(state_dir, finished=True):
+        for record in read_records(path):
+            if record["event"] == RUN_START and isinstance(record.get("roots"), list):
+                roots |= {root for root in record["roots"] if isinstance(root, str)}
+            break
+    return roots
+
+
+def events(state_dir: str, name: str) -> list[dict[str, Any]]:
+    """Every well-formed record called ``name`` in all journals, oldest first (for people and tests)."""
+    return [record for path in journal_files(state_dir, finished=True) for record in read_records(path)
+            if record["event"] == name]
+
+

@@ -1,0 +1,291 @@
+"""Discovery: what fMRIPrep (or another NiPreps pipeline) wrote, where, and which version wrote it.
+
+fMRIPrep has two output layouts (see fmriprep/layout.py): the BIDS layout, where the output directory *is* the
+derivatives dataset with FreeSurfer in ``sourcedata/freesurfer/``; and the legacy layout, with the
+derivatives in ``OUT/fmriprep/`` and FreeSurfer in ``OUT/freesurfer/``. A folder given is recognised from its
+dataset_description.json (its first GeneratedBy), or, where that is annexed and not fetched, from what else
+the folder holds; a working directory from its workflow folder.
+
+Discovery only lists a few folders and reads one JSON file; the scan comes later.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from ..basics.annex import key_of
+from ..basics.errors import CleanupError
+from ..basics.guarded import load_json, read_bytes
+from ..basics.journals import recorded_roots
+from ..basics.repository import GitRepo, datalad_problem, find_repository
+from .layout import RUN_UUID, Dataset, state_dir_for
+from .pipelines import Pipeline, known_names, pipeline_named, pipelines
+from .workdirs import (
+    KnownRoots,
+    PathMap,
+    check_directory,
+    explicit_workdir,
+    find_workdirs,
+    list_dir,
+    listing,
+    only_ours,
+    orphaned_output,
+    pipeline_of_workdir_name,
+    recorded_or_beside,
+    workdir_pipeline,
+)
+
+
+class NotFMRIPrepError(CleanupError):
+    """The folder holds no fMRIPrep output (a raw BIDS dataset, another pipeline's derivatives, anything else)."""
+
+
+def _version_tuple(version: str | None) -> tuple[int, ...]:
+    numbers = re.findall(r"\d+", version or "")
+    return tuple(int(number) for number in numbers[:3])
+
+
+def read_generator(description_path: str) -> tuple[str | None, str | None]:
+    """(pipeline name, version) from a dataset_description.json: its first GeneratedBy entry, the pipeline
+    that wrote it (fMRIPost-AROMA, XCP-D... list their inputs' pipelines after their own); CleanupError if
+    unreadable. A known pipeline's name is spelled as its description spells it (fMRIPrep, not fmriprep)."""
+    description = load_json(description_path, "dataset description")
+    if not isinstance(description, dict):
+        raise CleanupError(f"{description_path} is not a JSON object")
+    generators = description.get("GeneratedBy")
+    if isinstance(generators, dict):
+        generators = [generators]
+    first: Any = None
+    if isinstance(generators, list):
+        first = next((g for g in generators if isinstance(g, dict) and g.get("Name")), None)
+    elif isinstance(description.get("PipelineDescription"), dict):  # BIDS-Derivatives RC, fMRIPrep 1.0-1.3
+        first = description["PipelineDescription"]
+    if first is None or not str(first.get("Name", "")):
+        return None, None
+    name = str(first["Name"])
+    known = pipeline_named(name)
+    return (known.name if known else name), (str(first.get("Version")) if first.get("Version") else None)
+
+
+def unfetched(path: str) -> bool:
+    """An annexed link (into .git/annex/objects) whose content is not on this disk: git (datalad) get fetches it."""
+    if not os.path.islink(path):
+        return False
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return False
+    return key_of(target) is not None and not os.path.exists(path)
+
+
+CITATION_VERSION = re.compile(r"\b({names})\s+(?:version\s+)?v?(\d+\.\d+[\w.\-]*)", re.IGNORECASE)
+
+
+def recognise_unfetched(folder: str, description: str, notes: list[str]) -> tuple[Pipeline, str | None]:
+    """The pipeline (and version, if anything here tells it) of an output whose dataset_description.json is
+    annexed and not fetched: from the description's git-annex key (a URL key names where the file came from),
+    the run configs its subjects' log folders name (fmriprep.toml, qsiprep.toml...), a readable
+    logs/CITATION.md, or the legacy layout (OUT/fmriprep beside OUT/freesurfer). CleanupError, with the command
+    that fixes it, when nothing does."""
+    key = (key_of(os.readlink(description)) or "").lower()
+    found: list[tuple[Pipeline, str]] = []
+    for pipeline in pipelines():
+        if pipeline.key in key.replace("-", "_") or pipeline.name.lower() in key:
+            found.append((pipeline, "its dataset_description.json's git-annex key"))
+        elif pipeline.run_config and _names_run_config(folder, pipeline.run_config):
+            found.append((pipeline, f"its subjects' {pipeline.run_config}"))
+        elif pipeline.output_folder and os.path.basename(folder) == pipeline.output_folder and \
+                os.path.isdir(os.path.join(os.path.dirname(folder), "freesurfer")):
+            found.append((pipeline, f"the legacy layout ({pipeline.output_folder}/ beside freesurfer/)"))
+    fetch = f"`datalad get {os.path.basename(description)}` in {folder} (or `git annex get`) fetches it"
+    if len({pipeline.key for pipeline, _ in found}) != 1:
+        raise NotFMRIPrepError(f"{description} is annexed and its content is not here, and nothing else here tells "
+                               f"which pipeline wrote {folder}: {fetch}")
+    pipeline, how = found[0]
+    version = _citation_version(folder, pipeline)
+    told = f"version {version} from logs/CITATION.md" if version else "the version cannot be known"
+    notes.append(f"dataset_description.json is annexed and not here: {pipeline.name} recognised from {how}; "
+                 f"{told} ({fetch}); version-independent rules apply")
+    return pipeline, version
+
+
+def _names_run_config(folder: str, run_config: str) -> bool:
+    """Whether some sub-*/log/<run>/ folder holds ``run_config`` (annexed or not: its name is enough)."""
+    for entry in listing(folder):
+        if entry.name.startswith("sub-") and entry.is_dir(follow_symlinks=False):
+            for run in listing(os.path.join(entry.path, "log")):
+                if RUN_UUID.match(run.name) and os.path.lexists(os.path.join(run.path, run_config)):
+                    return True
+    return False
+
+
+def _citation_version(folder: str, pipeline: Pipeline) -> str | None:
+    """The version logs/CITATION.md names, where its content is here."""
+    path = os.path.join(folder, "logs", "CITATION.md")
+    if not os.path.exists(path):
+        return None
+    try:
+        text = read_bytes(path, "report").decode("utf-8", "replace")
+    except CleanupError:
+        return None
+    names = "|".join(re.escape(name) for name in {pipeline.name, *pipeline.generated_by})
+    found = re.search(CITATION_VERSION.pattern.format(names=names), text, re.IGNORECASE)
+    return found.group(2).rstrip(".") if found else None
+
+
+def _require_known(description_path: str, notes: list[str] | None = None) -> tuple[Pipeline, str | None]:
+    """The pipeline and version a dataset_description.json names, or a CleanupError saying what it names. An
+    annexed description that is not here is recognised from what else the folder holds (noted in ``notes``)."""
+    if notes is not None and unfetched(description_path):
+        return recognise_unfetched(os.path.dirname(description_path), description_path, notes)
+    name, version = read_generator(description_path)
+    pipeline = pipeline_named(name) if name else None
+    if pipeline is None:
+        what = f"names {name!r}" if name else "names no pipeline (GeneratedBy/PipelineDescription), so it is not derivatives"
+        raise NotFMRIPrepError(f"{description_path} {what}, not fMRIPrep or another pipeline this tool knows "
+                               f"({known_names()})")
+    return pipeline, version
+
+
+def repository_note(repository: GitRepo) -> str:
+    """What discovery says of the repository the outputs live in: what is not scanned, and its subdatasets."""
+    note = f"a {repository.kind} ({repository.top}): its .git/ and subdatasets are not scanned"
+    if repository.subdatasets:
+        installed = [path for path in repository.subdatasets if os.path.lexists(os.path.join(path, ".git"))]
+        names = ", ".join(os.path.relpath(path, repository.top) + ("" if path in installed else " (not installed)")
+                          for path in repository.subdatasets[:8])
+        note += f" (subdatasets: {names}{', ...' if len(repository.subdatasets) > 8 else ''})"
+    if repository.annexed:
+        note += "; annexed files count their content's size"
+    problem = datalad_problem(repository)
+    return note + (f"; {problem}" if problem else "")
+
+
+def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True,
+             known_roots: KnownRoots | None = None, path_map: PathMap = ()) -> Dataset:
+    """Recognise fMRIPrep output (either layout) or a working directory at ``path``.
+
+    ``known_roots(identity)``: the folders earlier cleanups of the dataset acted on (its journal), so that a
+    working directory they emptied is still recognised when named again. Raises CleanupError with one line
+    saying what was looked for and where. ``path_map``: container paths as this machine sees them, for the
+    output directories a lone working directory's runs recorded.
+    """
+    given = os.path.abspath(os.path.expanduser(str(path)))
+    expected = "fMRIPrep output or an fMRIPrep working directory"
+    real = check_directory(given, expected)
+    entries = list_dir(real)
+    if not entries:
+        raise CleanupError(f"{given} is empty (expected {expected})")
+    names = {entry.name for entry in entries}
+    notes: list[str] = []
+    warnings: list[str] = []
+    found: dict[str, str] = {}  # folder -> how it was found (the working directories' set as they are found)
+
+    def how(derivatives: str | None, freesurfer: str | None, workdirs: list[str], legacy: bool) -> tuple:
+        if derivatives:
+            found[derivatives] = "the folder given" if derivatives == real else "the fmriprep/ of the folder given"
+        if freesurfer:
+            found[freesurfer] = ("freesurfer/ beside the output (legacy layout)" if legacy
+                                 else "sourcedata/freesurfer in the output")
+        for workdir in workdirs:
+            if work_dir and workdir == workdirs[-1] and workdir not in found:
+                found[workdir] = "given with --work-dir"
+            elif workdir == real:
+                found[workdir] = "the folder given"
+            elif workdir not in found:
+                found[workdir] = "inside the folder given"
+        return tuple(found.items())
+
+    def named_workdirs(identity: str | None, pipeline: str = "fmriprep") -> list[str]:
+        return [explicit_workdir(work_dir, identity, known_roots, notes, pipeline)] if work_dir else []
+
+    if "dataset_description.json" in names:
+        pipeline, version = _require_known(os.path.join(real, "dataset_description.json"), notes)
+        key = pipeline.key
+        parent = os.path.dirname(real)
+        bids_freesurfer = os.path.join(real, "sourcedata", "freesurfer")
+        legacy_freesurfer = os.path.join(parent, "freesurfer")
+        freesurfer: str | None
+        if os.path.isdir(bids_freesurfer) and not os.path.islink(bids_freesurfer):
+            layout, freesurfer = "bids", bids_freesurfer
+        elif os.path.basename(real) == pipeline.output_folder and (
+            os.path.isdir(legacy_freesurfer) or (key == "fmriprep" and version and _version_tuple(version) < (21,))
+        ):
+            layout = "legacy"
+            freesurfer = legacy_freesurfer if os.path.isdir(legacy_freesurfer) else None
+            notes.append(f"legacy layout: only {real} and its sibling freesurfer/ are scanned, not the rest of {parent}")
+        else:
+            layout = "legacy" if key == "fmriprep" and version and _version_tuple(version) < (21,) else "bids"
+            freesurfer = None
+        output_dir = real if layout == "bids" else parent
+        known = frozenset(known_roots(real)) if known_roots is not None and find_work_dir and not work_dir else frozenset()
+        workdirs = named_workdirs(real, key) or (only_ours(
+            find_workdirs(real, entries, key, known)
+            or recorded_or_beside(real, output_dir, notes, warnings, found, pipeline, known),
+            output_dir, real, warnings) if find_work_dir else [])
+        repository = find_repository(real)
+        if repository is not None:
+            notes.append(repository_note(repository))
+        return Dataset(given, layout, version, real, freesurfer, tuple(workdirs), None, tuple(notes),
+                       how(real, freesurfer, workdirs, layout == "legacy"), tuple(warnings), None, repository, key)
+
+    container_of = next((pipeline for pipeline in pipelines() if pipeline.output_folder and pipeline.output_folder in names
+                         and os.path.lexists(os.path.join(real, pipeline.output_folder, "dataset_description.json"))),
+                        None)
+    if container_of is not None:
+        assert container_of.output_folder is not None
+        derivatives = os.path.join(real, container_of.output_folder)
+        pipeline, version = _require_known(os.path.join(derivatives, "dataset_description.json"), notes)
+        key = pipeline.key
+        freesurfer = os.path.join(real, "freesurfer")
+        legacy_evidence = os.path.isdir(freesurfer) or (
+            key == "fmriprep" and version is not None and _version_tuple(version) < (21,))
+        if not legacy_evidence or os.path.isdir(os.path.join(derivatives, "sourcedata", "freesurfer")):
+            raise NotFMRIPrepError(f"{derivatives} is {pipeline.name} output in the BIDS layout; give {derivatives} itself")
+        workdirs = named_workdirs(derivatives, key) or (only_ours(
+            find_workdirs(real, entries, key) or recorded_or_beside(derivatives, real, notes, warnings, found, pipeline),
+            real, derivatives, warnings) if find_work_dir else [])
+        freesurfer_found = freesurfer if os.path.isdir(freesurfer) and not os.path.islink(freesurfer) else None
+        repository = find_repository(derivatives)
+        if repository is not None:
+            notes.append(repository_note(repository))
+        return Dataset(given, "legacy", version, derivatives, freesurfer_found, tuple(workdirs), real, tuple(notes),
+                       how(derivatives, freesurfer_found, workdirs, True), tuple(warnings), None,
+                       repository, key)
+
+    found_workdir = workdir_pipeline(real) or pipeline_of_workdir_name(os.path.basename(real))
+    key, version = found_workdir if found_workdir else ("fmriprep", None)
+    is_workdir = found_workdir is not None
+    emptied = not is_workdir and known_roots is not None and real in known_roots(real)
+    if is_workdir or emptied:
+        if emptied:
+            notes.append(f"working directory {real} holds nothing of fMRIPrep's any more (an earlier cleanup emptied it)")
+        explicit_workdirs = named_workdirs(None, key)
+        workdirs = [real] + [w for w in explicit_workdirs if w != real]
+        orphan_of = orphaned_output(real, path_map)
+        if orphan_of:
+            notes.append(f"orphaned: its runs wrote to {orphan_of}, which no longer exists")
+        return Dataset(given, "workdir", version, None, None, tuple(workdirs), None, tuple(notes),
+                       how(None, None, workdirs, False), tuple(warnings), orphan_of, None, key)
+
+    if "fmriprep" in names:
+        raise NotFMRIPrepError(f"{given}/fmriprep has no dataset_description.json naming fMRIPrep")
+    derivatives_here = sorted(entry.name for entry in entries if entry.is_dir(follow_symlinks=False) and
+                              os.path.isfile(os.path.join(real, entry.name, "dataset_description.json")))
+    if derivatives_here and os.path.basename(real) == "derivatives":
+        raise NotFMRIPrepError(f"{given} holds several pipelines' outputs ({', '.join(derivatives_here)}): give one "
+                               f"of them, or audit {given} to see them all")
+    raise NotFMRIPrepError(
+        f"{given} does not look like {expected}: found no dataset_description.json naming fMRIPrep, "
+        "no fmriprep/ folder (legacy layout) and no fmriprep_wf/ or fmriprep_<major>_<minor>_wf/ (working directory)"
+    )
+
+
+def discover_dataset(path: str, work_dir: str | None = None, find_work_dir: bool = True,
+                     state_base: str | None = None) -> Dataset:
+    """discover(), knowing what earlier cleanups of the dataset acted on (its sealed journals): a working
+    directory a completed run emptied is still the dataset's, so the same command run again finds nothing to do."""
+    return discover(path, work_dir, find_work_dir,
+                    known_roots=lambda identity: recorded_roots(state_dir_for(identity, state_base)))

@@ -1,0 +1,48 @@
+"""Opening a plan: the one way every command - report, plan, status, explain, clean and unattended policy runs -
+goes from a path and options to a Plan, so the same options always plan the same files."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ..basics.errors import CleanupError
+from ..basics.folders import default_jobs
+from ..fmriprep.discovery import discover_dataset
+from ..fmriprep.layout import Dataset, state_dir_for
+from ..fmriprep.pipelines import pipeline_by_key
+from ..rules.rulesets import load_rulesets
+from .plan import DEFAULT_MIN_AGE, Plan, Selection, build_plan
+
+
+def default_rules(dataset: Dataset) -> str:
+    """The rule set used when none is given: the pipeline's default (default for fMRIPrep, qsiprep-default...)."""
+    return pipeline_by_key(dataset.pipeline).rules
+
+
+def open_plan(path: str, rules: Iterable[str] = (), work_dir: str | None = None, find_work_dir: bool = True,
+              participant_labels: Iterable[str] = (), exclude_participant_labels: Iterable[str] = (),
+              keep: Iterable[str] = (), junk: Iterable[str] = (), jobs: int | None = None,
+              min_age: float = DEFAULT_MIN_AGE, stale_after: float | None = None, state_dir: str | None = None,
+              now: float | None = None) -> Plan:
+    """The plan for the pipeline output (or working directory) at ``path``: what happens to every file.
+
+    ``rules``: shipped names or YAML paths (default: the pipeline's own default set); ``work_dir``: the
+    pipeline's -w when it is elsewhere (``find_work_dir=False`` leaves any working directory out);
+    ``participant_labels``: only these subjects, ``exclude_participant_labels``: not these (a label naming no
+    subject is refused); ``keep``/``junk``: extra globs that beat the rules; ``jobs``: folders listed at once
+    (default: 8 on network file systems, else 1); ``min_age``: activity this recent means running, junk this
+    recent is held back; ``stale_after``: an idle failed run's cache is stale after this long; ``state_dir``:
+    where the lock and journal live; ``now``: the time to judge ages at. Nothing is read beyond the dataset's
+    top folders until the plan is iterated.
+    """
+    if not find_work_dir and work_dir:
+        raise CleanupError("--no-work-dir and --work-dir contradict each other")
+    dataset = discover_dataset(path, work_dir, find_work_dir, state_dir)
+    ruleset = load_rulesets(list(rules) or [default_rules(dataset)]).with_cli_globs(tuple(keep), tuple(junk))
+    plan = build_plan(dataset, ruleset,
+                      Selection.from_labels(list(participant_labels), exclude=list(exclude_participant_labels)),
+                      now=now, state_dir=state_dir_for(dataset.identity, state_dir) if state_dir else None,
+                      min_age=min_age, stale_after=stale_after,
+                      jobs=jobs or default_jobs([root.path for root in dataset.scan_roots]))
+    plan.check_selection()
+    return plan
