@@ -27,10 +27,12 @@ from .fmriprep.statuses import SUBJECT_STATUSES
 from .ops.history import COLUMNS as HISTORY_COLUMNS
 from .ops.history import History
 from .ops.shards import is_plan_partial, parse_shard
+from .plan.files import Selection
 from .plan.open import default_rules, open_plan
 from .plan.options import CleanOptions, Declined
-from .plan.plan import DEFAULT_MIN_AGE, Plan, Selection
-from .rules.rulesets import RuleSet, load_rulesets, shipped_rulesets
+from .plan.plan import DEFAULT_MIN_AGE, Plan
+from .rules.model import RuleSet
+from .rules.rulesets import load_rulesets, shipped_rulesets
 
 if TYPE_CHECKING:
     from .act.clean import CleanResult
@@ -182,7 +184,7 @@ def make_status(plan: Plan, only: Iterable[str] = (), progress: Progress | None 
 
 def explain(plan: Plan, files: Iterable[str]) -> list[dict[str, Any]]:
     """Why each file is kept or junk: `explain --format json`."""
-    from .report.explain import explain_file
+    from .plan.explain import explain_file
 
     return [explain_file(plan, file) for file in files]
 
@@ -323,7 +325,7 @@ def archives(action: str, directory: str, older_than: float | None = None, yes: 
     """Archives over time (`archives list|verify|prune`): what ``directory`` holds; every member re-hashed
     against its manifest (``ok`` false and ``problems`` listed on any difference); or the runs older than
     ``older_than`` seconds removed (``yes``; else what would go). verify and prune are recorded in the history."""
-    from .ops import archives as managed
+    from .act import archives as managed
     from .ops.history import RunRecord
 
     started = time.time()

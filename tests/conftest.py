@@ -25,14 +25,26 @@ DS003752 = DATA / "ds003752-fmriprep-23.2.0.tsv"
 CI_LISTS = sorted(DATA.glob("ds*_outputs.txt"))
 
 
+def _sandbox(home: Path, patch: pytest.MonkeyPatch) -> None:
+    patch.setenv("HOME", str(home))
+    for variable in ("XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
+        patch.setenv(variable, str(home / variable.lower()))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sandboxed_session(tmp_path_factory):
+    """The same sandbox for what is built once per test run (shared trees, a DataLad dataset)."""
+    with pytest.MonkeyPatch.context() as patch:
+        _sandbox(tmp_path_factory.mktemp("session-home"), patch)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def sandboxed_state(tmp_path_factory, monkeypatch):
     """No test reads or writes the user's real state: the history database, XDG folders and the home folder
     all point into a temporary folder (subprocesses inherit the environment)."""
     home = tmp_path_factory.mktemp("home")
-    monkeypatch.setenv("HOME", str(home))
-    for variable in ("XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
-        monkeypatch.setenv(variable, str(home / variable.lower()))
+    _sandbox(home, monkeypatch)
     return home
 
 
@@ -89,14 +101,25 @@ def ds003752_listing():
     return demo.load_listing(DS003752)
 
 
+def build_ds003752(root: Path, listing) -> tuple[Path, Path]:
+    output = root / "ds003752"
+    demo.build_tree(str(output), listing, demo.real_contents(listing))
+    workdir = root / "scratch" / "work"  # not beside the output: tests choose to include it or not
+    demo.build_tree(str(workdir), demo.synthetic_workdir(listing))
+    return output, workdir
+
+
 @pytest.fixture
 def ds003752(tmp_path, ds003752_listing):
-    """The real ds003752 fMRIPrep 23.2.0 output as sparse files, with a working directory beside it."""
-    output = tmp_path / "ds003752"
-    demo.build_tree(str(output), ds003752_listing, demo.real_contents(ds003752_listing))
-    workdir = tmp_path / "scratch" / "work"  # not beside the output: tests choose to include it or not
-    demo.build_tree(str(workdir), demo.synthetic_workdir(ds003752_listing))
-    return output, workdir
+    """The real ds003752 fMRIPrep 23.2.0 output as sparse files, with a working directory beside it: a fresh
+    copy for a test that changes it."""
+    return build_ds003752(tmp_path, ds003752_listing)
+
+
+@pytest.fixture(scope="session")
+def ds003752_read_only(tmp_path_factory, ds003752_listing):
+    """The same tree, built once per test run, for tests that only read it (report, plan, status)."""
+    return build_ds003752(tmp_path_factory.mktemp("shared"), ds003752_listing)
 
 
 STOP_AFTER_EVENT = """\
@@ -112,28 +135,52 @@ def _write_then_stop(self, event, **fields):
         os.kill(os.getpid(), signal.SIGSTOP)
 _journal.Journal._write = _write_then_stop
 """
+STOP_AFTER_LISTING = """\
+import os, signal, threading
+import fmriprep_cleanup.basics.folders as _folders
+_list, _lock, _seen = _folders.list_directory, threading.Lock(), [0]
+def _list_then_stop(path):
+    listed = _list(path)
+    with _lock:
+        _seen[0] += 1
+        stop = _seen[0] == {count}
+    if stop:
+        os.kill(os.getpid(), signal.SIGSTOP)
+    return listed
+_folders.list_directory = _list_then_stop
+"""
 
 
-def kill_when_journal_says(command: list[str], marker: str, count: int) -> None:
-    """Run ``command`` (``python -c CODE ARGS...``) and SIGKILL it right after its journal has recorded the event
-    ``marker`` (quoted, as in the file) for the ``count``-th time. The child stops itself there (SIGSTOP, from a
-    wrapper around Journal._write), so where it dies does not depend on how fast the machine is."""
-    assert command[1] == "-c", "kill_when_journal_says runs python -c CODE ARGS"
-    stopper = STOP_AFTER_EVENT.format(event=marker.strip('"'), count=count)
+def stopped_at(command: list[str], marker: str, count: int, **popen) -> subprocess.Popen:
+    """Run ``command`` (``python -c CODE ARGS...``) until it stops itself (SIGSTOP) right after its journal has
+    recorded the event ``marker`` (quoted, as in the file) for the ``count``-th time - or, for the marker
+    ``listing``, right after the scan listed its ``count``-th folder. Where it stops does not depend on how fast
+    the machine is. The stopped process is returned: the caller kills it, or signals and continues it."""
+    assert command[1] == "-c", "stopped_at runs python -c CODE ARGS"
+    stopper = (STOP_AFTER_LISTING.format(count=count) if marker == "listing"
+               else STOP_AFTER_EVENT.format(event=marker.strip('"'), count=count))
     process = subprocess.Popen([command[0], "-c", stopper + command[2], *command[3:]],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               **({"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL} | popen))
     deadline = time.time() + 300  # a hang is a failure, not a stuck test run
     status = 0
     while time.time() < deadline:
         pid, status = os.waitpid(process.pid, os.WUNTRACED | os.WNOHANG)
         if pid:
             break
-        time.sleep(0.01)
+        time.sleep(0.005)
     else:
         process.kill()
         process.wait()
         raise AssertionError(f"the run neither stopped at {marker} x{count} nor ended within 300 s")
-    assert os.WIFSTOPPED(status), f"the run ended before writing {marker} x{count}"
+    if not os.WIFSTOPPED(status):
+        raise AssertionError(f"the run ended before {marker} x{count}")
+    return process
+
+
+def kill_when_journal_says(command: list[str], marker: str, count: int) -> None:
+    """Run ``command`` and SIGKILL it right after its journal has recorded ``marker`` the ``count``-th time (or the
+    scan listed its ``count``-th folder, for ``listing``): see stopped_at."""
+    process = stopped_at(command, marker, count)
     process.send_signal(signal.SIGKILL)
     process.wait()
 
@@ -172,10 +219,12 @@ TOOL = [sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()"]
 
 
 def cli(*args, **kwargs):
-    """Run the command line in this process (click's runner); never a traceback, whatever the exit code."""
+    """Run the command line in this process (click's runner, --participant-label's several values spread as
+    main() does); never a traceback, whatever the exit code."""
     from fmriprep_cleanup.cli import cli as command_line
+    from fmriprep_cleanup.cli import expand_participant_labels
 
-    result = CliRunner().invoke(command_line, [str(a) for a in args], **kwargs)
+    result = CliRunner().invoke(command_line, expand_participant_labels([str(a) for a in args]), **kwargs)
     assert "Traceback" not in result.output, result.output
     return result
 

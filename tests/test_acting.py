@@ -4,17 +4,26 @@ figures and exit codes, restore as careful as delete, a lock keyed on the datase
 import hashlib
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import OLD, TOOL, cli, contents, make_files, project, write, write_description
+from conftest import (
+    OLD,
+    TOOL,
+    cli,
+    contents,
+    kill_when_journal_says,
+    make_files,
+    project,
+    stopped_at,
+    write,
+    write_description,
+)
 
 import fmriprep_cleanup.cli as cli_module
 import fmriprep_cleanup.cli.common as cli_common
@@ -129,7 +138,8 @@ def test_a_reused_archive_is_read_back_again_and_a_damaged_one_is_not_trusted(tm
     import fmriprep_cleanup.act.archive as archive_module
 
     out = project(tmp_path, files=40, size=20_000)
-    junk = {path: digest for path, digest in contents(out).items() if path in junk_of(out)}
+    junk_paths = junk_of(out)
+    junk = {path: digest for path, digest in contents(out).items() if path in junk_paths}
     real_remove = archive_module.remove_archived
 
     def crash_before_removing(*args, **kwargs):
@@ -183,19 +193,17 @@ def test_history_failing_after_acting_is_a_warning_with_the_summary_and_exit_3(t
     assert "\nRemoved 13 files" in result.stdout and "warning: cannot record the run" in result.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_an_archive_stops_cleanly_with_130_and_a_rerun_finishes(tmp_path):
-    out = project(tmp_path, files=40, size=2_000_000)
-    junk = {path: digest for path, digest in contents(out).items() if path in junk_of(out)}
-    state = out / ".fmriprep-cleanup"
+    """Ctrl-C while the first archive is being written (the run stopped itself right after its journal said
+    archive-begin, then gets SIGINT and goes on): the partial archive goes, the run ends with 130."""
+    out = project(tmp_path, files=40, size=20_000)
+    junk_paths = junk_of(out)
+    junk = {path: digest for path, digest in contents(out).items() if path in junk_paths}
     command = TOOL + ["clean", str(out), "--mode", "archive", "--archive-dir", str(tmp_path / "a"), "--yes"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline:  # interrupt while the first archive is being written
-        journals = list((state / "journal").glob("*.jsonl")) if (state / "journal").exists() else []
-        if journals and b'"archive-begin"' in journals[0].read_bytes():
-            break
-        time.sleep(0.001)
+    process = stopped_at(command, '"archive-begin"', 1, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGCONT)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stdout + stderr
     assert "Stopped early: interrupted (Ctrl-C)" in stdout and "Traceback" not in stderr
@@ -324,7 +332,8 @@ def test_recovery_removes_an_archive_whose_manifest_is_missing(tmp_path, monkeyp
     from fmriprep_cleanup.basics.journals import events
 
     out = project(tmp_path)
-    junk = {path: digest for path, digest in contents(out).items() if path in junk_of(out)}
+    junk_paths = junk_of(out)
+    junk = {path: digest for path, digest in contents(out).items() if path in junk_paths}
     real_remove = archive_module.remove_archived
 
     def killed(*args, **kwargs):
@@ -548,63 +557,49 @@ def test_tests_never_touch_the_real_history(tmp_path):
     assert os.path.exists(default_history_path()) and default_history_path().startswith(os.environ["HOME"])
 
 
-# --- killed at random moments ------------------------------------------------------------------------------
+# --- killed at every kind of moment --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("mode", ["delete", "archive"])
-def test_killed_at_twenty_random_moments_loses_nothing_and_a_rerun_finishes(tmp_path, mode):
-    """Twenty times (more if fewer than five of them cut acting short): a fresh copy of the tree, the run
-    SIGKILLed at a random moment of its life (start-up, scan, acting), every original in place or in a verified
-    archive, and the same command run again exits 0 with the job done (and a third time finds nothing to do)."""
-    rng = random.Random(20 if mode == "delete" else 21)
-    template = project(tmp_path / "template", files=400, size=2000, seed=5).parent
+# Where a run can be cut short, each the moment right after its journal recorded it (or the scan listed that
+# many folders): while scanning, after the run starts, while a batch is removed and after it, while an archive
+# is written and after it is verified, while emptied folders go, and after the run's end was written.
+KILL_POINTS = {
+    "delete": [("listing", 5), ('"run-start"', 1), ('"removing"', 1), ('"removed"', 1), ('"removing"', 2),
+               ('"removed"', 2), ('"removed-dirs"', 1), ('"run-end"', 1)],
+    "archive": [("listing", 5), ('"run-start"', 1), ('"archive-begin"', 1), ('"archive-verified"', 1),
+                ('"removing"', 1), ('"removed"', 1), ('"archive-begin"', 2), ('"archive-verified"', 2),
+                ('"removed"', 2), ('"removed-dirs"', 1), ('"run-end"', 1)],
+}
 
-    def fresh(index):
-        copy = tmp_path / f"run{index}"
-        out = project(copy, files=400, size=2000, seed=5)  # the same tree again (faster than copying it)
-        options = ["--archive-dir", str(copy / "a")] if mode == "archive" else []
-        return copy, out, TOOL + ["clean", str(out), "--mode", mode, "--yes"] + options
 
-    copy, out, command = fresh("timing")
-    started = time.perf_counter()
-    assert subprocess.run(command, capture_output=True).returncode == 0
-    lifetime = time.perf_counter() - started
-    started = time.perf_counter()
-    subprocess.run(TOOL + ["--version"], capture_output=True)
-    start_up = 0.8 * (time.perf_counter() - started)  # kills before this only test that nothing happened yet
-    original = contents(template / "out")
-    junk_of_template = junk_of(template / "out")
-    interrupted_acting = 0
-    for index in range(40):
-        if index >= 20 and interrupted_acting >= 5:
-            break  # twenty random moments, and enough of them in the middle of acting
-        copy, out, command = fresh(index)
-        junk = {path.replace(str(template), str(copy)): digest for path, digest in original.items()
-                if path in junk_of_template}
-        kept = {path.replace(str(template), str(copy)): digest for path, digest in original.items()
-                if path.replace(str(template), str(copy)) not in junk}
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(start_up, lifetime))
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        from fmriprep_cleanup.basics.journals import needs_recovery
-
-        interrupted_acting += needs_recovery(str(out / ".fmriprep-cleanup"))
-        current = contents(out)
-        saved = archived(copy / "a") if mode == "archive" else {}
-        for path, digest in junk.items():  # in place, or inside a verified archive (or, deleting, gone): never damaged
-            if mode == "archive":
-                assert current.get(path) == digest or saved.get(path) == digest, (index, path)
-            else:
-                assert current.get(path, digest) == digest, (index, path)
-        assert all(current.get(path) == digest for path, digest in kept.items()), index
-        rerun = subprocess.run(command, capture_output=True, text=True)
-        assert rerun.returncode == 0, (index, rerun.stdout + rerun.stderr)
-        assert not junk_of(out), index
+@pytest.mark.slow
+@pytest.mark.parametrize("mode,marker,count", [(mode, marker, count) for mode, points in KILL_POINTS.items()
+                                               for marker, count in points])
+def test_killed_at_any_moment_loses_nothing_and_a_rerun_finishes(tmp_path, mode, marker, count):
+    """SIGKILL at each kind of moment of a run's life: every original is in place or in a verified archive (or,
+    deleting, gone with its record), kept files are untouched, the same command run again exits 0 with the job
+    done, and a third time finds nothing to do. Two subjects of 150 files: two batches, two archives."""
+    out = project(tmp_path, files=150, size=200, seed=5)
+    original = contents(out)
+    junk_paths = junk_of(out)
+    junk = {path: digest for path, digest in original.items() if path in junk_paths}
+    kept = {path: digest for path, digest in original.items() if path not in junk}
+    options = ["--archive-dir", str(tmp_path / "a")] if mode == "archive" else []
+    command = TOOL + ["clean", str(out), "--mode", mode, "--yes"] + options
+    kill_when_journal_says(command, marker, count)
+    current = contents(out)
+    saved = archived(tmp_path / "a") if mode == "archive" else {}
+    for path, digest in junk.items():  # in place, or inside a verified archive (or, deleting, gone): never damaged
         if mode == "archive":
-            saved = archived(copy / "a")
-            assert all(saved.get(path) == digest for path, digest in junk.items()), index
-            assert not [name for _, _, names in os.walk(copy / "a") for name in names if name.endswith(".tmp")]
-        again = subprocess.run(command, capture_output=True, text=True)
-        assert again.returncode == 0 and "Nothing to do" in again.stdout, index
-        shutil.rmtree(copy)
-    assert interrupted_acting >= 5  # enough of the kills cut a run short in the middle of acting
+            assert current.get(path) == digest or saved.get(path) == digest, path
+        else:
+            assert current.get(path, digest) == digest, path
+    assert all(current.get(path) == digest for path, digest in kept.items())
+    rerun = subprocess.run(command, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert not junk_of(out)
+    if mode == "archive":
+        saved = archived(tmp_path / "a")
+        assert all(saved.get(path) == digest for path, digest in junk.items())
+        assert not [name for _, _, names in os.walk(tmp_path / "a") for name in names if name.endswith(".tmp")]
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert again.returncode == 0 and "Nothing to do" in again.stdout, again.stdout + again.stderr

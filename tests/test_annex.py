@@ -8,11 +8,12 @@ import shutil
 import subprocess
 
 import pytest
-from click.testing import CliRunner
 from conftest import DATA, LONG_AGO, finish_subjects, make_files, write_description
+from conftest import cli as run
 
-from fmriprep_cleanup.cli import cli, expand_participant_labels
 from fmriprep_cleanup.fmriprep import demo
+
+pytestmark = [pytest.mark.integration]
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.org", "GIT_COMMITTER_NAME": "Test",
            "GIT_COMMITTER_EMAIL": "test@example.org"}
@@ -33,12 +34,6 @@ def git(repo, *args, check=True):
     if check and done.returncode:
         raise AssertionError(f"git {' '.join(map(str, args))}: {done.stderr}")
     return done.stdout
-
-
-def run(*args, **kwargs):
-    result = CliRunner().invoke(cli, [str(a) for a in expand_participant_labels([str(a) for a in args])], **kwargs)
-    assert "Traceback" not in result.output, result.output
-    return result
 
 
 def objects_bytes(repo):

@@ -10,21 +10,14 @@ import sys
 import tarfile
 
 import pytest
-from click.testing import CliRunner
+from conftest import cli as run_cli
 from conftest import finish_subjects, kill_when_journal_says, write_description
 
 import fmriprep_cleanup.act.archive as archive_module
-import fmriprep_cleanup.cli as cli_module
 from fmriprep_cleanup.act.manifest import manifest_of, read_manifest
 from fmriprep_cleanup.basics.journals import journal_files, needs_recovery, read_records, removed_paths
 
 OLD = 1_600_000_000
-
-
-def run_cli(*args):
-    result = CliRunner().invoke(cli_module.cli, [str(a) for a in args])
-    assert "Traceback" not in result.output, result.output
-    return result
 
 
 def write(path, data, mode=0o644, mtime_ns=OLD * 10**9 + 123456789):
@@ -215,6 +208,7 @@ def verified_archive_contents(archive_dir):
     return contents
 
 
+@pytest.mark.slow
 def test_killed_archive_runs_never_lose_a_file_and_rerun_reuses_verified_archives(tmp_path):
     out = build_project(tmp_path, files_per_subject=300, size=60_000, seed=3)
     (out / "work/fmriprep_23_2_wf/sub_01_wf/node0/link-to-kept").unlink()

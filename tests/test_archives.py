@@ -5,17 +5,10 @@ import os
 import time
 
 import pytest
-from click.testing import CliRunner
 from conftest import LONG_AGO, finish_subjects, make_files, write_description
+from conftest import cli as run
 
-from fmriprep_cleanup.cli import cli
 from fmriprep_cleanup.ops.history import History
-
-
-def run(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert "Traceback" not in result.output, result.output
-    return result
 
 
 @pytest.fixture
@@ -79,7 +72,7 @@ def test_verify_of_a_tar_archive(archived):
 
 
 def test_prune_removes_old_runs_whole_leftovers_included_and_only_with_yes(archived):
-    from fmriprep_cleanup.ops.archives import prune_archives
+    from fmriprep_cleanup.act.archives import prune_archives
 
     archives, tmp_path = archived
     [current] = [path for path in archives["tar"].iterdir() if path.is_dir()]

@@ -8,6 +8,8 @@ import sys
 import pytest
 from conftest import finish_subjects, make_files, write_description
 
+pytestmark = [pytest.mark.integration]
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
+from conftest import cli as run_cli
 from conftest import finish_subjects, kill_when_journal_says, make_files, write_description
 
 import fmriprep_cleanup.act.delete as delete_module
@@ -15,7 +15,6 @@ import fmriprep_cleanup.act.recovery as recovery_module
 import fmriprep_cleanup.act.safefs as safefs
 import fmriprep_cleanup.act.threads as threads
 import fmriprep_cleanup.act.worklist as worklist_module
-import fmriprep_cleanup.cli as cli_module
 import fmriprep_cleanup.cli.common as cli_common
 from fmriprep_cleanup import build_plan, load_rulesets
 from fmriprep_cleanup.act.delete import delete
@@ -73,12 +72,6 @@ def project(tmp_path):
     age_tree(out)
     finish_subjects(out, ["01", "02"])
     return out
-
-
-def run_cli(*args, input=None):
-    result = CliRunner().invoke(cli_module.cli, [str(a) for a in args], input=input)
-    assert "Traceback" not in result.output, result.output
-    return result
 
 
 def junk_paths(out, **kwargs):
@@ -252,6 +245,7 @@ def test_refuses_root_and_home():
             refuse_unsafe_roots([path])
 
 
+@pytest.mark.slow
 def test_killed_delete_runs_lose_nothing_and_rerun_finishes(tmp_path):
     """SIGKILL at several points of a delete run; after a rerun, junk is gone and every kept file is intact."""
     out = tmp_path / "out"

@@ -7,21 +7,14 @@ import math
 import re
 
 import pytest
-from click.testing import CliRunner
+from conftest import cli as run
 from conftest import finish_subjects, make_files, write_description
 
 from fmriprep_cleanup.basics.errors import CleanupError
-from fmriprep_cleanup.cli import cli
 from fmriprep_cleanup.energy.model import assumptions, carbon_intensities, equivalences, footprint
 from fmriprep_cleanup.rules.rulesets import load_rulesets
 
 TB = 10**12
-
-
-def run(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert "Traceback" not in result.output, result.output
-    return result
 
 
 @pytest.fixture

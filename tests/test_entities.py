@@ -48,6 +48,7 @@ def _real_derivative_names():
     return sorted(set(paths))
 
 
+@pytest.mark.slow
 def test_agrees_with_pybids_own_parser_on_every_real_name():
     """Same definitions, same answers: pybids' parse_file_entities is the reference."""
     from bids.layout import parse_file_entities

@@ -6,20 +6,13 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
 from conftest import DATA, ci_listing, finish_subjects, make_files, write_description
+from conftest import cli as run
 
 from fmriprep_cleanup.act.lock import RunLock
-from fmriprep_cleanup.cli import cli
 from fmriprep_cleanup.ops.history import History, RunRecord, totals
 
 OLD = 1_600_000_000
-
-
-def run(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert "Traceback" not in result.output, result.output
-    return result
 
 
 def build_dataset(root, listing="ds005_outputs.txt", subjects=("01",)):

@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-from click.testing import CliRunner
 from conftest import LONG_AGO, age_run, make_files, write_description
+from conftest import cli as run
 
 import fmriprep_cleanup.fmriprep.demo as demo
 from fmriprep_cleanup import build_plan, load_rulesets
@@ -18,10 +18,9 @@ from fmriprep_cleanup.act.delete import delete
 from fmriprep_cleanup.act.journal import Journal
 from fmriprep_cleanup.act.threads import Stop
 from fmriprep_cleanup.act.worklist import Outcome, Worklist
-from fmriprep_cleanup.cli import cli, expand_participant_labels
 from fmriprep_cleanup.fmriprep.discovery import discover
 from fmriprep_cleanup.fmriprep.status import StatusBook
-from fmriprep_cleanup.plan.plan import PlannedFile
+from fmriprep_cleanup.plan.files import PlannedFile
 from fmriprep_cleanup.rules.rulesets import shipped_ruleset_names
 
 RUN = "20240127-124830_0c970070-7984-4260-b527-e484380e8f41"
@@ -40,12 +39,6 @@ FMRIPREP_1X_FAILED = ('<div id="errors">\n    <h1 class="sub-report-title">Error
                       '        </div>\n        </li>\n    </ul>\n</div>')
 
 
-def run(*args, **kwargs):
-    result = CliRunner().invoke(cli, [str(a) for a in expand_participant_labels([str(a) for a in args])], **kwargs)
-    assert "Traceback" not in result.output, result.output
-    return result
-
-
 def files_below(root):
     return sorted(os.path.relpath(os.path.join(d, n), root) for d, _, names in os.walk(root) for n in names)
 
@@ -55,7 +48,7 @@ def report(body):
 
 
 def test_report_errors_section_of_every_template_generation():
-    from fmriprep_cleanup.fmriprep.status import count_report_errors
+    from fmriprep_cleanup.fmriprep.evidence import count_report_errors
 
     assert count_report_errors(report(NIREPORTS_CLEAN)) == 0
     assert count_report_errors(report(NIREPORTS_FAILED)) == 2

@@ -8,22 +8,15 @@ import os
 import time
 
 import pytest
-from click.testing import CliRunner
 from conftest import DATA, LONG_AGO, make_files
+from conftest import cli as run
 
 import fmriprep_cleanup.fmriprep.demo as demo
-from fmriprep_cleanup.cli import cli
 from fmriprep_cleanup.fmriprep.pipelines import pipeline_by_key, pipelines
 
 RUN = "20251101-120000_0b3c5e1a-1111-4222-8333-944455556666"
 VERSIONS = {"smriprep": "0.19.1", "qsiprep": "26.0.0", "mriqc": "25.0.1", "xcp_d": "26.1.0", "nibabies": "25.2.0",
             "aslprep": "26.0.1", "fmripost_aroma": "0.0.12"}
-
-
-def run(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert "Traceback" not in result.output, result.output
-    return result
 
 
 def build(root, key, failed=False):

@@ -7,16 +7,10 @@ import sys
 import time
 
 import pytest
-from click.testing import CliRunner
+from conftest import cli as run
 from conftest import finish_subjects, make_files, write_description
 
-from fmriprep_cleanup.cli import cli, expand_participant_labels
-
-
-def run(*args, **kwargs):
-    result = CliRunner().invoke(cli, [str(a) for a in expand_participant_labels([str(a) for a in args])], **kwargs)
-    assert "Traceback" not in result.output
-    return result
+from fmriprep_cleanup.cli import cli
 
 
 @pytest.fixture
@@ -443,7 +437,6 @@ def test_a_terminal_gets_tables_that_fit_and_wide_gets_everything(project, tmp_p
 
 
 def test_every_command_help_shows_examples():
-    from fmriprep_cleanup.cli import cli
 
     def commands(group, prefix):
         for name, command in group.commands.items():

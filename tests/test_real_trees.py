@@ -9,7 +9,7 @@ from conftest import CI_LISTS, age_run, ci_listing, make_files, write_descriptio
 
 from fmriprep_cleanup import build_plan, load_rulesets
 from fmriprep_cleanup.fmriprep.discovery import discover
-from fmriprep_cleanup.plan.plan import Selection
+from fmriprep_cleanup.plan.files import Selection
 
 SURFACE_EXTENSIONS = (".surf.gii", ".func.gii", ".shape.gii", ".label.gii", ".dtseries.nii")
 
@@ -29,15 +29,15 @@ def needed_by_an_analysis(relpath):
     )
 
 
-def test_ds003752_totals_exact_to_the_byte_and_each_file_once(ds003752, ds003752_listing):
-    output, _ = ds003752
+def test_ds003752_totals_exact_to_the_byte_and_each_file_once(ds003752_read_only, ds003752_listing):
+    output, _ = ds003752_read_only
     rows = plan_rows(output)
     assert sorted(os.path.relpath(row.path, output) for row in rows) == sorted(p for p, _ in ds003752_listing)
     assert sum(row.size for row in rows) == sum(size for _, size in ds003752_listing)
 
 
-def test_ds003752_default_junks_only_workdir_and_templates(ds003752, ds003752_listing):
-    output, workdir = ds003752
+def test_ds003752_default_junks_only_workdir_and_templates(ds003752_read_only, ds003752_listing):
+    output, workdir = ds003752_read_only
     rows = plan_rows(output, work_dir=workdir)
     junk = {row.path for row in rows if row.action == "junk"}
     expected = {os.path.join(output, p) for p, _ in ds003752_listing if p.startswith("sourcedata/freesurfer/fsaverage")}
@@ -48,8 +48,8 @@ def test_ds003752_default_junks_only_workdir_and_templates(ds003752, ds003752_li
     assert subjects == {"01", "02", "03"}
 
 
-def test_participant_label_selects_one_subject_everywhere(ds003752):
-    output, workdir = ds003752
+def test_participant_label_selects_one_subject_everywhere(ds003752_read_only):
+    output, workdir = ds003752_read_only
     rows = plan_rows(output, work_dir=workdir, labels=["sub-02"])
     assert rows and {row.subject for row in rows} == {"02"}
     scopes = {row.scope for row in rows}
@@ -208,9 +208,9 @@ def test_legacy_fmriprep_1x_tree_works_like_the_bids_layout(tmp_path):
 
 
 @pytest.mark.parametrize("condition", ["subject: '02'", "path: 'sub-02/**'", "session: ResearchAguirre1"])
-def test_rules_that_name_a_label_are_judged_file_by_file(ds003752, tmp_path, condition):
+def test_rules_that_name_a_label_are_judged_file_by_file(ds003752_read_only, tmp_path, condition):
     """Decisions are reused across subjects only when no rule can tell labels apart; these rules can."""
-    output, _ = ds003752
+    output, _ = ds003752_read_only
     rules = tmp_path / "one.yaml"
     rules.write_text(f"version: 1\nname: one\ndefault: keep\nrules:\n"
                      f"  - {{id: one, action: junk, category: c, why: w, match: {{scope: derivatives, {condition}}}}}\n")
@@ -228,11 +228,12 @@ def test_rules_that_name_a_label_are_judged_file_by_file(ds003752, tmp_path, con
 
 
 @pytest.mark.parametrize("rules", ["default", "volume-only", "fmriprepcleanup"])
-def test_decisions_reused_across_subjects_equal_decisions_made_file_by_file(ds003752, tmp_path, monkeypatch, rules):
+def test_decisions_reused_across_subjects_equal_decisions_made_file_by_file(ds003752_read_only, tmp_path, monkeypatch,
+                                                                          rules):
     """The memo of decisions by path shape (labels blanked) changes nothing, on a real tree with sessions."""
     from fmriprep_cleanup.rules.classify import Classifier
 
-    output, workdir = ds003752
+    output, workdir = ds003752_read_only
     _build_ci_tree(tmp_path / "ci", CI_LISTS[0])
     for tree, work in ((output, workdir), (tmp_path / "ci", None)):
         reused = plan_rows(tree, [rules], work_dir=work)

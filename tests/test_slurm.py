@@ -16,6 +16,8 @@ from conftest import DATA, ci_listing, finish_subjects, make_files, write_descri
 from fmriprep_cleanup.cli import cli
 
 CLUSTER = Path(__file__).parent / "slurm" / "cluster.sh"
+# One cluster at a time (its ports are fixed): with pytest-xdist, every test of this module runs in one worker.
+pytestmark = [pytest.mark.xdist_group("slurm"), pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +68,14 @@ def submit(tmp_path: Path, *options: str) -> Path:
     assert script.exit_code == 0, script.output
     (tmp_path / "submit.sh").write_text(script.stdout)
     submitted = subprocess.run(["bash", str(tmp_path / "submit.sh")], capture_output=True, text=True, timeout=60)
+
     assert submitted.returncode == 0, submitted.stderr
     deadline = time.monotonic() + 180
-    while not (run_dir / "report.html").exists() and time.monotonic() < deadline:
-        time.sleep(1)
-    time.sleep(1)  # the job's last write
+    while time.monotonic() < deadline:  # the cluster is this test's own: its queue empties once all jobs ended
+        queue = subprocess.run(["squeue", "-h"], capture_output=True, text=True)
+        if queue.returncode == 0 and not queue.stdout.strip():
+            break
+        time.sleep(0.2)
     log = "\n".join(path.read_text() for path in sorted(run_dir.glob("*.out")))
     assert (run_dir / "report.html").exists(), log
     return run_dir

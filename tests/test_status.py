@@ -5,25 +5,18 @@ import os
 import time
 
 import pytest
-from click.testing import CliRunner
+from conftest import cli as run
 from conftest import make_files
 
 import fmriprep_cleanup.fmriprep.demo as demo
 import fmriprep_cleanup.fmriprep.status as status_module
 from fmriprep_cleanup import build_plan, load_rulesets
-from fmriprep_cleanup.cli import cli
 from fmriprep_cleanup.fmriprep.discovery import discover
 from fmriprep_cleanup.fmriprep.status import StatusBook
-from fmriprep_cleanup.plan.plan import Selection
+from fmriprep_cleanup.plan.files import Selection
 
 OLD = time.time() - 2 * 86400  # runs that ended two days ago: not running, and not yet stale caches
 RUN_NEW = "20240127-124830_0c970070-7984-4260-b527-e484380e8f41"
-
-
-def run(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert "Traceback" not in result.output, result.output
-    return result
 
 
 def age(root, mtime):

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from ..basics.errors import CleanupError
 from ..basics.repository import GitRepo
-from ..plan.plan import PlannedFile
+from ..plan.files import PlannedFile
 
 DROP_BATCH = 200  # files per git-annex call: short command lines, and a killed run loses at most one batch
 ONLY_COPY = "git-annex refuses: no other copy of the content could be verified (numcopies)"

@@ -18,20 +18,16 @@ import os
 import shutil
 import stat
 import tarfile
-import zlib
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import IO
 
 from .. import __version__
 from ..basics.annex import PRESENT, key_of
 from ..basics.errors import CleanupError
-from ..basics.folders import walk_tree
-from ..basics.hashing import CHUNK, HashingReader, sha256_of_fd, sha256_of_link, sha256_of_stream
+from ..basics.hashing import CHUNK, HashingReader, sha256_of_fd, sha256_of_link
 from ..basics.paths import below
 from ..basics.repository import GitRepo
 from ..fmriprep.layout import Dataset
-from ..plan.plan import PlannedFile
+from ..plan.files import PlannedFile
 from .annex import still_the_link
 from .delete import FileCheck, drop_files, remove_emptied_folders_by_subtree, remove_files
 from .journal import Journal
@@ -40,12 +36,12 @@ from .manifest import (
     TAR_SUFFIXES,
     ManifestEntry,
     group_key,
-    load_manifest,
     member_name,
     root_labels,
     write_manifest,
     write_run_info,
 )
+from .members import GroupFailed, Written, reverify, verify_tar, verify_tree
 from .recovery import ReusableArchive
 from .safefs import SKIP_CHANGED, SafeFolders, cannot_remove, drop_cache, error_reason, fsync_path, recheck
 from .threads import RunStopped, Stop
@@ -55,18 +51,6 @@ SKIP_NOT_REGULAR = "not a regular file or symlink"
 SKIP_CHANGED_AFTER_ARCHIVING = "changed after it was archived (the archive holds the earlier version)"
 SKIP_STOPPED = "not archived: the run was stopped first"
 SKIP_UNLOCKED = "an unlocked annexed file: not archived (lock it with git annex lock, or use --mode delete)"
-
-
-@dataclass(frozen=True)
-class Written:
-    """What a tar stream held when it was written: verification reads the archive back and compares."""
-
-    length: int
-    sha256: str
-
-
-class GroupFailed(Exception):
-    """Writing or verifying one group's archive failed; its originals stay untouched."""
 
 
 class TarWriter:
@@ -131,9 +115,6 @@ def _compressor(raw: IO[bytes], compress: str | None) -> IO[bytes]:
     if compress == "xz":
         return lzma.LZMAFile(raw, "wb")
     return raw
-
-
-_DECOMPRESSORS: dict[str | None, Callable[..., IO[bytes]]] = {None: open, "gz": gzip.open, "xz": lzma.open}  # type: ignore[dict-item]  # open() is overloaded on its mode
 
 
 def _remove(path: str) -> None:
@@ -359,6 +340,7 @@ class Archiver:
                 parent = os.path.dirname(parent)
             if source.kind == "symlink":
                 os.symlink(source.link_target or "", destination)  # a link to a folder stays a link
+                os.utime(destination, ns=(source.st.st_mtime_ns, source.st.st_mtime_ns), follow_symlinks=False)
                 entries.append(source.entry(sha256_of_link(source.link_target or "")))
                 continue
             assert source.handle is not None
@@ -378,52 +360,6 @@ class Archiver:
         return entries, None
 
 
-def verify_tree(archive: str, entries: list[ManifestEntry]) -> None:
-    """Re-read every copied file from disk and compare it with the manifest (symlinks, to folders too, as links,
-    never followed); GroupFailed on any difference, missing or extra member."""
-    expected = {entry.member: entry for entry in entries}
-    seen = 0
-    for _, children, problem in walk_tree(archive):
-        if problem:
-            raise GroupFailed(f"verification failed: {problem}")
-        for child in children:
-            if child.is_dir(follow_symlinks=False):
-                continue
-            entry = expected.get(os.path.relpath(child.path, archive))
-            st = os.lstat(child.path)
-            if stat.S_ISLNK(st.st_mode):
-                kind, digest = "symlink", sha256_of_link(os.readlink(child.path))
-            else:
-                fd = os.open(child.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                try:
-                    kind, digest = "file", sha256_of_fd(fd)
-                finally:
-                    os.close(fd)
-            archived_kind = "file" if entry is not None and entry.kind == "annexed" else (entry.kind if entry else "")
-            if entry is None or archived_kind != kind or entry.size != st.st_size or entry.sha256 != digest:
-                raise GroupFailed(f"verification failed for {child.path}")
-            seen += 1
-    if seen != len(entries):
-        raise GroupFailed(f"verification failed: {archive} holds {seen} of {len(entries)} files")
-
-
-def verify_tar(archive: str, compress: str | None, written: Written) -> None:
-    """Read the archive back from disk (decompressing it) and check it is, byte for byte, the stream that was
-    written: same length, same sha256. GroupFailed on any difference."""
-    try:
-        with _DECOMPRESSORS[compress](archive, "rb") as handle:
-            length, sha256 = sha256_of_stream(handle)
-    except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:  # a corrupt gzip or xz stream says so itself
-        raise GroupFailed(f"verification failed: cannot read {archive} back ({exc})") from None
-    if (length, sha256) != (written.length, written.sha256):
-        raise GroupFailed(f"verification failed: {archive} does not hold what was written "
-                          f"({length:,} of {written.length:,} bytes read back)")
-
-
-def compression_of(archive: str) -> str | None:
-    return "gz" if archive.endswith(".gz") else "xz" if archive.endswith(".xz") else None
-
-
 def remove_archived(entries: list[ManifestEntry], by_path: dict[str, PlannedFile], archive: str, dataset: Dataset,
                     outcome: Outcome, journal: Journal, stop: Stop) -> set[str]:
     """Unlink originals that are in a verified archive and still exactly what was archived; the folders they were in."""
@@ -439,22 +375,6 @@ def remove_archived(entries: list[ManifestEntry], by_path: dict[str, PlannedFile
         drop_files(annexed, dataset.repository, outcome, journal, stop, force=True, archive=archive)
     pairs = [(by_path[entry.path], still_as_archived(entry)) for entry in entries if entry.kind != "annexed"]
     return remove_files(pairs, dataset, outcome, journal, stop, archive=archive)
-
-
-def reverify(reusable: ReusableArchive) -> list[ManifestEntry]:
-    """The entries of an archive an interrupted run verified, after reading the archive back again and finding
-    it unchanged; GroupFailed (or CleanupError for a damaged or unsealed manifest) otherwise."""
-    manifest = load_manifest(reusable.manifest)
-    if not manifest.verdict.trusted:
-        raise CleanupError(f"{reusable.manifest}: {manifest.verdict.value}")
-    entries = manifest.entries
-    if os.path.isdir(reusable.archive):
-        verify_tree(reusable.archive, entries)
-    elif reusable.stream is None:
-        raise GroupFailed(f"{reusable.archive}: no record of its stream to check it against")
-    else:
-        verify_tar(reusable.archive, compression_of(reusable.archive), Written(*reusable.stream))
-    return entries
 
 
 def _still_archived(folders: SafeFolders, planned: PlannedFile, entry: ManifestEntry) -> bool:

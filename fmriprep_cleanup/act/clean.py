@@ -26,8 +26,9 @@ from ..basics.journals import needs_recovery
 from ..basics.paths import inside
 from ..basics.results import FAILED, SKIPPED, Result, results_json, tallied
 from ..energy.model import Assumptions, footprint, model_for
+from ..plan.files import PlannedFile
 from ..plan.options import CleanOptions, Declined
-from ..plan.plan import Plan, PlannedFile
+from ..plan.plan import Plan
 from .annex import NOT_INSTALLED, ONLY_COPY, only_copies
 from .annex import available as annex_available
 from .delete import delete

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..basics.annex import ANNEXED, ELSEWHERE, IN_GIT, link_key
-from ..plan.plan import Plan, PlannedFile
+from ..plan.files import PlannedFile
+from ..plan.plan import Plan
 from ..rules.classify import HELD_RECENT, HELD_RUNNING, HELD_SHARED
 
 SKIP_RECENT = "modified within --min-age"

@@ -262,3 +262,5 @@ def archives_prune(directory: str, older_than: str, yes: bool, fmt: str, history
     if data["dry_run"]:
         text.append("Dry run: nothing was changed (--yes removes them).")
     _archives_output(data, fmt, "\n".join(text) + "\n")
+    if data["refused"] or data["problems"]:
+        sys.exit(EXIT_INCOMPLETE)  # done, but some folder was not pruned (or could not be read): said above

@@ -228,8 +228,10 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True,
         repository = find_repository(real)
         if repository is not None:
             notes.append(repository_note(repository))
-        return Dataset(given, layout, version, real, freesurfer, tuple(workdirs), None, tuple(notes),
-                       how(real, freesurfer, workdirs, layout == "legacy"), tuple(warnings), None, repository, key)
+        return Dataset(path=given, layout=layout, fmriprep_version=version, derivatives=real, freesurfer=freesurfer,
+                       workdirs=tuple(workdirs), notes=tuple(notes),
+                       found=how(real, freesurfer, workdirs, layout == "legacy"), warnings=tuple(warnings),
+                       repository=repository, pipeline=key)
 
     container_of = next((pipeline for pipeline in pipelines() if pipeline.output_folder and pipeline.output_folder in names
                          and os.path.lexists(os.path.join(real, pipeline.output_folder, "dataset_description.json"))),
@@ -251,9 +253,10 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True,
         repository = find_repository(derivatives)
         if repository is not None:
             notes.append(repository_note(repository))
-        return Dataset(given, "legacy", version, derivatives, freesurfer_found, tuple(workdirs), real, tuple(notes),
-                       how(derivatives, freesurfer_found, workdirs, True), tuple(warnings), None,
-                       repository, key)
+        return Dataset(path=given, layout="legacy", fmriprep_version=version, derivatives=derivatives,
+                       freesurfer=freesurfer_found, workdirs=tuple(workdirs), container=real, notes=tuple(notes),
+                       found=how(derivatives, freesurfer_found, workdirs, True), warnings=tuple(warnings),
+                       repository=repository, pipeline=key)
 
     found_workdir = workdir_pipeline(real) or pipeline_of_workdir_name(os.path.basename(real))
     key, version = found_workdir if found_workdir else ("fmriprep", None)
@@ -267,8 +270,9 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True,
         orphan_of = orphaned_output(real, path_map)
         if orphan_of:
             notes.append(f"orphaned: its runs wrote to {orphan_of}, which no longer exists")
-        return Dataset(given, "workdir", version, None, None, tuple(workdirs), None, tuple(notes),
-                       how(None, None, workdirs, False), tuple(warnings), orphan_of, None, key)
+        return Dataset(path=given, layout="workdir", fmriprep_version=version, derivatives=None, freesurfer=None,
+                       workdirs=tuple(workdirs), notes=tuple(notes), found=how(None, None, workdirs, False),
+                       warnings=tuple(warnings), orphan_of=orphan_of, pipeline=key)
 
     if "fmriprep" in names:
         raise NotFMRIPrepError(f"{given}/fmriprep has no dataset_description.json naming fMRIPrep")

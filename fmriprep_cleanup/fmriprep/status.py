@@ -33,148 +33,26 @@ from __future__ import annotations
 
 import os
 import re
-import stat
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, NamedTuple
+from dataclasses import replace
 
-from ..basics.annex import NOT_ACTIVITY, key_of
-from ..basics.errors import CleanupError
-from ..basics.folders import Entry, list_folder, walk_tree
-from ..basics.guarded import read_bytes
-from ..basics.paths import below
-from ..basics.repository import GitRepo, GitState
+from ..basics.folders import Entry, list_folder
+from ..basics.repository import GitState
+from .evidence import (
+    ISRUNNING,
+    Evidence,
+    RunState,
+    SubjectStatus,
+    evidence_of,
+    newest_file_time,
+    newest_of,
+    report_label,
+)
 from .layout import SUBJECT_WORKFLOW_DIR, Dataset
 from .pipelines import pipeline_by_key
-from .workdirs import read_run_config
 
-RUN_TIME = re.compile(r"^(\d{8}-\d{6})")
 REPORT_SLACK = 300.0  # seconds after the report that still belong to the run that wrote it
 DEFAULT_STALE_AFTER = 30 * 86400.0
-FREESURFER_MARKERS = ("recon-all.done", "recon-all.error")
-ISRUNNING = "IsRunning."
-# The report's "Errors" section, in each generation of fMRIPrep's report template:
-NO_ERRORS = b"No errors to report!"  # 1.x, niworkflows (20-23.1) and nireports (23.2 on) alike
-FAILED_STEPS = re.compile(rb"One or more execution steps failed \((\d+)\)")  # nireports
-ERRORS_SECTION = b'<div id="errors">'  # 1.x and niworkflows: one "Node Name:" per crashed node
-
-
-class RunState(NamedTuple):
-    """What rules may ask about a file's subject: its run status and whether its cache is stale."""
-
-    status: str
-    stale: bool = False
-
-
-@dataclass
-class SubjectStatus:
-    subject: str
-    status: str
-    evidence: list[str] = field(default_factory=list)
-    runs: int = 0
-    newest_run: str | None = None
-    newest_run_time: float | None = None
-    fmriprep_version: str | None = None
-    crash_files: int = 0
-    output_spaces: str | None = None
-    recorded_work_dir: str | None = None
-    report_time: float | None = None
-    report_errors: int | None = None  # what the report's Errors section lists; None: no report, or no section
-    freesurfer: str | None = None  # "done", "error", "stopped" (IsRunning left) or None (no FreeSurfer folder)
-    last_activity: float | None = None
-    idle_seconds: float | None = None
-    stale: bool = False  # idle longer than --stale-after
-    workdir_bytes: int = 0
-    output_bytes: int = 0
-    warnings: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _run_time(name: str) -> float | None:
-    found = RUN_TIME.match(name)
-    if not found:
-        return None
-    try:
-        return time.mktime(time.strptime(found.group(1), "%Y%m%d-%H%M%S"))
-    except ValueError:
-        return None
-
-
-def _why(exc: OSError) -> str:
-    return exc.strerror or str(exc)
-
-
-def newest_file_time(path: str, git: GitState | None = None) -> tuple[float | None, list[str]]:
-    """The newest modification time of the files below ``path`` (lstat, symlinks not followed), and the
-    folders that could not be read. Annexed links and files stored in git as committed are not activity: their
-    time is when they were checked out."""
-    newest = None
-    problems: list[str] = []
-    for _, entries, problem in walk_tree(path):
-        if problem:
-            problems.append(problem)
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                continue
-            try:
-                if entry.is_symlink() and key_of(os.readlink(entry.path)):
-                    continue  # an annexed link: checked out, not written by a run
-                if git is not None and git.unchanged(entry.path):
-                    continue
-                mtime = entry.stat(follow_symlinks=False).st_mtime
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                problems.append(f"cannot stat {entry.path}: {_why(exc)}")
-                continue
-            newest = mtime if newest is None or mtime > newest else newest
-    return newest, problems
-
-
-def newest_of(files: list[Entry]) -> float | None:
-    """The same, for the files of one scanned folder; annexed links and files stored in git as committed are not
-    activity (their time is when they were checked out)."""
-    times = [entry.mtime for entry in files if entry.annex not in NOT_ACTIVITY]
-    return max(times) if times else None
-
-
-def report_errors(path: str) -> tuple[int | None, str | None]:
-    """How many errors a subject report lists (0 for "No errors to report!"; None if it has no errors section
-    this can read), and why it could not be read. Reads a regular file only (never through a symlink), and at
-    most the guarded reader's cap for reports."""
-    try:
-        if stat.S_ISLNK(os.lstat(path).st_mode):
-            return None, None  # a symlink: not read (and never followed)
-        data = read_bytes(path, "report", follow_links=False)
-    except OSError as exc:
-        return None, f"cannot read {path}: {_why(exc)}"
-    except CleanupError as exc:
-        return None, str(exc)
-    return count_report_errors(data), None
-
-
-def count_report_errors(data: bytes) -> int | None:
-    """The errors a report's text lists: 0, a count, or None where it has no errors section."""
-    if NO_ERRORS in data:
-        return 0
-    found = FAILED_STEPS.search(data)
-    if found:
-        return int(found.group(1))
-    section = data.find(ERRORS_SECTION)
-    if section >= 0:
-        return data.count(b"Node Name:", section) or None
-    return None
-
-
-def report_label(name: str) -> str | None:
-    """The subject of a report at the top of the derivatives: sub-01.html, sub-01_anat.html,
-    sub-01_ses-1_func.html (fMRIPrep splits reports of subjects with many sessions)."""
-    if not (name.startswith("sub-") and name.endswith(".html")):
-        return None
-    return name[4:-5].split("_", 1)[0] or None
 
 
 def subject_workdirs(dataset: Dataset) -> dict[str, list[str]]:
@@ -191,20 +69,6 @@ def subject_workdirs(dataset: Dataset) -> dict[str, list[str]]:
                 if match and entry.is_dir(follow_symlinks=False):
                     found.setdefault(match.group(1) or match.group(2), []).append(entry.path)
     return found
-
-
-@dataclass
-class _Evidence:
-    """What is read of a subject before the scan: reports, run folders, FreeSurfer's markers."""
-
-    status: SubjectStatus
-    crash_names: list[str]
-    activity: list[tuple[float, str]]
-    reports: list[str]  # names of its reports at the top of the derivatives
-    newest_run_folder: str | None  # relative to the derivatives
-    freesurfer_markers: dict[str, float]  # recon-all.done / recon-all.error / IsRunning.* -> mtime
-    unreadable: list[str]
-    not_here: list[str] = field(default_factory=list)  # annexed evidence whose content is elsewhere only
 
 
 class StatusBook:
@@ -250,7 +114,7 @@ class StatusBook:
         subjects |= set(workdirs)
         annex = dataset.repository if dataset.annexed else None
         run_config = pipeline_by_key(dataset.pipeline).run_config
-        self._evidence = {label: _evidence_of(label, derivatives, reports.get(label, []), freesurfer_folders.get(label),
+        self._evidence = {label: evidence_of(label, derivatives, reports.get(label, []), freesurfer_folders.get(label),
                                               annex, run_config, git)
                           for label in sorted(subjects)}
         # the folders whose files tell each subject's activity, with how the evidence names them
@@ -390,123 +254,6 @@ def _major(version: str) -> int:
     return int(digits.group()) if digits else 0
 
 
-def annexed_content(path: str, annex: GitRepo | None) -> tuple[bool, str | None]:
-    """Whether ``path`` is an annexed link of ``annex`` and, if so, its content's path when present here. Only a
-    link into the repository's own .git/annex/objects counts: any other link is never followed."""
-    if annex is None:
-        return False, None
-    try:
-        target = os.readlink(path)
-    except OSError:
-        return False, None
-    if key_of(target) is None:
-        return False, None
-    content = os.path.realpath(path)
-    objects = os.path.join(os.path.realpath(annex.git_dir), "annex", "objects")
-    if not below(content, objects):
-        return False, None
-    return True, content if os.path.isfile(content) else None
-
-
-def _evidence_of(label: str, derivatives: str | None, reports: list[str], freesurfer: str | None,
-                 annex: GitRepo | None = None, run_config: str | None = "fmriprep.toml",
-                 git: GitState | None = None) -> _Evidence:
-    """What a subject's evidence says. In a git-annex dataset the evidence may be annexed links: their content
-    is read where it is here, and their times (when they were checked out) are not activity. In any git
-    repository (``git``), a file as committed has its commit's time, and a folder's time is its checkout's."""
-
-    def committed(path: str) -> bool:
-        return git is not None and git.unchanged(path)
-
-    def time_of(path: str, mtime: float) -> float:
-        return git.commit_time if git is not None and git.commit_time is not None and committed(path) else mtime
-
-    status = SubjectStatus(label, "unknown")
-    evidence = _Evidence(status, [], [], sorted(reports), None, {}, [])
-    if freesurfer:
-        entries, problem = list_folder(os.path.join(freesurfer, "scripts"))
-        if problem:
-            evidence.unreadable.append(problem)
-        for entry in entries:
-            if entry.name in FREESURFER_MARKERS or entry.name.startswith(ISRUNNING):
-                try:
-                    evidence.freesurfer_markers[entry.name] = time_of(entry.path,
-                                                                      entry.stat(follow_symlinks=False).st_mtime)
-                except OSError:
-                    continue
-    if not derivatives:
-        return evidence
-    for name in evidence.reports:
-        path = os.path.join(derivatives, name)
-        try:
-            mtime = os.lstat(path).st_mtime
-        except OSError as exc:
-            evidence.unreadable.append(f"cannot stat {path}: {_why(exc)}")
-            continue
-        annexed, content = annexed_content(path, annex)
-        if annexed:
-            errors, problem = report_errors(content) if content else (None, None)
-            if content is None:
-                evidence.not_here.append(name)
-        else:
-            errors, problem = report_errors(path)
-        if problem:
-            evidence.unreadable.append(problem)
-            continue
-        mtime = time_of(path, mtime)
-        status.report_time = max(mtime, status.report_time or mtime)
-        if not annexed and not committed(path):
-            evidence.activity.append((mtime, "its report"))
-        if errors is not None:
-            status.report_errors = max(errors, status.report_errors or 0)
-    log = os.path.join(derivatives, f"sub-{label}", "log")
-    entries, problem = list_folder(log)
-    if problem:
-        evidence.unreadable.append(problem)
-    runs = [entry.name for entry in entries if entry.is_dir(follow_symlinks=False)]
-    status.runs = len(runs)
-    if not runs:
-        return evidence
-    newest = os.path.join(log, runs[-1])
-    status.newest_run = runs[-1]
-    status.newest_run_time = _run_time(runs[-1])
-    evidence.newest_run_folder = f"sub-{label}/log/{runs[-1]}"
-    entries, problem = list_folder(newest)
-    if problem:
-        evidence.unreadable.append(problem)
-    evidence.crash_names = [entry.name for entry in entries if entry.name.startswith("crash-")]
-    status.crash_files = len(evidence.crash_names)
-    for entry in entries:
-        if annex is not None and annexed_content(entry.path, annex)[0]:
-            continue  # checked out, not written by a run
-        if git is not None and (committed(entry.path) or entry.is_dir(follow_symlinks=False)):
-            continue  # as committed, or a folder (git keeps none: it was made by the checkout)
-        try:
-            evidence.activity.append((entry.stat(follow_symlinks=False).st_mtime, f"run folder {runs[-1]}"))
-        except OSError:
-            pass
-    if run_config is None:  # the pipeline writes none (sMRIPrep): crash files and the report decide
-        return evidence
-    config = os.path.join(newest, run_config)
-    annexed_config, config_content = annexed_content(config, annex)
-    if annexed_config:
-        if config_content is None:
-            evidence.not_here.append(f"sub-{label}/log/{runs[-1]}/{run_config}")
-        else:
-            config = config_content
-    if (annexed_config and config_content) or any(entry.name == run_config and entry.is_file(follow_symlinks=False)
-                                                  for entry in entries):
-        try:
-            settings = read_run_config(config)
-        except (OSError, ValueError) as exc:
-            status.warnings.append(str(exc))
-        else:
-            status.fmriprep_version = settings["version"]
-            status.output_spaces = settings["output_spaces"]
-            status.recorded_work_dir = settings["work_dir"]
-    return evidence
-
-
 def _freesurfer_state(markers: dict[str, float]) -> tuple[str | None, str]:
     """What FreeSurfer's scripts/ folder says: ("error" | "stopped" | "done" | None, the marker that says it)."""
     done = markers.get("recon-all.done")
@@ -521,7 +268,7 @@ def _freesurfer_state(markers: dict[str, float]) -> tuple[str | None, str]:
     return None, ""
 
 
-def _judge(evidence: _Evidence, activity: list[tuple[float, str]], problems: list[str], now: float, min_age: float,
+def _judge(evidence: Evidence, activity: list[tuple[float, str]], problems: list[str], now: float, min_age: float,
            stale_after: float, has_run_folders: bool, orphan_of: str | None = None) -> SubjectStatus:
     status = replace(evidence.status, evidence=[], warnings=list(evidence.status.warnings))
     label = status.subject

@@ -29,7 +29,7 @@ from ..fmriprep.pipelines import pipeline_of_workflow_dir, pipelines
 from ..fmriprep.workdirs import RECORDED_WORKDIR_MISSING as RECORDED
 from ..fmriprep.workdirs import PathMap, map_path, newest_run_config, recorded_outputs
 from ..plan.plan import build_plan
-from ..rules.rulesets import RuleSet
+from ..rules.model import RuleSet
 
 
 def _owner(path: str) -> str:

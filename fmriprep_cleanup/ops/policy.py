@@ -339,7 +339,7 @@ def run_retention(entry: PolicyEntry, path: str, history: History | None, log_tr
     (deleted once idle delete_after, else archived once idle archive_after; until then it stays), junk of the
     other categories as the entry's mode says; then archive runs older than expire_archives_after are pruned.
     A dry-run entry only says what each step would do."""
-    from .archives import prune_archives
+    from ..act.archives import prune_archives
 
     when = time.time() if now is None else now
     steps = {step.category: step for step in entry.retention}

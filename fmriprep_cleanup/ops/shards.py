@@ -23,10 +23,11 @@ from typing import IO, Any
 
 from .. import __version__
 from ..basics.errors import CleanupError
-from ..fmriprep.status import SubjectStatus
-from ..plan.plan import Learned, Plan, PlannedFile, Selection
+from ..fmriprep.evidence import SubjectStatus
+from ..plan.files import PlannedFile, Selection
+from ..plan.plan import Learned, Plan
 from ..plan.summary import COUNT_FIELDS, REPOSITORY_FIELDS, Summary
-from ..rules.rulesets import RuleSet
+from ..rules.model import RuleSet
 
 PARTIAL_FORMAT = "fmriprep-cleanup partial"
 AUDIT_PARTIAL_FORMAT = "fmriprep-cleanup audit partial"  # per dataset: a shard audits every N-th dataset

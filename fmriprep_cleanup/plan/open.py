@@ -11,7 +11,8 @@ from ..fmriprep.discovery import discover_dataset
 from ..fmriprep.layout import Dataset, state_dir_for
 from ..fmriprep.pipelines import pipeline_by_key
 from ..rules.rulesets import load_rulesets
-from .plan import DEFAULT_MIN_AGE, Plan, Selection, build_plan
+from .files import Selection
+from .plan import DEFAULT_MIN_AGE, Plan, build_plan
 
 
 def default_rules(dataset: Dataset) -> str:

@@ -11,20 +11,15 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
-from ..basics.annex import ELSEWHERE, GIT_CHANGED, GIT_STORED, NOT_ACTIVITY, PRESENT, annexed_files, key_size
+from ..basics.annex import ELSEWHERE, annexed_files, key_size
 from ..basics.errors import CleanupError
 from ..basics.folders import Directory, Entry, Warnings, walk
-from ..basics.paths import below
 from ..basics.repository import GIT_NAMES, GitState, git_state
 from ..fmriprep.layout import STATE_DIR_NAME, Dataset, ScanRoot, fmriprep_workdir_entry
 from ..rules.classify import (
-    EVIDENCE,
     HELD_RECENT,
-    HELD_RUNNING,
-    HELD_SHARED,
-    IDENTITY,
     LEFT_ALONE,
     Classifier,
     Decision,
@@ -35,97 +30,26 @@ from ..rules.classify import (
     subject_of_folder,
     subject_of_root_file,
 )
-from ..rules.rulesets import Rule, RuleSet
+from ..rules.model import Rule, RuleSet
+from .files import (
+    Classified,
+    Place,
+    PlannedFile,
+    Selection,
+    place_after,
+    place_of,
+    planned_files,
+    walk_positions,
+)
+from .holds import SHARED_SCOPES, Holds, as_unlocked, in_git, owned, protected, recent
 from .summary import Summary
 
 if TYPE_CHECKING:
     from ..fmriprep.status import StatusBook
 
 
-def normalize_label(label: str) -> str:
-    """BIDS Apps accept participant labels with or without ``sub-``."""
-    return label[4:] if label.startswith("sub-") else label
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which files a command looks at, beyond the rules: BIDS Apps' --participant-label."""
-
-    participant_labels: frozenset[str] | None = None
-    excluded_labels: frozenset[str] = frozenset()
-    shared_files: bool | None = None  # files of no subject: None = included unless labels are given
-
-    @classmethod
-    def from_labels(cls, labels: tuple[str, ...] | list[str] | None,
-                    exclude: tuple[str, ...] | list[str] | None = None) -> Selection:
-        labels = [normalize_label(label) for label in labels or () if label.strip()]
-        excluded = frozenset(normalize_label(label) for label in exclude or () if label.strip())
-        return cls(frozenset(labels) if labels else None, excluded)
-
-    def wants(self, subject: str | None) -> bool:
-        if subject is None:
-            return self.participant_labels is None if self.shared_files is None else self.shared_files
-        if subject in self.excluded_labels:
-            return False
-        return self.participant_labels is None or subject in self.participant_labels
-
-    @classmethod
-    def shared_only(cls) -> Selection:
-        """Only the files of no subject: what a sharded scan reads last, once every subject's status is known."""
-        return cls(frozenset(), frozenset(), True)
-
-
-class PlannedFile(NamedTuple):
-    path: str  # absolute
-    root: str  # the scan root it was found under
-    scope: str
-    subject: str | None
-    size: int
-    allocated: int
-    mtime: float
-    dev: int
-    ino: int
-    nlink: int
-    action: str  # "keep" | "junk"
-    category: str
-    rule_id: str
-    ctime: float = 0.0  # as the scan saw it; acting re-checks it (0: unknown, the file counts as changed)
-    annex: int = 0  # basics.annex: NOT_ANNEXED, PRESENT (dropped, never unlinked) or ELSEWHERE (nothing to free)
-
-
 MEMO_LIMIT = 200_000  # path shapes remembered; a derivatives dataset has a few thousand
 DEFAULT_MIN_AGE = 3600.0  # activity this recent: fMRIPrep may still be at work
-SHARED_SCOPES = ("workdir", "freesurfer")  # where files of no subject are caches every subject may use
-Classified = tuple[Directory, "str | None", "Decision | None", "list[tuple[Entry, str | None, Decision]] | None"]
-# Where a folder's files come in a plan: (0, "", root number, walk key) in the walk, at a folder or right
-# after one; (1, subject) at the end for a subject the scan never finished; (2,) last, for every subject.
-Place = tuple
-AFTER = "\U0010ffff"  # sorts after every name: the place right after a folder and everything below it
-
-
-def walk_positions(roots: list[ScanRoot]) -> dict[str, tuple[int, str]]:
-    """For each scan root, the number of the top root the walk reaches it from (a root inside another is
-    walked where the walk meets it) and its path below that top."""
-    tops = [root for root in roots if not any(below(root.path, other.path) for other in roots if other is not root)]
-    positions = {}
-    for root in roots:
-        number, top = next((number, top) for number, top in enumerate(tops) if top is root or below(root.path, top.path))
-        positions[root.path] = (number, "" if top is root else os.path.relpath(root.path, top.path))
-    return positions
-
-
-def place_of(positions: dict[str, tuple[int, str]], folder: Directory) -> Place:
-    """A folder's place in the walk: the walk is depth first with names sorted, which is the order of these
-    keys ("/" as NUL sorts a folder before its subfolders and them before its next sibling)."""
-    number, prefix = positions[folder.root.path]
-    relpath = f"{prefix}/{folder.relpath}" if prefix and folder.relpath else prefix or folder.relpath
-    return 0, "", number, relpath.replace("/", "\0")
-
-
-def place_after(place: Place) -> Place:
-    """The place right after a folder and everything below it."""
-    number, key = place[2], place[3]
-    return 0, "", number, f"{key}\0{AFTER}" if key else AFTER
 
 
 @dataclass
@@ -199,7 +123,7 @@ class Plan:
         """A file's record as the scan makes it (explain reads one file): in a git repository, stored in git or
         not."""
         git = self.git_state()
-        return _in_git(entry, path, git) if git is not None else entry
+        return in_git(entry, path, git) if git is not None else entry
 
     def check_selection(self) -> None:
         """Refuse a participant label (selected or excluded) that names no subject of the dataset: a typo
@@ -276,7 +200,7 @@ class Plan:
                              os.path.join(self.dataset.identity, STATE_DIR_NAME),  # where older versions kept it
                              *self.dataset.never_scanned()})
         cutoff = self.now - self.min_age
-        holds = _Holds(book)
+        holds = Holds(book)
         open_folder: str | None = None  # the subject folder (output, FreeSurfer or working directory) the scan is in
         open_subject: str | None = None
         inside = ""  # its path and a slash: the folders below it are its subject's
@@ -304,10 +228,10 @@ class Plan:
         sizeless = 0
         for folder in walk(self.dataset.scan_roots, self.warnings, skip_dir, exclude, self.jobs):
             if unlocked:
-                folder.files = [_as_unlocked(entry, unlocked.get(f"{folder.path}/{entry.name}"))
+                folder.files = [as_unlocked(entry, unlocked.get(f"{folder.path}/{entry.name}"))
                                 for entry in folder.files]
             if git is not None:
-                folder.files = [_in_git(entry, f"{folder.path}/{entry.name}", git) for entry in folder.files]
+                folder.files = [in_git(entry, f"{folder.path}/{entry.name}", git) for entry in folder.files]
                 sizeless += sum(1 for entry in folder.files if entry.annex == ELSEWHERE and key_size(entry.key) is None)
             if progress is not None:
                 progress(len(folder.files), sum(entry.size for entry in folder.files))
@@ -453,7 +377,7 @@ class Plan:
         return [(wait_for, (folder, None, None, rows)) for wait_for, rows in parts.items()]
 
     @staticmethod
-    def _held_back(classified: Classified, holds: _Holds, cutoff: float) -> Classified:
+    def _held_back(classified: Classified, holds: Holds, cutoff: float) -> Classified:
         """The folder with its junk that must wait held back: a running subject's, shared junk while some
         subject runs, and files modified after ``cutoff``."""
         folder, subject, shared, decided = classified
@@ -463,9 +387,9 @@ class Plan:
             held = holds.hold(folder.root.scope, subject)
             if held is not None:
                 return folder, subject, held, None
-            if not any(_recent(entry, cutoff) for entry in folder.files):
+            if not any(recent(entry, cutoff) for entry in folder.files):
                 return classified
-            return folder, None, None, [(entry, subject, HELD_RECENT if _recent(entry, cutoff) else shared)
+            return folder, None, None, [(entry, subject, HELD_RECENT if recent(entry, cutoff) else shared)
                                         for entry in folder.files]
         if not any(decision.action == "junk" for _, _, decision in decided):
             return classified
@@ -473,7 +397,7 @@ class Plan:
         rows = []
         for entry, file_subject, decision in decided:
             if decision.action == "junk":
-                decision = holds.hold(scope, file_subject) or (HELD_RECENT if _recent(entry, cutoff) else decision)
+                decision = holds.hold(scope, file_subject) or (HELD_RECENT if recent(entry, cutoff) else decision)
             rows.append((entry, file_subject, decision))
         return folder, None, None, rows
 
@@ -509,100 +433,6 @@ class Plan:
                 for (file_subject, _), (decision, entries) in groups.items():
                     summary.add_folder(folder, entries, file_subject, decision)
         return summary.finish()
-
-
-def planned_files(classified: Classified) -> Iterator[PlannedFile]:
-    """A classified folder's files as plan rows."""
-    folder, subject, shared, decided = classified
-    base, root, scope = folder.path + "/", folder.root.path, folder.root.scope
-    if decided is None:
-        assert shared is not None  # one decision for the whole folder
-        rows: Iterable[tuple[Entry, str | None, Decision]] = ((entry, subject, shared) for entry in folder.files)
-    else:
-        rows = decided
-    for entry, file_subject, decision in rows:
-        yield PlannedFile(
-            base + entry.name, root, scope, file_subject, entry.size, entry.allocated, entry.mtime,
-            entry.dev, entry.ino, entry.nlink, decision.action, decision.category, decision.rule_id,
-            entry.ctime, entry.annex,
-        )
-
-
-def _as_unlocked(entry: Entry, content_size: int | None) -> Entry:
-    """An unlocked annexed file: its content (PRESENT) or a pointer file standing for it (ELSEWHERE)."""
-    if content_size is None or entry.is_link:
-        return entry
-    if entry.size == content_size:
-        return entry._replace(annex=PRESENT)
-    return entry._replace(size=content_size, allocated=0, annex=ELSEWHERE)
-
-
-def _in_git(entry: Entry, path: str, git: GitState) -> Entry:
-    """A file git tracks, not annexed: stored in git, as committed (GIT_STORED) or changed since (GIT_CHANGED)."""
-    if entry.annex or path not in git.tracked:
-        return entry
-    return entry._replace(annex=GIT_CHANGED if path in git.changed else GIT_STORED)
-
-
-def _recent(entry: Entry, cutoff: float) -> bool:
-    """Modified after ``cutoff``, so perhaps still being written. Not an annexed link nor a file stored in git
-    as committed: their time is when they were checked out (a clone, a `datalad get`), not fMRIPrep at work."""
-    return entry.mtime > cutoff and entry.annex not in NOT_ACTIVITY
-
-
-def owned(folder: Directory) -> bool:
-    """Whether fMRIPrep created ``folder`` (every folder but those in -w outside fMRIPrep's own; a root is)."""
-    return not folder.root.fmriprep_entries_only or not folder.relpath or folder.root.owns(folder.relpath)
-
-
-def decide_one(plan: Plan, root: ScanRoot, relpath: str, entry: Entry, subject: str | None) -> Decision:
-    """One file's decision, as iterating the plan would give it (for explain): the same steps, file by file."""
-    folder, _, name = relpath.rpartition("/")
-    if not root.owns(relpath):
-        return LEFT_ALONE
-    book = plan.status_book()
-    classifier = Classifier(plan.ruleset, plan.now, book)
-    decision = classifier.folder_decision(root.scope) or classifier.decide(
-        FileFacts(root.scope, folder, name, entry.size, entry.mtime, subject, classifier.state_of(subject),
-                  classifier.present_statuses))
-    if decision.action == "junk":
-        decision = protected(root.scope, folder, name, book) or decision
-    if decision.action == "junk":
-        held = _Holds(book).hold(root.scope, subject)
-        decision = held or (HELD_RECENT if entry.mtime > plan.now - plan.min_age else decision)
-    return decision
-
-
-def protected(scope: str, folder: str, name: str, book: StatusBook) -> Decision | None:
-    """The decision that overrules junk for a file no rule may take: the dataset's description, and the
-    evidence a subject's run status rests on while its working directory exists."""
-    if scope == "derivatives" and not folder and name == "dataset_description.json":
-        return IDENTITY
-    if book.guards(scope, folder) and book.is_evidence(scope, folder, name):
-        return EVIDENCE
-    return None
-
-
-class _Holds:
-    """Why junk of a subject (or of no subject, in a scope) must wait, if it must; asked once per subject,
-    since a subject's status does not change once judged."""
-
-    def __init__(self, book: StatusBook) -> None:
-        self.book = book
-        self._known: dict[tuple[str, str | None], Decision | None] = {}
-
-    def hold(self, scope: str, subject: str | None) -> Decision | None:
-        key = (scope, subject) if subject is None else ("", subject)
-        if key in self._known:
-            return self._known[key]
-        held = None
-        if subject is not None:
-            held = HELD_RUNNING if self.book.status_of(subject) == "running" else None
-        elif scope in SHARED_SCOPES and "running" in self.book.present():
-            held = HELD_SHARED
-        self._known[key] = held
-        return held
-
 
 
 def build_plan(dataset: Dataset, ruleset: RuleSet, selection: Selection | None = None, now: float | None = None,

@@ -1,5 +1,5 @@
 """Rendering: the dictionaries every output is made from (report, status, audit, history), and text, CSV, JSON,
-the per-file plan and the HTML pages rendered from them; plus explain, one file's decision in words."""
+the per-file plan and the HTML pages rendered from them; plus one file's explanation in words."""
 
 from __future__ import annotations
 
@@ -10,5 +10,5 @@ __getattr__, __dir__ = lazy_face(__name__, {
     "render_text": "text", "render_json": "text", "render_csv": "text", "RENDERERS": "text",
     "render_html": "html", "render_audit_html": "html",
     "write_plan": "planfile", "PLAN_COLUMNS": "planfile",
-    "explain_file": "explain", "render_explanation": "explain",
+    "render_explanation": "explain",
 })

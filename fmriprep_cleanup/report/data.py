@@ -18,7 +18,7 @@ from ..ops.audit import AuditRow
 from ..ops.history import totals as history_totals
 from ..plan.plan import Plan
 from ..plan.summary import Summary
-from ..rules.rulesets import RuleSet
+from ..rules.model import RuleSet
 
 SCHEMA_VERSION = 1
 AUDIT_TOTALS = ("files", "bytes", "bytes_here", "elsewhere_bytes", "junk_bytes", "junk_in_git_bytes",

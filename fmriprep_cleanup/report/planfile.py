@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import IO
 
 from ..basics.formats import csv_line, output_json
-from ..plan.plan import PlannedFile
+from ..plan.files import PlannedFile
 
 PLAN_COLUMNS = ("action", "category", "rule_id", "size", "path")
 _TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

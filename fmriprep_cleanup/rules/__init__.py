@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..basics.lazy import lazy_face
 
 __getattr__, __dir__ = lazy_face(__name__, {
-    "RuleSet": "rulesets", "Rule": "rulesets", "Match": "rulesets", "load_rulesets": "rulesets",
+    "RuleSet": "model", "Rule": "model", "Match": "model", "load_rulesets": "rulesets",
     "shipped_ruleset_names": "rulesets", "shipped_rules_dir": "rulesets", "RuleFileError": "rulesets",
     "glob_to_regex": "globs", "compiled_form": "globs",
     "Classifier": "classify", "Decision": "classify",

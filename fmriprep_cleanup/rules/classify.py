@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..fmriprep.entities import parse_entities, parse_entity
+from ..fmriprep.evidence import RunState
 from ..fmriprep.layout import SUBJECT_WORKFLOW_DIR
-from ..fmriprep.status import RunState
-from .rulesets import DEFAULT_CATEGORY, DEFAULT_RULE_ID, NO_SUBJECT, Rule, RuleSet
+from .model import DEFAULT_CATEGORY, DEFAULT_RULE_ID, NO_SUBJECT, Rule, RuleSet
 
 
 @dataclass(frozen=True)

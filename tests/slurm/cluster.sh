@@ -51,6 +51,7 @@ ReturnToService=2
 MpiDefault=none
 NodeName=$host CPUs=$cpus RealMemory=$memory State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
 CONF
 export SLURM_CONF="$conf"
 slurmctld -i -f "$conf"

@@ -16,29 +16,27 @@ from __future__ import annotations
 
 import errno
 import os
-import tarfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..act.lock import FolderLock
-from ..act.manifest import (
+from ..basics.errors import CleanupError
+from ..basics.formats import strict_json
+from ..basics.handles import FOLDER_FLAGS, open_folder_nofollow, remove_at
+from ..basics.results import FAILED, OK, SKIPPED, Result, results_json
+from ..basics.seal import Verdict, check_json, seal_json
+from .lock import FolderLock
+from .manifest import (
     MANIFEST_SUFFIX,
     RUN_ID,
     RUN_INFO,
     VERIFY_RECORD,
-    ManifestEntry,
     RunInfo,
     load_manifest,
     load_run_info,
     run_contents,
 )
-from ..basics.errors import CleanupError
-from ..basics.formats import strict_json
-from ..basics.handles import FOLDER_FLAGS, open_folder_nofollow, remove_at
-from ..basics.hashing import sha256_of_fd, sha256_of_link, sha256_of_stream
-from ..basics.results import FAILED, OK, SKIPPED, Result, results_json
-from ..basics.seal import Verdict, check_json, seal_json
+from .members import check_archive
 
 PRUNING_SUFFIX = ".pruning"
 PRUNE_JOURNAL = "prune-journal.jsonl"
@@ -124,7 +122,7 @@ class VerifyResult:
 
     def results(self, directory: str) -> list[Result]:
         """The verification as result records: the members that match, then each problem."""
-        return [Result(directory, "verify", OK, "", self.members - len(self.problems), self.bytes),
+        return [Result(directory, "verify", OK, "", self.members, self.bytes),
                 *(Result(directory, "verify", FAILED, problem, 1) for problem in self.problems)]
 
     def as_dict(self) -> dict[str, Any]:
@@ -169,72 +167,13 @@ def _verify_one(archive: str, manifest: str, result: VerifyResult) -> None:
         result.problems.append(f"{manifest}: {loaded.verdict.value}")
     elif not loaded.verdict.trusted:
         result.unsealed.append(f"{manifest}: {loaded.verdict.value}")
-    expected = {entry.member: entry for entry in loaded.entries}
     for entry in loaded.entries:
         if any(len(os.fsencode(part)) > NAME_MAX for part in entry.member.split("/")):
             result.problems.append(f"{archive}: {entry.member} has a name longer than {NAME_MAX} bytes")
-    seen: set[str] = set()
-    try:
-        if os.path.isdir(archive):
-            _verify_tree(archive, expected, seen, result)
-        else:
-            with tarfile.open(archive, "r:*") as tar:
-                for info in tar:
-                    listed = expected.get(info.name)
-                    if listed is None:
-                        result.problems.append(f"{archive}: {info.name} is not in its manifest")
-                        continue
-                    seen.add(info.name)
-                    header = _header_differs(info, listed)
-                    if header:
-                        result.problems.append(f"{archive}: {info.name}: its {header} differs from its manifest")
-                    if info.issym():
-                        digest = sha256_of_link(info.linkname)
-                    else:
-                        stream = tar.extractfile(info)
-                        digest = sha256_of_stream(stream)[1] if stream is not None else ""
-                    _compare(archive, info.name, listed.sha256, digest, result, listed.size)
-    except (OSError, EOFError, tarfile.TarError) as exc:
-        result.problems.append(f"{archive} cannot be read to the end ({exc})")
-    for member in sorted(set(expected) - seen):
-        result.problems.append(f"{archive}: {member} is missing")
-
-
-def _header_differs(info: tarfile.TarInfo, entry: ManifestEntry) -> str | None:
-    """What a tar header says differently from the manifest: type, mode, size or time (whole seconds)."""
-    if info.issym() != (entry.kind == "symlink"):
-        return "type"
-    if info.mode != entry.mode & 0o7777:
-        return "mode"
-    if not info.issym() and info.size != entry.size:
-        return "size"
-    if info.mtime != entry.mtime_ns // 10**9:
-        return "modification time"
-    return None
-
-
-def _verify_tree(archive: str, expected: dict[str, ManifestEntry], seen: set[str], result: VerifyResult) -> None:
-    for member, entry in expected.items():
-        path = os.path.join(archive, member)
-        if not os.path.lexists(path):
-            continue
-        seen.add(member)
-        if entry.kind == "symlink":
-            digest = sha256_of_link(os.readlink(path))
-        else:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            try:
-                digest = sha256_of_fd(fd)
-            finally:
-                os.close(fd)
-        _compare(archive, member, entry.sha256, digest, result, entry.size)
-
-
-def _compare(archive: str, member: str, expected: str, digest: str, result: VerifyResult, size: int) -> None:
-    result.members += 1
-    result.bytes += size
-    if digest != expected:
-        result.problems.append(f"{archive}: {member} differs from its manifest (sha256)")
+    checked = check_archive(archive, loaded.entries)
+    result.members += checked.members
+    result.bytes += checked.bytes
+    result.problems += checked.problems or []
 
 
 def _write_verify_record(run: str, record: dict[str, Any]) -> None:

@@ -1,0 +1,78 @@
+"""What overrules the rules, file by file: junk no rule may take (the dataset's description, a subject's run
+evidence), junk that must wait (a running subject's, shared junk while one runs, anything modified within
+--min-age), and how a file's record reads in a git repository (stored in git; annexed, unlocked)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..basics.annex import ELSEWHERE, GIT_CHANGED, GIT_STORED, NOT_ACTIVITY, PRESENT
+from ..basics.folders import Directory, Entry
+from ..basics.repository import GitState
+from ..rules.classify import EVIDENCE, HELD_RUNNING, HELD_SHARED, IDENTITY, Decision
+
+if TYPE_CHECKING:
+    from ..fmriprep.status import StatusBook
+
+SHARED_SCOPES = ("workdir", "freesurfer")  # where files of no subject are caches every subject may use
+
+
+SHARED_SCOPES = ("workdir", "freesurfer")  # where files of no subject are caches every subject may use
+
+
+def as_unlocked(entry: Entry, content_size: int | None) -> Entry:
+    """An unlocked annexed file: its content (PRESENT) or a pointer file standing for it (ELSEWHERE)."""
+    if content_size is None or entry.is_link:
+        return entry
+    if entry.size == content_size:
+        return entry._replace(annex=PRESENT)
+    return entry._replace(size=content_size, allocated=0, annex=ELSEWHERE)
+
+
+def in_git(entry: Entry, path: str, git: GitState) -> Entry:
+    """A file git tracks, not annexed: stored in git, as committed (GIT_STORED) or changed since (GIT_CHANGED)."""
+    if entry.annex or path not in git.tracked:
+        return entry
+    return entry._replace(annex=GIT_CHANGED if path in git.changed else GIT_STORED)
+
+
+def recent(entry: Entry, cutoff: float) -> bool:
+    """Modified after ``cutoff``, so perhaps still being written. Not an annexed link nor a file stored in git
+    as committed: their time is when they were checked out (a clone, a `datalad get`), not fMRIPrep at work."""
+    return entry.mtime > cutoff and entry.annex not in NOT_ACTIVITY
+
+
+def owned(folder: Directory) -> bool:
+    """Whether fMRIPrep created ``folder`` (every folder but those in -w outside fMRIPrep's own; a root is)."""
+    return not folder.root.fmriprep_entries_only or not folder.relpath or folder.root.owns(folder.relpath)
+
+
+def protected(scope: str, folder: str, name: str, book: StatusBook) -> Decision | None:
+    """The decision that overrules junk for a file no rule may take: the dataset's description, and the
+    evidence a subject's run status rests on while its working directory exists."""
+    if scope == "derivatives" and not folder and name == "dataset_description.json":
+        return IDENTITY
+    if book.guards(scope, folder) and book.is_evidence(scope, folder, name):
+        return EVIDENCE
+    return None
+
+
+class Holds:
+    """Why junk of a subject (or of no subject, in a scope) must wait, if it must; asked once per subject,
+    since a subject's status does not change once judged."""
+
+    def __init__(self, book: StatusBook) -> None:
+        self.book = book
+        self._known: dict[tuple[str, str | None], Decision | None] = {}
+
+    def hold(self, scope: str, subject: str | None) -> Decision | None:
+        key = (scope, subject) if subject is None else ("", subject)
+        if key in self._known:
+            return self._known[key]
+        held = None
+        if subject is not None:
+            held = HELD_RUNNING if self.book.status_of(subject) == "running" else None
+        elif scope in SHARED_SCOPES and "running" in self.book.present():
+            held = HELD_SHARED
+        self._known[key] = held
+        return held
