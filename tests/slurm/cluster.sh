@@ -9,10 +9,16 @@ dir=$(realpath -m "${2:?a folder for the state of the cluster}")
 conf="$dir/slurm.conf"
 
 stop() {
+  local pids=()
   for pidfile in "$dir/slurmd.pid" "$dir/slurmctld.pid" "$dir/munged.pid"; do
-    if [ -s "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
+    if [ -s "$pidfile" ]; then pids+=("$(cat "$pidfile")"); kill "${pids[-1]}" 2>/dev/null || true; fi
   done
-  sleep 1
+  for _ in $(seq 1 100); do  # gone, ports free, before a next cluster starts
+    alive=""
+    for pid in "${pids[@]}"; do if kill -0 "$pid" 2>/dev/null; then alive=yes; fi; done
+    [ -z "$alive" ] && return 0
+    sleep 0.1
+  done
 }
 
 if [ "$action" = stop ]; then stop; exit 0; fi
