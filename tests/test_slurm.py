@@ -5,6 +5,7 @@ unsharded one."""
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -16,8 +17,20 @@ from conftest import DATA, ci_listing, finish_subjects, make_files, write_descri
 from fmriprep_cleanup.cli import cli
 
 CLUSTER = Path(__file__).parent / "slurm" / "cluster.sh"
-# One cluster at a time (its ports are fixed): with pytest-xdist, every test of this module runs in one worker.
-pytestmark = [pytest.mark.xdist_group("slurm"), pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports no one listens on now: each pytest-xdist worker may start its own cluster, and two clusters on the
+    same ports fail ("Address already in use")."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for handle in sockets:
+            handle.bind(("127.0.0.1", 0))
+        return [handle.getsockname()[1] for handle in sockets]
+    finally:
+        for handle in sockets:
+            handle.close()
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +43,9 @@ def slurm(tmp_path_factory):
             pytest.fail("CI must run the Slurm test: " + message)
         pytest.skip(message)
     state = tmp_path_factory.mktemp("slurm")
-    started = subprocess.run(["bash", str(CLUSTER), "start", str(state)], capture_output=True, text=True, timeout=120)
+    ports = [str(port) for port in free_ports(2)]
+    started = subprocess.run(["bash", str(CLUSTER), "start", str(state), *ports], capture_output=True, text=True,
+                             timeout=120)
     assert started.returncode == 0, started.stderr
     conf = started.stdout.strip().split("=", 1)[1]
     previous = os.environ.get("SLURM_CONF")

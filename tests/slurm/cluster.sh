@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # A single-node Slurm cluster for trying `schedule print --slurm-array` (and for the tests): munge and Slurm
 # from Debian's packages (apt-get install slurm-wlm munge), run as root without systemd, everything under
-# one folder. Usage:  tests/slurm/cluster.sh start DIR   (prints `export SLURM_CONF=...`)
+# one folder. Usage:  tests/slurm/cluster.sh start DIR [CTLD_PORT SLURMD_PORT]   (prints `export SLURM_CONF=...`)
 #                     tests/slurm/cluster.sh stop DIR
+# Ports default to 16817 and 16818; give others to run several clusters at once (the tests do).
 set -euo pipefail
 action=${1:?start or stop}
 dir=$(realpath -m "${2:?a folder for the state of the cluster}")
 conf="$dir/slurm.conf"
+ctld_port=${3:-16817}
+slurmd_port=${4:-16818}
 
 stop() {
   local pids=()
@@ -45,8 +48,8 @@ SlurmctldPidFile=$dir/slurmctld.pid
 SlurmdPidFile=$dir/slurmd.pid
 SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd.log
-SlurmctldPort=16817
-SlurmdPort=16818
+SlurmctldPort=$ctld_port
+SlurmdPort=$slurmd_port
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
