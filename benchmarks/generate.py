@@ -9,7 +9,13 @@ FreeSurfer directory, with the real file names and sizes), plus a nipype working
 node's output). Subjects are added until the tree holds at least N files. Deterministic: the same N and
 seed give the same tree.
 
-    python benchmarks/generate.py TREE --files 1000000
+Shapes (per subject: output, FreeSurfer and working-directory files):
+- ``standard``: 473 output + 353 FreeSurfer + 1,909 work files (a full working directory), 366 subjects at 1M;
+- ``freesurfer-heavy``: the same outputs and FreeSurfer folder, a working directory trimmed to 216 files (whole
+  node folders, in walk order), so many more subjects - 960 at 1M, a third of the files under
+  ``sourcedata/freesurfer`` (the shape of a large study kept after its working directories were mostly gone).
+
+    python benchmarks/generate.py TREE --files 1000000 [--shape freesurfer-heavy]
 """
 
 from __future__ import annotations
@@ -29,7 +35,22 @@ def json_sidecar(size: int) -> bytes:
     return b"{}" + b" " * max(0, size - 3) + b"\n"
 
 
-def subject_template(seed: int) -> tuple[list[tuple[str, int]], list[tuple[str, int]], list[tuple[str, int]]]:
+SHAPES = ("standard", "freesurfer-heavy")
+HEAVY_WORK_FILES = 216  # a freesurfer-heavy subject's working-directory files
+
+
+def trimmed_workdir(work: list[tuple[str, int]], files: int) -> list[tuple[str, int]]:
+    """The first node folders of a subject's working directory (in path order) holding ``files`` files."""
+    kept: list[tuple[str, int]] = []
+    for path, size in sorted(work):
+        if len(kept) == files:
+            break
+        kept.append((path, size))
+    return kept
+
+
+def subject_template(seed: int, shape: str = "standard"
+                     ) -> tuple[list[tuple[str, int]], list[tuple[str, int]], list[tuple[str, int]]]:
     """(dataset-level files, one subject's output files, one subject's work files) with '{label}' placeholders."""
     listing = fmriprep.load_listing()
     shared, subject = [], []
@@ -41,13 +62,15 @@ def subject_template(seed: int) -> tuple[list[tuple[str, int]], list[tuple[str, 
     work = [(path, size) for path, size in fmriprep.synthetic_workdir([(p, s) for p, s in listing if p.startswith("sub-01/")], seed=seed)
             if "sub_01_wf" in path or "sub-01" in path]
     work = [(path.replace("sub_01_wf", "sub_{label}_wf").replace("sub-01", "sub-{label}"), size) for path, size in work]
+    if shape == "freesurfer-heavy":
+        work = trimmed_workdir(work, HEAVY_WORK_FILES)
     shared_work = [(p, s) for p, s in fmriprep.synthetic_workdir([], seed=seed)]
     return shared + [("../work/" + p, s) for p, s in shared_work], subject, [("../work/" + p, s) for p, s in work]
 
 
-def generate(tree: str, files: int, seed: int = 0) -> dict[str, int]:
+def generate(tree: str, files: int, seed: int = 0, shape: str = "standard") -> dict[str, int]:
     """Build the tree; returns its file count, subject count and apparent bytes."""
-    shared, subject, work = subject_template(seed)
+    shared, subject, work = subject_template(seed, shape)
     per_subject = len(subject) + len(work)
     subjects = max(1, -(-(files - len(shared)) // per_subject))
     rng = random.Random(seed)
@@ -107,11 +130,12 @@ def main() -> None:
     parser.add_argument("tree", help="folder to create (must not exist)")
     parser.add_argument("--files", type=int, default=250_000, help="at least this many files (default 250,000)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shape", choices=SHAPES, default="standard", help="subjects' make-up (default standard)")
     args = parser.parse_args()
     if os.path.exists(args.tree):
         sys.exit(f"{args.tree} exists; give a new folder")
     started = time.time()
-    result = generate(args.tree, args.files, args.seed)
+    result = generate(args.tree, args.files, args.seed, args.shape)
     print(f"{args.tree}: {result['files']:,} files, {result['subjects']} subjects, "
           f"{result['bytes'] / 1e12:.2f} TB apparent, in {time.time() - started:.0f} s")
 

@@ -61,9 +61,15 @@ def make_report(plan: Plan, energy: Assumptions | None = None, command: str | No
     for subjects without a CodeCarbon record, marked as an estimate)."""
     from .report.data import report_data
 
-    summary = plan.summarize(progress)
-    return report_data(plan.dataset, plan.ruleset, summary, plan.all_warnings(), plan.selection.participant_labels,
-                       energy or energy_model(plan.ruleset), command, plan.run_statuses(), compute_estimate,
+    if plan.processes > 1:  # shares of the subjects in processes, merged: the same summary
+        from .ops.shards import summarize_in_processes
+
+        summary, statuses, warnings = summarize_in_processes(plan, progress)
+    else:
+        summary = plan.summarize(progress)
+        statuses, warnings = plan.run_statuses(), plan.all_warnings()
+    return report_data(plan.dataset, plan.ruleset, summary, warnings, plan.selection.participant_labels,
+                       energy or energy_model(plan.ruleset), command, statuses, compute_estimate,
                        plan.status_book().stale_after)
 
 
@@ -138,17 +144,9 @@ def merge_plan_partials(partials: Iterable[str | dict[str, Any]], progress: Prog
 
 def report_in_processes(options: dict[str, Any], processes: int, energy: Assumptions | None = None,
                         command: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
-    """The report of ``options``'s plan, its subjects scanned by ``processes`` local processes (each a shard)
-    and merged here: the same dictionary as make_report, using every core of a local disk."""
-    from .ops.shards import merge, partial_in_processes
-    from .report.data import report_data
-
-    plan = open_plan(**options)
-    partials = [(f"shard {index + 1}", data) for index, data in
-                enumerate(partial_in_processes(plan, options, processes))]
-    _, summary, statuses, warnings = merge(partials, plan, progress)
-    return report_data(plan.dataset, plan.ruleset, summary, warnings, plan.selection.participant_labels,
-                       energy or energy_model(plan.ruleset), command, statuses)
+    """The report of ``options``'s plan (see plan_options) scanned in ``processes`` local processes: make_report
+    of a plan opened with ``jobs=processes``."""
+    return make_report(open_plan(**options, jobs=processes), energy, command, progress)
 
 
 def retention_timeline(plan: Plan, policy: str, entry: str | None = None,

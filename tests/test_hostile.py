@@ -272,3 +272,36 @@ def test_an_audit_meets_planted_files_and_goes_on(tmp_path):
     assert [row["path"] for row in data["datasets"]] == [str(good)]
     assert sorted(data["failed"]) == sorted(str(area / name / "out") for name in ("deep", "fifo", "zero"))
     assert "Traceback" not in result.stderr and result.stderr.count("warning:") >= 3
+
+
+def reference_json_depth(text: str) -> int:
+    """The nesting depth, a character at a time (what basics.guarded.json_depth must agree with)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def test_json_depth_agrees_with_a_character_loop_on_strings_escapes_and_stray_brackets():
+    from fmriprep_cleanup.basics.guarded import json_depth
+
+    rng = random.Random(7)
+    alphabet = '[]{}"\\ a,:'
+    texts = ['{"a": "[[[", "b": [1, {"c": "\\"]"}]}', '"unterminated [[[', '\\', ']]][[', '{"x": "\\\\"}[[',
+             *("".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(3000))]
+    for text in texts:
+        assert json_depth(text) == reference_json_depth(text), text

@@ -8,16 +8,17 @@ files before subfolders, depth first.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import operator
 import os
 import stat
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from stat import S_ISLNK
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
-from .annex import ELSEWHERE, NOT_ANNEXED, PRESENT, key_of, key_size
+from .annex import ELSEWHERE, NOT_ACTIVITY, NOT_ANNEXED, PRESENT, key_of, key_size
 from .paths import below, inside
 
 
@@ -52,26 +53,114 @@ class Entry(NamedTuple):
     key: str = ""  # an annexed link's git-annex key: links sharing a key share one content
 
 
-@dataclass
+STAT_SIZE, STAT_BLOCKS = operator.attrgetter("st_size"), operator.attrgetter("st_blocks")
+STAT_MTIME, STAT_NLINK = operator.attrgetter("st_mtime"), operator.attrgetter("st_nlink")
+
+
+class Listing(NamedTuple):
+    """What listing one folder gives: its non-directory entries as names with their lstat results (sorted by
+    name), the symlinks among them already made entries (by index), its subfolders, and why something could
+    not be read. Entries are made from the lstat results only when someone asks for them (``Directory.files``):
+    a report adds sizes a folder at a time and never needs them."""
+
+    names: list[str]
+    stats: list[os.stat_result]
+    links: dict[int, Entry]
+    subdirs: list[str]
+    problem: str | None
+
+
 class Directory(Generic[RootT]):
-    root: RootT
-    relpath: str  # relative to root.path with "/" separators; "" for the root itself
-    path: str  # absolute
-    files: list[Entry]
-    problem: str | None = None  # why the folder (or some file in it) could not be read: its files are not all here
+    """One scanned folder: where it is, its files, and why it (or some file in it) could not be read."""
+
+    __slots__ = ("root", "relpath", "path", "problem", "names", "_stats", "_links", "_files")
+
+    def __init__(self, root: RootT, relpath: str, path: str, files: list[Entry] | None = None,
+                 problem: str | None = None, listing: Listing | None = None) -> None:
+        self.root = root
+        self.relpath = relpath  # relative to root.path with "/" separators; "" for the root itself
+        self.path = path  # absolute
+        self.problem = problem  # why the folder (or some file in it) could not be read: its files are not all here
+        self._files: list[Entry] | None = files
+        self._stats: list[os.stat_result] | None
+        self._links: dict[int, Entry]
+        if listing is not None:
+            self.names, self._stats, self._links = listing.names, listing.stats, listing.links
+        else:
+            self.names, self._stats, self._links = [entry.name for entry in files or ()], None, {}
+
+    @property
+    def files(self) -> list[Entry]:
+        """The folder's non-directory entries, sorted by name (made on first use)."""
+        if self._files is None:
+            self._files = _entries(self.names, self._stats or [], self._links)
+        return self._files
+
+    @files.setter
+    def files(self, entries: list[Entry]) -> None:  # a record rewritten (git, unlocked annex): no shortcut now
+        self._files, self._stats, self.names = entries, None, [entry.name for entry in entries]
+
+    def plain(self) -> bool:
+        """Only regular lstat results (no link, no rewritten record): totals can be read straight from them."""
+        return self._plain_stats() is not None
+
+    def _plain_stats(self) -> list[os.stat_result] | None:
+        return self._stats if not self._links else None
+
+    def size(self) -> int:
+        """Apparent bytes of all its files."""
+        stats = self._plain_stats()
+        return sum(map(STAT_SIZE, stats)) if stats is not None else sum(entry.size for entry in self.files)
+
+    def totals(self) -> tuple[int, int, int]:
+        """(apparent bytes, allocated bytes, largest link count) of all its files, without making entries."""
+        stats = self._plain_stats()
+        if stats is not None:
+            return (sum(map(STAT_SIZE, stats)), sum(map(STAT_BLOCKS, stats)) * 512,
+                    max(map(STAT_NLINK, stats), default=0))
+        files = self.files
+        return (sum(entry.size for entry in files), sum(entry.allocated for entry in files),
+                max((entry.nlink for entry in files), default=0))
+
+    def newest(self) -> float | None:
+        """The newest modification time that can be activity (not an annexed link's, not a file stored in git
+        as committed: those say when it was checked out)."""
+        stats = self._plain_stats()
+        if stats is not None:
+            return max(map(STAT_MTIME, stats), default=None)
+        times = [entry.mtime for entry in self.files if entry.annex not in NOT_ACTIVITY]
+        return max(times) if times else None
+
+
+def _entries(names: list[str], stats: list[os.stat_result], links: dict[int, Entry]) -> list[Entry]:
+    return [links[index] if index in links else
+            Entry(name, st.st_size, st.st_blocks * 512, st.st_mtime, st.st_dev, st.st_ino, st.st_nlink, False,
+                  st.st_ctime)
+            for index, (name, st) in enumerate(zip(names, stats, strict=True))]
 
 
 class Warnings:
-    """Problems met during a scan (unreadable folders, vanished files), bounded in memory."""
+    """Problems met during a scan (unreadable folders, vanished files), bounded in memory: past MAX_WARNINGS only
+    the count grows. The messages kept are the first in sorted order, not in order of arrival, so a scan in
+    shards, whatever order they finish in, keeps exactly the messages one scan would (``merge``)."""
 
     def __init__(self) -> None:
-        self.messages: list[str] = []
+        self.messages: list[str] = []  # sorted
         self.count = 0
 
     def add(self, message: str) -> None:
+        if message in self.messages:
+            return  # said once is enough
         self.count += 1
-        if len(self.messages) < MAX_WARNINGS:
-            self.messages.append(message)
+        bisect.insort(self.messages, message)
+        if len(self.messages) > MAX_WARNINGS:
+            self.messages.pop()
+
+    def merge(self, messages: list[str], count: int) -> None:
+        """Add another scan's warnings (its kept ``messages`` and its ``count``)."""
+        for message in messages:
+            self.add(message)
+        self.count += count - len(messages)
 
     def as_list(self) -> list[str]:
         extra = self.count - len(self.messages)
@@ -82,7 +171,11 @@ def _os_error(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def list_directory(path: str) -> tuple[list[Entry], list[str], str | None]:
+def _no_listing(problem: str) -> Listing:
+    return Listing([], [], {}, [], problem)
+
+
+def list_directory(path: str) -> Listing:
     """One folder: its non-directory entries (lstat-ed), its subfolder names, or why it could not be read.
 
     Runs in worker threads when walking with several jobs: scandir and lstat
@@ -93,24 +186,27 @@ def list_directory(path: str) -> tuple[list[Entry], list[str], str | None]:
         # of resolving the whole path again; O_NOFOLLOW refuses a folder swapped for a symlink meanwhile.
         handle = os.open(path, FOLDER_FLAGS)
     except FileNotFoundError:
-        return [], [], "no such directory"
+        return _no_listing("no such directory")
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            return [], [], "no longer a folder (a symlink or a file now): not followed"
-        return [], [], _os_error(exc)
+            return _no_listing("no longer a folder (a symlink or a file now): not followed")
+        return _no_listing(_os_error(exc))
     try:
         return _list_open_directory(handle, path)
     finally:
         os.close(handle)
 
 
-def _list_open_directory(handle: int, path: str) -> tuple[list[Entry], list[str], str | None]:
+def _list_open_directory(handle: int, path: str) -> Listing:
+    """The loop every file of a scan goes through: kept to a name, an lstat and two appends."""
     try:
         with os.scandir(handle) as iterator:
             entries = sorted(iterator, key=BY_NAME)
     except OSError as exc:
-        return [], [], _os_error(exc)
-    files = []
+        return _no_listing(_os_error(exc))
+    names: list[str] = []
+    stats: list[os.stat_result] = []
+    links: dict[int, Entry] = {}
     subdirs = []
     problems = []
     for entry in entries:
@@ -124,12 +220,11 @@ def _list_open_directory(handle: int, path: str) -> tuple[list[Entry], list[str]
         except OSError as exc:
             problems.append(f"cannot stat {path}/{entry.name}: {_os_error(exc)}")
             continue
-        if stat.S_ISLNK(st.st_mode):
-            files.append(_link_entry(handle, entry.name, st))
-        else:
-            files.append(Entry(entry.name, st.st_size, st.st_blocks * 512, st.st_mtime,
-                               st.st_dev, st.st_ino, st.st_nlink, False, st.st_ctime))
-    return files, subdirs, "\n".join(problems) if problems else None
+        if S_ISLNK(st.st_mode):
+            links[len(names)] = _link_entry(handle, entry.name, st)
+        names.append(entry.name)
+        stats.append(st)
+    return Listing(names, stats, links, subdirs, "\n".join(problems) if problems else None)
 
 
 def _link_entry(handle: int, name: str, st: os.stat_result) -> Entry:
@@ -177,7 +272,8 @@ def walk(
             stack: list[list[Any]] = [[top, "", top.path, None]]
             while stack:
                 root, relpath, path, pending = stack.pop()
-                files, subdirs, problem = pending.result() if pending is not None else list_directory(path)
+                listing = pending.result() if pending is not None else list_directory(path)
+                problem = listing.problem
                 if problem is not None and problem == "no such directory" and relpath:
                     problem = None  # removed since its parent was listed: nothing to account for
                 if problem is not None:
@@ -185,8 +281,8 @@ def walk(
                                         for line in problem.split("\n"))
                     for line in problem.split("\n"):
                         warnings.add(line)
-                yield Directory(root, relpath, path, files, problem)
-                for name in reversed(subdirs):
+                yield Directory(root, relpath, path, problem=problem, listing=listing)
+                for name in reversed(listing.subdirs):
                     child = f"{path}/{name}"
                     if child in exclude:
                         continue
@@ -271,12 +367,23 @@ def on_network(paths: list[str]) -> bool:
     return any(t in NETWORK_FILESYSTEMS for t in types if t)
 
 
+SUBJECTS_PER_PROCESS = 8  # fewer per process and forking and merging cost more than the process saves
+
+
+def usable_cores() -> int:
+    """The processors this process may run on (its affinity: a Slurm allocation, taskset), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def default_processes(subjects: int) -> int:
+    """Processes a scan of a local disk uses by default: every usable core, as long as each gets at least
+    SUBJECTS_PER_PROCESS subjects (a small dataset is scanned in one)."""
+    return max(1, min(usable_cores(), subjects // SUBJECTS_PER_PROCESS))
+
+
 def default_jobs(paths: list[str]) -> int:
     """Threads help where every stat is a network round trip; on a local disk they only add overhead."""
     return NETWORK_JOBS if on_network(paths) else 1
-
-
-def uses_processes(paths: list[str]) -> bool:
-    """--jobs N means processes on a local disk (the scan is CPU-bound there: one core per shard) and threads on
-    a network file system (where each stat waits on a round trip, and threads overlap the waits)."""
-    return not on_network(paths)

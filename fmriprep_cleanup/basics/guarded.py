@@ -21,6 +21,7 @@ import re
 import stat
 import sys
 from collections.abc import Iterator
+from itertools import accumulate
 from typing import Any
 
 import yaml
@@ -145,27 +146,16 @@ def read_text(path: str, kind: str, follow_links: bool = True, cap: int | None =
 
 # --- JSON --------------------------------------------------------------------------------------------------
 
+JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?', re.DOTALL)  # a string literal; an unterminated one runs to the end
+NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
 def json_depth(text: str) -> int:
     """The deepest nesting of [ and { in JSON text (strings skipped): checked before parsing, so a deeply
-    nested file is refused instead of exhausting the parser's recursion."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
+    nested file is refused instead of exhausting the parser's recursion. Regular expressions do the scanning
+    (a loop over every character took 0.2 ms per run config: seconds on a thousand subjects)."""
+    brackets = NOT_BRACKET.sub("", JSON_STRING.sub("", text))
+    return max(0, max(accumulate(1 if char in "[{" else -1 for char in brackets), default=0))
 
 
 def parse_json(text: str, path: str) -> Any:

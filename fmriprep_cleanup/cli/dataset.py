@@ -72,8 +72,7 @@ def report(path: str, fmt: str, output: str | None, quiet: bool, all_subjects: b
       fmriprep-cleanup report /data/ds003752/derivatives/fmriprep
       fmriprep-cleanup report OUT --work-dir $SCRATCH/work --format html -o report.html
     """
-    from ..api import energy_model, make_partial, make_report, report_in_processes
-    from ..basics.folders import uses_processes
+    from ..api import energy_model, make_partial, make_report
 
     if (shard is None) != (partial_out is None):
         raise CleanupError("--shard K/N and --partial-out FILE go together")
@@ -92,13 +91,8 @@ def report(path: str, fmt: str, output: str | None, quiet: bool, all_subjects: b
         warn(result["warnings"])
         return
     model = energy_model(plan.ruleset, **energy_overrides(storage_profile, pue, copies, carbon_intensity, country))
-    jobs = selection.get("jobs") or 1
     try:
-        if jobs > 1 and uses_processes([root.path for root in plan.dataset.scan_roots]):
-            data = report_in_processes(plan_options(path, **selection), jobs, model, command_line(),
-                                       progress.callback())
-        else:
-            data = make_report(plan, model, command_line(), progress.callback(), compute_estimate)
+        data = make_report(plan, model, command_line(), progress.callback(), compute_estimate)
     finally:
         progress.done()
     if retention_policy:

@@ -13,9 +13,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
-from ..basics.annex import NOT_ACTIVITY, key_of
+from ..basics.annex import key_of
 from ..basics.errors import CleanupError
-from ..basics.folders import Entry, list_folder, walk_tree
+from ..basics.folders import list_folder, walk_tree
 from ..basics.guarded import read_bytes
 from ..basics.paths import below
 from ..basics.repository import GitRepo, GitState
@@ -102,13 +102,6 @@ def newest_file_time(path: str, git: GitState | None = None) -> tuple[float | No
                 continue
             newest = mtime if newest is None or mtime > newest else newest
     return newest, problems
-
-
-def newest_of(files: list[Entry]) -> float | None:
-    """The same, for the files of one scanned folder; annexed links and files stored in git as committed are not
-    activity (their time is when they were checked out)."""
-    times = [entry.mtime for entry in files if entry.annex not in NOT_ACTIVITY]
-    return max(times) if times else None
 
 
 def report_errors(path: str) -> tuple[int | None, str | None]:

@@ -36,7 +36,7 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 
-from ..basics.folders import Entry, list_folder
+from ..basics.folders import list_folder
 from ..basics.repository import GitState
 from .evidence import (
     ISRUNNING,
@@ -45,7 +45,6 @@ from .evidence import (
     SubjectStatus,
     evidence_of,
     newest_file_time,
-    newest_of,
     report_label,
 )
 from .layout import SUBJECT_WORKFLOW_DIR, Dataset
@@ -154,9 +153,9 @@ class StatusBook:
         """The subject whose folder (output, FreeSurfer or working directory) ``path`` is, or None."""
         return self._owner.get(path)
 
-    def saw(self, folder: str, files: list[Entry]) -> None:
-        """The scan lstat-ed ``files`` somewhere below the subject folder ``folder``."""
-        newest = newest_of(files)
+    def saw(self, folder: str, newest: float | None) -> None:
+        """The scan lstat-ed files somewhere below the subject folder ``folder``, the newest activity among them
+        at ``newest`` (``Directory.newest``)."""
         seen = self._newest.get(folder)
         if newest is not None and (seen is None or newest > seen):
             self._newest[folder] = newest

@@ -162,12 +162,33 @@ def listing(path: str) -> list[os.DirEntry]:
     return list_folder(path)[0]
 
 
+RUN_CONFIGS_REMEMBERED = 20_000
+_run_configs: dict[tuple[str, int, int, int, int, int], dict[str, Any]] = {}
+
+
 def read_run_config(path: str) -> dict[str, Any]:
-    """The parts of an fmriprep.toml (or a work dir's config.toml) we use; ValueError if it cannot be read or parsed."""
+    """The parts of an fmriprep.toml (or a work dir's config.toml) we use; ValueError if it cannot be read or parsed.
+
+    Each file is parsed once per process while it stays the same file (same inode, size, times): a report
+    asks for every subject's config several times (status, runs, emissions)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    key = None if st is None else (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key is not None and key in _run_configs:
+        return dict(_run_configs[key])
     try:
         config = load_toml(path, "run config")
     except CleanupError as exc:
         raise ValueError(str(exc)) from None
+    settings = _run_config_settings(config)
+    if key is not None and len(_run_configs) < RUN_CONFIGS_REMEMBERED:
+        _run_configs[key] = dict(settings)
+    return settings
+
+
+def _run_config_settings(config: dict[str, Any]) -> dict[str, Any]:
     environment, execution = config.get("environment"), config.get("execution")
     environment = environment if isinstance(environment, dict) else {}
     execution = execution if isinstance(execution, dict) else {}

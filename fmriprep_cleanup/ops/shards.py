@@ -18,14 +18,16 @@ import hashlib
 import heapq
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from .. import __version__
 from ..basics.errors import CleanupError
+from ..basics.folders import Warnings
 from ..fmriprep.evidence import SubjectStatus
 from ..plan.files import PlannedFile, Selection
-from ..plan.plan import Learned, Plan
+from ..plan.plan import Learned, Plan, scan_problems
 from ..plan.summary import COUNT_FIELDS, REPOSITORY_FIELDS, Summary
 from ..rules.model import RuleSet
 
@@ -89,8 +91,30 @@ def partial(plan: Plan, options: dict[str, Any], shard: int, shards: int,
     return {
         **_header(PARTIAL_FORMAT, plan, options, shard, shards), "subjects": labels,
         "summary": summary.as_json(), "statuses": {label: status.as_dict() for label, status in statuses.items()},
-        "warnings": shard_plan_.problems() if labels else [],
+        "warnings": shard_plan_.problems() if labels else [], **_scanned(shard_plan_ if labels else None),
     }
+
+
+def _scanned(plan: Plan | None) -> dict[str, Any]:
+    """A shard's own scan warnings, apart from its subjects' evidence problems: the merge sorts them in with
+    the other shards' as one scan would have (see basics.folders.Warnings)."""
+    return {"scanned_warnings": list(plan.warnings.messages) if plan else [],
+            "scanned_count": plan.warnings.count if plan else 0}
+
+
+def merged_warnings(shared: Plan, partials: list[tuple[str, dict[str, Any]]],
+                    statuses: dict[str, SubjectStatus]) -> list[str]:
+    """The warnings of the whole, in the order one scan gives them: the dataset's, then every scan warning
+    (the shared folders' and each shard's) sorted as one scan sorts them, then the subjects' evidence problems.
+    Partials written before shards said their scan warnings apart: theirs are appended as written."""
+    if not all("scanned_warnings" in data for _, data in partials):
+        found = shared.all_warnings() + [warning for _, data in partials for warning in data["warnings"]]
+        return list(dict.fromkeys(found))
+    scanned = Warnings()
+    scanned.merge(shared.warnings.messages, shared.warnings.count)
+    for _, data in partials:
+        scanned.merge(data["scanned_warnings"], data["scanned_count"])
+    return shared.context_warnings() + scan_problems(scanned, statuses)
 
 
 def write_plan_partial(plan: Plan, options: dict[str, Any], shard: int, shards: int, stream: IO[str],
@@ -114,7 +138,7 @@ def write_plan_partial(plan: Plan, options: dict[str, Any], shard: int, shards: 
                          for row in rows[start:start + ROWS_PER_LINE]]}) + "\n")
     statuses = shard_plan_.run_statuses() if labels else {}
     end = {"end": True, "statuses": {label: status.as_dict() for label, status in statuses.items()},
-           "warnings": shard_plan_.problems() if labels else []}
+           "warnings": shard_plan_.problems() if labels else [], **_scanned(shard_plan_ if labels else None)}
     stream.write(strict_json(end) + "\n")
     return end
 
@@ -175,7 +199,8 @@ def read_plan_partial(path: str) -> dict[str, Any]:
     if end is None:
         raise CleanupError(f"{path} has no end line: its shard ({header.get('shard')}/{header.get('shards')}) did "
                            "not finish; rerun it")
-    return {**header, "statuses": end["statuses"], "warnings": end["warnings"], "path": path}
+    scanned: dict[str, Any] = {name: end[name] for name in ("scanned_warnings", "scanned_count") if name in end}
+    return {**header, "statuses": end["statuses"], "warnings": end["warnings"], **scanned, "path": path}
 
 
 def _folder_rows(data: dict[str, Any], path: str, number: int) -> tuple[tuple, list[PlannedFile]]:
@@ -230,8 +255,7 @@ class MergedPlan:
             yield row
 
     def warnings(self) -> list[str]:
-        found = self.shared.all_warnings() + [warning for _, data in self.partials for warning in data["warnings"]]
-        return list(dict.fromkeys(found))
+        return merged_warnings(self.shared, self.partials, _statuses(self.partials))
 
 
 def _sort_key(item: tuple[tuple, PlannedFile]) -> tuple:
@@ -298,6 +322,10 @@ def check_partial(path: str, data: dict[str, Any]) -> None:
         if not isinstance(data.get("options"), dict):
             raise _Broken("options")
         _strings(data.get("warnings"), "warnings")
+        if "scanned_warnings" in data or "scanned_count" in data:
+            scanned = _strings(data.get("scanned_warnings"), "scanned_warnings")
+            if _count(data.get("scanned_count"), "scanned_count") < len(scanned):
+                raise _Broken("scanned_count")
         if data["format"] == AUDIT_PARTIAL_FORMAT:
             _strings(data.get("failed"), "failed")
             rows = data.get("rows")
@@ -443,31 +471,77 @@ def merge(partials: list[tuple[str, dict[str, Any]]], plan: Plan,
     summary = shared.summarize(progress)
     for _, data in sorted(partials, key=lambda item: int(item[1]["shard"])):
         summary.add(data["summary"])
-    warnings = shared.all_warnings() + [warning for _, data in partials for warning in data["warnings"]]
     ordered = {label: statuses[label] for label in sorted(statuses)}
-    return shared, summary, ordered, list(dict.fromkeys(warnings))
+    return shared, summary, ordered, merged_warnings(shared, partials, ordered)
 
 
-_FORKED_PLAN: list[Plan] = []  # the plan a forked worker scans (inherited, not pickled: rules hold compiled code)
+_FORKED: dict[str, Any] = {}  # what a forked worker inherits (not pickled: rules hold compiled code)
+PROGRESS_EVERY = 0.2  # seconds between a worker's progress messages
+
+
+class _WorkerProgress:
+    """A worker's progress, sent to the parent in batches (one message per PROGRESS_EVERY, not per folder)."""
+
+    def __init__(self, queue: Any) -> None:
+        self.queue, self.files, self.bytes, self.sent = queue, 0, 0, time.monotonic()
+
+    def __call__(self, files: int, nbytes: int) -> None:
+        self.files += files
+        self.bytes += nbytes
+        if time.monotonic() - self.sent >= PROGRESS_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.files:
+            self.queue.put((self.files, self.bytes))
+            self.files = self.bytes = 0
+        self.sent = time.monotonic()
 
 
 def _scan_shard(job: tuple[dict[str, Any], int, int]) -> dict[str, Any]:
     options, shard, shards = job
-    return partial(_FORKED_PLAN[0], options, shard, shards)
+    queue = _FORKED.get("queue")
+    progress = _WorkerProgress(queue) if queue is not None else None
+    try:
+        return partial(_FORKED["plan"], options, shard, shards, progress)
+    finally:
+        if progress is not None:
+            progress.flush()
 
 
-def partial_in_processes(plan: Plan, options: dict[str, Any], processes: int) -> list[dict[str, Any]]:
+def partial_in_processes(plan: Plan, options: dict[str, Any], processes: int,
+                         progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     """Every shard's partial, ``processes`` shards scanned at once in forked processes (each lists and
-    lstat-s its own subjects' folders: on a local disk the cores, not the disk, set the pace)."""
+    lstat-s its own subjects' folders: on a local disk the cores, not the disk, set the pace). ``progress``
+    hears of the workers' files as they go."""
     import multiprocessing
 
-    _FORKED_PLAN[:] = [plan]
+    context = multiprocessing.get_context("fork")
+    queue = context.SimpleQueue() if progress is not None else None
+    _FORKED.update(plan=dataclasses.replace(plan, processes=1), queue=queue)
     try:
-        context = multiprocessing.get_context("fork")
         with context.Pool(processes) as pool:
-            return pool.map(_scan_shard, [(options, shard, processes) for shard in range(processes)], chunksize=1)
+            result = pool.map_async(_scan_shard, [(options, shard, processes) for shard in range(processes)],
+                                    chunksize=1)
+            while not result.ready():
+                result.wait(PROGRESS_EVERY)
+                while queue is not None and progress is not None and not queue.empty():
+                    progress(*queue.get())
+            while queue is not None and progress is not None and not queue.empty():
+                progress(*queue.get())
+            return result.get()
     finally:
-        _FORKED_PLAN.clear()
+        _FORKED.clear()
+
+
+def summarize_in_processes(plan: Plan, progress: Callable[[int, int], None] | None = None
+                           ) -> tuple[Summary, dict[str, SubjectStatus], list[str]]:
+    """The plan's summary, its subjects' statuses and its warnings, scanned in ``plan.processes`` processes:
+    exactly what one process gives (``plan.summarize``, ``run_statuses``, ``all_warnings``)."""
+    partials = [(f"shard {index + 1}", data) for index, data in
+                enumerate(partial_in_processes(plan, {}, plan.processes, progress))]
+    _, summary, statuses, warnings = merge(partials, plan, progress)
+    return summary, statuses, warnings
 
 
 def audit_partial(options: dict[str, Any], rows: list[dict[str, Any]], warnings: list[str], failed: list[str],

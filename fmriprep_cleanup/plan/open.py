@@ -3,10 +3,11 @@ goes from a path and options to a Plan, so the same options always plan the same
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
 from ..basics.errors import CleanupError
-from ..basics.folders import default_jobs
+from ..basics.folders import NETWORK_JOBS, default_processes, on_network
 from ..fmriprep.discovery import discover_dataset
 from ..fmriprep.layout import Dataset, state_dir_for
 from ..fmriprep.pipelines import pipeline_by_key
@@ -31,7 +32,8 @@ def open_plan(path: str, rules: Iterable[str] = (), work_dir: str | None = None,
     pipeline's -w when it is elsewhere (``find_work_dir=False`` leaves any working directory out);
     ``participant_labels``: only these subjects, ``exclude_participant_labels``: not these (a label naming no
     subject is refused); ``keep``/``junk``: extra globs that beat the rules; ``jobs``: folders listed at once
-    (default: 8 on network file systems, else 1); ``min_age``: activity this recent means running, junk this
+    (threads on a network file system, default 8; processes on a local disk, default every usable core
+    once the dataset has enough subjects: see basics.folders.default_processes); ``min_age``: activity this recent means running, junk this
     recent is held back; ``stale_after``: an idle failed run's cache is stale after this long; ``state_dir``:
     where the lock and journal live; ``now``: the time to judge ages at. Nothing is read beyond the dataset's
     top folders until the plan is iterated.
@@ -40,10 +42,13 @@ def open_plan(path: str, rules: Iterable[str] = (), work_dir: str | None = None,
         raise CleanupError("--no-work-dir and --work-dir contradict each other")
     dataset = discover_dataset(path, work_dir, find_work_dir, state_dir)
     ruleset = load_rulesets(list(rules) or [default_rules(dataset)]).with_cli_globs(tuple(keep), tuple(junk))
+    network = on_network([root.path for root in dataset.scan_roots])
     plan = build_plan(dataset, ruleset,
                       Selection.from_labels(list(participant_labels), exclude=list(exclude_participant_labels)),
                       now=now, state_dir=state_dir_for(dataset.identity, state_dir) if state_dir else None,
-                      min_age=min_age, stale_after=stale_after,
-                      jobs=jobs or default_jobs([root.path for root in dataset.scan_roots]))
+                      min_age=min_age, stale_after=stale_after, jobs=(jobs or NETWORK_JOBS) if network else 1)
     plan.check_selection()
-    return plan
+    if network:
+        return plan
+    selected = sum(1 for label in plan.status_book().subjects() if plan.selection.wants(label))
+    return dataclasses.replace(plan, processes=jobs or default_processes(selected))

@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TYPE_CHECKING
 
 from ..basics.annex import ELSEWHERE, annexed_files, key_size
@@ -45,6 +46,7 @@ from .holds import SHARED_SCOPES, Holds, as_unlocked, in_git, owned, protected, 
 from .summary import Summary
 
 if TYPE_CHECKING:
+    from ..fmriprep.evidence import SubjectStatus
     from ..fmriprep.status import StatusBook
 
 
@@ -61,6 +63,22 @@ class Learned:
     book: StatusBook | None = None
     git: GitState | None = None  # what git says of the dataset's files (asked once, in a git repository)
     git_asked: bool = False
+
+
+def scan_problems(warnings: Warnings, statuses: dict[str, SubjectStatus]) -> list[str]:
+    """The scan's warnings (sorted), then each subject's evidence problems the scan did not already say."""
+    scanned = warnings.as_list()
+    return scanned + [f"sub-{label}: {warning}" for label, status in sorted(statuses.items())
+                      for warning in status.warnings if warning not in scanned]
+
+
+@dataclass
+class Memo:
+    """Decisions made once for a path shape (labels blanked) and reused for every subject: by file, and for a
+    whole folder by its names (the same folder of the next subject), so most folders cost one lookup."""
+
+    files: dict[tuple, Decision] = field(default_factory=dict)
+    folders: dict[tuple, tuple[Decision, ...]] = field(default_factory=dict)
 
 
 ALLOW_OUTPUT_LOSS = "--allow-output-loss"  # the option that lets clean act on rules junking essential outputs
@@ -82,7 +100,8 @@ class Plan:
     selection: Selection = field(default_factory=Selection)
     now: float = field(default_factory=time.time)
     state_dir: str | None = None  # never scanned; the dataset's own state directory by default
-    jobs: int = 1  # folders listed at once (threads); see scan.walk
+    jobs: int = 1  # folders listed at once (threads, for network file systems); see basics.folders.walk
+    processes: int = 1  # local processes that scan it, each a share of the subjects (see ops.shards)
     min_age: float = DEFAULT_MIN_AGE  # activity this recent means a subject is still running
     stale_after: float | None = None  # a cache idle this long is stale; None: the rule set's, else 30 days
     learned: Learned = field(default_factory=Learned, repr=False, compare=False)
@@ -141,10 +160,7 @@ class Plan:
     def problems(self) -> list[str]:
         """What went wrong reading the dataset: folders the scan could not read, and problems with the selected
         subjects' evidence (complete once the plan has been iterated)."""
-        statuses = self.run_statuses() if self.learned.book is not None else {}
-        scanned = self.warnings.as_list()
-        return scanned + [f"sub-{label}: {warning}" for label, status in sorted(statuses.items())
-                          for warning in status.warnings if warning not in scanned]
+        return scan_problems(self.warnings, self.run_statuses() if self.learned.book is not None else {})
 
     def outputs_at_risk(self) -> list[str]:
         """One line per essential output of the pipeline (reports, confounds, masks: see pipelines/*.yaml) the rule
@@ -157,10 +173,14 @@ class Plan:
                 f"{self.dataset.pipeline_name}'s junk, it is what analyses need; clean refuses it without "
                 f"{ALLOW_OUTPUT_LOSS}" for example, decision in found]
 
+    def context_warnings(self) -> list[str]:
+        """What a person should be warned of before any scan: what discovery left out, rules that junk
+        essential outputs."""
+        return list(self.dataset.warnings) + self.outputs_at_risk()
+
     def all_warnings(self) -> list[str]:
-        """What a person should be warned of: what discovery left out, rules that junk essential outputs, then
-        the problems reading the dataset."""
-        return list(self.dataset.warnings) + self.outputs_at_risk() + self.problems()
+        """``context_warnings``, then the problems reading the dataset."""
+        return self.context_warnings() + self.problems()
 
     def folders(self, progress: Callable[[int, int], None] | None = None) -> Iterator[Classified]:
         """Each scanned folder, classified: (folder, subject, decision, None) when one subject and one
@@ -195,7 +215,7 @@ class Plan:
 
         # Derivatives repeat the same files for every subject: where no rule can tell labels apart, the
         # decision for a path shape (labels blanked) is made once and reused. Capped, to stay bounded.
-        memo: dict[tuple, Decision] | None = {} if classifier.decisions_repeat_across_labels else None
+        memo = Memo() if classifier.decisions_repeat_across_labels else None
         exclude = frozenset({self.dataset.state_dir, self.state_dir or self.dataset.state_dir,
                              os.path.join(self.dataset.identity, STATE_DIR_NAME),  # where older versions kept it
                              *self.dataset.never_scanned()})
@@ -234,7 +254,7 @@ class Plan:
                 folder.files = [in_git(entry, f"{folder.path}/{entry.name}", git) for entry in folder.files]
                 sizeless += sum(1 for entry in folder.files if entry.annex == ELSEWHERE and key_size(entry.key) is None)
             if progress is not None:
-                progress(len(folder.files), sum(entry.size for entry in folder.files))
+                progress(len(folder.names), folder.size())
             scope = folder.root.scope
             if open_folder is not None and folder.path.startswith(inside):
                 subject = open_subject
@@ -250,8 +270,8 @@ class Plan:
             if open_folder is not None:
                 if folder.problem is not None:
                     book.unreadable(open_folder, folder.problem)
-                book.saw(open_folder, folder.files)
-            if not folder.files:
+                book.saw(open_folder, folder.newest())
+            if not folder.names:
                 continue
             scope_rules = classifier.scope_rules(scope)
             if subject is not None and scope_rules.uses_status and not book.ready(subject):
@@ -295,7 +315,7 @@ class Plan:
         return sizes
 
     def _classified(self, folder: Directory, folder_subject: str | None, classifier: Classifier,
-                    memo: dict[tuple, Decision] | None) -> Classified | None:
+                    memo: Memo | None) -> Classified | None:
         """One folder's files with the decisions of the rules, fMRIPrep's scope and the protected evidence
         applied (None if no file of it is selected); what must wait is held back later (``_held_back``)."""
         selection = self.selection
@@ -323,6 +343,24 @@ class Plan:
         # memo keys: the folder's shape once, then each name with the folder's labels blanked
         prefix_shape = path_shape(folder.relpath + "/") if folder.relpath else ""
         labels = folder_labels(folder.relpath)
+        if memo is not None and shared is None and not at_root and not top_of_workdir:
+            # the same folder of the next subject (its names differing only by the labels) decides alike:
+            # one lookup for the whole folder instead of one per file
+            names = "\0".join(folder.names)
+            for label in labels:
+                names = names.replace(label, label[:4] + "X")
+            folder_key = (rules_key, classifier.state_for(scope, folder_subject), prefix_shape, names)
+            decisions = memo.folders.get(folder_key)
+            if decisions is None:
+                decisions = tuple(self._decide(folder, entry, folder_subject, classifier, rules, fallback)
+                                  for entry in folder.files)
+                if len(memo.folders) < MEMO_LIMIT:
+                    memo.folders[folder_key] = decisions
+            if guarded:
+                decisions = tuple(protected(scope, folder.relpath, name, book) or decision
+                                  if decision.action == "junk" else decision
+                                  for name, decision in zip(folder.names, decisions, strict=True))
+            return folder, None, None, list(zip(folder.files, repeat(folder_subject), decisions))
         for entry in folder.files:
             if top_of_workdir and not fmriprep_workdir_entry(entry.name):
                 if selection.wants(None):
@@ -335,17 +373,24 @@ class Plan:
             if decision is None:
                 state = classifier.state_for(scope, subject)
                 key = None if memo is None else (rules_key, state, prefix_shape + name_shape(entry.name, labels))
-                decision = None if memo is None or key is None else memo.get(key)
+                decision = None if memo is None or key is None else memo.files.get(key)
                 if decision is None:
-                    decision = classifier.decide(
-                        FileFacts(scope, folder.relpath, entry.name, entry.size, entry.mtime, subject,
-                                  state, classifier.present_statuses), rules, fallback)
-                    if memo is not None and key is not None and len(memo) < MEMO_LIMIT:
-                        memo[key] = decision
+                    decision = self._decide(folder, entry, subject, classifier, rules, fallback)
+                    if memo is not None and key is not None and len(memo.files) < MEMO_LIMIT:
+                        memo.files[key] = decision
             if guarded and decision.action == "junk":
                 decision = protected(scope, folder.relpath, entry.name, book) or decision
             decided.append((entry, subject, decision))
         return (folder, None, None, decided) if decided else None
+
+    @staticmethod
+    def _decide(folder: Directory, entry: Entry, subject: str | None, classifier: Classifier,
+                rules: tuple[tuple[Rule, Decision], ...], fallback: Decision) -> Decision:
+        """One file's decision by the rules left for its folder."""
+        scope = folder.root.scope
+        return classifier.decide(FileFacts(scope, folder.relpath, entry.name, entry.size, entry.mtime, subject,
+                                           classifier.state_for(scope, subject), classifier.present_statuses),
+                                 rules, fallback)
 
     @staticmethod
     def _waits_for(classified: Classified, book: StatusBook) -> list[tuple[str | None, Classified]]:
@@ -387,7 +432,8 @@ class Plan:
             held = holds.hold(folder.root.scope, subject)
             if held is not None:
                 return folder, subject, held, None
-            if not any(recent(entry, cutoff) for entry in folder.files):
+            newest = folder.newest()  # the newest activity: no file of it is recent unless this is
+            if newest is None or newest <= cutoff:
                 return classified
             return folder, None, None, [(entry, subject, HELD_RECENT if recent(entry, cutoff) else shared)
                                         for entry in folder.files]
@@ -425,7 +471,7 @@ class Plan:
         for folder, subject, shared, decided in self.folders(progress):
             if decided is None:
                 assert shared is not None  # one decision for the whole folder
-                summary.add_folder(folder, folder.files, subject, shared)
+                summary.add_whole_folder(folder, subject, shared)
             else:  # files of one subject with one decision are added together
                 groups: dict[tuple[str | None, int], tuple[Decision, list[Entry]]] = {}
                 for entry, file_subject, decision in decided:
@@ -437,14 +483,14 @@ class Plan:
 
 def build_plan(dataset: Dataset, ruleset: RuleSet, selection: Selection | None = None, now: float | None = None,
                state_dir: str | None = None, min_age: float = DEFAULT_MIN_AGE, stale_after: float | None = None,
-               jobs: int = 1) -> Plan:
+               jobs: int = 1, processes: int = 1) -> Plan:
     """The plan for a dataset under a rule set (nothing is scanned until it is iterated).
 
     ``min_age``: activity this recent means a subject is running, and junk this recent is held back;
     ``stale_after``: a subject idle this long has a stale cache (default: the rule set's, else 30 days);
-    ``jobs``: folders listed at once.
+    ``jobs``: folders listed at once; ``processes``: local processes that scan it (reports, plans, clean).
     """
     return Plan(dataset=dataset, ruleset=ruleset, selection=selection or Selection(),
                 now=now if now is not None else time.time(), state_dir=state_dir, jobs=jobs, min_age=min_age,
-                stale_after=stale_after)
+                stale_after=stale_after, processes=processes)
 

@@ -85,6 +85,16 @@ class Summary:
     _links: dict[tuple[int, int], list] = field(default_factory=dict, repr=False)  # inode -> see _later
     _keys: dict[str, list] = field(default_factory=dict, repr=False)  # annex key -> see _later
 
+    def add_whole_folder(self, folder: Directory, subject: str | None, decision: Decision) -> None:
+        """Count every file of a folder under one decision: from the lstat results alone when no file is linked
+        twice or annexed (the usual folder), without making an entry per file."""
+        if folder.plain() and decision is not LEFT_ALONE:
+            size, allocated, links = folder.totals()
+            if links <= 1:
+                self._count(folder, subject, decision, len(folder.names), size, allocated)
+                return
+        self.add_folder(folder, folder.files, subject, decision)
+
     def add_folder(self, folder: Directory, entries: Sequence[Entry], subject: str | None, decision: Decision) -> None:
         """Count files of one folder that share a subject and a decision (the bytes of multiply-linked files
         and of annexed links, whose key other links may share, are settled by ``finish``, once all are seen)."""
