@@ -59,15 +59,10 @@ def make_report(plan: Plan, energy: Assumptions | None = None, command: str | No
     """Scan once and summarise: the dictionary `report --format json` prints (``energy``: default, the rule
     set's model; ``command``: how the report was made, shown in it; ``compute_estimate``: kgCO2e per subject
     for subjects without a CodeCarbon record, marked as an estimate)."""
+    from .ops.shards import summarize
     from .report.data import report_data
 
-    if plan.processes > 1:  # shares of the subjects in processes, merged: the same summary
-        from .ops.shards import summarize_in_processes
-
-        summary, statuses, warnings = summarize_in_processes(plan, progress)
-    else:
-        summary = plan.summarize(progress)
-        statuses, warnings = plan.run_statuses(), plan.all_warnings()
+    summary, statuses, warnings = summarize(plan, progress)  # in plan.processes processes: the same summary
     return report_data(plan.dataset, plan.ruleset, summary, warnings, plan.selection.participant_labels,
                        energy or energy_model(plan.ruleset), command, statuses, compute_estimate,
                        plan.status_book().stale_after)

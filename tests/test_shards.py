@@ -277,3 +277,82 @@ def test_shard_locks_cover_their_subjects_and_refuse_a_second_array(many_subject
     assert clean("--shard", "2/3").returncode == 0
     assert not (many_subjects / "work/fmriprep_23_2_wf/sub_02_wf/n0/out.nii.gz").exists()
     assert "--shard and --shared-only" in run("clean", many_subjects, "--shard", "1/2", "--shared-only").output
+
+
+@pytest.fixture
+def seventeen_subjects(tmp_path, monkeypatch):
+    """17 subjects of fMRIPrep CI's ds005 outputs (enough for processes by default), with what makes order and
+    warnings hard: a running subject (junk held back), one without a report, a broken run config (an evidence
+    warning), hard-linked junk, files of no subject at the top and in the working directory, and two folders the
+    scan cannot read (in subjects of different processes)."""
+    import fmriprep_cleanup.basics.folders as folders
+
+    out = tmp_path / "ds"
+    write_description(out)
+    listing = [path for path in ci_listing(DATA / "ds005_outputs.txt") if path != "dataset_description.json"]
+    labels = [f"{n:02d}" for n in range(1, 18)]
+    files = {}
+    for label in labels:
+        for path in listing:
+            files[path.replace("sub-01", f"sub-{label}")] = 100 + len(path) + int(label)
+        files.update({f"work/fmriprep_23_2_wf/sub_{label}_wf/n{n}/out.nii.gz": 5000 * n + int(label) for n in range(3)})
+    files.update({"work/fmriprep_23_2_wf/d3.js": 99, "work/notes.txt": 7, "README": 5,
+                  "sourcedata/freesurfer/fsaverage/surf/lh.white": 4000})
+    make_files(out, files)
+    finish_subjects(out, labels[:-2])  # sub-16 runs (below), sub-17 has no report
+    running = out / "work/fmriprep_23_2_wf/sub_16_wf/n0/out.nii.gz"
+    os.utime(running)  # just written: sub-16 is running
+    broken = next((out / "sub-03/log").iterdir()) / "fmriprep.toml"
+    broken.write_text("[execution\n")
+    os.utime(broken, (LONG_AGO, LONG_AGO))
+    os.link(out / "work/fmriprep_23_2_wf/sub_05_wf/n1/out.nii.gz", out / "work/fmriprep_23_2_wf/sub_06_wf/n2/twin.nii.gz")
+    real = folders.list_directory
+
+    def listing_with_problems(path):  # in this tree and in copies of it
+        unreadable = path.endswith(("/work/fmriprep_23_2_wf/sub_02_wf/n2", "/sub-07/anat"))
+        return folders._no_listing("Permission denied") if unreadable else real(path)
+
+    monkeypatch.setattr(folders, "list_directory", listing_with_problems)
+    return out
+
+
+@pytest.mark.parametrize("command", [("report", "--format", "json"), ("report",), ("plan",),
+                                     ("plan", "--format", "jsonl", "--only", "junk")])
+def test_the_default_run_is_byte_identical_to_one_process(seventeen_subjects, monkeypatch, command):
+    """Processes by default (every usable core, here two) change nothing in what is printed, warnings included."""
+    import fmriprep_cleanup.basics.folders as folders
+
+    monkeypatch.setattr(folders, "usable_cores", lambda: 2)
+    from fmriprep_cleanup.api import open_plan
+
+    assert open_plan(str(seventeen_subjects)).processes == 2  # the default really runs two processes here
+    one = run(*command, seventeen_subjects, "--jobs", "1", "-q")
+    default = run(*command, seventeen_subjects, "-q")
+    three = run(*command, seventeen_subjects, "--jobs", "3", "-q")
+    assert one.exit_code == default.exit_code == three.exit_code
+    assert default.stdout == one.stdout and three.stdout == one.stdout
+    assert default.stderr == one.stderr and three.stderr == one.stderr
+    said = one.stdout + one.stderr
+    if command[0] != "status":
+        assert "sub_02_wf/n2: Permission denied" in said and "sub-07/anat: Permission denied" in said
+    assert "sub-03" in said
+
+
+def test_a_clean_in_processes_removes_and_records_what_one_process_does(seventeen_subjects, tmp_path, monkeypatch):
+    """clean's scan in processes: the same files removed, in the same order, as in one process."""
+    import subprocess
+
+    import fmriprep_cleanup.basics.folders as folders
+
+    monkeypatch.setattr(folders, "usable_cores", lambda: 2)
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(seventeen_subjects), str(copy)], check=True)  # hard links kept
+    results = []
+    for tree, jobs in ((seventeen_subjects, "1"), (copy, "2")):
+        result = run("clean", tree, "--mode", "delete", "--yes", "--jobs", jobs, "--format", "json", "-q")
+        assert result.exit_code in (0, 3), result.output
+        data = json.loads(result.stdout)
+        results.append(({key: data[key] for key in ("files", "bytes", "by_category", "skipped", "left")},
+                        sorted(str(p.relative_to(tree)) for p in tree.rglob("*")
+                               if p.is_file() and ".fmriprep-cleanup" not in p.parts)))
+    assert results[0] == results[1] and results[0][0]["files"] > 0 and results[0][0]["skipped"]

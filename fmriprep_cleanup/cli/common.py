@@ -85,8 +85,9 @@ def selection_options(command: Callable) -> Callable:
         click.option("--keep", "keep_globs", multiple=True, metavar="GLOB", help="Also keep files matching GLOB (beats --junk and the rules)."),
         click.option("--junk", "junk_globs", multiple=True, metavar="GLOB", help="Also treat files matching GLOB as junk (beats the rules)."),
         click.option("--jobs", "-j", type=click.IntRange(1, 256), metavar="N",
-                     help="Network file systems: folders listed at once (default 8); local disks: report scans in N "
-                          "processes (default 1)."),
+                     help="Local disks: scan in N processes (default: every usable core, once there are 8 "
+                          "subjects per process); network file systems: N folders listed at once (default 8). The "
+                          "output is the same whatever N."),
         click.option("--min-age", default="1h", show_default=True, metavar="DURATION",
                      help="Activity this recent means a subject is still running, and junk this recent is held "
                           "back; 0 for no limit."),

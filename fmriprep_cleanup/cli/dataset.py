@@ -122,7 +122,7 @@ def plan(path: str, fmt: str, only: str | None, output: str | None, quiet: bool,
       fmriprep-cleanup plan OUT --format jsonl --participant-label 01 | head
       fmriprep-cleanup plan OUT --shard 1/4 --partial-out p1.jsonl   # then: merge p*.jsonl
     """
-    from ..report.planfile import write_plan
+    from ..report.planfile import write_plan_of
 
     if (shard is None) != (partial_out is None):
         raise CleanupError("--shard K/N and --partial-out FILE go together")
@@ -145,7 +145,7 @@ def plan(path: str, fmt: str, only: str | None, output: str | None, quiet: bool,
         sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]  # odd bytes in names pass through
     progress = Progress(not quiet and not (to_stdout and sys.stdout.isatty()))  # lines on the screen are progress
     try:
-        write_output(lambda stream: write_plan(planned.files(progress.callback()), stream, fmt, only), output)
+        write_output(lambda stream: write_plan_of(planned, stream, fmt, only, progress.callback()), output)
     finally:
         progress.done()
     warn(planned.all_warnings())

@@ -24,7 +24,7 @@ from .common import (
 @click.command()
 @click.argument("roots", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--rules", "rule_refs", multiple=True, metavar="NAME|FILE", help="Rule sets, as for report.")
-@click.option("--jobs", "-j", type=click.IntRange(1, 256), metavar="N", help="Folders listed at once (see report).")
+@click.option("--jobs", "-j", type=click.IntRange(1, 256), metavar="N", help="Processes per dataset on local disks, folders listed at once on network file systems (see report).")
 @energy_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "html"]), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")

@@ -189,7 +189,8 @@ def audit(roots: list[str], ruleset: RuleSet, model: Assumptions, jobs: int | No
     and the folders that looked like a dataset but could not be read (a broken or planted file).
     ``path_map``: (container path, host path) pairs for paths the runs recorded inside a container;
     ``shard``: (K, N), 0-based: scan only every N-th dataset found (sorted by path), starting at the K-th."""
-    from ..basics.folders import default_jobs
+    from ..plan.open import with_jobs
+    from .shards import summarize
 
     warnings: list[str] = []
     failed: list[str] = []
@@ -198,13 +199,13 @@ def audit(roots: list[str], ruleset: RuleSet, model: Assumptions, jobs: int | No
     if shard is not None:
         datasets = sorted(datasets, key=lambda dataset: dataset.path)[shard[0]::shard[1]]
     for dataset in datasets:
-        plan = build_plan(dataset, ruleset, jobs=jobs or default_jobs([root.path for root in dataset.scan_roots]))
-        summary = plan.summarize(progress)
+        plan = with_jobs(build_plan(dataset, ruleset), jobs)
+        summary, _, plan_warnings = summarize(plan, progress)
         totals = summary.totals
         freed = reclaimable(totals)  # not annexed junk elsewhere only, not junk stored in git
         avoidable = footprint(freed, model)
         rows.append(AuditRow(dataset, _owner(dataset.top), len([s for s in summary.by_subject if s is not None]),
                              totals.files, totals.bytes, freed, avoidable.kwh_per_year, avoidable.total_kg,
-                             plan.all_warnings(), totals.elsewhere_bytes, totals.junk_in_git_bytes))
+                             plan_warnings, totals.elsewhere_bytes, totals.junk_in_git_bytes))
     rows.sort(key=lambda row: (-row.junk_bytes, row.dataset.path))
     return rows, warnings, failed

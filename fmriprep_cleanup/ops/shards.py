@@ -18,7 +18,6 @@ import hashlib
 import heapq
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
@@ -26,8 +25,9 @@ from .. import __version__
 from ..basics.errors import CleanupError
 from ..basics.folders import Warnings
 from ..fmriprep.evidence import SubjectStatus
-from ..plan.files import PlannedFile, Selection
-from ..plan.plan import Learned, Plan, scan_problems
+from ..plan.files import PlannedFile
+from ..plan.plan import Plan, scan_problems
+from ..plan.processes import run_workers, shard_labels, shard_plan, shared_plan
 from ..plan.summary import COUNT_FIELDS, REPOSITORY_FIELDS, Summary
 from ..rules.model import RuleSet
 
@@ -58,20 +58,6 @@ def rules_digest(ruleset: RuleSet) -> str:
     described = {"default": ruleset.default, "stale_after": ruleset.stale_after, "energy": ruleset.energy,
                  "rules": [[rule.id, rule.action, rule.category, rule.spec, rule.source] for rule in ruleset.rules]}
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def shard_labels(plan: Plan, shard: int, shards: int) -> list[str]:
-    """The subjects of shard ``shard`` (0-based) of ``shards``: every shards-th of the selected labels, sorted."""
-    labels = sorted(label for label in plan.status_book().subjects() if plan.selection.wants(label))
-    return labels[shard::shards]
-
-
-def shard_plan(plan: Plan, shard: int, shards: int) -> tuple[list[str], Plan]:
-    """The labels of a shard, and the plan of only their files (it shares the plan's status book, which knows
-    every subject)."""
-    labels = shard_labels(plan, shard, shards)
-    return labels, dataclasses.replace(plan, selection=Selection(frozenset(labels), plan.selection.excluded_labels,
-                                                                 False))
 
 
 def _header(kind: str, plan: Plan, options: dict[str, Any], shard: int, shards: int) -> dict[str, Any]:
@@ -449,12 +435,7 @@ def _shared_plan(partials: list[tuple[str, dict[str, Any]]], plan: Plan) -> Plan
     check_partials(partials)
     if rules_digest(plan.ruleset) != partials[0][1]["rules_digest"]:
         raise CleanupError("the rule files changed since the shards ran: rerun them")
-    now = min(float(data["now"]) for _, data in partials)
-    shared_selection = Selection(frozenset(), plan.selection.excluded_labels, plan.selection.wants(None))
-    shared = dataclasses.replace(plan, selection=shared_selection, now=now,
-                                 learned=Learned(book=plan.learned.book))  # its book, read before the scan
-    shared.status_book().know(_statuses(partials))
-    return shared
+    return shared_plan(plan, _statuses(partials), min(float(data["now"]) for _, data in partials))
 
 
 def _statuses(partials: list[tuple[str, dict[str, Any]]]) -> dict[str, SubjectStatus]:
@@ -475,38 +456,11 @@ def merge(partials: list[tuple[str, dict[str, Any]]], plan: Plan,
     return shared, summary, ordered, merged_warnings(shared, partials, ordered)
 
 
-_FORKED: dict[str, Any] = {}  # what a forked worker inherits (not pickled: rules hold compiled code)
-PROGRESS_EVERY = 0.2  # seconds between a worker's progress messages
+def _scan_shard(shard: int, shards: int, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+    return partial(_FORKED_PLAN["plan"], _FORKED_PLAN["options"], shard, shards, progress)
 
 
-class _WorkerProgress:
-    """A worker's progress, sent to the parent in batches (one message per PROGRESS_EVERY, not per folder)."""
-
-    def __init__(self, queue: Any) -> None:
-        self.queue, self.files, self.bytes, self.sent = queue, 0, 0, time.monotonic()
-
-    def __call__(self, files: int, nbytes: int) -> None:
-        self.files += files
-        self.bytes += nbytes
-        if time.monotonic() - self.sent >= PROGRESS_EVERY:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.files:
-            self.queue.put((self.files, self.bytes))
-            self.files = self.bytes = 0
-        self.sent = time.monotonic()
-
-
-def _scan_shard(job: tuple[dict[str, Any], int, int]) -> dict[str, Any]:
-    options, shard, shards = job
-    queue = _FORKED.get("queue")
-    progress = _WorkerProgress(queue) if queue is not None else None
-    try:
-        return partial(_FORKED["plan"], options, shard, shards, progress)
-    finally:
-        if progress is not None:
-            progress.flush()
+_FORKED_PLAN: dict[str, Any] = {}  # the plan and options a forked worker scans (inherited, not pickled)
 
 
 def partial_in_processes(plan: Plan, options: dict[str, Any], processes: int,
@@ -514,34 +468,52 @@ def partial_in_processes(plan: Plan, options: dict[str, Any], processes: int,
     """Every shard's partial, ``processes`` shards scanned at once in forked processes (each lists and
     lstat-s its own subjects' folders: on a local disk the cores, not the disk, set the pace). ``progress``
     hears of the workers' files as they go."""
-    import multiprocessing
-
-    context = multiprocessing.get_context("fork")
-    queue = context.SimpleQueue() if progress is not None else None
-    _FORKED.update(plan=dataclasses.replace(plan, processes=1), queue=queue)
+    _FORKED_PLAN.update(plan=dataclasses.replace(plan, processes=1), options=options)
     try:
-        with context.Pool(processes) as pool:
-            result = pool.map_async(_scan_shard, [(options, shard, processes) for shard in range(processes)],
-                                    chunksize=1)
-            while not result.ready():
-                result.wait(PROGRESS_EVERY)
-                while queue is not None and progress is not None and not queue.empty():
-                    progress(*queue.get())
-            while queue is not None and progress is not None and not queue.empty():
-                progress(*queue.get())
-            return result.get()
+        return run_workers(_scan_shard, processes, {}, progress)
     finally:
-        _FORKED.clear()
+        _FORKED_PLAN.clear()
+
+
+def _summarize_share(shard: int, shards: int, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+    """In a worker: one share of the subjects summarised, the contents several paths share left unsettled."""
+    labels, share = shard_plan(_FORKED_PLAN["plan"], shard, shards)
+    return {"summary": share.summarize(progress, settle=False) if labels else Summary(),
+            "statuses": share.run_statuses() if labels else {},
+            "messages": share.warnings.messages, "count": share.warnings.count}
+
+
+def summarize(plan: Plan, progress: Callable[[int, int], None] | None = None
+              ) -> tuple[Summary, dict[str, SubjectStatus], list[str]]:
+    """The plan's summary, its subjects' statuses and its warnings, in ``plan.processes`` processes."""
+    if plan.processes > 1:
+        return summarize_in_processes(plan, progress)
+    summary = plan.summarize(progress)
+    return summary, plan.run_statuses(), plan.all_warnings()
 
 
 def summarize_in_processes(plan: Plan, progress: Callable[[int, int], None] | None = None
                            ) -> tuple[Summary, dict[str, SubjectStatus], list[str]]:
     """The plan's summary, its subjects' statuses and its warnings, scanned in ``plan.processes`` processes:
-    exactly what one process gives (``plan.summarize``, ``run_statuses``, ``all_warnings``)."""
-    partials = [(f"shard {index + 1}", data) for index, data in
-                enumerate(partial_in_processes(plan, {}, plan.processes, progress))]
-    _, summary, statuses, warnings = merge(partials, plan, progress)
-    return summary, statuses, warnings
+    exactly what one process gives (``plan.summarize``, ``run_statuses``, ``all_warnings``), hard links and
+    annexed keys shared across the shares included."""
+    _FORKED_PLAN.update(plan=dataclasses.replace(plan, processes=1))
+    try:
+        shares = run_workers(_summarize_share, plan.processes, {}, progress)
+    finally:
+        _FORKED_PLAN.clear()
+    statuses = {label: status for share in shares for label, status in sorted(share["statuses"].items())}
+    statuses = {label: statuses[label] for label in sorted(statuses)}
+    shared = shared_plan(plan, statuses, plan.now)
+    summary = shared.summarize(progress, settle=False)
+    for share in shares:
+        summary.absorb(share["summary"])
+    scanned = Warnings()
+    for warnings in (plan.learned.warnings, shared.warnings):
+        scanned.merge(warnings.messages, warnings.count)
+    for share in shares:
+        scanned.merge(share["messages"], share["count"])
+    return summary.finish(), statuses, shared.context_warnings() + scan_problems(scanned, statuses)
 
 
 def audit_partial(options: dict[str, Any], rows: list[dict[str, Any]], warnings: list[str], failed: list[str],

@@ -42,13 +42,19 @@ def open_plan(path: str, rules: Iterable[str] = (), work_dir: str | None = None,
         raise CleanupError("--no-work-dir and --work-dir contradict each other")
     dataset = discover_dataset(path, work_dir, find_work_dir, state_dir)
     ruleset = load_rulesets(list(rules) or [default_rules(dataset)]).with_cli_globs(tuple(keep), tuple(junk))
-    network = on_network([root.path for root in dataset.scan_roots])
     plan = build_plan(dataset, ruleset,
                       Selection.from_labels(list(participant_labels), exclude=list(exclude_participant_labels)),
                       now=now, state_dir=state_dir_for(dataset.identity, state_dir) if state_dir else None,
-                      min_age=min_age, stale_after=stale_after, jobs=(jobs or NETWORK_JOBS) if network else 1)
+                      min_age=min_age, stale_after=stale_after)
     plan.check_selection()
-    if network:
-        return plan
+    return with_jobs(plan, jobs)
+
+
+def with_jobs(plan: Plan, jobs: int | None) -> Plan:
+    """The plan scanned as ``--jobs`` says: on a network file system, ``jobs`` threads listing folders at once
+    (default 8); on a local disk, ``jobs`` processes (default: every usable core once the selected subjects
+    are enough, see basics.folders.default_processes)."""
+    if on_network([root.path for root in plan.dataset.scan_roots]):
+        return dataclasses.replace(plan, jobs=jobs or NETWORK_JOBS, processes=1)
     selected = sum(1 for label in plan.status_book().subjects() if plan.selection.wants(label))
-    return dataclasses.replace(plan, processes=jobs or default_processes(selected))
+    return dataclasses.replace(plan, jobs=1, processes=jobs or default_processes(selected))

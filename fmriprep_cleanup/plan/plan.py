@@ -451,7 +451,14 @@ class Plan:
         return self.files()
 
     def files(self, progress: Callable[[int, int], None] | None = None) -> Iterator[PlannedFile]:
-        """Every file with its decision, in scan order (``progress``: as for ``folders``)."""
+        """Every file with its decision, in scan order (``progress``: as for ``folders``); walked in
+        ``processes`` processes when there are several, in the same order."""
+        if self.processes > 1:
+            from .processes import plan_in_processes, rows_of
+
+            for rows in plan_in_processes(self, rows_of, progress):
+                yield from rows
+            return
         for classified in self.folders(progress):
             yield from planned_files(classified)
 
@@ -465,10 +472,13 @@ class Plan:
             _, _, number, key = place_of(positions, classified[0])
             yield place, number, key, list(planned_files(classified))
 
-    def summarize(self, progress: Callable[[int, int], None] | None = None) -> Summary:
-        """Fold the plan into totals; folders with one decision are added in one step."""
+    def summarize(self, progress: Callable[[int, int], None] | None = None, settle: bool = True) -> Summary:
+        """Fold the plan into totals; folders with one decision are added in one step. ``settle=False`` leaves
+        the contents several paths share unsettled, for a summary of other subjects to be absorbed first."""
         summary = Summary()
-        for folder, subject, shared, decided in self.folders(progress):
+        positions = walk_positions(self.dataset.scan_roots)
+        for place, (folder, subject, shared, decided) in self.placed_folders(progress):
+            summary.at = (place, *place_of(positions, folder)[2:])
             if decided is None:
                 assert shared is not None  # one decision for the whole folder
                 summary.add_whole_folder(folder, subject, shared)
@@ -478,7 +488,7 @@ class Plan:
                     groups.setdefault((file_subject, id(decision)), (decision, []))[1].append(entry)
                 for (file_subject, _), (decision, entries) in groups.items():
                     summary.add_folder(folder, entries, file_subject, decision)
-        return summary.finish()
+        return summary.finish() if settle else summary
 
 
 def build_plan(dataset: Dataset, ruleset: RuleSet, selection: Selection | None = None, now: float | None = None,

@@ -84,6 +84,7 @@ class Summary:
     left_alone: dict[str, list[int]] = field(default_factory=dict)  # top entry in -w fMRIPrep did not write -> [files, bytes]
     _links: dict[tuple[int, int], list] = field(default_factory=dict, repr=False)  # inode -> see _later
     _keys: dict[str, list] = field(default_factory=dict, repr=False)  # annex key -> see _later
+    at: tuple = ()  # where the folder being added comes in the plan (Plan.summarize sets it): see absorb
 
     def add_whole_folder(self, folder: Directory, subject: str | None, decision: Decision) -> None:
         """Count every file of a folder under one decision: from the lstat results alone when no file is linked
@@ -143,21 +144,44 @@ class Summary:
             where = "/".join([folder.root.path, *parts])
             self.junk_by_folder[where] = self.junk_by_folder.get(where, 0) + size - elsewhere - in_git
 
-    @staticmethod
-    def _later(records: dict[Any, list], identity: Any, entry: Entry, folder: Directory, subject: str | None,
+    def _later(self, records: dict[Any, list], identity: Any, entry: Entry, folder: Directory, subject: str | None,
                decision: Decision) -> None:
         """One more path to a content other paths may share (a hard link: ``identity`` its inode; an annexed link:
-        its key), settled by ``finish``: [first entry, paths seen, junk paths, first junk place, first keep place]."""
+        its key), settled by ``finish``: [first entry, paths seen, junk paths, first junk place, first keep place],
+        a place being (folder, subject, decision, where the folder comes in the plan: ``at``)."""
         record = records.get(identity)
         if record is None:
             record = records[identity] = [entry, 0, 0, None, None]
         record[1] += 1
-        where = (folder, subject, decision)
+        where = (folder, subject, decision, self.at)
         if decision.action == "junk":
             record[2] += 1
             record[3] = record[3] or where
         else:
             record[4] = record[4] or where
+
+    def absorb(self, other: Summary) -> None:
+        """Add an unsettled summary of other folders (another process's share of the subjects): its counts, and
+        its paths to shared contents with theirs, the first place of each being the earlier in the plan. Once
+        every share is absorbed, ``finish`` settles the whole exactly as one scan would."""
+        pending = other._links, other._keys
+        other._links, other._keys = {}, {}
+        try:
+            self.add(other.as_json())
+        finally:
+            other._links, other._keys = pending
+        pairs: tuple[tuple[dict[Any, list], dict[Any, list]], ...] = ((self._links, pending[0]),
+                                                                      (self._keys, pending[1]))
+        for records, theirs in pairs:
+            for identity, (entry, paths, junk_paths, first_junk, first_keep) in theirs.items():
+                mine = records.get(identity)
+                if mine is None:
+                    records[identity] = [entry, paths, junk_paths, first_junk, first_keep]
+                    continue
+                mine[1] += paths
+                mine[2] += junk_paths
+                mine[3] = _earlier(mine[3], first_junk)
+                mine[4] = _earlier(mine[4], first_keep)
 
     def finish(self) -> Summary:
         """Settle the bytes of multiply-linked files: junk where every link is junk; kept under the first kept
@@ -165,17 +189,17 @@ class Summary:
         link's category) where the other links lie outside the dataset."""
         for entry, _, junk_links, first_junk, first_keep in self._links.values():
             if junk_links >= entry.nlink:
-                folder, subject, decision = first_junk
+                folder, subject, decision, _ = first_junk
                 self._count(folder, subject, decision, 0, entry.size, entry.allocated)
             elif first_keep is not None:
-                folder, subject, decision = first_keep
+                folder, subject, decision, _ = first_keep
                 self._count(folder, subject, decision, 0, entry.size, entry.allocated, action="keep")
             else:
-                folder, subject, decision = first_junk
+                folder, subject, decision, _ = first_junk
                 self._count(folder, subject, decision, 0, entry.size, entry.allocated, action="linked")
         self._links.clear()
         for entry, paths, junk_paths, first_junk, first_keep in self._keys.values():
-            folder, subject, decision = first_junk if junk_paths == paths else first_keep
+            folder, subject, decision, _ = first_junk if junk_paths == paths else first_keep
             self._count(folder, subject, decision, 0, entry.size, entry.allocated,
                         elsewhere=entry.size if entry.annex == ELSEWHERE else 0, annexed=entry.size,
                         action="junk" if junk_paths == paths else "keep")
@@ -227,3 +251,10 @@ class Summary:
 
     def largest_junk_folders(self, count: int = 10) -> list[tuple[str, int]]:
         return sorted(self.junk_by_folder.items(), key=lambda item: (-item[1], item[0]))[:count]
+
+
+def _earlier(one: tuple | None, other: tuple | None) -> tuple | None:
+    """Of two places (see Summary._later), the one that comes first in the plan."""
+    if one is None or other is None:
+        return one or other
+    return one if one[3] <= other[3] else other
