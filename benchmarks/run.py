@@ -80,12 +80,12 @@ def plan_digest(tree: Path) -> str:
     return digest.hexdigest()
 
 
-def ensure_tree(trees: Path, files: int) -> Path:
-    tree = trees / f"tree-{files}"
+def ensure_tree(trees: Path, files: int, shape: str = "standard") -> Path:
+    tree = trees / (f"tree-{files}" if shape == "standard" else f"tree-{shape}-{files}")
     if not (tree / "fmriprep" / "dataset_description.json").exists():
         shutil.rmtree(tree, ignore_errors=True)
         print(f"generating {tree} ...", flush=True)
-        generate(str(tree), files)
+        generate(str(tree), files, shape=shape)
     return tree.resolve()  # du and find do not follow a symlink given as the tree
 
 
@@ -211,6 +211,59 @@ def shard_benchmarks(trees: Path, sizes: list[int], runs: int) -> list[str]:
     return lines
 
 
+def interleaved(commands: dict[str, list[str]], runs: int) -> dict[str, dict[str, float]]:
+    """Each command once unmeasured (warm cache), then ``runs`` rounds of every command in turn: a drift in the
+    machine's speed touches all of them alike, so the ratios of one round stay meaningful. Medians as measure()."""
+    for command in commands.values():
+        subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rows: dict[str, list[dict[str, float]]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, command in commands.items():
+            rows[name].append(run_once(command))
+    return {name: {"wall": statistics.median(r["wall"] for r in found), "cpu": statistics.median(r["cpu"] for r in found),
+                   "rss": max(r["rss"] for r in found)} for name, found in rows.items()}
+
+
+def same_output(first: list[str], second: list[str]) -> bool:
+    """Whether two commands print the same bytes (cmp), e.g. the default run and --jobs 1."""
+    with tempfile.TemporaryDirectory() as scratch:
+        paths = [os.path.join(scratch, name) for name in ("a", "b")]
+        for command, path in zip((first, second), paths, strict=True):
+            with open(path, "wb") as handle:
+                subprocess.run(command, stdout=handle, stderr=subprocess.DEVNULL, check=True)
+        return subprocess.run(["cmp", "-s", *paths]).returncode == 0
+
+
+SPEED_COMMANDS = ("report (default)", "report --jobs 1", "plan (default)")
+
+
+def speed_benchmarks(trees: Path, sizes: list[int], shapes: list[str], runs: int, compare: bool) -> list[str]:
+    """The issue-29 table: report and plan with default options, report in one process, against du on the
+    same tree, every shape and size; peak RSS; with ``compare``, cmp of the default output with --jobs 1's."""
+    lines = ["| shape | files | `du -s --apparent-size` | `report` (default) | `report --jobs 1` | `plan` (default) "
+             "| CPU: report / --jobs 1 / plan | peak RSS (largest process) | default = `--jobs 1` (cmp) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for shape in shapes:
+        for size in sizes:
+            tree = ensure_tree(trees, size, shape)
+            output, work = str(tree / "fmriprep"), str(tree / "work")
+            base = TOOL + ["report", output, "--work-dir", work, "--format", "json", "-q"]
+            plan = TOOL + ["plan", output, "--work-dir", work, "-q"]
+            found = interleaved({"du": ["du", "-s", "--apparent-size", str(tree)], "report (default)": base,
+                                 "report --jobs 1": base + ["--jobs", "1"], "plan (default)": plan}, runs)
+            du = found["du"]["wall"]
+            cells = [f"{found[name]['wall']:.2f} s ({found[name]['wall'] / du:.2f}×)" for name in SPEED_COMMANDS]
+            same = "not checked"
+            if compare:
+                same = "yes" if same_output(base, base + ["--jobs", "1"]) and same_output(plan, plan + ["--jobs", "1"]) \
+                    else "**no**"
+            cpu = " / ".join(f"{found[name]['cpu']:.1f}" for name in SPEED_COMMANDS)
+            rss = max(found[name]["rss"] for name in SPEED_COMMANDS)
+            lines.append(f"| {shape} | {size:,} | {du:.2f} s | {' | '.join(cells)} | {cpu} s | {rss:.0f} MiB | {same} |")
+            print(lines[-1], flush=True)
+    return lines
+
+
 def glob_benchmarks(paths: int = 10_000) -> list[str]:
     """Seconds to match each glob (the pathological ones from the hostile-input issue, and everyday ones)
     against ``paths`` real fMRIPrep paths: they must all finish in well under a second."""
@@ -274,11 +327,17 @@ def main() -> None:
     parser.add_argument("--trees", type=Path, default=HERE / "trees")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--skip", nargs="*", default=[], choices=["pybids"], help="leave out slow comparisons")
-    parser.add_argument("--only", choices=["globs", "shards"],
+    parser.add_argument("--shapes", nargs="+", default=["standard", "freesurfer-heavy"],
+                        help="tree shapes for --only speed (see generate.py)")
+    parser.add_argument("--no-compare", action="store_true", help="--only speed: skip the cmp of outputs")
+    parser.add_argument("--only", choices=["globs", "shards", "speed"],
                         help="run only this section and print it (RESULTS.md is left as it is)")
     args = parser.parse_args()
     if args.only == "globs":
         print("\n".join(glob_benchmarks()))
+        return
+    if args.only == "speed":
+        print("\n".join(speed_benchmarks(args.trees, args.sizes, args.shapes, args.runs, not args.no_compare)))
         return
     if args.only == "shards":
         print("\n".join(shard_benchmarks(args.trees, args.sizes, args.runs)))

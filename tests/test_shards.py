@@ -356,3 +356,17 @@ def test_a_clean_in_processes_removes_and_records_what_one_process_does(seventee
                         sorted(str(p.relative_to(tree)) for p in tree.rglob("*")
                                if p.is_file() and ".fmriprep-cleanup" not in p.parts)))
     assert results[0] == results[1] and results[0][0]["files"] > 0 and results[0][0]["skipped"]
+
+
+def test_the_recorded_command_leaves_out_jobs_so_reports_made_with_any_jobs_are_identical(seventeen_subjects):
+    """In a real process (the command line is recorded): the JSON of the default run and of --jobs 1 and -j3."""
+    import subprocess
+    import sys
+
+    def report_json(*extra):
+        return subprocess.run([sys.executable, "-m", "fmriprep_cleanup", "report", str(seventeen_subjects), "--format",
+                               "json", "-q", *extra], capture_output=True, check=False).stdout
+
+    default = report_json()
+    assert b'"command": "fmriprep-cleanup report ' in default
+    assert report_json("--jobs", "1") == default == report_json("-j3") == report_json("--jobs=2")

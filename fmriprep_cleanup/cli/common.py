@@ -289,10 +289,25 @@ def write_output(text_or_writer: str | Callable[[IO[str]], object], output: str 
 
 
 def command_line() -> str | None:
-    """The command as typed (shell-quoted), for reports that say how they were made."""
+    """The command as typed (shell-quoted), for reports that say how they were made; without --jobs, which
+    changes how fast, never what (a report made with any --jobs is the same, byte for byte)."""
     import shlex
 
-    return "fmriprep-cleanup " + " ".join(shlex.quote(arg) for arg in ARGUMENTS) if ARGUMENTS else None
+    return "fmriprep-cleanup " + " ".join(shlex.quote(arg) for arg in without_jobs(ARGUMENTS)) if ARGUMENTS else None
+
+
+def without_jobs(args: list[str]) -> list[str]:
+    """The arguments without --jobs N, --jobs=N, -j N or -jN."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in ("--jobs", "-j"):
+            skip = True
+        elif not (arg.startswith("--jobs=") or (arg.startswith("-j") and arg[2:].isdigit())):
+            kept.append(arg)
+    return kept
 
 
 def interactive() -> bool:
