@@ -15,20 +15,27 @@ def report(*args):
     return json.loads(result.stdout)
 
 
-@pytest.fixture
-def many_subjects(tmp_path):
-    """fMRIPrep CI's real ds005 output tree for 9 subjects, a working directory with a running subject."""
-    out = tmp_path / "ds005"
+def make_ds005_subjects(out, labels, extra=None):
+    """fMRIPrep CI's real ds005 outputs copied for each label (sizes told apart), three working-directory nodes
+    each, and shared files (a d3.js in the workflow folder, an fsaverage surface); ``extra``: more files."""
     write_description(out)
     listing = [path for path in ci_listing(DATA / "ds005_outputs.txt") if path != "dataset_description.json"]
-    labels = [f"{n:02d}" for n in range(1, 10)]
     files = {}
     for label in labels:
         for path in listing:
             files[path.replace("sub-01", f"sub-{label}")] = 100 + len(path) + int(label)
         files.update({f"work/fmriprep_23_2_wf/sub_{label}_wf/n{n}/out.nii.gz": 5000 * n + int(label) for n in range(3)})
-    files.update({"work/fmriprep_23_2_wf/d3.js": 99, "sourcedata/freesurfer/fsaverage/surf/lh.white": 4000})
+    files.update({"work/fmriprep_23_2_wf/d3.js": 99, "sourcedata/freesurfer/fsaverage/surf/lh.white": 4000,
+                  **(extra or {})})
     make_files(out, files)
+
+
+@pytest.fixture
+def many_subjects(tmp_path):
+    """fMRIPrep CI's real ds005 output tree for 9 subjects, a working directory with a running subject."""
+    out = tmp_path / "ds005"
+    labels = [f"{n:02d}" for n in range(1, 10)]
+    make_ds005_subjects(out, labels)
     finish_subjects(out, labels[:-1])  # sub-09: no report (incomplete); the others finished long ago
     return out
 
@@ -288,17 +295,8 @@ def seventeen_subjects(tmp_path, monkeypatch):
     import fmriprep_cleanup.basics.folders as folders
 
     out = tmp_path / "ds"
-    write_description(out)
-    listing = [path for path in ci_listing(DATA / "ds005_outputs.txt") if path != "dataset_description.json"]
     labels = [f"{n:02d}" for n in range(1, 18)]
-    files = {}
-    for label in labels:
-        for path in listing:
-            files[path.replace("sub-01", f"sub-{label}")] = 100 + len(path) + int(label)
-        files.update({f"work/fmriprep_23_2_wf/sub_{label}_wf/n{n}/out.nii.gz": 5000 * n + int(label) for n in range(3)})
-    files.update({"work/fmriprep_23_2_wf/d3.js": 99, "work/notes.txt": 7, "README": 5,
-                  "sourcedata/freesurfer/fsaverage/surf/lh.white": 4000})
-    make_files(out, files)
+    make_ds005_subjects(out, labels, {"work/notes.txt": 7, "README": 5})
     finish_subjects(out, labels[:-2])  # sub-16 runs (below), sub-17 has no report
     running = out / "work/fmriprep_23_2_wf/sub_16_wf/n0/out.nii.gz"
     os.utime(running)  # just written: sub-16 is running

@@ -27,7 +27,7 @@ from ..basics.folders import Warnings
 from ..fmriprep.evidence import SubjectStatus
 from ..plan.files import PlannedFile
 from ..plan.plan import Plan, scan_problems
-from ..plan.processes import run_workers, shard_labels, shard_plan, shared_plan
+from ..plan.processes import run_workers, scan_warnings, shard_labels, shard_plan, shared_plan
 from ..plan.summary import COUNT_FIELDS, REPOSITORY_FIELDS, Summary
 from ..rules.model import RuleSet
 
@@ -456,11 +456,9 @@ def merge(partials: list[tuple[str, dict[str, Any]]], plan: Plan,
     return shared, summary, ordered, merged_warnings(shared, partials, ordered)
 
 
-def _scan_shard(shard: int, shards: int, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
-    return partial(_FORKED_PLAN["plan"], _FORKED_PLAN["options"], shard, shards, progress)
-
-
-_FORKED_PLAN: dict[str, Any] = {}  # the plan and options a forked worker scans (inherited, not pickled)
+def _scan_shard(forked: dict[str, Any], shard: int, shards: int,
+                progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+    return partial(forked["plan"], forked["options"], shard, shards, progress)
 
 
 def partial_in_processes(plan: Plan, options: dict[str, Any], processes: int,
@@ -468,16 +466,13 @@ def partial_in_processes(plan: Plan, options: dict[str, Any], processes: int,
     """Every shard's partial, ``processes`` shards scanned at once in forked processes (each lists and
     lstat-s its own subjects' folders: on a local disk the cores, not the disk, set the pace). ``progress``
     hears of the workers' files as they go."""
-    _FORKED_PLAN.update(plan=dataclasses.replace(plan, processes=1), options=options)
-    try:
-        return run_workers(_scan_shard, processes, {}, progress)
-    finally:
-        _FORKED_PLAN.clear()
+    return run_workers(_scan_shard, processes, {"plan": plan, "options": options}, progress)
 
 
-def _summarize_share(shard: int, shards: int, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+def _summarize_share(forked: dict[str, Any], shard: int, shards: int,
+                     progress: Callable[[int, int], None] | None) -> dict[str, Any]:
     """In a worker: one share of the subjects summarised, the contents several paths share left unsettled."""
-    labels, share = shard_plan(_FORKED_PLAN["plan"], shard, shards)
+    labels, share = shard_plan(forked["plan"], shard, shards)
     return {"summary": share.summarize(progress, settle=False) if labels else Summary(),
             "statuses": share.run_statuses() if labels else {},
             "messages": share.warnings.messages, "count": share.warnings.count}
@@ -497,22 +492,14 @@ def summarize_in_processes(plan: Plan, progress: Callable[[int, int], None] | No
     """The plan's summary, its subjects' statuses and its warnings, scanned in ``plan.processes`` processes:
     exactly what one process gives (``plan.summarize``, ``run_statuses``, ``all_warnings``), hard links and
     annexed keys shared across the shares included."""
-    _FORKED_PLAN.update(plan=dataclasses.replace(plan, processes=1))
-    try:
-        shares = run_workers(_summarize_share, plan.processes, {}, progress)
-    finally:
-        _FORKED_PLAN.clear()
-    statuses = {label: status for share in shares for label, status in sorted(share["statuses"].items())}
-    statuses = {label: statuses[label] for label in sorted(statuses)}
+    shares = run_workers(_summarize_share, plan.processes, {"plan": plan}, progress)
+    found = {label: status for share in shares for label, status in share["statuses"].items()}
+    statuses = {label: found[label] for label in sorted(found)}
     shared = shared_plan(plan, statuses, plan.now)
     summary = shared.summarize(progress, settle=False)
     for share in shares:
         summary.absorb(share["summary"])
-    scanned = Warnings()
-    for warnings in (plan.learned.warnings, shared.warnings):
-        scanned.merge(warnings.messages, warnings.count)
-    for share in shares:
-        scanned.merge(share["messages"], share["count"])
+    scanned = scan_warnings(plan, shared, shares)
     return summary.finish(), statuses, shared.context_warnings() + scan_problems(scanned, statuses)
 
 

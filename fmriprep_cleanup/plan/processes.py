@@ -75,10 +75,11 @@ class WorkerProgress:
         self.sent = time.monotonic()
 
 
-def run_workers(work: Callable[[int, int, Any], Any], processes: int, forked: dict[str, Any],
+def run_workers(work: Callable[[dict[str, Any], int, int, Any], Any], processes: int, forked: dict[str, Any],
                 progress: Callable[[int, int], None] | None) -> list[Any]:
-    """``work(shard, shards, progress)`` in ``processes`` forked processes, one shard each; their results in
-    shard order. ``forked``: what the workers inherit; ``progress`` hears of their files as they go."""
+    """``work(forked, shard, shards, progress)`` in ``processes`` forked processes, one shard each; their results
+    in shard order. ``forked``: what the workers inherit (the plan...); ``progress`` hears of their files as
+    they go."""
     import multiprocessing
 
     context = multiprocessing.get_context("fork")
@@ -88,7 +89,7 @@ def run_workers(work: Callable[[int, int, Any], Any], processes: int, forked: di
         while queue is not None and progress is not None and not queue.empty():
             progress(*queue.get())
 
-    _FORKED.update(forked, work=work, queue=queue)
+    _FORKED.update(forked=forked, work=work, queue=queue)
     try:
         with context.Pool(processes) as pool:
             result = pool.map_async(_worker, [(shard, processes) for shard in range(processes)], chunksize=1)
@@ -106,7 +107,7 @@ def _worker(job: tuple[int, int]) -> Any:
     queue = _FORKED["queue"]
     progress = WorkerProgress(queue) if queue is not None else None
     try:
-        return _FORKED["work"](shard, shards, progress)
+        return _FORKED["work"](_FORKED["forked"], shard, shards, progress)
     finally:
         if progress is not None:
             progress.flush()
@@ -125,9 +126,10 @@ def blocks(plan: Plan, render: Render, progress: Callable[[int, int], None] | No
             yield (place, number, walk_key, rows[0].path.rpartition("/")[2]), render(rows)
 
 
-def _plan_share(shard: int, shards: int, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+def _plan_share(forked: dict[str, Any], shard: int, shards: int,
+                progress: Callable[[int, int], None] | None) -> dict[str, Any]:
     """In a worker: plan one share of the subjects into its block file; returns what the parent merges."""
-    plan, render, out = _FORKED["plan"], _FORKED["render"], _FORKED["files"][shard]
+    plan, render, out = forked["plan"], forked["render"], forked["files"][shard]
     labels, share = shard_plan(plan, shard, shards)
     if labels:
         for block in blocks(share, render, progress):
@@ -160,16 +162,22 @@ def plan_in_processes(plan: Plan, render: Render, progress: Callable[[int, int],
         streams = [blocks(shared, render, progress)] + [_read_blocks(handle) for handle in files]
         for _, rendered in heapq.merge(*streams, key=_block_key):
             yield rendered
-        scanned = Warnings()
-        for warnings in (plan.learned.warnings, shared.warnings):
-            scanned.merge(warnings.messages, warnings.count)
-        for end in ends:
-            scanned.merge(end["messages"], end["count"])
-        plan.learned.warnings = scanned
+        plan.learned.warnings = scan_warnings(plan, shared, ends)
         plan.status_book().know(statuses)
     finally:
         for handle in files:
             handle.close()
+
+
+def scan_warnings(plan: Plan, shared: Plan, shares: list[dict[str, Any]]) -> Warnings:
+    """The scan warnings of a run in processes, as one process would have them: the plan's own, the shared
+    folders' and each share's (its ``messages`` and ``count``)."""
+    scanned = Warnings()
+    for warnings in (plan.learned.warnings, shared.warnings):
+        scanned.merge(warnings.messages, warnings.count)
+    for share in shares:
+        scanned.merge(share["messages"], share["count"])
+    return scanned
 
 
 def _block_key(block: tuple[tuple, Any]) -> tuple:
