@@ -113,9 +113,10 @@ class StatusBook:
         subjects |= set(workdirs)
         annex = dataset.repository if dataset.annexed else None
         run_config = pipeline_by_key(dataset.pipeline).run_config
-        self._evidence = {label: evidence_of(label, derivatives, reports.get(label, []), freesurfer_folders.get(label),
-                                              annex, run_config, git)
-                          for label in sorted(subjects)}
+        # what each subject's evidence is read from; read when first asked for (a shard reads its own subjects')
+        self._sources = {label: (label, derivatives, reports.get(label, []), freesurfer_folders.get(label), annex,
+                                 run_config, git) for label in sorted(subjects)}
+        self._evidence: dict[str, Evidence] = {}
         # the folders whose files tell each subject's activity, with how the evidence names them
         self._folders_of: dict[str, dict[str, str]] = {label: {} for label in subjects}
         for label, folder in output_folders.items():
@@ -133,7 +134,8 @@ class StatusBook:
         self._problems: dict[str, list[str]] = {}  # label -> folders of its the scan could not read
         self._judged: dict[str, SubjectStatus] = {}
         self._states: dict[str, RunState] = {}
-        self._evidence_files = self._protected_evidence()
+        # the reports of subjects with a working directory: the only evidence files at the top of the outputs
+        self._guarded_reports = frozenset(name for label in self._with_workdir for name in reports.get(label, ()))
 
     # --- what the scan tells the book ---
 
@@ -147,7 +149,7 @@ class StatusBook:
 
     def subjects(self) -> frozenset[str]:
         """Every subject label with an output folder, a report, a FreeSurfer folder or a working directory."""
-        return frozenset(self._evidence)
+        return frozenset(self._sources)
 
     def subject_folder(self, path: str) -> str | None:
         """The subject whose folder (output, FreeSurfer or working directory) ``path`` is, or None."""
@@ -184,7 +186,7 @@ class StatusBook:
         """The subject's status; its folders the scan has not walked yet are read now."""
         judged = self._judged.get(label)
         if judged is None:
-            evidence = self._evidence.get(label)
+            evidence = self.evidence(label) if label in self._sources else None
             if evidence is None:
                 judged = SubjectStatus(label, "unknown", ["no output folder, report or working directory"])
             else:
@@ -215,37 +217,49 @@ class StatusBook:
 
     def present(self) -> frozenset[str]:
         """The statuses some subject has (for any_subject_status); judges every subject."""
-        return frozenset(self.status(label).status for label in self._evidence)
+        return frozenset(self.status(label).status for label in self._sources)
 
     def statuses(self, wanted: Callable[[str], bool] | None = None) -> dict[str, SubjectStatus]:
         """Every subject's status (or those ``wanted``), sorted by label."""
-        return {label: self.status(label) for label in self._evidence if wanted is None or wanted(label)}
+        return {label: self.status(label) for label in self._sources if wanted is None or wanted(label)}
 
     # --- the files a status rests on ---
 
-    def _protected_evidence(self) -> dict[tuple[str, str], frozenset[str] | None]:
-        """(scope, folder relative to its root) -> the names there a status rests on (None: every file), for
-        subjects whose working directory exists: deleting them would change the status and expose the cache."""
-        guarded: dict[tuple[str, str], set[str] | None] = {}
-        top: set[str] = set()
-        for label in self._with_workdir:
-            evidence = self._evidence[label]
-            top.update(evidence.reports)
-            if evidence.newest_run_folder:
-                guarded[("derivatives", evidence.newest_run_folder)] = None
-            if evidence.freesurfer_markers:
-                guarded[("freesurfer", f"sub-{label}/scripts")] = set(evidence.freesurfer_markers)
-        if top:
-            guarded[("derivatives", "")] = top
-        return {key: (frozenset(names) if names is not None else None) for key, names in guarded.items()}
+    def evidence(self, label: str) -> Evidence:
+        """What the subject's report, run folders and FreeSurfer markers say, read once when first asked for."""
+        found = self._evidence.get(label)
+        if found is None:
+            found = self._evidence[label] = evidence_of(*self._sources[label])
+        return found
+
+    def _protected(self, scope: str, folder: str) -> frozenset[str] | None | bool:
+        """The names directly in ``folder`` (relative to the scope's root) a status rests on, for subjects whose
+        working directory exists (deleting them would change the status and expose the cache): None for every
+        file there, False for none. Only the folder's own subject's evidence is read."""
+        if scope == "derivatives":
+            if not folder:
+                return self._guarded_reports or False
+            if "/log/" not in folder:
+                return False
+        elif scope != "freesurfer" or not folder.endswith("/scripts"):
+            return False
+        parts = folder.split("/")
+        if not parts[0].startswith("sub-") or parts[0][4:] not in self._with_workdir:
+            return False
+        label = parts[0][4:]
+        if scope == "derivatives" and len(parts) == 3 and parts[1] == "log":
+            return None if self.evidence(label).newest_run_folder == folder else False
+        if scope == "freesurfer" and len(parts) == 2 and parts[1] == "scripts":
+            return frozenset(self.evidence(label).freesurfer_markers) or False
+        return False
 
     def guards(self, scope: str, folder: str) -> bool:
         """Whether some file directly in ``folder`` (relative to the scope's root) is protected evidence."""
-        return (scope, folder) in self._evidence_files
+        return self._protected(scope, folder) is not False
 
     def is_evidence(self, scope: str, folder: str, name: str) -> bool:
-        names = self._evidence_files.get((scope, folder), frozenset())
-        return names is None or name in names
+        names = self._protected(scope, folder)
+        return names is None or (names is not False and name in names)
 
 
 def _major(version: str) -> int:
