@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .act.clean import CleanResult
     from .act.restore import RestoreOutcome
     from .act.worklist import ActProgress, Outcome, Worklist
+    from .fmriprep.regeneration import Recipe
     from .ops.shards import MergedPlan
 
 __all__ = ["CleanOptions", "DEFAULT_MIN_AGE", "Declined", "HISTORY_COLUMNS", "SUBJECT_STATUSES", "default_rules",
@@ -65,16 +66,61 @@ def make_report(plan: Plan, energy: Assumptions | None = None, command: str | No
     summary, statuses, warnings = summarize(plan, progress)  # in plan.processes processes: the same summary
     return report_data(plan.dataset, plan.ruleset, summary, warnings, plan.selection.participant_labels,
                        energy or energy_model(plan.ruleset), command, statuses, compute_estimate,
-                       plan.status_book().stale_after)
+                       plan.status_book().stale_after, regeneration_checks(plan, statuses))
+
+
+def regeneration_recipes(plan: Plan) -> tuple[list[Recipe], list[tuple[str, str]]]:
+    """The commands that rebuild what the plan's guarded rules reclaim: a recipe for each selected subject with
+    some run (or its anatomy) that passes every guard, and (subject, why not) for the others. CleanupError when
+    no rule is guarded."""
+    book = plan.regeneration()
+    if book is None:
+        raise CleanupError(f"no rule of {', '.join(plan.ruleset.names)} is guarded by regeneration: nothing it "
+                           "reclaims is meant to be rebuilt (try --rules regenerable)")
+    labels = sorted(label for label in plan.status_book().subjects() if plan.selection.wants(label))
+    recipes, refused = [], []
+    for label in labels:
+        checks = book.checks([label])
+        if any(check.problem is None for check in checks):
+            recipes.append(book.recipe(label))
+        else:
+            refused.append((label, next(check.problem for check in checks if check.problem is not None) or ""))
+    return recipes, refused
+
+
+def regenerable_rules(path: str) -> str:
+    """The shipped regenerable rule set of the pipeline whose output ``path`` is (regenerable for fMRIPrep,
+    qsiprep-minimal...); CleanupError for a pipeline without one."""
+    from .fmriprep.pipelines import pipeline_by_key
+
+    pipeline = pipeline_by_key(open_plan(path, find_work_dir=False).dataset.pipeline)
+    if pipeline.regenerable is None:
+        raise CleanupError(f"{pipeline.name} has no regenerable rule set: give one with --rules")
+    return pipeline.regenerable
+
+
+def recipes_text(recipes: list[Recipe], sbatch: bool = False) -> str:
+    """The recipes as bash scripts, one after another, or (``sbatch``) one Slurm array script, a task each."""
+    from .fmriprep.regeneration import sbatch_script
+
+    return sbatch_script(recipes) if sbatch else "\n".join(recipe.script() for recipe in recipes)
+
+
+def regeneration_checks(plan: Plan, subjects: Iterable[str]) -> list[dict[str, Any]] | None:
+    """Under a guarded rule set, each subject's BOLD runs and anatomy with whether they can be rebuilt
+    (None: no rule is guarded)."""
+    book = plan.regeneration()
+    return [check.as_dict() for check in book.checks(sorted(subjects))] if book is not None else None
 
 
 def plan_options(path: str, rules: Iterable[str] = (), work_dir: str | None = None, find_work_dir: bool = True,
                  participant_labels: Iterable[str] = (), keep: Iterable[str] = (), junk: Iterable[str] = (),
-                 min_age: float = DEFAULT_MIN_AGE, stale_after: float | None = None) -> dict[str, Any]:
+                 min_age: float = DEFAULT_MIN_AGE, stale_after: float | None = None,
+                 path_map: dict[str, str] | None = None) -> dict[str, Any]:
     """open_plan's arguments as plain JSON: what a shard records so the merge opens the same plan."""
     return {"path": os.path.abspath(path), "rules": list(rules), "work_dir": work_dir, "find_work_dir": find_work_dir,
             "participant_labels": list(participant_labels), "keep": list(keep), "junk": list(junk),
-            "min_age": min_age, "stale_after": stale_after}
+            "min_age": min_age, "stale_after": stale_after, "path_map": dict(sorted((path_map or {}).items()))}
 
 
 def make_partial(options: dict[str, Any], shard: int, shards: int, progress: Progress | None = None) -> dict[str, Any]:
@@ -105,7 +151,7 @@ def merge_partials(partials: Iterable[str | dict[str, Any]], energy: dict[str, A
     shared, summary, statuses, warnings = merge(loaded, plan, progress)
     model = energy_model(plan.ruleset, **(energy or {}))
     return report_data(plan.dataset, plan.ruleset, summary, warnings, plan.selection.participant_labels, model,
-                       command, statuses)
+                       command, statuses, regeneration=regeneration_checks(plan, statuses))
 
 
 def load_partials(partials: Iterable[str | dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:

@@ -108,10 +108,24 @@ def test_a_failed_subjects_cache_is_kept(tmp_path, key):
 ])
 def test_minimal_sets_junk_the_regenerable_outputs(tmp_path, key, regenerable):
     out, work = build(tmp_path, key)
-    junk = run("plan", out, "--only", "junk", "--rules", f"{key}-minimal", "-q").stdout.splitlines()[1:]
-    outputs = {line.split("\t")[4].rsplit("_", 2)[-2] + "_" + line.split("\t")[4].rsplit("_", 1)[-1]
-               for line in junk if "/out/" in line}
-    assert outputs == regenerable
+
+    def reclaimed() -> set[str]:
+        junk = run("plan", out, "--only", "junk", "--rules", f"{key}-minimal", "-q").stdout.splitlines()[1:]
+        return {line.split("\t")[4].rsplit("_", 2)[-2] + "_" + line.split("\t")[4].rsplit("_", 1)[-1]
+                for line in junk if "/out/" in line}
+
+    # guarded: rebuilt by running again, so only where the inputs the run recorded are here
+    assert reclaimed() == set()
+    config = out / "sub-01" / "log" / RUN / pipeline_by_key(key).run_config
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    key_name = "fmri_dir" if key == "xcp_d" else "bids_dir"
+    config.write_text(config.read_text().replace("[execution]\n", f'[execution]\n{key_name} = "{inputs}"\n'))
+    os.utime(config, (LONG_AGO, LONG_AGO))
+    assert reclaimed() == regenerable
+    recipe = run("regenerate", out).stdout
+    program = {"fmripost_aroma": "fmripost-aroma"}.get(key, key)
+    assert f"{program} {inputs} {out} participant --participant-label 01" in recipe
 
 
 def test_a_consumers_input_pipeline_does_not_make_it_fmriprep(tmp_path):

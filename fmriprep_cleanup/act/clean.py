@@ -35,6 +35,7 @@ from .delete import delete
 from .git import commit_removals
 from .journal import Journal
 from .lock import FolderLock, RunLock
+from .recipes import write_recipes
 from .recovery import Recovery, recover
 from .safefs import refuse_unsafe_roots
 from .threads import RunStopped, Stop
@@ -244,6 +245,7 @@ def _act(plan: Plan, options: CleanOptions, worklist: Worklist, journal: Journal
         if recovering:
             recovery = recover(journal, archive_dir if mode == "archive" else None)
         skipped_lines += recovery.problems
+        skipped_lines += write_recipes(plan, worklist.files, journal)  # before anything they rebuild goes
         if mode == "archive":
             assert archive_dir is not None
             outcome, archives = archive(worklist, plan.dataset, journal, archive_dir, recovery.reusable, stop,

@@ -150,6 +150,10 @@ class Journal:
     def recovered(self, removed: str, reason: str) -> None:
         self._write(RECOVERED, removed=removed, reason=reason)
 
+    def regeneration(self, subject: str, command: list[str], script: str) -> None:
+        """The command that rebuilds a subject's regenerable outputs, written before any of them goes."""
+        self._write("regeneration", subject=subject, command=command, script=script)
+
     def run_end(self, interrupted: bool = False, **totals: Any) -> None:
         self._write(RUN_END, interrupted=interrupted, **totals)
 

@@ -38,6 +38,7 @@ MAX_DEPTH = 64  # nesting of JSON, YAML and TOML values; real files use a handfu
 SIZE_CAPS = {  # bytes read at most, per kind of file
     "rule file": 1 * MIB,
     "pipeline description": 1 * MIB,
+    "regeneration spec": 1 * MIB,
     "policy file": 1 * MIB,
     "dataset description": 1 * MIB,
     "run config": 4 * MIB,

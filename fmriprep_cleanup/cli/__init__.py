@@ -14,7 +14,7 @@ import click
 from .. import __version__
 from .acting import archives, clean, restore
 from .common import ARGUMENTS, CleanupGroup, expand_participant_labels
-from .dataset import explain, merge, plan, report, status
+from .dataset import explain, merge, plan, regenerate, report, status
 from .demo import demo
 from .hygiene import audit, history, run_policy, schedule
 from .rulesets import rules
@@ -29,7 +29,7 @@ def cli() -> None:
     """
 
 
-for command in (report, merge, plan, status, explain, clean, history, restore, archives, audit, run_policy, schedule, rules, demo):
+for command in (report, merge, plan, status, explain, regenerate, clean, history, restore, archives, audit, run_policy, schedule, rules, demo):
     cli.add_command(command)
 
 

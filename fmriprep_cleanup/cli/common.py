@@ -65,6 +65,25 @@ def apply_options(options: list[Callable], command: Callable) -> Callable:
     return command
 
 
+path_map_option = click.option(
+    "--path-map", "path_maps", multiple=True, metavar="CONTAINER=HOST",
+    help="A path runs recorded inside a container and where it is here (repeatable), e.g. "
+         "--path-map /data=/project/ds001 --path-map /out=/project/ds001/derivatives/fmriprep.")
+
+
+def parse_path_maps(values: tuple[str, ...]) -> dict[str, str]:
+    """--path-map CONTAINER=HOST values as a dictionary; both sides must be absolute paths."""
+    pairs = {}
+    for value in values:
+        container, separator, host = value.partition("=")
+        if not separator or not container.startswith("/") or not host.startswith("/"):
+            raise CleanupError(f"--path-map {value}: expected CONTAINER=HOST, two absolute paths "
+                               "(e.g. /out=/project/ds/derivatives/fmriprep)")
+        pairs[container] = host
+    return pairs
+
+
+
 def selection_options(command: Callable) -> Callable:
     """Options shared by every command that looks at a dataset (see ``open_plan``)."""
     return apply_options([
@@ -94,6 +113,7 @@ def selection_options(command: Callable) -> Callable:
         click.option("--stale-after", metavar="DURATION",
                      help="A failed, stopped or unknown run's working directory idle this long is a stale cache "
                           "(junk under default and workdir-only). Default: the rule set's stale_after, else 30d."),
+        path_map_option,
     ], command)
 
 
@@ -130,7 +150,8 @@ def duration(option: str, value: str | None) -> float | None:
 def open_plan(path: str, rule_refs: tuple[str, ...] = (), work_dir: str | None = None,
               participant_labels: tuple[str, ...] = (), keep_globs: tuple[str, ...] = (),
               junk_globs: tuple[str, ...] = (), jobs: int | None = None, no_work_dir: bool = False,
-              min_age: str = "1h", stale_after: str | None = None, state_dir: str | None = None) -> Any:
+              min_age: str = "1h", stale_after: str | None = None, state_dir: str | None = None,
+              path_maps: tuple[str, ...] = ()) -> Any:
     """The plan, from the selection options as click gives them."""
     from ..api import DEFAULT_MIN_AGE
     from ..api import open_plan as open_plan_api
@@ -139,20 +160,21 @@ def open_plan(path: str, rule_refs: tuple[str, ...] = (), work_dir: str | None =
     return open_plan_api(path, rules=rule_refs, work_dir=work_dir, find_work_dir=not no_work_dir,
                          participant_labels=participant_labels, keep=keep_globs, junk=junk_globs, jobs=jobs,
                          min_age=window if window is not None else DEFAULT_MIN_AGE, stale_after=stale,
-                         state_dir=state_dir)
+                         state_dir=state_dir, path_map=parse_path_maps(path_maps))
 
 
 def plan_options(path: str, rule_refs: tuple[str, ...] = (), work_dir: str | None = None,
                  participant_labels: tuple[str, ...] = (), keep_globs: tuple[str, ...] = (),
                  junk_globs: tuple[str, ...] = (), jobs: int | None = None, no_work_dir: bool = False,
-                 min_age: str = "1h", stale_after: str | None = None) -> dict[str, Any]:
+                 min_age: str = "1h", stale_after: str | None = None, path_maps: tuple[str, ...] = ()) -> dict[str, Any]:
     """The selection options as api.plan_options records them (for shards and processes)."""
     from ..api import DEFAULT_MIN_AGE
     from ..api import plan_options as options
 
     window = duration("--min-age", min_age)
     return options(path, rule_refs, work_dir, not no_work_dir, participant_labels, keep_globs, junk_globs,
-                   window if window is not None else DEFAULT_MIN_AGE, duration("--stale-after", stale_after))
+                   window if window is not None else DEFAULT_MIN_AGE, duration("--stale-after", stale_after),
+                   parse_path_maps(path_maps))
 
 
 class Progress:

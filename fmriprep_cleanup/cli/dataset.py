@@ -294,3 +294,36 @@ def write_report(data: dict[str, Any], fmt: str, output: str | None, wide: bool,
         from ..report.text import RENDERERS
 
         write_output(RENDERERS[fmt](data), output)
+
+
+@click.command()
+@click.argument("path", type=click.Path(path_type=str))
+@selection_options
+@click.option("--sbatch", is_flag=True, help="One Slurm array script for every subject (a task each) instead of a script per subject.")
+@click.option("--format", "fmt", type=click.Choice(["sh", "json"]), default="sh", show_default=True)
+def regenerate(path: str, sbatch: bool, fmt: str, **selection: Any) -> None:
+    """Print the commands that rebuild what a regenerable rule set reclaims (or reclaimed) from PATH: per subject,
+    the recorded version and options of its run, reusing the fit outputs kept beside them (read-only).
+
+    \b
+    Examples:
+      fmriprep-cleanup regenerate OUT --participant-label 01 > regenerate-sub-01.sh
+      fmriprep-cleanup regenerate OUT --sbatch > regenerate.sbatch && sbatch regenerate.sbatch
+    """
+    from ..api import recipes_text, regenerable_rules, regeneration_recipes
+    from ..basics.formats import output_json
+
+    if not selection.get("rule_refs"):
+        selection["rule_refs"] = (regenerable_rules(path),)
+    recipes, refused = regeneration_recipes(open_plan(path, **selection))
+    if not recipes:
+        reasons = "; ".join(f"sub-{label}: {why}" for label, why in refused[:5])
+        raise CleanupError(f"no subject's outputs can be rebuilt here ({reasons})")
+    for label, why in refused:
+        click.echo(f"fmriprep-cleanup: sub-{label} is left out: {why}", err=True)
+    if fmt == "json":
+        sys.stdout.write(output_json({"recipes": [recipe.as_dict() for recipe in recipes],
+                                      "left_out": [{"subject": label, "why": why} for label, why in refused]},
+                                     indent=2) + "\n")
+    else:
+        sys.stdout.write(recipes_text(recipes, sbatch))

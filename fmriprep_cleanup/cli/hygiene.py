@@ -14,6 +14,8 @@ from .common import (
     command_line,
     energy_options,
     energy_overrides,
+    parse_path_maps,
+    path_map_option,
     terminal_width,
     warn,
     wide_option,
@@ -28,9 +30,7 @@ from .common import (
 @energy_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "html"]), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
-@click.option("--path-map", "path_maps", multiple=True, metavar="CONTAINER=HOST",
-              help="A path runs recorded inside a container and where it is here (repeatable), e.g. "
-                   "--path-map /out=/project/ds/derivatives/fmriprep --path-map /work=/scratch/me/work.")
+@path_map_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.option("--shard", metavar="K/N", help="Audit only shard K of N (every N-th dataset); needs --partial-out.")
 @click.option("--partial-out", type=click.Path(dir_okay=False, path_type=str),
@@ -88,18 +88,6 @@ def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, 
     warn(data["warnings"] + [f"{row['path']}: {warning}" for row in data["datasets"] for warning in row["warnings"]])
     if data["failed"]:
         sys.exit(EXIT_INCOMPLETE)  # some folder that looked like a dataset could not be read: said above
-
-
-def parse_path_maps(values: tuple[str, ...]) -> dict[str, str]:
-    """--path-map CONTAINER=HOST values as a dictionary; both sides must be absolute paths."""
-    pairs = {}
-    for value in values:
-        container, separator, host = value.partition("=")
-        if not separator or not container.startswith("/") or not host.startswith("/"):
-            raise CleanupError(f"--path-map {value}: expected CONTAINER=HOST, two absolute paths "
-                               "(e.g. /out=/project/ds/derivatives/fmriprep)")
-        pairs[container] = host
-    return pairs
 
 
 @click.command("run")

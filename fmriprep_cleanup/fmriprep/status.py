@@ -35,6 +35,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Literal
 
 from ..basics.folders import list_folder
 from ..basics.repository import GitState
@@ -232,7 +233,7 @@ class StatusBook:
             found = self._evidence[label] = evidence_of(*self._sources[label])
         return found
 
-    def _protected(self, scope: str, folder: str) -> frozenset[str] | None | bool:
+    def _protected(self, scope: str, folder: str) -> frozenset[str] | None | Literal[False]:
         """The names directly in ``folder`` (relative to the scope's root) a status rests on, for subjects whose
         working directory exists (deleting them would change the status and expose the cache): None for every
         file there, False for none. Only the folder's own subject's evidence is read."""

@@ -307,6 +307,10 @@ def check_partial(path: str, data: dict[str, Any]) -> None:
             raise _Broken("shard")
         if not isinstance(data.get("options"), dict):
             raise _Broken("options")
+        path_map = data["options"].get("path_map", {})
+        if not isinstance(path_map, dict) or not all(isinstance(key, str) and isinstance(value, str)
+                                                     for key, value in path_map.items()):
+            raise _Broken("options.path_map")
         _strings(data.get("warnings"), "warnings")
         if "scanned_warnings" in data or "scanned_count" in data:
             scanned = _strings(data.get("scanned_warnings"), "scanned_warnings")

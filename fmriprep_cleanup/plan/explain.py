@@ -13,7 +13,6 @@ from ..fmriprep.layout import ScanRoot
 from ..rules.classify import (
     HELD_RECENT,
     LEFT_ALONE,
-    Classifier,
     Decision,
     FileFacts,
     subject_of_folder,
@@ -31,7 +30,7 @@ def decide_one(plan: Plan, root: ScanRoot, relpath: str, entry: Entry, subject: 
     if not root.owns(relpath):
         return LEFT_ALONE
     book = plan.status_book()
-    classifier = Classifier(plan.ruleset, plan.now, book)
+    classifier = plan.classifier()
     decision = classifier.folder_decision(root.scope) or classifier.decide(
         FileFacts(root.scope, folder, name, entry.size, entry.mtime, subject, classifier.state_of(subject),
                   classifier.present_statuses))

@@ -25,7 +25,7 @@ def open_plan(path: str, rules: Iterable[str] = (), work_dir: str | None = None,
               participant_labels: Iterable[str] = (), exclude_participant_labels: Iterable[str] = (),
               keep: Iterable[str] = (), junk: Iterable[str] = (), jobs: int | None = None,
               min_age: float = DEFAULT_MIN_AGE, stale_after: float | None = None, state_dir: str | None = None,
-              now: float | None = None) -> Plan:
+              now: float | None = None, path_map: dict[str, str] | None = None) -> Plan:
     """The plan for the pipeline output (or working directory) at ``path``: what happens to every file.
 
     ``rules``: shipped names or YAML paths (default: the pipeline's own default set); ``work_dir``: the
@@ -35,7 +35,8 @@ def open_plan(path: str, rules: Iterable[str] = (), work_dir: str | None = None,
     (threads on a network file system, default 8; processes on a local disk, default every usable core
     once the dataset has enough subjects: see basics.folders.default_processes); ``min_age``: activity this recent means running, junk this
     recent is held back; ``stale_after``: an idle failed run's cache is stale after this long; ``state_dir``:
-    where the lock and journal live; ``now``: the time to judge ages at. Nothing is read beyond the dataset's
+    where the lock and journal live; ``now``: the time to judge ages at; ``path_map``: {path a run recorded
+    inside a container: the same path here}, for the inputs regeneration guards look for. Nothing is read beyond the dataset's
     top folders until the plan is iterated.
     """
     if not find_work_dir and work_dir:
@@ -45,7 +46,7 @@ def open_plan(path: str, rules: Iterable[str] = (), work_dir: str | None = None,
     plan = build_plan(dataset, ruleset,
                       Selection.from_labels(list(participant_labels), exclude=list(exclude_participant_labels)),
                       now=now, state_dir=state_dir_for(dataset.identity, state_dir) if state_dir else None,
-                      min_age=min_age, stale_after=stale_after)
+                      min_age=min_age, stale_after=stale_after, path_map=tuple(sorted((path_map or {}).items())))
     plan.check_selection()
     return with_jobs(plan, jobs)
 

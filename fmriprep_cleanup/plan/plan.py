@@ -19,6 +19,8 @@ from ..basics.errors import CleanupError
 from ..basics.folders import Directory, Entry, Warnings, walk
 from ..basics.repository import GIT_NAMES, GitState, git_state
 from ..fmriprep.layout import STATE_DIR_NAME, Dataset, ScanRoot, fmriprep_workdir_entry
+from ..fmriprep.regeneration import RegenerationBook
+from ..fmriprep.workdirs import PathMap
 from ..rules.classify import (
     HELD_RECENT,
     LEFT_ALONE,
@@ -63,6 +65,7 @@ class Learned:
     book: StatusBook | None = None
     git: GitState | None = None  # what git says of the dataset's files (asked once, in a git repository)
     git_asked: bool = False
+    regeneration: RegenerationBook | None = None  # read for guarded rules (regeneration), a subject at a time
 
 
 def scan_problems(warnings: Warnings, statuses: dict[str, SubjectStatus]) -> list[str]:
@@ -104,6 +107,7 @@ class Plan:
     processes: int = 1  # local processes that scan it, each a share of the subjects (see ops.shards)
     min_age: float = DEFAULT_MIN_AGE  # activity this recent means a subject is still running
     stale_after: float | None = None  # a cache idle this long is stale; None: the rule set's, else 30 days
+    path_map: PathMap = ()  # (path a run recorded inside a container, the same path here): its inputs, found
     learned: Learned = field(default_factory=Learned, repr=False, compare=False)
 
     @property
@@ -125,6 +129,20 @@ class Plan:
                                DEFAULT_STALE_AFTER)
             self.learned.book = StatusBook(self.dataset, self.now, self.min_age, stale_after, self.git_state())
         return self.learned.book
+
+    def guarded(self) -> bool:
+        """Some rule is junk only where a guard holds (``guard: regeneration``)."""
+        return any(rule.guard for rule in self.ruleset.rules)
+
+    def regeneration(self) -> RegenerationBook | None:
+        """Whether each output a guarded rule reclaims can be rebuilt (None when no rule is guarded)."""
+        if self.learned.regeneration is None and self.guarded():
+            self.learned.regeneration = RegenerationBook(self.dataset, self.path_map)
+        return self.learned.regeneration
+
+    def classifier(self) -> Classifier:
+        """The rules applied with the subjects' statuses and the guards this plan knows."""
+        return Classifier(self.ruleset, self.now, self.status_book(), self.regeneration())
 
     def git_state(self) -> GitState | None:
         """In a git repository (DataLad, git-annex), which of the dataset's files git tracks and which changed
@@ -201,7 +219,7 @@ class Plan:
         """``folders`` with where each comes in the plan's order (see ``Place``): shards of a plan, each
         placing its own subjects' folders the same way, merge into exactly the unsharded order."""
         book = self.status_book()  # fed by the scan even when no rule asks: reports show the statuses
-        classifier = Classifier(self.ruleset, self.now, book)
+        classifier = self.classifier()
         selection = self.selection
         selecting = selection.participant_labels is not None or bool(selection.excluded_labels)
 
@@ -493,7 +511,7 @@ class Plan:
 
 def build_plan(dataset: Dataset, ruleset: RuleSet, selection: Selection | None = None, now: float | None = None,
                state_dir: str | None = None, min_age: float = DEFAULT_MIN_AGE, stale_after: float | None = None,
-               jobs: int = 1, processes: int = 1) -> Plan:
+               jobs: int = 1, processes: int = 1, path_map: PathMap = ()) -> Plan:
     """The plan for a dataset under a rule set (nothing is scanned until it is iterated).
 
     ``min_age``: activity this recent means a subject is running, and junk this recent is held back;
@@ -502,5 +520,5 @@ def build_plan(dataset: Dataset, ruleset: RuleSet, selection: Selection | None =
     """
     return Plan(dataset=dataset, ruleset=ruleset, selection=selection or Selection(),
                 now=now if now is not None else time.time(), state_dir=state_dir, jobs=jobs, min_age=min_age,
-                stale_after=stale_after, processes=processes)
+                stale_after=stale_after, processes=processes, path_map=path_map)
 

@@ -4,6 +4,7 @@ contract with users' scripts. Text, CSV and HTML render the same dictionary, so 
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from collections.abc import Iterable
 from datetime import datetime
@@ -44,6 +45,7 @@ def report_data(
     statuses: dict[str, Any] | None = None,
     compute_estimate: float | None = None,
     stale_after: float = 30 * 86400,
+    regeneration: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The JSON report. Its fields are a contract with users' scripts: add, never rename.
 
@@ -82,7 +84,72 @@ def report_data(
                                 stale_after),
         "command": command,
         "warnings": list(warnings),
+        **({"regeneration": regeneration_data(regeneration, ruleset, summary, energy_model or assumptions(),
+                                              dataset)} if regeneration is not None else {}),
     }
+
+
+# fMRIPrep's published benchmarks (docs/benchmarks.rst, nipreps/fmriprep; 23.2.0a2, 20-core desktop, i9-10900):
+# dataset A fit 1h35m, fit + transform 1h47m, outputs 602 MB -> 6.37 GB; dataset B 1h29m, 2h7m, 543 MB -> 14.7 GB.
+TRANSFORM_MINUTES_PER_GB = (12 + 38) / ((6.37 - 0.602) + (14.7 - 0.543))  # 2.5 minutes per GB rebuilt
+TRANSFORM_SHARE = (12 + 38) / (107 + 127)  # the transform stage's share of a full run's time: 0.21
+DESKTOP_KW = 0.15  # the benchmark machine's draw under load, assumed (a 65 W CPU in a desktop)
+BENCHMARK_SOURCE = "an estimate from fMRIPrep's published benchmarks"
+
+
+def regeneration_data(runs: list[dict[str, Any]], ruleset: RuleSet, summary: Summary, model: Assumptions,
+                      dataset: Dataset) -> dict[str, Any]:
+    """What a guarded (regenerable) rule set reclaims, which runs pass its guards and why the others do not,
+    and what rebuilding costs against keeping: the compute to regenerate once (CodeCarbon records scaled by
+    the transform stage's share, else fMRIPrep's published benchmarks) and the break-even time of storage."""
+    from ..energy.model import footprint
+    from ..fmriprep.emissions import compute_records
+
+    categories = {rule.category for rule in ruleset.rules if rule.guard}
+    counts = [summary.by_category[name] for name in sorted(categories) if name in summary.by_category]
+    regenerable = sum(count.junk_bytes - count.junk_elsewhere_bytes for count in counts)
+    records, _ = compute_records(dataset.derivatives) if dataset.derivatives else ([], [])
+    recorded_kg = sum(record.kg for record in records)
+    if records and dataset.pipeline == "fmriprep":
+        regenerate_kg = recorded_kg * TRANSFORM_SHARE * (regenerable > 0)
+        source = (f"the CodeCarbon records ({len(records)}) times the transform stage's share of a run, "
+                  f"{TRANSFORM_SHARE:.2f}")
+    else:
+        kwh = regenerable / 1e9 * TRANSFORM_MINUTES_PER_GB / 60 * DESKTOP_KW * model.pue
+        regenerate_kg = kwh * model.carbon_intensity / 1000
+        source = BENCHMARK_SOURCE
+    storage_kg = footprint(regenerable, model).total_kg
+    return {
+        "rules": sorted(rule.id for rule in ruleset.rules if rule.guard),
+        "runs": runs,
+        "runs_regenerable": sum(1 for run in runs if run["regenerable"]),
+        "regenerable_bytes": regenerable,
+        "storage_kgco2e_per_year": storage_kg,
+        "regenerate_kgco2e": regenerate_kg,
+        "compute_source": source,
+        "assumptions": {"transform_minutes_per_gb": TRANSFORM_MINUTES_PER_GB, "transform_share": TRANSFORM_SHARE,
+                        "machine_kw": DESKTOP_KW, "source": "nipreps/fmriprep docs/benchmarks.rst (23.2.0a2)"},
+        "break_even_years": regenerate_kg / storage_kg if storage_kg > 0 else None,
+        "break_even": break_even_sentence(regenerable, regenerate_kg, storage_kg),
+        "command": "fmriprep-cleanup regenerate " + shlex.quote(dataset.path),
+    }
+
+
+def break_even_sentence(nbytes: int, regenerate_kg: float, storage_kg_per_year: float) -> str:
+    """"storing these 14.7 GB for 7 months emits what regenerating them once does" (or why it cannot be said)."""
+    from .people import size
+
+    if nbytes <= 0 or storage_kg_per_year <= 0:
+        return "nothing here can be regenerated: no break-even"
+    years = regenerate_kg / storage_kg_per_year
+    if years >= 2:
+        span = f"{years:.3g} years"
+    elif years * 12 >= 1:
+        span = f"{years * 12:.2g} months"
+    else:
+        span = f"{years * 365.25:.2g} days"
+    return (f"break-even: storing these {size(nbytes)} for {span} emits what regenerating them once does "
+            f"({regenerate_kg:.3g} kgCO2e against {storage_kg_per_year:.3g} kgCO2e a year)")
 
 
 def subjects_by_status(summary: Summary, statuses: dict[str, Any]) -> list[dict[str, Any]]:

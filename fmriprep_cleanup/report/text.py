@@ -91,6 +91,8 @@ def render_text(data: dict[str, Any], width: int | None = None, all_subjects: bo
     lines.append("")
     lines += energy_lines(data["energy"])
     lines += compute_lines(data["compute"], width)
+    if data.get("regeneration") is not None:
+        lines += regeneration_lines(data["regeneration"], width)
     if data.get("retention"):
         plan = data["retention"]
         rows = [[f"{row['day']:g}", size(row["dataset_bytes"]), size(row["archive_bytes"]), number(row["kgco2e_per_year"])]
@@ -121,6 +123,21 @@ def compute_lines(compute: dict[str, Any], width: int | None = None) -> list[str
                  + (" (* an estimate given with --compute-estimate)" if compute["estimate_kg_per_subject"] is not None
                     else "") + ".")
     lines += [f"sub-{row['subject']} ({row['status']}): {row['verdict']}" for row in compute["subjects"] if row["verdict"]]
+    return lines
+
+
+def regeneration_lines(regeneration: dict[str, Any], width: int | None = None) -> list[str]:
+    """What a regenerable rule set reclaims, which runs pass its guards (and why the others do not), the cost."""
+    runs = regeneration["runs"]
+    lines = ["", f"Regenerable: {size(regeneration['regenerable_bytes'])} of outputs that can be rebuilt "
+                 f"({regeneration['runs_regenerable']} of {len(runs)} runs and anatomies pass every guard)"]
+    failing = [[f"sub-{run['subject']}", run["run"], run["why_not"]] for run in runs if not run["regenerable"]]
+    if failing:
+        lines += table(["Subject", "Run", "Kept because"], failing, "lll", width)
+    lines.append(f"Rebuilding them once: {number(regeneration['regenerate_kgco2e'])} kgCO2e "
+                 f"({regeneration['compute_source']}); {regeneration['break_even']}.")
+    if regeneration["runs_regenerable"]:
+        lines.append(f"The commands that rebuild them: {regeneration['command']} [--sbatch]")
     return lines
 
 
@@ -327,7 +344,8 @@ def render_ruleset(ruleset: Any, width: int | None = None) -> str:
             lines += textwrap.wrap(f"{set_name}: {description}", width or 100, initial_indent="  ",
                                    subsequent_indent="    ")
     lines.append("")
-    rows = [[str(i), rule.id, rule.action, rule.category, rule.spec, rule.source] for i, rule in enumerate(ruleset.rules, 1)]
+    rows = [[str(i), rule.id, rule.action + (f" if {rule.guard} holds" if rule.guard else ""), rule.category,
+             rule.spec, rule.source] for i, rule in enumerate(ruleset.rules, 1)]
     lines += table(["#", "Rule", "Action", "Category", "Match", "From"], rows, "rlllll", width)
     return "\n".join(lines) + "\n"
 

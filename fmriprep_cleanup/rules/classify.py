@@ -162,6 +162,22 @@ NOT_ASKED = RunState("not asked")  # the state of files no rule asks it of: judg
 NO_SUBJECT_STATE = RunState(NO_SUBJECT)
 
 
+class Guards(Protocol):
+    """Whether a guarded junk rule's file may go (regeneration.RegenerationBook): None if so, else why not."""
+
+    def problem(self, subject: str | None, relpath: str) -> str | None: ...
+
+
+class GuardsHold:
+    """Every guard holds: for asking what a rule set would make junk at most (``essential_junk``)."""
+
+    def problem(self, subject: str | None, relpath: str) -> str | None:
+        return None
+
+
+GUARD_KEPT_CATEGORY = "kept: cannot be regenerated"
+
+
 class RunStatuses(Protocol):
     """Subjects' run statuses (status.StatusBook); judged on first question, so asked only where needed."""
 
@@ -184,10 +200,13 @@ class ScopeRules:
 class Classifier:
     """Applies a RuleSet: first match wins, the set's default decides the rest."""
 
-    def __init__(self, ruleset: RuleSet, now: float, statuses: RunStatuses | None = None) -> None:
+    def __init__(self, ruleset: RuleSet, now: float, statuses: RunStatuses | None = None,
+                 guards: Guards | None = None) -> None:
         self.ruleset = ruleset
         self.now = now
         self.statuses = statuses
+        self.guards = guards  # None: no guard holds, every guarded rule's file is kept
+        self._guard_kept: dict[tuple[str, str], Decision] = {}
         self._plans: dict[tuple[str, RunState], tuple[tuple[tuple[Rule, Decision], ...], Decision]] = {}
         self.default = Decision(ruleset.default, DEFAULT_CATEGORY, DEFAULT_RULE_ID, f"no rule matched; the rule set's default is {ruleset.default}", "default")
         self._scopes: dict[str, ScopeRules] = {}
@@ -202,12 +221,12 @@ class Classifier:
             if not rules:
                 whole_folder = self.default
             else:
-                whole_folder = rules[0][1] if rules[0][0].match.scope_only else None
+                whole_folder = rules[0][1] if rules[0][0].match.scope_only and not rules[0][0].guard else None
             found = self._scopes[scope] = ScopeRules(
                 rules, whole_folder,
                 uses_status=any(rule.match.uses_status for rule, _ in rules),
                 uses_any_status=any(rule.match.uses_any_status for rule, _ in rules),
-                reads_paths=any(rule.match.paths for rule, _ in rules),
+                reads_paths=any(rule.match.paths or rule.guard for rule, _ in rules),
             )
         return found
 
@@ -223,7 +242,7 @@ class Classifier:
     def decisions_repeat_across_labels(self) -> bool:
         """True when no rule can tell files apart by subject or session label alone, so a decision made for
         sub-01's file holds for the same file of every other subject (see Plan.folders' memo)."""
-        return not any(rule.match.tells_labels_apart for rule in self.ruleset.rules)
+        return not any(rule.match.tells_labels_apart or rule.guard for rule in self.ruleset.rules)
 
     def state_of(self, subject: str | None) -> RunState:
         if subject is None:
@@ -255,6 +274,8 @@ class Classifier:
         plan = None
         for rule, decision in rules:
             verdict = rule.match.folder_verdict(scope, folder, state, self.present_statuses)
+            if verdict is True and rule.guard:
+                verdict = None  # the guard is asked file by file (each BOLD run has its own)
             if verdict is True:
                 plan = (tuple(to_check), decision)
                 break
@@ -272,8 +293,21 @@ class Classifier:
         now = self.now
         for rule, decision in self.rules_for_scope(facts.scope) if rules is None else rules:
             if rule.match.matches(facts, now):
-                return decision
+                return decision if not rule.guard else self._guarded(rule, decision, facts)
         return fallback or self.default
+
+    def _guarded(self, rule: Rule, decision: Decision, facts: FileFacts) -> Decision:
+        """A guarded rule's junk where its guard holds; else the file is kept, saying which guard failed."""
+        problem = ("no regeneration guard was consulted" if self.guards is None
+                   else self.guards.problem(facts.subject, facts.relpath))
+        if problem is None:
+            return decision
+        kept = self._guard_kept.get((rule.id, problem))
+        if kept is None:
+            kept = self._guard_kept[(rule.id, problem)] = Decision(
+                "keep", GUARD_KEPT_CATEGORY, rule.id,
+                f"kept: {problem} (rule {rule.id} reclaims it only when it can be rebuilt: {rule.why})", rule.source)
+        return kept
 
 
 FINISHED_STATE = RunState("finished")
@@ -284,7 +318,7 @@ def essential_junk(ruleset: RuleSet, examples: tuple[str, ...], now: float) -> l
     """Which of a pipeline's essential outputs (an example path of each, in the derivatives folder) the rule set
     makes junk, judged for a subject whose run finished long ago: a set that junks these reclaims what every
     analysis needs (a ``path: "**"`` rule, ``default: junk``), and acting on it needs the person's explicit word."""
-    classifier = Classifier(ruleset, now)
+    classifier = Classifier(ruleset, now, guards=GuardsHold())  # what the set junks at most
     found = []
     for example in examples:
         folder, _, name = example.rpartition("/")

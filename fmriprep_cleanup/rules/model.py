@@ -203,6 +203,7 @@ class Rule:
     match: Match
     source: str  # name of the rule set it came from
     spec: str = ""  # the match as written, on one line, for `rules show`
+    guard: str | None = None  # junk only where this guard holds (regeneration); otherwise the file is kept
 
 
 @dataclass(frozen=True)

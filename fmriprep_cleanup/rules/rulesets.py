@@ -22,12 +22,14 @@ from ..basics.guarded import LinedMapping, label_problem, load_yaml
 from ..basics.units import parse_duration, parse_size
 from ..energy.model import validate_energy_section
 from ..fmriprep.entities import entity_definitions, entity_keys, entity_names
+from ..fmriprep.regeneration import REGENERATION
 from ..fmriprep.statuses import SUBJECT_STATUSES
 from .globs import Matcher, folder_glob_to_regex, glob_to_regex, name_glob
 from .model import ACTIONS, NO_SUBJECT, SCOPES, Match, Rule, RuleSet, ValueSet
 
 RULESET_KEYS = ("version", "name", "description", "extends", "default", "rules", "energy", "stale_after")
-RULE_KEYS = ("id", "action", "category", "why", "match")
+RULE_KEYS = ("id", "action", "category", "why", "match", "guard")
+GUARDS = (REGENERATION,)  # a junk rule's file is junk only if the guard holds (fmriprep/regeneration.py)
 RULE_REQUIRED = ("id", "action", "category", "why", "match")
 MATCH_KEYS = ("scope", "path", "min_size", "max_size", "min_age", "max_age", "not", "subject_status", "any_subject_status",
               "stale")
@@ -261,11 +263,17 @@ def _compile_rules(data: Any, line: int, problems: Problems, set_name: str) -> l
         for text_key in ("category", "why"):
             if text_key in spec and (not isinstance(spec[text_key], str) or not spec[text_key].strip()):
                 problems.add(lines[text_key], f"{where}: {text_key} must be a non-empty line of text")
+        guard = spec.get("guard")
+        if guard is not None and (guard not in GUARDS or action != "junk"):
+            problems.add(lines["guard"], f"{where}: guard {guard!r}: " + (
+                f"unknown guard{did_you_mean(str(guard), GUARDS)}; known: {', '.join(GUARDS)}" if guard not in GUARDS
+                else "only a junk rule can be guarded"))
         match = _compile_match(spec["match"], lines["match"], problems, where) if "match" in spec else None
         if missing or match is None:
             continue
         rules.append(
-            Rule(rule_id, str(action), str(spec["category"]), str(spec["why"]).strip(), match, set_name, _one_line(spec["match"]))
+            Rule(rule_id, str(action), str(spec["category"]), str(spec["why"]).strip(), match, set_name,
+                 _one_line(spec["match"]), guard)
         )
     return rules
 
