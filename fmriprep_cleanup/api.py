@@ -116,11 +116,13 @@ def regeneration_checks(plan: Plan, subjects: Iterable[str]) -> list[dict[str, A
 def plan_options(path: str, rules: Iterable[str] = (), work_dir: str | None = None, find_work_dir: bool = True,
                  participant_labels: Iterable[str] = (), keep: Iterable[str] = (), junk: Iterable[str] = (),
                  min_age: float = DEFAULT_MIN_AGE, stale_after: float | None = None,
-                 path_map: dict[str, str] | None = None) -> dict[str, Any]:
+                 path_map: dict[str, str] | None = None, from_scan: str | None = None,
+                 scan_format: str | None = None) -> dict[str, Any]:
     """open_plan's arguments as plain JSON: what a shard records so the merge opens the same plan."""
     return {"path": os.path.abspath(path), "rules": list(rules), "work_dir": work_dir, "find_work_dir": find_work_dir,
             "participant_labels": list(participant_labels), "keep": list(keep), "junk": list(junk),
-            "min_age": min_age, "stale_after": stale_after, "path_map": dict(sorted((path_map or {}).items()))}
+            "min_age": min_age, "stale_after": stale_after, "path_map": dict(sorted((path_map or {}).items())),
+            **({"from_scan": os.path.abspath(from_scan), "scan_format": scan_format} if from_scan else {})}
 
 
 def make_partial(options: dict[str, Any], shard: int, shards: int, progress: Progress | None = None) -> dict[str, Any]:

@@ -8,6 +8,8 @@ both give the same figure when nothing changed in between.
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -162,6 +164,26 @@ class Worklist:
         return preview
 
 
+SKIP_LIST_CHANGED = "changed since the scan list (size, time or type differ on disk)"
+SKIP_LIST_GONE = "not on disk any more (the scan list is older)"
+
+
+def as_on_disk(planned: PlannedFile) -> PlannedFile | str:
+    """A file a scan list named, lstat-ed now: the same file as on disk (its device, inode, links and ctime now
+    known, for the check right before acting) if its type, size and time are what the list says, else why not.
+    A list is never trusted: what it says only selects what is checked."""
+    try:
+        st = os.lstat(planned.path)
+    except FileNotFoundError:
+        return SKIP_LIST_GONE
+    except OSError as exc:
+        return f"cannot lstat it: {exc.strerror or exc}"
+    if stat.S_ISDIR(st.st_mode) or st.st_size != planned.size or int(st.st_mtime) != int(planned.mtime):
+        return SKIP_LIST_CHANGED
+    return planned._replace(dev=st.st_dev, ino=st.st_ino, nlink=st.st_nlink, ctime=st.st_ctime,
+                            allocated=st.st_blocks * 512)
+
+
 def build_worklist(plan: Plan, mode: str, progress: Callable[[int, int], None] | None = None,
                    select: Callable[[PlannedFile], bool] | None = None, git_rm: bool = False) -> Worklist:
     """One pass over the plan: its junk, in scan order, and what it holds back, as skips with their reasons
@@ -192,6 +214,12 @@ def build_worklist(plan: Plan, mode: str, progress: Callable[[int, int], None] |
             if planned.annex in IN_GIT:
                 (in_git.append(planned) if git_rm else outcome.leave(planned, LEFT_IN_GIT))
                 continue
+            if plan.scan_list is not None:
+                fresh = as_on_disk(planned)
+                if isinstance(fresh, str):
+                    outcome.skip(planned, fresh)
+                    continue
+                planned = fresh
             files.append(planned)
         elif planned.rule_id in HELD_BACK_REASONS:
             outcome.skip(planned, HELD_BACK_REASONS[planned.rule_id])

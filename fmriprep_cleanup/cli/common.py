@@ -114,6 +114,11 @@ def selection_options(command: Callable) -> Callable:
                      help="A failed, stopped or unknown run's working directory idle this long is a stale cache "
                           "(junk under default and workdir-only). Default: the rule set's stale_after, else 30d."),
         path_map_option,
+        click.option("--from-scan", type=click.Path(dir_okay=False, path_type=str), metavar="FILE",
+                     help="Read this scan list instead of walking: an ncdu/gdu JSON export (ncdu -e -o), a find "
+                          "-printf list or a GPFS LIST file, gzip/zstd or plain (see README: storage admins)."),
+        click.option("--scan-format", type=click.Choice(["ncdu", "find", "gpfs"]),
+                     help="The --from-scan list's format (default: told from its first bytes; gdu's is ncdu)."),
     ], command)
 
 
@@ -151,7 +156,7 @@ def open_plan(path: str, rule_refs: tuple[str, ...] = (), work_dir: str | None =
               participant_labels: tuple[str, ...] = (), keep_globs: tuple[str, ...] = (),
               junk_globs: tuple[str, ...] = (), jobs: int | None = None, no_work_dir: bool = False,
               min_age: str = "1h", stale_after: str | None = None, state_dir: str | None = None,
-              path_maps: tuple[str, ...] = ()) -> Any:
+              path_maps: tuple[str, ...] = (), from_scan: str | None = None, scan_format: str | None = None) -> Any:
     """The plan, from the selection options as click gives them."""
     from ..api import DEFAULT_MIN_AGE
     from ..api import open_plan as open_plan_api
@@ -160,13 +165,15 @@ def open_plan(path: str, rule_refs: tuple[str, ...] = (), work_dir: str | None =
     return open_plan_api(path, rules=rule_refs, work_dir=work_dir, find_work_dir=not no_work_dir,
                          participant_labels=participant_labels, keep=keep_globs, junk=junk_globs, jobs=jobs,
                          min_age=window if window is not None else DEFAULT_MIN_AGE, stale_after=stale,
-                         state_dir=state_dir, path_map=parse_path_maps(path_maps))
+                         state_dir=state_dir, path_map=parse_path_maps(path_maps), from_scan=from_scan,
+                         scan_format=scan_format)
 
 
 def plan_options(path: str, rule_refs: tuple[str, ...] = (), work_dir: str | None = None,
                  participant_labels: tuple[str, ...] = (), keep_globs: tuple[str, ...] = (),
                  junk_globs: tuple[str, ...] = (), jobs: int | None = None, no_work_dir: bool = False,
-                 min_age: str = "1h", stale_after: str | None = None, path_maps: tuple[str, ...] = ()) -> dict[str, Any]:
+                 min_age: str = "1h", stale_after: str | None = None, path_maps: tuple[str, ...] = (),
+                 from_scan: str | None = None, scan_format: str | None = None) -> dict[str, Any]:
     """The selection options as api.plan_options records them (for shards and processes)."""
     from ..api import DEFAULT_MIN_AGE
     from ..api import plan_options as options
@@ -174,7 +181,7 @@ def plan_options(path: str, rule_refs: tuple[str, ...] = (), work_dir: str | Non
     window = duration("--min-age", min_age)
     return options(path, rule_refs, work_dir, not no_work_dir, participant_labels, keep_globs, junk_globs,
                    window if window is not None else DEFAULT_MIN_AGE, duration("--stale-after", stale_after),
-                   parse_path_maps(path_maps))
+                   parse_path_maps(path_maps), from_scan, scan_format)
 
 
 class Progress:

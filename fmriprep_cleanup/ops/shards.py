@@ -311,6 +311,9 @@ def check_partial(path: str, data: dict[str, Any]) -> None:
         if not isinstance(path_map, dict) or not all(isinstance(key, str) and isinstance(value, str)
                                                      for key, value in path_map.items()):
             raise _Broken("options.path_map")
+        if not isinstance(data["options"].get("from_scan", ""), str) or data["options"].get("scan_format") not in (
+                None, "ncdu", "find", "gpfs"):
+            raise _Broken("options.from_scan")
         _strings(data.get("warnings"), "warnings")
         if "scanned_warnings" in data or "scanned_count" in data:
             scanned = _strings(data.get("scanned_warnings"), "scanned_warnings")

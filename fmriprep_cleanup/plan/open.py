@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from ..basics.errors import CleanupError
 from ..basics.folders import NETWORK_JOBS, default_processes, on_network
+from ..basics.scanlists import ScanList, read_scan_list
 from ..fmriprep.discovery import discover_dataset
 from ..fmriprep.layout import Dataset, state_dir_for
 from ..fmriprep.pipelines import pipeline_by_key
@@ -25,7 +26,8 @@ def open_plan(path: str, rules: Iterable[str] = (), work_dir: str | None = None,
               participant_labels: Iterable[str] = (), exclude_participant_labels: Iterable[str] = (),
               keep: Iterable[str] = (), junk: Iterable[str] = (), jobs: int | None = None,
               min_age: float = DEFAULT_MIN_AGE, stale_after: float | None = None, state_dir: str | None = None,
-              now: float | None = None, path_map: dict[str, str] | None = None) -> Plan:
+              now: float | None = None, path_map: dict[str, str] | None = None, from_scan: str | None = None,
+              scan_format: str | None = None) -> Plan:
     """The plan for the pipeline output (or working directory) at ``path``: what happens to every file.
 
     ``rules``: shipped names or YAML paths (default: the pipeline's own default set); ``work_dir``: the
@@ -36,7 +38,8 @@ def open_plan(path: str, rules: Iterable[str] = (), work_dir: str | None = None,
     once the dataset has enough subjects: see basics.folders.default_processes); ``min_age``: activity this recent means running, junk this
     recent is held back; ``stale_after``: an idle failed run's cache is stale after this long; ``state_dir``:
     where the lock and journal live; ``now``: the time to judge ages at; ``path_map``: {path a run recorded
-    inside a container: the same path here}, for the inputs regeneration guards look for. Nothing is read beyond the dataset's
+    inside a container: the same path here}, for the inputs regeneration guards look for; ``from_scan``: a scan
+    list (ncdu/gdu JSON, find -printf, GPFS LIST; ``scan_format`` or detected) read instead of walking. Nothing is read beyond the dataset's
     top folders until the plan is iterated.
     """
     if not find_work_dir and work_dir:
@@ -47,8 +50,26 @@ def open_plan(path: str, rules: Iterable[str] = (), work_dir: str | None = None,
                       Selection.from_labels(list(participant_labels), exclude=list(exclude_participant_labels)),
                       now=now, state_dir=state_dir_for(dataset.identity, state_dir) if state_dir else None,
                       min_age=min_age, stale_after=stale_after, path_map=tuple(sorted((path_map or {}).items())))
+    if from_scan is not None:
+        plan = dataclasses.replace(plan, scan_list=scan_list_for(plan, from_scan, scan_format))
     plan.check_selection()
     return with_jobs(plan, jobs)
+
+
+def scan_list_for(plan: Plan, path: str, scan_format: str | None) -> ScanList:
+    """The scan list, once it is known to be of this dataset: each of its folders is in the list (a list of
+    another tree is refused), and what it cannot say is said once."""
+    listed = read_scan_list(path, scan_format)
+    missing = [root.path for root in plan.dataset.scan_roots if not listed.covers(root.path)]
+    if missing:
+        raise CleanupError(f"{path} does not list {missing[0]}: a scan of another tree (paths in it must be as "
+                           "this machine sees them)")
+    plan.warnings.add(f"read from the {listed.age_line(plan.now)}, not walked")
+    if not listed.has_mtimes:
+        plan.warnings.add(f"{path} has no modification times (ncdu without -e?): ages and running subjects cannot "
+                          "be told from it, so every file is taken as modified now (nothing is junk by age, "
+                          "running checks hold back)")
+    return listed
 
 
 def with_jobs(plan: Plan, jobs: int | None) -> Plan:

@@ -18,6 +18,7 @@ from ..basics.annex import ELSEWHERE, annexed_files, key_size
 from ..basics.errors import CleanupError
 from ..basics.folders import Directory, Entry, Warnings, walk
 from ..basics.repository import GIT_NAMES, GitState, git_state
+from ..basics.scanlists import ScanList
 from ..fmriprep.layout import STATE_DIR_NAME, Dataset, ScanRoot, fmriprep_workdir_entry
 from ..fmriprep.regeneration import RegenerationBook
 from ..fmriprep.workdirs import PathMap
@@ -108,6 +109,7 @@ class Plan:
     min_age: float = DEFAULT_MIN_AGE  # activity this recent means a subject is still running
     stale_after: float | None = None  # a cache idle this long is stale; None: the rule set's, else 30 days
     path_map: PathMap = ()  # (path a run recorded inside a container, the same path here): its inputs, found
+    scan_list: ScanList | None = None  # read instead of walking the disk (basics/scanlists.py)
     learned: Learned = field(default_factory=Learned, repr=False, compare=False)
 
     @property
@@ -264,7 +266,8 @@ class Plan:
         unlocked = self._unlocked_sizes()
         git = self.git_state()
         sizeless = 0
-        for folder in walk(self.dataset.scan_roots, self.warnings, skip_dir, exclude, self.jobs):
+        walker = self.scan_list.walk if self.scan_list is not None else walk
+        for folder in walker(self.dataset.scan_roots, self.warnings, skip_dir, exclude, self.jobs):
             if unlocked:
                 folder.files = [as_unlocked(entry, unlocked.get(f"{folder.path}/{entry.name}"))
                                 for entry in folder.files]

@@ -1,0 +1,149 @@
+"""Scan lists read instead of walking: ncdu and gdu exports made by the real tools, find -printf, GPFS LIST
+files (written as mmapplypolicy writes them with docs/gpfs-list.pol), compressed or not. A report from a list is
+the report from walking; clean from a list lstat-s every file again and skips what changed."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import quote_from_bytes
+
+import pytest
+from conftest import cli
+
+COMPARED = ("totals", "by_category", "by_subject", "subjects_by_status", "largest_junk_folders", "not_fmriprep")
+
+
+def report(output: Path, *args: str) -> dict:
+    result = cli("report", output, "--format", "json", "-q", *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def ncdu_export(tree: Path, target: Path) -> Path:
+    subprocess.run(["ncdu", "-e", "-x", "-o", str(target), str(tree)], check=True, capture_output=True)
+    return target
+
+
+def gdu_export(tree: Path, target: Path) -> Path:
+    subprocess.run(["gdu", "-n", "-o", str(target), str(tree)], check=True, capture_output=True)
+    return target
+
+
+def find_list(tree: Path, target: Path) -> Path:
+    listed = subprocess.run(["find", str(tree), "-printf", "%y %s %b %T@ %D %i %n %p\\0"], check=True,
+                            capture_output=True).stdout
+    target.write_bytes(listed)
+    return target
+
+
+def gpfs_list(tree: Path, target: Path) -> Path:
+    """What mmapplypolicy writes with docs/gpfs-list.pol: inode gen snapid SHOW(...) -- %-escaped path."""
+    lines = []
+    for folder, _, names in os.walk(tree):
+        for name in names:
+            path = os.path.join(folder, name)
+            st = os.lstat(path)
+            mtime = datetime.fromtimestamp(st.st_mtime).strftime("%Y-%m-%d %H:%M:%S.%f")
+            mode = "l" if os.path.islink(path) else "-"
+            escaped = quote_from_bytes(os.fsencode(path), safe="/._-+=@,")
+            lines.append(f"{st.st_ino} 1 0  {st.st_size} {st.st_blocks // 2} {mtime} {mode}rw-r--r-- {st.st_nlink} -- {escaped}")
+    target.write_text("\n".join(lines) + "\n")
+    return target
+
+
+@pytest.fixture
+def tree(ds003752):
+    output, work = ds003752
+    return output.resolve(), work.resolve()
+
+
+@pytest.mark.parametrize("make", [ncdu_export, gdu_export, find_list, gpfs_list], ids=["ncdu", "gdu", "find", "gpfs"])
+def test_a_report_from_a_list_is_the_walked_report(tree, tmp_path, make):
+    output, work = tree
+    walked = report(output, "--work-dir", str(work))
+    listed = make(output.parent, tmp_path / "scan.list")
+    read = report(output, "--work-dir", str(work), "--from-scan", str(listed))
+    for key in COMPARED:
+        assert read[key] == walked[key], key
+    assert any(warning.startswith("read from the scan of ") for warning in read["warnings"])
+
+
+def test_compressed_lists_are_read_as_they_are(tree, tmp_path):
+    output, work = tree
+    listed = ncdu_export(output.parent, tmp_path / "scan.json")
+    packed = tmp_path / "scan.json.gz"
+    packed.write_bytes(gzip.compress(listed.read_bytes()))
+    walked = report(output, "--work-dir", str(work))
+    assert report(output, "--work-dir", str(work), "--from-scan", str(packed))["totals"] == walked["totals"]
+    if shutil.which("zstd"):
+        subprocess.run(["zstd", "-q", str(listed), "-o", str(tmp_path / "scan.json.zst")], check=True)
+        zstd = report(output, "--work-dir", str(work), "--from-scan", str(tmp_path / "scan.json.zst"))
+        assert zstd["totals"] == walked["totals"]
+
+
+def test_clean_from_a_stale_list_skips_exactly_the_changed_files(tree, tmp_path):
+    output, work = tree
+    listed = find_list(output.parent, tmp_path / "scan.list")
+    junk = [line.split("\t")[4] for line in cli("plan", output, "--work-dir", str(work), "--only", "junk", "-q")
+            .stdout.splitlines()[1:]]
+    changed, gone = Path(junk[0]), Path(junk[1])
+    with open(changed, "ab") as handle:
+        handle.write(b"more")
+    old = time.time() - 400 * 86400
+    os.utime(changed, (old, old))  # the same age as before: only the size tells it changed
+    gone.unlink()
+    result = cli("clean", output, "--work-dir", str(work), "--mode", "delete", "--yes", "--from-scan", str(listed),
+                 "--format", "json")
+    assert result.exit_code == 3, result.output
+    outcome = json.loads(result.stdout)
+    skipped = {row["reason"]: row["files"] for row in outcome["skipped"]}
+    assert skipped == {"changed since the scan list (size, time or type differ on disk)": 1,
+                       "not on disk any more (the scan list is older)": 1}
+    assert outcome["files"] == len(junk) - 2
+    assert changed.exists()
+    assert not any(Path(path).exists() for path in junk[2:])
+
+
+@pytest.mark.parametrize(("content", "error"), [
+    (b"[1,2,{\"progname\":\"ncdu\"},\n[{\"name\":\"/x\"},\n", "ends inside /x: truncated?"),
+    (b"f 10 8 1700000000.0 2049 12 1 /x/a\0f 10 8 1700000000", "not NUL-terminated"),
+    (b"hello world\n", "not an ncdu/gdu JSON export"),
+    (b"f 10 8 1700000000.0 2049 12 1 /x/a\0f 10 8 1700000000.0 2049 12 1 /x/a\0", "listed twice"),
+    (b"12 1 0  10 8 2025-01-01 00:00:00.000000 -rw-r--r-- 1 -- /x/a\n12 1 0  bad -- /x/b\n", "scan.list:2"),
+])
+def test_a_list_that_cannot_be_read_whole_is_refused(tree, tmp_path, content, error):
+    output, _ = tree
+    listed = tmp_path / "scan.list"
+    listed.write_bytes(content)
+    before = sorted(str(path) for path in output.rglob("*"))
+    result = cli("clean", output, "--mode", "delete", "--yes", "--from-scan", str(listed))
+    assert result.exit_code == 2 and error in result.output and "Traceback" not in result.output
+    assert sorted(str(path) for path in output.rglob("*")) == before
+
+
+def test_a_list_of_another_tree_is_refused(tree, tmp_path):
+    output, _ = tree
+    other = tmp_path / "other"
+    (other / "a").mkdir(parents=True)
+    (other / "a" / "f").write_text("x")
+    result = cli("report", output, "--from-scan", str(find_list(other, tmp_path / "scan.list")))
+    assert result.exit_code == 2 and "a scan of another tree" in result.output
+
+
+@pytest.mark.parametrize("make", [find_list, gpfs_list], ids=["find", "gpfs"])
+def test_names_with_newlines_and_invalid_utf8_are_read_exactly(tree, tmp_path, make):
+    output, work = tree
+    odd = os.path.join(os.fsencode(output), b"sub-01", b"odd\nname-\xff.txt")
+    with open(odd, "wb") as handle:
+        handle.write(b"12345")
+    os.utime(odd, (time.time() - 400 * 86400,) * 2)
+    walked = report(output, "--work-dir", str(work))
+    read = report(output, "--work-dir", str(work), "--from-scan", str(make(output.parent, tmp_path / "scan.list")))
+    assert read["totals"] == walked["totals"] and read["by_subject"] == walked["by_subject"]
