@@ -12,6 +12,7 @@ locked dataset is skipped and reported, never waited on; a dataset that fails do
         archive_dir: /archive/fmriprep                # needed for archive
         min_age: 24h                                  # default 24h when unattended
         threshold: {bytes: 50GB, share: 0.5}          # optional: act only above either
+        trigger: {usage: filesystem, start_above: 85%, stop_below: 75%}   # optional: act only when full (triggers.py)
         participant_labels: ["01", "02"]              # optional
         exclude_participant_labels: ["03"]            # optional
 """
@@ -35,6 +36,7 @@ from ..plan.open import open_plan
 from ..plan.options import CleanOptions
 from ..plan.plan import Plan
 from ..rules.rulesets import Problems, did_you_mean, read_yaml, version_problem
+from .triggers import Trigger, Usage, parse_trigger
 
 if TYPE_CHECKING:
     from .history import History
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
 POLICY_KEYS = ("version", "datasets", "history")
 ENTRY_KEYS = ("name", "paths", "work_dir", "rules", "mode", "archive_dir", "archive_format", "compress", "min_age",
               "stale_after", "threshold", "participant_labels", "exclude_participant_labels", "retention",
-              "expire_archives_after", "allow_output_loss")
+              "expire_archives_after", "allow_output_loss", "trigger")
 RETENTION_KEYS = ("category", "archive_after", "delete_after")
 
 
@@ -85,6 +87,7 @@ class PolicyEntry:
     retention: tuple[RetentionStep, ...] = ()
     expire_archives_after: float | None = None  # archive runs older than this are pruned
     allow_output_loss: bool = False  # act even on rules that junk what every analysis needs (clean --allow-output-loss)
+    trigger: Trigger | None = None  # act only when the storage is this full (ops/triggers.py)
 
     def clean_options(self, mode: str | None = None) -> CleanOptions:
         """The entry's clean options (``mode``: a retention step's, instead of the entry's)."""
@@ -218,6 +221,11 @@ def load_policy(path: str) -> Policy:
                 values["expire_archives_after"] = parse_duration(spec["expire_archives_after"])
             except ValueError as exc:
                 problems.add(lines["expire_archives_after"], f"{where}: expire_archives_after: {exc}")
+        if "trigger" in spec:
+            try:
+                values["trigger"] = parse_trigger(spec["trigger"])
+            except ValueError as exc:
+                problems.add(lines["trigger"], f"{where}: trigger: {exc}")
         if not isinstance(spec.get("allow_output_loss", False), bool):
             problems.add(lines["allow_output_loss"], f"{where}: allow_output_loss must be true or false")
         else:
@@ -372,6 +380,11 @@ def run_retention(entry: PolicyEntry, path: str, history: History | None, log_tr
     return results
 
 
+def _trigger_record(trigger: Trigger, usage: Usage, triggered: bool) -> dict[str, Any]:
+    return {**trigger.as_dict(), "used_bytes": usage.used, "limit_bytes": usage.limit, "share": usage.share,
+            "what": usage.what, "triggered": triggered}
+
+
 def run_policy(policy: Policy, log: IO[str] | None = None, history_path: str | None = None,
                record_dry_run: bool = False, now: float | None = None) -> tuple[list[DatasetResult], int]:
     """Run every entry on every dataset it names; returns the results and the exit code.
@@ -385,23 +398,51 @@ def run_policy(policy: Policy, log: IO[str] | None = None, history_path: str | N
             log.write(output_json({"time": round(time.time(), 3), "traceback": text}) + "\n")
             log.flush()
 
+    # every trigger is read before anything runs: a quota command that fails is an error with nothing changed
+    usages = {entry.name: entry.trigger.usage(expand_paths(entry)[0] if expand_paths(entry) else "/")
+              for entry in policy.entries if entry.trigger is not None}
     wants_history = any(entry.mode != "dry-run" for entry in policy.entries) or record_dry_run
     history = History(history_path or policy.history) if wants_history else None
     results: list[DatasetResult] = []
+
+    def record(done: list[DatasetResult]) -> None:
+        results.extend(done)
+        if log is not None:
+            for result in done:
+                log.write(output_json({"time": round(time.time(), 3), **result.as_dict()}) + "\n")
+            log.flush()
+
     try:
         for entry in policy.entries:
             paths = expand_paths(entry)
             if not paths:
                 results.append(DatasetResult(entry.name, ", ".join(entry.paths), "failed", entry.mode, "no path matches"))
-            for path in paths:
+            if entry.trigger is not None and paths:
+                usage = usages[entry.name]
+                if usage.share <= entry.trigger.start_above:
+                    record([DatasetResult(entry.name, ", ".join(paths), "ok", entry.mode,
+                                          f"not triggered: {usage.line()}, not above "
+                                          f"{entry.trigger.start_above:.0%}: nothing to do",
+                                          {"trigger": _trigger_record(entry.trigger, usage, False)})])
+                    continue
+            for number, path in enumerate(paths):
+                if entry.trigger is not None and number:
+                    usage = entry.trigger.usage(paths[0])  # what the datasets done so far freed
+                    if usage.share < entry.trigger.stop_below:
+                        record([DatasetResult(entry.name, rest, "ok", entry.mode,
+                                              f"stopped: {usage.line()}, below {entry.trigger.stop_below:.0%}",
+                                              {"trigger": _trigger_record(entry.trigger, usage, False)})
+                                for rest in paths[number:]])
+                        break
                 recording = history if entry.mode != "dry-run" or record_dry_run else None
                 done = (run_retention(entry, path, recording, log_traceback, now) if entry.retention
                         else [run_entry_dataset(entry, path, recording, log_traceback, now=now)])
-                results += done
-                if log is not None:
+                if entry.trigger is not None:
                     for result in done:
-                        log.write(output_json({"time": round(time.time(), 3), **result.as_dict()}) + "\n")
-                    log.flush()
+                        result.result["trigger"] = _trigger_record(entry.trigger, usages[entry.name], True)
+                        result.reason = "; ".join(filter(None, [f"triggered: {usages[entry.name].line()}, above "
+                                                                f"{entry.trigger.start_above:.0%}", result.reason]))
+                record(done)
                 if results[-1].status == "stopped":
                     break  # Ctrl-C or SIGTERM: the remaining datasets wait for the next run
             if results and results[-1].status == "stopped":

@@ -415,7 +415,7 @@ def render_policy_run(results: list[Any]) -> tuple[str, list[str]]:
     for result in results:
         what = {"dry-run": "would remove", "archive": "archived", "delete": "removed"}[result.mode]
         line = f"{result.status.upper():10} {result.dataset}"
-        if result.result:
+        if "files" in result.result:
             line += f": {what} {files(result.result['files'])} ({size(result.result['bytes'])})"
         if result.reason:
             line += f" [{result.reason}]"
