@@ -277,7 +277,7 @@ def restore(source: str, to: str | None = None, participant_labels: Iterable[str
 
 def audit(roots: Iterable[str], rules: Iterable[str] = (), jobs: int | None = None, energy: dict[str, Any] | None = None,
           progress: Progress | None = None, path_map: dict[str, str] | None = None,
-          command: str | None = None) -> dict[str, Any]:
+          command: str | None = None, from_scan: str | None = None, scan_format: str | None = None) -> dict[str, Any]:
     """Every fMRIPrep output below ``roots``, largest reclaimable first: `audit --format json` (its "failed"
     lists folders that looked like a dataset but could not be read). ``energy``: overrides, as energy_model's;
     ``path_map``: {path inside the container: the same path here}, for the output and working directories
@@ -289,7 +289,17 @@ def audit(roots: Iterable[str], rules: Iterable[str] = (), jobs: int | None = No
     ruleset = load_rulesets(list(rules))
     model = energy_model(ruleset, **(energy or {}))
     pairs = tuple((path_map or {}).items())
-    rows, warnings, failed = audit_roots(roots, ruleset, model, jobs, progress, pairs)
+    listed = None
+    if from_scan is not None:
+        from .basics.scanlists import read_scan_list
+
+        listed = read_scan_list(from_scan, scan_format)
+        missing = [root for root in roots if not listed.covers(os.path.realpath(os.path.abspath(root)))]
+        if missing:
+            raise CleanupError(f"{from_scan} does not list {missing[0]}: a scan of another tree")
+    rows, warnings, failed = audit_roots(roots, ruleset, model, jobs, progress, pairs, None, listed)
+    if listed is not None:
+        warnings.insert(0, f"read from the {listed.age_line(time.time())}, not walked")
     return audit_data(roots, ruleset, model, rows, warnings, failed, command)
 
 

@@ -147,3 +147,17 @@ def test_names_with_newlines_and_invalid_utf8_are_read_exactly(tree, tmp_path, m
     walked = report(output, "--work-dir", str(work))
     read = report(output, "--work-dir", str(work), "--from-scan", str(make(output.parent, tmp_path / "scan.list")))
     assert read["totals"] == walked["totals"] and read["by_subject"] == walked["by_subject"]
+
+
+def test_an_audit_over_a_site_list_finds_and_counts_what_walking_does(tree, tmp_path):
+    output, _ = tree
+    site = output.parent
+    from conftest import project
+
+    project(site / "lab2")
+    walked = json.loads(cli("audit", site, "--format", "json", "-q").stdout)
+    listed = ncdu_export(site, tmp_path / "site.json")
+    read = json.loads(cli("audit", site, "--format", "json", "-q", "--from-scan", str(listed)).stdout)
+    keys = ("path", "files", "bytes", "junk_bytes", "subjects")
+    assert [{k: row[k] for k in keys} for row in read["datasets"]] == [{k: row[k] for k in keys} for row in walked["datasets"]]
+    assert len(read["datasets"]) >= 2 and read["warnings"][0].startswith("read from the scan of ")

@@ -31,13 +31,17 @@ from .common import (
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "html"]), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
 @path_map_option
+@click.option("--from-scan", type=click.Path(dir_okay=False, path_type=str), metavar="FILE",
+              help="Find the datasets in this scan list and read their files from it instead of walking (see report).")
+@click.option("--scan-format", type=click.Choice(["ncdu", "find", "gpfs"]), help="The --from-scan list's format.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.option("--shard", metavar="K/N", help="Audit only shard K of N (every N-th dataset); needs --partial-out.")
 @click.option("--partial-out", type=click.Path(dir_okay=False, path_type=str),
               help="Write the shard's partial result to FILE, for `merge`.")
 @wide_option
 def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, fmt: str, output: str | None,
-          path_maps: tuple[str, ...], quiet: bool, shard: str | None, partial_out: str | None, wide: bool,
+          path_maps: tuple[str, ...], from_scan: str | None, scan_format: str | None, quiet: bool,
+          shard: str | None, partial_out: str | None, wide: bool,
           storage_profile: str | None, pue: float | None, copies: float | None, carbon_intensity: float | None,
           country: str | None) -> None:
     """Every fMRIPrep output below ROOTS, largest reclaimable first: owner, version, subjects, sizes, energy (read-only).
@@ -55,6 +59,8 @@ def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, 
     progress = Progress(not quiet)
     if (shard is None) != (partial_out is None):
         raise CleanupError("--shard K/N and --partial-out FILE go together")
+    if shard is not None and from_scan is not None:
+        raise CleanupError("--from-scan reads one list for the whole audit: give it without --shard")
     if shard is not None and partial_out is not None:
         from ..api import audit_shard, parse_shard
         from ..basics.formats import strict_json
@@ -74,7 +80,7 @@ def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, 
     try:
         data = audit_roots(roots, rule_refs, jobs,
                            energy_overrides(storage_profile, pue, copies, carbon_intensity, country),
-                           progress.callback(), parse_path_maps(path_maps), command_line())
+                           progress.callback(), parse_path_maps(path_maps), command_line(), from_scan, scan_format)
     finally:
         progress.done()
     if fmt == "html":

@@ -22,6 +22,7 @@ from ..basics.annex import reclaimable
 from ..basics.errors import CleanupError
 from ..basics.folders import list_folder
 from ..basics.paths import below
+from ..basics.scanlists import ScanList
 from ..energy.model import Assumptions, footprint
 from ..fmriprep.discovery import NotFMRIPrepError, discover
 from ..fmriprep.layout import Dataset
@@ -54,10 +55,11 @@ def _looks_like_output(path: str, names: set[str], subdirs: set[str]) -> bool:
 
 
 def find_datasets(roots: list[str], warnings: list[str], failed: list[str] | None = None,
-                  path_map: PathMap = ()) -> list[Dataset]:
+                  path_map: PathMap = (), scan_list: ScanList | None = None) -> list[Dataset]:
     """Every fMRIPrep output (and unattached working directory) below ``roots``, each once, working directories
     tied to their outputs; the folders that look like one but could not be read go to ``failed`` (and
-    ``warnings``)."""
+    ``warnings``). ``scan_list``: its folders are looked through instead of listing the disk's (each candidate
+    is still discovered from disk)."""
     failed = failed if failed is not None else []
     found: list[Dataset] = []
     claimed: set[str] = set()  # every scan root of a found dataset
@@ -69,12 +71,16 @@ def find_datasets(roots: list[str], warnings: list[str], failed: list[str] | Non
         folder = stack.pop()
         if folder in claimed:
             continue
-        entries, problem = list_folder(folder)
-        if problem:
-            warnings.append(problem)
-            continue
-        names = {entry.name for entry in entries}
-        subdirs = {entry.name for entry in entries if entry.is_dir(follow_symlinks=False)}
+        if scan_list is not None:
+            subdirs = set(scan_list.subdirs.get(folder, ()))
+            names = set(scan_list.folders.get(folder, {})) | subdirs
+        else:
+            entries, problem = list_folder(folder)
+            if problem:
+                warnings.append(problem)
+                continue
+            names = {entry.name for entry in entries}
+            subdirs = {entry.name for entry in entries if entry.is_dir(follow_symlinks=False)}
         if _looks_like_output(folder, names, subdirs):
             try:
                 dataset = discover(folder, path_map=path_map)
@@ -184,7 +190,8 @@ class AuditRow:
 
 def audit(roots: list[str], ruleset: RuleSet, model: Assumptions, jobs: int | None = None,
           progress: Callable[[int, int], None] | None = None, path_map: PathMap = (),
-          shard: tuple[int, int] | None = None) -> tuple[list[AuditRow], list[str], list[str]]:
+          shard: tuple[int, int] | None = None, scan_list: ScanList | None = None
+          ) -> tuple[list[AuditRow], list[str], list[str]]:
     """Scan every dataset below ``roots``; rows sorted by reclaimable bytes, largest first. Also the warnings,
     and the folders that looked like a dataset but could not be read (a broken or planted file).
     ``path_map``: (container path, host path) pairs for paths the runs recorded inside a container;
@@ -195,11 +202,17 @@ def audit(roots: list[str], ruleset: RuleSet, model: Assumptions, jobs: int | No
     warnings: list[str] = []
     failed: list[str] = []
     rows = []
-    datasets = find_datasets(roots, warnings, failed, path_map)
+    datasets = find_datasets(roots, warnings, failed, path_map, scan_list)
     if shard is not None:
         datasets = sorted(datasets, key=lambda dataset: dataset.path)[shard[0]::shard[1]]
     for dataset in datasets:
         plan = with_jobs(build_plan(dataset, ruleset), jobs)
+        if scan_list is not None:
+            unlisted = [root.path for root in dataset.scan_roots if not scan_list.covers(root.path)]
+            if unlisted:  # a working directory elsewhere, found through what a run recorded
+                warnings.append(f"{dataset.path}: {unlisted[0]} is not in the scan list: walked")
+            else:
+                plan = dataclasses.replace(plan, scan_list=scan_list)
         summary, _, plan_warnings = summarize(plan, progress)
         totals = summary.totals
         freed = reclaimable(totals)  # not annexed junk elsewhere only, not junk stored in git
