@@ -289,17 +289,8 @@ def audit(roots: Iterable[str], rules: Iterable[str] = (), jobs: int | None = No
     ruleset = load_rulesets(list(rules))
     model = energy_model(ruleset, **(energy or {}))
     pairs = tuple((path_map or {}).items())
-    listed = None
-    if from_scan is not None:
-        from .basics.scanlists import read_scan_list
-
-        listed = read_scan_list(from_scan, scan_format)
-        missing = [root for root in roots if not listed.covers(os.path.realpath(os.path.abspath(root)))]
-        if missing:
-            raise CleanupError(f"{from_scan} does not list {missing[0]}: a scan of another tree")
-    rows, warnings, failed = audit_roots(roots, ruleset, model, jobs, progress, pairs, None, listed)
-    if listed is not None:
-        warnings.insert(0, f"read from the {listed.age_line(time.time())}, not walked")
+    scan = (os.path.abspath(from_scan), scan_format) if from_scan is not None else None
+    rows, warnings, failed = audit_roots(roots, ruleset, model, jobs, progress, pairs, None, scan)
     return audit_data(roots, ruleset, model, rows, warnings, failed, command)
 
 

@@ -222,13 +222,31 @@ def test_history_schema_is_versioned_and_refuses_a_newer_one(tmp_path):
 
     path = tmp_path / "h.sqlite"
     History(str(path)).close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
     connection = sqlite3.connect(path)
     connection.execute("PRAGMA user_version = 99")
     connection.commit()
     connection.close()
     result = run("history", "--history", path)
     assert result.exit_code == 2 and "newer fmriprep-cleanup" in result.output
+
+
+def test_a_version_1_history_migrates_forward_keeping_its_rows(tmp_path):
+    import sqlite3
+
+    from fmriprep_cleanup.ops.history import MIGRATIONS
+
+    path = tmp_path / "h.sqlite"
+    connection = sqlite3.connect(path)
+    connection.executescript(MIGRATIONS[1] + "; PRAGMA user_version = 1;")
+    connection.execute("INSERT INTO runs (started, finished, host, user, dataset, tool_version, rules, mode, files, "
+                       "bytes, skipped_files, failed_files, kwh_per_year, kgco2e_per_year, duration, exit_status) "
+                       "VALUES (1, 2, 'h', 'u', '/d', '0.1', 'default', 'delete', 3, 4, 0, 0, 0.5, 0.1, 1, 0)")
+    connection.commit()
+    connection.close()
+    rows = History(str(path)).runs()
+    assert [(row["dataset"], row["files"], row["bytes"], row["note"]) for row in rows] == [("/d", 3, 4, "")]
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
 
 
 @pytest.mark.parametrize("kind, expected", [("--cron", "17 3 * * *"), ("--systemd-service", "ExecStart="),

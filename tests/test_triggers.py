@@ -10,6 +10,7 @@ import pytest
 from conftest import cli, project
 
 from fmriprep_cleanup.basics.errors import CleanupError
+from fmriprep_cleanup.ops.history import History
 from fmriprep_cleanup.ops.triggers import parse_trigger, parse_usage
 
 # the tables as the tools' manuals show them (lfs-quota(1), quota(1) with -w, IBM's mmlsquota command page)
@@ -77,6 +78,9 @@ def test_an_85_percent_trigger_does_nothing_at_62_percent(tmp_path):
     line = json.loads(log.read_text().splitlines()[0])
     assert line["reason"].startswith("not triggered: quota (") and "62% full, not above 85%: nothing to do" in line["reason"]
     assert line["trigger"]["triggered"] is False and line["trigger"]["share"] == 0.62
+    rows = History(str(tmp_path / "h.sqlite")).runs()  # the history says why nothing was done, too
+    assert [(row["files"], row["bytes"], row["exit_status"]) for row in rows] == [(0, 0, 0)]
+    assert rows[0]["note"] == line["reason"] and rows[0]["dataset"] == str(out)
 
 
 def test_an_85_percent_trigger_acts_at_90_percent(tmp_path):
@@ -88,6 +92,8 @@ def test_an_85_percent_trigger_acts_at_90_percent(tmp_path):
     line = json.loads(log.read_text().splitlines()[0])
     assert line["trigger"]["triggered"] is True and line["reason"].startswith("triggered: quota (")
     assert line["files"] > 0
+    rows = History(str(tmp_path / "h.sqlite")).runs()
+    assert len(rows) == 1 and rows[0]["files"] == line["files"] and rows[0]["note"].startswith("triggered: quota (")
 
 
 def test_a_quota_command_that_fails_changes_nothing(tmp_path):

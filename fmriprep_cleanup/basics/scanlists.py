@@ -12,14 +12,18 @@ stops the reading with one error naming the line: no decision rests on half a li
 
 from __future__ import annotations
 
+import codecs
+import gc
 import gzip
+import itertools
 import json
 import os
 import re
 import stat
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from array import array
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
@@ -31,12 +35,12 @@ from .paths import below
 
 FORMATS = ("ncdu", "find", "gpfs")
 FIND_PRINTF = "%y %s %b %T@ %D %i %n %p\\0"
-FIND_TYPES = {"f": stat.S_IFREG, "l": stat.S_IFLNK, "d": stat.S_IFDIR, "p": stat.S_IFIFO, "s": stat.S_IFSOCK,
-              "c": stat.S_IFCHR, "b": stat.S_IFBLK}
+FIND_TYPES = {b"f": stat.S_IFREG, b"l": stat.S_IFLNK, b"d": stat.S_IFDIR, b"p": stat.S_IFIFO, b"s": stat.S_IFSOCK,
+              b"c": stat.S_IFCHR, b"b": stat.S_IFBLK}
 GPFS_LINE = re.compile(rb"^(\d+) (\d+) (\d+) +(.*?) -- (/.*)$")
 GPFS_TIME = "%Y-%m-%d %H:%M:%S.%f"
-MODE_TYPES = {"-": stat.S_IFREG, "l": stat.S_IFLNK, "d": stat.S_IFDIR, "p": stat.S_IFIFO, "s": stat.S_IFSOCK,
-              "c": stat.S_IFCHR, "b": stat.S_IFBLK}
+MODE_TYPES = {b"-": stat.S_IFREG, b"l": stat.S_IFLNK, b"d": stat.S_IFDIR, b"p": stat.S_IFIFO,
+              b"s": stat.S_IFSOCK, b"c": stat.S_IFCHR, b"b": stat.S_IFBLK}
 
 
 class ScanListError(CleanupError):
@@ -45,15 +49,26 @@ class ScanListError(CleanupError):
 
 @dataclass
 class ScanList:
-    """Every non-directory entry of a list, by folder: name -> lstat-like result."""
+    """The entries of a list at or below some roots, by folder: names and, for each, its lstat-like numbers
+    packed seven to a name (mode, size, 512-byte blocks, mtime, dev, inode, links) - about 150 bytes a file."""
 
     path: str
     format: str
     created: float | None  # when the scan was made (the list says, else the file's time)
     has_mtimes: bool
-    folders: dict[str, dict[str, tuple]] = field(default_factory=dict)  # folder -> name -> _stat's arguments
+    within: tuple[str, ...] = ()  # the roots kept; () keeps everything
+    marks: Callable[[str, bool], bool] | None = None  # set: keep no entries, only the folders holding a marked name
+    folders: dict[str, tuple[list[str], array]] = field(default_factory=dict)
     subdirs: dict[str, set[str]] = field(default_factory=dict)
+    marked: set[str] = field(default_factory=set)  # folders holding a name ``marks(name, is_dir)`` accepts
     files: int = 0
+
+    def wants(self, path: str) -> bool:
+        """Whether ``path`` is at or below one of the roots kept."""
+        return not self.within or path.startswith(self._prefixes) or path in self.within
+
+    def __post_init__(self) -> None:
+        self._prefixes = tuple(root.rstrip("/") + "/" for root in self.within)
 
     def add(self, path: str, record: tuple, line: int) -> None:
         """One entry: ``record`` is (mode, size, 512-byte blocks, mtime, dev, inode, links)."""
@@ -61,25 +76,50 @@ class ScanList:
             raise ScanListError(f"{self.path}:{line}: not an absolute path: {path!r}")
         if "//" in path or "/./" in path or "/../" in path or (path.endswith(("/", "/.", "/..")) and path != "/"):
             path = os.path.normpath(path)
-        folder, _, name = path.rpartition("/")
+        if self.within and not path.startswith(self._prefixes) and path not in self.within:
+            return
+        if self.marks is not None:
+            self._mark(path, stat.S_ISDIR(record[0]))
+            return
         if stat.S_ISDIR(record[0]):
             self._folder(path)
             return
-        entries = self._folder(folder or "/")
-        if name in entries:
-            raise ScanListError(f"{self.path}:{line}: {path} is listed twice: not one scan of one tree")
-        entries[name] = record
+        folder, _, name = path.rpartition("/")
+        names, values = self._folder(folder or "/")
+        names.append(name)
+        values.extend(record)
         self.files += 1
 
-    def _folder(self, folder: str) -> dict[str, tuple]:
+    def _mark(self, path: str, is_dir: bool) -> None:
+        """Marks mode: remember the folder holding a wanted name, and the roots seen; memory stays flat."""
+        folder, _, name = path.rpartition("/")
+        if self.marks is not None and self.marks(name, is_dir):
+            self.marked.add(folder or "/")
+        if is_dir and path in self.within:
+            self.folders[path] = ([], array("d"))
+        self.files += not is_dir
+
+    def _folder(self, folder: str) -> tuple[list[str], array]:
         entries = self.folders.get(folder)
         if entries is None:
-            entries = self.folders[folder] = {}
-            parent, name = os.path.split(folder)
-            if name:
+            entries = self.folders[folder] = ([], array("d"))
+            parent, _, name = folder.rpartition("/")
+            parent = parent or "/"
+            if name and self.wants(parent):
                 self._folder(parent)
                 self.subdirs.setdefault(parent, set()).add(name)
         return entries
+
+    def check(self) -> ScanList:
+        """Refuse a list naming one path twice: it is not one scan of one tree."""
+        for folder, (names, _) in self.folders.items():
+            if len(set(names)) != len(names):
+                twice = next(name for name in sorted(names) if names.count(name) > 1)
+                raise ScanListError(f"{self.path}: {folder}/{twice} is listed twice: not one scan of one tree")
+            if folder in self.subdirs and self.subdirs[folder] & set(names):
+                twice = sorted(self.subdirs[folder] & set(names))[0]
+                raise ScanListError(f"{self.path}: {folder}/{twice} is listed twice: not one scan of one tree")
+        return self
 
     def covers(self, root: str) -> bool:
         return root in self.folders
@@ -94,10 +134,10 @@ class ScanList:
         return f"scan of {when}, {old} ({self.format} list {self.path})"
 
     def listing(self, folder: str) -> Listing:
-        entries = self.folders.get(folder, {})
-        names = sorted(entries)
-        return Listing(names, [_stat(*entries[name]) for name in names], {}, sorted(self.subdirs.get(folder, ())),
-                       None)
+        names, values = self.folders.get(folder, ([], array("d")))
+        order = sorted(range(len(names)), key=names.__getitem__)
+        return Listing([names[at] for at in order], [_stat(*values[at * 7:at * 7 + 7]) for at in order], {},
+                       sorted(self.subdirs.get(folder, ())), None)
 
     def walk(self, roots: list[Any], warnings: Warnings, skip_dir: Callable[[Any, str, str], bool] | None = None,
              exclude: frozenset[str] = frozenset(), jobs: int = 1) -> Iterator[Directory]:
@@ -121,33 +161,60 @@ class ScanList:
                         stack.append((root, f"{relpath}/{name}" if relpath else name, child))
 
 
-def _stat(mode: int, size: int, blocks: int, mtime: float, dev: int = 0, ino: int = 0, nlink: int = 1) -> os.stat_result:
+def _stat(mode: float, size: float, blocks: float, mtime: float, dev: float = 0, ino: float = 0,
+          nlink: float = 1) -> os.stat_result:
     """An lstat-like result: what Directory reads (size, blocks, mtime, nlink, mode), ctime unknown (0)."""
-    return os.stat_result((mode, ino, dev, nlink, 0, 0, size, int(mtime), int(mtime), 0,
-                           float(mtime), float(mtime), 0.0, 0, 0, 0, 4096, blocks))
+    whole = int(mtime)
+    return os.stat_result((int(mode), int(ino), int(dev), int(nlink), 0, 0, int(size), whole, whole, 0,
+                           float(mtime), float(mtime), 0.0, 0, 0, 0, 4096, int(blocks)))
 
 
-def _open(path: str) -> IO[bytes]:
-    """The list's bytes, decompressed where it is gzip or zstd (by its first bytes, not its name)."""
+BLOCK = 1 << 23  # read 8 MiB at a time: the list is never held whole
+
+
+def _blocks(path: str) -> Iterator[bytes]:
+    """The list's bytes a block at a time, decompressed where it is gzip or zstd (by its first bytes, not its
+    name)."""
     try:
-        handle = open(path, "rb")  # noqa: SIM115 - returned
+        handle = open(path, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise ScanListError(f"cannot read the scan list {path}: {exc.strerror or exc}") from None
-    magic = handle.peek(4)[:4] if hasattr(handle, "peek") else b""
-    if magic[:2] == b"\x1f\x8b":
-        return gzip.open(handle)  # type: ignore[return-value]
-    if magic == b"\x28\xb5\x2f\xfd":
-        handle.close()
+    with handle:
+        magic = handle.peek(4)[:4]
+        if magic == b"\x28\xb5\x2f\xfd":
+            yield from _zstd_blocks(path)
+            return
+        reader: IO[bytes] = gzip.open(handle) if magic[:2] == b"\x1f\x8b" else handle  # type: ignore[assignment]
         try:
-            process = subprocess.run(["zstd", "-dc", "--", path], capture_output=True, check=True)
-        except FileNotFoundError:
-            raise ScanListError(f"{path} is zstd-compressed and the zstd command is not installed") from None
-        except subprocess.CalledProcessError as exc:
-            raise ScanListError(f"{path}: zstd could not read it: {exc.stderr.decode(errors='replace').strip()}") from None
-        import io
+            while block := reader.read(BLOCK):
+                yield block
+        except (OSError, EOFError) as exc:
+            raise ScanListError(f"{path}: cannot be read whole ({exc}): truncated?") from None
 
-        return io.BytesIO(process.stdout)
-    return handle
+
+def _zstd_blocks(path: str) -> Iterator[bytes]:
+    try:
+        process = subprocess.Popen(["zstd", "-dc", "--", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError:
+        raise ScanListError(f"{path} is zstd-compressed and the zstd command is not installed") from None
+    assert process.stdout is not None and process.stderr is not None
+    with process:
+        while block := process.stdout.read(BLOCK):
+            yield block
+        problem = process.stderr.read().decode(errors="replace").strip()
+    if process.returncode:
+        raise ScanListError(f"{path}: zstd could not read it: {problem}")
+
+
+def _records(path: str, blocks: Iterator[bytes], end: bytes, what: str) -> Iterator[bytes]:
+    """The ``end``-terminated records of a stream of blocks; a last record without its end is a truncated list."""
+    rest = b""
+    for block in blocks:
+        records = (rest + block).split(end)
+        rest = records.pop()
+        yield from records
+    if rest:
+        raise ScanListError(f"{path}: the last {what}: truncated?")
 
 
 def detect_format(head: bytes) -> str | None:
@@ -163,12 +230,16 @@ def detect_format(head: bytes) -> str | None:
     return None
 
 
-def read_scan_list(path: str, scan_format: str | None = None) -> ScanList:
-    """The list at ``path`` in ``scan_format`` (detected when None). ScanListError for anything it cannot read
-    whole: an unknown or mixed format, a truncated file, a path listed twice."""
-    with _open(path) as handle:
-        data = handle.read()
-    detected = detect_format(data[:4096])
+def read_scan_list(path: str, scan_format: str | None = None, within: Iterable[str] = (),
+                   marks: Callable[[str, bool], bool] | None = None) -> ScanList:
+    """The entries of the list at ``path`` (in ``scan_format``, detected when None) at or below the roots
+    ``within`` (all when empty), read a block at a time. With ``marks``, no entry is kept: only the folders
+    holding a name ``marks(name, is_dir)`` accepts (a search through a site-wide list in flat memory).
+    ScanListError for anything it cannot read whole: an
+    unknown or mixed format, a truncated file, a path listed twice."""
+    blocks = _blocks(path)
+    head = next(blocks, b"")
+    detected = detect_format(head[:4096])
     fmt = scan_format or detected
     if fmt is None:
         raise ScanListError(f"{path}: not an ncdu/gdu JSON export, a find -printf '{FIND_PRINTF}' list or a GPFS "
@@ -181,52 +252,126 @@ def read_scan_list(path: str, scan_format: str | None = None) -> ScanList:
         created = os.stat(path).st_mtime
     except OSError:
         created = None
-    return {"ncdu": _read_ncdu, "find": _read_find, "gpfs": _read_gpfs}[fmt](path, data, created)
+    listed = ScanList(path, fmt, created, True, tuple(sorted({root.rstrip("/") or "/" for root in within})), marks)
+    stream = itertools.chain([head], blocks)
+    collecting = gc.isenabled()
+    gc.disable()  # a million small records and no cycles among them: the collector would only rescan them
+    try:
+        {"ncdu": _read_ncdu, "find": _read_find, "gpfs": _read_gpfs}[fmt](listed, stream)
+    finally:
+        if collecting:
+            gc.enable()
+    return listed.check()
 
 
-def _read_ncdu(path: str, data: bytes, created: float | None) -> ScanList:
+def _read_find(listed: ScanList, blocks: Iterator[bytes]) -> None:
+    """find/lfs find/rbh-find -printf '%y %s %b %T@ %D %i %n %p\\0'."""
+    for number, record in enumerate(_records(listed.path, blocks, b"\0", "entry is not NUL-terminated"), start=1):
+        try:
+            kind, size, blocks_, mtime, dev, ino, nlink, name = record.lstrip(b"\n").split(b" ", 7)
+            entry = (FIND_TYPES[kind], int(size), int(blocks_), float(mtime), int(dev), int(ino), int(nlink))
+        except (ValueError, KeyError):
+            raise ScanListError(f"{listed.path}: entry {number} is not '{FIND_PRINTF}': {record[:80]!r}") from None
+        listed.add(name.decode("utf-8", "surrogateescape"), entry, number)
+
+
+def _read_gpfs(listed: ScanList, blocks: Iterator[bytes]) -> None:
+    """mmapplypolicy LIST lines: inode gen snapid SHOW(size kb_allocated mtime mode nlink) -- /path, the path
+    %-escaped (ESCAPE '%'), as docs/gpfs-list.pol writes them."""
+    for number, line in enumerate(_records(listed.path, blocks, b"\n", "line is not complete"), start=1):
+        found = GPFS_LINE.match(line)
+        if not found:
+            raise ScanListError(f"{listed.path}:{number}: not a GPFS LIST line: {line[:80]!r}")
+        inode, _gen, _snap, shown, escaped = found.groups()
+        try:
+            size, kb, day, clock, mode_text, nlink = shown.split()
+            mtime = datetime.strptime(f"{day.decode()} {clock.decode()}", GPFS_TIME).timestamp()
+            entry = (MODE_TYPES[mode_text[:1]], int(size), int(kb) * 2, mtime, 0, int(inode), int(nlink))
+        except (ValueError, KeyError, UnicodeDecodeError):
+            raise ScanListError(f"{listed.path}:{number}: SHOW is not 'size kb_allocated mtime mode nlink' as "
+                                f"docs/gpfs-list.pol writes it: {shown[:80]!r}") from None
+        listed.add(unquote_to_bytes(escaped).decode("utf-8", "surrogateescape"), entry, number)
+
+
+class _Text:
+    """An ncdu export's text, decoded a block at a time, with a read position: what is behind it is let go."""
+
+    def __init__(self, path: str, blocks: Iterator[bytes]) -> None:
+        self.path, self.blocks = path, blocks
+        self.decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+        self.text, self.at, self.ended = "", 0, False
+
+    def more(self) -> bool:
+        """Add the next block (keeping what is not read yet); False at the end of the list."""
+        if self.ended:
+            return False
+        block = next(self.blocks, None)
+        self.ended = block is None
+        self.text = self.text[self.at:] + self.decoder.decode(block or b"", final=self.ended)
+        self.at = 0
+        return not self.ended or bool(self.text)
+
+    def next_char(self) -> str | None:
+        """The next character that is not white space or a comma, or None at the end."""
+        while True:
+            text, at, length = self.text, self.at, len(self.text)
+            while at < length and text[at] in " \t\r\n,":
+                at += 1
+            self.at = at
+            if at < length:
+                return text[at]
+            if self.ended or not self.more():
+                return None
+
+    def value(self, decode: Callable[[str, int], tuple[Any, int]]) -> Any:
+        """The JSON value at the read position, reading more of the list while it is cut by a block's end."""
+        while True:
+            try:
+                item, self.at = decode(self.text, self.at)
+                return item
+            except ValueError:
+                if self.ended or not self.more():
+                    raise ScanListError(f"{self.path}: an entry cannot be read: truncated?") from None
+
+
+def _read_ncdu(listed: ScanList, blocks: Iterator[bytes]) -> None:
     """ncdu (1.x, 2.x) and gdu exports: [1, minor, {meta}, [dir, entry or [subdir...], ...]], read an object at
-    a time (no document tree in memory: the list itself is the largest thing held)."""
-    text = data.decode("utf-8", "surrogateescape")
-    decode = json.JSONDecoder().raw_decode
-    header = re.match(r"\s*\[\s*1\s*,\s*\d+\s*,\s*", text)
+    a time."""
+    path = listed.path
+    source = _Text(path, blocks)
+    source.more()
+    header = re.match(r"\s*\[\s*1\s*,\s*\d+\s*,\s*", source.text)
     if not header:
         raise ScanListError(f"{path}: not an ncdu export ([1, minor, {{meta}}, [tree]])")
-    try:
-        meta, at = decode(text, header.end())
-    except ValueError:
-        raise ScanListError(f"{path}: its metadata object cannot be read: truncated?") from None
-    stamp = meta.get("timestamp") if isinstance(meta, dict) else None
-    listed = ScanList(path, str(meta.get("progname", "ncdu")) if isinstance(meta, dict) else "ncdu",
-                      float(stamp) if isinstance(stamp, (int, float)) else created, True)
+    source.at = header.end()
+    decode = json.JSONDecoder().raw_decode
+    meta = source.value(decode)
+    if isinstance(meta, dict):
+        stamp = meta.get("timestamp")
+        listed.format = str(meta.get("progname", "ncdu"))
+        listed.created = float(stamp) if isinstance(stamp, (int, float)) else listed.created
     read_at = time.time()
     folders: list[str] = []  # the open folders, innermost last
     opening = False  # the next object names a folder
-    length = len(text)
     while True:
-        while at < length and text[at] in " \t\r\n,":
-            at += 1
-        if at >= length:
+        char = source.next_char()
+        if char is None:
             raise ScanListError(f"{path}: ends inside {folders[-1] if folders else 'its tree'}: truncated?")
-        char = text[at]
         if char == "[":
-            opening, at = True, at + 1
+            opening, source.at = True, source.at + 1
             continue
         if char == "]":
-            at += 1
+            source.at += 1
             if not folders:
                 break  # the document's own end
             folders.pop()
             continue
         if char != "{":
-            raise ScanListError(f"{path}: unexpected {text[at:at + 20]!r} at byte {at}: not an ncdu export")
-        try:
-            item, at = decode(text, at)
-        except ValueError:
-            raise ScanListError(f"{path}: an entry at byte {at} cannot be read: truncated?") from None
+            raise ScanListError(f"{path}: unexpected {source.text[source.at:source.at + 20]!r}: not an ncdu export")
+        item = source.value(decode)
         name = item.get("name")
         if not isinstance(name, str) or (folders and ("/" in name or name in (".", ".."))):
-            raise ScanListError(f"{path}: an entry at byte {at} has no usable name: {str(item)[:80]}")
+            raise ScanListError(f"{path}: an entry has no usable name: {str(item)[:80]}")
         if opening:
             folder = name.rstrip("/") or "/" if not folders else f"{folders[-1]}/{name}"
             folders.append(folder)
@@ -234,7 +379,7 @@ def _read_ncdu(path: str, data: bytes, created: float | None) -> ScanList:
             opening = False
             continue
         if not folders:
-            raise ScanListError(f"{path}: an entry outside any folder at byte {at}")
+            raise ScanListError(f"{path}: an entry outside any folder")
         if item.get("read_error") or item.get("excluded"):
             continue
         mode = item.get("mode")
@@ -248,46 +393,3 @@ def _read_ncdu(path: str, data: bytes, created: float | None) -> ScanList:
             raise ScanListError(f"{path}: {folders[-1]}/{name}: sizes are not counts")
         listed.add(f"{folders[-1]}/{name}", (mode, size, (dsize + 511) // 512, mtime, 0, int(item.get("ino") or 0),
                                              int(item.get("nlink") or 1)), 0)
-    return listed
-
-
-def _read_find(path: str, data: bytes, created: float | None) -> ScanList:
-    """find/lfs find/rbh-find -printf '%y %s %b %T@ %D %i %n %p\\0'."""
-    listed = ScanList(path, "find", created, True)
-    if data and not data.endswith(b"\0"):
-        raise ScanListError(f"{path}: the last entry is not NUL-terminated: truncated?")
-    for number, record in enumerate(data.split(b"\0")[:-1], start=1):
-        record = record.lstrip(b"\n")
-        parts = record.split(b" ", 7)
-        try:
-            kind, size, blocks, mtime, dev, ino, nlink, name = parts
-            mode = FIND_TYPES[kind.decode()]
-            entry = (mode, int(size), int(blocks), float(mtime), int(dev), int(ino), int(nlink))
-        except (ValueError, KeyError, UnicodeDecodeError):
-            raise ScanListError(f"{path}: entry {number} is not '{FIND_PRINTF}': {record[:80]!r}") from None
-        listed.add(os.fsdecode(name), entry, number)
-    return listed
-
-
-def _read_gpfs(path: str, data: bytes, created: float | None) -> ScanList:
-    """mmapplypolicy LIST lines: inode gen snapid SHOW(size kb_allocated mtime mode nlink) -- /path, the path
-    %-escaped (ESCAPE '%'), as docs/gpfs-list.pol writes them."""
-    listed = ScanList(path, "gpfs", created, True)
-    if data and not data.endswith(b"\n"):
-        raise ScanListError(f"{path}: the last line is not complete: truncated?")
-    for number, line in enumerate(data.split(b"\n")[:-1], start=1):
-        found = GPFS_LINE.match(line)
-        if not found:
-            raise ScanListError(f"{path}:{number}: not a GPFS LIST line: {line[:80]!r}")
-        inode, _gen, _snap, shown, escaped = found.groups()
-        fields = shown.split()
-        try:
-            size, kb, day, clock, mode_text, nlink = fields
-            mtime = datetime.strptime(f"{day.decode()} {clock.decode()}", GPFS_TIME).timestamp()
-            mode = MODE_TYPES[mode_text.decode()[0]]
-            entry = (mode, int(size), int(kb) * 2, mtime, 0, int(inode), int(nlink))
-        except (ValueError, KeyError, UnicodeDecodeError):
-            raise ScanListError(f"{path}:{number}: SHOW is not 'size kb_allocated mtime mode nlink' as "
-                                f"docs/gpfs-list.pol writes it: {shown[:80]!r}") from None
-        listed.add(os.fsdecode(unquote_to_bytes(escaped)), entry, number)
-    return listed

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pwd
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from ..basics.annex import reclaimable
 from ..basics.errors import CleanupError
 from ..basics.folders import list_folder
 from ..basics.paths import below
-from ..basics.scanlists import ScanList
+from ..basics.scanlists import ScanList, read_scan_list
 from ..energy.model import Assumptions, footprint
 from ..fmriprep.discovery import NotFMRIPrepError, discover
 from ..fmriprep.layout import Dataset
@@ -54,33 +55,49 @@ def _looks_like_output(path: str, names: set[str], subdirs: set[str]) -> bool:
     return any(pipeline_of_workflow_dir(name) for name in subdirs)
 
 
+def dataset_marks(name: str, is_dir: bool) -> bool:
+    """The names that make their folder worth a look when searching a scan list: a dataset description, or a
+    working directory's workflow folder."""
+    return name == "dataset_description.json" if not is_dir else pipeline_of_workflow_dir(name) is not None
+
+
+def listed_candidates(roots: list[str], listed: ScanList) -> list[str]:
+    """The folders of a marks-mode scan list that may hold a dataset, top down: each marked folder, and the
+    parent of a marked pipeline output folder (OUT/ of OUT/fmriprep); none below a hidden folder."""
+    output_folders = {pipeline.output_folder for pipeline in pipelines() if pipeline.output_folder}
+    found = set(listed.marked)
+    found |= {os.path.dirname(folder) for folder in listed.marked if os.path.basename(folder) in output_folders}
+    wanted = []
+    for folder in found:
+        root = next((root for root in roots if folder == root or below(folder, root)), None)
+        if root is not None and not any(part.startswith(".") for part in os.path.relpath(folder, root).split("/")
+                                        if part != "."):
+            wanted.append(folder)
+    return sorted(wanted)
+
+
 def find_datasets(roots: list[str], warnings: list[str], failed: list[str] | None = None,
-                  path_map: PathMap = (), scan_list: ScanList | None = None) -> list[Dataset]:
+                  path_map: PathMap = (), listed: ScanList | None = None) -> list[Dataset]:
     """Every fMRIPrep output (and unattached working directory) below ``roots``, each once, working directories
     tied to their outputs; the folders that look like one but could not be read go to ``failed`` (and
-    ``warnings``). ``scan_list``: its folders are looked through instead of listing the disk's (each candidate
-    is still discovered from disk)."""
+    ``warnings``). ``listed``: a marks-mode scan list (``dataset_marks``) names the folders to look at instead
+    of walking the disk's (each candidate is still looked at and discovered on disk)."""
     failed = failed if failed is not None else []
     found: list[Dataset] = []
     claimed: set[str] = set()  # every scan root of a found dataset
-    stack = [os.path.realpath(os.path.abspath(root)) for root in reversed(roots)]
-    for root in stack:
+    roots = [os.path.realpath(os.path.abspath(root)) for root in roots]
+    for root in roots:
         if not os.path.isdir(root):
             raise CleanupError(f"{root}: no such directory")
-    while stack:
-        folder = stack.pop()
-        if folder in claimed:
-            continue
-        if scan_list is not None:
-            subdirs = set(scan_list.subdirs.get(folder, ()))
-            names = set(scan_list.folders.get(folder, {})) | subdirs
-        else:
-            entries, problem = list_folder(folder)
-            if problem:
-                warnings.append(problem)
-                continue
-            names = {entry.name for entry in entries}
-            subdirs = {entry.name for entry in entries if entry.is_dir(follow_symlinks=False)}
+
+    def look_at(folder: str) -> list[str]:
+        """Take the dataset at ``folder``, if any; the subfolders to look through when not."""
+        entries, problem = list_folder(folder)
+        if problem:
+            warnings.append(problem)
+            return []
+        names = {entry.name for entry in entries}
+        subdirs = {entry.name for entry in entries if entry.is_dir(follow_symlinks=False)}
         if _looks_like_output(folder, names, subdirs):
             try:
                 dataset = discover(folder, path_map=path_map)
@@ -96,11 +113,20 @@ def find_datasets(roots: list[str], warnings: list[str], failed: list[str] | Non
                     warnings.append(f"{folder}: overlaps a dataset already counted; left out")
                 else:
                     found.append(dataset)
-                    claimed |= scanned
-                continue
-        for name in sorted(subdirs, reverse=True):
-            if not name.startswith("."):
-                stack.append(os.path.join(folder, name))
+                    claimed.update(scanned)
+                return []
+        return [os.path.join(folder, name) for name in sorted(subdirs, reverse=True) if not name.startswith(".")]
+
+    if listed is not None:
+        for folder in listed_candidates(roots, listed):
+            if folder not in claimed and not any(below(folder, other) for other in claimed):
+                look_at(folder)
+        return tie_working_directories(found, path_map)
+    stack = list(reversed(roots))
+    while stack:
+        folder = stack.pop()
+        if folder not in claimed:
+            stack.extend(look_at(folder))
     return tie_working_directories(found, path_map)
 
 
@@ -190,7 +216,7 @@ class AuditRow:
 
 def audit(roots: list[str], ruleset: RuleSet, model: Assumptions, jobs: int | None = None,
           progress: Callable[[int, int], None] | None = None, path_map: PathMap = (),
-          shard: tuple[int, int] | None = None, scan_list: ScanList | None = None
+          shard: tuple[int, int] | None = None, scan: tuple[str, str | None] | None = None
           ) -> tuple[list[AuditRow], list[str], list[str]]:
     """Scan every dataset below ``roots``; rows sorted by reclaimable bytes, largest first. Also the warnings,
     and the folders that looked like a dataset but could not be read (a broken or planted file).
@@ -202,9 +228,20 @@ def audit(roots: list[str], ruleset: RuleSet, model: Assumptions, jobs: int | No
     warnings: list[str] = []
     failed: list[str] = []
     rows = []
-    datasets = find_datasets(roots, warnings, failed, path_map, scan_list)
+    scan_list = None
+    if scan is not None:  # twice through the list: where the datasets are (flat memory), then their entries only
+        marked = read_scan_list(*scan, roots, marks=dataset_marks)
+        missing = [root for root in roots if not marked.covers(os.path.realpath(os.path.abspath(root)))]
+        if missing:
+            raise CleanupError(f"{scan[0]} does not list {missing[0]}: a scan of another tree")
+        warnings.append(f"read from the {marked.age_line(time.time())}, not walked")
+        datasets = find_datasets(roots, warnings, failed, path_map, marked)
+    else:
+        datasets = find_datasets(roots, warnings, failed, path_map)
     if shard is not None:
         datasets = sorted(datasets, key=lambda dataset: dataset.path)[shard[0]::shard[1]]
+    if scan is not None:
+        scan_list = read_scan_list(*scan, [root.path for dataset in datasets for root in dataset.scan_roots])
     for dataset in datasets:
         plan = with_jobs(build_plan(dataset, ruleset), jobs)
         if scan_list is not None:

@@ -19,10 +19,10 @@ from typing import Any
 from .. import __version__
 from ..basics.errors import CleanupError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_SECONDS = 60
 COLUMNS = ("started", "finished", "host", "user", "dataset", "tool_version", "rules", "mode", "files", "bytes",
-           "skipped_files", "failed_files", "kwh_per_year", "kgco2e_per_year", "duration", "exit_status")
+           "skipped_files", "failed_files", "kwh_per_year", "kgco2e_per_year", "duration", "exit_status", "note")
 
 # Each migration takes the database from version N-1 to N; add new ones at the end, never edit old ones.
 MIGRATIONS = {
@@ -47,6 +47,9 @@ MIGRATIONS = {
             exit_status INTEGER NOT NULL
         );
         CREATE INDEX runs_by_dataset ON runs (dataset, started);
+    """,
+    2: """
+        ALTER TABLE runs ADD COLUMN note TEXT NOT NULL DEFAULT ''
     """,
 }
 
@@ -73,13 +76,14 @@ class RunRecord:
     host: str = ""
     user: str = ""
     tool_version: str = __version__
+    note: str = ""  # why a scheduled run acted or did nothing ("not triggered: quota ... 62% full ...")
 
     def values(self) -> tuple:
         host = self.host or socket.gethostname()
         user = self.user or _user()
         return (self.started, self.finished, host, user, self.dataset, self.tool_version, self.rules, self.mode,
                 self.files, self.bytes, self.skipped_files, self.failed_files, self.kwh_per_year,
-                self.kgco2e_per_year, self.finished - self.started, self.exit_status)
+                self.kgco2e_per_year, self.finished - self.started, self.exit_status, self.note)
 
 
 def _user() -> str:
@@ -128,6 +132,14 @@ class History:
             self.connection.execute(f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
                                     record.values())
             self.connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise CleanupError(f"cannot record the run in {self.path}: {exc}") from None
+
+    def note_last(self, dataset: str, note: str) -> None:
+        """Say why on the newest row of ``dataset`` (the run a policy's trigger started)."""
+        try:
+            self.connection.execute("UPDATE runs SET note = ? WHERE id = (SELECT max(id) FROM runs WHERE dataset = ?)",
+                                    (note, dataset))
         except sqlite3.Error as exc:
             raise CleanupError(f"cannot record the run in {self.path}: {exc}") from None
 

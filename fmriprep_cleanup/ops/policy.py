@@ -391,7 +391,7 @@ def run_policy(policy: Policy, log: IO[str] | None = None, history_path: str | N
 
     The history is opened (so checked for writing) before anything runs: a history that cannot be written is
     an error before acting, never a surprise after it."""
-    from .history import History
+    from .history import History, RunRecord
 
     def log_traceback(text: str) -> None:
         if log is not None:
@@ -405,8 +405,14 @@ def run_policy(policy: Policy, log: IO[str] | None = None, history_path: str | N
     history = History(history_path or policy.history) if wants_history else None
     results: list[DatasetResult] = []
 
-    def record(done: list[DatasetResult]) -> None:
+    def record(done: list[DatasetResult], untriggered: PolicyEntry | None = None) -> None:
+        """Log ``done``; results of an ``untriggered`` entry (nothing done) are rows of the history too."""
         results.extend(done)
+        if untriggered is not None and history is not None:
+            for result in done:
+                moment = time.time()
+                history.add(RunRecord(moment, moment, result.dataset, ",".join(untriggered.rules), untriggered.mode,
+                                      0, 0, 0, 0, 0.0, 0.0, 0, note=result.reason or ""))
         if log is not None:
             for result in done:
                 log.write(output_json({"time": round(time.time(), 3), **result.as_dict()}) + "\n")
@@ -423,7 +429,7 @@ def run_policy(policy: Policy, log: IO[str] | None = None, history_path: str | N
                     record([DatasetResult(entry.name, ", ".join(paths), "ok", entry.mode,
                                           f"not triggered: {usage.line()}, not above "
                                           f"{entry.trigger.start_above:.0%}: nothing to do",
-                                          {"trigger": _trigger_record(entry.trigger, usage, False)})])
+                                          {"trigger": _trigger_record(entry.trigger, usage, False)})], entry)
                     continue
             for number, path in enumerate(paths):
                 if entry.trigger is not None and number:
@@ -432,7 +438,7 @@ def run_policy(policy: Policy, log: IO[str] | None = None, history_path: str | N
                         record([DatasetResult(entry.name, rest, "ok", entry.mode,
                                               f"stopped: {usage.line()}, below {entry.trigger.stop_below:.0%}",
                                               {"trigger": _trigger_record(entry.trigger, usage, False)})
-                                for rest in paths[number:]])
+                                for rest in paths[number:]], entry)
                         break
                 recording = history if entry.mode != "dry-run" or record_dry_run else None
                 done = (run_retention(entry, path, recording, log_traceback, now) if entry.retention
@@ -442,6 +448,8 @@ def run_policy(policy: Policy, log: IO[str] | None = None, history_path: str | N
                         result.result["trigger"] = _trigger_record(entry.trigger, usages[entry.name], True)
                         result.reason = "; ".join(filter(None, [f"triggered: {usages[entry.name].line()}, above "
                                                                 f"{entry.trigger.start_above:.0%}", result.reason]))
+                        if recording is not None:
+                            recording.note_last(result.result.get("dataset") or result.dataset, result.reason)
                 record(done)
                 if results[-1].status == "stopped":
                     break  # Ctrl-C or SIGTERM: the remaining datasets wait for the next run

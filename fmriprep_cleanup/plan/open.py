@@ -59,7 +59,7 @@ def open_plan(path: str, rules: Iterable[str] = (), work_dir: str | None = None,
 def scan_list_for(plan: Plan, path: str, scan_format: str | None) -> ScanList:
     """The scan list, once it is known to be of this dataset: each of its folders is in the list (a list of
     another tree is refused), and what it cannot say is said once."""
-    listed = read_scan_list(path, scan_format)
+    listed = read_scan_list(path, scan_format, [root.path for root in plan.dataset.scan_roots])
     missing = [root.path for root in plan.dataset.scan_roots if not listed.covers(root.path)]
     if missing:
         raise CleanupError(f"{path} does not list {missing[0]}: a scan of another tree (paths in it must be as "
