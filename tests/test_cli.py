@@ -228,3 +228,21 @@ def test_progress_only_on_a_terminal(monkeypatch, capsys):
 def test_report_prints_no_progress_when_not_a_terminal(project):
     result = CliRunner().invoke(cli, ["report", str(project)])  # output holds stdout and stderr
     assert result.exit_code == 0 and "scanning" not in result.output  # the progress line says "scanning: ..."
+
+
+@pytest.mark.parametrize("command", ["report", "plan", "status"])
+def test_a_raw_bids_root_or_a_parent_gets_a_did_you_mean(project, tmp_path, command):
+    raw = tmp_path / "raw"
+    (raw / "sub-01" / "anat").mkdir(parents=True)
+    (raw / "dataset_description.json").write_text('{"Name": "raw", "BIDSVersion": "1.8.0"}')
+    (raw / "derivatives").mkdir()
+    os.rename(project, raw / "derivatives" / "fmriprep")
+    result = run(command, raw)
+    assert result.exit_code == 2
+    assert f"did you mean {raw / 'derivatives' / 'fmriprep'}?" in result.output
+    parent = run(command, tmp_path)  # a folder of datasets: the same hint
+    assert parent.exit_code == 2 and f"did you mean {raw / 'derivatives' / 'fmriprep'}?" in parent.output
+    (raw / "derivatives" / "fmriprep2").mkdir()
+    lonely = tmp_path / "empty"
+    lonely.mkdir()
+    assert "did you mean" not in run(command, lonely).output  # nothing below: no hint

@@ -293,3 +293,30 @@ def discover_dataset(path: str, work_dir: str | None = None, find_work_dir: bool
     directory a completed run emptied is still the dataset's, so the same command run again finds nothing to do."""
     return discover(path, work_dir, find_work_dir,
                     known_roots=lambda identity: recorded_roots(state_dir_for(identity, state_base)))
+
+
+def outputs_below(path: str, depth: int = 3, most: int = 2000) -> list[str]:
+    """The pipeline outputs at most ``depth`` folders below ``path`` (looking at ``most`` folders at most, never
+    into subjects' raw data or hidden folders), for "did you mean ...?" when ``path`` is a raw BIDS root or a
+    folder of datasets."""
+    found: list[str] = []
+    level, looked = [path], 0
+    for _ in range(depth):
+        below_here: list[str] = []
+        for folder in level:
+            try:
+                names = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir(follow_symlinks=False))
+            except OSError:
+                continue
+            for name in names:
+                looked += 1
+                if name.startswith((".", "sub-")) or looked > most:
+                    continue
+                child = os.path.join(folder, name)
+                try:
+                    discover(child, find_work_dir=False)
+                    found.append(child)
+                except CleanupError:
+                    below_here.append(child)
+        level = below_here
+    return found

@@ -4,12 +4,13 @@ goes from a path and options to a Plan, so the same options always plan the same
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable
 
 from ..basics.errors import CleanupError
 from ..basics.folders import NETWORK_JOBS, default_processes, on_network
 from ..basics.scanlists import ScanList, read_scan_list
-from ..fmriprep.discovery import discover_dataset
+from ..fmriprep.discovery import NotFMRIPrepError, discover_dataset, outputs_below
 from ..fmriprep.layout import Dataset, state_dir_for
 from ..fmriprep.pipelines import pipeline_by_key
 from ..rules.rulesets import load_rulesets
@@ -44,7 +45,14 @@ def open_plan(path: str, rules: Iterable[str] = (), work_dir: str | None = None,
     """
     if not find_work_dir and work_dir:
         raise CleanupError("--no-work-dir and --work-dir contradict each other")
-    dataset = discover_dataset(path, work_dir, find_work_dir, state_dir)
+    try:
+        dataset = discover_dataset(path, work_dir, find_work_dir, state_dir)
+    except NotFMRIPrepError as exc:
+        nearby = outputs_below(os.path.abspath(path)) if os.path.isdir(path) else []
+        if not nearby:
+            raise
+        others = f" (or {', '.join(nearby[1:3])}{', ...' if len(nearby) > 3 else ''})" if len(nearby) > 1 else ""
+        raise NotFMRIPrepError(f"{exc}; did you mean {nearby[0]}?{others}") from None
     ruleset = load_rulesets(list(rules) or [default_rules(dataset)]).with_cli_globs(tuple(keep), tuple(junk))
     plan = build_plan(dataset, ruleset,
                       Selection.from_labels(list(participant_labels), exclude=list(exclude_participant_labels)),
