@@ -9,7 +9,7 @@ import click
 
 from ..basics.errors import EXIT_INCOMPLETE, CleanupError
 from . import common
-from .common import CleanupGroup, Progress, open_plan, selection_options, warn
+from .common import CleanupGroup, Progress, open_plan, selection_options, terminal_width, warn
 
 
 @click.command()
@@ -93,7 +93,8 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
             summary_stream.write(render_folders({"path": dataset.path, "layout": dataset.layout,
                                                  "pipeline": dataset.pipeline_name,
                                                  "fmriprep_version": dataset.fmriprep_version,
-                                                 "folders": dataset.folders(), "notes": list(dataset.notes)}))
+                                                 "folders": dataset.folders(), "notes": list(dataset.notes)},
+                                                terminal_width(False) if summary_stream is sys.stdout else None))
             summary_stream.flush()
         if list_files:
             sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]

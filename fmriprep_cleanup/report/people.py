@@ -3,6 +3,7 @@ yearly figures, aligned tables, and what each run status means for a subject's f
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import humanize
@@ -41,41 +42,79 @@ def number(value: float) -> str:
     return f"{value:.3g}"
 
 
+def _scaled(value: float, units: tuple[tuple[float, str], ...]) -> str:
+    """``value`` in the largest unit under it, three significant digits: 27 mWh, 1.2 kWh, 3.4 MWh."""
+    if value == 0:
+        return "0 " + next(unit for scale, unit in units if scale == 1)
+    scale, unit = next(((scale, unit) for scale, unit in units if abs(value) >= scale), units[-1])
+    return f"{number(value / scale)} {unit}"
+
+
+def energy_amount(kwh: float) -> str:
+    """An amount of energy for people: "27 mWh", "1.2 kWh", "3.4 MWh"."""
+    return _scaled(kwh, ((1e6, "GWh"), (1e3, "MWh"), (1, "kWh"), (1e-3, "Wh"), (1e-6, "mWh"), (1e-9, "µWh")))
+
+
+def co2e_mass(kg: float) -> str:
+    """A mass of CO2e for people: "27 mg", "1.2 kg", "3.4 t"."""
+    return _scaled(kg, ((1e3, "t"), (1, "kg"), (1e-3, "g"), (1e-6, "mg"), (1e-9, "µg")))
+
+
 def count(value: int) -> str:
     """A count with thousands separated: 12,345."""
     return humanize.intcomma(value)
 
 
-def table(headers: list[str], rows: list[list[str]], align: str, width: int | None = None) -> list[str]:
-    """Aligned columns; ``align`` has one letter per column, l or r. ``width``: the terminal's columns, which
-    lines must not pass: the widest left-aligned columns (paths, rule conditions) are shortened in the middle
-    with "…", so both ends of a path stay readable (None: never shortened, as for pipes and --wide)."""
+def table(headers: list[str], rows: list[list[str]], align: str, width: int | None = None,
+          drop: Sequence[str] = ()) -> list[str]:
+    """Aligned columns; ``align`` has one letter per column: r (numbers, right-aligned), l (paths: shortened in
+    the middle with "…" when the terminal is narrow, so both ends stay readable), w (text: wrapped onto more
+    lines) or d (dates, labels: never shortened). ``width``: the terminal's columns, which lines must not pass
+    (None: never shortened, as for pipes, files and --wide). ``drop``: the headers of the columns left out, in
+    this order, while the table does not fit otherwise (the least needed first)."""
     widths = [max(len(str(row[i])) for row in [headers] + rows) for i in range(len(headers))]
     if width is not None:
         widths = _fit(widths, align, width)
+        for header in drop:
+            if sum(widths) + 2 * (len(widths) - 1) <= width or header not in headers:
+                continue
+            gone = headers.index(header)
+            headers = headers[:gone] + headers[gone + 1:]
+            rows = [row[:gone] + row[gone + 1:] for row in rows]
+            align = align[:gone] + align[gone + 1:]
+            widths = _fit([max(len(str(row[i])) for row in [headers] + rows) for i in range(len(headers))], align,
+                          width)
 
-    def line(cells: list[str]) -> str:
-        parts = [_shorten(str(c), w).ljust(w) if a == "l" else _shorten(str(c), w).rjust(w)
-                 for c, w, a in zip(cells, widths, align, strict=True)]
-        text = "  ".join(parts).rstrip()
-        return text[:width - 1] + "…" if width is not None and len(text) > width else text  # still too narrow
+    def lines(cells: list[str]) -> list[str]:
+        wrapped = [textwrap.wrap(str(c), w) or [""] if a == "w" and len(str(c)) > w else [str(c)]
+                   for c, w, a in zip(cells, widths, align, strict=True)]
+        out = []
+        for depth in range(max(len(parts) for parts in wrapped)):
+            row = [parts[depth] if depth < len(parts) else "" for parts in wrapped]
+            text = "  ".join(c.rjust(w) if a == "r" else (_shorten(c, w) if a == "l" else c).ljust(w)
+                             for c, w, a in zip(row, widths, align, strict=True)).rstrip()
+            out.append(text[:width - 1] + "…" if width is not None and len(text) > width else text)  # still too narrow
+        return out
 
-    return [line(headers), line(["-" * w for w in widths])] + [line(row) for row in rows]
+    return [line for cells in [headers, ["-" * w for w in widths], *rows] for line in lines(cells)]
 
 
 MIN_COLUMN = 12  # a shortened column keeps at least this many characters
+MIN_WRAPPED = 20  # a wrapped column at least this many
 
 
 def _fit(widths: list[int], align: str, width: int) -> list[int]:
+    """Narrow the wrapped columns first, then the shortened ones, one character at a time from the widest (the
+    long columns end up equally wide, none cut to nothing); numbers and dates keep their width."""
     widths = list(widths)
     excess = sum(widths) + 2 * (len(widths) - 1) - width
-    while excess > 0:
-        shrinkable = [i for i, a in enumerate(align) if a == "l" and widths[i] > MIN_COLUMN]
-        if not shrinkable:
-            break
-        widest = max(shrinkable, key=lambda i: widths[i])  # one character at a time from the widest: the
-        widths[widest] -= 1  # long columns end up equally wide, none cut to nothing
-        excess -= 1
+    for letter, least in (("w", MIN_WRAPPED), ("l", MIN_COLUMN)):
+        while excess > 0:
+            shrinkable = [i for i, a in enumerate(align) if a == letter and widths[i] > least]
+            if not shrinkable:
+                break
+            widths[max(shrinkable, key=lambda i: widths[i])] -= 1
+            excess -= 1
     return widths
 
 
@@ -99,9 +138,14 @@ SCOPE_NAMES = {"derivatives": "derivatives", "freesurfer": "FreeSurfer", "workdi
                "other": "other outputs"}
 
 
-def folder_lines(folders: list[dict[str, str]], notes: Sequence[str] = ()) -> list[str]:
-    """The folders a dataset's files are in, aligned, each with how it was found; then discovery's notes."""
+def folder_lines(folders: list[dict[str, str]], notes: Sequence[str] = (), width: int | None = None) -> list[str]:
+    """The folders a dataset's files are in, aligned, each with how it was found; then discovery's notes (each
+    wrapped to ``width``, the terminal's columns, if given)."""
     rows = [[SCOPE_NAMES.get(folder["scope"], folder["scope"]), folder["path"],
              f"({folder['found']})" if folder["found"] else ""] for folder in folders]
-    lines = ["  " + line.rstrip() for line in table(["", "", ""], rows, "lll")[2:]] if rows else []
-    return lines + [f"  ({note})" for note in notes]
+    inner = width - 2 if width is not None else None
+    lines = ["  " + line.rstrip() for line in table(["", "", ""], rows, "dlw", inner)[2:]] if rows else []
+    if width is None:
+        return lines + [f"  ({note})" for note in notes]
+    return lines + [line for note in notes for line in textwrap.wrap(f"({note})", width, initial_indent="  ",
+                                                                     subsequent_indent="   ")]

@@ -10,7 +10,19 @@ from typing import Any
 from ..basics.annex import reclaimable
 from ..basics.formats import csv_line, output_json
 from ..plan.summary import COUNT_FIELDS
-from .people import LAYOUT_NAMES, count, files, folder_lines, number, share, size, status_line, table
+from .people import (
+    LAYOUT_NAMES,
+    co2e_mass,
+    count,
+    energy_amount,
+    files,
+    folder_lines,
+    number,
+    share,
+    size,
+    status_line,
+    table,
+)
 
 
 def _count_row(key: str, counts: dict[str, int]) -> list[str]:
@@ -35,7 +47,7 @@ def render_text(data: dict[str, Any], width: int | None = None, all_subjects: bo
     version = dataset["fmriprep_version"] or "unknown version"
     layout = LAYOUT_NAMES[dataset["layout"]]
     lines = [f"{dataset.get('pipeline', 'fMRIPrep')} {version} · {layout} · {dataset['path']}"]
-    lines += folder_lines(dataset["folders"], dataset["notes"])
+    lines += folder_lines(dataset["folders"], dataset["notes"], width)
     if not dataset["freesurfer"]:
         lines.append("  (no FreeSurfer folder found)")
     if not dataset["workdirs"]:
@@ -166,13 +178,13 @@ def energy_lines(energy: dict[str, Any]) -> list[str]:
                         f"{a['embodied_kg_per_tb']['value']:g} kgCO2e/TB embodied over {a['lifetime_years']['value']:g} years")
     rows = []
     for label, row in (("Everything stored", energy["total"]), ("Junk (avoidable)", energy["junk"])):
-        rows.append([label, size(row["bytes"]), number(row["kwh_per_year"]), number(row["operational_kgco2e_per_year"]),
-                     number(row["embodied_kgco2e_per_year"]), number(row["kgco2e_per_year"])])
+        rows.append([label, size(row["bytes"]), energy_amount(row["kwh_per_year"]), co2e_mass(row["operational_kgco2e_per_year"]),
+                     co2e_mass(row["embodied_kgco2e_per_year"]), co2e_mass(row["kgco2e_per_year"])])
     junk = energy["junk"]
     return (
-        ["Energy and carbon per year of storage"]
-        + table(["", "Size", "kWh/yr", "Operational kgCO2e/yr", "Embodied kgCO2e/yr", "Total kgCO2e/yr"], rows, "lrrrrr")
-        + [f"Cleaning up avoids {number(junk['kgco2e_per_year'])} kgCO2e a year: about {number(junk['km_by_car'])} km "
+        ["Energy and carbon per year of storage (CO2e: operational, embodied in the hardware, total)"]
+        + table(["", "Size", "Energy", "Operational", "Embodied", "Total CO2e"], rows, "lrrrrr")
+        + [f"Cleaning up avoids {co2e_mass(junk['kgco2e_per_year'])} CO2e a year: about {number(junk['km_by_car'])} km "
            f"by car or {number(junk['tree_months'])} tree-months.",
            f"Assumptions: {assumptions_line}. Sources: report --format json (energy.assumptions)."]
     )
@@ -237,7 +249,7 @@ def render_status_text(data: dict[str, Any], width: int | None = None) -> str:
                    str(row["crash_files"]), size(row["workdir_bytes"]), size(row["output_bytes"]), _idle(row),
                    row["output_spaces"] or "-"] for row in rows]
     lines = table(["Subject", "Status", "Newest run", "fMRIPrep", "Crashes", "Work dir", "Output", "Idle", "Spaces"],
-                  table_rows, "llllrrrrl", width)
+                  table_rows, "ldddrrrrl", width, drop=("Spaces", "Idle", "Crashes", "fMRIPrep"))
     lines.append("")
     lines += [f"sub-{row['subject']}: {row['status']} ({'; '.join(row['evidence'])})"
               + (f" ({row['runs']} runs)" if row["runs"] > 1 else "") for row in rows]
@@ -273,7 +285,7 @@ def render_audit_text(data: dict[str, Any], width: int | None = None) -> str:
         align = "lllrrrrrrr"
         for table_row, row in zip(table_rows, rows, strict=True):
             table_row.insert(5, size(row["elsewhere_bytes"]))
-    lines = table(headers, table_rows, align, width)
+    lines = table(headers, table_rows, align, width, drop=("kWh/yr", "kgCO2e/yr", "Owner", "Share", "fMRIPrep"))
     tied = [(row["path"], folder) for row in rows for folder in row["folders"]
             if folder["scope"] == "workdir" and not folder["path"].startswith(row["path"].rstrip("/") + "/")
             and folder["path"] != row["path"]]
@@ -332,7 +344,7 @@ def render_history_csv(data: dict[str, Any], columns: tuple[str, ...]) -> str:
 
 def render_ruleset_list(rows: list[tuple[str, str]], width: int | None = None) -> str:
     """The shipped rule sets: name and who each is for."""
-    return "\n".join(table(["Rule set", "For"], [list(row) for row in rows], "ll", width)) + "\n"
+    return "\n".join(table(["Rule set", "For"], [list(row) for row in rows], "dw", width)) + "\n"
 
 
 def render_ruleset(ruleset: Any, width: int | None = None) -> str:
@@ -346,18 +358,18 @@ def render_ruleset(ruleset: Any, width: int | None = None) -> str:
     lines.append("")
     rows = [[str(i), rule.id, rule.action + (f" if {rule.guard} holds" if rule.guard else ""), rule.category,
              rule.spec, rule.source] for i, rule in enumerate(ruleset.rules, 1)]
-    lines += table(["#", "Rule", "Action", "Category", "Match", "From"], rows, "rlllll", width)
+    lines += table(["#", "Rule", "Action", "Category", "Match", "From"], rows, "rdwdwl", width)
     return "\n".join(lines) + "\n"
 
 
 # --- what a clean run did ---------------------------------------------------------------------
 
 
-def render_folders(dataset: dict[str, Any]) -> str:
+def render_folders(dataset: dict[str, Any], width: int | None = None) -> str:
     """Where a clean run reads and acts, said before anything else (and before the question)."""
     version = dataset["fmriprep_version"] or "unknown version"
     lines = [f"{dataset.get('pipeline', 'fMRIPrep')} {version} · {LAYOUT_NAMES[dataset['layout']]} · {dataset['path']}",
-             "Acts only in these folders:", *folder_lines(dataset["folders"], dataset["notes"])]
+             "Acts only in these folders:", *folder_lines(dataset["folders"], dataset["notes"], width)]
     return "\n".join(lines) + "\n"
 
 

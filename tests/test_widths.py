@@ -1,0 +1,67 @@
+"""Text output fits the terminal it is shown on: in an 80-column terminal no line of any table is longer than
+80, dates and numbers are never cut, and in a pipe nothing is shortened."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import cli
+
+COMMANDS = [["report", "{demo}/ds003752"], ["status", "{demo}/ds003752"], ["rules", "list"],
+            ["rules", "show", "default"], ["clean", "{demo}/ds003752"], ["audit", "{demo}"],
+            ["plan", "{demo}/ds003752", "--only", "junk"], ["history", "--history", "{history}"]]
+
+
+def on_a_terminal(args: list[str], columns: int) -> str:
+    """What the command prints on a terminal ``columns`` wide (a real pseudo-terminal, as a user sees it)."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()", *args],
+                               stdout=follower, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                               env={**os.environ, "COLUMNS": str(columns), "LINES": "50"})
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the other end closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    process.wait()
+    os.close(leader)
+    return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("widths") / "demo"
+    assert cli("demo", "--dir", folder, "--format", "json").exit_code == 0
+    return folder
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=[" ".join(args[:2]) for args in COMMANDS])
+def test_no_line_is_wider_than_an_80_column_terminal(demo, tmp_path, args):
+    filled = [arg.format(demo=demo, history=tmp_path / "h.sqlite") for arg in args]
+    text = on_a_terminal(filled, 80)
+    assert text.strip(), "printed nothing"
+    too_wide = [line for line in text.splitlines() if len(line) > 80 and ("  " in line.strip() or "---" in line)]
+    assert not too_wide, "\n".join(too_wide)
+    assert not re.search(r"\d…|…\d", text), "a number or a date was cut"
+
+
+def test_descriptions_wrap_instead_of_being_cut(demo):
+    text = on_a_terminal(["rules", "list"], 80)
+    assert "…" not in text
+    words = " ".join(" ".join(line.split()) for line in text.splitlines())
+    assert "ASLPrep's safe default, the same judgement as fMRIPrep's default" in words
+
+
+def test_a_pipe_gets_the_full_lines(demo):
+    result = cli("rules", "list")
+    assert any(len(line) > 80 for line in result.stdout.splitlines())  # whole lines, for grep and files
