@@ -277,11 +277,13 @@ def restore(source: str, to: str | None = None, participant_labels: Iterable[str
 
 def audit(roots: Iterable[str], rules: Iterable[str] = (), jobs: int | None = None, energy: dict[str, Any] | None = None,
           progress: Progress | None = None, path_map: dict[str, str] | None = None,
-          command: str | None = None, from_scan: str | None = None, scan_format: str | None = None) -> dict[str, Any]:
+          command: str | None = None, from_scan: str | None = None, scan_format: str | None = None,
+          announce: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     """Every fMRIPrep output below ``roots``, largest reclaimable first: `audit --format json` (its "failed"
     lists folders that looked like a dataset but could not be read). ``energy``: overrides, as energy_model's;
     ``path_map``: {path inside the container: the same path here}, for the output and working directories
-    runs recorded; ``command``: how the audit was made, shown in it."""
+    runs recorded; ``command``: how the audit was made, shown in it; ``announce(path, number, total)``: told
+    as each dataset's scan starts."""
     from .ops.audit import audit as audit_roots
     from .report.data import audit_data
 
@@ -290,7 +292,7 @@ def audit(roots: Iterable[str], rules: Iterable[str] = (), jobs: int | None = No
     model = energy_model(ruleset, **(energy or {}))
     pairs = tuple((path_map or {}).items())
     scan = (os.path.abspath(from_scan), scan_format) if from_scan is not None else None
-    rows, warnings, failed = audit_roots(roots, ruleset, model, jobs, progress, pairs, None, scan)
+    rows, warnings, failed = audit_roots(roots, ruleset, model, jobs, progress, pairs, None, scan, announce)
     return audit_data(roots, ruleset, model, rows, warnings, failed, command)
 
 

@@ -113,7 +113,7 @@ def test_a_policy_run_twice_is_ok_both_times(tmp_path):
     policy = tmp_path / "p.yaml"
     policy.write_text(f"version: 1\ndatasets:\n  - paths: [{out}]\n    work_dir: {out / 'work'}\n    mode: delete\n")
     for _ in range(2):
-        result = run_cli("run", "--config", policy, "--log", tmp_path / "log.jsonl")
+        result = run_cli("run", policy, "--log", tmp_path / "log.jsonl")
         assert result.exit_code == 0, result.output
     assert "nothing to do" in result.stdout
 
@@ -262,7 +262,7 @@ def test_run_log_does_not_add_dry_run_bytes_to_removed_bytes(tmp_path):
     one, two = project(tmp_path / "one"), project(tmp_path / "two")
     policy = tmp_path / "p.yaml"
     policy.write_text(f"version: 1\ndatasets:\n  - paths: [{one}]\n    mode: dry-run\n  - paths: [{two}]\n    mode: delete\n")
-    assert run_cli("run", "--config", policy, "--log", tmp_path / "log.jsonl").exit_code == 0
+    assert run_cli("run", policy, "--log", tmp_path / "log.jsonl").exit_code == 0
     lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     summary, (dry, real) = lines[-1], lines[:2]
     assert summary["bytes"] == real["bytes"] and summary["would_remove_bytes"] == dry["bytes"] > 0
@@ -538,7 +538,7 @@ def test_an_unexpected_error_in_one_dataset_is_logged_and_the_others_go_on(tmp_p
     monkeypatch.setattr(clean_module, "clean", broken)
     policy = tmp_path / "p.yaml"
     policy.write_text(f"version: 1\ndatasets:\n  - paths: [{one}, {two}]\n    mode: delete\n")
-    result = run_cli("run", "--config", policy, "--log", tmp_path / "log.jsonl")
+    result = run_cli("run", policy, "--log", tmp_path / "log.jsonl")
     assert result.exit_code == 4
     assert f"FAILED     {one} [unexpected error (RuntimeError: a bug)" in result.stdout and f"OK         {two}" in result.stdout
     log = (tmp_path / "log.jsonl").read_text()

@@ -85,7 +85,7 @@ def test_prune_removes_old_runs_whole_leftovers_included_and_only_with_yes(archi
     assert [path.name for path in archives["tar"].iterdir()] == ["prune-journal.jsonl"]  # nothing partial is left
     assert [json.loads(line)["event"] for line in (archives["tar"] / "prune-journal.jsonl").read_text().splitlines()] \
         == ["prune", "pruned"]
-    young = run("archives", "prune", archives["tree"], "--older-than", "5y", "--yes", "--history", tmp_path / "h.sqlite")
+    young = run("archives", "prune", archives["tree"], "--older-than", "5y", "--mode", "delete", "--yes", "--history", tmp_path / "h.sqlite")
     assert young.exit_code == 0 and "Removed 0 run(s)" in young.stdout
     assert any(archives["tree"].rglob("*.manifest.tsv"))
     assert "prune" in [row["mode"] for row in History(str(tmp_path / "h.sqlite")).runs()]

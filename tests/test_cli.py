@@ -246,3 +246,17 @@ def test_a_raw_bids_root_or_a_parent_gets_a_did_you_mean(project, tmp_path, comm
     lonely = tmp_path / "empty"
     lonely.mkdir()
     assert "did you mean" not in run(command, lonely).output  # nothing below: no hint
+
+
+def test_audit_progress_names_the_dataset_being_scanned(project, tmp_path, monkeypatch, capsys):
+    import fmriprep_cleanup.cli.common as cli_module
+    from fmriprep_cleanup.api import audit
+
+    monkeypatch.setattr(cli_module.sys.stderr, "isatty", lambda: True)
+    progress = cli_module.Progress(enabled=True)
+    told = []
+    audit([str(tmp_path)], progress=progress.callback(),
+          announce=lambda path, number, total: (told.append((path, number, total)), progress.dataset(path, number, total)))
+    progress.done()
+    assert told == [(str(project), 1, 1)]
+    assert f"scanning 1/1 {project}" in capsys.readouterr().err

@@ -85,7 +85,7 @@ CASES = {
                                           lambda t: ["report", t / "out", "--rules", t / "rules.yaml"],
                                           "rules.yaml:9: anchors and aliases"),
     "yaml alias bomb in a policy": case(lambda t: [dataset(t), rule_file(t, POLICY_BOMB, "p.yaml")],
-                                       lambda t: ["run", "--config", t / "p.yaml"], "p.yaml:4: anchors and aliases"),
+                                       lambda t: ["run", t / "p.yaml"], "p.yaml:4: anchors and aliases"),
     "not: nested 3,000 deep": case(lambda t: rule_file(t, deep_not(3000)), lambda t: ["rules", "validate", t / "rules.yaml"],
                                    "nested more than 64 levels deep"),
     "100k [ in a rule file": case(lambda t: rule_file(t, "version: 1\nname: r\nrules: " + "[" * 100_000),
@@ -114,7 +114,7 @@ CASES = {
                                    lambda t: ["report", t / "out", "--rules", t / "rules.yaml", "--format", "json"],
                                    "rules.yaml:5: energy: --copies must be a finite number"),
     "min_age: .inf in a policy": case(lambda t: [dataset(t), rule_file(t, f"version: 1\ndatasets:\n  - paths: [{t / 'out'}]\n    mode: delete\n    min_age: .inf\n", "p.yaml")],
-                                      lambda t: ["run", "--config", t / "p.yaml"], "p.yaml:5: entry"),
+                                      lambda t: ["run", t / "p.yaml"], "p.yaml:5: entry"),
     # small ones
     "a rule file that is not UTF-8": case(lambda t: rule_file(t, b"version: 1\nname: r\n# caf\xe9\nrules: []\n"),
                                           lambda t: ["rules", "validate", t / "rules.yaml"], "rules.yaml:3: not UTF-8 text"),

@@ -62,7 +62,7 @@ datasets:
     mode: delete
 """)
     history = tmp_path / "history.sqlite"
-    result = run("run", "--config", policy, "--log", tmp_path / "log.jsonl", "--history", history)
+    result = run("run", policy, "--log", tmp_path / "log.jsonl", "--history", history)
     assert result.exit_code == 0, result.output
     assert tree_state(datasets["alpha"]) == before["alpha"]  # dry run
     for name in ("beta", "gamma"):
@@ -89,7 +89,7 @@ datasets:
   - paths: ["{datasets['alpha']}", "{datasets['beta']}", "{datasets['gamma']}", "{tmp_path}/nowhere"]
     mode: delete
 """)
-    result = run("run", "--config", policy, "--history", tmp_path / "h.sqlite")
+    result = run("run", policy, "--history", tmp_path / "h.sqlite")
     assert result.exit_code == 4
     assert "FAILED     " + str(datasets["beta"]) in result.output and "not valid JSON" in result.output
     assert "no such directory" in result.output
@@ -103,7 +103,7 @@ def test_a_locked_dataset_is_skipped_not_waited_on(area):
     before = tree_state(datasets["alpha"])
     policy = write_policy(tmp_path / "p.yaml", f"version: 1\ndatasets:\n  - paths: ['{datasets['alpha']}', '{datasets['beta']}']\n    mode: delete\n")
     with RunLock(str(datasets["alpha"] / ".fmriprep-cleanup")):
-        result = run("run", "--config", policy, "--history", tmp_path / "h.sqlite")
+        result = run("run", policy, "--history", tmp_path / "h.sqlite")
     assert result.exit_code == 3
     assert "SKIPPED" in result.output and "another fmriprep-cleanup run is working on this dataset" in result.output
     assert tree_state(datasets["alpha"]) == before
@@ -114,11 +114,11 @@ def test_thresholds_are_honoured(area):
     tmp_path, datasets = area
     before = tree_state(datasets["alpha"])
     high = write_policy(tmp_path / "high.yaml", f"version: 1\ndatasets:\n  - paths: ['{datasets['alpha']}']\n    mode: delete\n    threshold: {{bytes: 1GB}}\n")
-    result = run("run", "--config", high, "--history", tmp_path / "h.sqlite")
+    result = run("run", high, "--history", tmp_path / "h.sqlite")
     assert result.exit_code == 3 and "below the threshold" in result.output
     assert tree_state(datasets["alpha"]) == before
     by_share = write_policy(tmp_path / "share.yaml", f"version: 1\ndatasets:\n  - paths: ['{datasets['alpha']}']\n    mode: delete\n    threshold: {{share: 0.01}}\n")
-    result = run("run", "--config", by_share, "--history", tmp_path / "h.sqlite")
+    result = run("run", by_share, "--history", tmp_path / "h.sqlite")
     assert result.exit_code == 0 and not (datasets["alpha"] / "work" / "fmriprep_25_0_wf").exists()
 
 
@@ -127,7 +127,7 @@ def test_running_subject_is_untouched(area):
     build_dataset(tmp_path / "busy", subjects=("01", "02"))
     os.utime(tmp_path / "busy/work/fmriprep_25_0_wf/sub_02_wf/node3/out.nii.gz", None)  # still being written
     policy = write_policy(tmp_path / "p.yaml", f"version: 1\ndatasets:\n  - paths: ['{tmp_path / 'busy'}']\n    mode: delete\n")
-    result = run("run", "--config", policy, "--history", tmp_path / "h.sqlite")
+    result = run("run", policy, "--history", tmp_path / "h.sqlite")
     assert result.exit_code == 0, result.output  # the rules keep a running subject's working directory
     assert len(list((tmp_path / "busy/work/fmriprep_25_0_wf/sub_02_wf").rglob("*.gz"))) == 5
     assert not (tmp_path / "busy/work/fmriprep_25_0_wf/sub_01_wf").exists()
@@ -149,7 +149,7 @@ def test_malformed_policy_is_rejected_before_anything_runs(area, text, message):
     tmp_path, datasets = area
     before = tree_state(datasets["alpha"])
     policy = write_policy(tmp_path / "p.yaml", text + f"  - paths: ['{datasets['alpha']}']\n    mode: delete\n" if "datasets: []" not in text else text)
-    result = run("run", "--config", policy, "--history", tmp_path / "h.sqlite")
+    result = run("run", policy, "--history", tmp_path / "h.sqlite")
     assert result.exit_code == 2
     import re
     assert re.search(message, result.output), result.output
@@ -260,7 +260,7 @@ def test_schedule_print_fills_in_absolute_paths(area, kind, expected):
     assert result.exit_code == 0, result.output
     assert expected in result.output
     if kind != "--systemd-timer":  # the timer only starts the service
-        assert f"run --config {tmp_path / 'hygiene.yaml'} --log {tmp_path / 'hygiene.log.jsonl'}" in result.output
+        assert f"run {tmp_path / 'hygiene.yaml'} --log {tmp_path / 'hygiene.log.jsonl'}" in result.output
     broken = write_policy(tmp_path / "broken.yaml", "version: 1\n")
     assert run("schedule", "print", kind, "--config", broken).exit_code == 2
 
@@ -274,7 +274,7 @@ def test_clean_and_run_record_the_same_carbon_for_the_same_dataset(tmp_path):
     assert run("clean", by_hand, "--rules", rules, "--mode", "delete", "--yes", "--history", history).exit_code == 0
     policy = write_policy(tmp_path / "p.yaml", f"version: 1\ndatasets:\n  - paths: ['{by_policy}']\n    rules: ['{rules}']\n"
                                                "    mode: delete\n")
-    assert run("run", "--config", policy, "--history", history).exit_code == 0
+    assert run("run", policy, "--history", history).exit_code == 0
     hand, scheduled = History(str(history)).runs()
     assert hand["bytes"] == scheduled["bytes"] > 0
     assert hand["kgco2e_per_year"] == scheduled["kgco2e_per_year"] > 0
@@ -291,3 +291,27 @@ def test_schedule_print_emits_exactly_one_submit_ready_recipe(area):
     assert both.exit_code == 2 and "exactly one" in both.output and both.output.count("\n") == 1
     old = run("schedule", "print", "--slurm", "--config", tmp_path / "hygiene.yaml")
     assert old.exit_code == 2 and "--scrontab or --sbatch" in old.output
+
+
+def test_old_spellings_still_work_for_one_release_with_a_note(area):
+    tmp_path, datasets = area
+    policy = write_policy(tmp_path / "p.yaml", f"version: 1\ndatasets:\n  - paths: ['{datasets['alpha']}']\n    mode: dry-run\n")
+    old = run("run", "--config", policy, "--history", tmp_path / "h.sqlite")
+    new = run("run", policy, "--history", tmp_path / "h.sqlite")
+    assert old.exit_code == new.exit_code == 0 and old.stdout == new.stdout
+    assert "deprecated: run --config FILE is now run FILE" in old.stderr and "deprecated" not in new.stderr
+    both = run("run", policy, "--config", policy)
+    assert both.exit_code == 2 and "give the policy file once" in both.output
+    assert run("run").exit_code == 2
+
+
+def test_prune_acts_only_with_mode_delete_and_asks_without_yes(tmp_path):
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    no_terminal = run("archives", "prune", archives, "--older-than", "1y", "--mode", "delete")
+    assert no_terminal.exit_code == 2 and "--mode delete needs --yes when there is no terminal" in no_terminal.output
+    old = run("archives", "prune", archives, "--older-than", "1y", "--yes", "--history", tmp_path / "h.sqlite")
+    assert old.exit_code == 0 and "Removed 0 run(s)" in old.stdout
+    assert "deprecated: archives prune --yes (remove them) is now --mode delete --yes" in old.stderr
+    dry = run("archives", "prune", archives, "--older-than", "1y")
+    assert dry.exit_code == 0 and "Would remove 0 run(s)" in dry.stdout and "--mode delete removes them" in dry.stdout

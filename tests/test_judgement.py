@@ -274,7 +274,7 @@ def test_stale_after_from_the_option_the_rule_file_and_the_policy(legacy, tmp_pa
     policy = tmp_path / "policy.yaml"
     policy.write_text(f"version: 1\ndatasets:\n  - paths: [{legacy}]\n    mode: dry-run\n    stale_after: 2y\n")
     before = files_below(legacy)
-    result = run("run", "--config", policy, "--history", tmp_path / "h.sqlite")
+    result = run("run", policy, "--history", tmp_path / "h.sqlite")
     # sub-01's cache (488.3 KiB) and the fsaverage5 copy: sub-02's failed run is not stale under this policy
     assert result.exit_code == 0 and "would remove 2 files (488.7 KiB)" in result.output
     assert files_below(legacy) == before

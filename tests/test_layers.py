@@ -120,7 +120,7 @@ def test_a_policy_run_and_the_same_clean_plan_the_same_files_and_record_the_same
     cleaned = [row._replace(dev=0, ino=0, ctime=0, mtime=0) for row in open_plan(str(by_clean))]
     assert planned == cleaned and planned  # every line: action, category, rule, size, path
     assert cli("clean", by_clean, "--mode", "delete", "--yes", "--history", tmp_path / "clean.sqlite").exit_code == 0
-    assert cli("run", "--config", policy, "--history", tmp_path / "policy.sqlite").exit_code == 0
+    assert cli("run", policy, "--history", tmp_path / "policy.sqlite").exit_code == 0
     mine, theirs = history_row(tmp_path / "clean.sqlite"), history_row(tmp_path / "policy.sqlite")
     assert theirs["rules"] == "default,workdir-only"  # the pipeline's own default, as clean without --rules
     assert {**theirs, "dataset": mine["dataset"]} == mine
@@ -131,7 +131,7 @@ def test_the_policy_log_and_the_clean_summary_are_one_result_shape(tmp_path):
     policy = tmp_path / "policy.yaml"
     policy.write_text(f"version: 1\ndatasets:\n  - paths: ['{out}']\n    mode: dry-run\n")
     log = tmp_path / "log.jsonl"
-    assert cli("run", "--config", policy, "--log", log).exit_code == 0
+    assert cli("run", policy, "--log", log).exit_code == 0
     logged = json.loads(log.read_text().splitlines()[0])
     summary = json.loads(cli("clean", out, "--format", "json").stdout)
     assert logged["results"] == summary["results"]

@@ -163,7 +163,7 @@ def test_a_policy_run_cleans_other_pipelines_too(tmp_path):
     xcp_d, xcp_d_work = build(tmp_path / "x", "xcp_d")
     policy = tmp_path / "hygiene.yaml"
     policy.write_text(f"version: 1\ndatasets:\n  - paths: [{qsiprep}, {xcp_d}]\n    mode: delete\n")
-    result = run("run", "--config", policy, "--log", tmp_path / "log.jsonl")
+    result = run("run", policy, "--log", tmp_path / "log.jsonl")
     assert result.exit_code == 0, result.output
     assert not list(qsiprep_work.rglob("out.*")) and not list(xcp_d_work.rglob("out.*"))  # finished: caches gone
     assert (qsiprep / "sub-01/dwi/sub-01_space-ACPC_desc-preproc_dwi.nii.gz").exists()  # outputs stay

@@ -63,7 +63,7 @@ def write_policy(path, text):
 def test_an_unquoted_label_in_a_policy_is_an_error_with_line_and_fix(project, tmp_path, key):
     policy = write_policy(tmp_path / "p.yaml", f"version: 1\ndatasets:\n  - paths: [{project}]\n    mode: dry-run\n"
                                                 f"    {key}: [01, 03]\n")
-    result = run("run", "--config", policy)
+    result = run("run", policy)
     assert result.exit_code == 2, result.output
     assert f"{policy}:5:" in result.output and '"01"' in result.output and "number" in result.output
 
@@ -81,7 +81,7 @@ def test_a_policy_label_that_matches_no_subject_fails_that_dataset(project, tmp_
     policy = write_policy(tmp_path / "p.yaml", f'version: 1\ndatasets:\n  - paths: [{project}]\n    mode: delete\n'
                                                 f'    exclude_participant_labels: ["3"]\n')
     before = files_under(project)
-    result = run("run", "--config", policy)
+    result = run("run", policy)
     assert result.exit_code == 4, result.output
     assert "sub-3" in result.output and "01, 02, 03" in result.output
     assert files_under(project) == before

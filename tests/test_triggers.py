@@ -72,7 +72,7 @@ def test_an_85_percent_trigger_does_nothing_at_62_percent(tmp_path):
     out, policy = policy_with_usage(tmp_path, 62)
     before = sorted(out.rglob("*"))
     log = tmp_path / "log.jsonl"
-    result = cli("run", "--config", policy, "--log", log, "--history", tmp_path / "h.sqlite")
+    result = cli("run", policy, "--log", log, "--history", tmp_path / "h.sqlite")
     assert result.exit_code == 0, result.output
     assert sorted(out.rglob("*")) == before
     line = json.loads(log.read_text().splitlines()[0])
@@ -86,7 +86,7 @@ def test_an_85_percent_trigger_does_nothing_at_62_percent(tmp_path):
 def test_an_85_percent_trigger_acts_at_90_percent(tmp_path):
     out, policy = policy_with_usage(tmp_path, 90)
     log = tmp_path / "log.jsonl"
-    result = cli("run", "--config", policy, "--log", log, "--history", tmp_path / "h.sqlite")
+    result = cli("run", policy, "--log", log, "--history", tmp_path / "h.sqlite")
     assert result.exit_code == 0, result.output
     assert not list(out.glob("work/fmriprep_23_2_wf/sub_01_wf/node*/out.nii.gz"))
     line = json.loads(log.read_text().splitlines()[0])
@@ -99,7 +99,7 @@ def test_an_85_percent_trigger_acts_at_90_percent(tmp_path):
 def test_a_quota_command_that_fails_changes_nothing(tmp_path):
     out, policy = policy_with_usage(tmp_path, 0, command=f"{sys.executable} -c \"import sys; sys.exit('no quota')\"")
     before = sorted(out.rglob("*"))
-    result = cli("run", "--config", policy, "--history", tmp_path / "h.sqlite")
+    result = cli("run", policy, "--history", tmp_path / "h.sqlite")
     assert result.exit_code == 2 and "trigger: " in result.output and "failed (exit 1): no quota" in result.output
     assert sorted(out.rglob("*")) == before
 
@@ -114,7 +114,7 @@ def test_a_run_stops_once_usage_is_below_stop_below(tmp_path):
     policy.write_text(f"version: 1\ndatasets:\n  - paths: ['{first}', '{second}']\n    mode: delete\n    min_age: 1h\n"
                       f"    trigger: {{usage: {{command: '{sys.executable} {script}'}}, start_above: 85%, stop_below: 75%}}\n")
     log = tmp_path / "log.jsonl"
-    assert cli("run", "--config", policy, "--log", log, "--history", tmp_path / "h.sqlite").exit_code == 0
+    assert cli("run", policy, "--log", log, "--history", tmp_path / "h.sqlite").exit_code == 0
     lines = [json.loads(line) for line in log.read_text().splitlines()[:2]]
     assert lines[0]["dataset"] == str(first) and lines[0]["files"] > 0
     assert lines[1]["dataset"] == str(second) and lines[1]["reason"].startswith("stopped: ") and "70% full" in lines[1]["reason"]

@@ -78,7 +78,7 @@ def test_1_a_planted_journal_never_makes_recovery_remove_anything(tmp_path, how)
                       "20200101-000001_feedbeef.jsonl")
         policy = tmp_path / "policy.yaml"
         policy.write_text(f"version: 1\ndatasets:\n  - paths: ['{out}']\n    mode: delete\n")
-        result = cli("run", "--config", policy, "--history", tmp_path / "h.sqlite")
+        result = cli("run", policy, "--history", tmp_path / "h.sqlite")
     assert snapshot(elsewhere) == before
     assert "not sealed with your key" in result.output, result.output
 
@@ -129,17 +129,17 @@ def test_2_prune_removes_only_archive_runs_it_wrote_never_the_folder_given(tmp_p
     write(folder / "projectA" / "run.json", json.dumps({"run": "projectA", "roots": {}}).encode(), OLD)
     write(folder / "projectA" / "data" / "results.csv", b"a,b\n1,2\n", OLD)
     before = snapshot(tmp_path)
-    result = cli("archives", "prune", folder, "--older-than", "1y", "--yes", "--history", tmp_path / "h.sqlite")
+    result = cli("archives", "prune", folder, "--older-than", "1y", "--mode", "delete", "--yes", "--history", tmp_path / "h.sqlite")
     assert (folder / "projectA" / "data" / "results.csv").read_bytes() == b"a,b\n1,2\n"
     assert "cannot prove it wrote" in result.output, result.output
     named = folder / "20200101-000000_deadbeef"  # named as the tool names runs, run.json planted
     write(named / "run.json", json.dumps({"run": named.name, "roots": {}}).encode(), OLD)
     write(named / "sub-01.tar", b"not an archive", OLD)
-    result = cli("archives", "prune", folder, "--older-than", "1y", "--yes", "--history", tmp_path / "h.sqlite")
+    result = cli("archives", "prune", folder, "--older-than", "1y", "--mode", "delete", "--yes", "--history", tmp_path / "h.sqlite")
     assert (named / "sub-01.tar").exists() and "not sealed" in result.output, result.output
     write(folder / "run.json", json.dumps({"run": "x", "roots": {}}).encode(), OLD)
     before = snapshot(tmp_path)
-    result = cli("archives", "prune", folder, "--older-than", "1y", "--yes", "--history", tmp_path / "h.sqlite")
+    result = cli("archives", "prune", folder, "--older-than", "1y", "--mode", "delete", "--yes", "--history", tmp_path / "h.sqlite")
     assert result.exit_code == 3 and "the folder given" in result.output, result.output
     assert folder.is_dir() and snapshot(tmp_path) == before | {k: v for k, v in snapshot(tmp_path).items()
                                                                if k.endswith(("h.sqlite", "prune-journal.jsonl"))}
@@ -149,7 +149,7 @@ def test_2_prune_removes_only_archive_runs_it_wrote_never_the_folder_given(tmp_p
 def test_2_a_pruning_leftover_is_finished_only_when_it_is_an_archive_run(tmp_path):
     folder = tmp_path / "archives"
     write(folder / "mine.pruning" / "thesis.tex", b"chapter 1")
-    result = cli("archives", "prune", folder, "--older-than", "1y", "--yes", "--history", tmp_path / "h.sqlite")
+    result = cli("archives", "prune", folder, "--older-than", "1y", "--mode", "delete", "--yes", "--history", tmp_path / "h.sqlite")
     assert (folder / "mine.pruning" / "thesis.tex").read_bytes() == b"chapter 1", result.output
 
 
@@ -165,7 +165,7 @@ def archived_project(tmp_path, fmt="tar", **kwargs):
 
 def test_2_prune_still_removes_its_own_old_runs(tmp_path):
     out, archives, run = archived_project(tmp_path)
-    result = cli("archives", "prune", archives, "--older-than", "0", "--yes", "--history", tmp_path / "h.sqlite")
+    result = cli("archives", "prune", archives, "--older-than", "0", "--mode", "delete", "--yes", "--history", tmp_path / "h.sqlite")
     assert result.exit_code == 0, result.output
     assert not run.exists() and archives.is_dir()
 
@@ -261,7 +261,7 @@ def test_5_a_symlinked_prune_journal_is_not_appended_to(tmp_path):
     target = tmp_path / "victim.txt"
     target.write_bytes(b"do not append")
     (archives / "prune-journal.jsonl").symlink_to(target)
-    result = cli("archives", "prune", archives, "--older-than", "0", "--yes", "--history", tmp_path / "h.sqlite")
+    result = cli("archives", "prune", archives, "--older-than", "0", "--mode", "delete", "--yes", "--history", tmp_path / "h.sqlite")
     assert target.read_bytes() == b"do not append"
     assert result.exit_code == 2 and run.exists(), result.output
 
@@ -591,7 +591,7 @@ def planted_cases(tmp_path, out, archives, run, elsewhere):
 
     def prune_journal():
         (archives / "prune-journal.jsonl").symlink_to(elsewhere / "file")
-        return ["archives", "prune", archives, "--older-than", "0", "--yes", "--history", tmp_path / "h.sqlite"]
+        return ["archives", "prune", archives, "--older-than", "0", "--mode", "delete", "--yes", "--history", tmp_path / "h.sqlite"]
 
     return {"journal": journal, "manifest": manifest, "run.json": run_json, "verify.json": verify_json,
             "partial": partial, "history": history, "state folder": state_folder, "prune journal": prune_journal}

@@ -234,18 +234,36 @@ def archives_verify(directory: str, fmt: str, history_path: str | None) -> None:
 @archives.command("prune")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=str))
 @click.option("--older-than", required=True, metavar="DURATION", help="Remove runs archived longer ago (e.g. 5y).")
-@click.option("--yes", "-y", is_flag=True, help="Remove them (default: a dry run that says what would go).")
+@click.option("--mode", type=click.Choice(["dry-run", "delete"]), default=None,
+              help="dry-run (default): say what would go; delete: remove them, as clean --mode does.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--history", "history_path", type=click.Path(dir_okay=False, path_type=str),
               help="Run history database (default: $XDG_STATE_HOME/fmriprep-cleanup/history.sqlite).")
-def archives_prune(directory: str, older_than: str, yes: bool, fmt: str, history_path: str | None) -> None:
-    """Remove the archive runs older than --older-than, each whole (dry run unless --yes).
+def archives_prune(directory: str, older_than: str, mode: str | None, yes: bool, fmt: str,
+                   history_path: str | None) -> None:
+    """Remove the archive runs older than --older-than, each whole (a dry run unless --mode delete).
 
     \b
     Examples:
       fmriprep-cleanup archives prune /archive/ds003752 --older-than 5y
-      fmriprep-cleanup archives prune /archive/ds003752 --older-than 5y --yes
+      fmriprep-cleanup archives prune /archive/ds003752 --older-than 5y --mode delete --yes
     """
+    if mode is None and yes:  # --yes alone used to mean "remove them"
+        common.deprecated("archives prune --yes (remove them)", "--mode delete --yes")
+        mode = "delete"
+    mode = mode or "dry-run"
+    if mode == "delete" and not yes:
+        if not common.interactive():
+            raise CleanupError("--mode delete needs --yes when there is no terminal to confirm on")
+        from ..api import archives as preview
+        from .common import duration as parse_duration
+        planned = preview("prune", directory, parse_duration("--older-than", older_than), False, history_path)
+        if not planned["runs"] or not click.confirm(f"Remove {len(planned['runs'])} archive run(s) whole?",
+                                                    default=False, err=True):
+            click.echo("Nothing was changed.", err=True)
+            return
+    yes = mode == "delete"
     from ..api import archives as manage
     from ..report.people import size
     from .common import duration
@@ -261,7 +279,7 @@ def archives_prune(directory: str, older_than: str, yes: bool, fmt: str, history
         text += [f"  {row['path']}: {row['reason']}" for row in data["refused"]]
     text += [f"problem: {problem}" for problem in data["problems"]]
     if data["dry_run"]:
-        text.append("Dry run: nothing was changed (--yes removes them).")
+        text.append("Dry run: nothing was changed (--mode delete removes them).")
     _archives_output(data, fmt, "\n".join(text) + "\n")
     if data["refused"] or data["problems"]:
         sys.exit(EXIT_INCOMPLETE)  # done, but some folder was not pruned (or could not be read): said above

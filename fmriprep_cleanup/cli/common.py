@@ -203,13 +203,22 @@ class Progress:
         self._next = self._clock()  # the first line at once: a sign of life from the start
         self._shown = False
         self._phase = ""  # a new phase is drawn at once
+        self._where = ""  # the dataset being scanned, when there are several (audit)
 
     def __call__(self, files: int, nbytes: int) -> None:
         """The scan read another folder of ``files`` files and ``nbytes`` bytes."""
         self.files += files
         self.bytes += nbytes
         if self._due("scanning"):
-            self._draw(f"scanning: {self._counted(self.files, self.bytes)}")
+            self._draw(f"scanning{self._where}: {self._counted(self.files, self.bytes)}")
+
+    def dataset(self, path: str, number: int, total: int) -> None:
+        """An audit starts on dataset ``number`` of ``total``: the next lines name it."""
+        self._where = f" {number}/{total} {path}"
+        self._draw(f"scanning{self._where}")
+
+    def dataset_callback(self) -> Callable[[str, int, int], None] | None:
+        return self.dataset if self.enabled else None
 
     def expect(self, files: int, nbytes: int) -> None:
         """What the acting phases will handle, for their share done and time left."""
@@ -290,6 +299,12 @@ def warn(warnings: list[str]) -> None:
     """Warnings go to stderr, one line each, whatever the output format."""
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
+
+
+def deprecated(old: str, new: str) -> None:
+    """An old spelling still works for one release, said once on stderr (CHANGELOG.md lists them)."""
+    click.echo(f"fmriprep-cleanup: deprecated: {old} is now {new}; the old spelling goes in the next release",
+               err=True)
 
 
 def write_output(text_or_writer: str | Callable[[IO[str]], object], output: str | None) -> None:

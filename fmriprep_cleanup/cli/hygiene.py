@@ -12,6 +12,7 @@ from .common import (
     CleanupGroup,
     Progress,
     command_line,
+    deprecated,
     energy_options,
     energy_overrides,
     parse_path_maps,
@@ -80,7 +81,8 @@ def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, 
     try:
         data = audit_roots(roots, rule_refs, jobs,
                            energy_overrides(storage_profile, pue, copies, carbon_intensity, country),
-                           progress.callback(), parse_path_maps(path_maps), command_line(), from_scan, scan_format)
+                           progress.callback(), parse_path_maps(path_maps), command_line(), from_scan, scan_format,
+                           progress.dataset_callback())
     finally:
         progress.done()
     if fmt == "html":
@@ -97,28 +99,36 @@ def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, 
 
 
 @click.command("run")
-@click.option("--config", "config", required=True, type=click.Path(dir_okay=False, path_type=str),
-              help="The policy file (YAML): which datasets, which rules, which mode.")
+@click.argument("policy", required=False, type=click.Path(dir_okay=False, path_type=str))
+@click.option("--config", "config", hidden=True, type=click.Path(dir_okay=False, path_type=str),
+              help="Deprecated: give the policy file as the argument.")
 @click.option("--log", "log", type=click.Path(dir_okay=False, path_type=str),
               help="Append one JSON object per dataset, and a final summary, to FILE.")
 @click.option("--history", "history_path", type=click.Path(dir_okay=False, path_type=str),
               help="Run history database (default: the policy's history:, else $XDG_STATE_HOME/fmriprep-cleanup/history.sqlite).")
 @click.option("--record", is_flag=True, help="Record dry runs in the history too.")
-def run_policy(config: str, log: str | None, history_path: str | None, record: bool) -> None:
-    """Execute a storage-hygiene policy unattended (cron, systemd, Slurm): never prompts.
+def run_policy(policy: str | None, config: str | None, log: str | None, history_path: str | None,
+               record: bool) -> None:
+    """Execute the storage-hygiene POLICY file (YAML: which datasets, which rules, which mode) unattended (cron,
+    systemd, Slurm): never prompts.
 
     Exit codes: 0 all datasets done; 2 the policy file is invalid (nothing ran); 3 some dataset was skipped
     (locked by another run) or had files skipped; 4 some dataset failed.
 
     \b
     Examples:
-      fmriprep-cleanup run --config hygiene.yaml --log /var/log/fmriprep-cleanup.jsonl
+      fmriprep-cleanup run hygiene.yaml --log /var/log/fmriprep-cleanup.jsonl
       fmriprep-cleanup schedule print --cron --config hygiene.yaml
     """
     from ..api import run_policy as run_policy_file
     from ..report.text import render_policy_run
 
-    results, code = run_policy_file(config, log, history_path, record)  # an invalid policy: refused before the log
+    if config is not None:
+        deprecated("run --config FILE", "run FILE")
+    path = policy or config
+    if path is None or (policy is not None and config is not None):
+        raise click.UsageError("give the policy file once: fmriprep-cleanup run POLICY")
+    results, code = run_policy_file(path, log, history_path, record)  # an invalid policy: refused before the log
     text, warnings = render_policy_run(results)
     sys.stdout.write(text)
     warn(warnings)

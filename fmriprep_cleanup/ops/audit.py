@@ -216,8 +216,8 @@ class AuditRow:
 
 def audit(roots: list[str], ruleset: RuleSet, model: Assumptions, jobs: int | None = None,
           progress: Callable[[int, int], None] | None = None, path_map: PathMap = (),
-          shard: tuple[int, int] | None = None, scan: tuple[str, str | None] | None = None
-          ) -> tuple[list[AuditRow], list[str], list[str]]:
+          shard: tuple[int, int] | None = None, scan: tuple[str, str | None] | None = None,
+          announce: Callable[[str, int, int], None] | None = None) -> tuple[list[AuditRow], list[str], list[str]]:
     """Scan every dataset below ``roots``; rows sorted by reclaimable bytes, largest first. Also the warnings,
     and the folders that looked like a dataset but could not be read (a broken or planted file).
     ``path_map``: (container path, host path) pairs for paths the runs recorded inside a container;
@@ -242,7 +242,9 @@ def audit(roots: list[str], ruleset: RuleSet, model: Assumptions, jobs: int | No
         datasets = sorted(datasets, key=lambda dataset: dataset.path)[shard[0]::shard[1]]
     if scan is not None:
         scan_list = read_scan_list(*scan, [root.path for dataset in datasets for root in dataset.scan_roots])
-    for dataset in datasets:
+    for number, dataset in enumerate(datasets, start=1):
+        if announce is not None:  # the progress line names the dataset being scanned
+            announce(dataset.path, number, len(datasets))
         plan = with_jobs(build_plan(dataset, ruleset), jobs)
         if scan_list is not None:
             unlisted = [root.path for root in dataset.scan_roots if not scan_list.covers(root.path)]

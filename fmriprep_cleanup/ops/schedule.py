@@ -39,7 +39,7 @@ def shell(words: Iterable[str]) -> str:
 
 def command_line(config: str, log: str) -> str:
     """The run command as a scheduler must spell it: absolute paths, no reliance on $PATH, quoted for a shell."""
-    return shell(program() + ["run", "--config", config, "--log", log])
+    return shell(program() + ["run", config, "--log", log])
 
 
 def cron(config: str, log: str) -> str:
