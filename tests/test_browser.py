@@ -166,7 +166,7 @@ def test_the_report_has_a_subject_table_and_labels_what_bars_show(browser, site)
         ".map(t => [t.lastChild.textContent, t.querySelector('title').textContent])")
     assert any(shown != full for shown, full in folder_labels)  # the long ones are shortened...
     for shown, full in folder_labels:  # ...to whole folders at the end of the path, the full path on hover
-        assert shown == full or (shown.startswith("…/") and full.endswith(shown[1:]) and len(shown) <= 48)
+        assert shown == full or (shown.startswith("…/") and full.endswith(shown.rsplit("…/", 1)[-1]) and len(shown) <= 48)
     values = browser.execute_script(
         "return Array.from(document.querySelectorAll('svg[aria-label^=\"junk bytes\"] text.value')).map(t => t.textContent)")
     assert values and all(value.endswith(" junk") for value in values)  # sorted by junk, labelled with junk
@@ -183,3 +183,40 @@ def test_the_audit_page_says_when_how_and_on_what_assumptions(browser, site):
     from fmriprep_cleanup import __version__
 
     assert f"fmriprep-cleanup {__version__}" in text and "20" in text  # tool version and date
+
+
+KEY_COLUMNS_OUT_OF_VIEW = """
+const [table, keys] = arguments;
+const headers = Array.from(document.querySelectorAll('#' + table + ' thead th'));
+return keys.filter(key => {
+  const cell = headers.find(th => th.textContent === key);
+  if (!cell) return true;
+  const box = cell.getBoundingClientRect();
+  return box.width === 0 || box.right > window.innerWidth + 1;
+});
+"""
+
+
+def test_key_columns_stay_in_view_on_a_phone(browser, site):
+    tmp_path, out, _ = site
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 390, "height": 900, "deviceScaleFactor": 1, "mobile": True})
+    browser.get(render(tmp_path, "report", out).as_uri())
+    assert browser.execute_script(KEY_COLUMNS_OUT_OF_VIEW, "subjects", ["Subject", "Run status", "Kept", "Junk"]) == []
+    browser.get(render(tmp_path, "audit", tmp_path / "project").as_uri())
+    assert browser.execute_script(KEY_COLUMNS_OUT_OF_VIEW, "datasets", ["Dataset", "On this disk", "Reclaimable"]) == []
+
+
+def test_largest_junk_folder_labels_show_the_subject(browser, site):
+    tmp_path, out, _ = site
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+    browser.get(render(tmp_path, "report", out).as_uri())
+    labels = browser.execute_script(
+        "return Array.from(document.querySelectorAll('svg[aria-label^=\"junk bytes\"] text.label'))"
+        ".map(t => [t.lastChild.textContent, t.querySelector('title').textContent])")
+    assert labels
+    for shown, full in labels:
+        subject = next((part for part in full.split("/") if part.startswith(("sub_", "sub-"))), None)
+        if subject is not None:
+            assert subject in shown, (shown, full)

@@ -449,3 +449,15 @@ def test_every_command_help_shows_examples():
         shown = run(*path, "--help").output
         examples = shown.split("Examples:")[-1] if "Examples:" in shown else ""
         assert examples.count("fmriprep-cleanup ") >= 1, path
+
+
+def test_a_shortened_folder_label_keeps_its_subject():
+    from fmriprep_cleanup.report.html import LABEL_CHARACTERS, short_label
+
+    path = ("ds001/derivatives/fmriprep/work/fmriprep_23_2_wf/sub_01_wf/very_long_workflow_name_wf/"
+            "another_long_node_name_with_details/yet_another_nested_folder_name_3")
+    shown = short_label(path)
+    assert len(shown) <= LABEL_CHARACTERS and "sub_01_wf" in shown and shown.endswith("folder_name_3")
+    assert short_label("ds001/sub-02/anat") == "ds001/sub-02/anat"  # short enough: as it is
+    beside = short_label("ds001/derivatives/fmriprep/work/fmriprep_23_2_wf/sub_01_wf/a_rather_long_node_name_here")
+    assert beside == "…/sub_01_wf/a_rather_long_node_name_here"  # the subject right before the tail: no gap

@@ -41,12 +41,22 @@ def _environment() -> jinja2.Environment:
 
 
 def short_label(label: str, limit: int = LABEL_CHARACTERS) -> str:
-    """``label`` in at most ``limit`` characters. A path keeps its last folders whole, as many as fit, after
-    "…/" (the end of a path is what tells folders apart); anything else keeps its end after "…"."""
+    """``label`` in at most ``limit`` characters. A path keeps its subject's folder (sub-01, sub_01_wf) and its
+    last folders whole, as many as fit, with "…" for what is left out (the subject and the end of a path are what
+    tell folders apart); anything else keeps its end after "…"."""
     if len(label) <= limit:
         return label
     parts = label.split("/")
-    kept: list[str] = []
+    at = next((i for i, part in enumerate(parts) if part.startswith(("sub-", "sub_"))), None)
+    if at is not None and at < len(parts) - 1:
+        head = ("…/" if at else "") + parts[at] + "/"
+        tail = parts[at + 1:]
+        kept: list[str] = []
+        while tail and len(head + "…/" + "/".join([tail[-1], *kept])) <= limit:
+            kept.insert(0, tail.pop())
+        if kept:
+            return head + ("…/" if tail else "") + "/".join(kept)
+    kept = []
     while parts and len("…/" + "/".join([parts[-1], *kept])) <= limit:
         kept.insert(0, parts.pop())
     if kept:
