@@ -357,7 +357,7 @@ def schedule(kind: str, config: str, log: str | None = None) -> str:
 def slurm_array(dataset: str, shards: int, run_dir: str, options: Iterable[str] = (),
                 clean: Iterable[str] | None = None) -> str:
     """The bash script that submits a sharded report of ``dataset`` to Slurm: a job array of ``shards`` tasks
-    and a merge job after them (`schedule print --slurm-array`); ``options``: report options passed on.
+    and a merge job after them (`schedule slurm-array`); ``options``: report options passed on.
     ``clean``: clean's options (["--mode", "delete"]): the array cleans, shard by shard, then the shared files."""
     from .ops.schedule import slurm_array as array_script
 

@@ -249,20 +249,20 @@ def test_a_version_1_history_migrates_forward_keeping_its_rows(tmp_path):
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
 
 
-@pytest.mark.parametrize("kind, expected", [("--cron", "17 3 * * *"), ("--systemd-service", "ExecStart="),
-                                            ("--systemd-timer", "OnCalendar="), ("--scrontab", "#SCRON"),
-                                            ("--sbatch", "#SBATCH")])
-def test_schedule_print_fills_in_absolute_paths(area, kind, expected):
+@pytest.mark.parametrize("kind, expected", [("cron", "17 3 * * *"), ("systemd-service", "ExecStart="),
+                                            ("systemd-timer", "OnCalendar="), ("scrontab", "#SCRON"),
+                                            ("sbatch", "#SBATCH")])
+def test_schedule_fills_in_absolute_paths(area, kind, expected):
     tmp_path, datasets = area
     write_policy(tmp_path / "hygiene.yaml", f"version: 1\ndatasets:\n  - paths: ['{datasets['alpha']}']\n    mode: dry-run\n")
     os.chdir(tmp_path)
-    result = run("schedule", "print", kind, "--config", "hygiene.yaml")
+    result = run("schedule", kind, "hygiene.yaml")
     assert result.exit_code == 0, result.output
     assert expected in result.output
-    if kind != "--systemd-timer":  # the timer only starts the service
+    if kind != "systemd-timer":  # the timer only starts the service
         assert f"run {tmp_path / 'hygiene.yaml'} --log {tmp_path / 'hygiene.log.jsonl'}" in result.output
     broken = write_policy(tmp_path / "broken.yaml", "version: 1\n")
-    assert run("schedule", "print", kind, "--config", broken).exit_code == 2
+    assert run("schedule", kind, broken).exit_code == 2
 
 
 def test_clean_and_run_record_the_same_carbon_for_the_same_dataset(tmp_path):
@@ -281,16 +281,19 @@ def test_clean_and_run_record_the_same_carbon_for_the_same_dataset(tmp_path):
     assert hand["kwh_per_year"] == scheduled["kwh_per_year"]
 
 
-def test_schedule_print_emits_exactly_one_submit_ready_recipe(area):
+def test_schedule_emits_exactly_one_submit_ready_recipe(area):
     tmp_path, datasets = area
     write_policy(tmp_path / "hygiene.yaml", f"version: 1\ndatasets:\n  - paths: ['{datasets['alpha']}']\n    mode: dry-run\n")
-    script = run("schedule", "print", "--sbatch", "--config", tmp_path / "hygiene.yaml")
-    assert script.output.startswith("#!/bin/bash\n") and "#SCRON" not in script.output  # sbatch can take it as is
-    assert "#SBATCH" not in run("schedule", "print", "--scrontab", "--config", tmp_path / "hygiene.yaml").output
+    script = run("schedule", "sbatch", tmp_path / "hygiene.yaml")
+    assert script.stdout.startswith("#!/bin/bash\n") and "#SCRON" not in script.stdout  # sbatch can take it as is
+    assert "#SBATCH" not in run("schedule", "scrontab", tmp_path / "hygiene.yaml").stdout
+    old = run("schedule", "print", "--sbatch", "--config", tmp_path / "hygiene.yaml")  # the old spelling, one release
+    assert old.exit_code == 0 and old.stdout == script.stdout
+    assert "deprecated: schedule print --KIND --config FILE is now schedule KIND FILE" in old.stderr
     both = run("schedule", "print", "--cron", "--sbatch", "--config", tmp_path / "hygiene.yaml")
-    assert both.exit_code == 2 and "exactly one" in both.output and both.output.count("\n") == 1
+    assert both.exit_code == 2 and "exactly one" in both.stderr
     old = run("schedule", "print", "--slurm", "--config", tmp_path / "hygiene.yaml")
-    assert old.exit_code == 2 and "--scrontab or --sbatch" in old.output
+    assert old.exit_code == 2 and "scrontab or sbatch" in old.output
 
 
 def test_old_spellings_still_work_for_one_release_with_a_note(area):

@@ -440,6 +440,8 @@ def test_every_command_help_shows_examples():
 
     def commands(group, prefix):
         for name, command in group.commands.items():
+            if command.hidden:  # an old spelling, kept for one release
+                continue
             if hasattr(command, "commands"):
                 yield from commands(command, prefix + [name])
             else:

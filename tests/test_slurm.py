@@ -79,7 +79,7 @@ def five_subjects(root: Path) -> tuple[Path, Path]:
 def submit(tmp_path: Path, *options: str) -> Path:
     """Print the array recipe, run it, and wait for the last job's report; returns the run folder."""
     run_dir = tmp_path / "run"
-    script = CliRunner().invoke(cli, ["schedule", "print", "--shards", "3", "--run-dir", str(run_dir), *options])
+    script = CliRunner().invoke(cli, ["schedule", "slurm-array", *options, "--shards", "3", "--run-dir", str(run_dir)])
     assert script.exit_code == 0, script.output
     (tmp_path / "submit.sh").write_text(script.stdout)
     submitted = subprocess.run(["bash", str(tmp_path / "submit.sh")], capture_output=True, text=True, timeout=60)
@@ -98,7 +98,7 @@ def submit(tmp_path: Path, *options: str) -> Path:
 
 def test_the_slurm_array_and_its_merge_give_the_unsharded_report(slurm, tmp_path):
     out, work = five_subjects(tmp_path)
-    run_dir = submit(tmp_path, "--slurm-array", str(out), "--work-dir", str(work))
+    run_dir = submit(tmp_path, str(out), "--work-dir", str(work))
     assert sorted(path.name for path in run_dir.glob("partial-*.json")) == [f"partial-{k}.json" for k in (1, 2, 3)]
     merged = json.loads((run_dir / "report.json").read_text())
     whole = json.loads(CliRunner().invoke(cli, ["report", str(out), "--work-dir", str(work),
@@ -119,7 +119,7 @@ def test_a_slurm_array_cleans_shard_by_shard_then_the_shared_files(slurm, tmp_pa
     twin, twin_work = five_subjects(tmp_path / "whole")
     whole = CliRunner().invoke(cli, ["clean", str(twin), "--work-dir", str(twin_work), "--mode", "delete", "--yes"])
     assert whole.exit_code == 0, whole.output
-    run_dir = submit(tmp_path, "--slurm-array", str(out), "--work-dir", str(work), "--clean", "delete")
+    run_dir = submit(tmp_path, str(out), "--work-dir", str(work), "--clean", "delete")
     summaries = [json.loads((run_dir / f"clean-{k}.json").read_text()) for k in (1, 2, 3)]
     assert [summary["files"] for summary in summaries] == [2, 2, 1]  # sub-01 and 04, 02 and 05, 03
     assert json.loads((run_dir / "clean-shared.json").read_text())["files"] == 1  # d3.js, once all were done

@@ -296,12 +296,12 @@ def test_6_a_path_with_a_newline_is_refused_by_every_recipe(tmp_path, where):
     hostile.mkdir()
     dataset = hostile if where == "dataset" else out
     run_dir = hostile / "run" if where == "run-dir" else tmp_path / "run"
-    result = cli("schedule", "print", "--slurm-array", dataset, "--shards", "2", "--run-dir", run_dir)
+    result = cli("schedule", "slurm-array", dataset, "--shards", "2", "--run-dir", run_dir)
     assert result.exit_code == 2 and "newline" in result.output, result.output
     policy = tmp_path / "a\nb.yaml"
     policy.write_text(f"datasets:\n  - path: {out}\n")
-    for kind in ("--cron", "--sbatch", "--scrontab", "--systemd-service"):
-        refused = cli("schedule", "print", kind, "--config", policy)
+    for kind in ("cron", "sbatch", "scrontab", "systemd-service"):
+        refused = cli("schedule", kind, policy)
         assert refused.exit_code == 2 and "newline" in refused.output, (kind, refused.output)
 
 
@@ -310,7 +310,7 @@ def test_6_quotes_and_dollars_in_paths_stay_data(tmp_path):
     odd = tmp_path / "it's $(touch PWNED) `touch PWNED2` ; a b"
     odd.mkdir()
     run_dir = odd / "run"
-    script = cli("schedule", "print", "--slurm-array", out, "--shards", "2", "--run-dir", run_dir)
+    script = cli("schedule", "slurm-array", out, "--shards", "2", "--run-dir", run_dir)
     assert script.exit_code == 0, script.output
     assert "<<" not in script.stdout  # no heredoc a path could end
     env = {**os.environ, "PATH": f"{fake_sbatch(tmp_path)}:{os.environ['PATH']}"}

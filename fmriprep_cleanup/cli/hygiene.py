@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 import click
 
@@ -118,7 +119,7 @@ def run_policy(policy: str | None, config: str | None, log: str | None, history_
     \b
     Examples:
       fmriprep-cleanup run hygiene.yaml --log /var/log/fmriprep-cleanup.jsonl
-      fmriprep-cleanup schedule print --cron --config hygiene.yaml
+      fmriprep-cleanup schedule cron hygiene.yaml
     """
     from ..api import run_policy as run_policy_file
     from ..report.text import render_policy_run
@@ -186,72 +187,127 @@ def since_time(since: str | None) -> float | None:
 
 @click.group(cls=CleanupGroup)
 def schedule() -> None:
-    """Scheduling recipes for `run --config`, with absolute paths filled in."""
+    """Scheduling recipes, with absolute paths filled in: one per command, ready to save or submit as it is.
+
+    \b
+    Examples:
+      fmriprep-cleanup schedule cron hygiene.yaml
+      fmriprep-cleanup schedule sbatch hygiene.yaml > cleanup.sbatch && sbatch cleanup.sbatch
+      fmriprep-cleanup schedule slurm-array /data/ds/derivatives/fmriprep --shards 16 --run-dir runs/1 > submit.sh
+    """
 
 
-@schedule.command("print")
-@click.option("--cron", is_flag=True, help="A crontab line.")
-@click.option("--systemd-service", is_flag=True, help="The systemd user service (pair it with --systemd-timer).")
-@click.option("--systemd-timer", is_flag=True, help="The systemd user timer that starts the service nightly.")
-@click.option("--scrontab", is_flag=True, help="A Slurm scrontab entry.")
-@click.option("--sbatch", is_flag=True, help="A Slurm batch script, starting with #!/bin/bash.")
-@click.option("--slurm-array", "slurm_array_of", metavar="DATASET",
-              help="A script submitting the report of DATASET as a Slurm job array and a merge job.")
-@click.option("--systemd", "--slurm", "two_recipes", is_flag=True, hidden=True)
-@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=str),
-              help="The policy file the nightly recipes run.")
-@click.option("--log", "log", type=click.Path(dir_okay=False, path_type=str),
-              help="JSON-lines log (default: beside the policy file, .log.jsonl).")
-@click.option("--shards", type=click.IntRange(1, 100_000), default=8, show_default=True,
-              help="With --slurm-array: array tasks (each a share of the subjects).")
-@click.option("--run-dir", type=click.Path(file_okay=False, path_type=str),
-              help="With --slurm-array: where the partial results and the reports go.")
-@click.option("--work-dir", type=click.Path(file_okay=False, path_type=str),
-              help="With --slurm-array: fMRIPrep's working directory, passed to the report.")
-@click.option("--rules", "rule_refs", multiple=True, metavar="NAME|FILE", help="With --slurm-array: rule sets.")
-@click.option("--clean", "clean_mode", type=click.Choice(["dry-run", "archive", "delete"]),
-              help="With --slurm-array: the array cleans in this mode (shard by shard, then the shared files).")
-@click.option("--archive-dir", type=click.Path(file_okay=False, path_type=str),
-              help="With --slurm-array --clean archive: where the archives go.")
+POLICY_RECIPES = {
+    "cron": "A crontab line running POLICY nightly.",
+    "systemd-service": "The systemd user service running POLICY (pair it with `schedule systemd-timer`).",
+    "systemd-timer": "The systemd user timer that starts the service nightly.",
+    "scrontab": "A Slurm scrontab entry running POLICY nightly.",
+    "sbatch": "A Slurm batch script running POLICY, starting with #!/bin/bash.",
+}
+
+
+def _policy_recipe(kind: str, text: str) -> None:
+    """`schedule KIND POLICY [--log FILE]`: the recipe that runs the policy file, one command per kind."""
+
+    @schedule.command(kind, help=f"{text}\n\nThe log is JSON lines, beside the policy file unless --log says.\n\n"
+                                 f"\b\nExamples:\n  fmriprep-cleanup schedule {kind} hygiene.yaml\n"
+                                 f"  fmriprep-cleanup schedule {kind} /project/admin/hygiene.yaml --log /var/log/cleanup.jsonl")
+    @click.argument("policy", type=click.Path(dir_okay=False, path_type=str))
+    @click.option("--log", "log", type=click.Path(dir_okay=False, path_type=str),
+                  help="JSON-lines log (default: beside the policy file, .log.jsonl).")
+    def recipe(policy: str, log: str | None) -> None:
+        from ..api import schedule as schedule_recipe
+
+        sys.stdout.write(schedule_recipe(kind, policy, log))
+
+
+for _kind, _text in POLICY_RECIPES.items():
+    _policy_recipe(_kind, _text)
+
+
+def slurm_array_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options of a sharded report (and clean) as a Slurm job array, defined once."""
+    for option in reversed([
+        click.option("--shards", type=click.IntRange(1, 100_000), default=8, show_default=True,
+                     help="Array tasks (each a share of the subjects)."),
+        click.option("--run-dir", type=click.Path(file_okay=False, path_type=str),
+                     help="Where the partial results and the reports go."),
+        click.option("--work-dir", type=click.Path(file_okay=False, path_type=str),
+                     help="fMRIPrep's working directory, passed to the report."),
+        click.option("--rules", "rule_refs", multiple=True, metavar="NAME|FILE", help="Rule sets."),
+        click.option("--clean", "clean_mode", type=click.Choice(["dry-run", "archive", "delete"]),
+                     help="The array cleans in this mode (shard by shard, then the shared files)."),
+        click.option("--archive-dir", type=click.Path(file_okay=False, path_type=str),
+                     help="With --clean archive: where the archives go."),
+    ]):
+        command = option(command)
+    return command
+
+
+@schedule.command("slurm-array")
+@click.argument("dataset", type=click.Path(file_okay=False, path_type=str))
+@slurm_array_options
+def schedule_slurm_array(dataset: str, shards: int, run_dir: str | None, work_dir: str | None,
+                         rule_refs: tuple[str, ...], clean_mode: str | None, archive_dir: str | None) -> None:
+    """A script submitting the report of DATASET as a Slurm job array and a merge job (and, with --clean, the
+    clean of each shard, then of the shared files).
+
+    \b
+    Examples:
+      fmriprep-cleanup schedule slurm-array /data/ds/derivatives/fmriprep --shards 16 --run-dir runs/1 > submit.sh
+      fmriprep-cleanup schedule slurm-array OUT --shards 16 --run-dir runs/2 --clean delete > clean.sh
+    """
+    _write_slurm_array(dataset, shards, run_dir, work_dir, rule_refs, clean_mode, archive_dir)
+
+
+def _write_slurm_array(dataset: str, shards: int, run_dir: str | None, work_dir: str | None,
+                       rule_refs: tuple[str, ...], clean_mode: str | None, archive_dir: str | None) -> None:
+    from ..api import slurm_array
+
+    if not run_dir:
+        raise CleanupError("a Slurm array needs --run-dir DIR (where the partials and the report go)")
+    options = (["--work-dir", os.path.abspath(work_dir)] if work_dir else []) + \
+        [part for rule in rule_refs for part in ("--rules", rule)]
+    if (archive_dir is not None) != (clean_mode == "archive"):
+        raise CleanupError("--clean archive and --archive-dir DIR go together")
+    clean = None if clean_mode is None else ["--mode", clean_mode] + (
+        ["--archive-dir", os.path.abspath(archive_dir)] if archive_dir else [])
+    sys.stdout.write(slurm_array(dataset, shards, run_dir, options, clean))
+
+
+@schedule.command("print", hidden=True)
+@click.option("--cron", is_flag=True)
+@click.option("--systemd-service", is_flag=True)
+@click.option("--systemd-timer", is_flag=True)
+@click.option("--scrontab", is_flag=True)
+@click.option("--sbatch", is_flag=True)
+@click.option("--slurm-array", "slurm_array_of", metavar="DATASET")
+@click.option("--systemd", "--slurm", "two_recipes", is_flag=True)
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--log", "log", type=click.Path(dir_okay=False, path_type=str))
+@slurm_array_options
 def schedule_print(cron: bool, systemd_service: bool, systemd_timer: bool, scrontab: bool, sbatch: bool,
                    slurm_array_of: str | None, two_recipes: bool, config: str | None, log: str | None, shards: int,
                    run_dir: str | None, work_dir: str | None, rule_refs: tuple[str, ...], clean_mode: str | None,
                    archive_dir: str | None) -> None:
-    """Print one scheduler recipe, ready to save or submit as it is.
-
-    \b
-    Examples:
-      fmriprep-cleanup schedule print --cron --config hygiene.yaml
-      fmriprep-cleanup schedule print --sbatch --config hygiene.yaml > cleanup.sbatch && sbatch cleanup.sbatch
-      fmriprep-cleanup schedule print --slurm-array /data/ds/derivatives/fmriprep --shards 16 --run-dir runs/1 > submit.sh
-      fmriprep-cleanup schedule print --slurm-array OUT --shards 16 --run-dir runs/2 --clean delete > clean.sh
-    """
+    """Deprecated: `schedule print --KIND --config FILE` is `schedule KIND FILE`."""
     from ..api import schedule as schedule_recipe
 
     chosen = [kind for kind, asked in (("cron", cron), ("systemd-service", systemd_service),
                                        ("systemd-timer", systemd_timer), ("scrontab", scrontab),
                                        ("sbatch", sbatch), ("slurm-array", slurm_array_of is not None)) if asked]
     if chosen == ["slurm-array"]:
-        from ..api import slurm_array
-
-        if not run_dir:
-            raise CleanupError("--slurm-array needs --run-dir DIR (where the partials and the report go)")
+        deprecated("schedule print --slurm-array DATASET", "schedule slurm-array DATASET")
         assert slurm_array_of is not None
-        options = (["--work-dir", os.path.abspath(work_dir)] if work_dir else []) + \
-            [part for rule in rule_refs for part in ("--rules", rule)]
-        if (archive_dir is not None) != (clean_mode == "archive"):
-            raise CleanupError("--clean archive and --archive-dir DIR go together")
-        clean = None if clean_mode is None else ["--mode", clean_mode] + (
-            ["--archive-dir", os.path.abspath(archive_dir)] if archive_dir else [])
-        sys.stdout.write(slurm_array(slurm_array_of, shards, run_dir, options, clean))
+        _write_slurm_array(slurm_array_of, shards, run_dir, work_dir, rule_refs, clean_mode, archive_dir)
         return
+    deprecated("schedule print --KIND --config FILE", "schedule KIND FILE")
     if config is None:
         raise CleanupError("--config FILE (the policy to run) is needed for this recipe")
     if two_recipes:
-        raise CleanupError("--systemd and --slurm each have two recipes, one per file: use --systemd-service and "
-                           "--systemd-timer, or --scrontab or --sbatch")
+        raise CleanupError("--systemd and --slurm each have two recipes, one per file: use systemd-service and "
+                           "systemd-timer, or scrontab or sbatch")
     if len(chosen) != 1:
-        raise CleanupError("choose exactly one of --cron, --systemd-service, --systemd-timer, --scrontab, --sbatch, "
-                           "--slurm-array"
-                           + (f" (got {', '.join('--' + kind for kind in chosen)})" if chosen else ""))
+        raise CleanupError("choose exactly one of cron, systemd-service, systemd-timer, scrontab, sbatch, "
+                           "slurm-array" + (f" (got {', '.join('--' + kind for kind in chosen)})" if chosen else ""))
     sys.stdout.write(schedule_recipe(chosen[0], config, log))

@@ -53,7 +53,7 @@ def _systemd_escape(text: str) -> str:
 
 
 def systemd_service(config: str, log: str) -> str:
-    return f"""# Save as ~/.config/systemd/user/fmriprep-cleanup.service (its timer: schedule print --systemd-timer)
+    return f"""# Save as ~/.config/systemd/user/fmriprep-cleanup.service (its timer: schedule systemd-timer)
 [Unit]
 Description=fmriprep-cleanup storage hygiene
 
@@ -66,7 +66,7 @@ IOSchedulingClass=idle
 
 
 def systemd_timer(config: str, log: str) -> str:
-    return """# Save as ~/.config/systemd/user/fmriprep-cleanup.timer (its service: schedule print --systemd-service),
+    return """# Save as ~/.config/systemd/user/fmriprep-cleanup.timer (its service: schedule systemd-service),
 # then: systemctl --user daemon-reload && systemctl --user enable --now fmriprep-cleanup.timer
 [Unit]
 Description=Run fmriprep-cleanup every night

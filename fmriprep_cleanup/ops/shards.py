@@ -5,7 +5,7 @@ working-directory files, dataset files), whose judgement needs every subject's s
 the report is the one an unsharded scan gives.
 
 Shards run as local processes (``--jobs N`` on a local disk), as separate commands (``--shard K/N
---partial-out FILE`` then ``merge``), or as a Slurm job array (``schedule print --slurm-array``).
+--partial-out FILE`` then ``merge``), or as a Slurm job array (``schedule slurm-array``).
 
 A plan's shards write their plan lines too, each with its place in the plan's order (``Plan.placed_files``):
 the merge interleaves them with the shared folders' lines into exactly the unsharded plan, streamed.
