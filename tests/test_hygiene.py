@@ -306,6 +306,10 @@ def test_old_spellings_still_work_for_one_release_with_a_note(area):
     both = run("run", policy, "--config", policy)
     assert both.exit_code == 2 and "give the policy file once" in both.output
     assert run("run").exit_code == 2
+    shard = run("clean", datasets["alpha"], "--shard", "1/2", "--format", "json")  # a dry run of half the subjects
+    assert shard.exit_code == 0 and "deprecated: clean --shard K/N is now clean --array-task K/N" in shard.stderr
+    task = json.loads(run("clean", datasets["alpha"], "--array-task", "1/2", "--format", "json").stdout)
+    assert {key: json.loads(shard.stdout)[key] for key in ("files", "bytes")} == {key: task[key] for key in ("files", "bytes")}
 
 
 def test_prune_acts_only_with_mode_delete_and_asks_without_yes(tmp_path):

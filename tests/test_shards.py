@@ -225,7 +225,7 @@ def test_clean_in_shards_then_the_shared_files_removes_what_one_clean_removes(bu
     whole = run("clean", twin, "--rules", rules, "--mode", "delete", "--yes", "-q")
     assert whole.exit_code == 3 and "Skipped 1 file (14 B): its subject's fMRIPrep run" in whole.output
     for shard, expected in ((1, 3), (2, 3), (3, 0)):  # 1: sub-04 runs; 2: sub-02's recent file waits
-        result = run("clean", out, "--rules", rules, "--shard", f"{shard}/3", "--mode", "delete", "--yes", "-q",
+        result = run("clean", out, "--rules", rules, "--array-task", f"{shard}/3", "--mode", "delete", "--yes", "-q",
                      "--format", "json")
         assert result.exit_code == expected, (shard, result.output)
         removed = json.loads(result.stdout)
@@ -262,12 +262,12 @@ def test_shard_locks_cover_their_subjects_and_refuse_a_second_array(many_subject
 
     holder = hold_lock(state, ["02", "05"])  # a shard of another array, at work on sub-02 and sub-05
     try:
-        other = clean("--shard", "2/3")  # sub-02, sub-05, sub-08
+        other = clean("--array-task", "2/3")  # sub-02, sub-05, sub-08
         assert other.returncode == 2 and other.stderr.count("\n") == 1, other.stderr
         assert "sub-02" in other.stderr and "another array" in other.stderr
         assert (many_subjects / "work/fmriprep_23_2_wf/sub_02_wf/n0/out.nii.gz").exists()
         assert (many_subjects / "work/fmriprep_23_2_wf/sub_08_wf/n0/out.nii.gz").exists()
-        sibling = clean("--shard", "1/3")  # sub-01, 04, 07: a sibling shard works alongside
+        sibling = clean("--array-task", "1/3")  # sub-01, 04, 07: a sibling shard works alongside
         assert sibling.returncode == 0, sibling.stderr
         assert not (many_subjects / "work/fmriprep_23_2_wf/sub_01_wf/n0/out.nii.gz").exists()
         whole = clean()
@@ -277,13 +277,13 @@ def test_shard_locks_cover_their_subjects_and_refuse_a_second_array(many_subject
         holder.communicate("")
     holder = hold_lock(state)  # an exclusive run: no shard may start
     try:
-        refused = clean("--shard", "3/3")
+        refused = clean("--array-task", "3/3")
         assert refused.returncode == 2 and "another fmriprep-cleanup run" in refused.stderr
     finally:
         holder.communicate("")
-    assert clean("--shard", "2/3").returncode == 0
+    assert clean("--array-task", "2/3").returncode == 0
     assert not (many_subjects / "work/fmriprep_23_2_wf/sub_02_wf/n0/out.nii.gz").exists()
-    assert "--shard and --shared-only" in run("clean", many_subjects, "--shard", "1/2", "--shared-only").output
+    assert "--array-task and --shared-only" in run("clean", many_subjects, "--array-task", "1/2", "--shared-only").output
 
 
 @pytest.fixture

@@ -349,7 +349,7 @@ def test_8_shards_then_shared_only_find_the_emptied_working_directory(tmp_path):
     shutil.copytree(out, twin / "out", symlinks=True)
     assert cli("clean", twin / "out", "--mode", "delete", "--yes").exit_code == 0
     for shard in ("1/2", "2/2"):
-        assert cli("clean", out, "--shard", shard, "--mode", "delete", "--yes", "-q").exit_code == 0
+        assert cli("clean", out, "--array-task", shard, "--mode", "delete", "--yes", "-q").exit_code == 0
     result = cli("clean", out, "--shared-only", "--mode", "delete", "--yes", "-q")
     assert result.exit_code == 0, result.output
     mine = sorted(os.path.relpath(p, out) for p in contents(out))

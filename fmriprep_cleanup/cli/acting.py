@@ -9,7 +9,16 @@ import click
 
 from ..basics.errors import EXIT_INCOMPLETE, CleanupError
 from . import common
-from .common import CleanupGroup, Progress, open_plan, selection_options, terminal_width, warn
+from .common import (
+    CleanupGroup,
+    Progress,
+    history_option,
+    open_plan,
+    quiet_option,
+    selection_options,
+    terminal_width,
+    warn,
+)
 
 
 @click.command()
@@ -28,8 +37,7 @@ from .common import CleanupGroup, Progress, open_plan, selection_options, termin
               help="Print the files it acts on (or would), as `plan --only junk` does; the summary goes to stderr.")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=str),
               help="Where the lock and journal live (default: PATH/.fmriprep-cleanup).")
-@click.option("--history", "history_path", type=click.Path(dir_okay=False, path_type=str),
-              help="Run history database (default: $XDG_STATE_HOME/fmriprep-cleanup/history.sqlite).")
+@history_option
 @click.option("--record", is_flag=True, help="Record a dry run in the history too (archive and delete always are).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="How the end-of-run summary is printed.")
@@ -39,15 +47,16 @@ from .common import CleanupGroup, Progress, open_plan, selection_options, termin
               help="In a git repository, remove junk stored in git too, with git rm and a commit (default: left).")
 @click.option("--allow-output-loss", is_flag=True,
               help="Act even on rules that junk outputs every analysis needs (reports, confounds, masks).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-@click.option("--shard", metavar="K/N",
-              help="Act as shard K of a job array of N: on a share of the subjects only, beside the other shards.")
+@quiet_option
+@click.option("--array-task", "shard", metavar="K/N",
+              help="Act as task K of a job array of N: on a share of the subjects only, beside the other tasks.")
+@click.option("--shard", "old_shard", metavar="K/N", hidden=True)
 @click.option("--shared-only", is_flag=True,
               help="Only files of no subject (templates, shared working-directory files): the step after the shards.")
 def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, compress: str, yes: bool,
           list_files: bool, state_dir: str | None, history_path: str | None, record: bool, fmt: str,
-          force_drop: bool, git_rm: bool, allow_output_loss: bool, quiet: bool, shard: str | None, shared_only: bool,
-          **selection: Any) -> None:
+          force_drop: bool, git_rm: bool, allow_output_loss: bool, quiet: bool, shard: str | None,
+          old_shard: str | None, shared_only: bool, **selection: Any) -> None:
     """Remove junk files (or, by default, show exactly what would be removed).
 
     Exit codes: 0 done (or answered no); 2 bad input or refused; 3 done, with files skipped or failed.
@@ -56,7 +65,7 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
     Examples:
       fmriprep-cleanup clean OUT --work-dir $SCRATCH/work
       fmriprep-cleanup clean OUT --mode archive --archive-dir /archive/ds001 --participant-label 01 02
-      fmriprep-cleanup clean OUT --mode delete --yes --shard 3/16   # then, once all 16 are done:
+      fmriprep-cleanup clean OUT --mode delete --yes --array-task 3/16   # then, once all 16 are done:
       fmriprep-cleanup clean OUT --mode delete --yes --shared-only
     """
     from ..api import CleanOptions, Declined
@@ -65,8 +74,11 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
     from ..report.planfile import write_plan
     from ..report.text import render_folders, render_outcome
 
+    if old_shard is not None:  # --shard means "scan a share, write a partial" on report, plan and audit
+        common.deprecated("clean --shard K/N", "clean --array-task K/N")
+        shard = shard or old_shard
     if shard is not None and shared_only:
-        raise CleanupError("--shard and --shared-only are two steps of a sharded clean: give one")
+        raise CleanupError("--array-task and --shared-only are two steps of a sharded clean: give one")
     plan = open_plan(path, state_dir=state_dir, **selection)
     if shared_only:
         from ..api import shared_files_plan
@@ -136,7 +148,7 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
 @click.option("--participant-label", "--participant_label", "participant_labels", multiple=True, metavar="LABEL",
               help="Only these subjects' files.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@quiet_option
 def restore(source: str, to: str | None, participant_labels: tuple[str, ...], fmt: str, quiet: bool) -> None:
     """Put archived files back (SOURCE: an archive, its manifest, or a folder of them).
 
@@ -207,8 +219,7 @@ def archives_list(directory: str, fmt: str) -> None:
 @archives.command("verify")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=str))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--history", "history_path", type=click.Path(dir_okay=False, path_type=str),
-              help="Run history database (default: $XDG_STATE_HOME/fmriprep-cleanup/history.sqlite).")
+@history_option
 def archives_verify(directory: str, fmt: str, history_path: str | None) -> None:
     """Re-hash every member of every archive below DIRECTORY against its manifest; exit 3 on any difference.
 
@@ -238,8 +249,7 @@ def archives_verify(directory: str, fmt: str, history_path: str | None) -> None:
               help="dry-run (default): say what would go; delete: remove them, as clean --mode does.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--history", "history_path", type=click.Path(dir_okay=False, path_type=str),
-              help="Run history database (default: $XDG_STATE_HOME/fmriprep-cleanup/history.sqlite).")
+@history_option
 def archives_prune(directory: str, older_than: str, mode: str | None, yes: bool, fmt: str,
                    history_path: str | None) -> None:
     """Remove the archive runs older than --older-than, each whole (a dry run unless --mode delete).

@@ -301,6 +301,12 @@ def warn(warnings: list[str]) -> None:
         click.echo(f"warning: {warning}", err=True)
 
 
+history_option = click.option(
+    "--history", "history_path", type=click.Path(dir_okay=False, path_type=str),
+    help="Run history database (default: a policy's history:, else $XDG_STATE_HOME/fmriprep-cleanup/history.sqlite).")
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+
+
 def deprecated(old: str, new: str) -> None:
     """An old spelling still works for one release, said once on stderr (CHANGELOG.md lists them)."""
     click.echo(f"fmriprep-cleanup: deprecated: {old} is now {new}; the old spelling goes in the next release",

@@ -18,6 +18,7 @@ from .common import (
     energy_overrides,
     open_plan,
     plan_options,
+    quiet_option,
     selection_options,
     terminal_width,
     warn,
@@ -42,7 +43,7 @@ def report_file_options(command: Callable) -> Callable:
     return apply_options([
         click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str),
                      help="Write to FILE instead of stdout."),
-        click.option("--quiet", "-q", is_flag=True, help="No progress on stderr."),
+        quiet_option,
         click.option("--all", "all_subjects", is_flag=True,
                      help="List every subject (default: the 20 with the most junk)."),
     ], command)
@@ -108,7 +109,7 @@ def report(path: str, fmt: str, output: str | None, quiet: bool, all_subjects: b
 @click.option("--format", "fmt", type=click.Choice(PLAN_FORMATS), default="tsv", show_default=True)
 @click.option("--only", type=click.Choice(["keep", "junk"]), help="Only files with this action.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@quiet_option
 @click.option("--shard", metavar="K/N", help="Plan only shard K of N (a share of the subjects); needs --partial-out.")
 @click.option("--partial-out", type=click.Path(dir_okay=False, path_type=str),
               help="Write the shard's plan partial to FILE, for `merge`.")
@@ -157,7 +158,7 @@ def plan(path: str, fmt: str, only: str | None, output: str | None, quiet: bool,
 @click.option("--only", type=click.Choice(SUBJECT_STATUSES), multiple=True,
               help="Only subjects with this status (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "tsv"]), default="text", show_default=True)
-@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@quiet_option
 @wide_option
 def status(path: str, only: tuple[str, ...], fmt: str, quiet: bool, wide: bool, **selection: Any) -> None:
     """Each subject's fMRIPrep run: finished, failed, running, incomplete, unknown or orphaned, with its evidence.

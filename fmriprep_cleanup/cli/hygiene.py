@@ -16,8 +16,10 @@ from .common import (
     deprecated,
     energy_options,
     energy_overrides,
+    history_option,
     parse_path_maps,
     path_map_option,
+    quiet_option,
     terminal_width,
     warn,
     wide_option,
@@ -36,7 +38,7 @@ from .common import (
 @click.option("--from-scan", type=click.Path(dir_okay=False, path_type=str), metavar="FILE",
               help="Find the datasets in this scan list and read their files from it instead of walking (see report).")
 @click.option("--scan-format", type=click.Choice(["ncdu", "find", "gpfs"]), help="The --from-scan list's format.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@quiet_option
 @click.option("--shard", metavar="K/N", help="Audit only shard K of N (every N-th dataset); needs --partial-out.")
 @click.option("--partial-out", type=click.Path(dir_okay=False, path_type=str),
               help="Write the shard's partial result to FILE, for `merge`.")
@@ -105,8 +107,7 @@ def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, 
               help="Deprecated: give the policy file as the argument.")
 @click.option("--log", "log", type=click.Path(dir_okay=False, path_type=str),
               help="Append one JSON object per dataset, and a final summary, to FILE.")
-@click.option("--history", "history_path", type=click.Path(dir_okay=False, path_type=str),
-              help="Run history database (default: the policy's history:, else $XDG_STATE_HOME/fmriprep-cleanup/history.sqlite).")
+@history_option
 @click.option("--record", is_flag=True, help="Record dry runs in the history too.")
 def run_policy(policy: str | None, config: str | None, log: str | None, history_path: str | None,
                record: bool) -> None:
@@ -137,8 +138,7 @@ def run_policy(policy: str | None, config: str | None, log: str | None, history_
 
 
 @click.command()
-@click.option("--history", "history_path", type=click.Path(dir_okay=False, path_type=str),
-              help="Run history database (default: $XDG_STATE_HOME/fmriprep-cleanup/history.sqlite).")
+@history_option
 @click.option("--since", metavar="DATE", help="Only runs from this day on (YYYY-MM-DD) or this long ago (e.g. 30d).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "html"]), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")

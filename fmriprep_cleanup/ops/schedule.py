@@ -142,7 +142,7 @@ def slurm_array(dataset: str, shards: int, run_dir: str, options: list[str] | No
     on (--work-dir, --rules...).
 
     ``clean`` (clean's options: --mode delete, --archive-dir DIR...): the array cleans instead, each task its
-    share of the subjects (`clean --shard K/N`, its summary in clean-K.json), and the job after it cleans the
+    share of the subjects (`clean --array-task K/N`, its summary in clean-K.json), and the job after it cleans the
     files of no subject (`clean --shared-only`) and then reports what the dataset holds. Exit 3 (done, with
     files skipped - a running subject's) counts as success, so the last step still runs."""
     if shards < 1:
@@ -168,7 +168,7 @@ def slurm_array(dataset: str, shards: int, run_dir: str, options: list[str] | No
     else:
         what = "cleanup"
         acting = shell(clean)
-        task = (f"status=0\n{tool} clean {target} {acting} --yes --quiet --format json --shard "
+        task = (f"status=0\n{tool} clean {target} {acting} --yes --quiet --format json --array-task "
                 f"\"$SLURM_ARRAY_TASK_ID/{shards}\" > {run}/clean-\"$SLURM_ARRAY_TASK_ID\".json || status=$?\n"
                 "exit $(( status == 3 ? 0 : status ))  # 3: done, some files skipped (see the JSON)")
         last = (f"status=0\n{tool} clean {target} {acting} --yes --quiet --format json --shared-only > "
