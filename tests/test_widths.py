@@ -55,6 +55,12 @@ def test_no_line_is_wider_than_an_80_column_terminal(demo, tmp_path, args):
     assert not re.search(r"\d…|…\d", text), "a number or a date was cut"
 
 
+def test_status_evidence_wraps_to_the_terminal(demo):
+    text = on_a_terminal(["status", f"{demo}/ds003752"], 80)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "recon-all.done" in text and "sub-01: finished (report written" in text
+
+
 def test_descriptions_wrap_instead_of_being_cut(demo):
     text = on_a_terminal(["rules", "list"], 80)
     assert "…" not in text

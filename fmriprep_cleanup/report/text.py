@@ -251,8 +251,10 @@ def render_status_text(data: dict[str, Any], width: int | None = None) -> str:
     lines = table(["Subject", "Status", "Newest run", "fMRIPrep", "Crashes", "Work dir", "Output", "Idle", "Spaces"],
                   table_rows, "ldddrrrrl", width, drop=("Spaces", "Idle", "Crashes", "fMRIPrep"))
     lines.append("")
-    lines += [f"sub-{row['subject']}: {row['status']} ({'; '.join(row['evidence'])})"
-              + (f" ({row['runs']} runs)" if row["runs"] > 1 else "") for row in rows]
+    evidence = [f"sub-{row['subject']}: {row['status']} ({'; '.join(row['evidence'])})"
+                + (f" ({row['runs']} runs)" if row["runs"] > 1 else "") for row in rows]
+    lines += evidence if width is None else [part for line in evidence
+                                              for part in textwrap.wrap(line, width, subsequent_indent="  ")]
     return "\n".join(lines) + "\n"
 
 
