@@ -264,3 +264,30 @@ def project(root, subjects=("01", "02"), files=6, size=5000, seed=0):
             write(out / f"work/fmriprep_23_2_wf/sub_{subject}_wf/node{n}/out.nii.gz", rng.randbytes(size + n))
     finish_subjects(out, list(subjects))
     return out
+
+
+def on_a_pseudo_terminal(args: list[str], env: dict[str, str], answer: bytes | None = None,
+                         cwd: str | Path | None = None, stderr_too: bool = False) -> tuple[int, str]:
+    """Run the tool on a real pseudo-terminal, as a person sees it (optionally typing ``answer``): its exit
+    status and what it printed there."""
+    import pty
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()", *args],
+                               stdout=follower, stdin=follower if answer is not None else subprocess.DEVNULL,
+                               stderr=follower if stderr_too else subprocess.DEVNULL, env=env, cwd=cwd)
+    os.close(follower)
+    if answer is not None:
+        os.write(leader, answer)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the other end closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    status = process.wait()
+    os.close(leader)
+    return status, b"".join(chunks).decode(errors="replace").replace("\r\n", "\n")

@@ -85,7 +85,7 @@ def test_plan_tsv_and_jsonl(project):
     assert len(rows) == 12 and len({row[4] for row in rows}) == 12
     work = [row for row in rows if "_node.pklz" in row[4]][0]
     assert work == ["junk", "working directory", "workdir", "100000", str(project / "work/fmriprep_23_2_wf/sub_01_wf/n/_node.pklz")]
-    junk_only = run("plan", project, "--only", "junk", "--format", "jsonl")
+    junk_only = run("plan", project, "--action", "junk", "--format", "jsonl")
     records = [json.loads(line) for line in junk_only.output.splitlines()]
     assert {r["action"] for r in records} == {"junk"} and len(records) == 3
     assert {r["subject"] for r in records} == {"01", "02", None}
@@ -107,7 +107,7 @@ def test_participant_labels_bids_apps_style(project):
 
 
 def test_keep_and_junk_globs(project):
-    result = run("plan", project, "--junk", "*.func.gii", "--junk", "sub-01.html", "--keep", "sub-01.html", "--only", "junk")
+    result = run("plan", project, "--junk", "*.func.gii", "--junk", "sub-01.html", "--keep", "sub-01.html", "--action", "junk")
     junk = {line.split("\t")[4] for line in result.output.splitlines()[1:]}
     assert str(project / "sub-02/func/sub-02_task-x_hemi-L_space-fsaverage_bold.func.gii") in junk
     assert str(project / "sub-01.html") not in junk  # --keep beats --junk
@@ -260,3 +260,52 @@ def test_audit_progress_names_the_dataset_being_scanned(project, tmp_path, monke
     progress.done()
     assert told == [(str(project), 1, 1)]
     assert f"scanning 1/1 {project}" in capsys.readouterr().err
+
+
+def visible_options():
+    """Every visible option of every visible leaf command: {option name: {command path: help text}}."""
+    import click
+
+    found: dict[str, dict[str, str]] = {}
+
+    def walk(command, path):
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                if not sub.hidden:
+                    walk(sub, [*path, name])
+            return
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.hidden:
+                found.setdefault(param.opts[0], {})[" ".join(path)] = param.help or ""
+
+    walk(cli, [])
+    return found
+
+
+# Names whose help differs by command, with the words every command's help starts with: one meaning, the
+# command's own choices (formats, modes, what a shard is a share of, a schedule's default log).
+SAME_MEANING_OWN_CHOICES = {"--format": "Output format: ", "--mode": "dry-run ", "--shard": "Do only shard K of N (",
+                            "--log": "Append one JSON object per dataset, and a final summary, to FILE (JSON lines",
+                            "--archive-dir": "Where archives go (needed for --"}
+
+
+def test_each_option_name_means_one_thing_in_every_command():
+    options = visible_options()
+    assert len(options) > 40  # the walk saw the whole tool
+    for name, helps in options.items():
+        assert all(helps.values()), f"{name} has no help in {[c for c, h in helps.items() if not h]}"
+        if len(set(helps.values())) > 1:
+            assert name in SAME_MEANING_OWN_CHOICES, f"{name} reads differently in {sorted(helps)}"
+            assert all(text.startswith(SAME_MEANING_OWN_CHOICES[name]) for text in helps.values()), (name, helps)
+    assert "--only" in options and set(options["--only"]) == {"status"}  # plan's and merge's --only is --action
+    assert {"report", "plan", "status", "explain", "regenerate", "audit", "history"} <= set(options["--output"])
+
+
+def test_status_explain_and_regenerate_write_to_output_files(project, tmp_path):
+    for command, extra in (("explain", [str(project / "sub-01.html")]), ("status", ["--format", "tsv"])):
+        written = tmp_path / f"{command}.out"
+        result = run(command, project, *extra, "-o", written)
+        assert result.exit_code == 0 and result.stdout == ""
+        first_columns = [line.split("\t")[:2] for line in written.read_text().splitlines()]  # not the idle time
+        assert first_columns == [line.split("\t")[:2] for line in run(command, project, *extra).stdout.splitlines()]
+        assert len(first_columns) > 2

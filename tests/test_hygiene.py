@@ -322,3 +322,15 @@ def test_prune_acts_only_with_mode_delete_and_asks_without_yes(tmp_path):
     assert "deprecated: archives prune --yes (remove them) is now --mode delete --yes" in old.stderr
     dry = run("archives", "prune", archives, "--older-than", "1y")
     assert dry.exit_code == 0 and "Would remove 0 run(s)" in dry.stdout and "--mode delete removes them" in dry.stdout
+
+
+def test_plan_only_is_now_action_and_status_keeps_only(area):
+    tmp_path, datasets = area
+    new = run("plan", datasets["alpha"], "--action", "junk", "-q")
+    old = run("plan", datasets["alpha"], "--only", "junk", "-q")
+    assert new.exit_code == old.exit_code == 0 and old.stdout == new.stdout
+    lines = new.stdout.splitlines()[1:]
+    assert lines and all(line.startswith("junk\t") for line in lines)
+    assert "deprecated: plan --only keep|junk is now plan --action keep|junk" in old.stderr
+    assert "deprecated" not in new.stderr
+    assert run("status", datasets["alpha"], "--only", "finished").stderr.count("deprecated") == 0

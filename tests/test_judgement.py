@@ -329,7 +329,7 @@ def test_unreadable_evidence_is_unknown_never_finished_and_clean_says_so(tmp_pat
         os.chmod(failed_run, 0o755)
 
 
-# --- 6. one set of options: plan --only junk is exactly what clean acts on -----------------------------------
+# --- 6. one set of options: plan --action junk is exactly what clean acts on -----------------------------------
 
 @pytest.mark.parametrize("options", [[], ["--min-age", "0"], ["--min-age", "0s", "--junk", "*.json"],
                                      ["--rules", "fmriprepcleanup"], ["--participant-label", "01", "03"],
@@ -339,7 +339,7 @@ def test_plan_only_junk_equals_clean_dry_run_list(ds003752, options):
     output, workdir = ds003752
     make_files(workdir / "fmriprep_23_2_wf" / "sub_02_wf", {"late_node/out.nii.gz": 10})  # sub-02: running, for 1h
     shutil.rmtree(output / "sub-03" / "log")  # sub-03: no run folders, a report without an errors section
-    planned = run("plan", output, "--work-dir", workdir, "--only", "junk", *options)
+    planned = run("plan", output, "--work-dir", workdir, "--action", "junk", *options)
     listed = run("clean", output, "--work-dir", workdir, "--mode", "dry-run", "--list", *options)
     assert planned.exit_code == 0 and listed.exit_code == 0, listed.output
     assert planned.stdout == listed.stdout and planned.stdout.count("\n") > 1
@@ -349,9 +349,9 @@ def test_plan_only_junk_equals_clean_dry_run_list(ds003752, options):
 
 def test_min_age_zero_means_no_age_limit(project_with_a_fresh_file):
     out, fresh = project_with_a_fresh_file
-    assert str(fresh) not in run("plan", out, "--only", "junk").stdout
-    assert str(fresh) in run("plan", out, "--only", "junk", "--min-age", "0").stdout
-    assert str(fresh) in run("plan", out, "--only", "junk", "--min-age", "0s").stdout
+    assert str(fresh) not in run("plan", out, "--action", "junk").stdout
+    assert str(fresh) in run("plan", out, "--action", "junk", "--min-age", "0").stdout
+    assert str(fresh) in run("plan", out, "--action", "junk", "--min-age", "0s").stdout
     assert run("clean", out, "--min-age", "0").exit_code == 0
 
 

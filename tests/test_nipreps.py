@@ -75,7 +75,7 @@ def test_each_pipeline_is_recognised_with_its_version_and_cleaned_by_its_default
     assert report["rules"][0] == f"{key}-default"
     text = run("report", out, "-q").stdout
     assert text.startswith(f"{pipeline.name} {VERSIONS[key]} · ")
-    junk = run("plan", out, "--only", "junk", "-q").stdout.splitlines()[1:]
+    junk = run("plan", out, "--action", "junk", "-q").stdout.splitlines()[1:]
     junk_paths = [line.split("\t")[4] for line in junk]
     assert junk_paths and all(path.startswith(str(work) + "/") for path in junk_paths), junk_paths
     status = json.loads(run("status", out, "--format", "json").stdout)
@@ -110,7 +110,7 @@ def test_minimal_sets_junk_the_regenerable_outputs(tmp_path, key, regenerable):
     out, work = build(tmp_path, key)
 
     def reclaimed() -> set[str]:
-        junk = run("plan", out, "--only", "junk", "--rules", f"{key}-minimal", "-q").stdout.splitlines()[1:]
+        junk = run("plan", out, "--action", "junk", "--rules", f"{key}-minimal", "-q").stdout.splitlines()[1:]
         return {line.split("\t")[4].rsplit("_", 2)[-2] + "_" + line.split("\t")[4].rsplit("_", 1)[-1]
                 for line in junk if "/out/" in line}
 

@@ -250,6 +250,8 @@ def test_the_recipe_names_derivatives_the_participant_and_real_fmriprep_options(
     assert '--bids-filter-file "$WORK/bids_filters.json"' in result.output
     sbatch = cli("regenerate", out, "--sbatch")
     assert sbatch.exit_code == 0 and "#SBATCH --array=0-0" in sbatch.output and "LABELS=(01)" in sbatch.output
+    script = tmp_path / "regenerate.sbatch"
+    assert cli("regenerate", out, "--sbatch", "-o", script).stdout == "" and script.read_text() == sbatch.stdout
 
 
 def test_regenerate_refuses_what_cannot_be_rebuilt(tmp_path):

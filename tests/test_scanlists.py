@@ -91,7 +91,7 @@ def test_compressed_lists_are_read_as_they_are(tree, tmp_path):
 def test_clean_from_a_stale_list_skips_exactly_the_changed_files(tree, tmp_path):
     output, work = tree
     listed = find_list(output.parent, tmp_path / "scan.list")
-    junk = [line.split("\t")[4] for line in cli("plan", output, "--work-dir", str(work), "--only", "junk", "-q")
+    junk = [line.split("\t")[4] for line in cli("plan", output, "--work-dir", str(work), "--action", "junk", "-q")
             .stdout.splitlines()[1:]]
     changed, gone = Path(junk[0]), Path(junk[1])
     with open(changed, "ab") as handle:

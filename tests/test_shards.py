@@ -170,7 +170,7 @@ def test_merged_plan_shards_give_the_unsharded_plan_byte_for_byte(busy_subjects,
     for fmt in ("jsonl", "csv"):
         assert run("merge", *reversed(partials), "--format", fmt, "-q").stdout == \
             run("plan", out, *options, "--format", fmt, "-q").stdout
-    assert run("merge", *partials, "--only", "junk", "-q").stdout == run("plan", out, *options, "--only", "junk",
+    assert run("merge", *partials, "--action", "junk", "-q").stdout == run("plan", out, *options, "--action", "junk",
                                                                          "-q").stdout
     rows = [line.split("\t") for line in whole.splitlines()[1:]]
     rules_used = {row[2] for row in rows}
@@ -204,7 +204,7 @@ def test_plan_partials_missing_or_mixed_are_refused(many_subjects, tmp_path):
     mixed = run("merge", partials[0], report_partials[1], partials[2])
     assert mixed.exit_code == 2 and "differ in their kind" in mixed.output
     assert "--format html is a report's" in run("merge", *partials, "--format", "html").output
-    assert "--only is a plan's" in run("merge", *report_partials, "--only", "junk").output
+    assert "--action is a plan's" in run("merge", *report_partials, "--action", "junk").output
     broken = tmp_path / "broken.jsonl"
     broken.write_text(partials[1].read_text().splitlines()[0] + "\n[1, 2\n")
     result = run("merge", partials[0], broken, partials[2])
@@ -315,7 +315,7 @@ def seventeen_subjects(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("command", [("report", "--format", "json"), ("report",), ("plan",),
-                                     ("plan", "--format", "jsonl", "--only", "junk")])
+                                     ("plan", "--format", "jsonl", "--action", "junk")])
 def test_the_default_run_is_byte_identical_to_one_process(seventeen_subjects, monkeypatch, command):
     """Processes by default (every usable core, here two) change nothing in what is printed, warnings included."""
     import fmriprep_cleanup.basics.folders as folders

@@ -4,38 +4,19 @@
 from __future__ import annotations
 
 import os
-import pty
 import re
-import subprocess
-import sys
 
 import pytest
-from conftest import cli
+from conftest import cli, on_a_pseudo_terminal
 
 COMMANDS = [["report", "{demo}/ds003752"], ["status", "{demo}/ds003752"], ["rules", "list"],
             ["rules", "show", "default"], ["clean", "{demo}/ds003752"], ["audit", "{demo}"],
-            ["plan", "{demo}/ds003752", "--only", "junk"], ["history", "--history", "{history}"]]
+            ["plan", "{demo}/ds003752", "--action", "junk"], ["history", "--history", "{history}"]]
 
 
 def on_a_terminal(args: list[str], columns: int) -> str:
     """What the command prints on a terminal ``columns`` wide (a real pseudo-terminal, as a user sees it)."""
-    leader, follower = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()", *args],
-                               stdout=follower, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                               env={**os.environ, "COLUMNS": str(columns), "LINES": "50"})
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the other end closed
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    process.wait()
-    os.close(leader)
-    return b"".join(chunks).decode().replace("\r\n", "\n")
+    return on_a_pseudo_terminal(args, {**os.environ, "COLUMNS": str(columns), "LINES": "50"})[1]
 
 
 @pytest.fixture(scope="module")

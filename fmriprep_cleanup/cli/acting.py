@@ -12,9 +12,12 @@ from . import common
 from .common import (
     CleanupGroup,
     Progress,
+    format_option,
     history_option,
     open_plan,
+    participant_label_option,
     quiet_option,
+    record_option,
     selection_options,
     terminal_width,
     warn,
@@ -34,13 +37,12 @@ from .common import (
               help="Compression of tar archives (NIfTI files are usually gzipped already).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
 @click.option("--list", "list_files", is_flag=True,
-              help="Print the files it acts on (or would), as `plan --only junk` does; the summary goes to stderr.")
+              help="Print the files it acts on (or would), as `plan --action junk` does; the summary goes to stderr.")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=str),
               help="Where the lock and journal live (default: PATH/.fmriprep-cleanup).")
 @history_option
-@click.option("--record", is_flag=True, help="Record a dry run in the history too (archive and delete always are).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="How the end-of-run summary is printed.")
+@record_option
+@format_option(["text", "json"], "text", "The end-of-run summary's.")
 @click.option("--force-drop", is_flag=True,
               help="In a git-annex dataset, drop annexed junk even where no other copy exists (its content is lost).")
 @click.option("--git-rm", is_flag=True,
@@ -145,9 +147,8 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
 @click.argument("source", type=click.Path(exists=True, path_type=str))
 @click.option("--to", "to", type=click.Path(file_okay=False, path_type=str),
               help="Restore under DIR (as derivatives/..., workdir/...) instead of where the files were.")
-@click.option("--participant-label", "--participant_label", "participant_labels", multiple=True, metavar="LABEL",
-              help="Only these subjects' files.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@participant_label_option
+@format_option(["text", "json"], "text")
 @quiet_option
 def restore(source: str, to: str | None, participant_labels: tuple[str, ...], fmt: str, quiet: bool) -> None:
     """Put archived files back (SOURCE: an archive, its manifest, or a folder of them).
@@ -190,7 +191,7 @@ def _archives_output(data: dict[str, Any], fmt: str, text: str) -> None:
 
 @archives.command("list")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=str))
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@format_option(["text", "json"], "text")
 def archives_list(directory: str, fmt: str) -> None:
     """Each run and archive below DIRECTORY: subject, files, bytes, age, last verification, leftovers.
 
@@ -218,7 +219,7 @@ def archives_list(directory: str, fmt: str) -> None:
 
 @archives.command("verify")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=str))
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@format_option(["text", "json"], "text")
 @history_option
 def archives_verify(directory: str, fmt: str, history_path: str | None) -> None:
     """Re-hash every member of every archive below DIRECTORY against its manifest; exit 3 on any difference.
@@ -248,7 +249,7 @@ def archives_verify(directory: str, fmt: str, history_path: str | None) -> None:
 @click.option("--mode", type=click.Choice(["dry-run", "delete"]), default=None,
               help="dry-run (default): say what would go; delete: remove them, as clean --mode does.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@format_option(["text", "json"], "text")
 @history_option
 def archives_prune(directory: str, older_than: str, mode: str | None, yes: bool, fmt: str,
                    history_path: str | None) -> None:

@@ -84,29 +84,78 @@ def parse_path_maps(values: tuple[str, ...]) -> dict[str, str]:
 
 
 
+rules_option = click.option(
+    "--rules", "rule_refs", multiple=True, metavar="NAME|FILE",
+    help="Rule set by shipped name or YAML path; repeat to combine (a later set extends the earlier). Default: default.")
+work_dir_option = click.option(
+    "--work-dir", type=click.Path(file_okay=False, path_type=str),
+    help="fMRIPrep's working directory (-w), when it is not inside the output directory.")
+jobs_option = click.option(
+    "--jobs", "-j", type=click.IntRange(1, 256), metavar="N",
+    help="Local disks: scan each dataset in N processes (default: every usable core, once there are 8 subjects "
+         "per process); network file systems: N folders listed at once (default 8). The output is the same "
+         "whatever N.")
+from_scan_options = [
+    click.option("--from-scan", type=click.Path(dir_okay=False, path_type=str), metavar="FILE",
+                 help="Read this scan list instead of walking: an ncdu/gdu JSON export (ncdu -e -o), a find -printf "
+                      "list or a GPFS LIST file, gzip/zstd or plain (see docs/storage-hygiene.md)."),
+    click.option("--scan-format", type=click.Choice(["ncdu", "find", "gpfs"]),
+                 help="The --from-scan list's format (default: told from its first bytes; gdu's is ncdu)."),
+]
+participant_label_option = click.option(
+    "--participant-label", "--participant_label", "participant_labels", multiple=True, metavar="LABEL",
+    help="Only these subjects (with or without sub-); several may follow one flag: --participant-label 01 02.")
+record_option = click.option("--record", is_flag=True,
+                             help="Record dry runs in the history too (archive and delete runs always are).")
+output_option = click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), metavar="FILE",
+                             help="Write to FILE instead of stdout (atomically: complete or not at all).")
+
+
+def format_option(choices: list[str], default: str | None = None, note: str = "") -> Callable:
+    """--format: always the output's format, its choices the command's own."""
+    shown = f" (default: {default})" if default else ""
+    return click.option("--format", "fmt", type=click.Choice(choices), default=default, metavar="FORMAT",
+                        help=f"Output format: {', '.join(choices)}{shown}." + (f" {note}" if note else ""))
+
+
+def shard_options(unit: str) -> Callable:
+    """--shard K/N with --partial-out FILE: do one share of the work and write a partial result for `merge`."""
+    def decorate(command: Callable) -> Callable:
+        return apply_options([
+            click.option("--shard", metavar="K/N",
+                         help=f"Do only shard K of N ({unit}) and write its partial result to --partial-out."),
+            click.option("--partial-out", type=click.Path(dir_okay=False, path_type=str), metavar="FILE",
+                         help="Where a shard's partial result goes, for `merge`."),
+        ], command)
+    return decorate
+
+
+def action_option(command: Callable) -> Callable:
+    """--action keep|junk: a plan's files with this action only. Its old name, --only, works for one release
+    (as ``old_action``: the command takes ``action or old_action``); status's --only alone keeps the name."""
+    def say_deprecated(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is not None:
+            deprecated(f"{ctx.info_name} --only keep|junk", f"{ctx.info_name} --action keep|junk")
+        return value
+
+    return apply_options([
+        click.option("--action", type=click.Choice(["keep", "junk"]), help="Only files with this action."),
+        click.option("--only", "old_action", type=click.Choice(["keep", "junk"]), hidden=True,
+                     callback=say_deprecated),
+    ], command)
+
+
 def selection_options(command: Callable) -> Callable:
     """Options shared by every command that looks at a dataset (see ``open_plan``)."""
     return apply_options([
-        click.option(
-            "--rules", "rule_refs", multiple=True, metavar="NAME|FILE",
-            help="Rule set by shipped name or YAML path; repeat to combine (a later set extends the earlier). Default: default.",
-        ),
-        click.option(
-            "--work-dir", type=click.Path(file_okay=False, path_type=str),
-            help="fMRIPrep's working directory (-w), when it is not inside the output directory.",
-        ),
+        rules_option,
+        work_dir_option,
         click.option("--no-work-dir", "no_work_dir", is_flag=True,
                      help="Leave the working directory out, even one found inside or beside the output."),
-        click.option(
-            "--participant-label", "--participant_label", "participant_labels", multiple=True, metavar="LABEL",
-            help="Only these subjects (with or without sub-); several may follow one flag: --participant-label 01 02.",
-        ),
+        participant_label_option,
         click.option("--keep", "keep_globs", multiple=True, metavar="GLOB", help="Also keep files matching GLOB (beats --junk and the rules)."),
         click.option("--junk", "junk_globs", multiple=True, metavar="GLOB", help="Also treat files matching GLOB as junk (beats the rules)."),
-        click.option("--jobs", "-j", type=click.IntRange(1, 256), metavar="N",
-                     help="Local disks: scan in N processes (default: every usable core, once there are 8 "
-                          "subjects per process); network file systems: N folders listed at once (default 8). The "
-                          "output is the same whatever N."),
+        jobs_option,
         click.option("--min-age", default="1h", show_default=True, metavar="DURATION",
                      help="Activity this recent means a subject is still running, and junk this recent is held "
                           "back; 0 for no limit."),
@@ -114,11 +163,7 @@ def selection_options(command: Callable) -> Callable:
                      help="A failed, stopped or unknown run's working directory idle this long is a stale cache "
                           "(junk under default and workdir-only). Default: the rule set's stale_after, else 30d."),
         path_map_option,
-        click.option("--from-scan", type=click.Path(dir_okay=False, path_type=str), metavar="FILE",
-                     help="Read this scan list instead of walking: an ncdu/gdu JSON export (ncdu -e -o), a find "
-                          "-printf list or a GPFS LIST file, gzip/zstd or plain (see README: storage admins)."),
-        click.option("--scan-format", type=click.Choice(["ncdu", "find", "gpfs"]),
-                     help="The --from-scan list's format (default: told from its first bytes; gdu's is ncdu)."),
+        *from_scan_options,
     ], command)
 
 

@@ -12,14 +12,18 @@ from ..basics.errors import CleanupError
 from ..report.people import SUBJECT_STATUSES
 from .common import (
     Progress,
+    action_option,
     apply_options,
     command_line,
     energy_options,
     energy_overrides,
+    format_option,
     open_plan,
+    output_option,
     plan_options,
     quiet_option,
     selection_options,
+    shard_options,
     terminal_width,
     warn,
     wide_option,
@@ -33,16 +37,15 @@ PLAN_FORMATS = ["tsv", "jsonl", "csv"]
 def report_output_options(command: Callable) -> Callable:
     """The options of every command that writes a dataset report (report): its format and report_file_options."""
     return apply_options([
-        click.option("--format", "fmt", type=click.Choice(REPORT_FORMATS), default="text", show_default=True,
-                     help="csv: the per-category table; compute-csv: compute and storage per subject."),
+        format_option(REPORT_FORMATS, "text",
+                      "csv: the per-category table; compute-csv: compute and storage per subject."),
     ], report_file_options(command))
 
 
 def report_file_options(command: Callable) -> Callable:
     """Where a report goes and how much it says (report, merge; merge has its own --format)."""
     return apply_options([
-        click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str),
-                     help="Write to FILE instead of stdout."),
+        output_option,
         quiet_option,
         click.option("--all", "all_subjects", is_flag=True,
                      help="List every subject (default: the 20 with the most junk)."),
@@ -58,9 +61,7 @@ def report_file_options(command: Callable) -> Callable:
               help="kgCO2e of one subject's fMRIPrep run, for subjects without a CodeCarbon record (marked as an estimate).")
 @click.option("--retention", "retention_policy", type=click.Path(dir_okay=False, path_type=str), metavar="POLICY",
               help="Show what this policy's retention plan will do to the dataset over time.")
-@click.option("--shard", metavar="K/N", help="Scan only shard K of N (a share of the subjects); needs --partial-out.")
-@click.option("--partial-out", type=click.Path(dir_okay=False, path_type=str),
-              help="Write the shard's partial result to FILE, for `merge`.")
+@shard_options("a share of the subjects")
 @wide_option
 def report(path: str, fmt: str, output: str | None, quiet: bool, all_subjects: bool, compute_estimate: float | None,
            retention_policy: str | None, shard: str | None,
@@ -106,20 +107,18 @@ def report(path: str, fmt: str, output: str | None, quiet: bool, all_subjects: b
 @click.command()
 @click.argument("path", type=click.Path(path_type=str))
 @selection_options
-@click.option("--format", "fmt", type=click.Choice(PLAN_FORMATS), default="tsv", show_default=True)
-@click.option("--only", type=click.Choice(["keep", "junk"]), help="Only files with this action.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
+@format_option(PLAN_FORMATS, "tsv")
+@action_option
+@output_option
 @quiet_option
-@click.option("--shard", metavar="K/N", help="Plan only shard K of N (a share of the subjects); needs --partial-out.")
-@click.option("--partial-out", type=click.Path(dir_okay=False, path_type=str),
-              help="Write the shard's plan partial to FILE, for `merge`.")
-def plan(path: str, fmt: str, only: str | None, output: str | None, quiet: bool, shard: str | None,
-         partial_out: str | None, **selection: Any) -> None:
+@shard_options("a share of the subjects")
+def plan(path: str, fmt: str, action: str | None, old_action: str | None, output: str | None, quiet: bool,
+         shard: str | None, partial_out: str | None, **selection: Any) -> None:
     """One line per file: action, category, rule id, size in bytes, path (read-only).
 
     \b
     Examples:
-      fmriprep-cleanup plan OUT --only junk > junk.tsv
+      fmriprep-cleanup plan OUT --action junk > junk.tsv
       fmriprep-cleanup plan OUT --format jsonl --participant-label 01 | head
       fmriprep-cleanup plan OUT --shard 1/4 --partial-out p1.jsonl   # then: merge p*.jsonl
     """
@@ -146,7 +145,8 @@ def plan(path: str, fmt: str, only: str | None, output: str | None, quiet: bool,
         sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]  # odd bytes in names pass through
     progress = Progress(not quiet and not (to_stdout and sys.stdout.isatty()))  # lines on the screen are progress
     try:
-        write_output(lambda stream: write_plan_of(planned, stream, fmt, only, progress.callback()), output)
+        write_output(lambda stream: write_plan_of(planned, stream, fmt, action or old_action,
+                                                            progress.callback()), output)
     finally:
         progress.done()
     warn(planned.all_warnings())
@@ -157,10 +157,12 @@ def plan(path: str, fmt: str, only: str | None, output: str | None, quiet: bool,
 @selection_options
 @click.option("--only", type=click.Choice(SUBJECT_STATUSES), multiple=True,
               help="Only subjects with this status (repeatable).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "tsv"]), default="text", show_default=True)
+@format_option(["text", "json", "tsv"], "text")
+@output_option
 @quiet_option
 @wide_option
-def status(path: str, only: tuple[str, ...], fmt: str, quiet: bool, wide: bool, **selection: Any) -> None:
+def status(path: str, only: tuple[str, ...], fmt: str, output: str | None, quiet: bool, wide: bool,
+           **selection: Any) -> None:
     """Each subject's fMRIPrep run: finished, failed, running, incomplete, unknown or orphaned, with its evidence.
 
     \b
@@ -179,17 +181,18 @@ def status(path: str, only: tuple[str, ...], fmt: str, quiet: bool, wide: bool, 
         progress.done()
     warn(plan.all_warnings())
     if fmt == "text":
-        sys.stdout.write(render_status_text(data, terminal_width(wide)))
+        write_output(render_status_text(data, terminal_width(wide) if output in (None, "-") else None), output)
     else:
-        sys.stdout.write({"json": render_json, "tsv": render_status_tsv}[fmt](data))
+        write_output({"json": render_json, "tsv": render_status_tsv}[fmt](data), output)
 
 
 @click.command()
 @click.argument("path", type=click.Path(path_type=str))
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
 @selection_options
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def explain(path: str, files: tuple[str, ...], fmt: str, **selection: Any) -> None:
+@format_option(["text", "json"], "text")
+@output_option
+def explain(path: str, files: tuple[str, ...], fmt: str, output: str | None, **selection: Any) -> None:
     """Why each FILE is kept or junk: its scope, subject, entities and the rule that matched.
 
     \b
@@ -203,20 +206,21 @@ def explain(path: str, files: tuple[str, ...], fmt: str, **selection: Any) -> No
 
     explanations = explain_files(open_plan(path, **selection), files)
     if fmt == "json":
-        sys.stdout.write(output_json(explanations, indent=2) + "\n")
+        write_output(output_json(explanations, indent=2) + "\n", output)
     else:
-        sys.stdout.write("\n".join(render_explanation(item) for item in explanations))
+        write_output("\n".join(render_explanation(item) for item in explanations), output)
 
 
 @click.command()
 @click.argument("partials", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
 @energy_options
-@click.option("--format", "fmt", type=click.Choice(REPORT_FORMATS + PLAN_FORMATS[:2]),
-              help="A report's or an audit's (default text), or a plan's (tsv, the default, jsonl or csv).")
-@click.option("--only", type=click.Choice(["keep", "junk"]), help="A plan's files with this action only.")
+@format_option(REPORT_FORMATS + PLAN_FORMATS[:2], None,
+              "A report's or an audit's (default text), or a plan's (tsv, the default, jsonl or csv).")
+@action_option
 @report_file_options
 @wide_option
-def merge(partials: tuple[str, ...], fmt: str | None, only: str | None, output: str | None, quiet: bool,
+def merge(partials: tuple[str, ...], fmt: str | None, action: str | None, old_action: str | None,
+          output: str | None, quiet: bool,
           all_subjects: bool, wide: bool, storage_profile: str | None, pue: float | None, copies: float | None,
           carbon_intensity: float | None, country: str | None) -> None:
     """The report, audit or plan of a scan done in shards, from their partial results (--shard K/N
@@ -229,15 +233,16 @@ def merge(partials: tuple[str, ...], fmt: str | None, only: str | None, output: 
     Examples:
       fmriprep-cleanup report OUT --shard 1/2 --partial-out p1.json   # one per shard, anywhere
       fmriprep-cleanup merge p1.json p2.json --format html -o report.html
-      fmriprep-cleanup merge plan-*.jsonl --only junk > junk.tsv
+      fmriprep-cleanup merge plan-*.jsonl --action junk > junk.tsv
     """
     from ..api import is_plan_partial, merge_partials
 
+    only = action or old_action
     if is_plan_partial(partials[0]):
         merge_plan(partials, fmt or "tsv", only, output, quiet)
         return
     if only is not None:
-        raise CleanupError("--only is a plan's option: these are a report's (or an audit's) partial results")
+        raise CleanupError("--action is a plan's option: these are a report's (or an audit's) partial results")
     if fmt in PLAN_FORMATS and fmt not in REPORT_FORMATS:
         raise CleanupError(f"--format {fmt} is a plan's: these are a report's (or an audit's) partial results")
     fmt = fmt or "text"
@@ -301,14 +306,15 @@ def write_report(data: dict[str, Any], fmt: str, output: str | None, wide: bool,
 @click.argument("path", type=click.Path(path_type=str))
 @selection_options
 @click.option("--sbatch", is_flag=True, help="One Slurm array script for every subject (a task each) instead of a script per subject.")
-@click.option("--format", "fmt", type=click.Choice(["sh", "json"]), default="sh", show_default=True)
-def regenerate(path: str, sbatch: bool, fmt: str, **selection: Any) -> None:
+@format_option(["sh", "json"], "sh")
+@output_option
+def regenerate(path: str, sbatch: bool, fmt: str, output: str | None, **selection: Any) -> None:
     """Print the commands that rebuild what a regenerable rule set reclaims (or reclaimed) from PATH: per subject,
     the recorded version and options of its run, reusing the fit outputs kept beside them (read-only).
 
     \b
     Examples:
-      fmriprep-cleanup regenerate OUT --participant-label 01 > regenerate-sub-01.sh
+      fmriprep-cleanup regenerate OUT --participant-label 01 -o regenerate-sub-01.sh
       fmriprep-cleanup regenerate OUT --sbatch > regenerate.sbatch && sbatch regenerate.sbatch
     """
     from ..api import recipes_text, regenerable_rules, regeneration_recipes
@@ -323,8 +329,8 @@ def regenerate(path: str, sbatch: bool, fmt: str, **selection: Any) -> None:
     for label, why in refused:
         click.echo(f"fmriprep-cleanup: sub-{label} is left out: {why}", err=True)
     if fmt == "json":
-        sys.stdout.write(output_json({"recipes": [recipe.as_dict() for recipe in recipes],
-                                      "left_out": [{"subject": label, "why": why} for label, why in refused]},
-                                     indent=2) + "\n")
+        write_output(output_json({"recipes": [recipe.as_dict() for recipe in recipes],
+                                  "left_out": [{"subject": label, "why": why} for label, why in refused]},
+                                 indent=2) + "\n", output)
     else:
-        sys.stdout.write(recipes_text(recipes, sbatch))
+        write_output(recipes_text(recipes, sbatch), output)

@@ -6,11 +6,13 @@ import sys
 
 import click
 
+from .common import format_option
+
 
 @click.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=str),
               help="Build the demo project here and keep it (default: a temporary folder, removed afterwards).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True)
+@format_option(["text", "json", "csv"], "text")
 def demo(directory: str | None, fmt: str) -> None:
     """Build a small real-shaped fMRIPrep project (sparse files) and report on it.
 
@@ -34,7 +36,7 @@ def demo(directory: str | None, fmt: str) -> None:
         output, workdir = run(directory)
         if fmt == "text":
             click.echo(f"\nThe demo project is in {directory}. Try:\n"
-                       f"  fmriprep-cleanup plan {output} --work-dir {workdir} --only junk\n"
+                       f"  fmriprep-cleanup plan {output} --work-dir {workdir} --action junk\n"
                        f"  fmriprep-cleanup explain {output} {output}/sub-01.html")
         return
     with tempfile.TemporaryDirectory(prefix="fmriprep-cleanup-demo-") as where:

@@ -16,32 +16,37 @@ from .common import (
     deprecated,
     energy_options,
     energy_overrides,
+    format_option,
+    from_scan_options,
     history_option,
+    jobs_option,
+    output_option,
     parse_path_maps,
     path_map_option,
     quiet_option,
+    record_option,
+    rules_option,
+    shard_options,
     terminal_width,
     warn,
     wide_option,
+    work_dir_option,
     write_output,
 )
 
 
 @click.command()
 @click.argument("roots", nargs=-1, required=True, type=click.Path(path_type=str))
-@click.option("--rules", "rule_refs", multiple=True, metavar="NAME|FILE", help="Rule sets, as for report.")
-@click.option("--jobs", "-j", type=click.IntRange(1, 256), metavar="N", help="Processes per dataset on local disks, folders listed at once on network file systems (see report).")
+@rules_option
+@jobs_option
 @energy_options
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "html"]), default="text", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
+@format_option(["text", "json", "csv", "html"], "text")
+@output_option
 @path_map_option
-@click.option("--from-scan", type=click.Path(dir_okay=False, path_type=str), metavar="FILE",
-              help="Find the datasets in this scan list and read their files from it instead of walking (see report).")
-@click.option("--scan-format", type=click.Choice(["ncdu", "find", "gpfs"]), help="The --from-scan list's format.")
+@from_scan_options[0]
+@from_scan_options[1]
 @quiet_option
-@click.option("--shard", metavar="K/N", help="Audit only shard K of N (every N-th dataset); needs --partial-out.")
-@click.option("--partial-out", type=click.Path(dir_okay=False, path_type=str),
-              help="Write the shard's partial result to FILE, for `merge`.")
+@shard_options("every N-th dataset")
 @wide_option
 def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, fmt: str, output: str | None,
           path_maps: tuple[str, ...], from_scan: str | None, scan_format: str | None, quiet: bool,
@@ -106,9 +111,9 @@ def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, 
 @click.option("--config", "config", hidden=True, type=click.Path(dir_okay=False, path_type=str),
               help="Deprecated: give the policy file as the argument.")
 @click.option("--log", "log", type=click.Path(dir_okay=False, path_type=str),
-              help="Append one JSON object per dataset, and a final summary, to FILE.")
+              help="Append one JSON object per dataset, and a final summary, to FILE (JSON lines).")
 @history_option
-@click.option("--record", is_flag=True, help="Record dry runs in the history too.")
+@record_option
 def run_policy(policy: str | None, config: str | None, log: str | None, history_path: str | None,
                record: bool) -> None:
     """Execute the storage-hygiene POLICY file (YAML: which datasets, which rules, which mode) unattended (cron,
@@ -140,8 +145,8 @@ def run_policy(policy: str | None, config: str | None, log: str | None, history_
 @click.command()
 @history_option
 @click.option("--since", metavar="DATE", help="Only runs from this day on (YYYY-MM-DD) or this long ago (e.g. 30d).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "html"]), default="text", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), help="Write to FILE instead of stdout.")
+@format_option(["text", "json", "csv", "html"], "text")
+@output_option
 @wide_option
 def history(history_path: str | None, since: str | None, fmt: str, output: str | None, wide: bool) -> None:
     """The runs that archived or deleted, and what they reclaimed and avoided, per dataset and overall.
@@ -214,7 +219,8 @@ def _policy_recipe(kind: str, text: str) -> None:
                                  f"  fmriprep-cleanup schedule {kind} /project/admin/hygiene.yaml --log /var/log/cleanup.jsonl")
     @click.argument("policy", type=click.Path(dir_okay=False, path_type=str))
     @click.option("--log", "log", type=click.Path(dir_okay=False, path_type=str),
-                  help="JSON-lines log (default: beside the policy file, .log.jsonl).")
+                  help="Append one JSON object per dataset, and a final summary, to FILE (JSON lines; default: "
+                       "beside the policy file, .log.jsonl).")
     def recipe(policy: str, log: str | None) -> None:
         from ..api import schedule as schedule_recipe
 
@@ -232,13 +238,12 @@ def slurm_array_options(command: Callable[..., None]) -> Callable[..., None]:
                      help="Array tasks (each a share of the subjects)."),
         click.option("--run-dir", type=click.Path(file_okay=False, path_type=str),
                      help="Where the partial results and the reports go."),
-        click.option("--work-dir", type=click.Path(file_okay=False, path_type=str),
-                     help="fMRIPrep's working directory, passed to the report."),
-        click.option("--rules", "rule_refs", multiple=True, metavar="NAME|FILE", help="Rule sets."),
+        work_dir_option,
+        rules_option,
         click.option("--clean", "clean_mode", type=click.Choice(["dry-run", "archive", "delete"]),
                      help="The array cleans in this mode (shard by shard, then the shared files)."),
         click.option("--archive-dir", type=click.Path(file_okay=False, path_type=str),
-                     help="With --clean archive: where the archives go."),
+                     help="Where archives go (needed for --clean archive; not inside the dataset)."),
     ]):
         command = option(command)
     return command

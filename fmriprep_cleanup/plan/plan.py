@@ -96,7 +96,7 @@ class Plan:
     did not create is left alone; otherwise the rules decide; a junk decision on the dataset's description or
     on the evidence a subject's status rests on is overruled; and junk that must wait - a running subject's
     files, shared files while some subject runs, anything modified within ``min_age`` - is held back. So
-    ``plan --only junk`` lists exactly the files ``clean`` with the same options acts on.
+    ``plan --action junk`` lists exactly the files ``clean`` with the same options acts on.
     """
 
     dataset: Dataset
