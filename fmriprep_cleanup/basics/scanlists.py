@@ -72,6 +72,17 @@ class ScanList:
 
     def add(self, path: str, record: tuple, line: int) -> None:
         """One entry: ``record`` is (mode, size, 512-byte blocks, mtime, dev, inode, links)."""
+        folder, _, name = path.rpartition("/")
+        entries = self.folders.get(folder) if self.marks is None and record[0] & 0o170000 != stat.S_IFDIR else None
+        if entries is not None and name not in ("", ".", "..") and "\0" not in name:
+            # A file in a folder already kept (so absolute, normalised and wanted) needs nothing checked again.
+            entries[0].append(name)
+            entries[1].extend(record)
+            self.files += 1
+        else:
+            self._add(path, record, line)
+
+    def _add(self, path: str, record: tuple, line: int) -> None:
         if not path.startswith("/") or "\0" in path:
             raise ScanListError(f"{self.path}:{line}: not an absolute path: {path!r}")
         if "//" in path or "/./" in path or "/../" in path or (path.endswith(("/", "/.", "/..")) and path != "/"):
@@ -266,13 +277,24 @@ def read_scan_list(path: str, scan_format: str | None = None, within: Iterable[s
 
 def _read_find(listed: ScanList, blocks: Iterator[bytes]) -> None:
     """find/lfs find/rbh-find -printf '%y %s %b %T@ %D %i %n %p\\0'."""
+    folders, regular = listed.folders, stat.S_IFREG
+    fast = listed.marks is None  # files of folders already kept go straight in (what ScanList.add does, inlined)
     for number, record in enumerate(_records(listed.path, blocks, b"\0", "entry is not NUL-terminated"), start=1):
         try:
             kind, size, blocks_, mtime, dev, ino, nlink, name = record.lstrip(b"\n").split(b" ", 7)
             entry = (FIND_TYPES[kind], int(size), int(blocks_), float(mtime), int(dev), int(ino), int(nlink))
         except (ValueError, KeyError):
             raise ScanListError(f"{listed.path}: entry {number} is not '{FIND_PRINTF}': {record[:80]!r}") from None
-        listed.add(name.decode("utf-8", "surrogateescape"), entry, number)
+        path = name.decode("utf-8", "surrogateescape")
+        if fast and entry[0] == regular:
+            folder, _, base = path.rpartition("/")
+            entries = folders.get(folder)
+            if entries is not None and base not in ("", ".", ".."):
+                entries[0].append(base)
+                entries[1].extend(entry)
+                listed.files += 1
+                continue
+        listed.add(path, entry, number)
 
 
 def _read_gpfs(listed: ScanList, blocks: Iterator[bytes]) -> None:
