@@ -162,3 +162,28 @@ def test_an_audit_over_a_site_list_finds_and_counts_what_walking_does(tree, tmp_
     keys = ("path", "files", "bytes", "junk_bytes", "subjects")
     assert [{k: row[k] for k in keys} for row in read["datasets"]] == [{k: row[k] for k in keys} for row in walked["datasets"]]
     assert len(read["datasets"]) >= 2 and read["warnings"][0].startswith("read from the scan of ")
+
+
+def test_reading_ahead_passes_errors_on_in_order_and_leaves_no_thread(tmp_path, monkeypatch):
+    import threading
+
+    from fmriprep_cleanup.basics import scanlists
+
+    monkeypatch.setattr(scanlists, "BLOCK", 64)  # many blocks, so the reader runs ahead of the parser
+    good = b"".join(b"f 10 8 1700000000.0 2049 %d 1 /x/f%05d\0" % (number, number) for number in range(2000))
+    threads = threading.active_count()
+    listed = tmp_path / "scan.list"
+    listed.write_bytes(good[:640] + b"f ten 8 1700000000.0 2049 1 1 /x/bad\0" + good[640:])
+    with pytest.raises(scanlists.ScanListError, match="entry 17 is not"):  # stops early; the reader stops too
+        scanlists.read_scan_list(str(listed), within=["/x"])
+    squeezed = tmp_path / "scan.list.gz"
+    squeezed.write_bytes(gzip.compress(good)[:-40])  # a compressed list cut short
+    with pytest.raises(scanlists.ScanListError, match="cannot be read whole"):
+        scanlists.read_scan_list(str(squeezed), within=["/x"])
+    whole = tmp_path / "whole.gz"
+    whole.write_bytes(gzip.compress(good))
+    assert scanlists.read_scan_list(str(whole), within=["/x"]).files == 2000
+    deadline = time.monotonic() + 5
+    while threading.active_count() > threads and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() == threads

@@ -203,6 +203,45 @@ def _blocks(path: str) -> Iterator[bytes]:
             raise ScanListError(f"{path}: cannot be read whole ({exc}): truncated?") from None
 
 
+def _read_ahead(blocks: Iterator[bytes], ahead: int = 2) -> Iterator[bytes]:
+    """``blocks`` read by a thread up to ``ahead`` blocks before they are wanted: the disk (or the decompressor)
+    works while the parser does (reads release the GIL), memory stays a few blocks. What the reading raises is
+    raised here, in order."""
+    import queue
+    import threading
+
+    handoff: queue.Queue[tuple[bytes | None, BaseException | None]] = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for block in blocks:
+                if stop.is_set():
+                    return
+                handoff.put((block, None))
+            handoff.put((None, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader, raised there
+            handoff.put((None, exc))
+
+    reader = threading.Thread(target=read, name="scan-list-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            block, problem = handoff.get()
+            if problem is not None:
+                raise problem
+            if block is None:
+                return
+            yield block
+    finally:
+        stop.set()
+        while reader.is_alive():  # let a blocked put go through, so the thread ends and closes the file
+            try:
+                handoff.get(timeout=0.1)
+            except queue.Empty:
+                pass
+
+
 def _zstd_blocks(path: str) -> Iterator[bytes]:
     try:
         process = subprocess.Popen(["zstd", "-dc", "--", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -248,7 +287,7 @@ def read_scan_list(path: str, scan_format: str | None = None, within: Iterable[s
     holding a name ``marks(name, is_dir)`` accepts (a search through a site-wide list in flat memory).
     ScanListError for anything it cannot read whole: an
     unknown or mixed format, a truncated file, a path listed twice."""
-    blocks = _blocks(path)
+    blocks = _read_ahead(_blocks(path))
     head = next(blocks, b"")
     detected = detect_format(head[:4096])
     fmt = scan_format or detected
