@@ -187,3 +187,32 @@ def test_reading_ahead_passes_errors_on_in_order_and_leaves_no_thread(tmp_path, 
     while threading.active_count() > threads and time.monotonic() < deadline:
         time.sleep(0.01)
     assert threading.active_count() == threads
+
+
+@pytest.mark.parametrize("entry", [b"f x1 8 1700000000.5 2049 12 1", b"f 10 -8 1700000000.5 2049 12 1",
+                                   b"f 10 8 17000000a0.5 2049 12 1", b"f 10 8 1.7.0 2049 12 1",
+                                   b"f 10 8 --1.5 2049 12 1", b"f 10 8 1700000000.5 0x801 12 1",
+                                   b"f 10 8 1700000000.5 2049 1_2 1", b"f 10 8 1700000000.5 2049 12 ",
+                                   b"f 10 8  2049 12 1", b"q 10 8 1700000000.5 2049 12 1"])
+def test_every_number_of_a_find_entry_is_checked_when_read(tmp_path, entry):
+    """find entries keep their numbers as text until walked: each must still be a number when read."""
+    from fmriprep_cleanup.basics.scanlists import ScanListError, read_scan_list
+
+    listed = tmp_path / "scan.list"
+    listed.write_bytes(b"d 4096 8 1700000000.0 2049 11 2 /x\0" + entry + b" /x/a\0")
+    with pytest.raises(ScanListError, match="entry 2 is not"):
+        read_scan_list(str(listed), "find", within=["/x"])
+
+
+def test_find_numbers_read_as_text_are_the_numbers_walked(tmp_path):
+    from fmriprep_cleanup.basics.scanlists import read_scan_list
+
+    listed = tmp_path / "scan.list"
+    listed.write_bytes(b"d 4096 8 1700000000.0 2049 11 2 /x\0f 10 8 1700000000.25 2049 12 3 /x/b\0"
+                       b"l 7 0 -86400.5 2049 13 1 /x/a\0f 5 0 42 7 14 1 /x/c\0")
+    listing = read_scan_list(str(listed), within=["/x"]).listing("/x")
+    assert listing.names == ["a", "b", "c"]
+    a, b, c = listing.stats
+    assert (a.st_size, a.st_mtime, a.st_ino, a.st_mode & 0o170000) == (7, -86400.5, 13, 0o120000)
+    assert (b.st_size, b.st_blocks, b.st_mtime, b.st_dev, b.st_ino, b.st_nlink) == (10, 8, 1700000000.25, 2049, 12, 3)
+    assert (c.st_mtime, c[8], c.st_dev) == (42.0, 42, 7)

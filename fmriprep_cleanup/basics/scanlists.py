@@ -50,7 +50,9 @@ class ScanListError(CleanupError):
 @dataclass
 class ScanList:
     """The entries of a list at or below some roots, by folder: names and, for each, its lstat-like numbers
-    packed seven to a name (mode, size, 512-byte blocks, mtime, dev, inode, links) - about 150 bytes a file."""
+    packed seven to a name (mode, size, 512-byte blocks, mtime, dev, inode, links) - about 150 bytes a file.
+    A find list keeps each file's numbers as the text the list holds instead (``text_numbers``): checked digit
+    by digit when read, made numbers only when the folder is walked, which the walk's processes share."""
 
     path: str
     format: str
@@ -62,6 +64,7 @@ class ScanList:
     subdirs: dict[str, set[str]] = field(default_factory=dict)
     marked: set[str] = field(default_factory=set)  # folders holding a name ``marks(name, is_dir)`` accepts
     files: int = 0
+    text_numbers: bool = False  # values are the list's text ("f SIZE BLOCKS MTIME DEV INODE LINKS"), not numbers
 
     def wants(self, path: str) -> bool:
         """Whether ``path`` is at or below one of the roots kept."""
@@ -73,14 +76,29 @@ class ScanList:
     def add(self, path: str, record: tuple, line: int) -> None:
         """One entry: ``record`` is (mode, size, 512-byte blocks, mtime, dev, inode, links)."""
         folder, _, name = path.rpartition("/")
-        entries = self.folders.get(folder) if self.marks is None and record[0] & 0o170000 != stat.S_IFDIR else None
-        if entries is not None and name not in ("", ".", "..") and "\0" not in name:
-            # A file in a folder already kept (so absolute, normalised and wanted) needs nothing checked again.
-            entries[0].append(name)
-            entries[1].extend(record)
-            self.files += 1
-        else:
+        entries = self.folders.get(folder) if self.marks is None else None
+        if entries is None or name in ("", ".", "..") or "\0" in name:
             self._add(path, record, line)
+        elif record[0] & 0o170000 == stat.S_IFDIR:
+            # An entry of a folder already kept (so absolute, normalised and wanted) needs nothing checked again.
+            if path not in self.folders:
+                self.folders[path] = self._no_entries()
+                self.subdirs.setdefault(folder, set()).add(name)
+        else:
+            entries[0].append(name)
+            self._store(entries[1], record)
+            self.files += 1
+
+    def _no_entries(self) -> tuple[list[str], Any]:
+        return ([], []) if self.text_numbers else ([], array("d"))
+
+    def _store(self, values: Any, record: tuple) -> None:
+        """A file's numbers: ``record`` is (mode, size, blocks, mtime, dev, inode, links), or, for text numbers,
+        (mode, the list's text of them)."""
+        if self.text_numbers:
+            values.append(record[1])
+        else:
+            values.extend(record)
 
     def _add(self, path: str, record: tuple, line: int) -> None:
         if not path.startswith("/") or "\0" in path:
@@ -98,7 +116,7 @@ class ScanList:
         folder, _, name = path.rpartition("/")
         names, values = self._folder(folder or "/")
         names.append(name)
-        values.extend(record)
+        self._store(values, record)
         self.files += 1
 
     def _mark(self, path: str, is_dir: bool) -> None:
@@ -107,13 +125,13 @@ class ScanList:
         if self.marks is not None and self.marks(name, is_dir):
             self.marked.add(folder or "/")
         if is_dir and path in self.within:
-            self.folders[path] = ([], array("d"))
+            self.folders[path] = self._no_entries()
         self.files += not is_dir
 
     def _folder(self, folder: str) -> tuple[list[str], array]:
         entries = self.folders.get(folder)
         if entries is None:
-            entries = self.folders[folder] = ([], array("d"))
+            entries = self.folders[folder] = self._no_entries()
             parent, _, name = folder.rpartition("/")
             parent = parent or "/"
             if name and self.wants(parent):
@@ -123,11 +141,14 @@ class ScanList:
 
     def check(self) -> ScanList:
         """Refuse a list naming one path twice: it is not one scan of one tree."""
+        subdirs = self.subdirs
         for folder, (names, _) in self.folders.items():
-            if len(set(names)) != len(names):
+            if not names:
+                continue
+            if len(names) > 1 and len(set(names)) != len(names):
                 twice = next(name for name in sorted(names) if names.count(name) > 1)
                 raise ScanListError(f"{self.path}: {folder}/{twice} is listed twice: not one scan of one tree")
-            if folder in self.subdirs and self.subdirs[folder] & set(names):
+            if folder in subdirs and not subdirs[folder].isdisjoint(names):
                 twice = sorted(self.subdirs[folder] & set(names))[0]
                 raise ScanListError(f"{self.path}: {folder}/{twice} is listed twice: not one scan of one tree")
         return self
@@ -145,10 +166,13 @@ class ScanList:
         return f"scan of {when}, {old} ({self.format} list {self.path})"
 
     def listing(self, folder: str) -> Listing:
-        names, values = self.folders.get(folder, ([], array("d")))
+        names, values = self.folders.get(folder, ([], []))
         order = sorted(range(len(names)), key=names.__getitem__)
-        return Listing([names[at] for at in order], [_stat(*values[at * 7:at * 7 + 7]) for at in order], {},
-                       sorted(self.subdirs.get(folder, ())), None)
+        if self.text_numbers:
+            stats = [_stat_of_text(values[at]) for at in order]
+        else:
+            stats = [_stat(*values[at * 7:at * 7 + 7]) for at in order]
+        return Listing([names[at] for at in order], stats, {}, sorted(self.subdirs.get(folder, ())), None)
 
     def walk(self, roots: list[Any], warnings: Warnings, skip_dir: Callable[[Any, str, str], bool] | None = None,
              exclude: frozenset[str] = frozenset(), jobs: int = 1) -> Iterator[Directory]:
@@ -178,6 +202,15 @@ def _stat(mode: float, size: float, blocks: float, mtime: float, dev: float = 0,
     whole = int(mtime)
     return os.stat_result((int(mode), int(ino), int(dev), int(nlink), 0, 0, int(size), whole, whole, 0,
                            float(mtime), float(mtime), 0.0, 0, 0, 0, 4096, int(blocks)))
+
+
+def _stat_of_text(numbers: bytes) -> os.stat_result:
+    """_stat of a find list's text "f SIZE BLOCKS MTIME DEV INODE LINKS" (checked when it was read)."""
+    kind, size, blocks, mtime, dev, ino, nlink = numbers.split(b" ")
+    seconds = float(mtime)
+    whole = int(seconds)
+    return os.stat_result((FIND_TYPES[kind], int(ino), int(dev), int(nlink), 0, 0, int(size), whole, whole, 0,
+                           seconds, seconds, 0.0, 0, 0, 0, 4096, int(blocks)))
 
 
 BLOCK = 1 << 23  # read 8 MiB at a time: the list is never held whole
@@ -302,7 +335,8 @@ def read_scan_list(path: str, scan_format: str | None = None, within: Iterable[s
         created = os.stat(path).st_mtime
     except OSError:
         created = None
-    listed = ScanList(path, fmt, created, True, tuple(sorted({root.rstrip("/") or "/" for root in within})), marks)
+    listed = ScanList(path, fmt, created, True, tuple(sorted({root.rstrip("/") or "/" for root in within})), marks,
+                      text_numbers=fmt == "find")
     stream = itertools.chain([head], blocks)
     collecting = gc.isenabled()
     gc.disable()  # a million small records and no cycles among them: the collector would only rescan them
@@ -315,25 +349,33 @@ def read_scan_list(path: str, scan_format: str | None = None, within: Iterable[s
 
 
 def _read_find(listed: ScanList, blocks: Iterator[bytes]) -> None:
-    """find/lfs find/rbh-find -printf '%y %s %b %T@ %D %i %n %p\\0'."""
+    """find/lfs find/rbh-find -printf '%y %s %b %T@ %D %i %n %p\\0'. Each file's numbers are kept as their text,
+    every one checked to be a number here (listing() makes them numbers)."""
+    assert listed.text_numbers
     folders, regular = listed.folders, stat.S_IFREG
     fast = listed.marks is None  # files of folders already kept go straight in (what ScanList.add does, inlined)
     for number, record in enumerate(_records(listed.path, blocks, b"\0", "entry is not NUL-terminated"), start=1):
+        record = record.lstrip(b"\n")
         try:
-            kind, size, blocks_, mtime, dev, ino, nlink, name = record.lstrip(b"\n").split(b" ", 7)
-            entry = (FIND_TYPES[kind], int(size), int(blocks_), float(mtime), int(dev), int(ino), int(nlink))
+            kind, size, blocks_, mtime, dev, ino, nlink, name = record.split(b" ", 7)
+            mode = FIND_TYPES[kind]
+            seconds = mtime[1:] if mtime[:1] == b"-" else mtime
+            if not (size.isdigit() and blocks_.isdigit() and dev.isdigit() and ino.isdigit() and nlink.isdigit()
+                    and seconds.replace(b".", b"", 1).isdigit()):
+                raise ValueError
         except (ValueError, KeyError):
             raise ScanListError(f"{listed.path}: entry {number} is not '{FIND_PRINTF}': {record[:80]!r}") from None
+        numbers = record[:len(record) - len(name) - 1]
         path = name.decode("utf-8", "surrogateescape")
-        if fast and entry[0] == regular:
+        if fast and mode == regular:
             folder, _, base = path.rpartition("/")
             entries = folders.get(folder)
             if entries is not None and base not in ("", ".", ".."):
                 entries[0].append(base)
-                entries[1].extend(entry)
+                entries[1].append(numbers)
                 listed.files += 1
                 continue
-        listed.add(path, entry, number)
+        listed.add(path, (mode, numbers), number)
 
 
 def _read_gpfs(listed: ScanList, blocks: Iterator[bytes]) -> None:
