@@ -190,6 +190,29 @@ def test_unwritable_output_is_one_line(project, tmp_path):
     assert result.exit_code == 2 and "cannot write" in result.output
 
 
+def test_output_into_a_pipe_or_through_a_link_writes_into_it_and_keeps_it(project, tmp_path):
+    """-o /dev/null, -o /dev/stdout, -o FIFO: the output goes into what is there, which stays what it was (an
+    atomic replace would put a regular file in its place: as root, /dev/null itself)."""
+    import stat
+    import threading
+
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    result = run("report", project, "--format", "json", "-o", fifo)
+    reader.join(timeout=10)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode), "the pipe was replaced by a file"
+    assert received and json.loads(received[0])["dataset"]["path"] == str(project)
+    target, link = tmp_path / "kept.json", tmp_path / "link.json"
+    target.write_text("old")
+    link.symlink_to(target)
+    assert run("report", project, "--format", "json", "-o", link).exit_code == 0
+    assert link.is_symlink() and json.loads(target.read_text())["dataset"]["path"] == str(project)
+
+
 def test_demo_builds_and_reports(tmp_path):
     result = run("demo", "--dir", tmp_path / "demo", "--format", "json")
     assert result.exit_code == 0, result.output

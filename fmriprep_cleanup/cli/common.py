@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import sys
 from collections.abc import Callable
 from typing import IO, Any, NoReturn
@@ -359,28 +360,36 @@ def deprecated(old: str, new: str) -> None:
 
 
 def write_output(text_or_writer: str | Callable[[IO[str]], object], output: str | None) -> None:
-    """Write to --output FILE (atomically: a temporary name, then rename) or to stdout."""
+    """Write to --output FILE (atomically: a temporary name, then rename) or to stdout. What is there and is not
+    a regular file (/dev/null, a pipe, a link such as /dev/stdout) is written into, never replaced."""
     if output is None or output == "-":
-        if isinstance(text_or_writer, str):
-            sys.stdout.write(text_or_writer)
-        else:
-            text_or_writer(sys.stdout)
+        _write_to(sys.stdout, text_or_writer)
         sys.stdout.flush()
         return
-    temporary = f"{output}.tmp-{os.getpid()}"
     try:
-        with open(temporary, "w", encoding="utf-8", errors="surrogateescape", newline="") as handle:
-            if isinstance(text_or_writer, str):
-                handle.write(text_or_writer)
-            else:
-                text_or_writer(handle)
-        os.replace(temporary, output)
+        replace = stat.S_ISREG(os.lstat(output).st_mode)
+    except OSError:
+        replace = True  # nothing there yet
+    target = f"{output}.tmp-{os.getpid()}" if replace else output
+    try:
+        with open(target, "w", encoding="utf-8", errors="surrogateescape", newline="") as handle:
+            _write_to(handle, text_or_writer)
+        if replace:
+            os.replace(target, output)
     except OSError as exc:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
+        if replace:
+            try:
+                os.unlink(target)
+            except OSError:
+                pass
         raise CleanupError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
+def _write_to(handle: IO[str], text_or_writer: str | Callable[[IO[str]], object]) -> None:
+    if isinstance(text_or_writer, str):
+        handle.write(text_or_writer)
+    else:
+        text_or_writer(handle)
 
 
 def command_line() -> str | None:
