@@ -20,8 +20,8 @@ from readme_samples import PAGES
 from test_regeneration import build as build_regenerable_tree
 
 ROOT = Path(__file__).resolve().parent.parent
-BASH_BLOCK = re.compile(r"```bash\n(.*?)```", re.DOTALL)
 PROGRAM = [sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()"]
+BASH_BLOCK = re.compile(r"```bash\n(.*?)```", re.DOTALL)
 
 
 def documented_commands(page: str) -> list[str]:
@@ -54,9 +54,11 @@ class Sandbox:
         demo = root / "demo"
         assert cli("demo", "--dir", demo, "--format", "json").exit_code == 0
         shrink(demo)
+        thin(demo / "work")
         self.out, self.work = demo / "ds003752", demo / "work"
         if page == "docs/regeneration.md":
             self.out, _ = build_regenerable_tree(root / "regenerable")
+            shrink(root / "regenerable")
         for folder in ("archive", "scratch", "log", "state", "home"):
             (root / folder).mkdir()
         (root / "hygiene.yaml").write_text(f"version: 1\ndatasets:\n  - paths: ['{self.out}']\n    mode: dry-run\n")
@@ -114,7 +116,8 @@ class Sandbox:
 
 def shrink(folder: Path) -> None:
     """The demo's images are sparse files of real sizes (48 GB): cut each to 1 KiB, mtime kept, so archiving
-    them writes megabytes, not gigabytes; the text files the judgement reads are far smaller and stay whole."""
+    them writes megabytes, not gigabytes; the text files the judgement reads are far smaller and stay whole.
+    (The same for the regenerable tree's outputs and raw inputs.)"""
     for directory, _, names in os.walk(folder):
         for name in names:
             path = os.path.join(directory, name)
@@ -122,6 +125,14 @@ def shrink(folder: Path) -> None:
             if stat.st_size > 1 << 20:
                 os.truncate(path, 1024)
                 os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def thin(folder: Path) -> None:
+    """Keep one file in ten of the demo's working directory (sorted, so always the same ones): its thousands of
+    small files make archiving and restoring slow, and the commands read the same either way."""
+    for number, path in enumerate(sorted(path for path in folder.rglob("*") if path.is_file())):
+        if number % 10:
+            path.unlink()
 
 
 def asks_first(args: list[str]) -> bool:
