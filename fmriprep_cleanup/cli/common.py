@@ -96,20 +96,20 @@ jobs_option = click.option(
     help="Local disks: scan each dataset in N processes (default: every usable core, once there are 8 subjects "
          "per process); network file systems: N folders listed at once (default 8). The output is the same "
          "whatever N.")
-from_scan_options = [
-    click.option("--from-scan", type=click.Path(dir_okay=False, path_type=str), metavar="FILE",
-                 help="Read this scan list instead of walking: an ncdu/gdu JSON export (ncdu -e -o), a find -printf "
-                      "list or a GPFS LIST file, gzip/zstd or plain (see docs/storage-hygiene.md)."),
-    click.option("--scan-format", type=click.Choice(["ncdu", "find", "gpfs"]),
-                 help="The --from-scan list's format (default: told from its first bytes; gdu's is ncdu)."),
-]
+from_scan_option = click.option(
+    "--from-scan", type=click.Path(dir_okay=False, path_type=str), metavar="FILE",
+    help="Read this scan list instead of walking: an ncdu/gdu JSON export (ncdu -e -o), a find -printf list or a "
+         "GPFS LIST file, gzip/zstd or plain (see docs/storage-hygiene.md).")
+scan_format_option = click.option(
+    "--scan-format", type=click.Choice(["ncdu", "find", "gpfs"]),
+    help="The --from-scan list's format (default: told from its first bytes; gdu's is ncdu).")
 participant_label_option = click.option(
     "--participant-label", "--participant_label", "participant_labels", multiple=True, metavar="LABEL",
     help="Only these subjects (with or without sub-); several may follow one flag: --participant-label 01 02.")
 record_option = click.option("--record", is_flag=True,
                              help="Record dry runs in the history too (archive and delete runs always are).")
 output_option = click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), metavar="FILE",
-                             help="Write to FILE instead of stdout (atomically: complete or not at all).")
+                             help="Write to FILE instead of stdout (a file is replaced whole or not at all).")
 
 
 def format_option(choices: list[str], default: str | None = None, note: str = "") -> Callable:
@@ -164,7 +164,8 @@ def selection_options(command: Callable) -> Callable:
                      help="A failed, stopped or unknown run's working directory idle this long is a stale cache "
                           "(junk under default and workdir-only). Default: the rule set's stale_after, else 30d."),
         path_map_option,
-        *from_scan_options,
+        from_scan_option,
+        scan_format_option,
     ], command)
 
 

@@ -17,7 +17,7 @@ from .common import (
     energy_options,
     energy_overrides,
     format_option,
-    from_scan_options,
+    from_scan_option,
     history_option,
     jobs_option,
     output_option,
@@ -26,6 +26,7 @@ from .common import (
     quiet_option,
     record_option,
     rules_option,
+    scan_format_option,
     shard_options,
     terminal_width,
     warn,
@@ -43,8 +44,8 @@ from .common import (
 @format_option(["text", "json", "csv", "html"], "text")
 @output_option
 @path_map_option
-@from_scan_options[0]
-@from_scan_options[1]
+@from_scan_option
+@scan_format_option
 @quiet_option
 @shard_options("every N-th dataset")
 @wide_option
