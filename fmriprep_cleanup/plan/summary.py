@@ -84,6 +84,7 @@ class Summary:
     left_alone: dict[str, list[int]] = field(default_factory=dict)  # top entry in -w fMRIPrep did not write -> [files, bytes]
     _links: dict[tuple[int, int], list] = field(default_factory=dict, repr=False)  # inode -> see _later
     _keys: dict[str, list] = field(default_factory=dict, repr=False)  # annex key -> see _later
+    _tally: dict[tuple, list[int]] = field(default_factory=dict, repr=False)  # not yet in the counts: see _count
     at: tuple = ()  # where the folder being added comes in the plan (Plan.summarize sets it): see absorb
 
     def add_whole_folder(self, folder: Directory, subject: str | None, decision: Decision) -> None:
@@ -95,6 +96,18 @@ class Summary:
                 self._count(folder, subject, decision, len(folder.names), size, allocated)
                 return
         self.add_folder(folder, folder.files, subject, decision)
+
+    def add_files(self, folder: Directory, positions: tuple[int, ...], subject: str | None,
+                  decision: Decision) -> None:
+        """Count the files at ``positions`` (in name order) of a folder, of one subject and one decision: like
+        ``add_whole_folder``, from the lstat results alone in the usual folder."""
+        if folder.plain() and decision is not LEFT_ALONE:
+            size, allocated, links = folder.totals(positions)
+            if links <= 1:
+                self._count(folder, subject, decision, len(positions), size, allocated)
+                return
+        files = folder.files
+        self.add_folder(folder, [files[position] for position in positions], subject, decision)
 
     def add_folder(self, folder: Directory, entries: Sequence[Entry], subject: str | None, decision: Decision) -> None:
         """Count files of one folder that share a subject and a decision (the bytes of multiply-linked files
@@ -125,24 +138,44 @@ class Summary:
 
     def _count(self, folder: Directory, subject: str | None, decision: Decision, files: int, size: int,
                allocated: int, elsewhere: int = 0, in_git: int = 0, annexed: int = 0, action: str | None = None) -> None:
+        """Add to the running tally: one dictionary entry per (action, category, subject, scope), folded into the
+        counts by ``_fold`` (one update per folder here instead of three objects' seven fields each)."""
         action = action or decision.action
-        self.totals.add(action, files, size, allocated, elsewhere, in_git, annexed)
-        category = self.by_category.get(decision.category)
-        if category is None:
-            category = self.by_category[decision.category] = Counts()
-        category.add(action, files, size, allocated, elsewhere, in_git, annexed)
-        per_subject = self.by_subject.get(subject)
-        if per_subject is None:
-            per_subject = self.by_subject[subject] = Counts()
-        per_subject.add(action, files, size, allocated, elsewhere, in_git, annexed)
-        key = (subject, folder.root.scope)
-        self.bytes_by_subject_scope[key] = self.bytes_by_subject_scope.get(key, 0) + size
-        if action == "keep":
-            self.kept_by_subject_scope[key] = self.kept_by_subject_scope.get(key, 0) + size
+        key = (action, decision.category, subject, folder.root.scope)
+        sums = self._tally.get(key)
+        if sums is None:
+            self._tally[key] = [files, size, allocated, elsewhere, in_git, annexed]
+        else:
+            sums[0] += files
+            sums[1] += size
+            sums[2] += allocated
+            if elsewhere or in_git or annexed:
+                sums[3] += elsewhere
+                sums[4] += in_git
+                sums[5] += annexed
         if action == "junk" and size - elsewhere - in_git:  # the folders where space can be freed here
             parts = folder.relpath.split("/")[:FOLDER_DEPTH] if folder.relpath else []
             where = "/".join([folder.root.path, *parts])
             self.junk_by_folder[where] = self.junk_by_folder.get(where, 0) + size - elsewhere - in_git
+
+    def _fold(self) -> None:
+        """Move the tally into the counts, in the order its keys were first met (so categories and subjects keep
+        the order of the scan)."""
+        for (action, category, subject, scope), sums in self._tally.items():
+            self.totals.add(action, *sums)
+            counts = self.by_category.get(category)
+            if counts is None:
+                counts = self.by_category[category] = Counts()
+            counts.add(action, *sums)
+            counts = self.by_subject.get(subject)
+            if counts is None:
+                counts = self.by_subject[subject] = Counts()
+            counts.add(action, *sums)
+            key = (subject, scope)
+            self.bytes_by_subject_scope[key] = self.bytes_by_subject_scope.get(key, 0) + sums[1]
+            if action == "keep":
+                self.kept_by_subject_scope[key] = self.kept_by_subject_scope.get(key, 0) + sums[1]
+        self._tally.clear()
 
     def _later(self, records: dict[Any, list], identity: Any, entry: Entry, folder: Directory, subject: str | None,
                decision: Decision) -> None:
@@ -204,6 +237,7 @@ class Summary:
                         elsewhere=entry.size if entry.annex == ELSEWHERE else 0, annexed=entry.size,
                         action="junk" if junk_paths == paths else "keep")
         self._keys.clear()
+        self._fold()
         return self
 
     def _left_alone(self, top: str, files: int, size: int) -> None:
@@ -214,6 +248,7 @@ class Summary:
     def as_json(self) -> dict[str, Any]:
         """The settled totals as plain JSON (a shard's partial result; ``finish`` first). No file is listed."""
         assert not self._links and not self._keys, "finish() the summary before writing it"
+        self._fold()
         return {
             "totals": self.totals.as_dict(),
             "by_category": {name: counts.as_dict() for name, counts in self.by_category.items()},
@@ -228,6 +263,7 @@ class Summary:
 
     def add(self, other: dict[str, Any]) -> Summary:
         """Add another summary's totals (``as_json``): merging shards gives the counts of the whole."""
+        self._fold()  # this summary's own first: categories and subjects keep the order they were met in
         def merged(counts: Counts | None, values: dict[str, int]) -> Counts:
             counts = counts or Counts()
             for name in COUNT_FIELDS + REPOSITORY_FIELDS:
