@@ -242,3 +242,34 @@ def test_decisions_reused_across_subjects_equal_decisions_made_file_by_file(ds00
         monkeypatch.undo()
         assert [(r.path, r.action, r.rule_id) for r in reused] == [(r.path, r.action, r.rule_id) for r in one_by_one]
         assert len({r.rule_id for r in reused}) > 1
+
+
+@pytest.mark.parametrize("rules", ["default", "volume-only"])
+def test_totals_added_by_reused_decision_equal_totals_added_file_by_file(tmp_path, monkeypatch, rules):
+    """A report adds up a reused folder's files by decision, from the lstat results: the same totals, to the byte,
+    as adding each planned file, a file hard-linked into two subjects' folders included."""
+    from fmriprep_cleanup.plan.summary import Summary
+    from fmriprep_cleanup.rules.classify import Classifier
+
+    tree = tmp_path / "ci"
+    _build_ci_tree(tree, CI_LISTS[0])
+    for path in sorted(tree.rglob("*")):  # a second subject with the same files
+        relpath = path.relative_to(tree).as_posix()
+        if path.is_file() and relpath.startswith("sub-01"):
+            twin = tree / relpath.replace("sub-01", "sub-02")
+            twin.parent.mkdir(parents=True, exist_ok=True)
+            os.link(path, twin) if "/anat/" in relpath and relpath.endswith(".json") else twin.write_bytes(b"x" * 7)
+    age_run(tree)
+    added_by_decision = []
+    add_files = Summary.add_files
+    monkeypatch.setattr(Summary, "add_files", lambda self, *args: (added_by_decision.append(args), add_files(self, *args)))
+
+    def totals():
+        dataset = discover(str(tree))
+        return build_plan(dataset, load_rulesets([rules]), Selection()).summarize().as_json()
+
+    reused = totals()
+    assert added_by_decision  # the reused folders really were added by decision
+    monkeypatch.setattr(Classifier, "decisions_repeat_across_labels", False)
+    assert reused == totals()
+    assert reused["totals"]["files"] == sum(1 for path in tree.rglob("*") if path.is_file())

@@ -112,13 +112,16 @@ class Directory(Generic[RootT]):
         stats = self._plain_stats()
         return sum(map(STAT_SIZE, stats)) if stats is not None else sum(entry.size for entry in self.files)
 
-    def totals(self) -> tuple[int, int, int]:
-        """(apparent bytes, allocated bytes, largest link count) of all its files, without making entries."""
+    def totals(self, positions: tuple[int, ...] | None = None) -> tuple[int, int, int]:
+        """(apparent bytes, allocated bytes, largest link count) of all its files, or of those at ``positions``
+        (in name order), without making entries."""
         stats = self._plain_stats()
         if stats is not None:
+            if positions is not None and len(positions) < len(stats):
+                stats = [stats[position] for position in positions]
             return (sum(map(STAT_SIZE, stats)), sum(map(STAT_BLOCKS, stats)) * 512,
                     max(map(STAT_NLINK, stats), default=0))
-        files = self.files
+        files = self.files if positions is None else [self.files[position] for position in positions]
         return (sum(entry.size for entry in files), sum(entry.allocated for entry in files),
                 max((entry.nlink for entry in files), default=0))
 

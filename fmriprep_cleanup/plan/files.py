@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from typing import NamedTuple
 
 from ..basics.folders import Directory, Entry
@@ -65,7 +66,40 @@ class PlannedFile(NamedTuple):
     annex: int = 0  # basics.annex: NOT_ANNEXED, PRESENT (dropped, never unlinked) or ELSEWHERE (nothing to free)
 
 
-Classified = tuple[Directory, "str | None", "Decision | None", "list[tuple[Entry, str | None, Decision]] | None"]
+Row = tuple[Entry, "str | None", Decision]  # a file, its subject, its decision
+
+
+class SubjectRows:
+    """The rows of a folder whose files are all one subject's, a decision each (``decisions``, in name order), as
+    the memo of a folder's shape gives them: made into rows only when iterated. A report adds them up by
+    decision (``groups``: each decision with the positions of its files) from the lstat results, without
+    making a record per file."""
+
+    __slots__ = ("folder", "subject", "decisions", "groups")
+
+    def __init__(self, folder: Directory, subject: str | None, decisions: tuple[Decision, ...],
+                 groups: tuple[tuple[Decision, tuple[int, ...]], ...] | None = None) -> None:
+        self.folder, self.subject, self.decisions = folder, subject, decisions
+        self.groups = groups if groups is not None else decision_groups(decisions)
+
+    def __iter__(self) -> Iterator[Row]:
+        return zip(self.folder.files, repeat(self.subject), self.decisions)
+
+    def __len__(self) -> int:
+        return len(self.decisions)
+
+
+def decision_groups(decisions: tuple[Decision, ...]) -> tuple[tuple[Decision, tuple[int, ...]], ...]:
+    """Each distinct decision (in order of first use) with the positions of the files it decides."""
+    positions: dict[int, tuple[Decision, list[int]]] = {}
+    for position, decision in enumerate(decisions):
+        positions.setdefault(id(decision), (decision, []))[1].append(position)
+    return tuple((decision, tuple(found)) for decision, found in positions.values())
+
+
+# A classified folder: (folder, subject, decision, None) when one subject and one decision cover all its files,
+# else (folder, None, None, its rows).
+Classified = tuple[Directory, "str | None", "Decision | None", "list[Row] | SubjectRows | None"]
 
 
 # Where a folder's files come in a plan: (0, "", root number, walk key) in the walk, at a folder or right

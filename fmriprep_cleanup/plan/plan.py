@@ -11,7 +11,6 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import TYPE_CHECKING
 
 from ..basics.annex import ELSEWHERE, annexed_files, key_size
@@ -40,6 +39,8 @@ from .files import (
     Place,
     PlannedFile,
     Selection,
+    SubjectRows,
+    decision_groups,
     place_after,
     place_of,
     planned_files,
@@ -82,7 +83,8 @@ class Memo:
     whole folder by its names (the same folder of the next subject), so most folders cost one lookup."""
 
     files: dict[tuple, Decision] = field(default_factory=dict)
-    folders: dict[tuple, tuple[Decision, ...]] = field(default_factory=dict)
+    folders: dict[tuple, tuple[tuple[Decision, ...], tuple[tuple[Decision, tuple[int, ...]], ...]]] = field(
+        default_factory=dict)  # a folder's shape -> its files' decisions, and them grouped (files.decision_groups)
 
 
 ALLOW_OUTPUT_LOSS = "--allow-output-loss"  # the option that lets clean act on rules junking essential outputs
@@ -371,17 +373,19 @@ class Plan:
             for label in labels:
                 names = names.replace(label, label[:4] + "X")
             folder_key = (rules_key, classifier.state_for(scope, folder_subject), prefix_shape, names)
-            decisions = memo.folders.get(folder_key)
-            if decisions is None:
+            known = memo.folders.get(folder_key)
+            if known is None:
                 decisions = tuple(self._decide(folder, entry, folder_subject, classifier, rules, fallback)
                                   for entry in folder.files)
+                known = decisions, decision_groups(decisions)
                 if len(memo.folders) < MEMO_LIMIT:
-                    memo.folders[folder_key] = decisions
+                    memo.folders[folder_key] = known
             if guarded:
                 decisions = tuple(protected(scope, folder.relpath, name, book) or decision
                                   if decision.action == "junk" else decision
-                                  for name, decision in zip(folder.names, decisions, strict=True))
-            return folder, None, None, list(zip(folder.files, repeat(folder_subject), decisions))
+                                  for name, decision in zip(folder.names, known[0], strict=True))
+                return folder, None, None, SubjectRows(folder, folder_subject, decisions)
+            return folder, None, None, SubjectRows(folder, folder_subject, *known)
         for entry in folder.files:
             if top_of_workdir and not fmriprep_workdir_entry(entry.name):
                 if selection.wants(None):
@@ -419,8 +423,13 @@ class Plan:
         (no), a subject (until its folders are walked) or "" (until the end: shared junk). The files of one
         subject wait together; so do the files of no subject."""
         folder, subject, shared, decided = classified
-        if decided is None:
-            if shared is None or shared.action != "junk":
+        if decided is None or isinstance(decided, SubjectRows):  # one subject: all its files come at once
+            if isinstance(decided, SubjectRows):
+                subject = decided.subject
+                has_junk = any(decision.action == "junk" for decision, _ in decided.groups)
+            else:
+                has_junk = shared is not None and shared.action == "junk"
+            if not has_junk:
                 return [(None, classified)]
             if subject is None:
                 return [("" if folder.root.scope in SHARED_SCOPES else None, classified)]
@@ -458,7 +467,10 @@ class Plan:
                 return classified
             return folder, None, None, [(entry, subject, HELD_RECENT if recent(entry, cutoff) else shared)
                                         for entry in folder.files]
-        if not any(decision.action == "junk" for _, _, decision in decided):
+        if isinstance(decided, SubjectRows):
+            if not any(decision.action == "junk" for decision, _ in decided.groups):
+                return classified
+        elif not any(decision.action == "junk" for _, _, decision in decided):
             return classified
         scope = folder.root.scope
         rows = []
@@ -503,6 +515,9 @@ class Plan:
             if decided is None:
                 assert shared is not None  # one decision for the whole folder
                 summary.add_whole_folder(folder, subject, shared)
+            elif isinstance(decided, SubjectRows):
+                for decision, files_at in decided.groups:
+                    summary.add_files(folder, files_at, decided.subject, decision)
             else:  # files of one subject with one decision are added together
                 groups: dict[tuple[str | None, int], tuple[Decision, list[Entry]]] = {}
                 for entry, file_subject, decision in decided:
