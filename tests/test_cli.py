@@ -332,3 +332,28 @@ def test_status_explain_and_regenerate_write_to_output_files(project, tmp_path):
         first_columns = [line.split("\t")[:2] for line in written.read_text().splitlines()]  # not the idle time
         assert first_columns == [line.split("\t")[:2] for line in run(command, project, *extra).stdout.splitlines()]
         assert len(first_columns) > 2
+
+
+@pytest.mark.parametrize("action", [None, "keep", "junk"])
+def test_plan_lines_made_a_folder_at_a_time_equal_lines_made_row_by_row(project, action):
+    """TSV lines made from a folder's names and lstat results are the lines of its plan rows: names to escape, a
+    path to escape, a symlink in the folder (its record is not an lstat result), two subjects' memoised folders."""
+    from fmriprep_cleanup.api import open_plan
+    from fmriprep_cleanup.plan.files import planned_files
+    from fmriprep_cleanup.report.planfile import folder_lines, plan_line
+
+    make_files(project / "sub-01", ["odd\tname\nhere.txt", "back\\slash.txt"])
+    make_files(project / "sub-02/func\tdir", {"sub-02_task-y_desc-confounds_timeseries.tsv": 40})
+    make_files(project / "sub-01/func", {"sub-01_task-x_desc-confounds_timeseries.tsv": 30,
+                                         "sub-01_task-x_hemi-L_space-fsaverage_bold.func.gii": 50})
+    os.symlink("sub-01_task-x_desc-confounds_timeseries.tsv", project / "sub-01/func/sub-01_link.tsv")
+    plan = open_plan(str(project), jobs=1)
+    folders = list(plan.folders())
+    by_folder = [folder_lines(classified, "tsv", action) for classified in folders]
+    by_row = [[plan_line(row, "tsv") for row in planned_files(classified) if action is None or row.action == action]
+              for classified in folders]
+    assert [text for text, _ in by_folder] == ["".join(lines) for lines in by_row]
+    assert [count for _, count in by_folder] == [len(lines) for lines in by_row]
+    text = "".join(text for text, _ in by_folder)
+    assert ("odd\\tname\\nhere.txt" in text and "back\\\\slash.txt" in text) == (action != "junk")
+    assert "func\\tdir/" in text or action == "junk"

@@ -107,6 +107,12 @@ class Directory(Generic[RootT]):
     def _plain_stats(self) -> list[os.stat_result] | None:
         return self._stats if not self._links else None
 
+    def plain_sizes(self) -> list[int] | None:
+        """Each file's apparent size, in name order, from the lstat results; None when some record is not one
+        (a link made an entry, a record rewritten)."""
+        stats = self._plain_stats()
+        return None if stats is None else list(map(STAT_SIZE, stats))
+
     def size(self) -> int:
         """Apparent bytes of all its files."""
         stats = self._plain_stats()

@@ -135,16 +135,32 @@ def place_after(place: Place) -> Place:
     return 0, "", number, f"{key}\0{AFTER}" if key else AFTER
 
 
-def planned_files(classified: Classified) -> Iterator[PlannedFile]:
-    """A classified folder's files as plan rows."""
+def decided_rows(classified: Classified) -> Iterable[Row]:
+    """A classified folder's (entry, subject, decision) rows."""
     folder, subject, shared, decided = classified
-    base, root, scope = folder.path + "/", folder.root.path, folder.root.scope
     if decided is None:
         assert shared is not None  # one decision for the whole folder
-        rows: Iterable[tuple[Entry, str | None, Decision]] = ((entry, subject, shared) for entry in folder.files)
-    else:
-        rows = decided
-    for entry, file_subject, decision in rows:
+        return ((entry, subject, shared) for entry in folder.files)
+    return decided
+
+
+def file_decisions(classified: Classified) -> Iterable[Decision] | None:
+    """Each file's decision, in name order, when the classified folder is every file of the folder (a whole
+    folder, or its memoised rows): what a plan line needs besides the lstat result. None otherwise."""
+    folder, _, shared, decided = classified
+    if decided is None:
+        assert shared is not None  # one decision for the whole folder
+        return repeat(shared, len(folder.names))
+    if isinstance(decided, SubjectRows):
+        return decided.decisions
+    return None
+
+
+def planned_files(classified: Classified) -> Iterator[PlannedFile]:
+    """A classified folder's files as plan rows."""
+    folder = classified[0]
+    base, root, scope = folder.path + "/", folder.root.path, folder.root.scope
+    for entry, file_subject, decision in decided_rows(classified):
         yield PlannedFile(
             base + entry.name, root, scope, file_subject, entry.size, entry.allocated, entry.mtime,
             entry.dev, entry.ino, entry.nlink, decision.action, decision.category, decision.rule_id,

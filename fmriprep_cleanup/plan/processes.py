@@ -3,7 +3,7 @@ warnings one process gives.
 
 Each forked worker walks every folder of its subjects (their outputs, FreeSurfer and working-directory folders)
 and writes its plan a folder at a time, as blocks, to an anonymous temporary file the parent opened (unlinked:
-no other user can reach it). The caller's ``render`` turns a block's rows into what it needs (plan lines, the
+no other user can reach it). The caller's ``render`` turns a classified folder into what it needs (plan lines, the
 rows themselves), so formatting happens in the workers too. The parent then plans the shared folders (files of
 no subject, judged with every subject's status known) and merges the blocks by their place in the plan.
 """
@@ -19,7 +19,16 @@ from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 from ..basics.folders import Warnings
-from .files import PlannedFile, Selection
+from .files import (
+    Classified,
+    PlannedFile,
+    Selection,
+    SubjectRows,
+    decided_rows,
+    place_of,
+    planned_files,
+    walk_positions,
+)
 
 if TYPE_CHECKING:
     from ..fmriprep.evidence import SubjectStatus
@@ -28,7 +37,7 @@ if TYPE_CHECKING:
 PROGRESS_EVERY = 0.2  # seconds between a worker's progress messages
 _FORKED: dict[str, Any] = {}  # what a forked worker inherits (not pickled: rules hold compiled code)
 
-Render = Callable[[list[PlannedFile]], Any]
+Render = Callable[[Classified], Any]
 
 
 def shard_labels(plan: Plan, shard: int, shards: int) -> list[str]:
@@ -115,15 +124,23 @@ def _worker(job: tuple[int, int]) -> Any:
 
 def blocks(plan: Plan, render: Render, progress: Callable[[int, int], None] | None
            ) -> Iterator[tuple[tuple, Any]]:
-    """The plan a folder at a time as (sort key, rendered rows). A folder at the top of a scan root may hold
+    """The plan a folder at a time as (sort key, rendered folder). A folder at the top of a scan root may hold
     files of several subjects, which other processes plan too: its files come one per block, so the blocks of
     all processes merge by key into exactly the plan's order (files by place, then name)."""
-    for place, number, walk_key, rows in plan.placed_files(progress):
-        if rows[0].path.rpartition("/")[0] == rows[0].root:
-            for row in rows:
-                yield (place, number, walk_key, row.path.rpartition("/")[2]), render([row])
+    positions = walk_positions(plan.dataset.scan_roots)
+    for place, classified in plan.placed_folders(progress):
+        folder = classified[0]
+        _, _, number, walk_key = place_of(positions, folder)
+        if not folder.relpath:
+            for row in decided_rows(classified):
+                yield (place, number, walk_key, row[0].name), render((folder, None, None, [row]))
         else:
-            yield (place, number, walk_key, rows[0].path.rpartition("/")[2]), render(rows)
+            yield (place, number, walk_key, _first_name(classified)), render(classified)
+
+
+def _first_name(classified: Classified) -> str:
+    folder, _, _, decided = classified
+    return folder.names[0] if decided is None or isinstance(decided, SubjectRows) else decided[0][0].name
 
 
 def _plan_share(forked: dict[str, Any], shard: int, shards: int,
@@ -184,6 +201,6 @@ def _block_key(block: tuple[tuple, Any]) -> tuple:
     return block[0]
 
 
-def rows_of(rows: list[PlannedFile]) -> list[PlannedFile]:
-    """The render that keeps a block's rows as they are (for clean's worklist)."""
-    return rows
+def rows_of(classified: Classified) -> list[PlannedFile]:
+    """The render that makes a block's plan rows (for clean's worklist)."""
+    return list(planned_files(classified))

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterable
 from typing import IO
 
 from ..basics.formats import csv_line, output_json
-from ..plan.files import PlannedFile
+from ..plan.files import Classified, PlannedFile, file_decisions, planned_files
 from ..plan.plan import Plan
 
 PLAN_COLUMNS = ("action", "category", "rule_id", "size", "path")
 _TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 BATCH = 4096  # lines written at once
+BATCH_FOLDERS = 256  # folders' lines written at once
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
 
 
 def plan_header(fmt: str) -> str:
@@ -50,23 +53,52 @@ def write_plan(rows: Iterable[PlannedFile], stream: IO[str], fmt: str, only: str
     return written
 
 
-def _lines(rows: list[PlannedFile], fmt: str, only: str | None) -> tuple[str, int]:
-    """A block of a plan as its lines, and how many."""
-    lines = [plan_line(row, fmt) for row in rows if only is None or row.action == only]
+def folder_lines(classified: Classified, fmt: str, only: str | None = None) -> tuple[str, int]:
+    """A classified folder's lines (``only``: files with this action), and how many. TSV lines of a folder
+    whose records are its lstat results are made from its names and sizes directly, without a plan row per file
+    (making those rows was most of a plan's time)."""
+    folder = classified[0]
+    decisions = file_decisions(classified) if fmt == "tsv" else None
+    sizes = folder.plain_sizes() if decisions is not None else None
+    if decisions is None or sizes is None:
+        lines = [plan_line(row, fmt) for row in planned_files(classified) if only is None or row.action == only]
+        return "".join(lines), len(lines)
+    base = (folder.path + "/").translate(_TSV_ESCAPES)
+    names = folder.names
+    if _NEEDS_ESCAPE.search("".join(names)):
+        names = [name.translate(_TSV_ESCAPES) for name in names]
+    starts: dict[int, str] = {}  # a decision's first three columns
+    lines = []
+    for decision, size, name in zip(decisions, sizes, names, strict=True):
+        if only is not None and decision.action != only:
+            continue
+        start = starts.get(id(decision))
+        if start is None:
+            start = starts[id(decision)] = (f"{decision.action}\t{decision.category.translate(_TSV_ESCAPES)}"
+                                            f"\t{decision.rule_id.translate(_TSV_ESCAPES)}\t")
+        lines.append(f"{start}{size}\t{base}{name}\n")
     return "".join(lines), len(lines)
 
 
 def write_plan_of(plan: Plan, stream: IO[str], fmt: str, only: str | None = None,
                   progress: Callable[[int, int], None] | None = None) -> int:
-    """Write ``plan``'s lines (see write_plan); with several processes each formats its own subjects' lines
-    and this one only puts the blocks in order: the same bytes as one process writes."""
-    if plan.processes <= 1:
-        return write_plan(plan.files(progress), stream, fmt, only)
-    from ..plan.processes import plan_in_processes
-
+    """Write ``plan``'s lines (see write_plan), a folder at a time; with several processes each formats its
+    own subjects' lines and this one only puts the blocks in order: the same bytes as one process writes."""
     stream.write(plan_header(fmt))
+    render = functools.partial(folder_lines, fmt=fmt, only=only)
+    if plan.processes <= 1:
+        blocks: Iterable[tuple[str, int]] = map(render, plan.folders(progress))
+    else:
+        from ..plan.processes import plan_in_processes
+
+        blocks = plan_in_processes(plan, render, progress)
     written = 0
-    for text, count in plan_in_processes(plan, functools.partial(_lines, fmt=fmt, only=only), progress):
-        stream.write(text)
+    batch: list[str] = []
+    for text, count in blocks:
+        batch.append(text)
         written += count
+        if len(batch) >= BATCH_FOLDERS:
+            stream.write("".join(batch))
+            batch.clear()
+    stream.write("".join(batch))
     return written
