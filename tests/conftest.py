@@ -139,8 +139,8 @@ STOP_AFTER_LISTING = """\
 import os, signal, threading
 import fmriprep_cleanup.basics.folders as _folders
 _list, _lock, _seen = _folders.list_directory, threading.Lock(), [0]
-def _list_then_stop(path):
-    listed = _list(path)
+def _list_then_stop(path, *more, **options):
+    listed = _list(path, *more, **options)
     with _lock:
         _seen[0] += 1
         stop = _seen[0] == {count}

@@ -103,13 +103,13 @@ def test_concurrent_walk_overlaps_slow_listings_and_keeps_the_order(tmp_path, mo
     lock = threading.Lock()
     state = {"now": 0, "most": 0}
 
-    def slow_list(path):  # every listing takes a network round trip
+    def slow_list(path, *more, **options):  # every listing takes a network round trip
         with lock:
             state["now"] += 1
             state["most"] = max(state["most"], state["now"])
         time.sleep(0.02)
         try:
-            return real_list(path)
+            return real_list(path, *more, **options)
         finally:
             with lock:
                 state["now"] -= 1
@@ -140,3 +140,24 @@ def test_folder_swapped_for_a_symlink_during_the_walk_is_not_entered(tmp_path):
     rest = {folder.relpath: [entry.name for entry in folder.files] for folder in walked}
     assert rest == {"a": ["x.nii.gz"], "b": []}
     assert warnings.as_list() == [f"cannot read {tmp_path / 'root' / 'b'}: no longer a folder (a symlink or a file now): not followed"]
+
+
+def test_the_walk_leaves_no_folder_open_done_or_stopped_midway(tmp_path):
+    """Each folder is opened from its parent's handle, which stays open while subfolders wait: all are closed
+    when the walk ends, and when its consumer stops early (the handles the stack still waited on too)."""
+    make_files(tmp_path / "root", [f"sub-{s}/{kind}/{n}/f.nii.gz" for s in range(3) for kind in ("anat", "func")
+                                   for n in range(3)])
+    roots = [ScanRoot("derivatives", str(tmp_path / "root"))]
+
+    def open_now():
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_now()
+    assert len(list(walk(roots, Warnings()))) == 1 + 3 + 6 + 18
+    assert open_now() == before
+    walked = walk(roots, Warnings())
+    for _ in range(5):  # down into sub-0/anat/0: its ancestors are open, waiting on their other subfolders
+        next(walked)
+    assert open_now() > before
+    walked.close()
+    assert open_now() == before

@@ -306,9 +306,9 @@ def seventeen_subjects(tmp_path, monkeypatch):
     os.link(out / "work/fmriprep_23_2_wf/sub_05_wf/n1/out.nii.gz", out / "work/fmriprep_23_2_wf/sub_06_wf/n2/twin.nii.gz")
     real = folders.list_directory
 
-    def listing_with_problems(path):  # in this tree and in copies of it
+    def listing_with_problems(path, *more, **options):  # in this tree and in copies of it
         unreadable = path.endswith(("/work/fmriprep_23_2_wf/sub_02_wf/n2", "/sub-07/anat"))
-        return folders._no_listing("Permission denied") if unreadable else real(path)
+        return folders._no_listing("Permission denied") if unreadable else real(path, *more, **options)
 
     monkeypatch.setattr(folders, "list_directory", listing_with_problems)
     return out

@@ -68,6 +68,7 @@ class Listing(NamedTuple):
     links: dict[int, Entry]
     subdirs: list[str]
     problem: str | None
+    handle: int | None = None  # the folder, left open for its subfolders to be opened from (``keep_open``)
 
 
 class Directory(Generic[RootT]):
@@ -184,8 +185,11 @@ def _no_listing(problem: str) -> Listing:
     return Listing([], [], {}, [], problem)
 
 
-def list_directory(path: str) -> Listing:
+def list_directory(path: str, parent: int | None = None, name: str = "", keep_open: bool = False) -> Listing:
     """One folder: its non-directory entries (lstat-ed), its subfolder names, or why it could not be read.
+    ``parent``: the open folder it is ``name`` in, to open it from (openat, as du does: its path is not resolved
+    again from the top; 7% of a walk of the standard benchmark tree). ``keep_open``: a folder with subfolders is
+    left open, its handle in the listing, for them (the caller closes it).
 
     Runs in worker threads when walking with several jobs: scandir and lstat
     release the GIL, so on a network file system many listings wait at once.
@@ -193,7 +197,7 @@ def list_directory(path: str) -> Listing:
     try:
         # Listing through a handle makes each lstat relative to the folder (fstatat), as du does, instead
         # of resolving the whole path again; O_NOFOLLOW refuses a folder swapped for a symlink meanwhile.
-        handle = os.open(path, FOLDER_FLAGS)
+        handle = os.open(path, FOLDER_FLAGS) if parent is None else os.open(name, FOLDER_FLAGS, dir_fd=parent)
     except FileNotFoundError:
         return _no_listing("no such directory")
     except OSError as exc:
@@ -201,12 +205,16 @@ def list_directory(path: str) -> Listing:
             return _no_listing("no longer a folder (a symlink or a file now): not followed")
         return _no_listing(_os_error(exc))
     try:
-        return _list_open_directory(handle, path)
-    finally:
+        listing = _list_open_directory(handle, path, keep_open)
+    except BaseException:
         os.close(handle)
+        raise
+    if listing.handle is None:
+        os.close(handle)
+    return listing
 
 
-def _list_open_directory(handle: int, path: str) -> Listing:
+def _list_open_directory(handle: int, path: str, keep_open: bool = False) -> Listing:
     """The loop every file of a scan goes through: kept to a name, an lstat and two appends."""
     try:
         with os.scandir(handle) as iterator:
@@ -233,7 +241,8 @@ def _list_open_directory(handle: int, path: str) -> Listing:
             links[len(names)] = _link_entry(handle, entry.name, st)
         names.append(entry.name)
         stats.append(st)
-    return Listing(names, stats, links, subdirs, "\n".join(problems) if problems else None)
+    return Listing(names, stats, links, subdirs, "\n".join(problems) if problems else None,
+                   handle if keep_open and subdirs else None)
 
 
 def _link_entry(handle: int, name: str, st: os.stat_result) -> Entry:
@@ -275,13 +284,28 @@ def walk(
     tops = [root for root in roots if not any(below(root.path, other.path) for other in roots if other is not root)]
     pool = ThreadPoolExecutor(max_workers=jobs) if jobs > 1 else None
     window = jobs * 4
+    # One process opens each folder from its parent's handle: [fd, subfolders still to open], closed after the last.
+    held: set[int] = set()  # the handles open now, closed whatever happens
     try:
         for top in tops:
-            # stack items: [root, relpath, path, pending listing or None]; the top of the stack is next
-            stack: list[list[Any]] = [[top, "", top.path, None]]
+            # stack items: [root, relpath, path, pending listing or None, name, parent's handle or None]
+            stack: list[list[Any]] = [[top, "", top.path, None, "", None]]
             while stack:
-                root, relpath, path, pending = stack.pop()
-                listing = pending.result() if pending is not None else list_directory(path)
+                root, relpath, path, pending, name, parent = stack.pop()
+                if pending is not None:
+                    listing = pending.result()
+                elif parent is None:
+                    listing = list_directory(path, keep_open=pool is None)
+                else:
+                    listing = list_directory(path, parent[0], name, keep_open=True)
+                    parent[1] -= 1
+                    if not parent[1]:
+                        held.discard(parent[0])
+                        os.close(parent[0])
+                this = None
+                if listing.handle is not None:
+                    this = [listing.handle, 0]
+                    held.add(listing.handle)
                 problem = listing.problem
                 if problem is not None and problem == "no such directory" and relpath:
                     problem = None  # removed since its parent was listed: nothing to account for
@@ -296,14 +320,23 @@ def walk(
                     if child in exclude:
                         continue
                     if child in nested:
-                        stack.append([nested[child], "", child, None])
+                        stack.append([nested[child], "", child, None, name, this])
                     elif skip_dir is None or not skip_dir(root, relpath, name):
-                        stack.append([root, f"{relpath}/{name}" if relpath else name, child, None])
+                        stack.append([root, f"{relpath}/{name}" if relpath else name, child, None, name, this])
+                    else:
+                        continue
+                    if this is not None:
+                        this[1] += 1
+                if this is not None and not this[1]:
+                    held.discard(this[0])
+                    os.close(this[0])
                 if pool is not None:
                     for item in stack[-window:]:
                         if item[3] is None:
                             item[3] = pool.submit(list_directory, item[2])
     finally:
+        for fd in held:
+            os.close(fd)
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
