@@ -4,7 +4,7 @@ file, and a folder's place in the plan's order (so shards of a plan merge into e
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from typing import NamedTuple
@@ -144,13 +144,13 @@ def decided_rows(classified: Classified) -> Iterable[Row]:
     return decided
 
 
-def file_decisions(classified: Classified) -> Iterable[Decision] | None:
+def file_decisions(classified: Classified) -> Sequence[Decision] | None:
     """Each file's decision, in name order, when the classified folder is every file of the folder (a whole
     folder, or its memoised rows): what a plan line needs besides the lstat result. None otherwise."""
     folder, _, shared, decided = classified
     if decided is None:
         assert shared is not None  # one decision for the whole folder
-        return repeat(shared, len(folder.names))
+        return [shared] * len(folder.names)
     if isinstance(decided, SubjectRows):
         return decided.decisions
     return None

@@ -216,12 +216,15 @@ class Plan:
         files, the dataset's top, may come in parts). ``progress(files, bytes)`` is told after each folder
         the scan reads.
         """
-        for _, classified in self.placed_folders(progress):
+        for _, classified, _ in self.placed_folders(progress):
             yield classified
 
-    def placed_folders(self, progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[Place, Classified]]:
+    def placed_folders(self, progress: Callable[[int, int], None] | None = None
+                       ) -> Iterator[tuple[Place, Classified, Place | None]]:
         """``folders`` with where each comes in the plan's order (see ``Place``): shards of a plan, each
-        placing its own subjects' folders the same way, merge into exactly the unsharded order."""
+        placing its own subjects' folders the same way, merge into exactly the unsharded order. Third, the place
+        of the subject folder (output, FreeSurfer or working directory) whose span it comes in, if any: nothing
+        of another subject or of none comes between two folders of one span (processes.blocks batches them)."""
         book = self.status_book()  # fed by the scan even when no rule asks: reports show the statuses
         classifier = self.classifier()
         selection = self.selection
@@ -249,18 +252,18 @@ class Plan:
         waiting: dict[str, list[tuple[Directory, str | None, Classified | None]]] = {}  # for a subject's status
         last: list[tuple[Directory, str | None, Classified | None]] = []  # for every subject's status
 
-        def settle(place: Place, items: Iterable[tuple[Directory, str | None, Classified | None]]
-                   ) -> Iterator[tuple[Place, Classified]]:
+        def settle(place: Place, items: Iterable[tuple[Directory, str | None, Classified | None]],
+                   span: Place | None = None) -> Iterator[tuple[Place, Classified, Place | None]]:
             for folder, subject, classified in items:
                 if classified is None:
                     classified = self._classified(folder, subject, classifier, memo)
                 if classified is not None:
-                    yield place, self._held_back(classified, holds, cutoff)
+                    yield place, self._held_back(classified, holds, cutoff), span
 
-        def close(label: str) -> Iterator[tuple[Place, Classified]]:
+        def close(label: str) -> Iterator[tuple[Place, Classified, Place | None]]:
             """The scan left a folder of subject ``label``: once all are walked its waiting files come."""
             if book.ready(label):
-                yield from settle(place_after(open_place), waiting.pop(label, ()))
+                yield from settle(place_after(open_place), waiting.pop(label, ()), open_place)
 
         positions = walk_positions(self.dataset.scan_roots)
         open_place: Place = ()
@@ -309,7 +312,8 @@ class Plan:
                 continue
             for wait_for, part in self._waits_for(classified, book):
                 if wait_for is None:
-                    yield place_of(positions, folder), self._held_back(part, holds, cutoff)
+                    yield (place_of(positions, folder), self._held_back(part, holds, cutoff),
+                           open_place if open_folder is not None else None)
                 elif wait_for:
                     waiting.setdefault(wait_for, []).append((folder, subject, part))
                 else:
@@ -501,7 +505,7 @@ class Plan:
         walk (top number, walk key): sorting files by (place, top number, walk key, name) gives the plan's
         order, which is how the shards of a plan are merged."""
         positions = walk_positions(self.dataset.scan_roots)
-        for place, classified in self.placed_folders(progress):
+        for place, classified, _ in self.placed_folders(progress):
             _, _, number, key = place_of(positions, classified[0])
             yield place, number, key, list(planned_files(classified))
 
@@ -510,7 +514,7 @@ class Plan:
         the contents several paths share unsettled, for a summary of other subjects to be absorbed first."""
         summary = Summary()
         positions = walk_positions(self.dataset.scan_roots)
-        for place, (folder, subject, shared, decided) in self.placed_folders(progress):
+        for place, (folder, subject, shared, decided), _ in self.placed_folders(progress):
             summary.at = (place, *place_of(positions, folder)[2:])
             if decided is None:
                 assert shared is not None  # one decision for the whole folder

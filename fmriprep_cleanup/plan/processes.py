@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .plan import Plan
 
 PROGRESS_EVERY = 0.2  # seconds between a worker's progress messages
+BLOCK_FOLDERS = 512  # folders in one block at most (a subject folder's span can be large)
 _FORKED: dict[str, Any] = {}  # what a forked worker inherits (not pickled: rules hold compiled code)
 
 Render = Callable[[Classified], Any]
@@ -123,19 +124,31 @@ def _worker(job: tuple[int, int]) -> Any:
 
 
 def blocks(plan: Plan, render: Render, progress: Callable[[int, int], None] | None
-           ) -> Iterator[tuple[tuple, Any]]:
-    """The plan a folder at a time as (sort key, rendered folder). A folder at the top of a scan root may hold
-    files of several subjects, which other processes plan too: its files come one per block, so the blocks of
-    all processes merge by key into exactly the plan's order (files by place, then name)."""
+           ) -> Iterator[tuple[tuple, list[Any]]]:
+    """The plan as (sort key, rendered folders): consecutive folders of one subject folder's span in one block
+    (at most BLOCK_FOLDERS: nothing of another process can come between them), other folders one a block. A
+    folder at the top of a scan root may hold files of several subjects, which other processes plan too: its
+    files come one per block. The blocks of all processes merge by key into exactly the plan's order (files by
+    place, then name); a block per folder made the parent's merge a pickle load per folder."""
     positions = walk_positions(plan.dataset.scan_roots)
-    for place, classified in plan.placed_folders(progress):
+    batch: list[Any] = []
+    batch_key: tuple = ()
+    batch_span = None
+    for place, classified, span in plan.placed_folders(progress):
         folder = classified[0]
         _, _, number, walk_key = place_of(positions, folder)
+        if batch and (span is None or span != batch_span or len(batch) >= BLOCK_FOLDERS):
+            yield batch_key, batch
+            batch = []
         if not folder.relpath:
             for row in decided_rows(classified):
-                yield (place, number, walk_key, row[0].name), render((folder, None, None, [row]))
-        else:
-            yield (place, number, walk_key, _first_name(classified)), render(classified)
+                yield (place, number, walk_key, row[0].name), [render((folder, None, None, [row]))]
+            continue
+        if not batch:
+            batch_key, batch_span = (place, number, walk_key, _first_name(classified)), span
+        batch.append(render(classified))
+    if batch:
+        yield batch_key, batch
 
 
 def _first_name(classified: Classified) -> str:
@@ -178,7 +191,7 @@ def plan_in_processes(plan: Plan, render: Render, progress: Callable[[int, int],
         shared = shared_plan(plan, statuses, plan.now)
         streams = [blocks(shared, render, progress)] + [_read_blocks(handle) for handle in files]
         for _, rendered in heapq.merge(*streams, key=_block_key):
-            yield rendered
+            yield from rendered
         plan.learned.warnings = scan_warnings(plan, shared, ends)
         plan.status_book().know(statuses)
     finally:

@@ -10,6 +10,7 @@ from typing import IO
 from ..basics.formats import csv_line, output_json
 from ..plan.files import Classified, PlannedFile, file_decisions, planned_files
 from ..plan.plan import Plan
+from ..rules.classify import Decision
 
 PLAN_COLUMNS = ("action", "category", "rule_id", "size", "path")
 _TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -63,21 +64,24 @@ def folder_lines(classified: Classified, fmt: str, only: str | None = None) -> t
     if decisions is None or sizes is None:
         lines = [plan_line(row, fmt) for row in planned_files(classified) if only is None or row.action == only]
         return "".join(lines), len(lines)
+    distinct = {id(decision): decision for decision in decisions}  # by identity: hashing a Decision costs more
+    columns = {key: _first_columns(decision) for key, decision in distinct.items()}
+    starts = [columns[id(decision)] for decision in decisions]
     base = (folder.path + "/").translate(_TSV_ESCAPES)
     names = folder.names
     if _NEEDS_ESCAPE.search("".join(names)):
         names = [name.translate(_TSV_ESCAPES) for name in names]
-    starts: dict[int, str] = {}  # a decision's first three columns
-    lines = []
-    for decision, size, name in zip(decisions, sizes, names, strict=True):
-        if only is not None and decision.action != only:
-            continue
-        start = starts.get(id(decision))
-        if start is None:
-            start = starts[id(decision)] = (f"{decision.action}\t{decision.category.translate(_TSV_ESCAPES)}"
-                                            f"\t{decision.rule_id.translate(_TSV_ESCAPES)}\t")
-        lines.append(f"{start}{size}\t{base}{name}\n")
+    if only is None:
+        lines = [f"{start}{size}\t{base}{name}\n" for start, size, name in zip(starts, sizes, names, strict=True)]
+    else:
+        lines = [f"{start}{size}\t{base}{name}\n" for start, size, name, decision
+                 in zip(starts, sizes, names, decisions, strict=True) if decision.action == only]
     return "".join(lines), len(lines)
+
+
+def _first_columns(decision: Decision) -> str:
+    return (f"{decision.action}\t{decision.category.translate(_TSV_ESCAPES)}"
+            f"\t{decision.rule_id.translate(_TSV_ESCAPES)}\t")
 
 
 def write_plan_of(plan: Plan, stream: IO[str], fmt: str, only: str | None = None,
