@@ -88,6 +88,9 @@ class SubjectRows:
     def __len__(self) -> int:
         return len(self.decisions)
 
+    def has_junk(self) -> bool:
+        return any(decision.action == "junk" for decision, _ in self.groups)
+
 
 def decision_groups(decisions: tuple[Decision, ...]) -> tuple[tuple[Decision, tuple[int, ...]], ...]:
     """Each distinct decision (in order of first use) with the positions of the files it decides."""

@@ -430,7 +430,7 @@ class Plan:
         if decided is None or isinstance(decided, SubjectRows):  # one subject: all its files come at once
             if isinstance(decided, SubjectRows):
                 subject = decided.subject
-                has_junk = any(decision.action == "junk" for decision, _ in decided.groups)
+                has_junk = decided.has_junk()
             else:
                 has_junk = shared is not None and shared.action == "junk"
             if not has_junk:
@@ -472,7 +472,7 @@ class Plan:
             return folder, None, None, [(entry, subject, HELD_RECENT if recent(entry, cutoff) else shared)
                                         for entry in folder.files]
         if isinstance(decided, SubjectRows):
-            if not any(decision.action == "junk" for decision, _ in decided.groups):
+            if not decided.has_junk():
                 return classified
         elif not any(decision.action == "junk" for _, _, decision in decided):
             return classified

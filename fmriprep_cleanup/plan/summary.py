@@ -88,26 +88,23 @@ class Summary:
     at: tuple = ()  # where the folder being added comes in the plan (Plan.summarize sets it): see absorb
 
     def add_whole_folder(self, folder: Directory, subject: str | None, decision: Decision) -> None:
-        """Count every file of a folder under one decision: from the lstat results alone when no file is linked
-        twice or annexed (the usual folder), without making an entry per file."""
-        if folder.plain() and decision is not LEFT_ALONE:
-            size, allocated, links = folder.totals()
-            if links <= 1:
-                self._count(folder, subject, decision, len(folder.names), size, allocated)
-                return
-        self.add_folder(folder, folder.files, subject, decision)
+        """Count every file of a folder under one decision (see ``add_files``)."""
+        self.add_files(folder, None, subject, decision)
 
-    def add_files(self, folder: Directory, positions: tuple[int, ...], subject: str | None,
+    def add_files(self, folder: Directory, positions: tuple[int, ...] | None, subject: str | None,
                   decision: Decision) -> None:
-        """Count the files at ``positions`` (in name order) of a folder, of one subject and one decision: like
-        ``add_whole_folder``, from the lstat results alone in the usual folder."""
+        """Count the files at ``positions`` (in name order; None: all) of a folder, of one subject and one
+        decision: from the lstat results alone when no file is linked twice or annexed (the usual folder),
+        without making an entry per file."""
         if folder.plain() and decision is not LEFT_ALONE:
             size, allocated, links = folder.totals(positions)
             if links <= 1:
-                self._count(folder, subject, decision, len(positions), size, allocated)
+                count = len(folder.names) if positions is None else len(positions)
+                self._count(folder, subject, decision, count, size, allocated)
                 return
         files = folder.files
-        self.add_folder(folder, [files[position] for position in positions], subject, decision)
+        self.add_folder(folder, files if positions is None else [files[position] for position in positions],
+                        subject, decision)
 
     def add_folder(self, folder: Directory, entries: Sequence[Entry], subject: str | None, decision: Decision) -> None:
         """Count files of one folder that share a subject and a decision (the bytes of multiply-linked files

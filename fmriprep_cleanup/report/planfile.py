@@ -30,8 +30,7 @@ def plan_line(row: PlannedFile, fmt: str) -> str:
     """One file's line. TSV escapes backslash, tab and newline in names (as PostgreSQL's text format does),
     so every file is exactly one line; CSV quotes as RFC 4180 says."""
     if fmt == "tsv":
-        return (f"{row.action}\t{row.category.translate(_TSV_ESCAPES)}\t{row.rule_id.translate(_TSV_ESCAPES)}"
-                f"\t{row.size}\t{row.path.translate(_TSV_ESCAPES)}\n")
+        return f"{_first_columns(row)}{row.size}\t{row.path.translate(_TSV_ESCAPES)}\n"
     if fmt == "csv":
         return csv_line((row.action, row.category, row.rule_id, row.size, row.path))
     return output_json({"action": row.action, "category": row.category, "rule_id": row.rule_id, "size": row.size,
@@ -79,7 +78,8 @@ def folder_lines(classified: Classified, fmt: str, only: str | None = None) -> t
     return "".join(lines), len(lines)
 
 
-def _first_columns(decision: Decision) -> str:
+def _first_columns(decision: Decision | PlannedFile) -> str:
+    """A TSV line's action, category and rule id, escaped, each followed by a tab."""
     return (f"{decision.action}\t{decision.category.translate(_TSV_ESCAPES)}"
             f"\t{decision.rule_id.translate(_TSV_ESCAPES)}\t")
 
