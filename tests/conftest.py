@@ -18,6 +18,7 @@ from pyfakefs.fake_filesystem_unittest import Patcher
 
 import fmriprep_cleanup.fmriprep.demo as demo
 from fmriprep_cleanup.fmriprep.entities import entity_definitions, pybids_config_dir
+from fmriprep_cleanup.fmriprep.pipelines import pipelines, shipped_pipelines_dir
 from fmriprep_cleanup.rules.rulesets import shipped_rules_dir
 
 DATA = Path(__file__).parent / "data"
@@ -50,9 +51,10 @@ def sandboxed_state(tmp_path_factory, monkeypatch):
 
 @pytest.fixture
 def fakefs():
-    """pyfakefs with the shipped rules and pybids' entity config mapped in from the real disk."""
-    entity_definitions()  # read pybids' config once from the real disk
-    real_dirs = (str(shipped_rules_dir()), pybids_config_dir())  # located on the real disk
+    """pyfakefs with the shipped rules and pipelines and pybids' entity config mapped in from the real disk."""
+    entity_definitions()  # read pybids' config and the shipped pipelines once from the real disk
+    pipelines()
+    real_dirs = (str(shipped_rules_dir()), str(shipped_pipelines_dir()), pybids_config_dir())  # on the real disk
     with Patcher() as patcher:
         for real in real_dirs:
             patcher.fs.add_real_directory(real)
