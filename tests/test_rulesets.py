@@ -201,3 +201,23 @@ def test_sizes_and_durations():
     for bad in ("soon", "3x", -5):
         with pytest.raises(ValueError):
             parse_duration(bad)
+
+
+@pytest.mark.parametrize("glob, sees", [
+    ("sub-01/**", True), ("sub-?1/**", True), ("sub-*1/**", True), ("**/sub-[0]1_*", True), ("*1_task*", True),
+    ("*-01*", True), ("s?b-01/**", True), ("*b-01/**", True), ("*index*", True),
+    ("sub-*/anat/**", False), ("sub-*.html", False), ("**/*_cbf.nii*", False), ("*_T?w.nii.gz", False),
+    ("fsaverage*/**", False), ("crash-*", False), ("*_run-*", False), ("run-1*", False),
+])
+def test_a_glob_sees_labels_where_a_literal_or_one_character_wildcard_can_land_on_one(glob, sees):
+    """Decisions are reused across subjects (labels blanked) only for rules none of whose globs sees labels."""
+    from fmriprep_cleanup.rules.globs import sees_labels
+
+    assert sees_labels(glob) is sees
+
+
+def test_the_shipped_sets_that_reuse_decisions_across_subjects():
+    """The substring rules of fMRIPrepCleanup (*index*) can land on a label: that set decides file by file."""
+    repeat = {name: Classifier(load_rulesets([name]), 0.0).decisions_repeat_across_labels
+              for name in ("default", "volume-only", "workdir-only", "fmriprepcleanup")}
+    assert repeat == {"default": True, "volume-only": True, "workdir-only": True, "fmriprepcleanup": False}

@@ -1,4 +1,5 @@
 import os
+import time
 
 from conftest import make_files, write_description
 
@@ -161,3 +162,25 @@ def test_the_walk_leaves_no_folder_open_done_or_stopped_midway(tmp_path):
     assert open_now() > before
     walked.close()
     assert open_now() == before
+
+
+def test_a_glob_that_picks_subjects_by_wildcard_or_class_is_not_reused_across_labels(fakefs):
+    """Decisions are reused across subjects only where no rule can tell their labels apart: a glob with ``?`` or a
+    character class in the label (sub-?2_*, sub-[0]1_*) or a wildcard glued to label characters (*1_task*) can."""
+    out = "/data/out"
+    write_description(out)
+    names = ["sub-{s}_task-rest_run-1_bold.nii.gz", "sub-{s}_task-rest_run-2_bold.nii.gz"]
+    for label in ("01", "02", "11"):
+        make_files(out, [f"sub-{label}/func/{name.format(s=label)}" for name in names])
+    old = time.time() - 90 * 86400  # a finished run's files, not held back as recent
+    for folder, _, files in os.walk(out):
+        for name in files:
+            os.utime(os.path.join(folder, name), (old, old))
+    for glob, junk_labels in (("**/sub-?2_*", {"02"}), ("**/sub-[0]1_*", {"01"}), ("sub-*/func/*1_task*", {"01", "11"}),
+                              ("**/*-?1_task-*", {"01", "11"}), ("sub-?1/**", {"01", "11"})):
+        with open("/data/mine.yaml", "w") as handle:
+            handle.write("version: 1\nname: mine\ndefault: keep\nrules:\n"
+                         f"  - {{id: picked, action: junk, category: c, why: w, match: {{path: '{glob}'}}}}\n")
+        rows = list(build_plan(discover(out, find_work_dir=False), load_rulesets(["/data/mine.yaml"])))
+        assert {row.subject for row in rows if row.action == "junk"} == junk_labels, glob
+        assert sum(row.action == "junk" for row in rows) == 2 * len(junk_labels)

@@ -303,3 +303,38 @@ def compiled_form(glob: str) -> str:
     if isinstance(matcher, ComponentMatcher):
         return "components: " + " / ".join("**" if p == DOUBLE else repr(p) for p in matcher.parts)
     return matcher.pattern
+
+
+LABEL_KEYS = ("sub", "ses")  # the entities whose labels a path shape blanks (classify.path_shape)
+
+
+def sees_labels(glob: str) -> bool:
+    """Whether a glob can answer differently for two paths that differ only in a subject or session label
+    (sub-01 and sub-02): whether some literal, ``?`` or class of it can land on a label's letters and digits.
+    That is a run of them right after ``sub-``/``ses-``, after a ``-`` a wildcard may make into one, or glued to
+    a ``*`` (``*1_task*``, ``*index*``). A ``*`` alone cannot tell labels apart. When in doubt: True."""
+    return any(not isinstance(part, str) and _component_sees_labels(part) for part in glob_parts(glob))
+
+
+def _label_char(atom: Atom) -> bool:
+    """Could stand for a letter or digit of a label."""
+    return isinstance(atom, _Any | _Class) or (isinstance(atom, str) and atom.isalnum())
+
+
+def _component_sees_labels(atoms: list[Atom]) -> bool:
+    for start, atom in enumerate(atoms):
+        if not _label_char(atom) or (start and _label_char(atoms[start - 1])):
+            continue  # only where a run of label characters begins
+        before = atoms[start - 1] if start else None
+        if isinstance(before, _Star):
+            return True  # the * may end inside a label that this run goes on with
+        if before == "-":  # a label begins after sub- or ses-: is that what precedes?
+            key_start = start - 1
+            while key_start and _label_char(atoms[key_start - 1]):
+                key_start -= 1
+            key = atoms[key_start:start - 1]
+            ahead = atoms[key_start - 1] if key_start else None
+            if (isinstance(ahead, _Star) or not all(isinstance(char, str) for char in key)
+                    or "".join(str(char) for char in key) in LABEL_KEYS):
+                return True
+    return False

@@ -5,7 +5,6 @@ file, or decided for a whole folder at once. rulesets.py loads and validates the
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -13,7 +12,7 @@ from typing import Any, Protocol
 import yaml
 
 from ..basics.errors import CleanupError
-from .globs import Matcher, folder_glob_to_regex, glob_to_regex
+from .globs import Matcher, folder_glob_to_regex, glob_to_regex, sees_labels
 
 ACTIONS = ("keep", "junk")
 SCOPES = ("derivatives", "freesurfer", "workdir", "other")
@@ -109,10 +108,10 @@ class Match:
     @property
     def tells_labels_apart(self) -> bool:
         """True if two files differing only in their subject or session label could get different answers:
-        a subject condition, a session value, a glob naming a label, a size or an age."""
+        a subject condition, a session value, a glob that can see a label (globs.sees_labels), a size or an age."""
         if self.subjects or any(name in ("subject", "session") for name, _ in self.entities):
             return True
-        if any(re.search(r"(?:sub|ses)-[^*?\[/]", glob) for glob in self.globs):
+        if any(sees_labels(glob) for glob in self.globs):
             return True
         if self.min_size is not None or self.max_size is not None or self.min_age is not None or self.max_age is not None:
             return True
