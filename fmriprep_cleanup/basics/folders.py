@@ -74,7 +74,7 @@ class Listing(NamedTuple):
 class Directory(Generic[RootT]):
     """One scanned folder: where it is, its files, and why it (or some file in it) could not be read."""
 
-    __slots__ = ("root", "relpath", "path", "problem", "names", "_stats", "_links", "_files")
+    __slots__ = ("root", "relpath", "path", "problem", "names", "_stats", "_links", "_files", "_newest")
 
     def __init__(self, root: RootT, relpath: str, path: str, files: list[Entry] | None = None,
                  problem: str | None = None, listing: Listing | None = None) -> None:
@@ -83,6 +83,7 @@ class Directory(Generic[RootT]):
         self.path = path  # absolute
         self.problem = problem  # why the folder (or some file in it) could not be read: its files are not all here
         self._files: list[Entry] | None = files
+        self._newest: float | None | bool = False  # not worked out yet (see newest)
         self._stats: list[os.stat_result] | None
         self._links: dict[int, Entry]
         if listing is not None:
@@ -100,6 +101,7 @@ class Directory(Generic[RootT]):
     @files.setter
     def files(self, entries: list[Entry]) -> None:  # a record rewritten (git, unlocked annex): no shortcut now
         self._files, self._stats, self.names = entries, None, [entry.name for entry in entries]
+        self._newest = False
 
     def plain(self) -> bool:
         """Only regular lstat results (no link, no rewritten record): totals can be read straight from them."""
@@ -134,12 +136,15 @@ class Directory(Generic[RootT]):
 
     def newest(self) -> float | None:
         """The newest modification time that can be activity (not an annexed link's, not a file stored in git
-        as committed: those say when it was checked out)."""
-        stats = self._plain_stats()
-        if stats is not None:
-            return max(map(STAT_MTIME, stats), default=None)
-        times = [entry.mtime for entry in self.files if entry.annex not in NOT_ACTIVITY]
-        return max(times) if times else None
+        as committed: those say when it was checked out). Worked out once: the status and the holds both ask."""
+        if self._newest is False:
+            stats = self._plain_stats()
+            if stats is not None:
+                self._newest = max(map(STAT_MTIME, stats), default=None)
+            else:
+                self._newest = max((entry.mtime for entry in self.files if entry.annex not in NOT_ACTIVITY),
+                                   default=None)
+        return self._newest
 
 
 def _entries(names: list[str], stats: list[os.stat_result], links: dict[int, Entry]) -> list[Entry]:

@@ -32,6 +32,7 @@ from ..rules.classify import (
     path_shape,
     subject_of_folder,
     subject_of_root_file,
+    subject_parts,
 )
 from ..rules.model import Rule, RuleSet
 from .files import (
@@ -233,8 +234,8 @@ class Plan:
         def skip_dir(root: ScanRoot, relpath: str, name: str) -> bool:
             if name in GIT_NAMES:  # a repository's own folders are never output, whatever repository it is
                 return True
-            if not selecting:
-                return False
+            if not selecting or (relpath and relpath.count("/") + 1 >= subject_parts(root.scope)):
+                return False  # below the depth that names a subject: its parent's, which the walk entered
             subject = subject_of_folder(root.scope, f"{relpath}/{name}" if relpath else name)
             return subject is not None and root.owns(relpath or name) and not selection.wants(subject)
 
@@ -512,10 +513,9 @@ class Plan:
     def summarize(self, progress: Callable[[int, int], None] | None = None, settle: bool = True) -> Summary:
         """Fold the plan into totals; folders with one decision are added in one step. ``settle=False`` leaves
         the contents several paths share unsettled, for a summary of other subjects to be absorbed first."""
-        summary = Summary()
-        positions = walk_positions(self.dataset.scan_roots)
+        summary = Summary(positions=walk_positions(self.dataset.scan_roots))
         for place, (folder, subject, shared, decided), _ in self.placed_folders(progress):
-            summary.at = (place, *place_of(positions, folder)[2:])
+            summary.place = place
             if decided is None:
                 assert shared is not None  # one decision for the whole folder
                 summary.add_whole_folder(folder, subject, shared)

@@ -14,6 +14,7 @@ from typing import Any
 from ..basics.annex import ANNEXED, ELSEWHERE, IN_GIT
 from ..basics.folders import Directory, Entry
 from ..rules.classify import LEFT_ALONE, Decision
+from .files import Place, place_of
 
 SIZE, ALLOCATED, NLINK = operator.attrgetter("size"), operator.attrgetter("allocated"), operator.attrgetter("nlink")
 ANNEX = operator.attrgetter("annex")
@@ -85,7 +86,8 @@ class Summary:
     _links: dict[tuple[int, int], list] = field(default_factory=dict, repr=False)  # inode -> see _later
     _keys: dict[str, list] = field(default_factory=dict, repr=False)  # annex key -> see _later
     _tally: dict[tuple, list[int]] = field(default_factory=dict, repr=False)  # not yet in the counts: see _count
-    at: tuple = ()  # where the folder being added comes in the plan (Plan.summarize sets it): see absorb
+    place: Place = ()  # the place in the plan of the folder being added (Plan.summarize sets it), and the walk's
+    positions: dict[str, tuple[int, str]] = field(default_factory=dict, repr=False)  # positions: see _where
 
     def add_whole_folder(self, folder: Directory, subject: str | None, decision: Decision) -> None:
         """Count every file of a folder under one decision (see ``add_files``)."""
@@ -178,17 +180,22 @@ class Summary:
                decision: Decision) -> None:
         """One more path to a content other paths may share (a hard link: ``identity`` its inode; an annexed link:
         its key), settled by ``finish``: [first entry, paths seen, junk paths, first junk place, first keep place],
-        a place being (folder, subject, decision, where the folder comes in the plan: ``at``)."""
+        a place being (folder, subject, decision, where the folder comes in the plan: ``_where``)."""
         record = records.get(identity)
         if record is None:
             record = records[identity] = [entry, 0, 0, None, None]
         record[1] += 1
-        where = (folder, subject, decision, self.at)
+        where = (folder, subject, decision, self._where(folder))
         if decision.action == "junk":
             record[2] += 1
             record[3] = record[3] or where
         else:
             record[4] = record[4] or where
+
+    def _where(self, folder: Directory) -> tuple:
+        """Where ``folder`` comes in the plan: its place, then its own place in the walk (asked only for paths to
+        shared contents, so not worked out for every folder)."""
+        return (self.place, *place_of(self.positions, folder)[2:])
 
     def absorb(self, other: Summary) -> None:
         """Add an unsettled summary of other folders (another process's share of the subjects): its counts, and

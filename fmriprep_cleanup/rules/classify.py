@@ -62,6 +62,12 @@ HELD_RECENT = Decision(
 HELD_BACK = (HELD_RUNNING, HELD_SHARED, HELD_RECENT)
 
 
+def subject_parts(scope: str) -> int:
+    """How many leading parts of a folder's path say whose it is (``subject_of_folder`` reads no further): every
+    folder below that depth is its parent's subject's."""
+    return 2 if scope == "workdir" else 1
+
+
 def subject_of_folder(scope: str, relpath: str) -> str | None:
     """The subject a folder belongs to, from fMRIPrep's folder names for that scope."""
     if not relpath:
@@ -69,7 +75,7 @@ def subject_of_folder(scope: str, relpath: str) -> str | None:
     parts = relpath.split("/", 2)
     if scope == "workdir":
         # fmriprep_23_2_wf/sub_01_wf/..., or the workflow folder itself given as the root
-        for part in parts[:2]:
+        for part in parts[:subject_parts(scope)]:
             found = SUBJECT_WORKFLOW_DIR.match(part)
             if found:
                 return found.group(1) or found.group(2)
