@@ -98,7 +98,7 @@ class Summary:
         """Count the files at ``positions`` (in name order; None: all) of a folder, of one subject and one
         decision: from the lstat results alone when no file is linked twice or annexed (the usual folder),
         without making an entry per file."""
-        if folder.plain() and decision is not LEFT_ALONE:
+        if decision is not LEFT_ALONE and folder.plain():
             size, allocated, links = folder.totals(positions)
             if links <= 1:
                 count = len(folder.names) if positions is None else len(positions)
@@ -153,7 +153,7 @@ class Summary:
                 sums[4] += in_git
                 sums[5] += annexed
         if action == "junk" and size - elsewhere - in_git:  # the folders where space can be freed here
-            parts = folder.relpath.split("/")[:FOLDER_DEPTH] if folder.relpath else []
+            parts = folder.relpath.split("/", FOLDER_DEPTH)[:FOLDER_DEPTH] if folder.relpath else []
             where = "/".join([folder.root.path, *parts])
             self.junk_by_folder[where] = self.junk_by_folder.get(where, 0) + size - elsewhere - in_git
 
