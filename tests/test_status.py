@@ -257,3 +257,18 @@ def test_no_work_dir_leaves_the_working_directory_out(study):
     data = json.loads(run("report", output, "--no-work-dir", "--format", "json").output)
     assert data["dataset"]["workdirs"] == [] and not any(row["category"].startswith("working directory") for row in data["by_category"])
     assert run("report", output, "--no-work-dir", "--work-dir", work).exit_code == 2
+
+
+@pytest.mark.parametrize("stamp", ["20240127-124830", "20240229-235960", "20230229-120000", "20240230-000000",
+                                   "20241301-000000", "20240101-240000", "20240101-236000", "20240101-235961",
+                                   "20240101-235962", "19991231-235959"])
+def test_a_run_folders_time_is_what_strptime_reads_from_its_name(stamp):
+    """The run folder's time stamp (local time) read without time.strptime, which took a third of reading a
+    subject's evidence: the same times, and the same refusals (30 February, hour 24)."""
+    from fmriprep_cleanup.fmriprep.evidence import run_time
+
+    try:
+        expected = time.mktime(time.strptime(stamp, "%Y%m%d-%H%M%S"))
+    except ValueError:
+        expected = None
+    assert run_time(f"{stamp}_0c970070-7984-4260-b527-e484380e8f41") == expected

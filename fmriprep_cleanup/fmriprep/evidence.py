@@ -6,6 +6,7 @@ its commit's time. status.py judges a status from what this module reads.
 
 from __future__ import annotations
 
+import calendar
 import os
 import re
 import stat
@@ -64,12 +65,18 @@ class SubjectStatus:
 
 
 def run_time(name: str) -> float | None:
+    """When a run folder's name (fMRIPrep's run_uuid, 20240127-124830_<uuid>) says the run started, local time."""
     found = RUN_TIME.match(name)
     if not found:
         return None
+    stamp = found.group(1)  # digits by the pattern; time.strptime took a third of reading a subject's evidence
+    year, month, day, hour, minute, second = (int(stamp[a:b]) for a, b in ((0, 4), (4, 6), (6, 8), (9, 11), (11, 13), (13, 15)))
+    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1] and hour <= 23 and minute <= 59
+            and second <= 61):  # what time.strptime accepts
+        return None
     try:
-        return time.mktime(time.strptime(found.group(1), "%Y%m%d-%H%M%S"))
-    except ValueError:
+        return time.mktime((year, month, day, hour, minute, second, 0, 0, -1))
+    except (OverflowError, ValueError):
         return None
 
 

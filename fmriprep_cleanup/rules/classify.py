@@ -216,6 +216,7 @@ class Classifier:
         self._plans: dict[tuple[str, RunState], tuple[tuple[tuple[Rule, Decision], ...], Decision]] = {}
         self.default = Decision(ruleset.default, DEFAULT_CATEGORY, DEFAULT_RULE_ID, f"no rule matched; the rule set's default is {ruleset.default}", "default")
         self._scopes: dict[str, ScopeRules] = {}
+        self._labels_blind = self.decisions_repeat_across_labels  # folders of one shape share a folder plan
 
     def scope_rules(self, scope: str) -> ScopeRules:
         found = self._scopes.get(scope)
@@ -269,11 +270,17 @@ class Classifier:
         for files that match none of them. Rules that cannot match here are dropped; the first rule that
         matches every file here ends the list. No rules left: one decision for the whole folder.
         Where no rule of the scope looks at paths, the plan depends only on the subject's status and is
-        worked out once per status (the working directory: hundreds of thousands of folders)."""
+        worked out once per status (the working directory: hundreds of thousands of folders); where no rule can
+        see a label, once per status and path shape (sub-01/anat and sub-02/anat)."""
         state = None if mixed_subjects else self.state_for(scope, subject)
         scope_rules = self.scope_rules(scope)
         rules = scope_rules.rules
-        cache_key = (scope, state) if state is not None and not scope_rules.reads_paths else None
+        cache_key: tuple | None = None
+        if state is not None:
+            if not scope_rules.reads_paths:
+                cache_key = (scope, state)
+            elif self._labels_blind:
+                cache_key = (scope, state, path_shape(folder))
         if cache_key is not None and cache_key in self._plans:
             return self._plans[cache_key]
         to_check: list[tuple[Rule, Decision]] = []
