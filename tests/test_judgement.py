@@ -56,6 +56,9 @@ def test_report_errors_section_of_every_template_generation():
     assert count_report_errors(report(FMRIPREP_1X_CLEAN)) == 0
     assert count_report_errors(report(FMRIPREP_1X_FAILED)) == 1
     assert count_report_errors(b"<html></html>") is None  # no errors section: the report cannot tell
+    # the phrase quoted without a count first (a log line in the report), then the real one
+    quoted = report("<pre>One or more execution steps failed (see below)</pre>" + NIREPORTS_FAILED)
+    assert count_report_errors(quoted) == 2
 
 
 # --- 1. -w $SCRATCH: only what fMRIPrep created there is in scope ------------------------------------------------

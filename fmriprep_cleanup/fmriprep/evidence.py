@@ -27,7 +27,8 @@ FREESURFER_MARKERS = ("recon-all.done", "recon-all.error")
 ISRUNNING = "IsRunning."
 # The report's "Errors" section, in each generation of fMRIPrep's report template:
 NO_ERRORS = b"No errors to report!"  # 1.x, niworkflows (20-23.1) and nireports (23.2 on) alike
-FAILED_STEPS = re.compile(rb"One or more execution steps failed \((\d+)\)")  # nireports
+FAILED_STEPS_START = b"One or more execution steps failed ("
+FAILED_STEPS = re.compile(re.escape(FAILED_STEPS_START) + rb"(\d+)\)")  # nireports
 ERRORS_SECTION = b'<div id="errors">'  # 1.x and niworkflows: one "Node Name:" per crashed node
 
 
@@ -126,11 +127,23 @@ def report_errors(path: str) -> tuple[int | None, str | None]:
     return count_report_errors(data), None
 
 
+def _failed_steps(data: bytes) -> re.Match[bytes] | None:
+    """FAILED_STEPS.search, with the regular expression tried only where its fixed start is (bytes.find is a
+    quarter of the cost over a whole report)."""
+    start = data.find(FAILED_STEPS_START)
+    while start >= 0:
+        found = FAILED_STEPS.match(data, start)
+        if found:
+            return found
+        start = data.find(FAILED_STEPS_START, start + 1)
+    return None
+
+
 def count_report_errors(data: bytes) -> int | None:
     """The errors a report's text lists: 0, a count, or None where it has no errors section."""
     if NO_ERRORS in data:
         return 0
-    found = FAILED_STEPS.search(data)
+    found = _failed_steps(data)
     if found:
         return int(found.group(1))
     section = data.find(ERRORS_SECTION)
