@@ -294,12 +294,12 @@ class Plan:
                 if subject is not None and book.subject_folder(folder.path) == subject:
                     open_folder, open_subject, inside = folder.path, subject, folder.path + "/"
                     open_place = place_of(positions, folder)
-            if open_folder is not None:
-                if folder.problem is not None:
-                    book.unreadable(open_folder, folder.problem)
-                book.saw(open_folder, folder.newest())
+            if open_folder is not None and folder.problem is not None:
+                book.unreadable(open_folder, folder.problem)
             if not folder.names:
-                continue
+                continue  # a folder of folders only (many in a working directory): no activity, no files
+            if open_folder is not None:
+                book.saw(open_folder, folder.newest())
             scope_rules = classifier.scope_rules(scope)
             if subject is not None and scope_rules.uses_status and not book.ready(subject):
                 waiting.setdefault(subject, []).append((folder, subject, None))
