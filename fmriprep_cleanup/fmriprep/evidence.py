@@ -71,7 +71,8 @@ def run_time(name: str) -> float | None:
     if not found:
         return None
     stamp = found.group(1)  # digits by the pattern; time.strptime took a third of reading a subject's evidence
-    year, month, day, hour, minute, second = (int(stamp[a:b]) for a, b in ((0, 4), (4, 6), (6, 8), (9, 11), (11, 13), (13, 15)))
+    year, month, day = int(stamp[0:4]), int(stamp[4:6]), int(stamp[6:8])
+    hour, minute, second = int(stamp[9:11]), int(stamp[11:13]), int(stamp[13:15])
     if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1] and hour <= 23 and minute <= 59
             and second <= 61):  # what time.strptime accepts
         return None

@@ -86,8 +86,8 @@ class Summary:
     _links: dict[tuple[int, int], list] = field(default_factory=dict, repr=False)  # inode -> see _later
     _keys: dict[str, list] = field(default_factory=dict, repr=False)  # annex key -> see _later
     _tally: dict[tuple, list[int]] = field(default_factory=dict, repr=False)  # not yet in the counts: see _count
-    place: Place = ()  # the place in the plan of the folder being added (Plan.summarize sets it), and the walk's
-    positions: dict[str, tuple[int, str]] = field(default_factory=dict, repr=False)  # positions: see _where
+    place: Place = ()  # where the folder being added comes in the plan (Plan.summarize sets it): see _where
+    positions: dict[str, tuple[int, str]] = field(default_factory=dict, repr=False)  # the walk's (walk_positions)
 
     def add_whole_folder(self, folder: Directory, subject: str | None, decision: Decision) -> None:
         """Count every file of a folder under one decision (see ``add_files``)."""

@@ -213,7 +213,7 @@ class Classifier:
         self.statuses = statuses
         self.guards = guards  # None: no guard holds, every guarded rule's file is kept
         self._guard_kept: dict[tuple[str, str], Decision] = {}
-        self._plans: dict[tuple[str, RunState], tuple[tuple[tuple[Rule, Decision], ...], Decision]] = {}
+        self._plans: dict[tuple, tuple[tuple[tuple[Rule, Decision], ...], Decision]] = {}  # see folder_plan
         self.default = Decision(ruleset.default, DEFAULT_CATEGORY, DEFAULT_RULE_ID, f"no rule matched; the rule set's default is {ruleset.default}", "default")
         self._scopes: dict[str, ScopeRules] = {}
         self._labels_blind = self.decisions_repeat_across_labels  # folders of one shape share a folder plan
