@@ -85,9 +85,6 @@ class SubjectRows:
     def __iter__(self) -> Iterator[Row]:
         return zip(self.folder.files, repeat(self.subject), self.decisions)
 
-    def __len__(self) -> int:
-        return len(self.decisions)
-
     def has_junk(self) -> bool:
         return any(decision.action == "junk" for decision, _ in self.groups)
 
