@@ -31,7 +31,7 @@ __getattr__, __dir__ = lazy_face(__name__, {
     "clean": "api", "CleanOptions": "api", "Declined": "api", "shared_files_plan": "api", "restore": "api", "audit": "api", "run_policy": "api", "history": "api", "schedule": "api",
     "rule_sets": "api", "load_rules": "api", "demo": "api", "plan_options": "api", "make_partial": "api",
     "merge_partials": "api", "write_plan_partial": "api", "merge_plan_partials": "api",
-    "report_in_processes": "api", "slurm_array": "api", "audit_shard": "api", "archives": "api",
+    "report_in_processes": "api", "slurm_array": "api", "audit_shard": "api", "archives": "api", "journals": "api",
     # the pipeline's parts, for those who compose their own
     "CleanupError": "basics.errors", "Dataset": "fmriprep.layout", "discover": "fmriprep.discovery",
     "RuleSet": "rules.model", "load_rulesets": "rules.rulesets", "Plan": "plan.plan", "Selection": "plan.files",

@@ -397,6 +397,25 @@ def archives(action: str, directory: str, older_than: float | None = None, yes: 
     return result
 
 
+def journals(path: str, action: str = "list", runs: Iterable[str] = (), state_dir: str | None = None) -> dict[str, Any]:
+    """Unfinished journals of the dataset at ``path`` (`journals list|discard|finish`): each with whether the
+    next clean recovers it or why it will not; or those of ``runs`` set aside unread (discard), or, written by
+    an earlier version, acted on as recovery would (finish)."""
+    from .act import unfinished
+    from .fmriprep.discovery import discover_dataset
+    from .fmriprep.layout import state_dir_for
+
+    dataset = discover_dataset(path, find_work_dir=False, state_base=state_dir)
+    state = state_dir_for(dataset.identity, state_dir) if state_dir else dataset.state_dir
+    if action == "list":
+        return unfinished.list_journals(state)
+    if action == "discard":
+        return unfinished.discard_journals(state, list(runs), dataset.identity).as_dict()
+    if action == "finish":
+        return unfinished.finish_journals(state, list(runs), dataset.identity).as_dict()
+    raise CleanupError(f"unknown journals action {action!r}; one of list, discard, finish")
+
+
 def rule_sets() -> list[tuple[str, str]]:
     """The shipped rule sets: (name, who it is for, in one sentence)."""
     return shipped_rulesets()

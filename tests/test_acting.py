@@ -325,11 +325,11 @@ def test_a_manifest_without_its_archive_is_reported_and_the_others_restored(tmp_
     assert {p: d for p, d in contents(out).items() if "sub_02_wf" not in p} == {p: d for p, d in before.items() if "sub_02_wf" not in p}
 
 
-def test_recovery_removes_an_archive_whose_manifest_is_missing(tmp_path, monkeypatch):
+def test_recovery_keeps_a_verified_archive_whose_manifest_is_missing(tmp_path, monkeypatch):
     """A run was killed after an archive was verified and before any original went; then the archive lost
-    its manifest (the commit marker). The rerun removes the orphan and archives the originals properly."""
+    its manifest (the commit marker). The rerun never removes an archive it cannot prove is not the only copy
+    (issue 42): it says so, and archives the originals properly in a run folder of its own."""
     import fmriprep_cleanup.act.archive as archive_module
-    from fmriprep_cleanup.basics.journals import events
 
     out = project(tmp_path)
     junk_paths = junk_of(out)
@@ -345,16 +345,15 @@ def test_recovery_removes_an_archive_whose_manifest_is_missing(tmp_path, monkeyp
                                             "--yes"], catch_exceptions=False)
     monkeypatch.setattr(archive_module, "remove_archived", real_remove)
     orphan = next((tmp_path / "a").glob("*/no-subject.tar"))
+    kept = orphan.read_bytes()
     Path(str(orphan)[:-4] + ".manifest.tsv").unlink()
     assert all(path in contents(out) for path in junk)
     rerun = run_cli("clean", out, "--mode", "archive", "--archive-dir", tmp_path / "a", "--yes")
     assert rerun.exit_code == 0, rerun.output
-    assert not orphan.exists()
-    assert any(event["removed"] == str(orphan) for event in events(str(out / ".fmriprep-cleanup"), "recovered"))
+    assert orphan.read_bytes() == kept and "without its manifest; kept" in rerun.output, rerun.output
     saved = archived(tmp_path / "a")
     assert all(saved.get(path) == digest for path, digest in junk.items())
-    tars = list((tmp_path / "a").glob("*/*.tar"))
-    assert all(os.path.exists(str(tar)[:-4] + ".manifest.tsv") for tar in tars)  # no archive without its manifest
+    assert not junk.keys() & contents(out).keys()
 
 
 # --- 7. tree archives and symlinks to folders; damaged tree archives ---------------------------------------------

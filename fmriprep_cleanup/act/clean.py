@@ -22,7 +22,7 @@ from typing import Any
 from .. import __version__
 from ..basics.annex import PRESENT
 from ..basics.errors import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, CleanupError
-from ..basics.journals import needs_recovery
+from ..basics.journals import JournalSurvey, survey_journals
 from ..basics.paths import inside
 from ..basics.results import FAILED, SKIPPED, Result, results_json, tallied
 from ..energy.model import Assumptions, footprint, model_for
@@ -179,8 +179,11 @@ def clean(plan: Plan, options: CleanOptions, *, confirm: Callable[[Outcome, int]
         annex_notes = check_annexed(plan, worklist, mode, options.force_drop)
         if show is not None:
             show(worklist)
-        if not worklist.files and (shard is not None or not needs_recovery(state)):
-            return result(worklist.outcome, nothing_to_do=True)  # no journal, nothing touched
+        journals = survey_journals(state) if shard is None else JournalSurvey()
+        if not worklist.files and not journals.actionable:
+            idle = result(worklist.outcome, nothing_to_do=True)  # no journal, nothing touched
+            idle.warnings += journals.problems
+            return idle
         if confirm is not None and worklist.files and not confirm(worklist.preview(), worklist.scanned_bytes):
             raise Declined("cancelled; nothing was changed")
         journal = Journal(state)

@@ -2,7 +2,10 @@
 back, recovery.py acts on it after a crash).
 
 A journal is JSON lines, each fsynced before the next action starts, each sealed (basics/seal.py) with this
-user's key and bound to its state folder. Executors call this module's methods; the event names are defined in
+user's key and bound to its state folder, and chained: each line carries its sequence number (``seq``) and the
+seal of the line before (``prev``), both under its own seal, so lines cannot be dropped, reordered or spliced in
+from another journal unseen. The run's start and end are also recorded in the user's own state
+(basics/ownstate.py): recovery acts only on a run recorded there as started and not ended. Executors call this module's methods; the event names are defined in
 basics/journals.py, beside the reader. A run never reads the journals of finished runs in full (only their
 first line, to know which working directories they acted on), so the cost of a run does not grow with the
 history of the dataset.
@@ -52,6 +55,7 @@ from ..basics.journals import (
     open_state_folder,
     seal_context,
 )
+from ..basics.ownstate import record_end, record_start
 from ..basics.seal import seal_json, user_key
 
 KEEP_FINISHED = 50  # finished runs' journals kept for people to read; older ones are deleted
@@ -72,7 +76,9 @@ class Journal:
         self.path = os.path.join(state_dir, JOURNALS, self.run_id + OPEN_SUFFIX)
         self._lock = threading.Lock()
         self._batches = 0
+        self._sequence, self._previous = 0, ""  # the chain: the next line's number, the last line's seal
         user_key(create=True)  # no key, no journal: found out before anything changes
+        record_start(self.run_id, state_dir, os.path.basename(self.path))  # before the journal exists
         state = open_state_folder(state_dir)
         try:
             folder = open_child(state, JOURNALS, create=True, mode=0o755)
@@ -90,16 +96,20 @@ class Journal:
     # --- writing ---
 
     def _write(self, event: str, **fields: Any) -> None:
-        record = {"time": round(time.time(), 3), "run": self.run_id, "event": event, **fields}
-        line = (seal_json(strict_json(record), self.context) + "\n").encode("utf-8", "surrogateescape")
         try:
             with self._lock:
                 if self._fd is None:
                     raise OSError(errno.EBADF, "the journal is closed")
+                record = {"time": round(time.time(), 3), "run": self.run_id, "event": event, **fields,
+                          "seq": self._sequence, "prev": self._previous}
+                text = seal_json(strict_json(record), self.context)
+                line = (text + "\n").encode("utf-8", "surrogateescape")
                 written = os.write(self._fd, line)
                 while written < len(line):  # a short write: finish the line before anything else
                     written += os.write(self._fd, line[written:])
                 os.fsync(self._fd)  # also flushes the lines other threads wrote before it
+                self._sequence += 1
+                self._previous = text[text.rindex('"seal": "') + 9:-2]
         except OSError as exc:
             raise CleanupError(f"cannot write the journal {self.path}: {exc.strerror or exc}; "
                                "stopped before acting further") from None
@@ -167,6 +177,7 @@ class Journal:
         """Close the journal and mark it finished (it ends with run-end): no later run needs to read it."""
         self.close()
         mark_done(self.path)
+        record_end(self.run_id)
         self.path = self.path[: -len(OPEN_SUFFIX)] + DONE_SUFFIX
         _prune_finished(self.state_dir)
 

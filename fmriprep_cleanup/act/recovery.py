@@ -1,15 +1,16 @@
 """Recovery after a crash: finish the record of runs that were cut short, and tidy what they left.
 
-Only sealed journal records are read (journal.read_records), and even those are checked against the tool's own
-naming before anything is removed: a leftover must be ``<archive dir>/<run id>/<group>.tar.tmp`` (or the tree
-folder, or the manifest, by those names) of the very run that began it, in a run folder whose sealed run.json
-names that run - nothing else is ever removed, whatever a journal says.
+Only the journals of runs this user's own record shows as started and not ended are acted on, and only when
+their lines are one unbroken sealed chain (basics/journals.py). Even then every name is checked against the
+tool's own naming before anything is removed: a leftover must be ``<archive dir>/<run id>/<group>.tar.tmp``
+(or the tree folder, or the manifest, by those ``.tmp`` names) of the very run that began it, in a run folder
+whose sealed run.json names that run. An archive or a manifest under its final name is never removed: nothing
+else is ever removed, whatever a journal says.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,18 +19,15 @@ from ..basics.handles import remove_path
 from ..basics.journals import (
     ARCHIVE_BEGIN,
     ARCHIVE_VERIFIED,
-    DONE_SUFFIX,
-    JOURNALS,
-    LEGACY_JOURNAL,
     REMOVED,
     REMOVING,
     RUN_END,
     RUN_START,
     JournalProblems,
-    journal_files,
-    open_state_folder,
     read_records,
+    survey_journals,
 )
+from ..basics.ownstate import record_end
 from ..basics.paths import inside
 from .journal import Journal, mark_done
 from .manifest import MANIFEST_SUFFIX, RUN_ID, load_run_info, our_archive_name
@@ -71,50 +69,50 @@ class Recovery:
 def recover(journal: Journal, archive_dir: str | None = None) -> Recovery:
     """Finish the record of every run of this state directory that was cut short, and tidy what it left.
 
+    Only a journal whose run this user's own record shows as started here and not ended is acted on, and only
+    when its lines are one unbroken chain (basics/journals.py); every other unfinished journal is reported in
+    ``Recovery.problems`` and left as it is. For a run it acts on:
+
     * a batch it began and did not end: the files of it that are gone were removed by that run, and are
       recorded so (in this run's journal, as recovering it);
-    * an archive it began and did not verify: the half-written archive and manifest are removed; an archive
-      without its manifest (the commit marker), or a manifest without its archive, is removed too - each only
-      under the names the tool gives them, in the run folder it made;
+    * an archive it began: the half-written archive and manifest (``*.tmp``, under the names the tool gives
+      them, in the run folder it made) are removed. An archive or manifest under its final name is never
+      removed, whatever the journal says: a manifest is written only after its archive was verified;
     * an archive it verified into ``archive_dir``: offered for reuse (the caller re-verifies it first).
 
-    Its journal is then marked finished. Lines that are malformed or not sealed are skipped and named in
-    ``Recovery.problems``.
+    Its journal is then marked finished, and the run ended in the user's own record.
     """
     recovery = Recovery()
-    unfinished = [path for path in journal_files(journal.state_dir) if path != journal.path]
-    legacy = os.path.join(journal.state_dir, LEGACY_JOURNAL)
-    for path in ([legacy] if os.path.lexists(legacy) else []) + unfinished:
-        problems = JournalProblems()
-        by_run: dict[str, list[dict[str, Any]]] = {}
-        for record in read_records(path, problems):  # the single journal of earlier versions holds many runs
-            by_run.setdefault(record["run"], []).append(record)
-        recovery.problems += problems.lines
-        for records in by_run.values():
-            _recover_run(records, journal, archive_dir, recovery)
-        if path == legacy:
-            _retire_legacy(journal.state_dir)
-        else:
-            mark_done(path)
+    survey = survey_journals(journal.state_dir, exclude=journal.path)
+    recovery.problems += survey.problems
+    for run in survey.missing:
+        record_end(run.run)
+    for path, started in survey.actionable:
+        records = _chained_records(path, started.run, recovery)
+        if records is None:
+            continue
+        recover_run(records, journal, archive_dir, recovery)
+        mark_done(path)
+        record_end(started.run)
     return recovery
 
 
-def _retire_legacy(state_dir: str) -> None:
-    """Move the single journal of earlier versions beside the per-run ones, finished (it was read)."""
-    try:
-        folder = open_state_folder(state_dir, create=False)
-    except CleanupError:
-        return
-    try:
-        os.rename(LEGACY_JOURNAL, f"{JOURNALS}/0-legacy-{int(time.time())}{DONE_SUFFIX}", src_dir_fd=folder,
-                  dst_dir_fd=folder)
-    except OSError:
-        pass
-    finally:
-        os.close(folder)
+def _chained_records(path: str, run: str, recovery: Recovery) -> list[dict[str, Any]] | None:
+    """The records of one run's journal, or None (said in ``recovery.problems``) unless every line is of that
+    run and the lines are one unbroken chain."""
+    problems = JournalProblems()
+    records = list(read_records(path, problems))
+    recovery.problems += problems.lines
+    if problems.refused is None and any(record["run"] != run for record in records):
+        problems.refused, problems.refused_at = "holds lines of another run", path
+    if problems.refused is not None:
+        recovery.problems.append(f"{problems.refused_at}: {problems.refused}: not acted on "
+                                 "(`fmriprep-cleanup journals list` says what to do)")
+        return None
+    return records
 
 
-def _recover_run(records: list[dict[str, Any]], journal: Journal, archive_dir: str | None, recovery: Recovery) -> None:
+def recover_run(records: list[dict[str, Any]], journal: Journal, archive_dir: str | None, recovery: Recovery) -> None:
     run = records[0]["run"]
     ended = [record for record in records if record["event"] == RUN_END]
     finished = any(not record.get("interrupted") for record in ended)
@@ -149,21 +147,26 @@ def _recover_run(records: list[dict[str, Any]], journal: Journal, archive_dir: s
         removed_bytes += sum(sizes.get(path, 0) for path in gone)
     run_folder = _own_run_folder(start, run)
     for archive, record in begun.items():
-        if archive in verified or run_folder is None or not _leftover_names_are_ours(record, run_folder):
+        if run_folder is None or not _leftover_names_are_ours(record, run_folder):
             continue
-        for leftover in (record["temporary"], record["manifest"] + ".tmp", record["manifest"], archive):
-            if _remove_leftover(leftover, archive_of=record["manifest"] if leftover == archive else None):
+        for leftover in (record["temporary"], record["manifest"] + ".tmp"):  # never a final name
+            if _remove_leftover(leftover):
                 journal.recovered(leftover, "half-written archive of an interrupted run")
+        if archive in verified:
+            continue
+        if os.path.lexists(archive) != os.path.lexists(record["manifest"]):
+            recovery.problems.append(_partnerless(archive, record["manifest"]))
+        elif os.path.lexists(archive):
+            recovery.problems.append(f"{archive}: a complete archive of an interrupted run, written before any of "
+                                     "its originals went; kept (restore or prune it as any other)")
     same_folder = archive_dir is not None and isinstance(start.get("archive_dir"), str) and \
         os.path.realpath(start["archive_dir"]) == os.path.realpath(archive_dir)
     for archive, record in verified.items():
         if run_folder is None or not _leftover_names_are_ours(record, run_folder):
             continue
         has_archive, has_manifest = os.path.lexists(archive), os.path.lexists(record["manifest"])
-        if has_archive != has_manifest:  # one without its partner: never a usable archive
-            orphan = archive if has_archive else record["manifest"]
-            if _remove_leftover(orphan):
-                journal.recovered(orphan, "archive or manifest without its partner")
+        if has_archive != has_manifest:  # one without its partner: reported, never removed
+            recovery.problems.append(_partnerless(archive, record["manifest"]))
         elif has_archive and same_folder and not finished:
             length, sha = record.get("stream_length"), record.get("stream_sha256")
             stream = (length, sha) if isinstance(length, int) and isinstance(sha, str) else None
@@ -214,13 +217,18 @@ def _leftover_names_are_ours(record: dict[str, Any], run_folder: str) -> bool:
             and manifest == os.path.join(run_folder, group + MANIFEST_SUFFIX))
 
 
-def _remove_leftover(path: str, archive_of: str | None = None) -> bool:
-    """Remove a leftover file or folder (a half-written tree archive is a folder), never through a symlink. An
-    archive under its final name is removed only when its manifest is missing (``archive_of`` names it)."""
-    if not os.path.lexists(path):
+def _partnerless(archive: str, manifest: str) -> str:
+    if os.path.lexists(archive):
+        return (f"{archive}: an archive of an interrupted run without its manifest; kept (it may be the only copy "
+                "of what it holds): `fmriprep-cleanup archives list` shows it")
+    return f"{manifest}: a manifest of an interrupted run without its archive; kept"
+
+
+def _remove_leftover(path: str) -> bool:
+    """Remove a half-written archive or manifest (``*.tmp``; a tree archive is a folder), never through a
+    symlink."""
+    if not path.endswith(".tmp") or not os.path.lexists(path):
         return False
-    if archive_of is not None and os.path.lexists(archive_of):
-        return False  # archive and manifest both there: complete, not a leftover
     try:
         remove_path(path)
     except OSError:

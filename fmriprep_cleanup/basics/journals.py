@@ -24,7 +24,8 @@ from typing import Any, TypeGuard
 
 from .errors import CleanupError
 from .handles import FOLDER_FLAGS, open_folder_nofollow
-from .seal import check_json
+from .ownstate import StartedRun, recorded_run, unended_runs
+from .seal import SEALED_TAIL, check_json
 
 JOURNALS = "journal"
 LEGACY_JOURNAL = "journal.jsonl"  # earlier versions kept every run in this one file
@@ -72,9 +73,12 @@ def journal_folder(state_dir: str) -> int | None:
 
 @dataclass
 class JournalProblems:
-    """Lines of a journal that are not well-formed, sealed records: skipped, and said (file:line: why)."""
+    """What was wrong with a journal read back: lines skipped (file:line: why), and, when the journal is not one
+    unbroken chain of this user's sealed lines from its first line, why it may not be acted on."""
 
     lines: list[str] = field(default_factory=list)
+    refused: str | None = None  # why the journal may not be acted on: not one chain, not sealed, unchained
+    refused_at: str = ""  # where: file:line
 
 
 # The fields each event must have (and their types) for recovery to use it; others are informational.
@@ -86,6 +90,8 @@ REQUIRED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
 }
 MAX_LINE = 64 << 20  # a journal line longer than this is not one we wrote
 NOT_SEALED = "not sealed with your key"
+BROKEN_CHAIN = "not one unbroken chain of sealed lines (truncated, reordered, spliced or edited)"
+UNCHAINED = "written by an earlier version (its lines are not chained)"
 
 
 def _well_formed(record: Any) -> TypeGuard[dict[str, Any]]:
@@ -97,58 +103,104 @@ def _well_formed(record: Any) -> TypeGuard[dict[str, Any]]:
                for name, kind in required.items())
 
 
-def read_records(path: str, problems: JournalProblems | None = None) -> Iterator[dict[str, Any]]:
-    """The well-formed, sealed records of one journal file (STATE_DIR/journal/NAME). A line cut short by a
-    crash, a line that is not a JSON object with a run, an event and the fields that event needs, and a line
-    whose seal is not this user's for this state folder are skipped (and named in ``problems``), never
-    trusted. The file must be a regular file, opened without following a symlink."""
-    context = seal_context(os.path.dirname(os.path.dirname(path)))
+def _open_journal(path: str, problems: JournalProblems | None) -> int | None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        return
+        return None
     except OSError as exc:
         if problems is not None:
             problems.lines.append(f"{path}: cannot read the journal: {exc.strerror or exc}")
-        return
+        return None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         if problems is not None:
             problems.lines.append(f"{path}: not a regular file; not read as a journal")
+        return None
+    return fd
+
+
+def _lines(handle: Any) -> Iterator[tuple[int, str, bool]]:
+    """(number, line, whole) of a journal file; ``whole`` is False for an over-long line or a last line with
+    no line end (cut short by a crash)."""
+    number = 0
+    while True:
+        line = handle.readline(MAX_LINE)
+        if not line:
+            return
+        number += 1
+        if len(line) >= MAX_LINE and not line.endswith("\n"):
+            while line and not line.endswith("\n"):  # skip the rest of an over-long line
+                line = handle.readline(MAX_LINE)
+            yield number, "", False
+        elif line.strip():
+            yield number, line.rstrip("\n"), line.endswith("\n")
+
+
+def _parsed(line: str) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line) if line else None
+    except (ValueError, RecursionError):
+        return None
+    return record if _well_formed(record) else None
+
+
+def read_records(path: str, problems: JournalProblems | None = None,
+                 chained: bool = True) -> Iterator[dict[str, Any]]:
+    """The well-formed, sealed records of one journal file (STATE_DIR/journal/NAME), opened without following a
+    symlink.
+
+    ``chained`` (what recovery reads): each line's seal covers its sequence number and the seal of the line
+    before, so records are given only while they are one unbroken chain from the journal's first line; at the
+    first line that breaks it (missing, moved, from another journal, edited, not sealed, unchained) reading
+    stops and ``problems.refused`` says why. Only a last line cut short by a crash ends a chain quietly. Without
+    ``chained`` (informational readers), every sealed line is given, those of earlier versions too, and the
+    others are skipped and named in ``problems``."""
+    context = seal_context(os.path.dirname(os.path.dirname(path)))
+    fd = _open_journal(path, problems)
+    if fd is None:
         return
     unsealed: list[int] = []
+    expected, previous = 0, ""
     with os.fdopen(fd, encoding="utf-8", errors="surrogateescape") as handle:
-        number = 0
-        while True:
-            line = handle.readline(MAX_LINE)
-            if not line:
-                break
-            number += 1
-            if len(line) >= MAX_LINE and not line.endswith("\n"):
-                while line and not line.endswith("\n"):  # skip the rest of an over-long line
-                    line = handle.readline(MAX_LINE)
-                record = None
-            elif not line.strip():
-                continue
-            else:
-                try:
-                    record = json.loads(line)
-                except (ValueError, RecursionError):
-                    record = None
-            if not _well_formed(record):
+        for number, line, whole in _lines(handle):
+            record = _parsed(line)
+            if record is None:
+                if chained and not whole:
+                    if next(_lines(handle), None) is None:
+                        return  # the last line, cut short by a crash
                 if problems is not None:
                     problems.lines.append(f"{path}:{number}: not a well-formed journal record; skipped")
+                if chained:
+                    _refuse(problems, path, number, BROKEN_CHAIN)
+                    return
                 continue
-            verdict = check_json(line.rstrip("\n"), context)
-            if not verdict.trusted:
+            seal = SEALED_TAIL.search(line)
+            if seal is None or not check_json(line, context).trusted:
+                if chained:
+                    _refuse(problems, path, number, NOT_SEALED + " for this state folder")
+                    return
                 unsealed.append(number)
                 continue
+            if chained:
+                if "seq" not in record:
+                    _refuse(problems, path, number, UNCHAINED)
+                    return
+                if record.get("seq") != expected or record.get("prev") != previous:
+                    _refuse(problems, path, number, BROKEN_CHAIN)
+                    return
+                expected, previous = expected + 1, seal.group(1)
             del record["seal"]
             yield record
     if unsealed and problems is not None:
         where = f"line {unsealed[0]}" if len(unsealed) == 1 else f"{len(unsealed)} lines from line {unsealed[0]}"
         problems.lines.append(f"{path}: {where} {NOT_SEALED} for this state folder (planted, edited, copied "
                               "from elsewhere, or written by another user or an earlier version): not acted on")
+
+
+def _refuse(problems: JournalProblems | None, path: str, number: int, why: str) -> None:
+    if problems is not None:
+        problems.refused, problems.refused_at = why, f"{path}:{number}"
 
 
 def journal_files(state_dir: str, finished: bool = False) -> list[str]:
@@ -168,9 +220,63 @@ def journal_files(state_dir: str, finished: bool = False) -> list[str]:
     return [os.path.join(state_dir, JOURNALS, name) for name in sorted(wanted)]
 
 
+@dataclass
+class JournalSurvey:
+    """The unfinished journals of a state folder, sorted by what may be done with them (nothing is read but
+    their names, the first line of those that are refused, and this user's own record of runs)."""
+
+    actionable: list[tuple[str, StartedRun]] = field(default_factory=list)  # (journal, its run): recover these
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (journal, why): reported, never acted on
+    missing: list[StartedRun] = field(default_factory=list)  # runs started here whose journal is gone
+
+    @property
+    def problems(self) -> list[str]:
+        lines = [f"{path}: {why}: not acted on (`fmriprep-cleanup journals list` says what to do)"
+                 for path, why in self.refused]
+        return lines + [f"run {run.run}, started here, left no journal (removed?): nothing of it can be finished"
+                        for run in self.missing]
+
+
+def survey_journals(state_dir: str, exclude: str | None = None) -> JournalSurvey:
+    """Which unfinished journals of ``state_dir`` (``exclude``: the current run's own) recovery may act on: only
+    a journal named for a run that this user's own record shows as started in this very state folder and not
+    ended. Any other - planted, copied from a finished run, another user's, an earlier version's - is refused."""
+    survey = JournalSurvey()
+    present = set()
+    legacy = os.path.join(state_dir, LEGACY_JOURNAL)
+    if os.path.lexists(legacy):
+        survey.refused.append((legacy, UNCHAINED))
+    for path in journal_files(state_dir):
+        if path == exclude:
+            continue
+        run = os.path.basename(path)[: -len(OPEN_SUFFIX)]
+        present.add(run)
+        recorded = recorded_run(run)
+        if recorded is not None and not recorded.ended and recorded.state_dir == os.path.abspath(state_dir):
+            survey.actionable.append((path, recorded))
+        elif recorded is not None and recorded.ended:
+            survey.refused.append((path, "a run your own record shows ended (a copy of its journal put back?)"))
+        elif recorded is not None:
+            survey.refused.append((path, f"a run you started in another state folder ({recorded.state_dir}); "
+                                         + _first_line_verdict(path)))
+        else:
+            verdict = _first_line_verdict(path)
+            survey.refused.append((path, verdict if verdict == UNCHAINED else f"not a run you started ({verdict})"))
+    own = os.path.basename(exclude)[: -len(OPEN_SUFFIX)] if exclude else None
+    survey.missing = [run for run in unended_runs(state_dir) if run.run not in present and run.run != own]
+    return survey
+
+
+def _first_line_verdict(path: str) -> str:
+    problems = JournalProblems()
+    for _ in read_records(path, problems):
+        return "sealed with your key, but not recorded as started: copied from a finished run?"
+    return problems.refused or NOT_SEALED
+
+
 def needs_recovery(state_dir: str) -> bool:
-    """Whether an earlier run left a journal to finish (it was cut short, or stopped by a signal)."""
-    return bool(journal_files(state_dir)) or os.path.exists(os.path.join(state_dir, LEGACY_JOURNAL))
+    """Whether a run this user started in ``state_dir`` was cut short and its journal waits to be finished."""
+    return bool(survey_journals(state_dir).actionable)
 
 
 def _batch_paths(record: dict[str, Any]) -> list[str]:
@@ -189,7 +295,7 @@ def batches(state_dir: str) -> dict[tuple[str, Any], tuple[list[str], list[str] 
     no end record). For people and tests checking that the record is exact."""
     found: dict[tuple[str, Any], tuple[list[str], list[str] | None]] = {}
     for path in journal_files(state_dir, finished=True):
-        for record in read_records(path):
+        for record in read_records(path, chained=False):
             if record["event"] == REMOVING:
                 found[(record["run"], record.get("batch"))] = (_batch_paths(record), None)
             elif record["event"] == REMOVED:
@@ -206,7 +312,7 @@ def removed_paths(state_dir: str) -> list[str]:
     paths: list[str] = []
     for path in journal_files(state_dir, finished=True):
         batches: dict[tuple[str, Any], list[str]] = {}
-        for record in read_records(path):
+        for record in read_records(path, chained=False):
             if record["event"] == REMOVING:
                 batches[(record["run"], record.get("batch"))] = _batch_paths(record)
             elif record["event"] == REMOVED:
@@ -223,7 +329,7 @@ def recorded_roots(state_dir: str) -> set[str]:
     Reads the first record of each journal only."""
     roots: set[str] = set()
     for path in journal_files(state_dir, finished=True):
-        for record in read_records(path):
+        for record in read_records(path, chained=False):
             if record["event"] == RUN_START and isinstance(record.get("roots"), list):
                 roots |= {root for root in record["roots"] if isinstance(root, str)}
             break
@@ -232,7 +338,7 @@ def recorded_roots(state_dir: str) -> set[str]:
 
 def events(state_dir: str, name: str) -> list[dict[str, Any]]:
     """Every well-formed record called ``name`` in all journals, oldest first (for people and tests)."""
-    return [record for path in journal_files(state_dir, finished=True) for record in read_records(path)
+    return [record for path in journal_files(state_dir, finished=True) for record in read_records(path, chained=False)
             if record["event"] == name]
 
 

@@ -23,6 +23,7 @@ import stat
 from enum import Enum
 
 from .errors import CleanupError
+from .ownstate import user_state_dir
 
 VERSION = "v1"
 # A sealed JSON object ends with its seal, the last key: the seal covers the text before it (closed with "}").
@@ -43,8 +44,7 @@ class Verdict(Enum):
 
 
 def key_path() -> str:
-    state_home = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(state_home, "fmriprep-cleanup", "key")
+    return os.path.join(user_state_dir(), "key")
 
 
 def _read_key(path: str) -> bytes | None:

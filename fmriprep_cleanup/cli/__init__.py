@@ -12,7 +12,7 @@ import sys
 import click
 
 from .. import __version__
-from .acting import archives, clean, restore
+from .acting import archives, clean, journals, restore
 from .common import ARGUMENTS, CleanupGroup, expand_participant_labels
 from .dataset import explain, merge, plan, regenerate, report, status
 from .demo import demo
@@ -29,7 +29,7 @@ def cli() -> None:
     """
 
 
-for command in (report, merge, plan, status, explain, regenerate, clean, history, restore, archives, audit, run_policy, schedule, rules, demo):
+for command in (report, merge, plan, status, explain, regenerate, clean, history, restore, archives, journals, audit, run_policy, schedule, rules, demo):
     cli.add_command(command)
 
 

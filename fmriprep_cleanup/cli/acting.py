@@ -294,3 +294,77 @@ def archives_prune(directory: str, older_than: str, mode: str | None, yes: bool,
     _archives_output(data, fmt, "\n".join(text) + "\n")
     if data["refused"] or data["problems"]:
         sys.exit(EXIT_INCOMPLETE)  # done, but some folder was not pruned (or could not be read): said above
+
+
+@click.group(cls=CleanupGroup)
+def journals() -> None:
+    """Unfinished journals the next clean will not act on: list, discard, or finish an earlier version's."""
+
+
+_state_dir_option = click.option("--state-dir", type=click.Path(file_okay=False, path_type=str),
+                                 help="Where the lock and journal live (default: PATH/.fmriprep-cleanup).")
+
+
+@journals.command("list")
+@click.argument("path", type=click.Path(path_type=str))
+@_state_dir_option
+@format_option(["text", "json"], "text")
+def journals_list(path: str, state_dir: str | None, fmt: str) -> None:
+    """Each unfinished journal of PATH's dataset: recovered by the next clean, or why not.
+
+    \b
+    Examples:
+      fmriprep-cleanup journals list /data/ds003752/derivatives/fmriprep
+    """
+    from ..api import journals as manage
+
+    data = manage(path, "list", state_dir=state_dir)
+    lines = [f"{row['journal'] or row['run']}: {'recovered by the next clean' if row['recoverable'] else row['why']}"
+             for row in data["journals"]]
+    if any(not row["recoverable"] for row in data["journals"]):
+        lines.append(f"Set one aside: fmriprep-cleanup journals discard {path} RUN (a journal of an earlier "
+                     "version: journals finish finishes it on your word that its run was cut short)")
+    _archives_output(data, fmt, "\n".join(lines or ["No unfinished journal."]) + "\n")
+
+
+@journals.command("discard")
+@click.argument("path", type=click.Path(path_type=str))
+@click.argument("runs", nargs=-1, required=True)
+@_state_dir_option
+@format_option(["text", "json"], "text")
+def journals_discard(path: str, runs: tuple[str, ...], state_dir: str | None, fmt: str) -> None:
+    """Set the journals of RUNS aside, unread (renamed *.discarded): no run reports them again.
+
+    \b
+    Examples:
+      fmriprep-cleanup journals discard /data/ds003752/derivatives/fmriprep 20240101-000000_deadbeef
+    """
+    from ..api import journals as manage
+
+    data = manage(path, "discard", runs, state_dir)
+    _journals_outcome(data, fmt, "Set aside")
+
+
+@journals.command("finish")
+@click.argument("path", type=click.Path(path_type=str))
+@click.argument("runs", nargs=-1, required=True)
+@_state_dir_option
+@format_option(["text", "json"], "text")
+def journals_finish(path: str, runs: tuple[str, ...], state_dir: str | None, fmt: str) -> None:
+    """Finish journals an earlier version left (RUN, or `legacy` for its single journal.jsonl), as recovery does.
+
+    \b
+    Examples:
+      fmriprep-cleanup journals finish /data/ds003752/derivatives/fmriprep legacy
+    """
+    from ..api import journals as manage
+
+    data = manage(path, "finish", runs, state_dir)
+    _journals_outcome(data, fmt, "Finished")
+
+
+def _journals_outcome(data: dict[str, Any], fmt: str, verb: str) -> None:
+    text = [f"{verb}: {path}" for path in data["done"]] + [f"problem: {problem}" for problem in data["problems"]]
+    _archives_output(data, fmt, "\n".join(text or ["Nothing was changed."]) + "\n")
+    if data["problems"]:
+        sys.exit(EXIT_INCOMPLETE)

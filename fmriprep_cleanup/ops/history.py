@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import __version__
 from ..basics.errors import CleanupError
+from ..basics.ownstate import user_state_dir
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_SECONDS = 60
@@ -55,8 +56,7 @@ MIGRATIONS = {
 
 
 def default_history_path() -> str:
-    state_home = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(state_home, "fmriprep-cleanup", "history.sqlite")
+    return os.path.join(user_state_dir(), "history.sqlite")
 
 
 @dataclass(frozen=True)

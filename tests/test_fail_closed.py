@@ -1,0 +1,183 @@
+"""Fail closed (issue 42): no planted file, repository setting or typo turns a run into loss or escalation.
+Each test rebuilds one of the hostile group member's reproductions; every one failed on the code before it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import cli, contents, project
+
+HISTORY = "h.sqlite"
+
+
+def archive_subject(tmp_path, out, label="01"):
+    archives = tmp_path / "archives"
+    done = cli("clean", out, "--mode", "archive", "--archive-dir", archives, "--participant-label", label, "--yes",
+               "--history", tmp_path / HISTORY)
+    assert done.exit_code == 0, done.output
+    [run] = [path for path in archives.iterdir() if path.is_dir()]
+    return archives, run
+
+
+# --- 1. a shortened journal -------------------------------------------------------------------------------
+
+def test_1_two_lines_of_a_finished_runs_journal_never_cost_its_verified_archive(tmp_path):
+    out = project(tmp_path)
+    archives, run = archive_subject(tmp_path, out)
+    tar, manifest = run / "sub-01.tar", run / "sub-01.manifest.tsv"
+    state = out / ".fmriprep-cleanup"
+    [finished] = (state / "journal").glob("*.done.jsonl")
+    lines = finished.read_text().splitlines(keepends=True)
+    assert json.loads(lines[1])["event"] == "archive-begin"
+    state.rename(out / ".aside")  # as a group member: the state folder moved away, a new one made
+    (state / "journal").mkdir(parents=True)
+    (state / "journal" / f"{run.name}.jsonl").write_text("".join(lines[:2]))
+    before = contents(run)
+    result = cli("clean", out, "--mode", "delete", "--participant-label", "02", "--yes", "--history", tmp_path / HISTORY)
+    assert contents(run) == before and tar.exists() and manifest.exists(), result.output
+    assert "not acted on" in result.output, result.output
+
+
+def killed_delete(out, marker='"removing"', count=1):
+    """A real delete run of ``out`` killed (SIGKILL) right after its journal said ``marker``: its journal waits,
+    recorded as started in this user's own state."""
+    import sys
+
+    from conftest import kill_when_journal_says
+
+    code = "from fmriprep_cleanup.cli import main; main()"
+    kill_when_journal_says([sys.executable, "-c", code, "clean", str(out), "--mode", "delete", "--yes", "-q",
+                            "--jobs", "1"], marker, count)
+    [journal] = [path for path in (out / ".fmriprep-cleanup" / "journal").glob("*.jsonl")
+                 if not path.name.endswith(".done.jsonl")]
+    return journal
+
+
+def drop_second(lines, finished):
+    return [lines[0]] + lines[2:]
+
+
+def swap(lines, finished):
+    return [lines[0], lines[2], lines[1]] + lines[3:]
+
+
+def splice(lines, finished):
+    return [lines[0], finished[1]] + lines[2:]
+
+
+def edit(lines, finished):
+    record = json.loads(lines[1])
+    record["batch"] = 7
+    return [lines[0], json.dumps(record) + "\n"] + lines[2:]
+
+
+@pytest.mark.parametrize("tamper", [drop_second, swap, splice, edit])
+def test_1_a_cut_short_journal_with_a_line_dropped_moved_spliced_or_edited_is_never_acted_on(tmp_path, tamper):
+    out = project(tmp_path, files=6)
+    assert cli("clean", out, "--mode", "delete", "--participant-label", "01", "--yes").exit_code == 0
+    [finished] = (out / ".fmriprep-cleanup" / "journal").glob("*.done.jsonl")
+    journal = killed_delete(out, '"removed"', 1)
+    lines = journal.read_text().splitlines(keepends=True)
+    assert len(lines) >= 3
+    journal.write_text("".join(tamper(lines, finished.read_text().splitlines(keepends=True))))
+    tampered = journal.read_bytes()
+    result = cli("clean", out, "--mode", "delete", "--yes", "--format", "json")
+    assert journal.read_bytes() == tampered, "the tampered journal was acted on (marked finished)"
+    data = json.loads(result.stdout)
+    assert data["recovered_files"] == 0
+    assert any(str(journal) in warning and "not acted on" in warning for warning in data["warnings"]), data["warnings"]
+
+
+def test_1_a_journal_cut_short_by_a_real_kill_is_still_finished(tmp_path):
+    """The chain holds from the first line: a run killed mid-batch is recovered as before."""
+    out = project(tmp_path, files=6)
+    journal = killed_delete(out, '"removing"', 1)
+    result = cli("clean", out, "--mode", "delete", "--yes", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert not journal.exists() and journal.with_name(journal.name.replace(".jsonl", ".done.jsonl")).exists()
+    assert not json.loads(result.stdout)["warnings"]
+
+
+def test_1_a_complete_archive_whose_journal_line_never_came_is_kept(tmp_path, monkeypatch):
+    """Killed after the manifest (the commit marker) was renamed into place and before the journal said so:
+    recovery keeps the archive and its manifest, and says so."""
+    from click.testing import CliRunner
+
+    import fmriprep_cleanup.act.journal as journal_module
+    from fmriprep_cleanup.cli import cli as command_line
+
+    class Killed(BaseException):
+        pass
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    out = project(tmp_path)
+    original = journal_module.Journal.archive_verified
+    monkeypatch.setattr(journal_module.Journal, "archive_verified", killed)
+    with pytest.raises(Killed):
+        CliRunner().invoke(command_line, ["clean", str(out), "--mode", "archive", "--archive-dir",
+                                          str(tmp_path / "a"), "--yes"], catch_exceptions=False)
+    monkeypatch.setattr(journal_module.Journal, "archive_verified", original)
+    [tar] = (tmp_path / "a").glob("*/*.tar")
+    manifest = Path(str(tar)[:-4] + ".manifest.tsv")
+    kept = tar.read_bytes(), manifest.read_bytes()
+    result = cli("clean", out, "--mode", "delete", "--yes", "--history", tmp_path / HISTORY)
+    assert (tar.read_bytes(), manifest.read_bytes()) == kept
+    assert "a complete archive of an interrupted run" in result.output, result.output
+
+
+def earlier_version_journal(state, run, records):
+    """A journal as versions before the chain wrote it: each line sealed alone, bound to its state folder."""
+    from fmriprep_cleanup.basics.formats import strict_json
+    from fmriprep_cleanup.basics.journals import seal_context
+    from fmriprep_cleanup.basics.seal import seal_json
+
+    folder = state / "journal"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{run}.jsonl"
+    path.write_text("".join(seal_json(strict_json({"run": run, **record}), seal_context(str(state))) + "\n"
+                            for record in records))
+    return path
+
+
+def test_1_an_earlier_versions_journal_is_reported_with_the_command_to_finish_or_discard_it(tmp_path):
+    out = project(tmp_path)
+    run = "20240101-000000_abcdef01"
+    leftover = tmp_path / "a" / run / "sub-01.tar.tmp"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half")
+    journal = earlier_version_journal(out / ".fmriprep-cleanup", run, [
+        {"time": 1, "event": "run-start", "roots": [str(out)], "mode": "archive", "archive_dir": str(tmp_path / "a")},
+        {"time": 2, "event": "archive-begin", "archive": str(leftover)[:-4], "temporary": str(leftover),
+         "manifest": str(leftover.parent / "sub-01.manifest.tsv"), "files": 1}])
+    result = cli("clean", out, "--mode", "delete", "--participant-label", "01", "--yes")
+    assert journal.exists() and leftover.exists(), result.output
+    assert "written by an earlier version" in result.output and "journals list" in result.output, result.output
+    listed = json.loads(cli("journals", "list", out, "--format", "json").stdout)
+    [row] = listed["journals"]
+    assert (row["run"], row["recoverable"], row["finish"]) == (run, False, True)
+    refused = cli("journals", "finish", out, "20240101-000000_ffffffff")
+    assert refused.exit_code == 3 and "no unfinished journal" in refused.output
+    finished = cli("journals", "finish", out, run)
+    assert finished.exit_code == 0, finished.output
+    assert not journal.exists() and not json.loads(cli("journals", "list", out, "--format", "json").stdout)["journals"]
+    # its run folder has no sealed run.json: the leftover is not proven the tool's own, and stays
+    assert leftover.exists()
+
+
+def test_1_a_planted_journal_is_reported_until_discarded(tmp_path):
+    out = project(tmp_path)
+    planted = out / ".fmriprep-cleanup" / "journal" / "20200101-000000_deadbeef.jsonl"
+    planted.parent.mkdir(parents=True)
+    planted.write_text(json.dumps({"run": "20200101-000000_deadbeef", "event": "run-start", "time": 1}) + "\n")
+    for _ in range(2):
+        result = cli("clean", out, "--mode", "delete", "--participant-label", "01", "--yes")
+        assert "not a run you started" in result.output and planted.exists(), result.output
+    finish = cli("journals", "finish", out, "20200101-000000_deadbeef")
+    assert finish.exit_code == 3 and "discard this one" in finish.output and planted.exists()
+    assert cli("journals", "discard", out, "20200101-000000_deadbeef").exit_code == 0
+    assert not planted.exists() and planted.with_name(planted.name + ".discarded").exists()
+    assert "not a run you started" not in cli("clean", out, "--mode", "delete", "--yes").output
