@@ -181,3 +181,61 @@ def test_1_a_planted_journal_is_reported_until_discarded(tmp_path):
     assert cli("journals", "discard", out, "20200101-000000_deadbeef").exit_code == 0
     assert not planted.exists() and planted.with_name(planted.name + ".discarded").exists()
     assert "not a run you started" not in cli("clean", out, "--mode", "delete", "--yes").output
+
+
+# --- 2. a typo through the Python API ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("field, value", [("mode", "dryrun"), ("mode", "Delete"), ("mode", None),
+                                          ("archive_format", "zip"), ("compress", "bz2"), ("git_rm", "no"),
+                                          ("force_drop", 1), ("allow_output_loss", "yes"), ("archive_dir", 3)])
+def test_2_clean_options_are_checked_when_made(field, value):
+    from fmriprep_cleanup.plan.options import CleanOptions
+
+    with pytest.raises(ValueError, match=field.replace("_", " ") if field in ("mode", "archive_format") else field
+                       if field != "compress" else "compression"):
+        CleanOptions(**{field: value})
+
+
+def test_2_a_mistyped_mode_through_the_api_deletes_nothing(tmp_path):
+    import dataclasses
+
+    import fmriprep_cleanup as fc
+
+    out = project(tmp_path)
+    before = contents(out)
+    plan = fc.open_plan(str(out))
+    with pytest.raises(ValueError, match="unknown mode 'dryrun'"):
+        fc.clean(plan, fc.CleanOptions(mode="dryrun"))
+    options = fc.CleanOptions(mode="dry-run")
+    object.__setattr__(options, "mode", "dryrun")  # made around the check: refused where it is acted on
+    with pytest.raises(ValueError, match="unknown mode"):
+        fc.clean(plan, options)
+    assert contents(out) == before
+    assert fc.clean(plan, dataclasses.replace(options, mode="dry-run")).as_dict()["dry_run"]
+    assert contents(out) == before
+
+
+@pytest.mark.parametrize("fmt, only", [("tsvv", None), ("tsv", "Junk"), ("JSON", "junk")])
+def test_2_an_unknown_plan_format_or_action_is_an_error_not_a_default(tmp_path, fmt, only):
+    import io
+
+    import fmriprep_cleanup as fc
+    from fmriprep_cleanup.report.planfile import write_plan, write_plan_of
+
+    plan = fc.open_plan(str(project(tmp_path)))
+    for write in (lambda: write_plan([], io.StringIO(), fmt, only), lambda: write_plan_of(plan, io.StringIO(), fmt, only)):
+        with pytest.raises(ValueError, match="unknown"):
+            write()
+
+
+def test_2_a_policy_with_an_unknown_mode_or_format_is_refused_whole(tmp_path):
+    out = project(tmp_path)
+    before = contents(out)
+    for key, value in (("mode", "dryrun"), ("archive_format", "zip"), ("compress", "bz2")):
+        policy = tmp_path / f"{key}.yaml"
+        entry = {"mode": "archive", "archive_dir": str(tmp_path / "a"), key: value}
+        policy.write_text(f"version: 1\ndatasets:\n  - paths: ['{out}']\n"
+                          + "".join(f"    {name}: {text}\n" for name, text in entry.items()))
+        result = cli("run", policy, "--history", tmp_path / HISTORY)
+        assert result.exit_code == 2 and key in result.output, result.output
+    assert contents(out) == before

@@ -27,7 +27,7 @@ from ..basics.paths import inside
 from ..basics.results import FAILED, SKIPPED, Result, results_json, tallied
 from ..energy.model import Assumptions, footprint, model_for
 from ..plan.files import PlannedFile
-from ..plan.options import CleanOptions, Declined
+from ..plan.options import CleanOptions, Declined, Mode
 from ..plan.plan import Plan
 from .annex import NOT_INSTALLED, ONLY_COPY, only_copies
 from .annex import available as annex_available
@@ -153,8 +153,9 @@ def clean(plan: Plan, options: CleanOptions, *, confirm: Callable[[Outcome, int]
                            folders=plan.dataset.folders(), notes=list(plan.dataset.notes),
                            warnings=plan.all_warnings(), **extra)
 
+    options = dataclasses.replace(options)  # checked again (CleanOptions.__post_init__), whoever built it
     mode, archive_dir = options.mode, options.archive_dir
-    if mode == "dry-run":
+    if mode == Mode.DRY_RUN:
         worklist = build_worklist(plan, mode, scan_progress, select, options.git_rm)
         annex_notes = check_annexed(plan, worklist, mode, options.force_drop)
         if show is not None:
@@ -249,12 +250,14 @@ def _act(plan: Plan, options: CleanOptions, worklist: Worklist, journal: Journal
             recovery = recover(journal, archive_dir if mode == "archive" else None)
         skipped_lines += recovery.problems
         skipped_lines += write_recipes(plan, worklist.files, journal)  # before anything they rebuild goes
-        if mode == "archive":
+        if mode == Mode.ARCHIVE:
             assert archive_dir is not None
             outcome, archives = archive(worklist, plan.dataset, journal, archive_dir, recovery.reusable, stop,
                                         options.archive_format, options.compress)
-        else:
+        elif mode == Mode.DELETE:
             outcome = delete(worklist, plan.dataset, journal, stop, options.force_drop)
+        else:  # CleanOptions refuses any other mode; never fall through to a destructive branch
+            raise CleanupError(f"unknown mode {mode!r}; nothing was changed")
         if worklist.in_git and plan.dataset.repository is not None:
             problem = commit_removals(plan.dataset.repository, [planned.path for planned in worklist.in_git],
                                       journal.run_id)

@@ -33,7 +33,7 @@ from ..basics.guarded import LinedMapping, label_problem
 from ..basics.results import FAILED, SKIPPED, Result, results_json
 from ..basics.units import parse_duration, parse_size
 from ..plan.open import open_plan
-from ..plan.options import CleanOptions
+from ..plan.options import ArchiveFormat, CleanOptions, Compression, Mode
 from ..plan.plan import Plan
 from ..rules.rulesets import Problems, did_you_mean, read_yaml, version_problem
 from .triggers import Trigger, Usage, parse_trigger
@@ -63,7 +63,7 @@ class RetentionStep:
         if self.archive_after is not None and idle >= self.archive_after:
             return "archive"
         return None
-MODES = ("dry-run", "archive", "delete")
+MODES = Mode.values()
 UNATTENDED_MIN_AGE = "24h"
 
 
@@ -230,10 +230,10 @@ def load_policy(path: str) -> Policy:
             problems.add(lines["allow_output_loss"], f"{where}: allow_output_loss must be true or false")
         else:
             values["allow_output_loss"] = spec.get("allow_output_loss", False)
-        if spec.get("archive_format", "tar") not in ("tar", "tree"):
+        if spec.get("archive_format", "tar") not in ArchiveFormat.values():
             problems.add(lines["archive_format"], f"{where}: archive_format must be tar or tree")
         compress = spec.get("compress", "none")
-        if compress not in ("none", "gz", "xz"):
+        if compress != "none" and compress not in Compression.values():
             problems.add(lines["compress"], f"{where}: compress must be none, gz or xz")
         paths = _labels(spec.get("paths", []), "paths", lines.get("paths", spec.line), problems)
         rules = _labels(spec["rules"], "rules", lines["rules"], problems) if "rules" in spec else ()

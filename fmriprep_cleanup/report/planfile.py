@@ -19,6 +19,18 @@ BATCH_FOLDERS = 256  # folders' lines written at once
 _NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
 
 
+PLAN_FORMATS = ("tsv", "jsonl", "csv")
+ACTIONS = ("keep", "junk")
+
+
+def check_plan_output(fmt: str, only: str | None = None) -> None:
+    """A plan's format and action filter must be known ones: ValueError otherwise (never a silent default)."""
+    if fmt not in PLAN_FORMATS:
+        raise ValueError(f"unknown plan format {fmt!r}; one of {', '.join(PLAN_FORMATS)}")
+    if only is not None and only not in ACTIONS:
+        raise ValueError(f"unknown action {only!r}; one of {', '.join(ACTIONS)}")
+
+
 def plan_header(fmt: str) -> str:
     """The line a plan starts with: the column names (TSV, CSV); none for JSON lines."""
     if fmt == "tsv":
@@ -39,6 +51,7 @@ def plan_line(row: PlannedFile, fmt: str) -> str:
 
 def write_plan(rows: Iterable[PlannedFile], stream: IO[str], fmt: str, only: str | None = None) -> int:
     """Write one line per file (``only``: files with this action); returns how many were written."""
+    check_plan_output(fmt, only)
     written = 0
     batch: list[str] = [plan_header(fmt)]
     for row in rows:
@@ -88,6 +101,7 @@ def write_plan_of(plan: Plan, stream: IO[str], fmt: str, only: str | None = None
                   progress: Callable[[int, int], None] | None = None) -> int:
     """Write ``plan``'s lines (see write_plan), a folder at a time; with several processes each formats its
     own subjects' lines and this one only puts the blocks in order: the same bytes as one process writes."""
+    check_plan_output(fmt, only)
     stream.write(plan_header(fmt))
     render = functools.partial(folder_lines, fmt=fmt, only=only)
     if plan.processes <= 1:
