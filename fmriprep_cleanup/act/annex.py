@@ -15,6 +15,7 @@ import stat
 import subprocess
 from collections.abc import Sequence
 
+from ..basics import gitcall
 from ..basics.errors import CleanupError
 from ..basics.repository import GitRepo
 from ..plan.files import PlannedFile
@@ -30,12 +31,13 @@ def available() -> bool:
 
 
 def _git_annex(repo: GitRepo, args: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    """git-annex as basics/gitcall.py runs every git program (no program the repository names), its output as text."""
     try:
-        return subprocess.run(["git", "-C", repo.top, "annex", *args], capture_output=True, text=True,
-                              env=environment, stdin=subprocess.DEVNULL, check=False)
+        done = gitcall.git(repo.top, ["annex", *args])
     except OSError as exc:
         raise CleanupError(f"cannot run git annex in {repo.top}: {exc.strerror or exc}") from None
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode("utf-8", "surrogateescape"),
+                                       done.stderr.decode("utf-8", "surrogateescape"))
 
 
 def _relative(repo: GitRepo, paths: Sequence[str]) -> list[str]:

@@ -22,6 +22,7 @@ from typing import Any
 from .. import __version__
 from ..basics.annex import PRESENT
 from ..basics.errors import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, CleanupError
+from ..basics.gitcall import check_trusted
 from ..basics.journals import JournalSurvey, survey_journals
 from ..basics.paths import inside
 from ..basics.results import FAILED, SKIPPED, Result, results_json, tallied
@@ -178,6 +179,9 @@ def clean(plan: Plan, options: CleanOptions, *, confirm: Callable[[Outcome, int]
             archive_folder.enter_context(FolderLock(archive_dir, shared=True, what="this archive folder"))
         worklist = build_worklist(plan, mode, scan_progress, select, options.git_rm)
         annex_notes = check_annexed(plan, worklist, mode, options.force_drop)
+        repository = plan.dataset.repository
+        if repository is not None and (worklist.in_git or any(planned.annex == PRESENT for planned in worklist.files)):
+            check_trusted(repository.top, repository.git_dir)  # git and git-annex will act here
         if show is not None:
             show(worklist)
         journals = survey_journals(state) if shard is None else JournalSurvey()

@@ -9,14 +9,13 @@ import os
 import subprocess
 from collections.abc import Sequence
 
+from ..basics import gitcall
 from ..basics.repository import GitRepo
 
 
 def _git(repo: GitRepo, args: list[str], paths: Sequence[str]) -> subprocess.CompletedProcess[bytes]:
     relative = b"\0".join(os.fsencode(os.path.relpath(path, repo.top)) for path in paths) + b"\0"
-    return subprocess.run(["git", "-C", repo.top, *args, "--pathspec-from-file=-", "--pathspec-file-nul"],
-                          input=relative, capture_output=True, check=False,
-                          env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
+    return gitcall.git(repo.top, [*args, "--pathspec-from-file=-", "--pathspec-file-nul"], stdin=relative)
 
 
 def commit_removals(repo: GitRepo, paths: Sequence[str], run_id: str) -> str | None:

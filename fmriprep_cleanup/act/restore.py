@@ -32,6 +32,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import IO
 
+from ..basics import gitcall
 from ..basics.annex import key_of
 from ..basics.errors import CleanupError
 from ..basics.folders import walk_tree
@@ -376,6 +377,8 @@ def restore(source: str, to: str | None = None, participant_labels: frozenset[st
             for identity in sorted({item.run.identity for item in loaded if item.run and item.run.identity
                                     and os.path.isdir(item.run.identity)}):
                 locks.enter_context(RunLock(None, dataset=identity))
+        if to is None:
+            _check_repositories(loaded)
         try:
             for item in loaded:
                 wanted = {entry.member: entry for entry in item.manifest.entries
@@ -386,6 +389,15 @@ def restore(source: str, to: str | None = None, participant_labels: frozenset[st
         finally:
             destinations.close()
     return outcome
+
+
+def _check_repositories(loaded: list[_Loaded]) -> None:
+    """CleanupError, nothing restored, if annexed content would go back through git-annex into a repository
+    someone else could have planted a program in (basics/gitcall.py)."""
+    annexed = {os.path.dirname(entry.path) for item in loaded for entry in item.manifest.entries
+               if entry.kind == "annexed"}
+    for repository in {found for found in map(find_repository, sorted(annexed)) if found is not None}:
+        gitcall.check_trusted(repository.top, repository.git_dir)
 
 
 def _in_place(loaded: list[_Loaded], outcome: RestoreOutcome) -> list[_Loaded]:

@@ -13,6 +13,8 @@ import shutil
 import subprocess
 from typing import Any
 
+from . import gitcall
+
 # Entry.annex, where a file's content is: a plain file; annexed, content here; annexed, content elsewhere only;
 # stored in git itself and as committed (its time is its checkout's); stored in git and changed since.
 NOT_ANNEXED, PRESENT, ELSEWHERE, GIT_STORED, GIT_CHANGED = 0, 1, 2, 3, 4
@@ -68,15 +70,13 @@ def annexed_files(top: str) -> dict[str, int] | None:
     if shutil.which("git-annex") is None:
         return None
     try:
-        done = subprocess.run(["git", "-C", top, "annex", "find", "--include=*", "--json"], capture_output=True,
-                              text=True, stdin=subprocess.DEVNULL, check=False,
-                              env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
-    except OSError:
+        done = gitcall.git(top, ["annex", "find", "--include=*", "--json"])
+    except (OSError, subprocess.SubprocessError):
         return None
     if done.returncode:
         return None
     sizes = {}
-    for line in done.stdout.splitlines():
+    for line in done.stdout.decode("utf-8", "surrogateescape").splitlines():
         try:
             record = json.loads(line)
             sizes[os.path.join(top, record["file"])] = int(record["bytesize"])

@@ -11,6 +11,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from . import gitcall
+
 GIT_NAMES = frozenset({".git", ".datalad"})  # folders never scanned, wherever they are
 
 
@@ -102,21 +104,17 @@ class GitState:
         return path in self.tracked and path not in self.changed
 
 
-NO_ANNEX_FILTER = ("-c", "filter.annex.process=", "-c", "filter.annex.clean=", "-c", "filter.annex.smudge=")
-
-
 def _git(repo: GitRepo, *args: str) -> str | None:
-    """A read-only git query in ``repo`` (no index refresh written, no prompt); None if git fails or is absent.
-    Where git-annex's filter cannot run (git-annex not installed) the query is asked again without it: an
-    unlocked file then looks changed, which only makes its time count."""
-    if shutil.which("git") is None:
+    """A read-only git query in ``repo`` (no index refresh written, no prompt, no program the repository names:
+    basics/gitcall.py); None if git fails or is absent. Where git-annex's filter cannot run (git-annex not
+    installed) the query is asked again without it: an unlocked file then looks changed, which only makes its
+    time count."""
+    if not gitcall.available():
         return None
-    for extra in ((), NO_ANNEX_FILTER):
+    for annex_filter in (True, False):
         try:
-            done = subprocess.run(["git", "--no-optional-locks", *extra, "-C", repo.top, *args], capture_output=True,
-                                  stdin=subprocess.DEVNULL, check=False,
-                                  env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
-        except OSError:
+            done = gitcall.git(repo.top, args, annex_filter=annex_filter)
+        except (OSError, subprocess.SubprocessError):
             return None
         if done.returncode == 0:
             return done.stdout.decode("utf-8", "surrogateescape")
@@ -146,7 +144,7 @@ def datalad_problem(repo: GitRepo) -> str | None:
         return None
     try:
         done = subprocess.run(["git", "config", "-f", config, "-l"], capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, check=False)
+                              stdin=subprocess.DEVNULL, check=False, env=gitcall.environment())
     except OSError:
         return None
     if done.returncode == 0:
