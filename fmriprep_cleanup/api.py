@@ -325,11 +325,9 @@ def run_policy(config: str, log: str | IO[str] | None = None, history_path: str 
     policy = load_policy(config)
     if not isinstance(log, str):
         return run_loaded_policy(policy, log, history_path, record)
-    try:
-        handle = open(log, "a", encoding="utf-8")
-    except OSError as exc:
-        raise CleanupError(f"cannot open the log {log}: {exc.strerror or exc}") from None
-    with handle:
+    from .basics.outputs import output_file
+
+    with output_file(log, append=True) as handle:  # never through a link someone else planted
         return run_loaded_policy(policy, handle, history_path, record)
 
 

@@ -4,6 +4,7 @@ Each test rebuilds one of the hostile group member's reproductions; every one fa
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -239,3 +240,102 @@ def test_2_a_policy_with_an_unknown_mode_or_format_is_refused_whole(tmp_path):
         result = cli("run", policy, "--history", tmp_path / HISTORY)
         assert result.exit_code == 2 and key in result.output, result.output
     assert contents(out) == before
+
+
+# --- 4. writes that follow planted links --------------------------------------------------------------------
+
+def planted_link(path, target, uid=1000):
+    os.symlink(target, path)
+    os.lchown(path, uid, uid)
+    return path
+
+
+@pytest.mark.parametrize("dangling", [False, True])
+def test_4_output_through_someone_elses_link_is_refused(tmp_path, dangling):
+    out = project(tmp_path)
+    victim = tmp_path / "victim.txt"
+    if not dangling:
+        victim.write_bytes(b"root's file")
+    link = planted_link(tmp_path / "report.txt", victim)
+    result = cli("report", out, "-o", link)
+    assert result.exit_code == 2 and "symlink owned by uid 1000" in result.output, result.output
+    assert (victim.read_bytes() == b"root's file") if not dangling else not victim.exists()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"version: 1\ndatasets:\n  - paths: ['{out}']\n    mode: dry-run\n")
+    log = planted_link(tmp_path / "run.log", victim)
+    ran = cli("run", policy, "--log", log, "--history", tmp_path / HISTORY)
+    assert ran.exit_code == 2 and "symlink owned by uid 1000" in ran.output, ran.output
+    assert (victim.read_bytes() == b"root's file") if not dangling else not victim.exists()
+
+
+def test_4_your_own_links_and_devices_are_written_through(tmp_path):
+    out = project(tmp_path)
+    mine = tmp_path / "mine.txt"
+    os.symlink(tmp_path / "target.txt", mine)  # owned by the invoking user (root here)
+    assert cli("report", out, "-o", mine, "--format", "json").exit_code == 0
+    assert mine.is_symlink() and json.loads((tmp_path / "target.txt").read_text())["totals"]
+    assert cli("report", out, "-o", "/dev/null").exit_code == 0
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    import threading
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+    reader.start()
+    assert cli("report", out, "-o", fifo, "--format", "json").exit_code == 0
+    reader.join(10)
+    assert json.loads(got[0])["totals"]
+
+
+def test_4_in_a_sticky_folder_everyone_writes_only_the_invokers_or_the_folders_owners_links(tmp_path, monkeypatch):
+    """The kernel's protected_symlinks rule, whatever the kernel's setting: played as user 1000 in a /tmp-like
+    folder of user 2000."""
+    import fmriprep_cleanup.basics.outputs as outputs
+
+    out = project(tmp_path)
+    public = tmp_path / "public"
+    public.mkdir()
+    os.chown(public, 2000, 2000)
+    public.chmod(0o1777)
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"kept")
+    monkeypatch.setattr(outputs.os, "geteuid", lambda: 1000)
+    roots = planted_link(public / "by-root.txt", victim, uid=0)  # root's link: followed elsewhere, not here
+    result = cli("report", out, "-o", roots)
+    assert result.exit_code == 2 and "everyone can write" in result.output, result.output
+    assert victim.read_bytes() == b"kept"
+    owners = planted_link(public / "by-owner.txt", tmp_path / "owners.txt", uid=2000)
+    assert outputs.link_may_be_followed(str(owners), os.lstat(owners)) is not None  # 2000 is not you nor root
+    mine = planted_link(public / "mine.txt", tmp_path / "mine.txt", uid=1000)
+    assert outputs.link_may_be_followed(str(mine), os.lstat(mine)) is None
+
+
+def test_4_temporary_names_cannot_be_predicted_and_are_never_followed(tmp_path):
+    out = project(tmp_path)
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"kept")
+    report = tmp_path / "report.json"
+    report.write_text("old")
+    for pid in range(os.getpid() - 150, os.getpid() + 150):  # the names earlier versions used
+        planted_link(tmp_path / f"report.json.tmp-{pid}", victim)
+    assert cli("report", out, "-o", report, "--format", "json").exit_code == 0
+    assert victim.read_bytes() == b"kept" and json.loads(report.read_text())["totals"]
+    assert not report.is_symlink() and len(list(tmp_path.glob(".report.json.*"))) == 0
+
+
+def test_4_a_fifo_put_in_place_of_a_log_while_it_is_opened_is_refused_not_waited_on(tmp_path, monkeypatch):
+    import fmriprep_cleanup.basics.outputs as outputs
+    from fmriprep_cleanup.basics.errors import CleanupError
+
+    log = tmp_path / "run.log"
+    real_lstat = os.lstat
+
+    def absent_then_fifo(path, *args, **kwargs):  # lstat finds nothing; a FIFO appears before the open
+        if str(path) == str(log) and not log.exists():
+            os.mkfifo(log)
+            raise FileNotFoundError(path)
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(outputs.os, "lstat", absent_then_fifo)
+    with pytest.raises(CleanupError, match="run.log"):
+        with outputs.output_file(str(log), append=True) as handle:
+            handle.write("never")

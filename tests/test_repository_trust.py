@@ -140,3 +140,23 @@ def test_3_a_shared_repository_made_by_git_itself_is_refused_for_acting(tmp_path
     refused = cli("clean", repo, "--mode", "delete", "--git-rm", "--yes", "--history", tmp_path / "h.sqlite")
     assert refused.exit_code == 2 and "refusing to run git" in refused.output, refused.output
     assert (repo / IN_GIT_JUNK).exists()
+
+
+def test_4_restoring_annexed_content_never_writes_through_a_planted_staging_link(planted, tmp_path):
+    """.git/fmriprep-cleanup/reinject planted as a link to another folder: restore neither writes there nor
+    follows it; the content stays in its archive and the failure is said."""
+    repo, log = planted
+    archives = tmp_path / "archives"
+    assert cli("clean", repo, "--mode", "archive", "--archive-dir", archives, "--yes",
+               "--history", tmp_path / "h.sqlite").exit_code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (repo / ".git" / "fmriprep-cleanup").mkdir(exist_ok=True)
+    staging = repo / ".git" / "fmriprep-cleanup" / "reinject"
+    if staging.exists():
+        staging.rmdir()
+    staging.symlink_to(elsewhere)
+    restored = cli("restore", archives)
+    assert restored.exit_code == 3 and "symlink is not followed" in restored.output, restored.output
+    assert not list(elsewhere.iterdir())
+    assert not os.path.exists(repo / "sourcedata/freesurfer/fsaverage/surf/lh.white")

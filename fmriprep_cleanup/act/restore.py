@@ -25,6 +25,7 @@ import io
 import itertools
 import lzma
 import os
+import secrets
 import stat
 import tarfile
 import zlib
@@ -178,18 +179,24 @@ def _give_back_to_annex(entry: ManifestEntry, destination: str, content: IO[byte
     if repository is None:
         outcome.errors.append(f"{destination}: not in a git repository any more; restore it with --to DIR")
         return
-    staging = os.path.join(repository.git_dir, "fmriprep-cleanup", "reinject")
-    os.makedirs(staging, exist_ok=True)
-    temporary = os.path.join(staging, f"{os.getpid()}-{entry.annex_key}")
+    staging = os.path.join(os.path.realpath(repository.git_dir), "fmriprep-cleanup", "reinject")
+    name = f"{secrets.token_hex(8)}-{entry.annex_key}"
+    try:
+        folder = open_folder_nofollow(staging, create=True, mode=0o700)  # a planted link on the way: refused
+    except OSError as exc:
+        outcome.errors.append(f"{destination}: cannot use {staging} ({exc.strerror or exc}; a symlink is not "
+                              "followed); not restored")
+        return
     try:
         reader = HashingReader(content if content is not None else io.BytesIO())
-        with open(temporary, "xb") as out:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=folder)
+        with os.fdopen(fd, "wb") as out:
             for chunk in reader.chunks():
                 out.write(chunk)
         if reader.digest.hexdigest() != entry.sha256:
             outcome.errors.append(f"{destination}: archived copy does not match its sha256; not restored")
             return
-        problem = reinject(repository, temporary, destination)
+        problem = reinject(repository, os.path.join(staging, name), destination)
         if problem:
             outcome.errors.append(f"{destination}: {problem}")
             return
@@ -197,8 +204,11 @@ def _give_back_to_annex(entry: ManifestEntry, destination: str, content: IO[byte
         outcome.errors.append(f"{destination}: {exc.strerror or exc}")
         return
     finally:
-        if os.path.lexists(temporary):
-            os.unlink(temporary)
+        try:
+            os.unlink(name, dir_fd=folder)
+        except OSError:
+            pass
+        os.close(folder)
     outcome.restored(entry.size)
 
 

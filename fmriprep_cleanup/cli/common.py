@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import sys
 from collections.abc import Callable
 from typing import IO, Any, NoReturn
@@ -13,6 +12,7 @@ from typing import IO, Any, NoReturn
 import click
 
 from ..basics.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CleanupError
+from ..basics.outputs import write_file
 
 _LABEL = re.compile(r"^(?:sub-)?[a-zA-Z0-9]+$")
 ARGUMENTS: list[str] = []  # the command line as typed, for reports that say how they were made
@@ -361,29 +361,13 @@ def deprecated(old: str, new: str) -> None:
 
 
 def write_output(text_or_writer: str | Callable[[IO[str]], object], output: str | None) -> None:
-    """Write to --output FILE (atomically: a temporary name, then rename) or to stdout. What is there and is not
-    a regular file (/dev/null, a pipe, a link such as /dev/stdout) is written into, never replaced."""
+    """Write to --output FILE or to stdout. A regular file is replaced whole (basics/outputs.py); a pipe or a
+    device (/dev/null, /dev/stdout) is written into; a link someone else planted is refused."""
     if output is None or output == "-":
         _write_to(sys.stdout, text_or_writer)
         sys.stdout.flush()
         return
-    try:
-        replace = stat.S_ISREG(os.lstat(output).st_mode)
-    except OSError:
-        replace = True  # nothing there yet
-    target = f"{output}.tmp-{os.getpid()}" if replace else output
-    try:
-        with open(target, "w", encoding="utf-8", errors="surrogateescape", newline="") as handle:
-            _write_to(handle, text_or_writer)
-        if replace:
-            os.replace(target, output)
-    except OSError as exc:
-        if replace:
-            try:
-                os.unlink(target)
-            except OSError:
-                pass
-        raise CleanupError(f"cannot write {output}: {exc.strerror or exc}") from None
+    write_file(output, text_or_writer)
 
 
 def _write_to(handle: IO[str], text_or_writer: str | Callable[[IO[str]], object]) -> None:
