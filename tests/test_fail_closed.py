@@ -339,3 +339,136 @@ def test_4_a_fifo_put_in_place_of_a_log_while_it_is_opened_is_refused_not_waited
     with pytest.raises(CleanupError, match="run.log"):
         with outputs.output_file(str(log), append=True) as handle:
             handle.write("never")
+
+
+# --- 5. scheduling recipes, read by the real parsers -------------------------------------------------------
+
+HOSTILE_FOLDERS = ["pol\\x2f..\\x2fevil", "it's $(touch PWNED) `touch PWNED2` ; a b", "$HOME ${X} \\q \"dq\"",
+                   "back\\slash\\n", "tab\\tand\\\\double", "%n %% %z \\%"]
+
+
+def systemd_split(line):
+    """ExecStart's words as systemd 252 splits them (double or single quoted, C escapes, %% and $$): a reference
+    the real systemd-analyze checks below on the words it can check."""
+    words, i = [], 0
+    escapes = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'", "a": "\a", "b": "\b", "f": "\f", "r": "\r",
+               "v": "\v", "s": " "}
+    while i < len(line):
+        while i < len(line) and line[i] == " ":
+            i += 1
+        if i >= len(line):
+            break
+        word = ""
+        if line[i] in "\"'":
+            quote, i = line[i], i + 1
+            while line[i] != quote:
+                if line[i] == "\\":
+                    i += 1
+                    if line[i] == "x":
+                        word += chr(int(line[i + 1:i + 3], 16))
+                        i += 2
+                    else:
+                        word += escapes[line[i]]
+                else:
+                    word += line[i]
+                i += 1
+            i += 1
+        else:
+            while i < len(line) and line[i] != " ":
+                word += line[i]
+                i += 1
+        words.append(word.replace("%%", "%").replace("$$", "$") if words else word.replace("%%", "%"))
+    return words
+
+
+def recorder(tmp_path, folder_name="bin $x ;z`"):
+    """A stand-in for the installed program, in a folder with characters systemd and shells read specially:
+    it writes its arguments, NUL-separated, to a file."""
+    folder = tmp_path / folder_name
+    folder.mkdir()
+    record = tmp_path / "argv"
+    program = folder / "fmriprep-cleanup"
+    program.write_text(f"#!/bin/sh\nfor a in \"$@\"; do printf '%s\\0' \"$a\"; done > '{record}'\n")
+    program.chmod(0o755)
+    return str(program), record
+
+
+def recorded(record):
+    return record.read_bytes().decode().split("\0")[:-1]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_FOLDERS)
+def test_5_every_recipe_carries_hostile_paths_as_data(tmp_path, monkeypatch, hostile):
+    import shutil
+    import subprocess
+
+    import fmriprep_cleanup.ops.schedule as schedule
+
+    program, record = recorder(tmp_path)
+    monkeypatch.setattr(schedule, "program", lambda: [program])
+    folder = tmp_path / hostile
+    folder.mkdir()
+    policy = folder / "hygiene.yaml"
+    policy.write_text("version: 1\ndatasets:\n  - paths: ['/nowhere']\n    mode: dry-run\n")
+    log = folder / "log.jsonl"
+    expected = ["run", str(policy), "--log", str(log)]
+    sandbox = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+
+    sbatch = cli("schedule", "sbatch", policy, "--log", log)
+    assert sbatch.exit_code == 0, sbatch.output
+    script = tmp_path / "job.sbatch"
+    script.write_text(sbatch.stdout)
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    assert subprocess.run(["bash", str(script)], env=sandbox, cwd=tmp_path).returncode == 0
+    assert recorded(record) == expected and not list(tmp_path.rglob("PWNED*"))
+
+    for kind in ("cron", "scrontab"):  # the line after the five time fields, as cron hands it to the shell
+        line = cli("schedule", kind, policy, "--log", log)
+        if "%" in hostile:
+            assert line.exit_code == 2 and "%" in line.output, line.output
+            continue
+        assert line.exit_code == 0, line.output
+        command = line.stdout.strip().splitlines()[-1].split(" ", 5)[5]
+        record.unlink()
+        assert subprocess.run(["sh", "-c", command], env=sandbox, cwd=tmp_path).returncode == 0
+        assert recorded(record) == expected and not list(tmp_path.rglob("PWNED*"))
+
+    service = cli("schedule", "systemd-service", policy, "--log", log)
+    assert service.exit_code == 0, service.output
+    [exec_start] = [line for line in service.stdout.splitlines() if line.startswith("ExecStart=")]
+    assert systemd_split(exec_start[len("ExecStart="):]) == [program, *expected]
+    if shutil.which("systemd-analyze") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must check the systemd recipe with systemd-analyze (Debian: systemd)")
+        return
+    units = tmp_path / "units"
+    units.mkdir()
+    (units / "fmriprep-cleanup.service").write_text(service.stdout)
+    (units / "fmriprep-cleanup.timer").write_text(cli("schedule", "systemd-timer", policy).stdout)
+    verified = subprocess.run(["systemd-analyze", "verify", "--man=no", str(units / "fmriprep-cleanup.service"),
+                               str(units / "fmriprep-cleanup.timer")], capture_output=True, text=True)
+    assert verified.returncode == 0 and not verified.stderr.strip(), verified.stderr
+
+
+def test_5_the_reference_splitter_agrees_with_systemd_on_the_executable(tmp_path):
+    """systemd-analyze verify finds the executable only where the word is read as this test's splitter reads it
+    (the same rules apply to every word; backslashes and quotes are refused in an executable's name)."""
+    import shutil
+    import subprocess
+
+    from fmriprep_cleanup.ops.schedule import systemd_word
+
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("needs systemd-analyze") if os.environ.get("CI") != "true" else pytest.fail("needs systemd")
+    for name in ("sp ace", "per%cent", "dol$lar", "semi;colon", "back`tick", "%n"):
+        folder = tmp_path / f"x{abs(hash(name))}" / name
+        folder.mkdir(parents=True)
+        program = folder / "prog"
+        program.write_text("#!/bin/sh\n")
+        program.chmod(0o755)
+        word = systemd_word(str(program), executable=True)
+        assert systemd_split(word) == [str(program)]
+        unit = tmp_path / "t.service"
+        unit.write_text(f"[Unit]\nDescription=t\n[Service]\nType=oneshot\nExecStart={word}\n")
+        done = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True)
+        assert done.returncode == 0, (name, done.stderr)

@@ -1,15 +1,19 @@
 """Scheduling recipes with the absolute paths filled in: cron, systemd, Slurm (scrontab and sbatch).
 
 A recipe is run later by a scheduler, often as a service account, so a path must stay data whatever it holds:
-every path is quoted for the language that reads it (the shell: shlex.quote; cron: its ``%`` too; systemd:
-its specifiers and variables), a path holding a newline or another control character is refused (it would end
-a comment or a directive line), and no path is written into a Slurm ``#SBATCH``/``#SCRON`` directive, whose
-lines are not parsed by a shell: output goes where a shell redirection in the job says.
+every path is quoted for the language that reads it - the shell (shlex.quote); systemd's own command-line
+syntax, which is not a shell's (each word in double quotes with backslash, double quote, ``%`` and ``$``
+escaped: systemd processes C escapes inside quotes, specifiers and variables); cron and scrontab, which read
+``%`` as a line break before the shell sees the line, are given no path holding one. A path holding a newline or
+another control character is refused (it would end a comment or a directive line), and no path is written
+into a Slurm ``#SBATCH``/``#SCRON`` directive, whose lines are not parsed by a shell: output goes where a
+shell redirection in the job says.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -42,24 +46,48 @@ def command_line(config: str, log: str) -> str:
     return shell(program() + ["run", config, "--log", log])
 
 
+def without_percent(kind: str, words: Iterable[str]) -> None:
+    """cron and scrontab turn an unescaped ``%`` into a line break, and cron implementations disagree on what a
+    backslash before it means: a path holding one is refused for them (CleanupError)."""
+    for word in words:
+        if "%" in word:
+            raise CleanupError(f"{word!r} holds a %, which {kind} reads as a line break: a {kind} line cannot carry "
+                               "it safely; rename or link the folder first (or use schedule sbatch or systemd)")
+
+
 def cron(config: str, log: str) -> str:
-    line = f"{command_line(config, log)} >> {shlex.quote(log + '.out')} 2>&1".replace("%", "\\%")  # % is cron's
+    without_percent("cron", [*program(), config, log])
+    line = f"{command_line(config, log)} >> {shlex.quote(log + '.out')} 2>&1"
     return f"# fmriprep-cleanup storage hygiene, every night at 03:17: crontab -e, then paste this line\n17 3 * * * {line}\n"
 
 
-def _systemd_escape(text: str) -> str:
-    """A quoted shell command as systemd's ExecStart reads it: its specifiers (%) and variables ($) literal."""
-    return text.replace("%", "%%").replace("$", "$$")
+SYSTEMD_BARE = re.compile(r"[A-Za-z0-9_./:+,=@-]+")
+
+
+def systemd_word(word: str, executable: bool = False) -> str:
+    """One word of an ExecStart= line as systemd splits it (systemd.service(5), "Command lines"): in double
+    quotes, with backslash and double quote escaped (systemd reads C escapes inside quotes), ``%`` doubled (a
+    specifier) and, in an argument, ``$`` doubled (a variable; the executable's name is not expanded)."""
+    if SYSTEMD_BARE.fullmatch(word):
+        return word  # nothing systemd reads specially: as it is, for people to read
+    text = word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'"{text}"' if executable else f'"{text.replace("$", "$$")}"'
 
 
 def systemd_service(config: str, log: str) -> str:
+    executable, *rest = program()
+    if any(char in executable for char in "\\\"'"):
+        raise CleanupError(f"the program {executable!r} holds a quote or a backslash, which systemd refuses in an "
+                           "executable's name; install fmriprep-cleanup where its path has none")
+    words = [systemd_word(executable, executable=True)] + [systemd_word(word) for word in [*rest, "run", config,
+                                                                                            "--log", log]]
     return f"""# Save as ~/.config/systemd/user/fmriprep-cleanup.service (its timer: schedule systemd-timer)
 [Unit]
 Description=fmriprep-cleanup storage hygiene
 
 [Service]
 Type=oneshot
-ExecStart={_systemd_escape(command_line(config, log))}
+ExecStart={" ".join(words)}
 Nice=10
 IOSchedulingClass=idle
 """
@@ -82,6 +110,7 @@ WantedBy=timers.target
 
 
 def scrontab(config: str, log: str) -> str:
+    without_percent("scrontab", [*program(), config, log])
     return f"""# scrontab -e, then paste: Slurm runs it every night at 03:17 as a job on a compute node
 #SCRON --job-name=fmriprep-cleanup
 #SCRON --time=04:00:00
