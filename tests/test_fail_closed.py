@@ -472,3 +472,92 @@ def test_5_the_reference_splitter_agrees_with_systemd_on_the_executable(tmp_path
         unit.write_text(f"[Unit]\nDescription=t\n[Service]\nType=oneshot\nExecStart={word}\n")
         done = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True)
         assert done.returncode == 0, (name, done.stderr)
+
+
+# --- 8. plan and explain: one decision --------------------------------------------------------------------
+
+def test_8_plan_clean_and_explain_agree_on_another_pipelines_file_in_a_shared_working_folder(tmp_path):
+    from test_nipreps import build
+
+    out, work = build(tmp_path, "qsiprep")
+    for name in (".fmriprep.toml", ".qsiprep.toml"):  # fMRIPrep's and QSIPrep's run files, side by side in -w
+        (work / name).write_text("[environment]\n")
+        os.utime(work / name, (1_600_000_000, 1_600_000_000))
+    planned = {line.split("\t")[4]: line.split("\t")[0] for line in cli("plan", out, "-q").stdout.splitlines()[1:]}
+    for name in (".fmriprep.toml", ".qsiprep.toml"):
+        path = str(work / name)
+        explained = json.loads(cli("explain", out, path, "--format", "json").stdout)[0]
+        assert explained["action"] == planned[path], (name, explained, planned[path])
+    assert json.loads(cli("explain", out, str(work / ".fmriprep.toml"), "--format", "json").stdout)[0][
+        "rule_id"] == "not-fmriprep"  # another pipeline's file in a shared -w: left alone, by plan and explain
+    result = cli("clean", out, "--mode", "delete", "--yes")
+    assert result.exit_code == 0 and (work / ".fmriprep.toml").exists(), result.output
+
+
+# --- 6. git's own files -------------------------------------------------------------------------------------
+
+GIT_OWN = (".gitattributes", ".gitignore", ".gitmodules", "sub-01/.gitkeep", ".noannex")
+
+
+def git_project(tmp_path):
+    """A project in plain git, everything committed, with git's own files where the fmriprepcleanup rules would
+    take them: every file not on its keep list is junk."""
+    import subprocess
+
+    out = project(tmp_path, subjects=("01",), files=2)
+    for name in GIT_OWN:
+        (out / name).write_text("# git's own\n")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "T",
+           "GIT_COMMITTER_EMAIL": "t@e"}
+
+    def git(*args, check=True):
+        return subprocess.run(["git", "-C", str(out), *args], capture_output=True, text=True, env=env, check=check)
+
+    git("init", "-q")
+    git("config", "user.name", "T")
+    git("config", "user.email", "t@e")
+    git("add", "-A")
+    git("commit", "-q", "-m", "outputs")
+    for path in out.rglob("*"):
+        if ".git" not in path.parts:
+            os.utime(path, (1_600_000_000, 1_600_000_000), follow_symlinks=False)
+    return out, git
+
+
+def test_6_gits_own_files_are_never_junk_whatever_the_rules(tmp_path):
+    out, git = git_project(tmp_path)
+    rows = {line.split("\t")[4]: line.split("\t") for line in
+            cli("plan", out, "--rules", "fmriprepcleanup", "-q").stdout.splitlines()[1:]}
+    for name in GIT_OWN:
+        assert rows[str(out / name)][0] == "keep" and rows[str(out / name)][2] == "git-own", rows[str(out / name)]
+        explained = json.loads(cli("explain", out, out / name, "--rules", "fmriprepcleanup", "--format",
+                                   "json").stdout)[0]
+        assert (explained["action"], explained["rule_id"]) == ("keep", "git-own")
+    done = cli("clean", out, "--rules", "fmriprepcleanup", "--mode", "delete", "--git-rm", "--yes",
+               "--allow-output-loss", "--history", tmp_path / HISTORY)
+    assert done.exit_code == 0, done.output
+    assert all((out / name).exists() for name in GIT_OWN)
+    assert git("status", "--porcelain").stdout == ""
+    assert not {name for name in git("ls-files").stdout.split()} ^ {*GIT_OWN, *git("ls-files").stdout.split()}
+
+
+@pytest.mark.parametrize("state", ["merge", "staged", "rebase", "bisect"])
+def test_6_git_rm_refuses_a_repository_in_the_middle_of_something(tmp_path, state):
+    out, git = git_project(tmp_path)
+    git_dir = out / ".git"
+    if state == "merge":
+        (git_dir / "MERGE_HEAD").write_text(git("rev-parse", "HEAD").stdout)
+    elif state == "staged":
+        (out / "notes.txt").write_text("mine")
+        git("add", "notes.txt")
+    elif state == "rebase":
+        (git_dir / "rebase-merge").mkdir()
+    else:
+        (git_dir / "BISECT_LOG").write_text("git bisect start\n")
+    def tree():
+        return {path: digest for path, digest in contents(out).items() if "/.git/" not in path}
+
+    before = tree()
+    refused = cli("clean", out, "--mode", "delete", "--git-rm", "--yes", "--history", tmp_path / HISTORY)
+    assert refused.exit_code == 2 and refused.output.count("\n") == 1, refused.output
+    assert tree() == before

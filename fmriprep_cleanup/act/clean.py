@@ -33,7 +33,7 @@ from ..plan.plan import Plan
 from .annex import NOT_INSTALLED, ONLY_COPY, only_copies
 from .annex import available as annex_available
 from .delete import delete
-from .git import commit_removals
+from .git import commit_removals, not_ready_to_commit
 from .journal import Journal
 from .lock import FolderLock, RunLock
 from .recipes import write_recipes
@@ -182,6 +182,10 @@ def clean(plan: Plan, options: CleanOptions, *, confirm: Callable[[Outcome, int]
         repository = plan.dataset.repository
         if repository is not None and (worklist.in_git or any(planned.annex == PRESENT for planned in worklist.files)):
             check_trusted(repository.top, repository.git_dir)  # git and git-annex will act here
+        if repository is not None and worklist.in_git:
+            why = not_ready_to_commit(repository)
+            if why:
+                raise CleanupError(f"--git-rm: {why}; nothing was changed")
         if show is not None:
             show(worklist)
         journals = survey_journals(state) if shard is None else JournalSurvey()

@@ -8,38 +8,23 @@ from typing import Any
 
 from ..basics.annex import ELSEWHERE, GIT_CHANGED, GIT_STORED, PRESENT
 from ..basics.errors import CleanupError
-from ..basics.folders import Entry, lstat_entry
+from ..basics.folders import Directory, Entry, lstat_entry
 from ..fmriprep.layout import ScanRoot
-from ..rules.classify import (
-    HELD_RECENT,
-    LEFT_ALONE,
-    Decision,
-    FileFacts,
-    subject_of_folder,
-    subject_of_root_file,
-)
-from .holds import Holds, protected, recent
+from ..rules.classify import Decision, FileFacts, subject_of_folder, subject_of_root_file
+from .files import decided_rows
 from .plan import Plan
 
 CONTENT = {PRESENT: "here", ELSEWHERE: "elsewhere only", GIT_STORED: "stored in git", GIT_CHANGED: "stored in git"}
 
 
 def decide_one(plan: Plan, root: ScanRoot, relpath: str, entry: Entry, subject: str | None) -> Decision:
-    """One file's decision, as iterating the plan would give it (for explain): the same steps, file by file."""
-    folder, _, name = relpath.rpartition("/")
-    if not root.owns(relpath):
-        return LEFT_ALONE
-    book = plan.status_book()
-    classifier = plan.classifier()
-    decision = classifier.folder_decision(root.scope) or classifier.decide(
-        FileFacts(root.scope, folder, name, entry.size, entry.mtime, subject, classifier.state_of(subject),
-                  classifier.present_statuses))
-    if decision.action == "junk":
-        decision = protected(root.scope, folder, name, book) or decision
-    if decision.action == "junk":
-        held = Holds(book).hold(root.scope, subject)
-        decision = held or (HELD_RECENT if recent(entry, plan.now - plan.min_age) else decision)
-    return decision
+    """One file's decision, by the plan's own decision function (Plan.decide_folder) on a folder holding only
+    that file: what iterating the plan gives it, whatever is selected."""
+    folder_path = relpath.rpartition("/")[0]
+    folder = Directory(root, folder_path, os.path.join(root.path, folder_path) if folder_path else root.path, [entry])
+    classified = plan.decide_folder(folder, subject)
+    assert classified is not None  # everything is selected
+    return next(decision for _, _, decision in decided_rows(classified))
 
 
 def _locate(plan: Plan, file: str) -> str:

@@ -4,6 +4,7 @@ evidence), junk that must wait (a running subject's, shared junk while one runs,
 
 from __future__ import annotations
 
+import bisect
 from typing import TYPE_CHECKING
 
 from ..basics.annex import ELSEWHERE, GIT_CHANGED, GIT_STORED, NOT_ACTIVITY, PRESENT
@@ -15,9 +16,22 @@ if TYPE_CHECKING:
     from ..fmriprep.status import StatusBook
 
 SHARED_SCOPES = ("workdir", "freesurfer")  # where files of no subject are caches every subject may use
+NO_ANNEX = ".noannex"  # git-annex's marker (DataLad's own folder .datalad/ is never scanned at all)
 
 
-SHARED_SCOPES = ("workdir", "freesurfer")  # where files of no subject are caches every subject may use
+def git_own(name: str) -> bool:
+    """git's and DataLad's own files (.gitattributes, .gitignore, .gitmodules, a submodule's .git file,
+    .noannex): never junk, whatever a rule set says."""
+    return name.startswith(".git") or name == NO_ANNEX
+
+
+def holds_git_own(names: list[str]) -> bool:
+    """Whether a folder's names (sorted) include one of git's own files: two binary searches, no loop."""
+    at = bisect.bisect_left(names, ".git")
+    if at < len(names) and names[at].startswith(".git"):
+        return True
+    at = bisect.bisect_left(names, NO_ANNEX)
+    return at < len(names) and names[at] == NO_ANNEX
 
 
 def as_unlocked(entry: Entry, content_size: int | None) -> Entry:

@@ -18,10 +18,11 @@ from ..basics.errors import CleanupError
 from ..basics.folders import Directory, Entry, Warnings, walk
 from ..basics.repository import GIT_NAMES, GitState, git_state
 from ..basics.scanlists import ScanList
-from ..fmriprep.layout import STATE_DIR_NAME, Dataset, ScanRoot, fmriprep_workdir_entry
+from ..fmriprep.layout import STATE_DIR_NAME, Dataset, ScanRoot
 from ..fmriprep.regeneration import RegenerationBook
 from ..fmriprep.workdirs import PathMap
 from ..rules.classify import (
+    GIT_OWN,
     HELD_RECENT,
     LEFT_ALONE,
     Classifier,
@@ -47,7 +48,7 @@ from .files import (
     planned_files,
     walk_positions,
 )
-from .holds import SHARED_SCOPES, Holds, as_unlocked, in_git, owned, protected, recent
+from .holds import SHARED_SCOPES, Holds, as_unlocked, git_own, holds_git_own, in_git, owned, protected, recent
 from .summary import Summary
 
 if TYPE_CHECKING:
@@ -342,11 +343,19 @@ class Plan:
             return {}
         return sizes
 
+    def decide_folder(self, folder: Directory, folder_subject: str | None) -> Classified | None:
+        """A folder's files with their final decisions, whether selected or not, by the very steps iterating the
+        plan takes (rules, what overrules them, what must wait): how explain judges a file."""
+        classified = self._classified(folder, folder_subject, self.classifier(), None, Selection())
+        return None if classified is None else self._held_back(classified, Holds(self.status_book()),
+                                                                self.now - self.min_age)
+
     def _classified(self, folder: Directory, folder_subject: str | None, classifier: Classifier,
-                    memo: Memo | None) -> Classified | None:
+                    memo: Memo | None, selection: Selection | None = None) -> Classified | None:
         """One folder's files with the decisions of the rules, fMRIPrep's scope and the protected evidence
-        applied (None if no file of it is selected); what must wait is held back later (``_held_back``)."""
-        selection = self.selection
+        applied (None if no file of it is selected; ``selection``: another than the plan's); what must wait is
+        held back later (``_held_back``)."""
+        selection = selection or self.selection
         root = folder.root
         scope = root.scope
         if not owned(folder):  # in -w, but not a folder fMRIPrep created
@@ -355,6 +364,7 @@ class Plan:
         top_of_workdir = not folder.relpath and root.fmriprep_entries_only  # its files are mostly not fMRIPrep's
         if not at_root and not selection.wants(folder_subject):
             return None
+        git_files = holds_git_own(folder.names)  # git's own files are decided one by one, never junk
         book = self.status_book()
         guarded = book.guards(scope, folder.relpath) or (scope == "derivatives" and not folder.relpath)
         shared = classifier.folder_decision(scope)  # cheap, per scope: the whole working directory
@@ -364,14 +374,15 @@ class Plan:
             rules, fallback = classifier.folder_plan(scope, folder.relpath, folder_subject, mixed_subjects=at_root)
             if not rules:
                 shared = fallback
-        if shared is not None and not at_root and not top_of_workdir and not (guarded and shared.action == "junk"):
+        if shared is not None and not at_root and not top_of_workdir and not git_files \
+                and not (guarded and shared.action == "junk"):
             return folder, folder_subject, shared, None
         decided: list[tuple[Entry, str | None, Decision]] = []
         rules_key = (scope, tuple(rule.id for rule, _ in rules), fallback.rule_id) if shared is None else None
         # memo keys: the folder's shape once, then each name with the folder's labels blanked
         prefix_shape = path_shape(folder.relpath + "/") if folder.relpath else ""
         labels = folder_labels(folder.relpath)
-        if memo is not None and shared is None and not at_root and not top_of_workdir:
+        if memo is not None and shared is None and not at_root and not top_of_workdir and not git_files:
             # the same folder of the next subject (its names differing only by the labels) decides alike:
             # one lookup for the whole folder instead of one per file
             names = "\0".join(folder.names)
@@ -392,7 +403,7 @@ class Plan:
                 return folder, None, None, SubjectRows(folder, folder_subject, decisions)
             return folder, None, None, SubjectRows(folder, folder_subject, *known)
         for entry in folder.files:
-            if top_of_workdir and not fmriprep_workdir_entry(entry.name):
+            if top_of_workdir and not root.owns(entry.name):  # the pipeline's own test, as explain asks it
                 if selection.wants(None):
                     decided.append((entry, None, LEFT_ALONE))
                 continue
@@ -408,7 +419,9 @@ class Plan:
                     decision = self._decide(folder, entry, subject, classifier, rules, fallback)
                     if memo is not None and key is not None and len(memo.files) < MEMO_LIMIT:
                         memo.files[key] = decision
-            if guarded and decision.action == "junk":
+            if git_files and decision.action == "junk" and git_own(entry.name):
+                decision = GIT_OWN
+            elif guarded and decision.action == "junk":
                 decision = protected(scope, folder.relpath, entry.name, book) or decision
             decided.append((entry, subject, decision))
         return (folder, None, None, decided) if decided else None

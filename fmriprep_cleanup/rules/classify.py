@@ -48,6 +48,10 @@ EVIDENCE = Decision(
     "the subject's run status rests on this file (its report, the newest run's config and crash files, or "
     "FreeSurfer's markers) and its working directory still exists: deleting it would change the status and "
     "expose that cache", BUILT_IN)
+GIT_OWN = Decision(
+    "keep", "git's own file (never junk)", "git-own",
+    "git or DataLad keeps this file (.gitattributes, .gitignore, .gitmodules, .noannex...): without it the "
+    "repository is not what its history says, whatever a rule set says", BUILT_IN)
 HELD_RUNNING = Decision(
     "keep", "held back: subject still running", "held-back-running",
     "junk by the rules, but its subject's fMRIPrep run is still going (status running): nothing of a running "
