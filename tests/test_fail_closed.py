@@ -561,3 +561,52 @@ def test_6_git_rm_refuses_a_repository_in_the_middle_of_something(tmp_path, stat
     refused = cli("clean", out, "--mode", "delete", "--git-rm", "--yes", "--history", tmp_path / HISTORY)
     assert refused.exit_code == 2 and refused.output.count("\n") == 1, refused.output
     assert tree() == before
+
+
+# --- 7. a folder swapped for a symlink mid-walk --------------------------------------------------------------
+
+@pytest.mark.parametrize("jobs", [1, 4])
+def test_7_a_folder_swapped_for_a_symlink_between_listing_and_opening_is_never_followed(tmp_path, monkeypatch, jobs):
+    import fmriprep_cleanup.basics.folders as folders
+    from fmriprep_cleanup.fmriprep.layout import ScanRoot
+
+    out = project(tmp_path, subjects=("01",), files=1)
+    (out / "b" / "c").mkdir(parents=True)
+    (out / "b" / "c" / "mine.txt").write_bytes(b"m")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "c").mkdir(parents=True)
+    (elsewhere / "c" / "secret.txt").write_bytes(b"s")
+    real = folders.list_directory
+    seen = []
+
+    def list_then_swap(path, *args, **kwargs):
+        listed = real(path, *args, **kwargs)
+        seen.append(path)
+        if path == str(out / "b") and str(out) in seen and not (out / "b").is_symlink():
+            (out / "b").rename(out / "b.moved")  # the walk listed b: now b is swapped for a link elsewhere
+            (out / "b").symlink_to(elsewhere)
+        return listed
+
+    monkeypatch.setattr(folders, "list_directory", list_then_swap)
+    roots = [ScanRoot("derivatives", str(out))]
+    listed = {f"{folder.path}/{name}" for folder in folders.walk(roots, folders.Warnings(), jobs=jobs)
+              for name in folder.names}
+    assert f"{out}/b/c/mine.txt" in listed and not any("secret" in path for path in listed), sorted(listed)
+
+
+def test_7_walk_tree_opens_each_folder_from_its_parent_and_never_through_a_swapped_link(tmp_path, monkeypatch):
+    import fmriprep_cleanup.basics.folders as folders
+
+    top = tmp_path / "top"
+    (top / "b" / "c").mkdir(parents=True)
+    (top / "b" / "c" / "mine.txt").write_bytes(b"m")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "c").mkdir(parents=True)
+    (elsewhere / "c" / "secret.txt").write_bytes(b"s")
+    seen = []
+    for folder, entries, problem in folders.walk_tree(str(top)):
+        seen += [entry.path for entry in entries]
+        if folder == str(top / "b"):  # b listed: swapped for a link before its subfolder is opened
+            (top / "b").rename(top / "b.moved")
+            (top / "b").symlink_to(elsewhere)
+    assert str(top / "b" / "c" / "mine.txt") in seen and not any("secret" in path for path in seen), seen

@@ -14,7 +14,7 @@ import operator
 import os
 import stat
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from stat import S_ISLNK
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
@@ -33,6 +33,7 @@ RootT = TypeVar("RootT", bound=HasPath)
 
 BY_NAME = operator.attrgetter("name")
 FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+TOP_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC  # a folder the caller named, taken as given
 MAX_WARNINGS = 100  # past this only the count grows: a broken mount must not flood the report
 
 
@@ -289,8 +290,10 @@ def walk(
     tops = [root for root in roots if not any(below(root.path, other.path) for other in roots if other is not root)]
     pool = ThreadPoolExecutor(max_workers=jobs) if jobs > 1 else None
     window = jobs * 4
-    # One process opens each folder from its parent's handle: [fd, subfolders still to open], closed after the last.
+    # Every folder is opened from its parent's handle (no path resolved again, no symlink followed), by this
+    # thread or, listed ahead, by a worker: [fd, subfolders still to open], closed after the last is opened.
     held: set[int] = set()  # the handles open now, closed whatever happens
+    ahead: set[Future[Listing]] = set()  # listings asked of the workers and not yet taken
     try:
         for top in tops:
             # stack items: [root, relpath, path, pending listing or None, name, parent's handle or None]
@@ -298,11 +301,13 @@ def walk(
             while stack:
                 root, relpath, path, pending, name, parent = stack.pop()
                 if pending is not None:
+                    ahead.discard(pending)
                     listing = pending.result()
                 elif parent is None:
-                    listing = list_directory(path, keep_open=pool is None)
+                    listing = list_directory(path, keep_open=True)
                 else:
                     listing = list_directory(path, parent[0], name, keep_open=True)
+                if parent is not None:
                     parent[1] -= 1
                     if not parent[1]:
                         held.discard(parent[0])
@@ -337,13 +342,20 @@ def walk(
                     os.close(this[0])
                 if pool is not None:
                     for item in stack[-window:]:
-                        if item[3] is None:
-                            item[3] = pool.submit(list_directory, item[2])
+                        if item[3] is None and item[5] is not None:  # from its parent's handle, held open for it
+                            future = pool.submit(list_directory, item[2], item[5][0], item[4], True)
+                            item[3] = future
+                            ahead.add(future)
     finally:
-        for fd in held:
-            os.close(fd)
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        for future in ahead:  # listed ahead and never taken: their handles too
+            if future.done() and not future.cancelled() and future.exception() is None:
+                handle = future.result().handle
+                if handle is not None:
+                    os.close(handle)
+        for fd in held:
+            os.close(fd)
 
 
 def list_folder(path: str) -> tuple[list[os.DirEntry], str | None]:
@@ -360,15 +372,71 @@ def list_folder(path: str) -> tuple[list[os.DirEntry], str | None]:
         return [], f"cannot read {path}: {_os_error(exc)}"
 
 
-def walk_tree(path: str) -> Iterator[tuple[str, list[os.DirEntry], str | None]]:
+class TreeEntry:
+    """An entry of a folder walk_tree listed through its handle: os.DirEntry's questions, with its full path."""
+
+    __slots__ = ("name", "path", "_entry")
+
+    def __init__(self, entry: os.DirEntry, folder: str) -> None:
+        self.name, self.path, self._entry = entry.name, f"{folder}/{entry.name}", entry
+
+    def is_dir(self, *, follow_symlinks: bool = True) -> bool:
+        return self._entry.is_dir(follow_symlinks=follow_symlinks)
+
+    def is_file(self, *, follow_symlinks: bool = True) -> bool:
+        return self._entry.is_file(follow_symlinks=follow_symlinks)
+
+    def is_symlink(self) -> bool:
+        return self._entry.is_symlink()
+
+    def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
+        return self._entry.stat(follow_symlinks=follow_symlinks)
+
+
+def walk_tree(path: str) -> Iterator[tuple[str, list[TreeEntry], str | None]]:
     """Every folder below ``path`` (itself first, then depth first), with its entries sorted by name and why it
-    could not be read. Symlinks are entries, never followed: a link to a folder is not entered."""
-    stack = [path]
-    while stack:
-        folder = stack.pop()
-        entries, problem = list_folder(folder)
-        yield folder, entries, problem
-        stack.extend(entry.path for entry in reversed(entries) if entry.is_dir(follow_symlinks=False))
+    could not be read. Each folder below ``path`` (which is taken as given) is opened from its parent's handle,
+    never through a symlink: a link to a folder is an entry, never entered, and a folder swapped for one while
+    the walk goes is not followed."""
+    stack: list[tuple[str, list[int] | None, str]] = [(path, None, "")]  # (folder, [parent fd, children left], name)
+    held: set[int] = set()
+    try:
+        while stack:
+            folder, parent, name = stack.pop()
+            entries: list[TreeEntry] = []
+            problem: str | None = None
+            fd: int | None
+            try:
+                fd = os.open(folder, TOP_FLAGS) if parent is None else os.open(name, FOLDER_FLAGS, dir_fd=parent[0])
+            except FileNotFoundError:
+                fd = None
+            except OSError as exc:
+                why = "a symlink or a file now: not followed" if exc.errno in (errno.ELOOP, errno.ENOTDIR) \
+                    else _os_error(exc)
+                fd, problem = None, f"cannot read {folder}: {why}"
+            if parent is not None:
+                parent[1] -= 1
+                if not parent[1]:
+                    held.discard(parent[0])
+                    os.close(parent[0])
+            if fd is not None:
+                held.add(fd)
+                try:
+                    with os.scandir(fd) as listed:
+                        entries = sorted((TreeEntry(entry, folder) for entry in listed), key=BY_NAME)
+                except OSError as exc:
+                    problem = f"cannot read {folder}: {_os_error(exc)}"
+            yield folder, entries, problem
+            children = [entry.name for entry in entries if entry.is_dir(follow_symlinks=False)]
+            if fd is not None:
+                this = [fd, len(children)]
+                if not children:
+                    held.discard(fd)
+                    os.close(fd)
+                stack.extend((f"{folder}/{child}", this, child) for child in reversed(children))
+    finally:
+        for fd in held:
+            os.close(fd)
 
 
 def lstat_entry(path: str) -> Entry:
