@@ -604,9 +604,183 @@ def test_7_walk_tree_opens_each_folder_from_its_parent_and_never_through_a_swapp
     (elsewhere / "c").mkdir(parents=True)
     (elsewhere / "c" / "secret.txt").write_bytes(b"s")
     seen = []
-    for folder, entries, problem in folders.walk_tree(str(top)):
+    for folder, entries, _ in folders.walk_tree(str(top)):
         seen += [entry.path for entry in entries]
         if folder == str(top / "b"):  # b listed: swapped for a link before its subfolder is opened
             (top / "b").rename(top / "b.moved")
             (top / "b").symlink_to(elsewhere)
     assert str(top / "b" / "c" / "mine.txt") in seen and not any("secret" in path for path in seen), seen
+
+
+# --- 9-13. bad input: one line, exit 2, bounded time and memory ----------------------------------------------
+
+BIG = "9" * 400
+
+
+def ncdu_list(out, tmp_path, entry="", meta='{"progname": "ncdu", "timestamp": 1700000000}'):
+    """An ncdu export of ``out``'s top folder, one line per entry, with ``entry`` (JSON members) as its last
+    file's."""
+    good = '{"name": "sub-01.html", "asize": 13, "dsize": 4096, "mtime": 1600000000, "ino": 5, "nlink": 1}'
+    fields = {"name": '"bad.txt"', "asize": "1", "dsize": "4096", "mtime": "1600000000"}
+    if entry:
+        key, _, value = entry.partition(": ")
+        fields[key.strip('"')] = value
+    hostile = "{" + ", ".join(f'"{key}": {value}' for key, value in fields.items()) + "}"
+    roots = '[{"name": "sourcedata"}, [{"name": "freesurfer"}]], [{"name": "work"}]'
+    text = f'[1, 2, {meta},\n[{{"name": "{out}"}},\n{good},\n{hostile}, {roots}]]\n'
+    path = tmp_path / "scan.json"
+    path.write_text(text)
+    return path
+
+
+def test_9_the_hostile_lists_below_are_readable_but_for_their_one_bad_number(tmp_path):
+    out = project(tmp_path)
+    result = cli("report", out, "--from-scan", ncdu_list(out, tmp_path), "--format", "json", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["totals"]["files"] == 2
+
+
+def one_line_refusal(result, *words):
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert "Traceback" not in result.output and all(word in result.output for word in words), result.output
+
+
+@pytest.mark.parametrize("entry", ['"ino": "abc"', '"ino": [1]', '"nlink": "x"', '"mtime": NaN', '"mtime": Infinity',
+                                   f'"asize": {BIG}', '"mode": -1', f'"mode": {"7" * 30}', '"asize": 1.5',
+                                   '"dsize": true'])
+def test_9_a_bad_number_in_an_ncdu_export_is_one_line_naming_file_and_line(tmp_path, entry):
+    out = project(tmp_path)
+    listed = ncdu_list(out, tmp_path, entry)
+    result = cli("report", out, "--from-scan", listed)
+    one_line_refusal(result, f"{listed}:4")
+
+
+@pytest.mark.parametrize("stamp", ["NaN", "1e300", "-1e18", '"x"'])
+def test_9_a_bad_timestamp_in_an_ncdu_export_is_refused(tmp_path, stamp):
+    out = project(tmp_path)
+    listed = ncdu_list(out, tmp_path, meta=f'{{"progname": "ncdu", "timestamp": {stamp}}}')
+    one_line_refusal(cli("report", out, "--from-scan", listed), str(listed))
+
+
+@pytest.mark.parametrize("field", range(7))
+def test_9_a_find_list_with_a_400_digit_number_is_refused(tmp_path, field):
+    out = project(tmp_path)
+    numbers = ["f", "13", "8", "1600000000.5", "2049", "12", "1"]
+    numbers[field] = BIG if field else numbers[field]
+    if field == 0:
+        numbers[3] = BIG + ".5"
+    listed = tmp_path / "scan.list"
+    listed.write_bytes(f"d 4096 8 1600000000.0 2049 11 2 {out}\0{' '.join(numbers)} {out}/sub-01.html\0".encode())
+    one_line_refusal(cli("report", out, "--from-scan", listed, "--scan-format", "find"), str(listed), "entry 2")
+
+
+@pytest.mark.parametrize("field", ["inode", "size", "kb", "nlink"])
+def test_9_a_gpfs_list_with_a_400_digit_number_is_refused(tmp_path, field):
+    out = project(tmp_path)
+    values = {"inode": "12", "size": "13", "kb": "8", "nlink": "1"} | {field: BIG}
+    listed = tmp_path / "scan.list"
+    listed.write_text(f"{values['inode']} 1 0  {values['size']} {values['kb']} 2020-09-13 12:26:40.000000 "
+                      f"-rw-r--r-- {values['nlink']} -- {out}/sub-01.html\n")
+    one_line_refusal(cli("report", out, "--from-scan", listed, "--scan-format", "gpfs"), f"{listed}:1")
+
+
+def test_9_a_partial_counting_10_to_the_400_bytes_is_refused(tmp_path):
+    out = project(tmp_path, subjects=("01", "02"))
+    partials = []
+    for shard in (1, 2):
+        partial = tmp_path / f"partial-{shard}.json"
+        assert cli("report", out, "--shard", f"{shard}/2", "--partial-out", partial, "-q").exit_code == 0
+        partials.append(partial)
+    data = json.loads(partials[1].read_text())
+    data["summary"]["totals"]["bytes"] = 10**400
+    partials[1].write_text(json.dumps(data))
+    one_line_refusal(cli("merge", *partials), "partial-2.json", "bytes")
+    data["summary"]["totals"]["bytes"] = 1
+    data["statuses"]["02"]["newest_run_time"] = float("nan")
+    partials[1].write_text(json.dumps(data))
+    one_line_refusal(cli("merge", *partials), "partial-2.json")
+
+
+def test_9_a_manifest_line_with_a_400_digit_size_or_a_negative_mode_is_refused(tmp_path):
+    from fmriprep_cleanup.act.manifest import load_manifest
+    from fmriprep_cleanup.basics.errors import CleanupError
+
+    out = project(tmp_path, subjects=("01",), files=1)
+    archives, run = archive_subject(tmp_path, out)
+    manifest = run / "sub-01.manifest.tsv"
+    lines = manifest.read_text().splitlines(keepends=True)
+    columns = lines[0].rstrip("\n").split("\t")
+    for column, value in (("size", BIG), ("mode", "-1"), ("mtime_ns", BIG), ("uid", "-3")):
+        fields = lines[1].rstrip("\n").split("\t")
+        fields[columns.index(column)] = value
+        manifest.write_text(lines[0] + "\t".join(fields) + "\n" + "".join(lines[2:]))
+        with pytest.raises(CleanupError, match=r"manifest.tsv:2: malformed"):
+            load_manifest(str(manifest))
+
+
+def test_10_arrays_nested_100000_deep_in_an_ncdu_entry_are_refused(tmp_path):
+    out = project(tmp_path)
+    listed = ncdu_list(out, tmp_path, '"extra": ' + "[" * 100_000 + "]" * 100_000)
+    one_line_refusal(cli("report", out, "--from-scan", listed), f"{listed}:4", "nested")
+
+
+def test_10_a_find_list_path_3000_folders_deep_is_read(tmp_path):
+    out = project(tmp_path)
+    deep = str(out) + "/d" * 3000
+    listed = tmp_path / "scan.list"
+    folders = "".join(f"d 4096 8 1600000000.0 2049 {11 + n} 2 {folder}\0" for n, folder in
+                      enumerate((out, out / "sourcedata" / "freesurfer", out / "work")))
+    listed.write_bytes(f"{folders}f 13 8 1600000000.5 2049 9 1 {deep}/x.txt\0".encode())
+    result = cli("report", out, "--from-scan", listed, "--scan-format", "find", "--format", "json", "-q")
+    assert result.exit_code == 0, result.output[-300:]
+    assert json.loads(result.stdout)["totals"]["files"] == 1
+
+
+def test_11_a_quota_command_printing_gigabytes_is_stopped_at_a_cap(tmp_path):
+    import resource
+    import subprocess
+    import sys
+
+    script = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (600 << 20, 600 << 20)); "
+              "from fmriprep_cleanup.ops.triggers import command_usage; command_usage('yes 1234567890')")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "printed more than" in done.stderr and "MemoryError" not in done.stderr, done.stderr[-500:]
+    assert resource.getrlimit(resource.RLIMIT_AS)  # the limit above was the child's alone
+
+
+def test_12_a_fifo_given_as_a_scan_list_or_a_sealing_key_is_refused_not_waited_on(tmp_path):
+    import subprocess
+    import sys
+
+    from fmriprep_cleanup.basics import seal
+
+    out = project(tmp_path)
+    fifo = tmp_path / "scan.fifo"
+    os.mkfifo(fifo)
+    done = subprocess.run([sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()", "report", str(out),
+                           "--from-scan", str(fifo)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "FIFO" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    key = seal.key_path()
+    os.makedirs(os.path.dirname(key), exist_ok=True)
+    if os.path.exists(key):
+        os.unlink(key)
+    os.mkfifo(key, 0o600)
+    done = subprocess.run([sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()", "clean", str(out),
+                           "--mode", "delete", "--yes"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "sealing key" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("command", ["report", "plan", "status"])
+def test_13_standard_output_on_a_full_disk_is_one_line_and_non_zero(tmp_path, command):
+    import subprocess
+    import sys
+
+    out = project(tmp_path)
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()", command,
+                               str(out)], stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode != 0 and done.stderr.count("\n") == 1 and "No space left" in done.stderr, done.stderr
+    piped = subprocess.run(f"{sys.executable} -c 'from fmriprep_cleanup.cli import main; main()' {command} {out} "
+                           "| head -c 1 > /dev/null; exit ${PIPESTATUS[0]}", shell=True, executable="/bin/bash",
+                           capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0 and not piped.stderr, piped.stderr  # a closed pipe stays quiet

@@ -24,6 +24,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ..basics import numbers
 from ..basics.annex import is_key
 from ..basics.errors import CleanupError
 from ..basics.formats import strict_json
@@ -162,15 +163,33 @@ def load_manifest(path: str) -> Manifest:
         try:
             member, original, subject, kind, size, mtime_ns, mode, sha, key, uid, gid, link = fields
             entry = ManifestEntry(_unescape(member), _unescape(original), subject or None, kind,
-                                  int(size), int(mtime_ns), int(mode, 8) & 0o7777, sha, key,
-                                  int(uid) if uid else None, int(gid) if gid else None, _unescape(link))
-        except ValueError:
-            raise CleanupError(f"{path}:{number}: malformed manifest line") from None
+                                  numbers.count(_number(size), "size"),
+                                  numbers.count(_number(mtime_ns, signed=True), "mtime_ns", MAX_NS, -MAX_NS),
+                                  numbers.count(int(mode[:8], 8), "mode", numbers.MAX_MODE) & 0o7777,
+                                  sha, key, _owner(uid, "uid"), _owner(gid, "gid"), _unescape(link))
+        except ValueError as exc:
+            raise CleanupError(f"{path}:{number}: malformed manifest line ({exc})") from None
         if kind not in KINDS or not safe_member(entry.member) or (kind == "annexed") != is_key(key) \
                 or (entry.link and not safe_member(entry.link)):
             raise CleanupError(f"{path}:{number}: unsafe or unknown entry {entry.member!r}")
         entries.append(entry)
     return Manifest(path, entries, verdict)
+
+
+MAX_NS = int(numbers.LATEST) * 10**9  # a modification time in nanoseconds, before the year 10000
+MAX_OWNER = 2**32 - 1
+
+
+def _number(text: str, signed: bool = False) -> int:
+    """A decimal field of a manifest line: at most 20 digits (a 400-digit number is no size or time)."""
+    body = text[1:] if signed and text.startswith("-") else text
+    if not body.isdigit() or not body.isascii() or len(body) > numbers.MAX_DIGITS:
+        raise ValueError(f"not a number of at most {numbers.MAX_DIGITS} digits: {text[:24]!r}")
+    return int(text)
+
+
+def _owner(text: str, what: str) -> int | None:
+    return numbers.count(_number(text), what, MAX_OWNER) if text else None
 
 
 def read_manifest(path: str) -> list[ManifestEntry]:

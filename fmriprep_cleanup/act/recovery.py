@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..basics import numbers
 from ..basics.errors import CleanupError
 from ..basics.handles import remove_path
 from ..basics.journals import (
@@ -172,12 +173,20 @@ def recover_run(records: list[dict[str, Any]], journal: Journal, archive_dir: st
             stream = (length, sha) if isinstance(length, int) and isinstance(sha, str) else None
             recovery.reusable.append(ReusableArchive(archive, record["manifest"], stream))
     if not ended and start:
-        times = [record["time"] for record in records if isinstance(record.get("time"), (int, float))]
+        times = [record["time"] for record in records if _is_time(record.get("time"))]
         rules = start.get("rules")
         rules = rules if isinstance(rules, list) else []
         recovery.cut_short.append(CutShortRun(
             run, str(start.get("mode", "")), str(start.get("dataset", "")), [str(rule) for rule in rules],
             min(times, default=0.0), max(times, default=0.0), removed_files, removed_bytes))
+
+
+def _is_time(value: object) -> bool:
+    try:
+        numbers.moment(value, "time")
+    except ValueError:
+        return False
+    return True
 
 
 def _batch_files(record: dict[str, Any]) -> list[tuple[str, int]]:
@@ -186,8 +195,11 @@ def _batch_files(record: dict[str, Any]) -> list[tuple[str, int]]:
     files = record.get("files")
     for item in files if isinstance(files, list) else []:
         if isinstance(item, list) and item and isinstance(item[0], str):
-            size = item[1] if len(item) > 1 and isinstance(item[1], int) and not isinstance(item[1], bool) else 0
-            found.append((item[0], max(size, 0)))
+            try:
+                size = numbers.count(item[1] if len(item) > 1 else 0, "size")
+            except ValueError:
+                size = 0  # said nothing countable: counted as nothing, never as 10**400
+            found.append((item[0], size))
     return found
 
 

@@ -28,6 +28,7 @@ import stat
 import subprocess
 from collections.abc import Sequence
 
+from .commands import TooMuchOutput, run_capped
 from .errors import CleanupError
 
 # What git and git-annex may see of the caller's environment: where programs are, whose home (the user's own
@@ -97,10 +98,8 @@ def _configured(top: str) -> tuple[tuple[str, str], ...]:
     """(key, origin) of every setting git reads in the repository at ``top`` (its own files and what they
     include, and the user's and the machine's); listing the configuration runs no program."""
     try:
-        done = subprocess.run(["git", "-C", top, "config", "--list", "--show-origin", "--null"],
-                              capture_output=True, stdin=subprocess.DEVNULL, env=environment(), check=False,
-                              timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
+        done = run_capped(["git", "-C", top, "config", "--list", "--show-origin", "--null"], 60, env=environment())
+    except (OSError, subprocess.TimeoutExpired, TooMuchOutput):
         return ()
     found = []
     fields = done.stdout.decode("utf-8", "surrogateescape").split("\0")

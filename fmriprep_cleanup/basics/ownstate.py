@@ -22,6 +22,7 @@ import stat
 import time
 from dataclasses import dataclass
 
+from . import numbers
 from .errors import CleanupError
 from .handles import open_child, open_folder_nofollow
 
@@ -142,8 +143,10 @@ def _read(folder: int, name: str) -> StartedRun | None:
     fields = ("run", "state_dir", "journal")
     if not isinstance(record, dict) or not all(isinstance(record.get(key), str) for key in fields):
         return None
-    started = record.get("started")
-    started = float(started) if isinstance(started, (int, float)) and not isinstance(started, bool) else 0.0
+    try:
+        started = numbers.moment(record.get("started"), "started")
+    except ValueError:
+        started = 0.0
     return StartedRun(record["run"], record["state_dir"], record["journal"], started, name.endswith(ENDED))
 
 

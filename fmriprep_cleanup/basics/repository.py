@@ -12,6 +12,8 @@ import subprocess
 from dataclasses import dataclass
 
 from . import gitcall
+from .errors import CleanupError
+from .guarded import open_regular
 
 GIT_NAMES = frozenset({".git", ".datalad"})  # folders never scanned, wherever they are
 
@@ -46,13 +48,9 @@ def find_repository(path: str) -> GitRepo | None:
 def _read_repository(top: str, dot_git: str) -> GitRepo:
     git_dir = dot_git
     if os.path.isfile(dot_git) and not os.path.islink(dot_git):
-        try:
-            with open(dot_git, encoding="utf-8", errors="replace") as handle:
-                line = handle.read(4096).strip()
-            if line.startswith("gitdir:"):
-                git_dir = os.path.normpath(os.path.join(top, line[len("gitdir:"):].strip()))
-        except OSError:
-            pass
+        line = _read_small(dot_git, 4096).strip()
+        if line.startswith("gitdir:"):
+            git_dir = os.path.normpath(os.path.join(top, line[len("gitdir:"):].strip()))
     annexed = os.path.isdir(os.path.join(git_dir, "annex")) or _has_annex_branch(git_dir)
     head = _read_small(os.path.join(git_dir, "HEAD"))
     return GitRepo(top, git_dir, annexed, os.path.isdir(os.path.join(top, ".datalad")), _submodules(top),
@@ -83,9 +81,15 @@ def _submodules(top: str) -> tuple[str, ...]:
 
 
 def _read_small(path: str, limit: int = 1024 * 1024) -> str:
+    """At most ``limit`` bytes of a regular file git keeps ("" if it is not one: a FIFO planted as .gitmodules
+    is not waited on)."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read(limit)
+        fd = open_regular(path, "git file")
+    except CleanupError:
+        return ""
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read(limit).decode("utf-8", "replace")
     except OSError:
         return ""
 

@@ -29,14 +29,19 @@ from datetime import datetime
 from typing import IO, Any
 from urllib.parse import unquote_to_bytes
 
+from . import numbers
 from .errors import CleanupError
 from .folders import Directory, Listing, Warnings
+from .guarded import open_regular
 from .paths import below
 
 FORMATS = ("ncdu", "find", "gpfs")
 FIND_PRINTF = "%y %s %b %T@ %D %i %n %p\\0"
 FIND_TYPES = {b"f": stat.S_IFREG, b"l": stat.S_IFLNK, b"d": stat.S_IFDIR, b"p": stat.S_IFIFO, b"s": stat.S_IFSOCK,
               b"c": stat.S_IFCHR, b"b": stat.S_IFBLK}
+# A find list's numbers: type, size and 512-byte blocks (at most 19 digits), mtime (seconds, at most 11 digits:
+# before the year 5138), device and inode (20), links (10). A number longer is no file's.
+FIND_NUMBERS = re.compile(rb"[fldpscb] \d{1,19} \d{1,19} -?\d{1,11}(?:\.\d{1,10})? \d{1,20} \d{1,20} \d{1,10}")
 GPFS_LINE = re.compile(rb"^(\d+) (\d+) (\d+) +(.*?) -- (/.*)$")
 GPFS_TIME = "%Y-%m-%d %H:%M:%S.%f"
 MODE_TYPES = {b"-": stat.S_IFREG, b"l": stat.S_IFLNK, b"d": stat.S_IFDIR, b"p": stat.S_IFIFO,
@@ -129,14 +134,23 @@ class ScanList:
         self.files += not is_dir
 
     def _folder(self, folder: str) -> tuple[list[str], array]:
+        """The entries of ``folder``, made (with each wanted parent not yet known, up the path) if new. A loop,
+        not a recursion: a path thousands of folders deep is only a long path."""
         entries = self.folders.get(folder)
-        if entries is None:
-            entries = self.folders[folder] = self._no_entries()
-            parent, _, name = folder.rpartition("/")
+        if entries is not None:
+            return entries
+        entries = self.folders[folder] = self._no_entries()
+        child = folder
+        while True:
+            parent, _, name = child.rpartition("/")
             parent = parent or "/"
-            if name and self.wants(parent):
-                self._folder(parent)
-                self.subdirs.setdefault(parent, set()).add(name)
+            if not name or not self.wants(parent):
+                break
+            self.subdirs.setdefault(parent, set()).add(name)
+            if parent in self.folders:
+                break
+            self.folders[parent] = self._no_entries()
+            child = parent
         return entries
 
     def check(self) -> ScanList:
@@ -219,14 +233,15 @@ BLOCK = 1 << 23  # read 8 MiB at a time: the list is never held whole
 def _blocks(path: str) -> Iterator[bytes]:
     """The list's bytes a block at a time, decompressed where it is gzip or zstd (by its first bytes, not its
     name)."""
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise ScanListError(f"cannot read the scan list {path}: {exc.strerror or exc}") from None
+    try:  # a regular file, opened without blocking: a FIFO or a device named by --from-scan is refused
+        handle = os.fdopen(open_regular(path, "scan list"), "rb")
+    except CleanupError as exc:
+        raise ScanListError(str(exc)) from None
     with handle:
         magic = handle.peek(4)[:4]
         if magic == b"\x28\xb5\x2f\xfd":
-            yield from _zstd_blocks(path)
+            os.lseek(handle.fileno(), 0, os.SEEK_SET)  # zstd reads the file from its start, through this handle
+            yield from _zstd_blocks(path, handle)
             return
         reader: IO[bytes] = gzip.open(handle) if magic[:2] == b"\x1f\x8b" else handle  # type: ignore[assignment]
         try:
@@ -275,9 +290,10 @@ def _read_ahead(blocks: Iterator[bytes], ahead: int = 2) -> Iterator[bytes]:
                 pass
 
 
-def _zstd_blocks(path: str) -> Iterator[bytes]:
+def _zstd_blocks(path: str, handle: IO[bytes]) -> Iterator[bytes]:
+    """zstd decompressing the list from the handle already opened (and checked) for it."""
     try:
-        process = subprocess.Popen(["zstd", "-dc", "--", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = subprocess.Popen(["zstd", "-dc"], stdin=handle, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except FileNotFoundError:
         raise ScanListError(f"{path} is zstd-compressed and the zstd command is not installed") from None
     assert process.stdout is not None and process.stderr is not None
@@ -360,13 +376,12 @@ def _read_find(listed: ScanList, blocks: Iterator[bytes]) -> None:
         try:
             kind, size, blocks_, mtime, dev, ino, nlink, name = record.split(b" ", 7)
             mode = FIND_TYPES[kind]
-            seconds = mtime[1:] if mtime[:1] == b"-" else mtime
-            if not (size.isdigit() and blocks_.isdigit() and dev.isdigit() and ino.isdigit() and nlink.isdigit()
-                    and seconds.replace(b".", b"", 1).isdigit()):
+            numbers = record[:len(record) - len(name) - 1]
+            if FIND_NUMBERS.fullmatch(numbers) is None:  # digits, each field within what it can hold
                 raise ValueError
         except (ValueError, KeyError):
-            raise ScanListError(f"{listed.path}: entry {number} is not '{FIND_PRINTF}': {record[:80]!r}") from None
-        numbers = record[:len(record) - len(name) - 1]
+            raise ScanListError(f"{listed.path}: entry {number} is not '{FIND_PRINTF}' (or a number is out of "
+                                f"range): {record[:80]!r}") from None
         path = name.decode("utf-8", "surrogateescape")
         if fast and mode == regular:
             folder, _, base = path.rpartition("/")
@@ -390,7 +405,10 @@ def _read_gpfs(listed: ScanList, blocks: Iterator[bytes]) -> None:
         try:
             size, kb, day, clock, mode_text, nlink = shown.split()
             mtime = datetime.strptime(f"{day.decode()} {clock.decode()}", GPFS_TIME).timestamp()
-            entry = (MODE_TYPES[mode_text[:1]], int(size), int(kb) * 2, mtime, 0, int(inode), int(nlink))
+            entry = (MODE_TYPES[mode_text[:1]], numbers.count(numbers.digits(size, "size"), "size"),
+                     numbers.count(numbers.digits(kb, "KB allocated"), "KB allocated", numbers.MAX_COUNT // 2048) * 2,
+                     mtime, 0, numbers.count(numbers.digits(inode, "inode"), "inode", numbers.MAX_ID),
+                     numbers.count(numbers.digits(nlink, "links"), "links", numbers.MAX_LINKS))
         except (ValueError, KeyError, UnicodeDecodeError):
             raise ScanListError(f"{listed.path}:{number}: SHOW is not 'size kb_allocated mtime mode nlink' as "
                                 f"docs/gpfs-list.pol writes it: {shown[:80]!r}") from None
@@ -404,6 +422,7 @@ class _Text:
         self.path, self.blocks = path, blocks
         self.decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
         self.text, self.at, self.ended = "", 0, False
+        self.lines_before = 0  # line ends in the text already let go
 
     def more(self) -> bool:
         """Add the next block (keeping what is not read yet); False at the end of the list."""
@@ -411,9 +430,14 @@ class _Text:
             return False
         block = next(self.blocks, None)
         self.ended = block is None
+        self.lines_before += self.text.count("\n", 0, self.at)
         self.text = self.text[self.at:] + self.decoder.decode(block or b"", final=self.ended)
         self.at = 0
         return not self.ended or bool(self.text)
+
+    def where(self, at: int | None = None) -> str:
+        """``FILE:LINE`` of the read position (or of ``at`` in the text held)."""
+        return f"{self.path}:{self.lines_before + self.text.count(chr(10), 0, self.at if at is None else at) + 1}"
 
     def next_char(self) -> str | None:
         """The next character that is not white space or a comma, or None at the end."""
@@ -433,9 +457,12 @@ class _Text:
             try:
                 item, self.at = decode(self.text, self.at)
                 return item
+            except RecursionError:
+                raise ScanListError(f"{self.where()}: an entry nested too deeply to be one of ncdu's") from None
             except ValueError:
                 if self.ended or not self.more():
-                    raise ScanListError(f"{self.path}: an entry cannot be read: truncated?") from None
+                    raise ScanListError(f"{self.where()}: an entry cannot be read: truncated, or not JSON "
+                                        "(NaN and Infinity are not)") from None
 
 
 def _read_ncdu(listed: ScanList, blocks: Iterator[bytes]) -> None:
@@ -448,12 +475,16 @@ def _read_ncdu(listed: ScanList, blocks: Iterator[bytes]) -> None:
     if not header:
         raise ScanListError(f"{path}: not an ncdu export ([1, minor, {{meta}}, [tree]])")
     source.at = header.end()
-    decode = json.JSONDecoder().raw_decode
+    decode = json.JSONDecoder(parse_constant=_not_a_number).raw_decode  # NaN, Infinity: not JSON, not numbers
     meta = source.value(decode)
     if isinstance(meta, dict):
         stamp = meta.get("timestamp")
-        listed.format = str(meta.get("progname", "ncdu"))
-        listed.created = float(stamp) if isinstance(stamp, (int, float)) else listed.created
+        listed.format = str(meta.get("progname", "ncdu"))[:40]
+        if stamp is not None:
+            try:
+                listed.created = numbers.moment(stamp, "its timestamp")
+            except ValueError as exc:
+                raise ScanListError(f"{source.where()}: {exc}") from None
     read_at = time.time()
     folders: list[str] = []  # the open folders, innermost last
     opening = False  # the next object names a folder
@@ -472,10 +503,11 @@ def _read_ncdu(listed: ScanList, blocks: Iterator[bytes]) -> None:
             continue
         if char != "{":
             raise ScanListError(f"{path}: unexpected {source.text[source.at:source.at + 20]!r}: not an ncdu export")
+        start = source.at
         item = source.value(decode)
         name = item.get("name")
         if not isinstance(name, str) or (folders and ("/" in name or name in (".", ".."))):
-            raise ScanListError(f"{path}: an entry has no usable name: {str(item)[:80]}")
+            raise ScanListError(f"{source.where(start)}: an entry has no usable name: {str(item)[:80]}")
         if opening:
             folder = name.rstrip("/") or "/" if not folders else f"{folders[-1]}/{name}"
             folders.append(folder)
@@ -486,14 +518,30 @@ def _read_ncdu(listed: ScanList, blocks: Iterator[bytes]) -> None:
             raise ScanListError(f"{path}: an entry outside any folder")
         if item.get("read_error") or item.get("excluded"):
             continue
-        mode = item.get("mode")
-        if not isinstance(mode, int):
-            mode = stat.S_IFLNK | 0o777 if item.get("notreg") else stat.S_IFREG | 0o644
-        mtime = item.get("mtime")
-        if not isinstance(mtime, (int, float)):  # ncdu without -e: taken as modified now (kept, held back)
-            listed.has_mtimes, mtime = False, read_at
-        size, dsize = item.get("asize", 0), item.get("dsize", 0)
-        if not (isinstance(size, int) and isinstance(dsize, int) and size >= 0 and dsize >= 0):
-            raise ScanListError(f"{path}: {folders[-1]}/{name}: sizes are not counts")
-        listed.add(f"{folders[-1]}/{name}", (mode, size, (dsize + 511) // 512, mtime, 0, int(item.get("ino") or 0),
-                                             int(item.get("nlink") or 1)), 0)
+        try:
+            record = _ncdu_record(item, read_at)
+        except ValueError as exc:
+            raise ScanListError(f"{source.where(start)}: {folders[-1]}/{name}: {exc}") from None
+        if item.get("mtime") is None:
+            listed.has_mtimes = False
+        listed.add(f"{folders[-1]}/{name}", record, 0)
+
+
+def _ncdu_record(item: dict[str, Any], read_at: float) -> tuple:
+    """(mode, size, 512-byte blocks, mtime, dev, inode, links) of one ncdu entry, every number checked; an
+    entry without mtime (ncdu without -e) is taken as modified at ``read_at`` (kept, held back)."""
+    mode = item.get("mode")
+    if mode is None:
+        mode = stat.S_IFLNK | 0o777 if item.get("notreg") else stat.S_IFREG | 0o644
+    mode = numbers.count(mode, "mode", numbers.MAX_MODE)
+    mtime = item.get("mtime")
+    mtime = read_at if mtime is None else numbers.moment(mtime, "mtime")
+    size = numbers.count(item.get("asize", 0), "asize")
+    blocks = (numbers.count(item.get("dsize", 0), "dsize") + 511) // 512
+    inode = numbers.count(item.get("ino", 0), "ino", numbers.MAX_ID)
+    links = numbers.count(item.get("nlink", 1), "nlink", numbers.MAX_LINKS)
+    return mode, size, blocks, mtime, 0, inode, links or 1
+
+
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")

@@ -50,7 +50,7 @@ def key_path() -> str:
 def _read_key(path: str) -> bytes | None:
     """The key at ``path``, or None if there is none; CleanupError if it is not a private file of this user."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO cannot hang it
     except FileNotFoundError:
         return None
     except OSError as exc:

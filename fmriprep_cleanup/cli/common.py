@@ -3,6 +3,7 @@ select a dataset's files and set the energy model, progress on a terminal, and w
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -46,7 +47,9 @@ class CleanupGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a full disk behind standard output is found here, not at the interpreter's exit
+            return result
         except CleanupError as exc:
             fail(str(exc))
         except KeyboardInterrupt:  # Ctrl-C while reading (acting stops itself at the next file and reports)
@@ -54,9 +57,23 @@ class CleanupGroup(click.Group):
             ctx.exit(EXIT_INTERRUPTED)
         except BrokenPipeError:
             # The reader (e.g. `| head`) went away: not an error of ours.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            _quiet_stdout()
             ctx.exit(EXIT_OK)
+        except OSError as exc:
+            if exc.errno not in OUTPUT_ERRORS:
+                raise
+            _quiet_stdout()
+            fail(f"cannot write the output: {exc.strerror or exc}")
+
+
+OUTPUT_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)  # standard output cannot take it
+
+
+def _quiet_stdout() -> None:
+    """Send what is left to write on standard output nowhere, so exiting does not fail on it again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def apply_options(options: list[Callable], command: Callable) -> Callable:

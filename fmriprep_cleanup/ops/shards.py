@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from .. import __version__
+from ..basics import numbers
 from ..basics.errors import CleanupError
 from ..basics.folders import Warnings
 from ..fmriprep.evidence import SubjectStatus
@@ -280,9 +281,11 @@ class _Broken(Exception):
 
 
 def _count(value: Any, where: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise _Broken(where)
-    return value
+    """A count a shard writes: a whole number from 0 to what 64 bits hold (10**400 is no file count)."""
+    try:
+        return numbers.count(value, where)
+    except ValueError:
+        raise _Broken(where) from None
 
 
 def _counts(value: Any, where: str) -> None:
@@ -329,8 +332,10 @@ def check_partial(path: str, data: dict[str, Any]) -> None:
                 for name in ("files", "bytes", "junk_bytes", "elsewhere_bytes"):
                     _count(row.get(name, 0), f"rows.{name}")
             return
-        if not isinstance(data.get("now"), (int, float)) or isinstance(data.get("now"), bool):
-            raise _Broken("now")
+        try:
+            numbers.moment(data.get("now"), "now")
+        except ValueError:
+            raise _Broken("now") from None
         _strings(data.get("subjects"), "subjects")
         _check_summary(data.get("summary"))
         statuses = data.get("statuses")
@@ -341,10 +346,26 @@ def check_partial(path: str, data: dict[str, Any]) -> None:
                 raise _Broken(f"statuses.{label}")
             try:
                 SubjectStatus(**fields)
-            except TypeError:
+                _check_status(fields)
+            except (TypeError, ValueError):
                 raise _Broken(f"statuses.{label}") from None
     except _Broken as exc:
         raise CleanupError(f"{path}: its {exc} is not what a shard writes; not merged") from None
+
+
+def _check_status(fields: dict[str, Any]) -> None:
+    """A subject's status as a shard writes it: its numbers counts and times (ValueError otherwise)."""
+    for name in ("runs", "crash_files", "workdir_bytes", "output_bytes"):
+        numbers.count(fields.get(name, 0), name)
+    for name in ("newest_run_time", "report_time", "last_activity"):
+        if fields.get(name) is not None:
+            numbers.moment(fields[name], name)
+    if fields.get("idle_seconds") is not None:
+        numbers.amount(fields["idle_seconds"], "idle_seconds", -numbers.LATEST, numbers.LATEST)
+    if fields.get("report_errors") is not None:
+        numbers.count(fields["report_errors"], "report_errors")
+    if not isinstance(fields.get("status"), str):
+        raise ValueError("status")
 
 
 def _check_summary(summary: Any) -> None:

@@ -21,6 +21,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
+from ..basics import numbers
+from ..basics.commands import TooMuchOutput, run_capped
 from ..basics.errors import CleanupError
 
 USED_COLUMNS = ("kbytes", "blocks", "kb", "space")  # the used-space column of lfs quota, quota -w, mmlsquota
@@ -104,13 +106,14 @@ def parse_trigger(spec: Any) -> Trigger:
 def command_usage(command: str) -> Usage:
     """Run the admin's command (no shell) and read used and limit bytes from what it prints."""
     try:
-        done = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
-    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        done = run_capped(shlex.split(command), COMMAND_TIMEOUT)
+    except (OSError, ValueError, subprocess.TimeoutExpired, TooMuchOutput) as exc:
         raise CleanupError(f"trigger: cannot run {command!r}: {exc}") from None
+    stdout, stderr = (data.decode("utf-8", "replace") for data in (done.stdout, done.stderr))
     if done.returncode != 0:
-        said = (done.stderr or done.stdout).strip().splitlines()
+        said = (stderr or stdout).strip().splitlines()
         raise CleanupError(f"trigger: {command!r} failed (exit {done.returncode}): {said[-1] if said else 'no output'}")
-    used, limit = parse_usage(done.stdout, command)
+    used, limit = parse_usage(stdout, command)
     return Usage(used, limit, f"quota ({command})")
 
 
@@ -121,9 +124,13 @@ def parse_usage(text: str, command: str = "the command") -> tuple[int, int]:
     lines = [line for line in text.splitlines() if line.strip()]
     plain = re.fullmatch(r"\s*(\d+)\s+(\d+)\s*", "\n".join(lines)) if len(lines) == 1 else None
     if plain:
-        used, limit = int(plain.group(1)), int(plain.group(2))
+        used, limit = int(plain.group(1)[:21]), int(plain.group(2)[:21])
     else:
         used, limit = _quota_table(lines, command)
+    try:
+        used, limit = numbers.count(used, "used bytes"), numbers.count(limit, "the limit")
+    except ValueError as exc:
+        raise CleanupError(f"trigger: {command!r} printed {exc}") from None
     if limit <= 0:
         raise CleanupError(f"trigger: {command!r} reports no limit: a quota trigger needs one")
     return used, limit
@@ -139,10 +146,10 @@ def _quota_table(lines: list[str], command: str) -> tuple[int, int]:
             values = [word.rstrip("*") for word in re.split(r"[\s|]+", row.strip())]
             # the used column is the row's first number: before it only names (file system, fileset, type), and a
             # long file system name may sit on a line of its own (lfs quota), leaving a row of numbers
-            numbers = [index for index, word in enumerate(values) if word.isdigit()]
-            if len(numbers) < 3 or values[numbers[0]:numbers[0] + 3] != [values[i] for i in numbers[:3]]:
+            digits = [index for index, word in enumerate(values) if word.isdigit()]
+            if len(digits) < 3 or values[digits[0]:digits[0] + 3] != [values[i] for i in digits[:3]]:
                 continue
-            used, soft, hard = (int(values[i]) for i in numbers[:3])
+            used, soft, hard = (int(values[i][:21]) for i in digits[:3])
             return used * 1024, (soft or hard) * 1024
     raise CleanupError(f"trigger: cannot read used and limit from what {command!r} printed (expected USED LIMIT "
                        "in bytes, or lfs quota / quota -w / mmlsquota's table)")
