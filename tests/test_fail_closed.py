@@ -784,3 +784,22 @@ def test_13_standard_output_on_a_full_disk_is_one_line_and_non_zero(tmp_path, co
                            "| head -c 1 > /dev/null; exit ${PIPESTATUS[0]}", shell=True, executable="/bin/bash",
                            capture_output=True, text=True, timeout=120)
     assert piped.returncode == 0 and not piped.stderr, piped.stderr  # a closed pipe stays quiet
+
+
+@pytest.mark.parametrize("kind", ["report", "plan"])
+@pytest.mark.parametrize("option, value", [("bogus", 1), ("min_age", "soon"), ("rules", "default"),
+                                           ("scan_format", "zip"), ("path", "relative/path")])
+def test_2_an_unknown_or_mistyped_option_in_a_partial_is_refused_not_passed_on(tmp_path, kind, option, value):
+    out = project(tmp_path)
+    partial = tmp_path / "partial.json"
+    assert cli(kind, out, "--shard", "1/1", "--partial-out", partial, "-q").exit_code == 0
+    if kind == "report":
+        data = json.loads(partial.read_text())
+        data["options"][option] = value
+        partial.write_text(json.dumps(data))
+    else:  # a plan partial: JSON lines, the options in the first
+        lines = partial.read_text().splitlines()
+        header = json.loads(lines[0])
+        header["options"][option] = value
+        partial.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    one_line_refusal(cli("merge", partial), f"options.{option}")

@@ -187,7 +187,15 @@ def read_plan_partial(path: str) -> dict[str, Any]:
         raise CleanupError(f"{path} has no end line: its shard ({header.get('shard')}/{header.get('shards')}) did "
                            "not finish; rerun it")
     scanned: dict[str, Any] = {name: end[name] for name in ("scanned_warnings", "scanned_count") if name in end}
-    return {**header, "statuses": end["statuses"], "warnings": end["warnings"], **scanned, "path": path}
+    merged = {**header, "statuses": end["statuses"], "warnings": end["warnings"], **scanned, "path": path}
+    try:
+        _count(merged.get("shard"), "shard")
+        _count(merged.get("shards"), "shards")
+        _check_options(merged.get("options"))
+        _check_statuses(merged["statuses"])
+    except _Broken as exc:
+        raise CleanupError(f"{path}: its {exc} is not what a shard writes; not merged") from None
+    return merged
 
 
 def _folder_rows(data: dict[str, Any], path: str, number: int) -> tuple[tuple, list[PlannedFile]]:
@@ -204,9 +212,11 @@ def _folder_rows(data: dict[str, Any], path: str, number: int) -> tuple[tuple, l
             if not isinstance(name, str) or "/" in name or action not in ("keep", "junk") \
                     or not (subject is None or isinstance(subject, str)):
                 raise TypeError
-            rows.append(PlannedFile(f"{folder}/{name}", root, scope, subject, int(size), int(allocated), float(mtime),
-                                    int(dev), int(ino), int(nlink), action, str(category), str(rule_id),
-                                    float(ctime), int(annex)))
+            rows.append(PlannedFile(f"{folder}/{name}", root, scope, subject, numbers.count(size, "size"),
+                                    numbers.count(allocated, "allocated"), numbers.moment(mtime, "mtime"),
+                                    numbers.count(dev, "dev", numbers.MAX_ID), numbers.count(ino, "ino", numbers.MAX_ID),
+                                    numbers.count(nlink, "nlink", numbers.MAX_LINKS), action, str(category),
+                                    str(rule_id), numbers.moment(ctime, "ctime"), numbers.count(annex, "annex", 9)))
     except (KeyError, TypeError, ValueError):
         raise CleanupError(f"{path}:{number}: a broken line of a plan partial") from None
     return key, rows
@@ -308,15 +318,7 @@ def check_partial(path: str, data: dict[str, Any]) -> None:
         shard, shards = _count(data.get("shard"), "shard"), _count(data.get("shards"), "shards")
         if not 1 <= shard <= shards:
             raise _Broken("shard")
-        if not isinstance(data.get("options"), dict):
-            raise _Broken("options")
-        path_map = data["options"].get("path_map", {})
-        if not isinstance(path_map, dict) or not all(isinstance(key, str) and isinstance(value, str)
-                                                     for key, value in path_map.items()):
-            raise _Broken("options.path_map")
-        if not isinstance(data["options"].get("from_scan", ""), str) or data["options"].get("scan_format") not in (
-                None, "ncdu", "find", "gpfs"):
-            raise _Broken("options.from_scan")
+        _check_options(data.get("options"), data["format"] == AUDIT_PARTIAL_FORMAT)
         _strings(data.get("warnings"), "warnings")
         if "scanned_warnings" in data or "scanned_count" in data:
             scanned = _strings(data.get("scanned_warnings"), "scanned_warnings")
@@ -338,19 +340,93 @@ def check_partial(path: str, data: dict[str, Any]) -> None:
             raise _Broken("now") from None
         _strings(data.get("subjects"), "subjects")
         _check_summary(data.get("summary"))
-        statuses = data.get("statuses")
-        if not isinstance(statuses, dict):
-            raise _Broken("statuses")
-        for label, fields in statuses.items():
-            if not isinstance(fields, dict):
-                raise _Broken(f"statuses.{label}")
-            try:
-                SubjectStatus(**fields)
-                _check_status(fields)
-            except (TypeError, ValueError):
-                raise _Broken(f"statuses.{label}") from None
+        _check_statuses(data.get("statuses"))
     except _Broken as exc:
         raise CleanupError(f"{path}: its {exc} is not what a shard writes; not merged") from None
+
+
+def _strings_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _labels(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _seconds(value: Any) -> bool:
+    try:
+        numbers.amount(value, "seconds", 0, numbers.LATEST)
+    except ValueError:
+        return False
+    return True
+
+
+# The plan options a partial records (api.plan_options), each with the check its value must pass: the merge
+# opens the same plan from them, so an unknown name or a value of another kind is refused, never passed on.
+PLAN_OPTION_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "path": lambda value: isinstance(value, str) and value.startswith("/"),
+    "rules": _labels,
+    "work_dir": _strings_or_none,
+    "find_work_dir": lambda value: isinstance(value, bool),
+    "participant_labels": _labels,
+    "keep": _labels,
+    "junk": _labels,
+    "min_age": _seconds,
+    "stale_after": lambda value: value is None or _seconds(value),
+    "path_map": lambda value: isinstance(value, dict) and all(isinstance(key, str) and isinstance(item, str)
+                                                               for key, item in value.items()),
+    "from_scan": lambda value: isinstance(value, str) and value.startswith("/"),
+    "scan_format": lambda value: value is None or value in ("ncdu", "find", "gpfs"),  # basics.scanlists.FORMATS
+}
+
+
+def _energy(value: Any) -> bool:
+    """An audit's energy overrides: names with a number or a word each (the merge's model is built from them)."""
+    if not isinstance(value, dict):
+        return False
+    for name, item in value.items():
+        if not isinstance(name, str) or not (item is None or isinstance(item, str) or _finite(item)):
+            return False
+    return True
+
+
+def _finite(value: Any) -> bool:
+    try:
+        numbers.amount(value, "value", -1e18, 1e18)
+    except ValueError:
+        return False
+    return True
+
+
+AUDIT_OPTION_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "roots": lambda value: _labels(value) and all(root.startswith("/") for root in value),
+    "rules": _labels,
+    "energy": _energy,
+    "path_map": PLAN_OPTION_CHECKS["path_map"],
+}
+
+
+def _check_options(options: Any, audit: bool = False) -> None:
+    checks = AUDIT_OPTION_CHECKS if audit else PLAN_OPTION_CHECKS
+    if not isinstance(options, dict) or ("roots" if audit else "path") not in options:
+        raise _Broken("options")
+    for name, value in options.items():
+        check = checks.get(name)
+        if check is None or not check(value):
+            raise _Broken(f"options.{name}")
+
+
+def _check_statuses(statuses: Any) -> None:
+    if not isinstance(statuses, dict):
+        raise _Broken("statuses")
+    for label, fields in statuses.items():
+        if not isinstance(fields, dict):
+            raise _Broken(f"statuses.{label}")
+        try:
+            SubjectStatus(**fields)
+            _check_status(fields)
+        except (TypeError, ValueError):
+            raise _Broken(f"statuses.{label}") from None
 
 
 def _check_status(fields: dict[str, Any]) -> None:
