@@ -26,7 +26,10 @@ def git_own(name: str) -> bool:
 
 
 def holds_git_own(names: list[str]) -> bool:
-    """Whether a folder's names (sorted) include one of git's own files: two binary searches, no loop."""
+    """Whether a folder's names (sorted) include one of git's own files: usually one comparison (a first name
+    after ".noannex" leaves no room for either), else two binary searches."""
+    if not names or names[0] > NO_ANNEX:
+        return False
     at = bisect.bisect_left(names, ".git")
     if at < len(names) and names[at].startswith(".git"):
         return True
