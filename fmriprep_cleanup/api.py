@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .act.clean import CleanResult
     from .act.restore import RestoreOutcome
     from .act.worklist import ActProgress, Outcome, Worklist
-    from .fmriprep.regeneration import Recipe
+    from .fmriprep.rebuild import Recipe
     from .ops.shards import MergedPlan
 
 __all__ = ["CleanOptions", "DEFAULT_MIN_AGE", "Declined", "HISTORY_COLUMNS", "SUBJECT_STATUSES", "default_rules",
@@ -78,14 +78,35 @@ def regeneration_recipes(plan: Plan) -> tuple[list[Recipe], list[tuple[str, str]
         raise CleanupError(f"no rule of {', '.join(plan.ruleset.names)} is guarded by regeneration: nothing it "
                            "reclaims is meant to be rebuilt (try --rules regenerable)")
     labels = sorted(label for label in plan.status_book().subjects() if plan.selection.wants(label))
+    reclaimed = reclaimed_files(plan)
     recipes, refused = [], []
     for label in labels:
         checks = book.checks([label])
         if any(check.problem is None for check in checks):
-            recipes.append(book.recipe(label))
+            recipes.append(book.recipe(label, tuple(reclaimed.get(label, ()))))
         else:
-            refused.append((label, next(check.problem for check in checks if check.problem is not None) or ""))
+            refused.append((label, next((check.problem for check in checks if check.problem), None)
+                            or "none of its outputs is one the transform stage writes"))
     return recipes, refused
+
+
+def reclaimed_files(plan: Plan) -> dict[str, list[str]]:
+    """Per subject, the files its guarded rules reclaim (the plan's junk of those rules) or reclaimed (what the
+    dataset's journals record as removed under those rules' categories): what a rebuild must give back."""
+    from .basics.journals import removed_files
+
+    guarded = {rule.id for rule in plan.ruleset.rules if rule.guard}
+    categories = {rule.category for rule in plan.ruleset.rules if rule.guard}
+    found: dict[str, list[str]] = {}
+    for planned in plan.files():
+        if planned.action == "junk" and planned.rule_id in guarded and planned.subject:
+            found.setdefault(planned.subject, []).append(planned.path)
+    output = plan.dataset.derivatives or ""
+    for path, category in removed_files(plan.state_dir or plan.dataset.state_dir):
+        top = os.path.relpath(path, output).split(os.sep)[0] if output else ""
+        if category in categories and top.startswith("sub-") and not os.path.lexists(path):
+            found.setdefault(top[4:], []).append(path)
+    return {label: sorted(set(paths)) for label, paths in found.items()}
 
 
 def regenerable_rules(path: str) -> str:
@@ -101,7 +122,7 @@ def regenerable_rules(path: str) -> str:
 
 def recipes_text(recipes: list[Recipe], sbatch: bool = False) -> str:
     """The recipes as bash scripts, one after another, or (``sbatch``) one Slurm array script, a task each."""
-    from .fmriprep.regeneration import sbatch_script
+    from .fmriprep.rebuild import sbatch_script
 
     return sbatch_script(recipes) if sbatch else "\n".join(recipe.script() for recipe in recipes)
 

@@ -125,7 +125,8 @@ def test_minimal_sets_junk_the_regenerable_outputs(tmp_path, key, regenerable):
     assert reclaimed() == regenerable
     recipe = run("regenerate", out).stdout
     program = {"fmripost_aroma": "fmripost-aroma"}.get(key, key)
-    assert f"{program} {inputs} {out} participant --participant-label 01" in recipe
+    assert f'{program} {inputs} "$WORK/rebuild" participant --participant-label 01' in recipe  # a fresh folder,
+    assert f"OUT={out}" in recipe  # whence only the reclaimed names are moved back
 
 
 def test_a_consumers_input_pipeline_does_not_make_it_fmriprep(tmp_path):

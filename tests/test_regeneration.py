@@ -106,7 +106,7 @@ def test_ds005_reclaims_the_resampled_series_and_keeps_every_fit_output(ds005):
 
 
 def test_ds054_with_fieldmaps_and_standard_spaces(tmp_path):
-    out, files = build(tmp_path, "ds054_outputs.txt", spaces="MNI152NLin2009cAsym:res-2 anat func")
+    out, files = build(tmp_path, "ds054_outputs.txt", version="25.2.7", spaces="MNI152NLin2009cAsym:res-2 anat func")
     rows = plan_of(out, "--rules", "regenerable")
     reclaimed = junk(rows) - junk(plan_of(out))
     assert reclaimed == {path for path in files if is_transform_output(path)}
@@ -161,12 +161,12 @@ def test_an_empty_fit_output_or_a_dangling_raw_link_keeps_the_run(ds005, tmp_pat
 
 
 def test_a_version_before_reuse_reclaims_nothing(tmp_path):
-    for version in ("23.1.4", "23.2.3", "24.1.0"):
+    for version in ("23.1.4", "23.2.3", "24.1.0", "24.1.1"):
         out, _ = build(tmp_path / version, version=version)
         rows = plan_of(out, "--rules", "regenerable")
         assert junk(rows) == junk(plan_of(out)), version
     explained = cli("explain", out, next(out.glob("sub-01/func/*_bold.func.gii")), "--rules", "regenerable")
-    assert "fMRIPrep 24.1.0: fMRIPrep before 24.1.1 writes no reusable fit outputs" in explained.output
+    assert "fMRIPrep 24.1.1 reuses the BOLD fit correctly only from 25.0.0" in explained.output
 
 
 @pytest.mark.parametrize(("damage", "reason"), [
@@ -234,10 +234,12 @@ def test_the_recipe_names_derivatives_the_participant_and_real_fmriprep_options(
     age_run(out)
     result = cli("regenerate", out, "--participant-label", "01")
     assert result.exit_code == 0, result.output
-    command = next(line for line in result.output.splitlines() if line.strip().startswith("fmriprep "))
+    command = next(line for line in result.output.splitlines() if line.startswith('"${CONTAINER[@]}" fmriprep '))
+    command = command.removeprefix('"${CONTAINER[@]}" ')
     words = shlex.split(command.replace("\\", ""))
     start = words.index("fmriprep")
-    assert words[start + 1:start + 4] == [str(tmp_path / "raw"), str(out), "participant"]
+    assert words[start + 1:start + 4] == [str(tmp_path / "raw"), "$WORK/rebuild", "participant"]  # a fresh folder
+    assert f"OUT={out}" in result.output  # only the reclaimed names are moved back into it
     assert words[words.index("--participant-label") + 1] == "01"
     assert words[words.index("--derivatives") + 1] == f"fmriprep={out}"
     assert words[words.index("--output-spaces") + 1:words.index("--output-spaces") + 3] == ["fsaverage5", "fsnative"]
@@ -265,8 +267,8 @@ def test_report_shows_runs_recipes_and_the_break_even(ds005):
     out, files = ds005
     data = json.loads(cli("report", out, "--rules", "regenerable", "--format", "json", "-q").stdout)
     regeneration = data["regeneration"]
-    assert [(run["run"], run["regenerable"]) for run in regeneration["runs"]] == [
-        ("anat", True), ("sub-01_task-mixedgamblestask_run-01", True), ("sub-01_task-mixedgamblestask_run-02", True)]
+    assert [(run["run"], run["regenerable"]) for run in regeneration["runs"]] == [  # no anatomy in a template here
+        ("sub-01_task-mixedgamblestask_run-01", True), ("sub-01_task-mixedgamblestask_run-02", True)]
     reclaimed = sum(size_of(path) for path in files if is_transform_output(path))
     assert regeneration["regenerable_bytes"] == reclaimed
     assert regeneration["compute_source"] == "an estimate from fMRIPrep's published benchmarks"
@@ -327,7 +329,8 @@ def test_a_fast_track_run_finds_its_anatomy_where_it_took_it_from(tmp_path):
     smriprep = tmp_path / "smriprep"
     make_files(smriprep, {f"sub-01/anat/sub-01_{name}": 4_000_000 for name in (
         "desc-preproc_T1w.nii.gz", "desc-brain_mask.nii.gz", "dseg.nii.gz", "label-GM_probseg.nii.gz",
-        "label-WM_probseg.nii.gz", "label-CSF_probseg.nii.gz")})
+        "label-WM_probseg.nii.gz", "label-CSF_probseg.nii.gz", "from-T1w_to-MNI152NLin2009cAsym_mode-image_xfm.h5",
+        "from-MNI152NLin2009cAsym_to-T1w_mode-image_xfm.h5")})
     mapped = ("--path-map", f"/tmp/ds005/smriprep={smriprep}")
     reclaimed = junk(plan_of(out, "--rules", "regenerable", *mapped)) - junk(plan_of(out))
     assert reclaimed == {path for path in files if is_transform_output(path)} and reclaimed

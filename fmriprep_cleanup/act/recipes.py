@@ -1,5 +1,6 @@
 """Before a run removes outputs a guarded (regenerable) rule reclaims, the command that rebuilds them is written
-down: into the journal, and as code/regenerate-sub-<label>.sh in the output folder, beside what stays."""
+down: into the journal, and as code/regenerate-sub-<label>.sh in the output folder, beside what stays, with the
+list of the names it gives back (code/regenerate-sub-<label>.reclaimed.txt)."""
 
 from __future__ import annotations
 
@@ -24,23 +25,27 @@ def write_recipes(plan: Plan, files: list[PlannedFile], journal: Journal) -> lis
         return []
     problems = []
     for label in subjects:
-        recipe = book.recipe(label)
+        reclaimed = tuple(planned.path for planned in files if planned.rule_id in guarded and planned.subject == label)
+        recipe = book.recipe(label, reclaimed)
         script = recipe.script()
         journal.regeneration(label, recipe.command(), script)
+        folder = os.path.join(plan.dataset.derivatives, RECIPE_FOLDER)
         try:
-            _write_script(os.path.join(plan.dataset.derivatives, RECIPE_FOLDER), f"regenerate-sub-{label}.sh", script)
+            _write_script(folder, f"regenerate-sub-{label}.sh", script)
+            _write_script(folder, f"regenerate-sub-{label}.reclaimed.txt",
+                          "".join(f"{name}\n" for name in recipe.files if "\n" not in name), mode=0o644)
         except OSError as exc:
             problems.append(f"could not write {RECIPE_FOLDER}/regenerate-sub-{label}.sh in "
                             f"{plan.dataset.derivatives} ({exc.strerror or exc}): the journal holds the recipe")
     return problems
 
 
-def _write_script(folder: str, name: str, text: str) -> None:
+def _write_script(folder: str, name: str, text: str, mode: int = 0o755) -> None:
     """Write ``name`` in ``folder`` (made if missing) whole or not at all, never through a symlink."""
     fd = open_folder_nofollow(os.path.abspath(folder), create=True)
     temporary = f".{name}.{secrets.token_hex(4)}.tmp"
     try:
-        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755, dir_fd=fd)
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode, dir_fd=fd)
         try:
             os.write(handle, text.encode())
             os.fsync(handle)

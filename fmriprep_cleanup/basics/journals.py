@@ -281,13 +281,7 @@ def needs_recovery(state_dir: str) -> bool:
 
 def _batch_paths(record: dict[str, Any]) -> list[str]:
     """The paths a "removing" record names (lists of [path, size, category]; dicts in earlier versions)."""
-    paths = []
-    files = record.get("files")
-    for item in files if isinstance(files, list) else []:
-        path = item[0] if isinstance(item, list) and item else item.get("path") if isinstance(item, dict) else None
-        if isinstance(path, str):
-            paths.append(path)
-    return paths
+    return list(_batch_categories(record))
 
 
 def batches(state_dir: str) -> dict[tuple[str, Any], tuple[list[str], list[str] | None]]:
@@ -307,21 +301,40 @@ def batches(state_dir: str) -> dict[tuple[str, Any], tuple[list[str], list[str] 
     return found
 
 
-def removed_paths(state_dir: str) -> list[str]:
-    """Every file any run of this state directory recorded as removed (recovered removals included)."""
-    paths: list[str] = []
+def removed_files(state_dir: str) -> list[tuple[str, str]]:
+    """(path, category) of every file any run of this state directory recorded as removed (recovered removals
+    included); the category is the one its batch named ("" where none was recorded)."""
+    found: list[tuple[str, str]] = []
     for path in journal_files(state_dir, finished=True):
-        batches: dict[tuple[str, Any], list[str]] = {}
+        batches: dict[tuple[str, Any], dict[str, str]] = {}
         for record in read_records(path, chained=False):
             if record["event"] == REMOVING:
-                batches[(record["run"], record.get("batch"))] = _batch_paths(record)
+                batches[(record["run"], record.get("batch"))] = _batch_categories(record)
             elif record["event"] == REMOVED:
+                named = batches.get((record.get("recovers") or record["run"], record.get("batch")), {})
                 removed = record.get("removed")
                 if removed == "all":
-                    paths += batches.get((record.get("recovers") or record["run"], record.get("batch")), [])
+                    found += list(named.items())
                 elif isinstance(removed, list):
-                    paths += [item for item in removed if isinstance(item, str)]
-    return paths
+                    found += [(item, named.get(item, "")) for item in removed if isinstance(item, str)]
+    return found
+
+
+def _batch_categories(record: dict[str, Any]) -> dict[str, str]:
+    """path -> category of a "removing" record's files ([path, size, category] each; paths alone before)."""
+    files = record.get("files")
+    found = {}
+    for item in files if isinstance(files, list) else []:
+        if isinstance(item, list) and item and isinstance(item[0], str):
+            found[item[0]] = str(item[2]) if len(item) > 2 and isinstance(item[2], str) else ""
+        elif isinstance(item, dict) and isinstance(item.get("path"), str):
+            found[item["path"]] = ""
+    return found
+
+
+def removed_paths(state_dir: str) -> list[str]:
+    """Every file any run of this state directory recorded as removed (recovered removals included)."""
+    return [path for path, _ in removed_files(state_dir)]
 
 
 def recorded_roots(state_dir: str) -> set[str]:

@@ -319,15 +319,18 @@ def regenerate(path: str, sbatch: bool, fmt: str, output: str | None, **selectio
     """
     from ..api import recipes_text, regenerable_rules, regeneration_recipes
     from ..basics.formats import output_json
+    from ..basics.grouping import grouped, grouped_line
 
     if not selection.get("rule_refs"):
         selection["rule_refs"] = (regenerable_rules(path),)
     recipes, refused = regeneration_recipes(open_plan(path, **selection))
+    groups = grouped((f"sub-{label}", why) for label, why in refused)
     if not recipes:
-        reasons = "; ".join(f"sub-{label}: {why}" for label, why in refused[:5])
-        raise CleanupError(f"no subject's outputs can be rebuilt here ({reasons})")
-    for label, why in refused:
-        click.echo(f"fmriprep-cleanup: sub-{label} is left out: {why}", err=True)
+        raise CleanupError("no subject's outputs can be rebuilt here: " + grouped_line(groups[0], "subject")
+                           + (f"; and {len(groups) - 1} other reason(s) (report --rules regenerable lists them)"
+                              if len(groups) > 1 else ""))
+    for group in groups:
+        click.echo("fmriprep-cleanup: left out, " + grouped_line(group, "subject"), err=True)
     if fmt == "json":
         write_output(output_json({"recipes": [recipe.as_dict() for recipe in recipes],
                                   "left_out": [{"subject": label, "why": why} for label, why in refused]},

@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import __version__
 from ..basics.annex import reclaimable
+from ..basics.grouping import grouped
 from ..energy.model import Assumptions, assumptions, energy_report
 from ..fmriprep.layout import Dataset
 from ..fmriprep.statuses import SUBJECT_STATUSES
@@ -123,6 +124,8 @@ def regeneration_data(runs: list[dict[str, Any]], ruleset: RuleSet, summary: Sum
         "rules": sorted(rule.id for rule in ruleset.rules if rule.guard),
         "runs": runs,
         "runs_regenerable": sum(1 for run in runs if run["regenerable"]),
+        "kept_by_reason": grouped((run["run"] if run["run"].startswith("sub-") else f"sub-{run['subject']} {run['run']}",
+                                   run["why_not"]) for run in runs if not run["regenerable"]),
         "regenerable_bytes": regenerable,
         "storage_kgco2e_per_year": storage_kg,
         "regenerate_kgco2e": regenerate_kg,

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..basics.annex import reclaimable
 from ..basics.formats import csv_line, output_json
+from ..basics.grouping import grouped_line
 from ..plan.summary import COUNT_FIELDS
 from .people import (
     LAYOUT_NAMES,
@@ -143,9 +144,9 @@ def regeneration_lines(regeneration: dict[str, Any], width: int | None = None) -
     runs = regeneration["runs"]
     lines = ["", f"Regenerable: {size(regeneration['regenerable_bytes'])} of outputs that can be rebuilt "
                  f"({regeneration['runs_regenerable']} of {len(runs)} runs and anatomies pass every guard)"]
-    failing = [[f"sub-{run['subject']}", run["run"], run["why_not"]] for run in runs if not run["regenerable"]]
-    if failing:
-        lines += table(["Subject", "Run", "Kept because"], failing, "lll", width)
+    for group in regeneration["kept_by_reason"]:
+        lines += textwrap.wrap("Kept, " + grouped_line(group, "run"), width or 100, subsequent_indent="  ",
+                               break_on_hyphens=False)
     lines.append(f"Rebuilding them once: {number(regeneration['regenerate_kgco2e'])} kgCO2e "
                  f"({regeneration['compute_source']}); {regeneration['break_even']}.")
     if regeneration["runs_regenerable"]:
