@@ -568,6 +568,7 @@ def test_6_git_rm_refuses_a_repository_in_the_middle_of_something(tmp_path, stat
 @pytest.mark.parametrize("jobs", [1, 4])
 def test_7_a_folder_swapped_for_a_symlink_between_listing_and_opening_is_never_followed(tmp_path, monkeypatch, jobs):
     import fmriprep_cleanup.basics.folders as folders
+    from fmriprep_cleanup.basics.warnings import Warnings
     from fmriprep_cleanup.fmriprep.layout import ScanRoot
 
     out = project(tmp_path, subjects=("01",), files=1)
@@ -589,12 +590,12 @@ def test_7_a_folder_swapped_for_a_symlink_between_listing_and_opening_is_never_f
 
     monkeypatch.setattr(folders, "list_directory", list_then_swap)
     roots = [ScanRoot("derivatives", str(out))]
-    listed = {f"{folder.path}/{name}" for folder in folders.walk(roots, folders.Warnings(), jobs=jobs)
+    listed = {f"{folder.path}/{name}" for folder in folders.walk(roots, Warnings(), jobs=jobs)
               for name in folder.names}
     assert f"{out}/b/c/mine.txt" in listed and not any("secret" in path for path in listed), sorted(listed)
 
 
-def test_7_walk_tree_opens_each_folder_from_its_parent_and_never_through_a_swapped_link(tmp_path, monkeypatch):
+def test_7_walk_folder_opens_each_folder_from_its_parent_and_never_through_a_swapped_link(tmp_path, monkeypatch):
     import fmriprep_cleanup.basics.folders as folders
 
     top = tmp_path / "top"
@@ -604,9 +605,9 @@ def test_7_walk_tree_opens_each_folder_from_its_parent_and_never_through_a_swapp
     (elsewhere / "c").mkdir(parents=True)
     (elsewhere / "c" / "secret.txt").write_bytes(b"s")
     seen = []
-    for folder, entries, _ in folders.walk_tree(str(top)):
-        seen += [entry.path for entry in entries]
-        if folder == str(top / "b"):  # b listed: swapped for a link before its subfolder is opened
+    for folder in folders.walk_folder(str(top)):
+        seen += [f"{folder.path}/{name}" for name in folder.names]
+        if folder.path == str(top / "b"):  # b listed: swapped for a link before its subfolder is opened
             (top / "b").rename(top / "b.moved")
             (top / "b").symlink_to(elsewhere)
     assert str(top / "b" / "c" / "mine.txt") in seen and not any("secret" in path for path in seen), seen

@@ -3,7 +3,8 @@ import time
 
 from conftest import make_files, write_description
 
-from fmriprep_cleanup.basics.folders import Warnings, walk
+from fmriprep_cleanup.basics.folders import walk
+from fmriprep_cleanup.basics.warnings import Warnings
 from fmriprep_cleanup.fmriprep.discovery import discover
 from fmriprep_cleanup.fmriprep.layout import ScanRoot
 from fmriprep_cleanup.plan.plan import Summary, build_plan
@@ -76,20 +77,22 @@ def test_hard_links_count_once_in_totals(fakefs):
     assert isinstance(summary, Summary)
 
 
-def test_filesystem_type_and_default_jobs(tmp_path):
+def test_filesystem_type_and_network_file_systems(tmp_path, monkeypatch):
     mountinfo = tmp_path / "mountinfo"
     mountinfo.write_text(
         "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
         "40 22 0:50 / /project rw,relatime shared:30 - lustre 10.0.0.1@tcp:/proj rw\n"
         "41 22 0:51 / /project/local\\040disk rw shared:31 - xfs /dev/sdb rw\n"
     )
-    from fmriprep_cleanup.basics.folders import NETWORK_JOBS, default_jobs, filesystem_type
+    from fmriprep_cleanup.basics import mounts
+    from fmriprep_cleanup.basics.mounts import filesystem_type
 
     assert filesystem_type("/project/lab/ds001", str(mountinfo)) == "lustre"
     assert filesystem_type("/project/local disk/x", str(mountinfo)) == "xfs"
     assert filesystem_type("/home/me", str(mountinfo)) == "ext4"
     assert filesystem_type("/projects", str(mountinfo)) == "ext4"  # a name that only starts like a mount point
-    assert default_jobs(["/"]) in (1, NETWORK_JOBS)
+    monkeypatch.setattr(mounts, "filesystem_type", lambda path: {"/project": "lustre"}.get(path, "ext4"))
+    assert mounts.on_network(["/home", "/project"]) and not mounts.on_network(["/home"])
 
 
 def test_concurrent_walk_overlaps_slow_listings_and_keeps_the_order(tmp_path, monkeypatch):

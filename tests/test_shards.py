@@ -318,9 +318,9 @@ def seventeen_subjects(tmp_path, monkeypatch):
                                      ("plan", "--format", "jsonl", "--action", "junk")])
 def test_the_default_run_is_byte_identical_to_one_process(seventeen_subjects, monkeypatch, command):
     """Processes by default (every usable core, here two) change nothing in what is printed, warnings included."""
-    import fmriprep_cleanup.basics.folders as folders
+    import fmriprep_cleanup.basics.mounts as mounts
 
-    monkeypatch.setattr(folders, "usable_cores", lambda: 2)
+    monkeypatch.setattr(mounts, "usable_cores", lambda: 2)
     from fmriprep_cleanup.api import open_plan
 
     assert open_plan(str(seventeen_subjects)).processes == 2  # the default really runs two processes here
@@ -340,9 +340,9 @@ def test_a_clean_in_processes_removes_and_records_what_one_process_does(seventee
     """clean's scan in processes: the same files removed, in the same order, as in one process."""
     import subprocess
 
-    import fmriprep_cleanup.basics.folders as folders
+    import fmriprep_cleanup.basics.mounts as mounts
 
-    monkeypatch.setattr(folders, "usable_cores", lambda: 2)
+    monkeypatch.setattr(mounts, "usable_cores", lambda: 2)
     copy = tmp_path / "copy"
     subprocess.run(["cp", "-a", str(seventeen_subjects), str(copy)], check=True)  # hard links kept
     results = []

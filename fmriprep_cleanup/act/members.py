@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from ..basics.errors import CleanupError
-from ..basics.folders import walk_tree
+from ..basics.folders import walk_folder
 from ..basics.hashing import sha256_of_fd, sha256_of_link, sha256_of_stream
 from .manifest import ManifestEntry, load_manifest
 from .recovery import ReusableArchive
@@ -38,19 +38,18 @@ def read_members(archive: str) -> Iterator[Member]:
     """Every member of a tar (any compression) or a tree archive, hashed as it is read. OSError, EOFError or
     tarfile.TarError where the archive cannot be read to the end."""
     if os.path.isdir(archive) and not os.path.islink(archive):
-        for _, children, problem in walk_tree(archive):
-            if problem:
-                raise OSError(problem)
-            for child in children:
-                if child.is_dir(follow_symlinks=False):
-                    continue
-                st = os.lstat(child.path)
-                name = os.path.relpath(child.path, archive)
+        for folder in walk_folder(archive):
+            if folder.problem:
+                raise OSError(folder.problem)
+            for child in folder.files:
+                path = f"{folder.path}/{child.name}"
+                st = os.lstat(path)
+                name = os.path.relpath(path, archive)
                 if stat.S_ISLNK(st.st_mode):
                     yield Member(name, "symlink", st.st_size, stat.S_IMODE(st.st_mode), int(st.st_mtime),
-                                 sha256_of_link(os.readlink(child.path)))
+                                 sha256_of_link(os.readlink(path)))
                     continue
-                fd = os.open(child.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
                 try:
                     yield Member(name, "file", st.st_size, stat.S_IMODE(st.st_mode), int(st.st_mtime), sha256_of_fd(fd))
                 finally:

@@ -36,7 +36,7 @@ from typing import IO
 from ..basics import gitcall
 from ..basics.annex import key_of
 from ..basics.errors import CleanupError
-from ..basics.folders import walk_tree
+from ..basics.folders import walk_folder
 from ..basics.handles import open_folder_nofollow
 from ..basics.hashing import HashingReader, sha256_of_fd, sha256_of_link
 from ..basics.repository import find_repository
@@ -104,9 +104,8 @@ def find_manifests(source: str) -> tuple[list[tuple[str, str]], list[str]]:
     source = os.path.abspath(source)
     if os.path.isdir(source) and not source.endswith(".tmp") and not os.path.exists(source + MANIFEST_SUFFIX):
         pairs, problems = [], []
-        folders = sorted({os.path.dirname(entry.path) for _, entries, _ in walk_tree(source) for entry in entries
-                          if (entry.name == RUN_INFO or entry.name.endswith(MANIFEST_SUFFIX))
-                          and entry.is_file(follow_symlinks=False)})
+        folders = sorted({folder.path for folder in walk_folder(source) for entry in folder.files
+                          if (entry.name == RUN_INFO or entry.name.endswith(MANIFEST_SUFFIX)) and not entry.is_link})
         for folder in folders:
             contents = run_contents(folder)
             pairs += contents.pairs

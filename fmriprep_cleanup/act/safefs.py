@@ -36,11 +36,6 @@ def error_reason(exc: OSError) -> str:
     return f"{code}: {exc.strerror or exc}"
 
 
-def fsync_folder(fd: int) -> None:
-    """Make a folder's entries (new names, renames) durable."""
-    os.fsync(fd)
-
-
 def fsync_path(path: str) -> None:
     fd = os.open(path, FOLDER_FLAGS)
     try:

@@ -8,7 +8,6 @@ files before subfolders, depth first.
 
 from __future__ import annotations
 
-import bisect
 import errno
 import operator
 import os
@@ -19,7 +18,8 @@ from stat import S_ISLNK
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from .annex import ELSEWHERE, NOT_ACTIVITY, NOT_ANNEXED, PRESENT, key_of, key_size
-from .paths import below, inside
+from .paths import below
+from .warnings import Warnings
 
 
 class HasPath(Protocol):
@@ -34,7 +34,6 @@ RootT = TypeVar("RootT", bound=HasPath)
 BY_NAME = operator.attrgetter("name")
 FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 TOP_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC  # a folder the caller named, taken as given
-MAX_WARNINGS = 100  # past this only the count grows: a broken mount must not flood the report
 
 
 class Entry(NamedTuple):
@@ -155,34 +154,6 @@ def _entries(names: list[str], stats: list[os.stat_result], links: dict[int, Ent
             for index, (name, st) in enumerate(zip(names, stats, strict=True))]
 
 
-class Warnings:
-    """Problems met during a scan (unreadable folders, vanished files), bounded in memory: past MAX_WARNINGS only
-    the count grows. The messages kept are the first in sorted order, not in order of arrival, so a scan in
-    shards, whatever order they finish in, keeps exactly the messages one scan would (``merge``)."""
-
-    def __init__(self) -> None:
-        self.messages: list[str] = []  # sorted
-        self.count = 0
-
-    def add(self, message: str) -> None:
-        if message in self.messages:
-            return  # said once is enough
-        self.count += 1
-        bisect.insort(self.messages, message)
-        if len(self.messages) > MAX_WARNINGS:
-            self.messages.pop()
-
-    def merge(self, messages: list[str], count: int) -> None:
-        """Add another scan's warnings (its kept ``messages`` and its ``count``)."""
-        for message in messages:
-            self.add(message)
-        self.count += count - len(messages)
-
-    def as_list(self) -> list[str]:
-        extra = self.count - len(self.messages)
-        return self.messages + ([f"... and {extra} more warnings"] if extra > 0 else [])
-
-
 def _os_error(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
@@ -191,7 +162,8 @@ def _no_listing(problem: str) -> Listing:
     return Listing([], [], {}, [], problem)
 
 
-def list_directory(path: str, parent: int | None = None, name: str = "", keep_open: bool = False) -> Listing:
+def list_directory(path: str, parent: int | None = None, name: str = "", keep_open: bool = False,
+                   flags: int = FOLDER_FLAGS) -> Listing:
     """One folder: its non-directory entries (lstat-ed), its subfolder names, or why it could not be read.
     ``parent``: the open folder it is ``name`` in, to open it from (openat, as du does: its path is not resolved
     again from the top; 7% of a walk of the standard benchmark tree). ``keep_open``: a folder with subfolders is
@@ -203,7 +175,7 @@ def list_directory(path: str, parent: int | None = None, name: str = "", keep_op
     try:
         # Listing through a handle makes each lstat relative to the folder (fstatat), as du does, instead
         # of resolving the whole path again; O_NOFOLLOW refuses a folder swapped for a symlink meanwhile.
-        handle = os.open(path, FOLDER_FLAGS) if parent is None else os.open(name, FOLDER_FLAGS, dir_fd=parent)
+        handle = os.open(path, flags) if parent is None else os.open(name, FOLDER_FLAGS, dir_fd=parent)
     except FileNotFoundError:
         return _no_listing("no such directory")
     except OSError as exc:
@@ -271,91 +243,183 @@ def _link_entry(handle: int, name: str, st: os.stat_result) -> Entry:
                           annex=PRESENT, key=key)
 
 
-def walk(
-    roots: list[RootT],
-    warnings: Warnings,
-    skip_dir: Callable[[RootT, str, str], bool] | None = None,
-    exclude: frozenset[str] = frozenset(),
-    jobs: int = 1,
-) -> Iterator[Directory[RootT]]:
-    """Yield every folder below ``roots`` with its non-directory entries, depth first, names sorted.
+def top_roots(roots: list[RootT]) -> list[RootT]:
+    """The roots a walk starts from: those inside no other (a root inside another, FreeSurfer in
+    ``sourcedata/``, takes over from where the walk meets it)."""
+    return [root for root in roots if not any(below(root.path, other.path) for other in roots if other is not root)]
 
-    A root nested inside another (FreeSurfer in ``sourcedata/``) takes over
-    from where the walk meets it. ``skip_dir(root, relpath, name)`` prunes a
-    subfolder before it is listed. Paths in ``exclude`` are never entered.
-    With ``jobs`` > 1 the folders next in line are listed ahead by worker
-    threads; the order and content of what is yielded stay the same.
+
+class Visit(Generic[RootT]):
+    """A folder the walk will enter: its root, where it is, and what its source needs to list it (the open
+    parent it is ``name`` in; a listing asked for ahead of time)."""
+
+    __slots__ = ("root", "relpath", "path", "name", "parent", "ahead")
+
+    def __init__(self, root: RootT, relpath: str, path: str, name: str = "", parent: Held | None = None) -> None:
+        self.root, self.relpath, self.path, self.name, self.parent = root, relpath, path, name, parent
+        self.ahead: Future[Listing] | None = None
+
+
+class Held:
+    """An open folder and how many of its subfolders are still to be opened from it."""
+
+    __slots__ = ("fd", "children")
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.children = fd, 0
+
+
+class FolderSource:
+    """Where a walk's listings come from: the disk (``DiskFolders``) or a scan list (basics/scanlists.py)."""
+
+    def listing(self, visit: Visit[Any]) -> Listing:
+        raise NotImplementedError
+
+    def entered(self, visit: Visit[Any], listing: Listing, children: list[Visit[Any]]) -> None:
+        """The walk entered ``visit``'s folder and will enter ``children`` (in name order)."""
+
+    def waiting(self, stack: list[Visit[Any]]) -> None:
+        """These folders are next in line (the last first)."""
+
+    def close(self) -> None:
+        """The walk is over, or abandoned."""
+
+
+def traverse(roots: list[RootT], source: FolderSource, warnings: Warnings,
+             skip_dir: Callable[[RootT, str, str], bool] | None = None,
+             exclude: frozenset[str] = frozenset()) -> Iterator[Directory[RootT]]:
+    """The one walk: every folder below ``roots``, depth first, names sorted, listed by ``source``.
+
+    A root nested inside another takes over from where the walk meets it; ``skip_dir(root, relpath, name)``
+    prunes a subfolder before it is listed; paths in ``exclude`` are never entered; what could not be read is
+    said once in ``warnings`` and on the folder (``Directory.problem``).
     """
     nested = {root.path: root for root in roots}
-    tops = [root for root in roots if not any(below(root.path, other.path) for other in roots if other is not root)]
-    pool = ThreadPoolExecutor(max_workers=jobs) if jobs > 1 else None
-    window = jobs * 4
-    # Every folder is opened from its parent's handle (no path resolved again, no symlink followed), by this
-    # thread or, listed ahead, by a worker: [fd, subfolders still to open], closed after the last is opened.
-    held: set[int] = set()  # the handles open now, closed whatever happens
-    ahead: set[Future[Listing]] = set()  # listings asked of the workers and not yet taken
     try:
-        for top in tops:
-            # stack items: [root, relpath, path, pending listing or None, name, parent's handle or None]
-            stack: list[list[Any]] = [[top, "", top.path, None, "", None]]
+        for top in top_roots(roots):
+            stack: list[Visit[RootT]] = [Visit(top, "", top.path)]
             while stack:
-                root, relpath, path, pending, name, parent = stack.pop()
-                if pending is not None:
-                    ahead.discard(pending)
-                    listing = pending.result()
-                elif parent is None:
-                    listing = list_directory(path, keep_open=True)
-                else:
-                    listing = list_directory(path, parent[0], name, keep_open=True)
-                if parent is not None:
-                    parent[1] -= 1
-                    if not parent[1]:
-                        held.discard(parent[0])
-                        os.close(parent[0])
-                this = None
-                if listing.handle is not None:
-                    this = [listing.handle, 0]
-                    held.add(listing.handle)
-                problem = listing.problem
-                if problem is not None and problem == "no such directory" and relpath:
-                    problem = None  # removed since its parent was listed: nothing to account for
-                if problem is not None:
-                    problem = "\n".join(line if line.startswith("cannot stat") else f"cannot read {path}: {line}"
-                                        for line in problem.split("\n"))
-                    for line in problem.split("\n"):
-                        warnings.add(line)
-                yield Directory(root, relpath, path, problem=problem, listing=listing)
-                for name in reversed(listing.subdirs):
-                    child = f"{path}/{name}"
+                visit = stack.pop()
+                listing = source.listing(visit)
+                yield Directory(visit.root, visit.relpath, visit.path, problem=_said(visit, listing, warnings),
+                                listing=listing)
+                children = []
+                for name in listing.subdirs:
+                    child = f"{visit.path}/{name}"
                     if child in exclude:
                         continue
                     if child in nested:
-                        stack.append([nested[child], "", child, None, name, this])
-                    elif skip_dir is None or not skip_dir(root, relpath, name):
-                        stack.append([root, f"{relpath}/{name}" if relpath else name, child, None, name, this])
-                    else:
-                        continue
-                    if this is not None:
-                        this[1] += 1
-                if this is not None and not this[1]:
-                    held.discard(this[0])
-                    os.close(this[0])
-                if pool is not None:
-                    for item in stack[-window:]:
-                        if item[3] is None and item[5] is not None:  # from its parent's handle, held open for it
-                            future = pool.submit(list_directory, item[2], item[5][0], item[4], True)
-                            item[3] = future
-                            ahead.add(future)
+                        children.append(Visit(nested[child], "", child, name))
+                    elif skip_dir is None or not skip_dir(visit.root, visit.relpath, name):
+                        children.append(Visit(visit.root, f"{visit.relpath}/{name}" if visit.relpath else name,
+                                              child, name))
+                source.entered(visit, listing, children)
+                stack.extend(reversed(children))
+                source.waiting(stack)
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-        for future in ahead:  # listed ahead and never taken: their handles too
+        source.close()
+
+
+def _said(visit: Visit[Any], listing: Listing, warnings: Warnings) -> str | None:
+    """Why a folder (or some file in it) could not be read, as the warnings say it; a subfolder removed since
+    its parent was listed has nothing to account for."""
+    problem = listing.problem
+    if problem is None or (problem == "no such directory" and visit.relpath):
+        return None
+    problem = "\n".join(line if line.startswith("cannot stat") else f"cannot read {visit.path}: {line}"
+                        for line in problem.split("\n"))
+    for line in problem.split("\n"):
+        warnings.add(line)
+    return problem
+
+
+class DiskFolders(FolderSource):
+    """Listings from the disk: each folder opened from its parent's handle (no path resolved again, no symlink
+    followed), a top folder with ``top_flags``. With ``jobs`` > 1 the folders next in line are listed ahead by
+    worker threads (scandir and lstat release the GIL: on a network file system many listings wait at once);
+    what is yielded stays the same."""
+
+    def __init__(self, jobs: int = 1, top_flags: int = FOLDER_FLAGS) -> None:
+        self.top_flags = top_flags
+        self.pool = ThreadPoolExecutor(max_workers=jobs) if jobs > 1 else None
+        self.window = jobs * 4
+        self.held: set[int] = set()  # the handles open now, closed whatever happens
+        self.ahead: set[Future[Listing]] = set()  # listings asked of the workers and not yet taken
+
+    def listing(self, visit: Visit[Any]) -> Listing:
+        parent = visit.parent
+        if visit.ahead is not None:
+            self.ahead.discard(visit.ahead)
+            listing = visit.ahead.result()
+        elif parent is None:
+            listing = list_directory(visit.path, keep_open=True, flags=self.top_flags)
+        else:
+            listing = list_directory(visit.path, parent.fd, visit.name, keep_open=True)
+        if parent is not None:
+            parent.children -= 1
+            if not parent.children:
+                self._release(parent.fd)
+        if listing.handle is not None:
+            self.held.add(listing.handle)
+        return listing
+
+    def entered(self, visit: Visit[Any], listing: Listing, children: list[Visit[Any]]) -> None:
+        """Keep the folder open for the subfolders still to be opened from it, or close it."""
+        if listing.handle is None:
+            return
+        if not children:
+            self._release(listing.handle)
+            return
+        held = Held(listing.handle)
+        held.children = len(children)
+        for child in children:
+            child.parent = held
+
+    def waiting(self, stack: list[Visit[Any]]) -> None:
+        """List the folders next in line ahead, from their parents' handles (held open for them)."""
+        if self.pool is None:
+            return
+        for visit in stack[-self.window:]:
+            if visit.ahead is None and visit.parent is not None:
+                visit.ahead = self.pool.submit(list_directory, visit.path, visit.parent.fd, visit.name, True)
+                self.ahead.add(visit.ahead)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        for future in self.ahead:  # listed ahead and never taken: their handles too
             if future.done() and not future.cancelled() and future.exception() is None:
                 handle = future.result().handle
                 if handle is not None:
                     os.close(handle)
-        for fd in held:
+        for fd in self.held:
             os.close(fd)
+        self.held.clear()
+
+    def _release(self, fd: int) -> None:
+        self.held.discard(fd)
+        os.close(fd)
+
+
+def walk(roots: list[RootT], warnings: Warnings, skip_dir: Callable[[RootT, str, str], bool] | None = None,
+         exclude: frozenset[str] = frozenset(), jobs: int = 1) -> Iterator[Directory[RootT]]:
+    """Every folder below ``roots`` from the disk, with its non-directory entries (see ``traverse``); ``jobs``:
+    folders listed at once."""
+    return traverse(roots, DiskFolders(jobs), warnings, skip_dir, exclude)
+
+
+class FolderRoot(NamedTuple):
+    path: str
+
+
+def walk_folder(path: str) -> Iterator[Directory[FolderRoot]]:
+    """Every folder below ``path`` (itself first, taken as given: it may be a link to a folder), depth first;
+    a folder that does not exist has nothing to say (absent evidence is evidence, unreadable is not)."""
+    warnings = Warnings()
+    for folder in traverse([FolderRoot(path)], DiskFolders(top_flags=TOP_FLAGS), warnings):
+        if folder.problem == f"cannot read {path}: no such directory":
+            folder.problem = None
+        yield folder
 
 
 def list_folder(path: str) -> tuple[list[os.DirEntry], str | None]:
@@ -372,73 +436,6 @@ def list_folder(path: str) -> tuple[list[os.DirEntry], str | None]:
         return [], f"cannot read {path}: {_os_error(exc)}"
 
 
-class TreeEntry:
-    """An entry of a folder walk_tree listed through its handle: os.DirEntry's questions, with its full path."""
-
-    __slots__ = ("name", "path", "_entry")
-
-    def __init__(self, entry: os.DirEntry, folder: str) -> None:
-        self.name, self.path, self._entry = entry.name, f"{folder}/{entry.name}", entry
-
-    def is_dir(self, *, follow_symlinks: bool = True) -> bool:
-        return self._entry.is_dir(follow_symlinks=follow_symlinks)
-
-    def is_file(self, *, follow_symlinks: bool = True) -> bool:
-        return self._entry.is_file(follow_symlinks=follow_symlinks)
-
-    def is_symlink(self) -> bool:
-        return self._entry.is_symlink()
-
-    def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
-        return self._entry.stat(follow_symlinks=follow_symlinks)
-
-
-def walk_tree(path: str) -> Iterator[tuple[str, list[TreeEntry], str | None]]:
-    """Every folder below ``path`` (itself first, then depth first), with its entries sorted by name and why it
-    could not be read. Each folder below ``path`` (which is taken as given) is opened from its parent's handle,
-    never through a symlink: a link to a folder is an entry, never entered, and a folder swapped for one while
-    the walk goes is not followed."""
-    stack: list[tuple[str, list[int] | None, str]] = [(path, None, "")]  # (folder, [parent fd, children left], name)
-    held: set[int] = set()
-    try:
-        while stack:
-            folder, parent, name = stack.pop()
-            entries: list[TreeEntry] = []
-            problem: str | None = None
-            fd: int | None
-            try:
-                fd = os.open(folder, TOP_FLAGS) if parent is None else os.open(name, FOLDER_FLAGS, dir_fd=parent[0])
-            except FileNotFoundError:
-                fd = None
-            except OSError as exc:
-                why = "a symlink or a file now: not followed" if exc.errno in (errno.ELOOP, errno.ENOTDIR) \
-                    else _os_error(exc)
-                fd, problem = None, f"cannot read {folder}: {why}"
-            if parent is not None:
-                parent[1] -= 1
-                if not parent[1]:
-                    held.discard(parent[0])
-                    os.close(parent[0])
-            if fd is not None:
-                held.add(fd)
-                try:
-                    with os.scandir(fd) as listed:
-                        entries = sorted((TreeEntry(entry, folder) for entry in listed), key=BY_NAME)
-                except OSError as exc:
-                    problem = f"cannot read {folder}: {_os_error(exc)}"
-            yield folder, entries, problem
-            children = [entry.name for entry in entries if entry.is_dir(follow_symlinks=False)]
-            if fd is not None:
-                this = [fd, len(children)]
-                if not children:
-                    held.discard(fd)
-                    os.close(fd)
-                stack.extend((f"{folder}/{child}", this, child) for child in reversed(children))
-    finally:
-        for fd in held:
-            os.close(fd)
-
-
 def lstat_entry(path: str) -> Entry:
     """The same record the walk makes, for one path (explain): an annexed link with its content's size, its key
     and whether the content is here. OSError if it cannot be read."""
@@ -451,54 +448,3 @@ def lstat_entry(path: str) -> Entry:
         return _link_entry(handle, os.path.basename(path), st)
     finally:
         os.close(handle)
-
-
-NETWORK_FILESYSTEMS = ("nfs", "nfs4", "lustre", "gpfs", "cifs", "smb3", "smbfs", "beegfs", "ceph", "glusterfs",
-                       "fuse.glusterfs", "fuse.sshfs", "fuse.ceph", "panfs", "wekafs", "9p", "afs", "fuse.rclone")
-NETWORK_JOBS = 8
-
-
-def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | None:
-    """The type of the file system holding ``path`` (Linux), or None if it cannot be told."""
-    try:
-        with open(mountinfo, encoding="utf-8", errors="replace") as handle:
-            mounts = handle.read().splitlines()
-    except OSError:
-        return None
-    best, best_type = "", None
-    for line in mounts:
-        fields = line.split(" - ", 1)
-        if len(fields) != 2:
-            continue
-        mount_point = fields[0].split()[4].replace("\\040", " ")
-        fs_type = fields[1].split()[0]
-        if inside(path, mount_point) and len(mount_point) >= len(best):
-            best, best_type = mount_point, fs_type
-    return best_type
-
-
-def on_network(paths: list[str]) -> bool:
-    types = {filesystem_type(path) for path in paths}
-    return any(t in NETWORK_FILESYSTEMS for t in types if t)
-
-
-SUBJECTS_PER_PROCESS = 8  # fewer per process and forking and merging cost more than the process saves
-
-
-def usable_cores() -> int:
-    """The processors this process may run on (its affinity: a Slurm allocation, taskset), not the machine's."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def default_processes(subjects: int) -> int:
-    """Processes a scan of a local disk uses by default: every usable core, as long as each gets at least
-    SUBJECTS_PER_PROCESS subjects (a small dataset is scanned in one)."""
-    return max(1, min(usable_cores(), subjects // SUBJECTS_PER_PROCESS))
-
-
-def default_jobs(paths: list[str]) -> int:
-    """Threads help where every stat is a network round trip; on a local disk they only add overhead."""
-    return NETWORK_JOBS if on_network(paths) else 1

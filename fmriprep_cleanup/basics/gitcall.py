@@ -136,11 +136,6 @@ def available(program: str = "git") -> bool:
     return shutil.which(program) is not None
 
 
-def forget() -> None:
-    """Forget the configurations listed so far (a test, or a long-lived caller, after they changed)."""
-    _configured.cache_clear()
-
-
 def check_trusted(top: str, git_dir: str) -> None:
     """CleanupError (nothing changed) unless the repository's ``.git``, its hooks and every configuration file
     git reads in it are writable only by the invoking user or root: acting git commands are never run where a

@@ -31,9 +31,9 @@ from urllib.parse import unquote_to_bytes
 
 from . import numbers
 from .errors import CleanupError
-from .folders import Directory, Listing, Warnings
+from .folders import Directory, FolderSource, Listing, Visit, traverse
 from .guarded import open_regular
-from .paths import below
+from .warnings import Warnings
 
 FORMATS = ("ncdu", "find", "gpfs")
 FIND_PRINTF = "%y %s %b %T@ %D %i %n %p\\0"
@@ -190,24 +190,19 @@ class ScanList:
 
     def walk(self, roots: list[Any], warnings: Warnings, skip_dir: Callable[[Any, str, str], bool] | None = None,
              exclude: frozenset[str] = frozenset(), jobs: int = 1) -> Iterator[Directory]:
-        """The folders below ``roots`` as basics.folders.walk yields them (depth first, names sorted, nested roots
-        taking over), from the list instead of the disk."""
-        nested = {root.path: root for root in roots}
-        tops = [root for root in roots if not any(below(root.path, other.path) for other in roots if other is not root)]
-        for top in tops:
-            stack: list[tuple[Any, str, str]] = [(top, "", top.path)]
-            while stack:
-                root, relpath, path = stack.pop()
-                listing = self.listing(path)
-                yield Directory(root, relpath, path, listing=listing)
-                for name in reversed(listing.subdirs):
-                    child = f"{path}/{name}"
-                    if child in exclude:
-                        continue
-                    if child in nested:
-                        stack.append((nested[child], "", child))
-                    elif skip_dir is None or not skip_dir(root, relpath, name):
-                        stack.append((root, f"{relpath}/{name}" if relpath else name, child))
+        """The folders below ``roots`` as basics.folders.walk yields them (the same traversal: depth first, names
+        sorted, nested roots taking over), from the list instead of the disk."""
+        return traverse(roots, ListedFolders(self), warnings, skip_dir, exclude)
+
+
+class ListedFolders(FolderSource):
+    """A scan list as the walk's source of listings: nothing to open, nothing to close."""
+
+    def __init__(self, listed: ScanList) -> None:
+        self.listed = listed
+
+    def listing(self, visit: Visit) -> Listing:
+        return self.listed.listing(visit.path)
 
 
 def _stat(mode: float, size: float, blocks: float, mtime: float, dev: float = 0, ino: float = 0,

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from ..basics.annex import key_of
 from ..basics.errors import CleanupError
-from ..basics.folders import list_folder, walk_tree
+from ..basics.folders import list_folder, walk_folder
 from ..basics.guarded import read_bytes
 from ..basics.paths import below
 from ..basics.repository import GitRepo, GitState
@@ -92,24 +92,15 @@ def newest_file_time(path: str, git: GitState | None = None) -> tuple[float | No
     time is when they were checked out."""
     newest = None
     problems: list[str] = []
-    for _, entries, problem in walk_tree(path):
-        if problem:
-            problems.append(problem)
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
+    for folder in walk_folder(path):
+        if folder.problem:
+            problems.extend(folder.problem.split("\n"))
+        for entry in folder.files:
+            if entry.key:
+                continue  # an annexed link: checked out, not written by a run
+            if git is not None and git.unchanged(f"{folder.path}/{entry.name}"):
                 continue
-            try:
-                if entry.is_symlink() and key_of(os.readlink(entry.path)):
-                    continue  # an annexed link: checked out, not written by a run
-                if git is not None and git.unchanged(entry.path):
-                    continue
-                mtime = entry.stat(follow_symlinks=False).st_mtime
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                problems.append(f"cannot stat {entry.path}: {why(exc)}")
-                continue
-            newest = mtime if newest is None or mtime > newest else newest
+            newest = entry.mtime if newest is None or entry.mtime > newest else newest
     return newest, problems
 
 

@@ -45,10 +45,6 @@ def workdir_entry(name: str, pipeline: str = "fmriprep") -> bool:
             or RUN_UUID.match(name) is not None)
 
 
-def fmriprep_workdir_entry(name: str) -> bool:
-    return workdir_entry(name, "fmriprep")
-
-
 @dataclass(frozen=True)
 class ScanRoot:
     """A folder to scan and the scope its files belong to."""

@@ -24,7 +24,7 @@ from typing import IO, Any
 from .. import __version__
 from ..basics import numbers
 from ..basics.errors import CleanupError
-from ..basics.folders import Warnings
+from ..basics.warnings import Warnings
 from ..fmriprep.evidence import SubjectStatus
 from ..plan.files import PlannedFile
 from ..plan.plan import Plan, scan_problems

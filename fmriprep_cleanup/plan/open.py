@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterable
 
 from ..basics.errors import CleanupError
-from ..basics.folders import NETWORK_JOBS, default_processes, on_network
+from ..basics.mounts import NETWORK_JOBS, default_processes, on_network
 from ..basics.scanlists import ScanList, read_scan_list
 from ..fmriprep.discovery import NotFMRIPrepError, discover_dataset, outputs_below
 from ..fmriprep.layout import Dataset, state_dir_for
@@ -36,7 +36,7 @@ def open_plan(path: str, rules: Iterable[str] = (), work_dir: str | None = None,
     ``participant_labels``: only these subjects, ``exclude_participant_labels``: not these (a label naming no
     subject is refused); ``keep``/``junk``: extra globs that beat the rules; ``jobs``: folders listed at once
     (threads on a network file system, default 8; processes on a local disk, default every usable core
-    once the dataset has enough subjects: see basics.folders.default_processes); ``min_age``: activity this recent means running, junk this
+    once the dataset has enough subjects: see basics.mounts.default_processes); ``min_age``: activity this recent means running, junk this
     recent is held back; ``stale_after``: an idle failed run's cache is stale after this long; ``state_dir``:
     where the lock and journal live; ``now``: the time to judge ages at; ``path_map``: {path a run recorded
     inside a container: the same path here}, for the inputs regeneration guards look for; ``from_scan``: a scan
@@ -83,7 +83,7 @@ def scan_list_for(plan: Plan, path: str, scan_format: str | None) -> ScanList:
 def with_jobs(plan: Plan, jobs: int | None) -> Plan:
     """The plan scanned as ``--jobs`` says: on a network file system, ``jobs`` threads listing folders at once
     (default 8); on a local disk, ``jobs`` processes (default: every usable core once the selected subjects
-    are enough, see basics.folders.default_processes)."""
+    are enough, see basics.mounts.default_processes)."""
     if on_network([root.path for root in plan.dataset.scan_roots]):
         return dataclasses.replace(plan, jobs=jobs or NETWORK_JOBS, processes=1)
     selected = sum(1 for label in plan.status_book().subjects() if plan.selection.wants(label))

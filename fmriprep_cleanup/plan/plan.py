@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 
 from ..basics.annex import ELSEWHERE, annexed_files, key_size
 from ..basics.errors import CleanupError
-from ..basics.folders import Directory, Entry, Warnings, walk
+from ..basics.folders import Directory, Entry, walk
 from ..basics.repository import GIT_NAMES, GitState, git_state
 from ..basics.scanlists import ScanList
+from ..basics.warnings import Warnings
 from ..fmriprep.layout import STATE_DIR_NAME, Dataset, ScanRoot
 from ..fmriprep.regeneration import RegenerationBook
 from ..fmriprep.workdirs import PathMap

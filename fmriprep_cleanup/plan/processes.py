@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
-from ..basics.folders import Warnings
+from ..basics.warnings import Warnings
 from .files import (
     Classified,
     PlannedFile,
