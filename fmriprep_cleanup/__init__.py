@@ -34,7 +34,7 @@ __getattr__, __dir__ = lazy_face(__name__, {
     "report_in_processes": "api", "slurm_array": "api", "audit_shard": "api", "archives": "api", "journals": "api",
     # the pipeline's parts, for those who compose their own
     "CleanupError": "basics.errors", "Dataset": "fmriprep.layout", "discover": "fmriprep.discovery",
-    "RuleSet": "rules.model", "load_rulesets": "rules.rulesets", "Plan": "plan.plan", "Selection": "plan.files",
+    "RuleSet": "rules.model", "load_rulesets": "rules.rulesets", "Plan": "plan.plan", "Selection": "plan.selection",
     "build_plan": "plan.plan", "Summary": "plan.summary", "CleanResult": "act.clean", "report_data": "report.data",
 })
 __all__ = sorted(__dir__())

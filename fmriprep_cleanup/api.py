@@ -27,10 +27,10 @@ from .fmriprep.statuses import SUBJECT_STATUSES
 from .ops.history import COLUMNS as HISTORY_COLUMNS
 from .ops.history import History
 from .ops.shards import is_plan_partial, parse_shard
-from .plan.files import Selection
 from .plan.open import default_rules, open_plan
 from .plan.options import CleanOptions, Declined
 from .plan.plan import DEFAULT_MIN_AGE, Plan
+from .plan.selection import Selection
 from .rules.model import RuleSet
 from .rules.rulesets import load_rulesets, shipped_rulesets
 
@@ -60,7 +60,7 @@ def make_report(plan: Plan, energy: Assumptions | None = None, command: str | No
     """Scan once and summarise: the dictionary `report --format json` prints (``energy``: default, the rule
     set's model; ``command``: how the report was made, shown in it; ``compute_estimate``: kgCO2e per subject
     for subjects without a CodeCarbon record, marked as an estimate)."""
-    from .ops.shards import summarize
+    from .plan.shares import summarize
     from .report.data import report_data
 
     summary, statuses, warnings = summarize(plan, progress)  # in plan.processes processes: the same summary
@@ -94,11 +94,12 @@ def reclaimed_files(plan: Plan) -> dict[str, list[str]]:
     """Per subject, the files its guarded rules reclaim (the plan's junk of those rules) or reclaimed (what the
     dataset's journals record as removed under those rules' categories): what a rebuild must give back."""
     from .basics.journals import removed_files
+    from .plan import shares
 
     guarded = {rule.id for rule in plan.ruleset.rules if rule.guard}
     categories = {rule.category for rule in plan.ruleset.rules if rule.guard}
     found: dict[str, list[str]] = {}
-    for planned in plan.files():
+    for planned in shares.files(plan):
         if planned.action == "junk" and planned.rule_id in guarded and planned.subject:
             found.setdefault(planned.subject, []).append(planned.path)
     output = plan.dataset.derivatives or ""
@@ -208,8 +209,12 @@ def merge_plan_partials(partials: Iterable[str | dict[str, Any]], progress: Prog
 
 def report_in_processes(options: dict[str, Any], processes: int, energy: Assumptions | None = None,
                         command: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
-    """The report of ``options``'s plan (see plan_options) scanned in ``processes`` local processes: make_report
-    of a plan opened with ``jobs=processes``."""
+    """Deprecated (goes in the next release): ``make_report(open_plan(**options, jobs=processes))`` is the same
+    report, made the way every report is."""
+    import warnings
+
+    warnings.warn("report_in_processes(options, processes) is deprecated and goes in the next release: use "
+                  "make_report(open_plan(**options, jobs=processes))", DeprecationWarning, stacklevel=2)
     return make_report(open_plan(**options, jobs=processes), energy, command, progress)
 
 

@@ -108,3 +108,18 @@ def test_no_public_name_of_a_stage_is_also_one_of_its_modules():
         assert not modules & set(dir(module)) - {"__version__"}, package
         for name in dir(module):
             assert getattr(module, name) is not None, f"{package}.{name}"
+
+
+def test_report_in_processes_is_deprecated_and_still_the_report(tmp_path):
+    """The one-release rule for the Python API: the old function still gives the same report, and says so."""
+    import warnings
+
+    fc.demo(str(tmp_path / "demo"))
+    out = tmp_path / "demo" / "ds003752"
+    options = fc.plan_options(str(out), find_work_dir=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = fc.report_in_processes(options, 2)
+    assert any(issubclass(item.category, DeprecationWarning) for item in caught)
+    new = fc.make_report(fc.open_plan(**options, jobs=2))
+    assert old == new and old["totals"]["files"] > 0

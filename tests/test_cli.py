@@ -339,7 +339,7 @@ def test_plan_lines_made_a_folder_at_a_time_equal_lines_made_row_by_row(project,
     """TSV lines made from a folder's names and lstat results are the lines of its plan rows: names to escape, a
     path to escape, a symlink in the folder (its record is not an lstat result), two subjects' memoised folders."""
     from fmriprep_cleanup.api import open_plan
-    from fmriprep_cleanup.plan.files import planned_files
+    from fmriprep_cleanup.plan.rows import planned_files
     from fmriprep_cleanup.report.planfile import folder_lines, plan_line
 
     make_files(project / "sub-01", ["odd\tname\nhere.txt", "back\\slash.txt"])

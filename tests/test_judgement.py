@@ -20,7 +20,7 @@ from fmriprep_cleanup.act.threads import Stop
 from fmriprep_cleanup.act.worklist import Outcome, Worklist
 from fmriprep_cleanup.fmriprep.discovery import discover
 from fmriprep_cleanup.fmriprep.status import StatusBook
-from fmriprep_cleanup.plan.files import PlannedFile
+from fmriprep_cleanup.plan.rows import PlannedFile
 from fmriprep_cleanup.rules.rulesets import shipped_ruleset_names
 
 RUN = "20240127-124830_0c970070-7984-4260-b527-e484380e8f41"

@@ -9,7 +9,7 @@ from conftest import CI_LISTS, age_run, ci_listing, make_files, write_descriptio
 
 from fmriprep_cleanup import build_plan, load_rulesets
 from fmriprep_cleanup.fmriprep.discovery import discover
-from fmriprep_cleanup.plan.files import Selection
+from fmriprep_cleanup.plan.selection import Selection
 
 SURFACE_EXTENSIONS = (".surf.gii", ".func.gii", ".shape.gii", ".label.gii", ".dtseries.nii")
 

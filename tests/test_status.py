@@ -13,7 +13,7 @@ import fmriprep_cleanup.fmriprep.status as status_module
 from fmriprep_cleanup import build_plan, load_rulesets
 from fmriprep_cleanup.fmriprep.discovery import discover
 from fmriprep_cleanup.fmriprep.status import StatusBook
-from fmriprep_cleanup.plan.files import Selection
+from fmriprep_cleanup.plan.selection import Selection
 
 OLD = time.time() - 2 * 86400  # runs that ended two days ago: not running, and not yet stale caches
 RUN_NEW = "20240127-124830_0c970070-7984-4260-b527-e484380e8f41"

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from ..basics import gitcall
 from ..basics.errors import CleanupError
 from ..basics.repository import GitRepo
-from ..plan.files import PlannedFile
+from ..plan.rows import PlannedFile
 
 DROP_BATCH = 200  # files per git-annex call: short command lines, and a killed run loses at most one batch
 ONLY_COPY = "git-annex refuses: no other copy of the content could be verified (numcopies)"

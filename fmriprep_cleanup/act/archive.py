@@ -27,7 +27,7 @@ from ..basics.hashing import CHUNK, HashingReader, sha256_of_fd, sha256_of_link
 from ..basics.paths import below
 from ..basics.repository import GitRepo
 from ..fmriprep.layout import Dataset
-from ..plan.files import PlannedFile
+from ..plan.rows import PlannedFile
 from .annex import still_the_link
 from .delete import FileCheck, drop_files, remove_emptied_folders_by_subtree, remove_files
 from .journal import Journal

@@ -27,9 +27,9 @@ from ..basics.journals import JournalSurvey, survey_journals
 from ..basics.paths import inside
 from ..basics.results import FAILED, SKIPPED, Result, results_json, tallied
 from ..energy.model import Assumptions, footprint, model_for
-from ..plan.files import PlannedFile
 from ..plan.options import CleanOptions, Declined, Mode
 from ..plan.plan import Plan
+from ..plan.rows import PlannedFile
 from .annex import NOT_INSTALLED, ONLY_COPY, only_copies
 from .annex import available as annex_available
 from .delete import delete

@@ -16,7 +16,7 @@ from ..basics.annex import PRESENT, link_key
 from ..basics.paths import inside
 from ..basics.repository import GitRepo
 from ..fmriprep.layout import Dataset, ScanRoot
-from ..plan.files import PlannedFile
+from ..plan.rows import PlannedFile
 from .annex import DROP_BATCH, ONLY_COPY, drop, still_the_link
 from .journal import Journal
 from .safefs import SafeFolders, error_reason, recheck

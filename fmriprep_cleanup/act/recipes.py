@@ -8,8 +8,8 @@ import os
 import secrets
 
 from ..basics.handles import open_folder_nofollow
-from ..plan.files import PlannedFile
 from ..plan.plan import Plan
+from ..plan.rows import PlannedFile
 from .journal import Journal
 
 RECIPE_FOLDER = "code"  # BIDS's place for code in a dataset

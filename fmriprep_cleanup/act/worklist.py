@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..basics.annex import ANNEXED, ELSEWHERE, IN_GIT, link_key
-from ..plan.files import PlannedFile
+from ..plan import shares
 from ..plan.plan import Plan
+from ..plan.rows import PlannedFile
 from ..rules.classify import HELD_RECENT, HELD_RUNNING, HELD_SHARED
 
 SKIP_RECENT = "modified within --min-age"
@@ -200,7 +201,7 @@ def build_worklist(plan: Plan, mode: str, progress: Callable[[int, int], None] |
     keys: dict[str, str] = {}
     kept_keys: set[str] = set()
     scanned_bytes = 0
-    for planned in plan.files(progress):
+    for planned in shares.files(plan, progress):
         scanned_bytes += planned.size
         if planned.annex in ANNEXED:
             key = link_key(planned.path)

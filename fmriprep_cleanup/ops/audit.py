@@ -223,7 +223,7 @@ def audit(roots: list[str], ruleset: RuleSet, model: Assumptions, jobs: int | No
     ``path_map``: (container path, host path) pairs for paths the runs recorded inside a container;
     ``shard``: (K, N), 0-based: scan only every N-th dataset found (sorted by path), starting at the K-th."""
     from ..plan.open import with_jobs
-    from .shards import summarize
+    from ..plan.shares import summarize
 
     warnings: list[str] = []
     failed: list[str] = []

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..basics.annex import ELSEWHERE
 from ..energy.model import Assumptions, footprint
+from ..plan import shares
 from ..plan.plan import Plan
 from .policy import RetentionStep
 
@@ -19,7 +20,7 @@ def idle_junk(plan: Plan, categories: Iterable[str]) -> dict[str, list[tuple[flo
     """The junk of ``categories`` as (idle seconds, bytes) pairs, annexed content not here left out."""
     wanted = set(categories)
     found: dict[str, list[tuple[float, int]]] = {category: [] for category in wanted}
-    for planned in plan.files():
+    for planned in shares.files(plan):
         if planned.action == "junk" and planned.category in wanted and planned.annex != ELSEWHERE:
             found[planned.category].append((plan.now - planned.mtime, planned.size))
     return found

@@ -24,11 +24,11 @@ from typing import IO, Any
 from .. import __version__
 from ..basics import numbers
 from ..basics.errors import CleanupError
-from ..basics.warnings import Warnings
 from ..fmriprep.evidence import SubjectStatus
-from ..plan.files import PlannedFile
-from ..plan.plan import Plan, scan_problems
-from ..plan.processes import run_workers, scan_warnings, shard_labels, shard_plan, shared_plan
+from ..plan.places import Place
+from ..plan.plan import Plan
+from ..plan.rows import PlannedFile
+from ..plan.shares import Share, Whole, shard_labels, shard_plan
 from ..plan.summary import COUNT_FIELDS, REPOSITORY_FIELDS, Summary
 from ..rules.model import RuleSet
 
@@ -37,8 +37,6 @@ AUDIT_PARTIAL_FORMAT = "fmriprep-cleanup audit partial"  # per dataset: a shard 
 PLAN_PARTIAL_FORMAT = "fmriprep-cleanup plan partial"  # JSON lines: a header, folder lines, an end line
 PLAN_LINE_CAP = 16 * 1024 * 1024  # bytes in one line of a plan partial (it holds at most ROWS_PER_LINE files)
 ROWS_PER_LINE = 1000
-ROW_FIELDS = ("name", "subject", "size", "allocated", "mtime", "dev", "ino", "nlink", "action", "category",
-              "rule_id", "ctime", "annex")
 PARTIAL_VERSION = 1
 
 
@@ -89,21 +87,6 @@ def _scanned(plan: Plan | None) -> dict[str, Any]:
             "scanned_count": plan.warnings.count if plan else 0}
 
 
-def merged_warnings(shared: Plan, partials: list[tuple[str, dict[str, Any]]],
-                    statuses: dict[str, SubjectStatus]) -> list[str]:
-    """The warnings of the whole, in the order one scan gives them: the dataset's, then every scan warning
-    (the shared folders' and each shard's) sorted as one scan sorts them, then the subjects' evidence problems.
-    Partials written before shards said their scan warnings apart: theirs are appended as written."""
-    if not all("scanned_warnings" in data for _, data in partials):
-        found = shared.all_warnings() + [warning for _, data in partials for warning in data["warnings"]]
-        return list(dict.fromkeys(found))
-    scanned = Warnings()
-    scanned.merge(shared.warnings.messages, shared.warnings.count)
-    for _, data in partials:
-        scanned.merge(data["scanned_warnings"], data["scanned_count"])
-    return shared.context_warnings() + scan_problems(scanned, statuses)
-
-
 def write_plan_partial(plan: Plan, options: dict[str, Any], shard: int, shards: int, stream: IO[str],
                        progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Scan one shard's subjects and write its plan partial: a header line, then its files a folder (at most
@@ -119,7 +102,7 @@ def write_plan_partial(plan: Plan, options: dict[str, Any], shard: int, shards: 
         folder = first.path.rpartition("/")[0]
         for start in range(0, len(rows), ROWS_PER_LINE):
             stream.write(strict_json({
-                "at": [list(place), root_number, walk_key], "folder": folder, "root": first.root, "scope": first.scope,
+                "at": [place.as_json(), root_number, walk_key], "folder": folder, "root": first.root, "scope": first.scope,
                 "rows": [[row.path.rpartition("/")[2], row.subject, row.size, row.allocated, row.mtime, row.dev,
                           row.ino, row.nlink, row.action, row.category, row.rule_id, row.ctime, row.annex]
                          for row in rows[start:start + ROWS_PER_LINE]]}) + "\n")
@@ -186,13 +169,14 @@ def read_plan_partial(path: str) -> dict[str, Any]:
     if end is None:
         raise CleanupError(f"{path} has no end line: its shard ({header.get('shard')}/{header.get('shards')}) did "
                            "not finish; rerun it")
-    scanned: dict[str, Any] = {name: end[name] for name in ("scanned_warnings", "scanned_count") if name in end}
+    scanned: dict[str, Any] = {name: end.get(name) for name in ("scanned_warnings", "scanned_count")}
     merged = {**header, "statuses": end["statuses"], "warnings": end["warnings"], **scanned, "path": path}
     try:
         _count(merged.get("shard"), "shard")
         _count(merged.get("shards"), "shards")
         _check_options(merged.get("options"))
         _check_statuses(merged["statuses"])
+        _check_scanned(merged)
     except _Broken as exc:
         raise CleanupError(f"{path}: its {exc} is not what a shard writes; not merged") from None
     return merged
@@ -202,10 +186,11 @@ def _folder_rows(data: dict[str, Any], path: str, number: int) -> tuple[tuple, l
     """One folder line of a plan partial: its sort key and its files (checked field by field)."""
     try:
         (place, root_number, walk_key), folder, root, scope = data["at"], data["folder"], data["root"], data["scope"]
-        key = (tuple(place), int(root_number), str(walk_key))
-        if not all(isinstance(item, (int, str)) for item in place) or not isinstance(folder, str) \
+        if not isinstance(place, list) or not all(isinstance(item, (int, str)) for item in place) \
+                or not isinstance(folder, str) \
                 or not isinstance(root, str) or not isinstance(scope, str):
             raise TypeError
+        key = (Place(*place), int(root_number), str(walk_key))
         rows = []
         for fields in data["rows"]:
             name, subject, size, allocated, mtime, dev, ino, nlink, action, category, rule_id, ctime, annex = fields
@@ -242,17 +227,17 @@ class MergedPlan:
     """A plan merged from its shards' partials: its files in the unsharded plan's order (streamed), and then
     its warnings."""
 
-    shared: Plan
-    partials: list[tuple[str, dict[str, Any]]]
+    whole: Whole
+    paths: list[str]
     progress: Callable[[int, int], None] | None = None
 
     def files(self) -> Iterator[PlannedFile]:
-        streams = [_plan_rows(self.shared, self.progress)] + [_partial_rows(path) for path, _ in self.partials]
+        streams = [_plan_rows(self.whole.shared, self.progress)] + [_partial_rows(path) for path in self.paths]
         for _, row in heapq.merge(*streams, key=_sort_key):
             yield row
 
     def warnings(self) -> list[str]:
-        return merged_warnings(self.shared, self.partials, _statuses(self.partials))
+        return self.whole.problems()
 
 
 def _sort_key(item: tuple[tuple, PlannedFile]) -> tuple:
@@ -268,8 +253,8 @@ def merge_plan(partials: list[tuple[str, dict[str, Any]]], plan: Plan,
         if sorted(data.get("subjects") or []) != expected:
             raise CleanupError(f"{path}: shard {data['shard']}/{data['shards']} holds other subjects now: rerun the "
                                "shards")
-    shared = _shared_plan(partials, plan)
-    return MergedPlan(shared, sorted(partials, key=lambda item: int(item[1]["shard"])), progress)
+    ordered = _in_shard_order(partials)
+    return MergedPlan(_whole(ordered, plan), [path for path, _ in ordered], progress)
 
 
 def read_partial(path: str) -> dict[str, Any]:
@@ -320,10 +305,6 @@ def check_partial(path: str, data: dict[str, Any]) -> None:
             raise _Broken("shard")
         _check_options(data.get("options"), data["format"] == AUDIT_PARTIAL_FORMAT)
         _strings(data.get("warnings"), "warnings")
-        if "scanned_warnings" in data or "scanned_count" in data:
-            scanned = _strings(data.get("scanned_warnings"), "scanned_warnings")
-            if _count(data.get("scanned_count"), "scanned_count") < len(scanned):
-                raise _Broken("scanned_count")
         if data["format"] == AUDIT_PARTIAL_FORMAT:
             _strings(data.get("failed"), "failed")
             rows = data.get("rows")
@@ -339,10 +320,18 @@ def check_partial(path: str, data: dict[str, Any]) -> None:
         except ValueError:
             raise _Broken("now") from None
         _strings(data.get("subjects"), "subjects")
+        _check_scanned(data)
         _check_summary(data.get("summary"))
         _check_statuses(data.get("statuses"))
     except _Broken as exc:
         raise CleanupError(f"{path}: its {exc} is not what a shard writes; not merged") from None
+
+
+def _check_scanned(data: dict[str, Any]) -> None:
+    """A shard's own scan warnings: the messages it kept, and how many it met (at least as many)."""
+    scanned = _strings(data.get("scanned_warnings"), "scanned_warnings")
+    if _count(data.get("scanned_count"), "scanned_count") < len(scanned):
+        raise _Broken("scanned_count")
 
 
 def _strings_or_none(value: Any) -> bool:
@@ -534,16 +523,20 @@ def check_partials(partials: list[tuple[str, dict[str, Any]]]) -> int:
     return shards
 
 
-def _shared_plan(partials: list[tuple[str, dict[str, Any]]], plan: Plan) -> Plan:
-    """The plan of the files of no subject, every subject's status known from the partials."""
+def _in_shard_order(partials: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    return sorted(partials, key=lambda item: int(item[1]["shard"]))
+
+
+def _whole(partials: list[tuple[str, dict[str, Any]]], plan: Plan, summaries: bool = False) -> Whole:
+    """The partials as the shares of one plan (with their summaries, for a report): the shared folders are
+    judged with every subject's status known, at the time the earliest shard started."""
     check_partials(partials)
     if rules_digest(plan.ruleset) != partials[0][1]["rules_digest"]:
         raise CleanupError("the rule files changed since the shards ran: rerun them")
-    return shared_plan(plan, _statuses(partials), min(float(data["now"]) for _, data in partials))
-
-
-def _statuses(partials: list[tuple[str, dict[str, Any]]]) -> dict[str, SubjectStatus]:
-    return {label: SubjectStatus(**fields) for _, data in partials for label, fields in data["statuses"].items()}
+    shares = [Share({label: SubjectStatus(**fields) for label, fields in data["statuses"].items()},
+                    list(data["scanned_warnings"]), int(data["scanned_count"]),
+                    Summary().add(data["summary"]) if summaries else None) for _, data in partials]
+    return Whole(plan, shares, min(float(data["now"]) for _, data in partials))
 
 
 def merge(partials: list[tuple[str, dict[str, Any]]], plan: Plan,
@@ -551,60 +544,9 @@ def merge(partials: list[tuple[str, dict[str, Any]]], plan: Plan,
     """The whole from its shards: the shared folders scanned with every subject's status known, plus each
     partial's counts. Returns the shared-folder plan, the summary, the statuses and the warnings."""
     check_subjects(partials, plan)
-    shared = _shared_plan(partials, plan)
-    statuses = _statuses(partials)
-    summary = shared.summarize(progress)
-    for _, data in sorted(partials, key=lambda item: int(item[1]["shard"])):
-        summary.add(data["summary"])
-    ordered = {label: statuses[label] for label in sorted(statuses)}
-    return shared, summary, ordered, merged_warnings(shared, partials, ordered)
-
-
-def _scan_shard(forked: dict[str, Any], shard: int, shards: int,
-                progress: Callable[[int, int], None] | None) -> dict[str, Any]:
-    return partial(forked["plan"], forked["options"], shard, shards, progress)
-
-
-def partial_in_processes(plan: Plan, options: dict[str, Any], processes: int,
-                         progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
-    """Every shard's partial, ``processes`` shards scanned at once in forked processes (each lists and
-    lstat-s its own subjects' folders: on a local disk the cores, not the disk, set the pace). ``progress``
-    hears of the workers' files as they go."""
-    return run_workers(_scan_shard, processes, {"plan": plan, "options": options}, progress)
-
-
-def _summarize_share(forked: dict[str, Any], shard: int, shards: int,
-                     progress: Callable[[int, int], None] | None) -> dict[str, Any]:
-    """In a worker: one share of the subjects summarised, the contents several paths share left unsettled."""
-    labels, share = shard_plan(forked["plan"], shard, shards)
-    return {"summary": share.summarize(progress, settle=False) if labels else Summary(),
-            "statuses": share.run_statuses() if labels else {},
-            "messages": share.warnings.messages, "count": share.warnings.count}
-
-
-def summarize(plan: Plan, progress: Callable[[int, int], None] | None = None
-              ) -> tuple[Summary, dict[str, SubjectStatus], list[str]]:
-    """The plan's summary, its subjects' statuses and its warnings, in ``plan.processes`` processes."""
-    if plan.processes > 1:
-        return summarize_in_processes(plan, progress)
-    summary = plan.summarize(progress)
-    return summary, plan.run_statuses(), plan.all_warnings()
-
-
-def summarize_in_processes(plan: Plan, progress: Callable[[int, int], None] | None = None
-                           ) -> tuple[Summary, dict[str, SubjectStatus], list[str]]:
-    """The plan's summary, its subjects' statuses and its warnings, scanned in ``plan.processes`` processes:
-    exactly what one process gives (``plan.summarize``, ``run_statuses``, ``all_warnings``), hard links and
-    annexed keys shared across the shares included."""
-    shares = run_workers(_summarize_share, plan.processes, {"plan": plan}, progress)
-    found = {label: status for share in shares for label, status in share["statuses"].items()}
-    statuses = {label: found[label] for label in sorted(found)}
-    shared = shared_plan(plan, statuses, plan.now)
-    summary = shared.summarize(progress, settle=False)
-    for share in shares:
-        summary.absorb(share["summary"])
-    scanned = scan_warnings(plan, shared, shares)
-    return summary.finish(), statuses, shared.context_warnings() + scan_problems(scanned, statuses)
+    whole = _whole(_in_shard_order(partials), plan, summaries=True)
+    summary = whole.summary(progress)
+    return whole.shared, summary, whole.statuses, whole.problems()
 
 
 def audit_partial(options: dict[str, Any], rows: list[dict[str, Any]], warnings: list[str], failed: list[str],

@@ -11,7 +11,6 @@ from ..basics.errors import CleanupError
 from ..basics.folders import Directory, Entry, lstat_entry
 from ..fmriprep.layout import ScanRoot
 from ..rules.classify import Decision, FileFacts, subject_of_folder, subject_of_root_file
-from .files import decided_rows
 from .plan import Plan
 
 CONTENT = {PRESENT: "here", ELSEWHERE: "elsewhere only", GIT_STORED: "stored in git", GIT_CHANGED: "stored in git"}
@@ -24,7 +23,7 @@ def decide_one(plan: Plan, root: ScanRoot, relpath: str, entry: Entry, subject: 
     folder = Directory(root, folder_path, os.path.join(root.path, folder_path) if folder_path else root.path, [entry])
     classified = plan.decide_folder(folder, subject)
     assert classified is not None  # everything is selected
-    return next(decision for _, _, decision in decided_rows(classified))
+    return next(decision for _, _, decision in classified.rows())
 
 
 def _locate(plan: Plan, file: str) -> str:

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 from ..basics.annex import ELSEWHERE, GIT_CHANGED, GIT_STORED, NOT_ACTIVITY, PRESENT
 from ..basics.folders import Directory, Entry
 from ..basics.repository import GitState
-from ..rules.classify import EVIDENCE, HELD_RUNNING, HELD_SHARED, IDENTITY, Decision
+from ..rules.classify import EVIDENCE, HELD_RECENT, HELD_RUNNING, HELD_SHARED, IDENTITY, Decision
+from .rows import Classified, FileRows, Row, WholeFolder
 
 if TYPE_CHECKING:
     from ..fmriprep.status import StatusBook
@@ -75,11 +76,12 @@ def protected(scope: str, folder: str, name: str, book: StatusBook) -> Decision 
 
 
 class Holds:
-    """Why junk of a subject (or of no subject, in a scope) must wait, if it must; asked once per subject,
-    since a subject's status does not change once judged."""
+    """Why junk of a subject (or of no subject, in a scope) must wait, if it must: a running subject's junk,
+    shared junk while some subject runs, anything modified after ``cutoff``. Asked once per subject, since a
+    subject's status does not change once judged."""
 
-    def __init__(self, book: StatusBook) -> None:
-        self.book = book
+    def __init__(self, book: StatusBook, cutoff: float) -> None:
+        self.book, self.cutoff = book, cutoff
         self._known: dict[tuple[str, str | None], Decision | None] = {}
 
     def hold(self, scope: str, subject: str | None) -> Decision | None:
@@ -93,3 +95,53 @@ class Holds:
             held = HELD_SHARED
         self._known[key] = held
         return held
+
+    def held_back(self, classified: Classified) -> Classified:
+        """The folder with its junk that must wait held back."""
+        if not classified.has_junk():
+            return classified
+        folder, cutoff = classified.folder, self.cutoff
+        scope = folder.root.scope
+        if isinstance(classified, WholeFolder):  # one decision: held whole, or only its files modified lately
+            held = self.hold(scope, classified.subject)
+            if held is not None:
+                return classified._replace(decision=held)
+            newest = folder.newest()  # the newest activity: no file of it is recent unless this is
+            if newest is None or newest <= cutoff:
+                return classified
+        files = folder.files
+        rows = []
+        for position, subject, decision in classified.positioned():
+            if decision.action == "junk":
+                decision = self.hold(scope, subject) or (HELD_RECENT if recent(files[position], cutoff) else decision)
+            rows.append((position, subject, decision))
+        return FileRows(folder, rows)
+
+    def waits_for(self, classified: Classified) -> list[tuple[str | None, Classified]]:
+        """A folder's files split by whether their junk must wait before it can be held back or let go: None
+        (no), a subject (until its folders are walked) or "" (until the end: shared junk). The files of one
+        subject wait together; so do the files of no subject."""
+        shared_scope = classified.folder.root.scope in SHARED_SCOPES
+        if not isinstance(classified, FileRows):  # one subject: all its files come at once
+            subject = classified.subject
+            if not classified.has_junk():
+                return [(None, classified)]
+            if subject is None:
+                return [("" if shared_scope else None, classified)]
+            return [(None if self.book.ready(subject) else subject, classified)]
+        junk_of = {subject for _, subject, decision in classified.decided if decision.action == "junk"}
+
+        def target(subject: str | None) -> str | None:
+            if subject not in junk_of:
+                return None
+            if subject is None:
+                return "" if shared_scope else None
+            return None if self.book.ready(subject) else subject
+
+        targets = {subject: target(subject) for subject in {row[1] for row in classified.decided}}
+        if len(set(targets.values())) == 1:  # the usual folder: all its files come at once
+            return [(next(iter(targets.values())), classified)]
+        parts: dict[str | None, list[Row]] = {}
+        for row in classified.decided:  # in name order within each part
+            parts.setdefault(targets[row[1]], []).append(row)
+        return [(wait_for, FileRows(classified.folder, rows)) for wait_for, rows in parts.items()]

@@ -14,8 +14,8 @@ from ..fmriprep.discovery import NotFMRIPrepError, discover_dataset, outputs_bel
 from ..fmriprep.layout import Dataset, state_dir_for
 from ..fmriprep.pipelines import pipeline_by_key
 from ..rules.rulesets import load_rulesets
-from .files import Selection
 from .plan import DEFAULT_MIN_AGE, Plan, build_plan
+from .selection import Selection
 
 
 def default_rules(dataset: Dataset) -> str:

@@ -14,7 +14,8 @@ from typing import Any
 from ..basics.annex import ANNEXED, ELSEWHERE, IN_GIT
 from ..basics.folders import Directory, Entry
 from ..rules.classify import LEFT_ALONE, Decision
-from .files import Place, place_of
+from .places import IN_WALK, Place, place_of
+from .rows import Classified
 
 SIZE, ALLOCATED, NLINK = operator.attrgetter("size"), operator.attrgetter("allocated"), operator.attrgetter("nlink")
 ANNEX = operator.attrgetter("annex")
@@ -86,12 +87,15 @@ class Summary:
     _links: dict[tuple[int, int], list] = field(default_factory=dict, repr=False)  # inode -> see _later
     _keys: dict[str, list] = field(default_factory=dict, repr=False)  # annex key -> see _later
     _tally: dict[tuple, list[int]] = field(default_factory=dict, repr=False)  # not yet in the counts: see _count
-    place: Place = ()  # where the folder being added comes in the plan (Plan.summarize sets it): see _where
+    place: Place = Place(IN_WALK)  # where the folder being added comes in the plan: see _where
     positions: dict[str, tuple[int, str]] = field(default_factory=dict, repr=False)  # the walk's (walk_positions)
 
-    def add_whole_folder(self, folder: Directory, subject: str | None, decision: Decision) -> None:
-        """Count every file of a folder under one decision (see ``add_files``)."""
-        self.add_files(folder, None, subject, decision)
+    def add_classified(self, place: Place, classified: Classified) -> None:
+        """Count a classified folder that comes at ``place`` in the plan: its files of one subject and one
+        decision together."""
+        self.place = place
+        for subject, decision, positions in classified.groups():
+            self.add_files(classified.folder, positions, subject, decision)
 
     def add_files(self, folder: Directory, positions: tuple[int, ...] | None, subject: str | None,
                   decision: Decision) -> None:

@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterable
 from typing import IO
 
 from ..basics.formats import csv_line, output_json
-from ..plan.files import Classified, PlannedFile, file_decisions, planned_files
 from ..plan.plan import Plan
+from ..plan.rows import Classified, PlannedFile, planned_files
+from ..plan.shares import rendered
 from ..rules.classify import Decision
 
 PLAN_COLUMNS = ("action", "category", "rule_id", "size", "path")
@@ -70,8 +71,8 @@ def folder_lines(classified: Classified, fmt: str, only: str | None = None) -> t
     """A classified folder's lines (``only``: files with this action), and how many. TSV lines of a folder
     whose records are its lstat results are made from its names and sizes directly, without a plan row per file
     (making those rows was most of a plan's time)."""
-    folder = classified[0]
-    decisions = file_decisions(classified) if fmt == "tsv" else None
+    folder = classified.folder
+    decisions = classified.file_decisions() if fmt == "tsv" else None
     sizes = folder.plain_sizes() if decisions is not None else None
     if decisions is None or sizes is None:
         lines = [plan_line(row, fmt) for row in planned_files(classified) if only is None or row.action == only]
@@ -104,12 +105,7 @@ def write_plan_of(plan: Plan, stream: IO[str], fmt: str, only: str | None = None
     check_plan_output(fmt, only)
     stream.write(plan_header(fmt))
     render = functools.partial(folder_lines, fmt=fmt, only=only)
-    if plan.processes <= 1:
-        blocks: Iterable[tuple[str, int]] = map(render, plan.folders(progress))
-    else:
-        from ..plan.processes import plan_in_processes
-
-        blocks = plan_in_processes(plan, render, progress)
+    blocks: Iterable[tuple[str, int]] = rendered(plan, render, progress)
     written = 0
     batch: list[str] = []
     for text, count in blocks:
