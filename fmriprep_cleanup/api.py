@@ -22,51 +22,84 @@ from collections.abc import Callable, Iterable
 from typing import IO, TYPE_CHECKING, Any
 
 from .basics.errors import CleanupError
-from .energy.model import Assumptions, model_for
+from .energy.overrides import EnergyOverrides
 from .fmriprep.statuses import SUBJECT_STATUSES
 from .ops.history import COLUMNS as HISTORY_COLUMNS
-from .ops.history import History
-from .ops.shards import is_plan_partial, parse_shard
-from .plan.open import default_rules, open_plan
-from .plan.options import CleanOptions, Declined
-from .plan.plan import DEFAULT_MIN_AGE, Plan
-from .plan.selection import Selection
-from .rules.model import RuleSet
-from .rules.rulesets import load_rulesets, shipped_rulesets
+from .plan.options import DEFAULT_MIN_AGE, CleanOptions, Declined, PlanOptions, parse_path_maps, parse_shard
 
+# The stages each function uses are imported when it is first called: `fmriprep-cleanup --help`, and every
+# command, start without loading what they do not use (the command line builds its options from this module).
 if TYPE_CHECKING:
     from .act.clean import CleanResult
     from .act.restore import RestoreOutcome
     from .act.worklist import ActProgress, Outcome, Worklist
+    from .energy.model import Assumptions
+    from .fmriprep.layout import Dataset
     from .fmriprep.rebuild import Recipe
+    from .ops.history import History
     from .ops.shards import MergedPlan
+    from .plan.plan import Plan
+    from .rules.model import RuleSet
 
-__all__ = ["CleanOptions", "DEFAULT_MIN_AGE", "Declined", "HISTORY_COLUMNS", "SUBJECT_STATUSES", "default_rules",
-           "is_plan_partial", "open_plan", "parse_shard"]  # and every function below
+__all__ = ["CleanOptions", "DEFAULT_MIN_AGE", "Declined", "EnergyOverrides", "HISTORY_COLUMNS", "PlanOptions",
+           "SUBJECT_STATUSES", "default_rules", "is_plan_partial", "open_plan", "parse_path_maps", "parse_shard"]  # and every function below
 
 Progress = Callable[[int, int], None]  # called with (files, bytes) after each folder scanned
+
+
+def default_rules(dataset: Dataset) -> str:
+    """The rule set used when none is given: the pipeline's default (default for fMRIPrep, qsiprep-default...)."""
+    from .plan.open import default_rules as pipeline_default
+
+    return pipeline_default(dataset)
+
+
+def is_plan_partial(path: str) -> bool:
+    """Whether ``path`` is a plan's partial result (`plan --shard K/N --partial-out FILE`), not a report's."""
+    from .ops.shards import is_plan_partial as starts_as_one
+
+    return starts_as_one(path)
 
 
 def energy_model(ruleset: RuleSet, profile: str | None = None, pue: float | None = None, copies: float | None = None,
                  carbon_intensity: float | None = None, country: str | None = None) -> Assumptions:
     """The storage energy and carbon model: these overrides beat the rule set's energy: section, which beats
     the storage profile."""
+    from .energy.model import model_for
+
     return model_for(ruleset.energy, profile=profile, pue=pue, copies=copies, carbon_intensity=carbon_intensity,
                      country=country)
 
 
-def make_report(plan: Plan, energy: Assumptions | None = None, command: str | None = None,
-                progress: Progress | None = None, compute_estimate: float | None = None) -> dict[str, Any]:
-    """Scan once and summarise: the dictionary `report --format json` prints (``energy``: default, the rule
-    set's model; ``command``: how the report was made, shown in it; ``compute_estimate``: kgCO2e per subject
-    for subjects without a CodeCarbon record, marked as an estimate)."""
+def make_report(plan: Plan, energy: Assumptions | dict[str, Any] | None = None, command: str | None = None,
+                progress: Progress | None = None, compute_estimate: float | None = None,
+                retention: str | None = None) -> dict[str, Any]:
+    """Scan once and summarise: the dictionary `report --format json` prints (``energy``: the model, or overrides
+    of the rule set's model, as energy_model takes them; default: the rule set's; ``command``: how the report
+    was made, shown in it; ``compute_estimate``: kgCO2e per subject for subjects without a CodeCarbon record,
+    marked as an estimate; ``retention``: a policy file whose retention plan is shown over time)."""
+    from .energy.model import Assumptions
     from .plan.shares import summarize
     from .report.data import report_data
 
+    model = energy if isinstance(energy, Assumptions) else energy_model(plan.ruleset, **(energy or {}))
     summary, statuses, warnings = summarize(plan, progress)  # in plan.processes processes: the same summary
-    return report_data(plan.dataset, plan.ruleset, summary, warnings, plan.selection.participant_labels,
-                       energy or energy_model(plan.ruleset), command, statuses, compute_estimate,
-                       plan.status_book().stale_after, regeneration_checks(plan, statuses))
+    data = report_data(plan.dataset, plan.ruleset, summary, warnings, plan.selection.participant_labels, model,
+                       command, statuses, compute_estimate, plan.status_book().stale_after,
+                       regeneration_checks(plan, statuses))
+    if retention:
+        data["retention"] = retention_timeline(plan, retention, energy=model)
+    return data
+
+
+def write_plan(plan: Plan, stream: IO[str], fmt: str = "tsv", only: str | None = None,
+               progress: Progress | None = None) -> list[str]:
+    """Write the plan, one line per file (`plan --format FMT`; ``only``: files with this action), to
+    ``stream``; returns the warnings of the scan."""
+    from .report.planfile import write_plan_of
+
+    write_plan_of(plan, stream, fmt, only, progress)
+    return plan.all_warnings()
 
 
 def regeneration_recipes(plan: Plan) -> tuple[list[Recipe], list[tuple[str, str]]]:
@@ -135,16 +168,55 @@ def regeneration_checks(plan: Plan, subjects: Iterable[str]) -> list[dict[str, A
     return [check.as_dict() for check in book.checks(sorted(subjects))] if book is not None else None
 
 
+def open_plan(path: str, rules: Iterable[str] = (), work_dir: str | None = None, find_work_dir: bool = True,
+              participant_labels: Iterable[str] = (), exclude_participant_labels: Iterable[str] = (),
+              keep: Iterable[str] = (), junk: Iterable[str] = (), jobs: int | None = None,
+              min_age: float = DEFAULT_MIN_AGE, stale_after: float | None = None, state_dir: str | None = None,
+              now: float | None = None, path_map: dict[str, str] | None = None, from_scan: str | None = None,
+              scan_format: str | None = None) -> Plan:
+    """The plan for the pipeline output (or working directory) at ``path``: what happens to every file.
+
+    ``rules``: shipped names or YAML paths (default: the pipeline's own default set); ``work_dir``: the
+    pipeline's -w when it is elsewhere (``find_work_dir=False`` leaves any working directory out);
+    ``participant_labels``: only these subjects, ``exclude_participant_labels``: not these (a label naming no
+    subject is refused); ``keep``/``junk``: extra globs that beat the rules; ``jobs``: folders listed at once
+    (threads on a network file system, default 8; processes on a local disk, default every usable core once
+    the dataset has enough subjects: see basics.mounts.default_processes); ``min_age``: activity this recent
+    means running, junk this recent is held back; ``stale_after``: an idle failed run's cache is stale after
+    this long; ``state_dir``: where the lock and journal live; ``now``: the time to judge ages at;
+    ``path_map``: {path a run recorded inside a container: the same path here}, for the inputs regeneration
+    guards look for; ``from_scan``: a scan list (ncdu/gdu JSON, find -printf, GPFS LIST; ``scan_format`` or
+    detected) read instead of walking. Each option is declared once, checked the same from here and from the
+    command line (plan/options.py: PlanOptions). Nothing is read beyond the dataset's top folders until the
+    plan is iterated.
+    """
+    from .plan.open import open_plan as open_checked
+
+    return open_checked(_checked(
+        path=path, rules=list(rules), work_dir=work_dir, find_work_dir=find_work_dir,
+        participant_labels=list(participant_labels), exclude_participant_labels=list(exclude_participant_labels),
+        keep=list(keep), junk=list(junk), jobs=jobs, min_age=min_age, stale_after=stale_after, state_dir=state_dir,
+        now=now, path_map=path_map, from_scan=from_scan, scan_format=scan_format))
+
+
 def plan_options(path: str, rules: Iterable[str] = (), work_dir: str | None = None, find_work_dir: bool = True,
                  participant_labels: Iterable[str] = (), keep: Iterable[str] = (), junk: Iterable[str] = (),
                  min_age: float = DEFAULT_MIN_AGE, stale_after: float | None = None,
                  path_map: dict[str, str] | None = None, from_scan: str | None = None,
                  scan_format: str | None = None) -> dict[str, Any]:
     """open_plan's arguments as plain JSON: what a shard records so the merge opens the same plan."""
-    return {"path": os.path.abspath(path), "rules": list(rules), "work_dir": work_dir, "find_work_dir": find_work_dir,
-            "participant_labels": list(participant_labels), "keep": list(keep), "junk": list(junk),
-            "min_age": min_age, "stale_after": stale_after, "path_map": dict(sorted((path_map or {}).items())),
-            **({"from_scan": os.path.abspath(from_scan), "scan_format": scan_format} if from_scan else {})}
+    return _checked(path=path, rules=list(rules), work_dir=work_dir, find_work_dir=find_work_dir,
+                    participant_labels=list(participant_labels), keep=list(keep), junk=list(junk), min_age=min_age,
+                    stale_after=stale_after, path_map=path_map, from_scan=from_scan,
+                    scan_format=scan_format).recorded()
+
+
+def _checked(**options: Any) -> PlanOptions:
+    """The options, checked: CleanupError (the command line's one line) naming the one that is not right."""
+    try:
+        return PlanOptions(**options)
+    except ValueError as exc:
+        raise CleanupError(str(exc)) from None
 
 
 def make_partial(options: dict[str, Any], shard: int, shards: int, progress: Progress | None = None) -> dict[str, Any]:
@@ -161,6 +233,7 @@ def merge_partials(partials: Iterable[str | dict[str, Any]], energy: dict[str, A
     dictionaries); refuses partials that are not of one scan, and names missing shards."""
     from .ops.shards import AUDIT_PARTIAL_FORMAT, check_partials, merge
     from .report.data import audit_data, report_data
+    from .rules.rulesets import load_rulesets
 
     loaded = load_partials(partials)
     check_partials(loaded)
@@ -193,6 +266,17 @@ def write_plan_partial(options: dict[str, Any], shard: int, shards: int, stream:
     from .ops.shards import write_plan_partial as write
 
     return list(write(open_plan(**options), options, shard, shards, stream, progress)["warnings"])
+
+
+def write_merged_plan(partials: Iterable[str | dict[str, Any]], stream: IO[str], fmt: str = "tsv",
+                      only: str | None = None, progress: Progress | None = None) -> list[str]:
+    """Write the plan of a scan done in shards, from their plan partials (`merge`), as write_plan writes a plan;
+    returns its warnings."""
+    from .report.planfile import write_plan as write_lines
+
+    merged = merge_plan_partials(partials, progress)
+    write_lines(merged.files(), stream, fmt, only)
+    return merged.warnings()
 
 
 def merge_plan_partials(partials: Iterable[str | dict[str, Any]], progress: Progress | None = None) -> MergedPlan:
@@ -259,7 +343,8 @@ def explain(plan: Plan, files: Iterable[str]) -> list[dict[str, Any]]:
 def clean(plan: Plan, options: CleanOptions | None = None, *, confirm: Callable[[Outcome, int], bool] | None = None,
           show: Callable[[Worklist], None] | None = None, energy: Assumptions | None = None,
           history: History | str | None = None, record: bool | None = None, progress: Progress | None = None,
-          act_progress: ActProgress | None = None, shard: tuple[int, int] | None = None) -> CleanResult:
+          act_progress: ActProgress | None = None, shard: tuple[int, int] | None = None,
+          shared_only: bool = False) -> CleanResult:
     """Dry-run (the default), archive or delete the plan's junk as ``options`` say (see CleanOptions), and record
     the run in the history - the path every clean run takes, policy runs included (ops/runs.py).
 
@@ -270,13 +355,15 @@ def clean(plan: Plan, options: CleanOptions | None = None, *, confirm: Callable[
     ``progress(files, bytes)``: after each folder scanned; ``act_progress(phase, files, bytes)``: after each
     file archived or removed. ``shard``: (K, N), 0-based - act as shard K of a job array of N on the plan's
     dataset: on its share of the subjects only, beside its sibling shards (see act.clean.clean);
-    shared_files_plan() gives the last step.
+    ``shared_only``: the last step after them, the files of no subject only (see shared_files_plan).
     """
     from .ops.runs import run_clean
 
     labels = None
+    if shared_only:
+        plan = shared_files_plan(plan)
     if shard is not None:
-        from .ops.shards import shard_plan
+        from .plan.shares import shard_plan
 
         labels, plan = shard_plan(plan, *shard)
     return run_clean(plan, options or CleanOptions(), history, record, confirm, show, energy, progress, act_progress,
@@ -288,7 +375,7 @@ def shared_files_plan(plan: Plan) -> Plan:
     the last step after a job array of ``clean(shard=...)`` runs, once every subject's files are settled."""
     import dataclasses
 
-    return dataclasses.replace(plan, selection=Selection(frozenset(), plan.selection.excluded_labels, True))
+    return dataclasses.replace(plan, selection=plan.selection.only(frozenset(), True))
 
 
 def restore(source: str, to: str | None = None, participant_labels: Iterable[str] = (),
@@ -297,6 +384,7 @@ def restore(source: str, to: str | None = None, participant_labels: Iterable[str
     instead of where they were). An existing different file is never overwritten but reported.
     ``progress("restoring", files, bytes)`` is told after each file."""
     from .act.restore import restore as restore_files
+    from .plan.selection import Selection
 
     return restore_files(source, to, Selection.from_labels(list(participant_labels)).participant_labels, progress)
 
@@ -312,6 +400,7 @@ def audit(roots: Iterable[str], rules: Iterable[str] = (), jobs: int | None = No
     as each dataset's scan starts."""
     from .ops.audit import audit as audit_roots
     from .report.data import audit_data
+    from .rules.rulesets import load_rulesets
 
     roots = list(roots)
     ruleset = load_rulesets(list(rules))
@@ -329,6 +418,7 @@ def audit_shard(roots: Iterable[str], shard: int, shards: int, rules: Iterable[s
     the partial result `audit --shard K/N --partial-out FILE` writes; `merge` adds the shards up."""
     from .ops.audit import audit as audit_roots
     from .ops.shards import audit_partial, rules_digest
+    from .rules.rulesets import load_rulesets
 
     roots = [os.path.abspath(root) for root in roots]
     ruleset = load_rulesets(list(rules))
@@ -345,8 +435,8 @@ def run_policy(config: str, log: str | IO[str] | None = None, history_path: str 
     """Run a storage-hygiene policy file unattended: the results (one per dataset) and the exit code. The
     policy is checked first: an invalid one is refused (CleanupError) before the log (a path, appended to, or
     an open stream) is opened or anything runs."""
+    from .ops.hygiene import run_policy as run_loaded_policy
     from .ops.policy import load_policy
-    from .ops.policy import run_policy as run_loaded_policy
 
     policy = load_policy(config)
     if not isinstance(log, str):
@@ -360,6 +450,7 @@ def run_policy(config: str, log: str | IO[str] | None = None, history_path: str 
 def history(history_path: str | None = None, since: float | None = None, command: str | None = None) -> dict[str, Any]:
     """The recorded runs (``since``: a Unix time) and their totals: `history --format json` (``command``: how
     the history was asked for, shown in the HTML page)."""
+    from .ops.history import History
     from .report.data import history_data
 
     database = History(history_path)
@@ -394,7 +485,7 @@ def archives(action: str, directory: str, older_than: float | None = None, yes: 
     against its manifest (``ok`` false and ``problems`` listed on any difference); or the runs older than
     ``older_than`` seconds removed (``yes``; else what would go). verify and prune are recorded in the history."""
     from .act import archives as managed
-    from .ops.history import RunRecord
+    from .ops.history import History, RunRecord
 
     started = time.time()
     if action == "list":
@@ -442,12 +533,16 @@ def journals(path: str, action: str = "list", runs: Iterable[str] = (), state_di
 
 def rule_sets() -> list[tuple[str, str]]:
     """The shipped rule sets: (name, who it is for, in one sentence)."""
+    from .rules.rulesets import shipped_rulesets
+
     return shipped_rulesets()
 
 
 def load_rules(references: Iterable[str] = ()) -> RuleSet:
     """Rule sets by shipped name or YAML path, combined (a later one extends the earlier); validated, every
     problem reported with file:line."""
+    from .rules.rulesets import load_rulesets
+
     return load_rulesets(list(references))
 
 

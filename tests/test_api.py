@@ -90,7 +90,7 @@ def test_bad_input_raises_the_commands_one_line_error(tmp_path):
 
 def test_importing_the_package_imports_no_stage_until_a_name_is_used():
     code = ("import sys, fmriprep_cleanup as fc; before = sorted(m for m in sys.modules if m.startswith('fmriprep_cleanup'));"
-            "fc.open_plan; print(before, 'fmriprep_cleanup.plan.plan' in sys.modules)")
+            "fc.open_plan; print(before, 'fmriprep_cleanup.api' in sys.modules)")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "['fmriprep_cleanup', 'fmriprep_cleanup.basics', 'fmriprep_cleanup.basics.lazy'] True"
 

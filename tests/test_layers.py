@@ -107,8 +107,9 @@ def history_row(path):
 
 
 def test_a_policy_run_and_the_same_clean_plan_the_same_files_and_record_the_same_history(tmp_path):
-    from fmriprep_cleanup.ops.policy import entry_plan, load_policy
-    from fmriprep_cleanup.plan.open import open_plan
+    from fmriprep_cleanup.api import open_plan
+    from fmriprep_cleanup.ops.hygiene import entry_plan
+    from fmriprep_cleanup.ops.policy import load_policy
 
     by_clean, by_policy = project(tmp_path / "a"), project(tmp_path / "b")
     policy = tmp_path / "policy.yaml"

@@ -7,7 +7,8 @@ import pytest
 from conftest import finish_subjects, make_files, write_description
 
 from fmriprep_cleanup.basics.errors import CleanupError
-from fmriprep_cleanup.ops.policy import load_policy, run_policy
+from fmriprep_cleanup.ops.hygiene import run_policy
+from fmriprep_cleanup.ops.policy import load_policy
 
 DAY = 86400
 

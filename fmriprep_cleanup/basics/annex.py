@@ -6,14 +6,9 @@ is the content or a pointer and only git-annex can tell which."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
-import subprocess
 from typing import Any
-
-from . import gitcall
 
 # Entry.annex, where a file's content is: a plain file; annexed, content here; annexed, content elsewhere only;
 # stored in git itself and as committed (its time is its checkout's); stored in git and changed since.
@@ -61,25 +56,3 @@ def key_size(key: str) -> int | None:
     """The content size a key records (``-s<bytes>``), or None for keys made without one (URL keys)."""
     found = KEY_SIZE.match(key)
     return int(found.group(1)) if found else None
-
-
-def annexed_files(top: str) -> dict[str, int] | None:
-    """Every annexed file of the repository at ``top`` with its content's size, from one `git annex find` call
-    (the links say it themselves; this is for unlocked files, which are content or pointer files). None when
-    git-annex is not installed or fails."""
-    if shutil.which("git-annex") is None:
-        return None
-    try:
-        done = gitcall.git(top, ["annex", "find", "--include=*", "--json"])
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if done.returncode:
-        return None
-    sizes = {}
-    for line in done.stdout.decode("utf-8", "surrogateescape").splitlines():
-        try:
-            record = json.loads(line)
-            sizes[os.path.join(top, record["file"])] = int(record["bytesize"])
-        except (ValueError, KeyError, TypeError):
-            continue
-    return sizes

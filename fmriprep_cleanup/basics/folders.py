@@ -13,13 +13,15 @@ import operator
 import os
 import stat
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from stat import S_ISLNK
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar
 
 from .annex import ELSEWHERE, NOT_ACTIVITY, NOT_ANNEXED, PRESENT, key_of, key_size
 from .paths import below
 from .warnings import Warnings
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 
 class HasPath(Protocol):
@@ -341,7 +343,11 @@ class DiskFolders(FolderSource):
 
     def __init__(self, jobs: int = 1, top_flags: int = FOLDER_FLAGS) -> None:
         self.top_flags = top_flags
-        self.pool = ThreadPoolExecutor(max_workers=jobs) if jobs > 1 else None
+        self.pool: ThreadPoolExecutor | None = None
+        if jobs > 1:
+            from concurrent.futures import ThreadPoolExecutor  # only a threaded walk pays for it (and logging)
+
+            self.pool = ThreadPoolExecutor(max_workers=jobs)
         self.window = jobs * 4
         self.held: set[int] = set()  # the handles open now, closed whatever happens
         self.ahead: set[Future[Listing]] = set()  # listings asked of the workers and not yet taken

@@ -21,7 +21,7 @@ import secrets
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import IO
+from typing import IO, Any
 
 from .errors import CleanupError
 
@@ -133,10 +133,10 @@ def _replacing(path: str) -> Iterator[IO[str]]:
         raise
 
 
-def write_file(path: str, text_or_writer: str | Callable[[IO[str]], object], append: bool = False) -> None:
-    """Write a text, or what ``text_or_writer(handle)`` writes, to the output file ``path``."""
+def write_file(path: str, text_or_writer: str | Callable[[IO[str]], Any], append: bool = False) -> Any:
+    """Write a text, or what ``text_or_writer(handle)`` writes, to the output file ``path`` (the writer's result
+    is returned)."""
     with output_file(path, append) as handle:
         if isinstance(text_or_writer, str):
-            handle.write(text_or_writer)
-        else:
-            text_or_writer(handle)
+            return handle.write(text_or_writer)
+        return text_or_writer(handle)

@@ -6,6 +6,7 @@ subdatasets are never fMRIPrep output."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -155,3 +156,25 @@ def datalad_problem(repo: GitRepo) -> str | None:
         return None
     reason = (done.stderr.strip().splitlines() or ["unreadable"])[-1].removeprefix("fatal: ")
     return f"{config} cannot be read ({reason}); the dataset is read as a plain git-annex repository"
+
+
+def annexed_files(top: str) -> dict[str, int] | None:
+    """Every annexed file of the repository at ``top`` with its content's size, from one `git annex find` call
+    (the links say it themselves; this is for unlocked files, which are content or pointer files). None when
+    git-annex is not installed or fails."""
+    if shutil.which("git-annex") is None:
+        return None
+    try:
+        done = gitcall.git(top, ["annex", "find", "--include=*", "--json"])
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode:
+        return None
+    sizes = {}
+    for line in done.stdout.decode("utf-8", "surrogateescape").splitlines():
+        try:
+            record = json.loads(line)
+            sizes[os.path.join(top, record["file"])] = int(record["bytesize"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return sizes

@@ -7,15 +7,19 @@ from typing import Any
 
 import click
 
+from ..api import CleanOptions
 from ..basics.errors import EXIT_INCOMPLETE, CleanupError
 from . import common
 from .common import (
     CleanupGroup,
     Progress,
+    declared,
+    declared_options,
     format_option,
     history_option,
     open_plan,
     participant_label_option,
+    plan_options,
     quiet_option,
     record_option,
     selection_options,
@@ -27,14 +31,7 @@ from .common import (
 @click.command()
 @click.argument("path", type=click.Path(path_type=str))
 @selection_options
-@click.option("--mode", type=click.Choice(["dry-run", "archive", "delete"]), default="dry-run", show_default=True,
-              help="dry-run touches nothing; archive moves junk into verified archives; delete unlinks it.")
-@click.option("--archive-dir", type=click.Path(file_okay=False, path_type=str),
-              help="Where archives go (needed for --mode archive; not inside the dataset).")
-@click.option("--archive-format", type=click.Choice(["tar", "tree"]), default="tar", show_default=True,
-              help="tar: one archive per subject; tree: a copy of the files, e.g. on a slower storage tier.")
-@click.option("--compress", type=click.Choice(["none", "gz", "xz"]), default="none", show_default=True,
-              help="Compression of tar archives (NIfTI files are usually gzipped already).")
+@declared_options(CleanOptions)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
 @click.option("--list", "list_files", is_flag=True,
               help="Print the files it acts on (or would), as `plan --action junk` does; the summary goes to stderr.")
@@ -43,22 +40,14 @@ from .common import (
 @history_option
 @record_option
 @format_option(["text", "json"], "text", "The end-of-run summary's.")
-@click.option("--force-drop", is_flag=True,
-              help="In a git-annex dataset, drop annexed junk even where no other copy exists (its content is lost).")
-@click.option("--git-rm", is_flag=True,
-              help="In a git repository, remove junk stored in git too, with git rm and a commit (default: left).")
-@click.option("--allow-output-loss", is_flag=True,
-              help="Act even on rules that junk outputs every analysis needs (reports, confounds, masks).")
 @quiet_option
 @click.option("--array-task", "shard", metavar="K/N",
               help="Act as task K of a job array of N: on a share of the subjects only, beside the other tasks.")
 @click.option("--shard", "old_shard", metavar="K/N", hidden=True)
 @click.option("--shared-only", is_flag=True,
               help="Only files of no subject (templates, shared working-directory files): the step after the shards.")
-def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, compress: str, yes: bool,
-          list_files: bool, state_dir: str | None, history_path: str | None, record: bool, fmt: str,
-          force_drop: bool, git_rm: bool, allow_output_loss: bool, quiet: bool, shard: str | None,
-          old_shard: str | None, shared_only: bool, **selection: Any) -> None:
+def clean(path: str, yes: bool, list_files: bool, state_dir: str | None, history_path: str | None, record: bool,
+          fmt: str, quiet: bool, shard: str | None, old_shard: str | None, shared_only: bool, **given: Any) -> None:
     """Remove junk files (or, by default, show exactly what would be removed).
 
     Exit codes: 0 done (or answered no); 2 bad input or refused; 3 done, with files skipped or failed.
@@ -70,77 +59,82 @@ def clean(path: str, mode: str, archive_dir: str | None, archive_format: str, co
       fmriprep-cleanup clean OUT --mode delete --yes --array-task 3/16   # then, once all 16 are done:
       fmriprep-cleanup clean OUT --mode delete --yes --shared-only
     """
-    from ..api import CleanOptions, Declined
+    from ..api import Declined, parse_shard
     from ..api import clean as clean_plan
-    from ..basics.formats import output_json
-    from ..report.planfile import write_plan
-    from ..report.text import render_folders, render_outcome
 
     if old_shard is not None:  # --shard means "scan a share, write a partial" on report, plan and audit
         common.deprecated("clean --shard K/N", "clean --array-task K/N")
         shard = shard or old_shard
     if shard is not None and shared_only:
         raise CleanupError("--array-task and --shared-only are two steps of a sharded clean: give one")
-    plan = open_plan(path, state_dir=state_dir, **selection)
-    if shared_only:
-        from ..api import shared_files_plan
+    options = declared(CleanOptions, given)
+    if options.mode != "dry-run" and not yes and not common.interactive():
+        raise CleanupError(f"--mode {options.mode} needs --yes when there is no terminal to confirm on")
+    plan = open_plan(plan_options(path, given, state_dir=state_dir))
+    screen = CleanScreen(plan, options.mode, fmt, list_files, Progress(not quiet))
+    try:
+        with screen.progress:
+            result = clean_plan(plan, options, confirm=None if yes or options.mode == "dry-run" else screen.confirm,
+                                show=screen.show, history=history_path, record=True if record else None,
+                                progress=screen.progress.callback(), act_progress=screen.progress.acting_callback(),
+                                shard=None if shard is None else parse_shard(shard), shared_only=shared_only)
+    except Declined:
+        screen.stream.write("Nothing was changed.\n")
+        return
+    screen.done(result)
+    if result.exit_status:
+        sys.exit(result.exit_status)
 
-        plan = shared_files_plan(plan)
-    shard_number = None
-    if shard is not None:
-        from ..api import parse_shard
 
-        shard_number = parse_shard(shard)
-    if mode != "dry-run" and not yes and not common.interactive():
-        raise CleanupError(f"--mode {mode} needs --yes when there is no terminal to confirm on")
-    summary_stream = sys.stderr if list_files else sys.stdout
-    warned: list[str] = []
+class CleanScreen:
+    """What a person sees of a clean run: where it acts and, if asked, the files (once scanned); the totals and
+    the question (before acting); the summary (after). With --list the files go to stdout, the rest to stderr."""
 
-    progress = Progress(not quiet)
+    def __init__(self, plan: Any, mode: str, fmt: str, list_files: bool, progress: Progress) -> None:
+        self.plan, self.mode, self.fmt, self.list_files, self.progress = plan, mode, fmt, list_files, progress
+        self.stream = sys.stderr if list_files else sys.stdout
+        self.warned: list[str] = []
 
-    def show_files(worklist: Any) -> None:
+    def show(self, worklist: Any) -> None:
         """Scanned and about to act (or ask): say where, and list the files if asked."""
-        progress.done()
-        progress.expect(len(worklist.files), sum(planned.size for planned in worklist.files))
-        if fmt == "text":
-            dataset = plan.dataset
-            summary_stream.write(render_folders({"path": dataset.path, "layout": dataset.layout,
-                                                 "pipeline": dataset.pipeline_name,
-                                                 "fmriprep_version": dataset.fmriprep_version,
-                                                 "folders": dataset.folders(), "notes": list(dataset.notes)},
-                                                terminal_width(False) if summary_stream is sys.stdout else None))
-            summary_stream.flush()
-        if list_files:
+        from ..report.planfile import write_plan
+        from ..report.text import render_folders
+
+        self.progress.done()
+        self.progress.expect(len(worklist.files), sum(planned.size for planned in worklist.files))
+        if self.fmt == "text":
+            dataset = self.plan.dataset
+            self.stream.write(render_folders({"path": dataset.path, "layout": dataset.layout,
+                                              "pipeline": dataset.pipeline_name,
+                                              "fmriprep_version": dataset.fmriprep_version,
+                                              "folders": dataset.folders(), "notes": list(dataset.notes)},
+                                             terminal_width(False) if self.stream is sys.stdout else None))
+            self.stream.flush()
+        if self.list_files:
             sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
             write_plan(worklist.files, sys.stdout, "tsv")
             sys.stdout.flush()
 
-    def confirm(preview: Any, scanned_bytes: int) -> bool:
-        warned.extend(plan.all_warnings())
-        warn(warned)
-        summary_stream.write(render_outcome(preview.as_dict(), True, preview=True))
-        return click.confirm(f"{mode.capitalize()} these files now?", default=False, err=list_files)
+    def confirm(self, preview: Any, scanned_bytes: int) -> bool:
+        """The totals, then the question."""
+        from ..report.text import render_outcome
 
-    try:
-        options = CleanOptions(mode=mode, archive_dir=archive_dir, archive_format=archive_format,
-                               compress=None if compress == "none" else compress, force_drop=force_drop,
-                               git_rm=git_rm, allow_output_loss=allow_output_loss)
-        result = clean_plan(plan, options, confirm=None if yes or mode == "dry-run" else confirm, show=show_files,
-                            history=history_path, record=True if record else None, progress=progress.callback(),
-                            act_progress=progress.acting_callback(), shard=shard_number)
-    except Declined:
-        summary_stream.write("Nothing was changed.\n")
-        return
-    finally:
-        progress.done()
-    warn([warning for warning in result.warnings if warning not in warned])
-    if fmt == "json":
-        summary_stream.write(output_json(result.as_dict(), indent=2) + "\n")
-    else:
-        summary_stream.write(render_outcome(result.outcome, mode == "dry-run", result.journal, result.archives,
-                                            result.nothing_to_do, result.recovered_files))
-    if result.exit_status:
-        sys.exit(result.exit_status)
+        self.warned.extend(self.plan.all_warnings())
+        warn(self.warned)
+        self.stream.write(render_outcome(preview.as_dict(), True, preview=True))
+        return click.confirm(f"{self.mode.capitalize()} these files now?", default=False, err=self.list_files)
+
+    def done(self, result: Any) -> None:
+        """The warnings not said yet, and the summary."""
+        from ..basics.formats import output_json
+        from ..report.text import render_outcome
+
+        warn([warning for warning in result.warnings if warning not in self.warned])
+        if self.fmt == "json":
+            self.stream.write(output_json(result.as_dict(), indent=2) + "\n")
+        else:
+            self.stream.write(render_outcome(result.outcome, self.mode == "dry-run", result.journal, result.archives,
+                                             result.nothing_to_do, result.recovered_files))
 
 
 @click.command()

@@ -12,7 +12,9 @@ from typing import IO, Any, NoReturn
 
 import click
 
+from ..api import EnergyOverrides, PlanOptions
 from ..basics.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CleanupError
+from ..basics.options import D, Declared, Flag
 from ..basics.outputs import write_file
 
 _LABEL = re.compile(r"^(?:sub-)?[a-zA-Z0-9]+$")
@@ -83,46 +85,55 @@ def apply_options(options: list[Callable], command: Callable) -> Callable:
     return command
 
 
-path_map_option = click.option(
-    "--path-map", "path_maps", multiple=True, metavar="CONTAINER=HOST",
-    help="A path runs recorded inside a container and where it is here (repeatable), e.g. "
-         "--path-map /data=/project/ds001 --path-map /out=/project/ds001/derivatives/fmriprep.")
+def declared_options(kind: type[Declared], skip: tuple[str, ...] = ()) -> Callable:
+    """The options of a declared option set (basics/options.py: PlanOptions, CleanOptions, EnergyOverrides) as
+    click options, in the order declared: a flag is defined once, where its option is."""
+    def decorate(command: Callable) -> Callable:
+        return apply_options([_click_option(item.name, flag) for item, flag in kind.flagged() if item.name not in skip],
+                             command)
+    return decorate
 
 
-def parse_path_maps(values: tuple[str, ...]) -> dict[str, str]:
-    """--path-map CONTAINER=HOST values as a dictionary; both sides must be absolute paths."""
-    pairs = {}
-    for value in values:
-        container, separator, host = value.partition("=")
-        if not separator or not container.startswith("/") or not host.startswith("/"):
-            raise CleanupError(f"--path-map {value}: expected CONTAINER=HOST, two absolute paths "
-                               "(e.g. /out=/project/ds/derivatives/fmriprep)")
-        pairs[container] = host
-    return pairs
+def declared_option(kind: type[Declared], name: str) -> Callable:
+    """One option of a declared option set, as a click option (for a command that takes it alone)."""
+    return next(_click_option(item.name, flag) for item, flag in kind.flagged() if item.name == name)
 
 
+def _click_option(name: str, flag: Flag) -> Callable:
+    settings: dict[str, Any] = {"help": flag.help}
+    if flag.choices is not None:
+        settings["type"] = click.Choice(list(flag.choices))
+    elif flag.int_range is not None:
+        settings["type"] = click.IntRange(*flag.int_range)
+    elif flag.number:
+        settings["type"] = float
+    elif flag.path is not None:
+        settings["type"] = click.Path(file_okay=flag.path == "file", dir_okay=flag.path == "folder", path_type=str)
+    for setting in ("metavar", "multiple", "is_flag", "default", "show_default"):
+        if getattr(flag, setting):
+            settings[setting] = getattr(flag, setting)
+    return click.option(*flag.spellings(), flag.dest or name, **settings)
 
-rules_option = click.option(
-    "--rules", "rule_refs", multiple=True, metavar="NAME|FILE",
-    help="Rule set by shipped name or YAML path; repeat to combine (a later set extends the earlier). Default: default.")
-work_dir_option = click.option(
-    "--work-dir", type=click.Path(file_okay=False, path_type=str),
-    help="fMRIPrep's working directory (-w), when it is not inside the output directory.")
-jobs_option = click.option(
-    "--jobs", "-j", type=click.IntRange(1, 256), metavar="N",
-    help="Local disks: scan each dataset in N processes (default: every usable core, once there are 8 subjects "
-         "per process); network file systems: N folders listed at once (default 8). The output is the same "
-         "whatever N.")
-from_scan_option = click.option(
-    "--from-scan", type=click.Path(dir_okay=False, path_type=str), metavar="FILE",
-    help="Read this scan list instead of walking: an ncdu/gdu JSON export (ncdu -e -o), a find -printf list or a "
-         "GPFS LIST file, gzip/zstd or plain (see docs/storage-hygiene.md).")
-scan_format_option = click.option(
-    "--scan-format", type=click.Choice(["ncdu", "find", "gpfs"]),
-    help="The --from-scan list's format (default: told from its first bytes; gdu's is ncdu).")
-participant_label_option = click.option(
-    "--participant-label", "--participant_label", "participant_labels", multiple=True, metavar="LABEL",
-    help="Only these subjects (with or without sub-); several may follow one flag: --participant-label 01 02.")
+
+def declared_values(kind: type[Declared], given: dict[str, Any]) -> dict[str, Any]:
+    """The values click gave for ``kind``'s options, taken out of ``given``, as the option set's own (a duration
+    in seconds, --no-work-dir as find_work_dir...)."""
+    values = {}
+    for item, flag in kind.flagged():
+        dest = flag.dest or item.name
+        if dest in given:
+            value = given.pop(dest)
+            values[item.name] = flag.parse(value) if flag.parse is not None else value
+    return values
+
+
+rules_option = declared_option(PlanOptions, "rules")
+work_dir_option = declared_option(PlanOptions, "work_dir")
+jobs_option = declared_option(PlanOptions, "jobs")
+path_map_option = declared_option(PlanOptions, "path_map")
+from_scan_option = declared_option(PlanOptions, "from_scan")
+scan_format_option = declared_option(PlanOptions, "scan_format")
+participant_label_option = declared_option(PlanOptions, "participant_labels")
 record_option = click.option("--record", is_flag=True,
                              help="Record dry runs in the history too (archive and delete runs always are).")
 output_option = click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), metavar="FILE",
@@ -163,45 +174,8 @@ def action_option(command: Callable) -> Callable:
     ], command)
 
 
-def selection_options(command: Callable) -> Callable:
-    """Options shared by every command that looks at a dataset (see ``open_plan``)."""
-    return apply_options([
-        rules_option,
-        work_dir_option,
-        click.option("--no-work-dir", "no_work_dir", is_flag=True,
-                     help="Leave the working directory out, even one found inside or beside the output."),
-        participant_label_option,
-        click.option("--keep", "keep_globs", multiple=True, metavar="GLOB", help="Also keep files matching GLOB (beats --junk and the rules)."),
-        click.option("--junk", "junk_globs", multiple=True, metavar="GLOB", help="Also treat files matching GLOB as junk (beats the rules)."),
-        jobs_option,
-        click.option("--min-age", default="1h", show_default=True, metavar="DURATION",
-                     help="Activity this recent means a subject is still running, and junk this recent is held "
-                          "back; 0 for no limit."),
-        click.option("--stale-after", metavar="DURATION",
-                     help="A failed, stopped or unknown run's working directory idle this long is a stale cache "
-                          "(junk under default and workdir-only). Default: the rule set's stale_after, else 30d."),
-        path_map_option,
-        from_scan_option,
-        scan_format_option,
-    ], command)
-
-
-def energy_options(command: Callable) -> Callable:
-    """Overrides of the storage energy and carbon model (see README, "Energy and carbon")."""
-    return apply_options([
-        click.option("--storage-profile", metavar="NAME", help="Storage profile: hpc-hdd (default), hdd, ssd, workstation-hdd, ccf-hdd, ccf-ssd."),
-        click.option("--pue", type=float, help="Data-centre power usage effectiveness (>= 1)."),
-        click.option("--copies", type=float, help="Copies kept: replication and backups (e.g. 2)."),
-        click.option("--carbon-intensity", type=float, metavar="G", help="Grid carbon intensity in gCO2e/kWh."),
-        click.option("--country", metavar="CODE", help="Take the carbon intensity of this country or region (FR, US-CA...)."),
-    ], command)
-
-
-def energy_overrides(storage_profile: str | None = None, pue: float | None = None, copies: float | None = None,
-                     carbon_intensity: float | None = None, country: str | None = None) -> dict[str, Any]:
-    """The energy options as ``energy_model`` takes them."""
-    return {"profile": storage_profile, "pue": pue, "copies": copies, "carbon_intensity": carbon_intensity,
-            "country": country}
+selection_options = declared_options(PlanOptions)  # every command that reads a dataset: how its plan is opened
+energy_options = declared_options(EnergyOverrides)  # the storage energy and carbon model (README, "Energy and carbon")
 
 
 def duration(option: str, value: str | None) -> float | None:
@@ -216,36 +190,30 @@ def duration(option: str, value: str | None) -> float | None:
         raise CleanupError(f"{option}: {exc}") from None
 
 
-def open_plan(path: str, rule_refs: tuple[str, ...] = (), work_dir: str | None = None,
-              participant_labels: tuple[str, ...] = (), keep_globs: tuple[str, ...] = (),
-              junk_globs: tuple[str, ...] = (), jobs: int | None = None, no_work_dir: bool = False,
-              min_age: str = "1h", stale_after: str | None = None, state_dir: str | None = None,
-              path_maps: tuple[str, ...] = (), from_scan: str | None = None, scan_format: str | None = None) -> Any:
-    """The plan, from the selection options as click gives them."""
-    from ..api import DEFAULT_MIN_AGE
+def declared(kind: type[D], given: dict[str, Any], **more: Any) -> D:
+    """An option set from its options as click gives them (taken out of ``given``; ``more``: a command's own,
+    such as clean's --state-dir), checked as a Python call's are: a value it refuses is one line, exit 2."""
+    try:
+        return kind(**declared_values(kind, given), **more)
+    except ValueError as exc:
+        raise CleanupError(str(exc)) from None
+
+
+def plan_options(path: str, given: dict[str, Any], **more: Any) -> PlanOptions:
+    """How the plan is opened, from the selection options as click gives them."""
+    return declared(PlanOptions, given, path=path, **more)
+
+
+def open_plan(options: PlanOptions) -> Any:
+    """The plan these options open (api.open_plan, which checks them as it checks a Python call)."""
     from ..api import open_plan as open_plan_api
 
-    window, stale = duration("--min-age", min_age), duration("--stale-after", stale_after)
-    return open_plan_api(path, rules=rule_refs, work_dir=work_dir, find_work_dir=not no_work_dir,
-                         participant_labels=participant_labels, keep=keep_globs, junk=junk_globs, jobs=jobs,
-                         min_age=window if window is not None else DEFAULT_MIN_AGE, stale_after=stale,
-                         state_dir=state_dir, path_map=parse_path_maps(path_maps), from_scan=from_scan,
-                         scan_format=scan_format)
+    return open_plan_api(**vars(options))
 
 
-def plan_options(path: str, rule_refs: tuple[str, ...] = (), work_dir: str | None = None,
-                 participant_labels: tuple[str, ...] = (), keep_globs: tuple[str, ...] = (),
-                 junk_globs: tuple[str, ...] = (), jobs: int | None = None, no_work_dir: bool = False,
-                 min_age: str = "1h", stale_after: str | None = None, path_maps: tuple[str, ...] = (),
-                 from_scan: str | None = None, scan_format: str | None = None) -> dict[str, Any]:
-    """The selection options as api.plan_options records them (for shards and processes)."""
-    from ..api import DEFAULT_MIN_AGE
-    from ..api import plan_options as options
-
-    window = duration("--min-age", min_age)
-    return options(path, rule_refs, work_dir, not no_work_dir, participant_labels, keep_globs, junk_globs,
-                   window if window is not None else DEFAULT_MIN_AGE, duration("--stale-after", stale_after),
-                   parse_path_maps(path_maps), from_scan, scan_format)
+def energy_overrides(given: dict[str, Any]) -> dict[str, Any]:
+    """The energy options as click gives them, as ``energy_model`` takes them (taken out of ``given``)."""
+    return declared(EnergyOverrides, given).recorded()
 
 
 class Progress:
@@ -303,6 +271,12 @@ class Progress:
             if self.total_bytes > nbytes:
                 line += f", about {_duration(int((self.total_bytes - nbytes) / rate))} left"
         self._draw(line)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done()
 
     def callback(self) -> Progress | None:
         """Itself, when it shows anything (so a scan that is not watched pays nothing)."""
@@ -377,21 +351,35 @@ def deprecated(old: str, new: str) -> None:
                err=True)
 
 
-def write_output(text_or_writer: str | Callable[[IO[str]], object], output: str | None) -> None:
-    """Write to --output FILE or to stdout. A regular file is replaced whole (basics/outputs.py); a pipe or a
-    device (/dev/null, /dev/stdout) is written into; a link someone else planted is refused."""
+def write_output(text_or_writer: str | Callable[[IO[str]], Any], output: str | None) -> Any:
+    """Write to --output FILE or to stdout; a writer's result is returned. A regular file is replaced whole
+    (basics/outputs.py); a pipe or a device (/dev/null, /dev/stdout) is written into; a link someone else
+    planted is refused."""
     if output is None or output == "-":
-        _write_to(sys.stdout, text_or_writer)
+        result = _write_to(sys.stdout, text_or_writer)
         sys.stdout.flush()
-        return
-    write_file(output, text_or_writer)
+        return result
+    return write_file(output, text_or_writer)
 
 
-def _write_to(handle: IO[str], text_or_writer: str | Callable[[IO[str]], object]) -> None:
+def _write_to(handle: IO[str], text_or_writer: str | Callable[[IO[str]], Any]) -> Any:
     if isinstance(text_or_writer, str):
-        handle.write(text_or_writer)
-    else:
-        text_or_writer(handle)
+        return handle.write(text_or_writer)
+    return text_or_writer(handle)
+
+
+def shard_of(shard: str | None, partial_out: str | None) -> tuple[int, int] | None:
+    """--shard K/N with --partial-out FILE, as (K - 1, N); None when neither is given."""
+    from ..api import parse_shard
+
+    if (shard is None) != (partial_out is None):
+        raise CleanupError("--shard K/N and --partial-out FILE go together")
+    return None if shard is None else parse_shard(shard)
+
+
+def screen_width(wide: bool, output: str | None) -> int | None:
+    """The columns text must fit: the terminal's when the text goes to it (see terminal_width), else none."""
+    return terminal_width(wide) if output in (None, "-") else None
 
 
 def command_line() -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 import click
 
 from ..basics.errors import CleanupError
+from ..report.outputs import PLAN_FORMATS, REPORT, STATUS, View
 from ..report.people import SUBJECT_STATUSES
 from .common import (
     Progress,
@@ -22,24 +25,14 @@ from .common import (
     output_option,
     plan_options,
     quiet_option,
+    screen_width,
     selection_options,
+    shard_of,
     shard_options,
-    terminal_width,
     warn,
     wide_option,
     write_output,
 )
-
-REPORT_FORMATS = ["text", "json", "csv", "compute-csv", "html"]
-PLAN_FORMATS = ["tsv", "jsonl", "csv"]
-
-
-def report_output_options(command: Callable) -> Callable:
-    """The options of every command that writes a dataset report (report): its format and report_file_options."""
-    return apply_options([
-        format_option(REPORT_FORMATS, "text",
-                      "csv: the per-category table; compute-csv: compute and storage per subject."),
-    ], report_file_options(command))
 
 
 def report_file_options(command: Callable) -> Callable:
@@ -56,7 +49,8 @@ def report_file_options(command: Callable) -> Callable:
 @click.argument("path", type=click.Path(path_type=str))
 @selection_options
 @energy_options
-@report_output_options
+@format_option(REPORT.names(), REPORT.default, REPORT.note)
+@report_file_options
 @click.option("--compute-estimate", type=float, metavar="KG",
               help="kgCO2e of one subject's fMRIPrep run, for subjects without a CodeCarbon record (marked as an estimate).")
 @click.option("--retention", "retention_policy", type=click.Path(dir_okay=False, path_type=str), metavar="POLICY",
@@ -64,9 +58,7 @@ def report_file_options(command: Callable) -> Callable:
 @shard_options("a share of the subjects")
 @wide_option
 def report(path: str, fmt: str, output: str | None, quiet: bool, all_subjects: bool, compute_estimate: float | None,
-           retention_policy: str | None, shard: str | None,
-           partial_out: str | None, wide: bool, storage_profile: str | None, pue: float | None,
-           copies: float | None, carbon_intensity: float | None, country: str | None, **selection: Any) -> None:
+           retention_policy: str | None, shard: str | None, partial_out: str | None, wide: bool, **given: Any) -> None:
     """Summarise what PATH holds: keep and junk by category and by subject, and what it costs per year (read-only).
 
     \b
@@ -74,46 +66,33 @@ def report(path: str, fmt: str, output: str | None, quiet: bool, all_subjects: b
       fmriprep-cleanup report /data/ds003752/derivatives/fmriprep
       fmriprep-cleanup report OUT --work-dir $SCRATCH/work --format html -o report.html
     """
-    from ..api import energy_model, make_partial, make_report
+    from ..api import make_partial, make_report
 
-    if (shard is None) != (partial_out is None):
-        raise CleanupError("--shard K/N and --partial-out FILE go together")
-    plan = open_plan(path, **selection)
-    progress = Progress(not quiet)
-    if shard is not None and partial_out is not None:
-        from ..api import parse_shard
+    options, energy, share = plan_options(path, given), energy_overrides(given), shard_of(shard, partial_out)
+    if share is not None:
         from ..basics.formats import strict_json
 
-        number, count = parse_shard(shard)
-        try:
-            result = make_partial(plan_options(path, **selection), number, count, progress.callback())
-        finally:
-            progress.done()
+        with Progress(not quiet) as progress:
+            result = make_partial(options.recorded(), *share, progress.callback())
         write_output(strict_json(result) + "\n", partial_out)
         warn(result["warnings"])
         return
-    model = energy_model(plan.ruleset, **energy_overrides(storage_profile, pue, copies, carbon_intensity, country))
-    try:
-        data = make_report(plan, model, command_line(), progress.callback(), compute_estimate)
-    finally:
-        progress.done()
-    if retention_policy:
-        from ..api import retention_timeline
-
-        data["retention"] = retention_timeline(plan, retention_policy, energy=model)
+    with Progress(not quiet) as progress:
+        data = make_report(open_plan(options), energy, command_line(), progress.callback(), compute_estimate,
+                           retention_policy)
     write_report(data, fmt, output, wide, all_subjects)
 
 
 @click.command()
 @click.argument("path", type=click.Path(path_type=str))
 @selection_options
-@format_option(PLAN_FORMATS, "tsv")
+@format_option(list(PLAN_FORMATS), PLAN_FORMATS[0])
 @action_option
 @output_option
 @quiet_option
 @shard_options("a share of the subjects")
 def plan(path: str, fmt: str, action: str | None, old_action: str | None, output: str | None, quiet: bool,
-         shard: str | None, partial_out: str | None, **selection: Any) -> None:
+         shard: str | None, partial_out: str | None, **given: Any) -> None:
     """One line per file: action, category, rule id, size in bytes, path (read-only).
 
     \b
@@ -122,34 +101,22 @@ def plan(path: str, fmt: str, action: str | None, old_action: str | None, output
       fmriprep-cleanup plan OUT --format jsonl --participant-label 01 | head
       fmriprep-cleanup plan OUT --shard 1/4 --partial-out p1.jsonl   # then: merge p*.jsonl
     """
-    from ..report.planfile import write_plan_of
+    from ..api import write_plan, write_plan_partial
 
-    if (shard is None) != (partial_out is None):
-        raise CleanupError("--shard K/N and --partial-out FILE go together")
-    planned = open_plan(path, **selection)
-    if shard is not None and partial_out is not None:
-        from ..api import parse_shard, write_plan_partial
-
-        number, count = parse_shard(shard)
-        progress = Progress(not quiet)
-        warnings: list[str] = []
-        try:
-            write_output(lambda stream: warnings.extend(write_plan_partial(
-                plan_options(path, **selection), number, count, stream, progress.callback())), partial_out)
-        finally:
-            progress.done()
+    options, share = plan_options(path, given), shard_of(shard, partial_out)
+    if share is not None:
+        with Progress(not quiet) as progress:
+            warnings = write_output(functools.partial(write_plan_partial, options.recorded(), *share,
+                                                      progress=progress.callback()), partial_out)
         warn(warnings)
         return
-    to_stdout = output is None or output == "-"
-    if to_stdout:
+    if output is None or output == "-":
         sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]  # odd bytes in names pass through
-    progress = Progress(not quiet and not (to_stdout and sys.stdout.isatty()))  # lines on the screen are progress
-    try:
-        write_output(lambda stream: write_plan_of(planned, stream, fmt, action or old_action,
-                                                            progress.callback()), output)
-    finally:
-        progress.done()
-    warn(planned.all_warnings())
+    watched = not quiet and not (output in (None, "-") and sys.stdout.isatty())  # lines on the screen are progress
+    with Progress(watched) as progress:
+        warnings = write_output(functools.partial(write_plan, open_plan(options), fmt=fmt, only=action or old_action,
+                                                  progress=progress.callback()), output)
+    warn(warnings)
 
 
 @click.command()
@@ -157,12 +124,12 @@ def plan(path: str, fmt: str, action: str | None, old_action: str | None, output
 @selection_options
 @click.option("--only", type=click.Choice(SUBJECT_STATUSES), multiple=True,
               help="Only subjects with this status (repeatable).")
-@format_option(["text", "json", "tsv"], "text")
+@format_option(STATUS.names(), STATUS.default)
 @output_option
 @quiet_option
 @wide_option
 def status(path: str, only: tuple[str, ...], fmt: str, output: str | None, quiet: bool, wide: bool,
-           **selection: Any) -> None:
+           **given: Any) -> None:
     """Each subject's fMRIPrep run: finished, failed, running, incomplete, unknown or orphaned, with its evidence.
 
     \b
@@ -171,19 +138,11 @@ def status(path: str, only: tuple[str, ...], fmt: str, output: str | None, quiet
       fmriprep-cleanup status OUT --only failed --format tsv
     """
     from ..api import make_status
-    from ..report.text import render_json, render_status_text, render_status_tsv
 
-    plan = open_plan(path, **selection)
-    progress = Progress(not quiet)
-    try:
-        data = make_status(plan, only, progress.callback())
-    finally:
-        progress.done()
-    warn(plan.all_warnings())
-    if fmt == "text":
-        write_output(render_status_text(data, terminal_width(wide) if output in (None, "-") else None), output)
-    else:
-        write_output({"json": render_json, "tsv": render_status_tsv}[fmt](data), output)
+    with Progress(not quiet) as progress:
+        data = make_status(open_plan(plan_options(path, given)), only, progress.callback())
+    warn(data["warnings"])
+    write_output(STATUS.render(fmt, data, View(screen_width(wide, output))), output)
 
 
 @click.command()
@@ -192,7 +151,7 @@ def status(path: str, only: tuple[str, ...], fmt: str, output: str | None, quiet
 @selection_options
 @format_option(["text", "json"], "text")
 @output_option
-def explain(path: str, files: tuple[str, ...], fmt: str, output: str | None, **selection: Any) -> None:
+def explain(path: str, files: tuple[str, ...], fmt: str, output: str | None, **given: Any) -> None:
     """Why each FILE is kept or junk: its scope, subject, entities and the rule that matched.
 
     \b
@@ -204,7 +163,7 @@ def explain(path: str, files: tuple[str, ...], fmt: str, output: str | None, **s
     from ..basics.formats import output_json
     from ..report.explain import render_explanation
 
-    explanations = explain_files(open_plan(path, **selection), files)
+    explanations = explain_files(open_plan(plan_options(path, given)), files)
     if fmt == "json":
         write_output(output_json(explanations, indent=2) + "\n", output)
     else:
@@ -214,15 +173,13 @@ def explain(path: str, files: tuple[str, ...], fmt: str, output: str | None, **s
 @click.command()
 @click.argument("partials", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
 @energy_options
-@format_option(REPORT_FORMATS + PLAN_FORMATS[:2], None,
-              "A report's or an audit's (default text), or a plan's (tsv, the default, jsonl or csv).")
+@format_option(sorted(set(REPORT.names()) | set(PLAN_FORMATS), key=(REPORT.names() + list(PLAN_FORMATS)).index), None,
+               "A report's or an audit's (default text), or a plan's (tsv, the default, jsonl or csv).")
 @action_option
 @report_file_options
 @wide_option
 def merge(partials: tuple[str, ...], fmt: str | None, action: str | None, old_action: str | None,
-          output: str | None, quiet: bool,
-          all_subjects: bool, wide: bool, storage_profile: str | None, pue: float | None, copies: float | None,
-          carbon_intensity: float | None, country: str | None) -> None:
+          output: str | None, quiet: bool, all_subjects: bool, wide: bool, **given: Any) -> None:
     """The report, audit or plan of a scan done in shards, from their partial results (--shard K/N
     --partial-out FILE).
 
@@ -239,67 +196,40 @@ def merge(partials: tuple[str, ...], fmt: str | None, action: str | None, old_ac
 
     only = action or old_action
     if is_plan_partial(partials[0]):
-        merge_plan(partials, fmt or "tsv", only, output, quiet)
+        merge_plan(partials, fmt or PLAN_FORMATS[0], only, output, quiet)
         return
     if only is not None:
         raise CleanupError("--action is a plan's option: these are a report's (or an audit's) partial results")
-    if fmt in PLAN_FORMATS and fmt not in REPORT_FORMATS:
+    if fmt in PLAN_FORMATS and fmt not in REPORT.names():
         raise CleanupError(f"--format {fmt} is a plan's: these are a report's (or an audit's) partial results")
-    fmt = fmt or "text"
-    progress = Progress(not quiet)
-    try:
-        data = merge_partials(list(partials), energy_overrides(storage_profile, pue, copies, carbon_intensity, country),
-                              command_line(), progress.callback())
-    finally:
-        progress.done()
+    with Progress(not quiet) as progress:
+        data = merge_partials(list(partials), energy_overrides(given), command_line(), progress.callback())
     if "datasets" in data:  # the shards of an audit
-        from ..report.html import render_audit_html
-        from ..report.text import render_audit_csv, render_audit_text, render_json
+        from .hygiene import write_audit
 
-        warn(data["warnings"] + [f"{row['path']}: {w}" for row in data["datasets"] for w in row["warnings"]])
-        width = terminal_width(wide) if output in (None, "-") else None
-        renderers = {"html": render_audit_html, "json": render_json, "csv": render_audit_csv,
-                     "text": lambda audit: render_audit_text(audit, width)}
-        if fmt not in renderers:
-            raise CleanupError(f"--format {fmt} is a report's, not an audit's: use text, json, csv or html")
-        write_output(renderers[fmt](data), output)
+        write_audit(data, fmt or "text", output, wide)
         return
-    write_report(data, fmt, output, wide, all_subjects)
+    write_report(data, fmt or REPORT.default, output, wide, all_subjects)
 
 
 def merge_plan(partials: tuple[str, ...], fmt: str, only: str | None, output: str | None, quiet: bool) -> None:
     """`merge` of plan partials: the plan, streamed, then its warnings."""
-    from ..api import merge_plan_partials
-    from ..report.planfile import write_plan
+    from ..api import write_merged_plan
 
     if fmt not in PLAN_FORMATS:
         raise CleanupError(f"--format {fmt} is a report's: a plan is written as tsv, jsonl or csv")
-    progress = Progress(not quiet)
-    merged = merge_plan_partials(list(partials), progress.callback())
     if output is None or output == "-":
         sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]  # odd bytes in names pass through
-    try:
-        write_output(lambda stream: write_plan(merged.files(), stream, fmt, only), output)
-    finally:
-        progress.done()
-    warn(merged.warnings())
+    with Progress(not quiet) as progress:
+        warnings = write_output(functools.partial(write_merged_plan, list(partials), fmt=fmt, only=only,
+                                                  progress=progress.callback()), output)
+    warn(warnings)
 
 
 def write_report(data: dict[str, Any], fmt: str, output: str | None, wide: bool, all_subjects: bool) -> None:
     """A dataset report in the format asked for, to --output or stdout, its warnings on stderr."""
     warn(data["warnings"])
-    if fmt == "html":
-        from ..report.html import render_html
-
-        write_output(render_html(data), output)
-    elif fmt == "text":
-        from ..report.text import render_text
-
-        write_output(render_text(data, terminal_width(wide) if output in (None, "-") else None, all_subjects), output)
-    else:
-        from ..report.text import RENDERERS
-
-        write_output(RENDERERS[fmt](data), output)
+    write_output(REPORT.render(fmt, data, View(screen_width(wide, output), all_subjects)), output)
 
 
 @click.command()
@@ -308,7 +238,7 @@ def write_report(data: dict[str, Any], fmt: str, output: str | None, wide: bool,
 @click.option("--sbatch", is_flag=True, help="One Slurm array script for every subject (a task each) instead of a script per subject.")
 @format_option(["sh", "json"], "sh")
 @output_option
-def regenerate(path: str, sbatch: bool, fmt: str, output: str | None, **selection: Any) -> None:
+def regenerate(path: str, sbatch: bool, fmt: str, output: str | None, **given: Any) -> None:
     """Print the commands that rebuild what a regenerable rule set reclaims (or reclaimed) from PATH: per subject,
     the recorded version and options of its run, reusing the fit outputs kept beside them (read-only).
 
@@ -321,9 +251,10 @@ def regenerate(path: str, sbatch: bool, fmt: str, output: str | None, **selectio
     from ..basics.formats import output_json
     from ..basics.grouping import grouped, grouped_line
 
-    if not selection.get("rule_refs"):
-        selection["rule_refs"] = (regenerable_rules(path),)
-    recipes, refused = regeneration_recipes(open_plan(path, **selection))
+    options = plan_options(path, given)
+    if not options.rules:
+        options = dataclasses.replace(options, rules=(regenerable_rules(path),))
+    recipes, refused = regeneration_recipes(open_plan(options))
     groups = grouped((f"sub-{label}", why) for label, why in refused)
     if not recipes:
         raise CleanupError("no subject's outputs can be rebuilt here: " + grouped_line(groups[0], "subject")

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import click
 
+from ..api import parse_path_maps
 from ..basics.errors import EXIT_INCOMPLETE, CleanupError
+from ..report.outputs import AUDIT, HISTORY, View
 from .common import (
     CleanupGroup,
     Progress,
@@ -21,14 +24,14 @@ from .common import (
     history_option,
     jobs_option,
     output_option,
-    parse_path_maps,
     path_map_option,
     quiet_option,
     record_option,
     rules_option,
     scan_format_option,
+    screen_width,
+    shard_of,
     shard_options,
-    terminal_width,
     warn,
     wide_option,
     work_dir_option,
@@ -41,7 +44,7 @@ from .common import (
 @rules_option
 @jobs_option
 @energy_options
-@format_option(["text", "json", "csv", "html"], "text")
+@format_option(AUDIT.names(), AUDIT.default)
 @output_option
 @path_map_option
 @from_scan_option
@@ -51,9 +54,7 @@ from .common import (
 @wide_option
 def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, fmt: str, output: str | None,
           path_maps: tuple[str, ...], from_scan: str | None, scan_format: str | None, quiet: bool,
-          shard: str | None, partial_out: str | None, wide: bool,
-          storage_profile: str | None, pue: float | None, copies: float | None, carbon_intensity: float | None,
-          country: str | None) -> None:
+          shard: str | None, partial_out: str | None, wide: bool, **given: Any) -> None:
     """Every fMRIPrep output below ROOTS, largest reclaimable first: owner, version, subjects, sizes, energy (read-only).
 
     \b
@@ -64,44 +65,33 @@ def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, 
     Exit codes: 0 done; 2 bad input; 3 done, but some folder that looked like a dataset could not be read.
     """
     from ..api import audit as audit_roots
-    from ..report.text import render_audit_csv, render_audit_text, render_json
+    from ..api import audit_shard
 
-    progress = Progress(not quiet)
-    if (shard is None) != (partial_out is None):
-        raise CleanupError("--shard K/N and --partial-out FILE go together")
-    if shard is not None and from_scan is not None:
-        raise CleanupError("--from-scan reads one list for the whole audit: give it without --shard")
-    if shard is not None and partial_out is not None:
-        from ..api import audit_shard, parse_shard
+    energy, share, path_map = energy_overrides(given), shard_of(shard, partial_out), parse_path_maps(path_maps)
+    if share is not None:
         from ..basics.formats import strict_json
 
-        number, count = parse_shard(shard)
-        try:
-            result = audit_shard(roots, number, count, rule_refs,
-                                 energy_overrides(storage_profile, pue, copies, carbon_intensity, country),
-                                 progress.callback(), parse_path_maps(path_maps))
-        finally:
-            progress.done()
+        if from_scan is not None:
+            raise CleanupError("--from-scan reads one list for the whole audit: give it without --shard")
+        with Progress(not quiet) as progress:
+            result = audit_shard(roots, *share, rule_refs, energy, progress.callback(), path_map)
         write_output(strict_json(result) + "\n", partial_out)
         warn(result["warnings"] + [f"{row['path']}: {w}" for row in result["rows"] for w in row["warnings"]])
         if result["failed"]:
             sys.exit(EXIT_INCOMPLETE)
         return
-    try:
-        data = audit_roots(roots, rule_refs, jobs,
-                           energy_overrides(storage_profile, pue, copies, carbon_intensity, country),
-                           progress.callback(), parse_path_maps(path_maps), command_line(), from_scan, scan_format,
-                           progress.dataset_callback())
-    finally:
-        progress.done()
-    if fmt == "html":
-        from ..report.html import render_audit_html
+    with Progress(not quiet) as progress:
+        data = audit_roots(roots, rule_refs, jobs, energy, progress.callback(), path_map, command_line(), from_scan,
+                           scan_format, progress.dataset_callback())
+    write_audit(data, fmt, output, wide)
 
-        write_output(render_audit_html(data), output)
-    elif fmt == "text":
-        write_output(render_audit_text(data, terminal_width(wide) if output in (None, "-") else None), output)
-    else:
-        write_output({"json": render_json, "csv": render_audit_csv}[fmt](data), output)
+
+def write_audit(data: dict[str, Any], fmt: str, output: str | None, wide: bool) -> None:
+    """An audit (or the merge of an audit's shards) in the format asked for, its warnings on stderr; exit 3 when
+    some folder that looked like a dataset could not be read."""
+    if fmt not in AUDIT.names():
+        raise CleanupError(f"--format {fmt} is a report's, not an audit's: use {', '.join(AUDIT.names())}")
+    write_output(AUDIT.render(fmt, data, View(screen_width(wide, output))), output)
     warn(data["warnings"] + [f"{row['path']}: {warning}" for row in data["datasets"] for warning in row["warnings"]])
     if data["failed"]:
         sys.exit(EXIT_INCOMPLETE)  # some folder that looked like a dataset could not be read: said above
@@ -146,7 +136,7 @@ def run_policy(policy: str | None, config: str | None, log: str | None, history_
 @click.command()
 @history_option
 @click.option("--since", metavar="DATE", help="Only runs from this day on (YYYY-MM-DD) or this long ago (e.g. 30d).")
-@format_option(["text", "json", "csv", "html"], "text")
+@format_option(HISTORY.names(), HISTORY.default)
 @output_option
 @wide_option
 def history(history_path: str | None, since: str | None, fmt: str, output: str | None, wide: bool) -> None:
@@ -157,21 +147,10 @@ def history(history_path: str | None, since: str | None, fmt: str, output: str |
       fmriprep-cleanup history --since 90d
       fmriprep-cleanup history --history /project/admin/history.sqlite --format html -o history.html
     """
-    from ..api import HISTORY_COLUMNS as COLUMNS
     from ..api import history as read_history
-    from ..report.text import render_history_csv, render_history_text, render_json
 
     data = read_history(history_path, since_time(since), command_line())
-    if fmt == "html":
-        from ..report.html import render_history_html
-
-        write_output(render_history_html(data), output)
-    elif fmt == "json":
-        write_output(render_json(data), output)
-    elif fmt == "csv":
-        write_output(render_history_csv(data, COLUMNS), output)
-    else:
-        write_output(render_history_text(data, since, terminal_width(wide) if output in (None, "-") else None), output)
+    write_output(HISTORY.render(fmt, data, View(screen_width(wide, output), since=since)), output)
 
 
 def since_time(since: str | None) -> float | None:

@@ -7,5 +7,5 @@ from ..basics.lazy import lazy_face
 __getattr__, __dir__ = lazy_face(__name__, {
     "Assumptions": "model", "Footprint": "model", "assumptions": "model", "model_for": "model", "footprint": "model",
     "energy_report": "model", "equivalences": "model", "storage_profiles": "model", "carbon_intensities": "model",
-    "validate_energy_section": "model",
+    "energy_section": "model",
 })

@@ -24,13 +24,14 @@ import yaml
 
 from ..basics.annex import reclaimable
 from ..basics.errors import CleanupError
+from ..basics.schema import At
+from .overrides import ENERGY_KEYS
 
 BYTES_PER_TB = 10**12
 KWH_PER_WATT_YEAR = 8.766
 CAR_G_PER_KM = 175  # Green Algorithms' equivalence: average European car
 TREE_G_PER_MONTH = 917  # Green Algorithms' equivalence: CO2 a mature tree absorbs in a month
 EQUIVALENCE_SOURCE = "Green Algorithms (Lannelongue et al. 2021): 175 gCO2e per km by car, 917 gCO2e per tree-month"
-ENERGY_KEYS = ("profile", "pue", "copies", "carbon_intensity", "country")
 COUNTRY_ALIASES = {"UK": "GB"}
 MAX_PUE = 10.0  # the worst data centres measured are near 3; above 10 is a typo
 MAX_COPIES = 100.0
@@ -216,16 +217,15 @@ def energy_report(model: Assumptions, totals: dict[str, int], by_category: list[
     }
 
 
-def validate_energy_section(section: Any, line: int, path: str) -> dict[str, Any]:
-    """Check a rule file's ``energy:`` section; returns the overrides it sets."""
+def energy_section(section: Any, at: At) -> dict[str, Any]:
+    """A rule file's ``energy:`` section (read by basics/schema.py): the overrides it sets."""
     if not isinstance(section, dict):
-        raise CleanupError(f"{path}:{line}: energy must be a mapping of {', '.join(ENERGY_KEYS)}")
-    lines = getattr(section, "key_lines", {})
+        raise ValueError(f"must be a mapping of {', '.join(ENERGY_KEYS)}")
     for key in section:
         if key not in ENERGY_KEYS:
-            raise CleanupError(f"{path}:{lines.get(key, line)}: energy: unknown key {key!r}; one of {', '.join(ENERGY_KEYS)}")
+            at.problem(f"unknown key {key!r}; one of {', '.join(ENERGY_KEYS)}", getattr(section, "key_lines", {}).get(key))
     try:
         assumptions(**{key: section[key] for key in ENERGY_KEYS if key in section})
     except CleanupError as exc:
-        raise CleanupError(f"{path}:{line}: energy: {exc}") from None
+        raise ValueError(str(exc)) from None
     return dict(section)

@@ -7,7 +7,7 @@ from ..basics.lazy import lazy_face
 
 __getattr__, __dir__ = lazy_face(__name__, {
     "find_datasets": "audit", "AuditRow": "audit",
-    "Policy": "policy", "load_policy": "policy", "run_policy": "policy",
+    "Policy": "policy", "load_policy": "policy", "run_policy": "hygiene",
     "History": "history", "record_run": "history", "default_history_path": "history",
     "recipe": "schedule",
 })

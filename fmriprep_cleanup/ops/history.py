@@ -9,9 +9,7 @@ together both get their row. The schema carries a version and migrates forward o
 
 from __future__ import annotations
 
-import getpass
 import os
-import socket
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +77,8 @@ class RunRecord:
     note: str = ""  # why a scheduled run acted or did nothing ("not triggered: quota ... 62% full ...")
 
     def values(self) -> tuple:
+        import socket  # a record is being written: only then is the host asked for
+
         host = self.host or socket.gethostname()
         user = self.user or _user()
         return (self.started, self.finished, host, user, self.dataset, self.tool_version, self.rules, self.mode,
@@ -88,6 +88,8 @@ class RunRecord:
 
 def _user() -> str:
     try:
+        import getpass
+
         return getpass.getuser()
     except (KeyError, OSError):
         return str(os.getuid())

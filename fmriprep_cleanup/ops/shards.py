@@ -24,7 +24,10 @@ from typing import IO, Any
 from .. import __version__
 from ..basics import numbers
 from ..basics.errors import CleanupError
+from ..basics.options import from_recorded, mapping_of_text, texts
+from ..energy.overrides import EnergyOverrides
 from ..fmriprep.evidence import SubjectStatus
+from ..plan.options import RECORDED_PATHS, PlanOptions
 from ..plan.places import Place
 from ..plan.plan import Plan
 from ..plan.rows import PlannedFile
@@ -38,18 +41,6 @@ PLAN_PARTIAL_FORMAT = "fmriprep-cleanup plan partial"  # JSON lines: a header, f
 PLAN_LINE_CAP = 16 * 1024 * 1024  # bytes in one line of a plan partial (it holds at most ROWS_PER_LINE files)
 ROWS_PER_LINE = 1000
 PARTIAL_VERSION = 1
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``K/N`` (K from 1 to N) as (K - 1, N)."""
-    number, _, count = text.partition("/")
-    try:
-        shard, shards = int(number), int(count)
-    except ValueError:
-        raise CleanupError(f"--shard {text}: expected K/N, e.g. 1/4") from None
-    if not 1 <= shard <= shards:
-        raise CleanupError(f"--shard {text}: K must be between 1 and N")
-    return shard - 1, shards
 
 
 def rules_digest(ruleset: RuleSet) -> str:
@@ -334,75 +325,39 @@ def _check_scanned(data: dict[str, Any]) -> None:
         raise _Broken("scanned_count")
 
 
-def _strings_or_none(value: Any) -> bool:
-    return value is None or isinstance(value, str)
-
-
-def _labels(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(item, str) for item in value)
-
-
-def _seconds(value: Any) -> bool:
-    try:
-        numbers.amount(value, "seconds", 0, numbers.LATEST)
-    except ValueError:
-        return False
-    return True
-
-
-# The plan options a partial records (api.plan_options), each with the check its value must pass: the merge
-# opens the same plan from them, so an unknown name or a value of another kind is refused, never passed on.
-PLAN_OPTION_CHECKS: dict[str, Callable[[Any], bool]] = {
-    "path": lambda value: isinstance(value, str) and value.startswith("/"),
-    "rules": _labels,
-    "work_dir": _strings_or_none,
-    "find_work_dir": lambda value: isinstance(value, bool),
-    "participant_labels": _labels,
-    "keep": _labels,
-    "junk": _labels,
-    "min_age": _seconds,
-    "stale_after": lambda value: value is None or _seconds(value),
-    "path_map": lambda value: isinstance(value, dict) and all(isinstance(key, str) and isinstance(item, str)
-                                                               for key, item in value.items()),
-    "from_scan": lambda value: isinstance(value, str) and value.startswith("/"),
-    "scan_format": lambda value: value is None or value in ("ncdu", "find", "gpfs"),  # basics.scanlists.FORMATS
-}
-
-
-def _energy(value: Any) -> bool:
-    """An audit's energy overrides: names with a number or a word each (the merge's model is built from them)."""
-    if not isinstance(value, dict):
-        return False
-    for name, item in value.items():
-        if not isinstance(name, str) or not (item is None or isinstance(item, str) or _finite(item)):
-            return False
-    return True
-
-
-def _finite(value: Any) -> bool:
-    try:
-        numbers.amount(value, "value", -1e18, 1e18)
-    except ValueError:
-        return False
-    return True
-
-
-AUDIT_OPTION_CHECKS: dict[str, Callable[[Any], bool]] = {
-    "roots": lambda value: _labels(value) and all(root.startswith("/") for root in value),
-    "rules": _labels,
-    "energy": _energy,
-    "path_map": PLAN_OPTION_CHECKS["path_map"],
-}
-
-
 def _check_options(options: Any, audit: bool = False) -> None:
-    checks = AUDIT_OPTION_CHECKS if audit else PLAN_OPTION_CHECKS
-    if not isinstance(options, dict) or ("roots" if audit else "path") not in options:
-        raise _Broken("options")
-    for name, value in options.items():
-        check = checks.get(name)
-        if check is None or not check(value):
-            raise _Broken(f"options.{name}")
+    """The options a partial records, each checked as a Python call's are (basics/options.py): the merge opens
+    the same plan from them (an audit: the same rules, energy model and path map), so an unknown name or a value
+    of another kind is refused, never passed on."""
+    try:
+        if audit:
+            if not isinstance(options, dict) or set(options) - {"roots", "rules", "energy", "path_map"} \
+                    or "roots" not in options:
+                raise ValueError("options")
+            checks: tuple[tuple[str, Callable[[Any], Any]], ...] = (
+                ("roots", texts), ("rules", texts), ("path_map", mapping_of_text))
+            for name, check in checks:
+                _named(name, check, options.get(name, {} if name == "path_map" else []))
+            if not all(root.startswith("/") for root in options["roots"]):
+                raise ValueError("roots")
+            from_recorded(EnergyOverrides, options.get("energy", {}))
+            return
+        recorded = from_recorded(PlanOptions, options, required=("path",))
+        for name, where in RECORDED_PATHS.items():
+            if name in options:
+                _named(name, where, options[name])
+        if recorded.recorded() != options:
+            raise ValueError("options")
+    except ValueError as exc:
+        name = str(exc).partition(":")[0]
+        raise _Broken(f"options.{name}" if name != "options" else "options") from None
+
+
+def _named(name: str, check: Callable[[Any], Any], value: Any) -> None:
+    try:
+        check(value)
+    except ValueError:
+        raise ValueError(name) from None
 
 
 def _check_statuses(statuses: Any) -> None:

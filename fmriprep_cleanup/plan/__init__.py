@@ -6,6 +6,6 @@ from __future__ import annotations
 from ..basics.lazy import lazy_face
 
 __getattr__, __dir__ = lazy_face(__name__, {
-    "Plan": "plan", "PlannedFile": "rows", "Selection": "selection", "build_plan": "plan", "DEFAULT_MIN_AGE": "plan",
+    "Plan": "plan", "PlannedFile": "rows", "Selection": "selection", "build_plan": "plan", "DEFAULT_MIN_AGE": "options", "PlanOptions": "options", "CleanOptions": "options",
     "Summary": "summary", "Counts": "summary",
 })

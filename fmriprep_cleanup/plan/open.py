@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable
 
 from ..basics.errors import CleanupError
 from ..basics.mounts import NETWORK_JOBS, default_processes, on_network
@@ -14,7 +13,8 @@ from ..fmriprep.discovery import NotFMRIPrepError, discover_dataset, outputs_bel
 from ..fmriprep.layout import Dataset, state_dir_for
 from ..fmriprep.pipelines import pipeline_by_key
 from ..rules.rulesets import load_rulesets
-from .plan import DEFAULT_MIN_AGE, Plan, build_plan
+from .options import PlanOptions
+from .plan import Plan, build_plan
 from .selection import Selection
 
 
@@ -23,45 +23,31 @@ def default_rules(dataset: Dataset) -> str:
     return pipeline_by_key(dataset.pipeline).rules
 
 
-def open_plan(path: str, rules: Iterable[str] = (), work_dir: str | None = None, find_work_dir: bool = True,
-              participant_labels: Iterable[str] = (), exclude_participant_labels: Iterable[str] = (),
-              keep: Iterable[str] = (), junk: Iterable[str] = (), jobs: int | None = None,
-              min_age: float = DEFAULT_MIN_AGE, stale_after: float | None = None, state_dir: str | None = None,
-              now: float | None = None, path_map: dict[str, str] | None = None, from_scan: str | None = None,
-              scan_format: str | None = None) -> Plan:
-    """The plan for the pipeline output (or working directory) at ``path``: what happens to every file.
-
-    ``rules``: shipped names or YAML paths (default: the pipeline's own default set); ``work_dir``: the
-    pipeline's -w when it is elsewhere (``find_work_dir=False`` leaves any working directory out);
-    ``participant_labels``: only these subjects, ``exclude_participant_labels``: not these (a label naming no
-    subject is refused); ``keep``/``junk``: extra globs that beat the rules; ``jobs``: folders listed at once
-    (threads on a network file system, default 8; processes on a local disk, default every usable core
-    once the dataset has enough subjects: see basics.mounts.default_processes); ``min_age``: activity this recent means running, junk this
-    recent is held back; ``stale_after``: an idle failed run's cache is stale after this long; ``state_dir``:
-    where the lock and journal live; ``now``: the time to judge ages at; ``path_map``: {path a run recorded
-    inside a container: the same path here}, for the inputs regeneration guards look for; ``from_scan``: a scan
-    list (ncdu/gdu JSON, find -printf, GPFS LIST; ``scan_format`` or detected) read instead of walking. Nothing is read beyond the dataset's
-    top folders until the plan is iterated.
-    """
-    if not find_work_dir and work_dir:
+def open_plan(options: PlanOptions) -> Plan:
+    """The plan for the pipeline output (or working directory) at ``options.path``: what happens to every file
+    (see api.open_plan for each option). Nothing is read beyond the dataset's top folders until it is iterated."""
+    if not options.find_work_dir and options.work_dir:
         raise CleanupError("--no-work-dir and --work-dir contradict each other")
+    path = options.path
     try:
-        dataset = discover_dataset(path, work_dir, find_work_dir, state_dir)
+        dataset = discover_dataset(path, options.work_dir, options.find_work_dir, options.state_dir)
     except NotFMRIPrepError as exc:
         nearby = outputs_below(os.path.abspath(path)) if os.path.isdir(path) else []
         if not nearby:
             raise
         others = f" (or {', '.join(nearby[1:3])}{', ...' if len(nearby) > 3 else ''})" if len(nearby) > 1 else ""
         raise NotFMRIPrepError(f"{exc}; did you mean {nearby[0]}?{others}") from None
-    ruleset = load_rulesets(list(rules) or [default_rules(dataset)]).with_cli_globs(tuple(keep), tuple(junk))
+    ruleset = load_rulesets(list(options.rules) or [default_rules(dataset)]).with_cli_globs(options.keep, options.junk)
     plan = build_plan(dataset, ruleset,
-                      Selection.from_labels(list(participant_labels), exclude=list(exclude_participant_labels)),
-                      now=now, state_dir=state_dir_for(dataset.identity, state_dir) if state_dir else None,
-                      min_age=min_age, stale_after=stale_after, path_map=tuple(sorted((path_map or {}).items())))
-    if from_scan is not None:
-        plan = dataclasses.replace(plan, scan_list=scan_list_for(plan, from_scan, scan_format))
+                      Selection.from_labels(options.participant_labels, exclude=options.exclude_participant_labels),
+                      now=options.now,
+                      state_dir=state_dir_for(dataset.identity, options.state_dir) if options.state_dir else None,
+                      min_age=options.min_age, stale_after=options.stale_after,
+                      path_map=tuple(sorted((options.path_map or {}).items())))
+    if options.from_scan is not None:
+        plan = dataclasses.replace(plan, scan_list=scan_list_for(plan, options.from_scan, options.scan_format))
     plan.check_selection()
-    return with_jobs(plan, jobs)
+    return with_jobs(plan, options.jobs)
 
 
 def scan_list_for(plan: Plan, path: str, scan_format: str | None) -> ScanList:

@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..basics.annex import ELSEWHERE, annexed_files, key_size
+from ..basics.annex import ELSEWHERE, key_size
 from ..basics.errors import CleanupError
 from ..basics.folders import Directory, Entry, walk
-from ..basics.repository import GIT_NAMES, GitState, git_state
-from ..basics.scanlists import ScanList
+from ..basics.repository import GIT_NAMES, GitState, annexed_files, git_state
+from ..basics.scanlist import ScanList
 from ..basics.warnings import Warnings
 from ..fmriprep.layout import STATE_DIR_NAME, Dataset, ScanRoot
 from ..fmriprep.regeneration import RegenerationBook
@@ -26,6 +26,7 @@ from ..rules.classify import Classifier, subject_of_folder, subject_parts
 from ..rules.model import RuleSet
 from .classifier import FolderClassifier
 from .holds import Holds, as_unlocked, in_git
+from .options import DEFAULT_MIN_AGE
 from .order import FolderOrder
 from .places import Place, PlacedFolder, place_of, walk_positions
 from .rows import Classified, PlannedFile, planned_files
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from ..fmriprep.status import StatusBook
 
 
-DEFAULT_MIN_AGE = 3600.0  # activity this recent: fMRIPrep may still be at work
 
 
 @dataclass

@@ -12,6 +12,7 @@ from ..plan.plan import Plan
 from ..plan.rows import Classified, PlannedFile, planned_files
 from ..plan.shares import rendered
 from ..rules.classify import Decision
+from .outputs import PLAN_FORMATS
 
 PLAN_COLUMNS = ("action", "category", "rule_id", "size", "path")
 _TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -20,7 +21,6 @@ BATCH_FOLDERS = 256  # folders' lines written at once
 _NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
 
 
-PLAN_FORMATS = ("tsv", "jsonl", "csv")
 ACTIONS = ("keep", "junk")
 
 

@@ -6,7 +6,7 @@ file, or decided for a whole folder at once. rulesets.py loads and validates the
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import Field, dataclass, field, fields
 from typing import Any, Protocol
 
 import yaml
@@ -70,34 +70,64 @@ class ValueSet:
         return any(pattern.match(text) for pattern in self.patterns)
 
 
+def _never(value: Any) -> bool:
+    return False
+
+
+def _always(value: Any) -> bool:
+    return True
+
+
+def _globs_see_labels(globs: tuple[str, ...]) -> bool:
+    return any(sees_labels(glob) for glob in globs)
+
+
+def _names_subject_or_session(entities: tuple[tuple[str, ValueSet], ...]) -> bool:
+    return any(name in ("subject", "session") for name, _ in entities)
+
+
+def _negation_tells_labels_apart(negations: tuple[Match, ...]) -> bool:
+    return any(negation.tells_labels_apart for negation in negations)
+
+
+LABELS = "tells_labels_apart"  # what every condition of a Match declares: see Match.tells_labels_apart
+
+
+def condition(default: Any, tells_labels_apart: Callable[[Any], bool]) -> Any:
+    """A field of Match, declared with whether, once set, it can tell apart two files that differ only in
+    their subject or session label (the decision memo, plan/classifier.py, reuses one subject's decisions for
+    the next wherever no condition can). A statuses condition cannot: the memo's key holds the subject's state."""
+    return field(default=default, metadata={LABELS: tells_labels_apart})
+
+
 @dataclass(frozen=True)
 class Match:
     """All-of conditions; each list inside is any-of. An empty Match matches every file."""
 
-    scopes: frozenset[str] | None = None
-    paths: tuple[Matcher, ...] = ()
-    folder_paths: tuple[Matcher, ...] = ()  # the globs of `paths` ending in /**, as folder matchers
-    name_paths: bool = False  # some glob of `paths` needs each file's name
-    globs: tuple[str, ...] = ()  # `paths` as written
-    subjects: ValueSet | None = None
-    entities: tuple[tuple[str, ValueSet], ...] = ()
-    min_size: int | None = None
-    max_size: int | None = None
-    min_age: float | None = None
-    max_age: float | None = None
-    negations: tuple[Match, ...] = ()
-    statuses: frozenset[str] | None = None  # subject_status: the file's subject's run status
-    any_statuses: frozenset[str] | None = None  # any_subject_status: some subject of the dataset has it
-    stale: bool | None = None  # stale: the file's subject has been idle longer than stale_after (or not)
+    scopes: frozenset[str] | None = condition(None, _never)
+    paths: tuple[Matcher, ...] = condition((), _never)  # what they can see is said by `globs`
+    folder_paths: tuple[Matcher, ...] = condition((), _never)  # the globs of `paths` ending in /**, as folders
+    name_paths: bool = condition(False, _never)  # some glob of `paths` needs each file's name
+    globs: tuple[str, ...] = condition((), _globs_see_labels)  # `paths` as written
+    subjects: ValueSet | None = condition(None, _always)
+    entities: tuple[tuple[str, ValueSet], ...] = condition((), _names_subject_or_session)
+    min_size: int | None = condition(None, _always)
+    max_size: int | None = condition(None, _always)
+    min_age: float | None = condition(None, _always)
+    max_age: float | None = condition(None, _always)
+    negations: tuple[Match, ...] = condition((), _negation_tells_labels_apart)
+    statuses: frozenset[str] | None = condition(None, _never)  # subject_status: the file's subject's run status
+    any_statuses: frozenset[str] | None = condition(None, _never)  # any_subject_status: some subject has it
+    stale: bool | None = condition(None, _never)  # stale: the file's subject idle longer than stale_after (or not)
+
+    def conditions(self) -> list[tuple[Field[Any], Any]]:
+        """The conditions this match sets (a field away from its default), with their values."""
+        return [(item, value) for item in fields(self) if (value := getattr(self, item.name)) != item.default]
 
     @property
     def scope_only(self) -> bool:
         """True when only the scope decides, so a whole folder shares one answer."""
-        return not (
-            self.paths or self.subjects or self.entities or self.negations or self.statuses or self.any_statuses
-            or self.stale is not None or self.min_size is not None or self.max_size is not None
-            or self.min_age is not None or self.max_age is not None
-        )
+        return all(item.name == "scopes" for item, _ in self.conditions())
 
     def may_match_scope(self, scope: str) -> bool:
         """False when no file of this scope can match (entities exist only for derivatives)."""
@@ -107,15 +137,10 @@ class Match:
 
     @property
     def tells_labels_apart(self) -> bool:
-        """True if two files differing only in their subject or session label could get different answers:
-        a subject condition, a session value, a glob that can see a label (globs.sees_labels), a size or an age."""
-        if self.subjects or any(name in ("subject", "session") for name, _ in self.entities):
-            return True
-        if any(sees_labels(glob) for glob in self.globs):
-            return True
-        if self.min_size is not None or self.max_size is not None or self.min_age is not None or self.max_age is not None:
-            return True
-        return any(negation.tells_labels_apart for negation in self.negations)
+        """True if two files differing only in their subject or session label could get different answers: a
+        subject condition, a session value, a glob that can see a label (globs.sees_labels), a size or an age
+        (each condition declares it: see ``condition``)."""
+        return any(item.metadata[LABELS](value) for item, value in self.conditions())
 
     @property
     def uses_status(self) -> bool:

@@ -9,7 +9,6 @@ file, the line and the offending value.
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,23 +17,18 @@ from typing import Any
 import yaml
 
 from ..basics.errors import CleanupError
-from ..basics.guarded import LinedMapping, label_problem, load_yaml
-from ..basics.units import parse_duration, parse_size
-from ..energy.model import validate_energy_section
-from ..fmriprep.entities import entity_definitions, entity_keys, entity_names
+from ..basics.guarded import LinedMapping, load_yaml
+from ..basics.schema import At, Key, Problems, Schema, did_you_mean
+from ..basics.units import parse_duration
+from ..energy.model import energy_section
 from ..fmriprep.regeneration import REGENERATION
-from ..fmriprep.statuses import SUBJECT_STATUSES
-from .globs import Matcher, folder_glob_to_regex, glob_to_regex, name_glob
-from .model import ACTIONS, NO_SUBJECT, SCOPES, Match, Rule, RuleSet, ValueSet
+from .conditions import MATCH, compile_match, glob_text
+from .model import ACTIONS, Rule, RuleSet
 
-RULESET_KEYS = ("version", "name", "description", "extends", "default", "rules", "energy", "stale_after")
-RULE_KEYS = ("id", "action", "category", "why", "match", "guard")
 GUARDS = (REGENERATION,)  # a junk rule's file is junk only if the guard holds (fmriprep/regeneration.py)
-RULE_REQUIRED = ("id", "action", "category", "why", "match")
-MATCH_KEYS = ("scope", "path", "min_size", "max_size", "min_age", "max_age", "not", "subject_status", "any_subject_status",
-              "stale")
 SUPPORTED_VERSION = 1
-MAX_GLOB_TEXT = 64 * 1024
+MAX_GLOB_TEXT = 64 * 1024  # a rule file's globs, added up: what matching them may cost is bounded
+MATCH_KEYS = MATCH.names()
 
 
 def shipped_rules_dir() -> Path:
@@ -66,33 +60,11 @@ class RuleFileError(CleanupError):
     pass
 
 
-class Problems:
-    """Collects validation errors for one file so all of them are reported at once."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.messages: list[str] = []
-        self.glob_chars = 0  # the total length of the file's globs: what matching them may cost is bounded
-
-    def add(self, line: int, message: str) -> None:
-        self.messages.append(f"{self.path}:{line}: {message}")
-
-    def raise_if_any(self) -> None:
-        if self.messages:
-            raise RuleFileError("\n".join(self.messages))
-
-
 def version_problem(version: Any) -> str:
     """What is wrong with a rule or policy file's version, in words that say how to fix it."""
     if isinstance(version, str) and version.strip() == str(SUPPORTED_VERSION):
         return f"version must be the number {SUPPORTED_VERSION}, not the text {version!r} (write version: {SUPPORTED_VERSION})"
     return f"unsupported version {version!r}; this fmriprep-cleanup reads version {SUPPORTED_VERSION}"
-
-
-def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    """" (did you mean 'x'?)" for the closest of ``choices``, or nothing."""
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def read_yaml(path: str, kind: str = "rule file") -> Any:
@@ -120,161 +92,71 @@ def _one_line(value: Any) -> str:
     return yaml.safe_dump(_plain(value), default_flow_style=True, width=10**6, sort_keys=False).strip()
 
 
-def _as_list(value: Any) -> list:
-    return value if isinstance(value, list) else [value]
+def version(value: Any, at: At) -> int:
+    if value != SUPPORTED_VERSION:
+        raise ValueError(version_problem(value))
+    return int(value)
 
 
-def _value_set(name: str, value: Any, line: int, problems: Problems, integer: bool = False) -> ValueSet | None:
-    exact: set[str | int] = set()
-    patterns: list[Matcher] = []
-    for item in _as_list(value):
-        if item is None or isinstance(item, (dict, list, bool)):
-            problems.add(line, f"{name}: expected a value or a list of values, got {item!r}")
-            continue
-        if not integer and (number := label_problem(name, item)):
-            problems.add(getattr(item, "line", line), number)
-            continue
-        text = str(item)
-        if any(char in text for char in "*?["):
-            try:
-                patterns.append(name_glob(text))
-            except ValueError as exc:
-                problems.add(line, f"{name}: {exc}")
-                continue
-        elif integer:
-            if not text.isdigit():
-                problems.add(line, f"{name}: expected a number, got {item!r}")
-                continue
-            exact.add(int(text))
-        else:
-            exact.add(text)
-    if not exact and not patterns:
-        return None
-    return ValueSet(frozenset(exact), tuple(patterns))
+def action(what: str) -> Any:
+    def read(value: Any, at: At) -> str:
+        if value not in ACTIONS:
+            raise ValueError(f"unknown {what} {value!r}; use keep or junk")
+        return str(value)
+    return read
 
 
-def _compile_match(spec: Any, line: int, problems: Problems, where: str) -> Match:
-    if not isinstance(spec, dict):
-        problems.add(line, f"{where}: 'match' must be a mapping of conditions, got {spec!r}")
-        return Match()
-    lines = getattr(spec, "key_lines", {})
-    known_entities = entity_names()
-    integer_entities = {d.name for d in entity_definitions() if d.dtype == "int"}
-    values: dict[str, Any] = {}
-    entities = []
-    negations = []
-    for key, value in spec.items():
-        key_line = lines.get(key, line)
-        if key == "scope":
-            scopes = [str(item) for item in _as_list(value)]
-            for scope in scopes:
-                if scope not in SCOPES:
-                    problems.add(key_line, f"{where}: unknown scope {scope!r}{did_you_mean(scope, SCOPES)}; one of {', '.join(SCOPES)}")
-            values["scopes"] = frozenset(scopes)
-        elif key == "path":
-            patterns, folder_patterns = [], []
-            for glob in _as_list(value):
-                problems.glob_chars += len(glob) if isinstance(glob, str) else 0
-                if problems.glob_chars > MAX_GLOB_TEXT:
-                    problems.add(key_line, f"{where}: the rule file's globs add up to more than {MAX_GLOB_TEXT:,} "
-                                           "characters; split it or simplify them")
-                    break
-                try:
-                    patterns.append(glob_to_regex(glob))
-                    folder_pattern = folder_glob_to_regex(glob)
-                except ValueError as exc:
-                    problems.add(key_line, f"{where}: {exc}")
-                    continue
-                if folder_pattern is not None:
-                    folder_patterns.append(folder_pattern)
-            values["paths"] = tuple(patterns)
-            values["globs"] = tuple(str(glob) for glob in _as_list(value))
-            values["folder_paths"] = tuple(folder_patterns)
-            values["name_paths"] = len(folder_patterns) < len(patterns)
-        elif key in ("min_size", "max_size"):
-            try:
-                values[key] = parse_size(value)
-            except ValueError as exc:
-                problems.add(key_line, f"{where}: {key}: {exc}")
-        elif key in ("min_age", "max_age"):
-            try:
-                values[key] = parse_duration(value)
-            except ValueError as exc:
-                problems.add(key_line, f"{where}: {key}: {exc}")
-        elif key == "not":
-            negations.append(_compile_match(value, key_line, problems, f"{where}: not"))
-        elif key in ("subject_status", "any_subject_status"):
-            allowed = SUBJECT_STATUSES + ((NO_SUBJECT,) if key == "subject_status" else ())
-            chosen = [str(item) for item in _as_list(value)]
-            for item in chosen:
-                if item not in allowed:
-                    problems.add(key_line, f"{where}: {key}: unknown status {item!r}{did_you_mean(item, allowed)}; one of {', '.join(allowed)}")
-            values["statuses" if key == "subject_status" else "any_statuses"] = frozenset(chosen)
-        elif key == "stale":
-            if not isinstance(value, bool):
-                problems.add(key_line, f"{where}: stale: expected true or false, got {value!r}")
-            else:
-                values["stale"] = value
-        elif key == "subject":
-            labels = [v if isinstance(v, (dict, list, bool, int, float)) or v is None else str(v).removeprefix("sub-")
-                      for v in _as_list(value)]
-            values["subjects"] = _value_set(key, labels, key_line, problems)
-        elif key in known_entities:
-            value_set = _value_set(key, value, key_line, problems, integer=key in integer_entities)
-            if value_set is not None:
-                entities.append((key, value_set))
-        else:
-            hint = ""
-            if key in entity_keys():
-                hint = f" (the entity is called {entity_keys()[key]!r})"
-            else:
-                hint = did_you_mean(key, list(MATCH_KEYS) + sorted(known_entities))
-            problems.add(key_line, f"{where}: unknown condition or entity {key!r}{hint}")
-    return Match(entities=tuple(entities), negations=tuple(negations), **values)
+def text(name: str) -> Any:
+    def read(value: Any, at: At) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{name} must be a non-empty line of text")
+        return value
+    return read
 
 
-def _compile_rules(data: Any, line: int, problems: Problems, set_name: str) -> list[Rule]:
+def guard(value: Any, at: At) -> str:
+    if value not in GUARDS:
+        raise ValueError(f"guard {value!r}: unknown guard{did_you_mean(str(value), GUARDS)}; known: {', '.join(GUARDS)}")
+    return str(value)
+
+
+def match(value: Any, at: At) -> Any:
+    return compile_match(value, at)
+
+
+def identifier(value: Any, at: At) -> str:
+    return str(value)
+
+
+RULE = Schema((Key("id", identifier, required=True), Key("action", action("action"), required=True, named=False),
+               Key("category", text("category"), required=True, named=False),
+               Key("why", text("why"), required=True, named=False), Key("match", match, required=True, named=False),
+               Key("guard", guard, named=False)),
+              missing_in_one=True)
+
+
+def _compile_rules(data: Any, at: At, set_name: str) -> list[Rule]:
     if not isinstance(data, list):
-        problems.add(line, f"'rules' must be a list of rules, got {type(data).__name__}")
+        at.problem(f"'rules' must be a list of rules, got {type(data).__name__}")
         return []
     rules = []
     seen_ids: dict[str, int] = {}
     for index, spec in enumerate(data, start=1):
         if not isinstance(spec, LinedMapping):
-            problems.add(line, f"rule #{index}: expected a mapping with {', '.join(RULE_REQUIRED)}, got {spec!r}")
+            at.problem(f"rule #{index}: expected a mapping with {', '.join(RULE.names()[:5])}, got {spec!r}")
             continue
-        rule_line = spec.line
-        lines = spec.key_lines
-        where = f"rule {spec.get('id', '#' + str(index))!r}"
-        for key in spec:
-            if key not in RULE_KEYS:
-                problems.add(lines[key], f"{where}: unknown key {key!r}{did_you_mean(key, RULE_KEYS)}")
-        missing = [key for key in RULE_REQUIRED if key not in spec]
-        if missing:  # said, and the keys that are there are checked too: every problem in one pass
-            problems.add(rule_line, f"{where}: missing {', '.join(missing)}")
-        if "id" in spec:
-            rule_id = str(spec["id"])
-            if rule_id in seen_ids:
-                problems.add(lines["id"], f"{where}: duplicate rule id (first used on line {seen_ids[rule_id]})")
-            seen_ids[rule_id] = lines["id"]
-        action = spec.get("action")
-        if "action" in spec and action not in ACTIONS:
-            problems.add(lines["action"], f"{where}: unknown action {action!r}; use keep or junk")
-        for text_key in ("category", "why"):
-            if text_key in spec and (not isinstance(spec[text_key], str) or not spec[text_key].strip()):
-                problems.add(lines[text_key], f"{where}: {text_key} must be a non-empty line of text")
-        guard = spec.get("guard")
-        if guard is not None and (guard not in GUARDS or action != "junk"):
-            problems.add(lines["guard"], f"{where}: guard {guard!r}: " + (
-                f"unknown guard{did_you_mean(str(guard), GUARDS)}; known: {', '.join(GUARDS)}" if guard not in GUARDS
-                else "only a junk rule can be guarded"))
-        match = _compile_match(spec["match"], lines["match"], problems, where) if "match" in spec else None
-        if missing or match is None:
-            continue
-        rules.append(
-            Rule(rule_id, str(action), str(spec["category"]), str(spec["why"]).strip(), match, set_name,
-                 _one_line(spec["match"]), guard)
-        )
+        where = At(at.report, spec.line, f"rule {spec.get('id', '#' + str(index))!r}: ")
+        values = RULE.read(spec, where)
+        if "id" in values:
+            if values["id"] in seen_ids:
+                where.problem(f"duplicate rule id (first used on line {seen_ids[values['id']]})", spec.key_lines["id"])
+            seen_ids[values["id"]] = spec.key_lines["id"]
+        if "guard" in values and spec.get("action") != "junk":
+            where.problem(f"guard {values['guard']!r}: only a junk rule can be guarded", spec.key_lines["guard"])
+        if len(values) < sum(1 for key in RULE.keys if key.required or key.name in spec):
+            continue  # a key missing or unreadable: said above
+        rules.append(Rule(values["id"], values["action"], values["category"], values["why"].strip(), values["match"],
+                          set_name, _one_line(spec["match"]), values.get("guard")))
     return rules
 
 
@@ -304,53 +186,58 @@ def _resolve_reference(reference: str, relative_to: str | None) -> str:
     return os.path.abspath(os.path.join(base, os.path.expanduser(reference)))
 
 
+def extends_of(path: str) -> Any:
+    """The reader of a file's ``extends``: each reference must lead to a rule file (relative to ``path``)."""
+    def read(value: Any, at: At) -> list[str]:
+        found = []
+        for reference in (value if isinstance(value, list) else [value]):
+            if not isinstance(reference, str) or not reference:
+                at.problem(f"expected a rule set name or path, got {reference!r}")
+                continue
+            found.append(reference)
+            try:  # a reference that leads nowhere is one more problem of this file, said with the others
+                target = _resolve_reference(reference, path)
+                if not os.path.isfile(target):
+                    at.report(at.line, f"extends {reference!r}: no rule file at {target}")
+            except CleanupError as exc:
+                at.report(at.line, f"extends {reference!r}: {exc}")
+        return found
+    return read
+
+
+def duration(value: Any, at: At) -> float:
+    return parse_duration(value)
+
+
+def rules_list(value: Any, at: At) -> Any:
+    return value  # compiled once the set's name is known (_compile_rules)
+
+
+def ruleset_schema(path: str) -> Schema:
+    return Schema((Key("version", version, required=True, named=False), Key("name", required=True),
+                   Key("description"), Key("extends", extends_of(path)),
+                   Key("default", action("default action"), named=False), Key("rules", rules_list, required=True),
+                   Key("energy", energy_section), Key("stale_after", duration)))
+
+
 def _load_file(path: str) -> _LoadedSet:
     data = read_yaml(path)
     problems = Problems(path)
+    schema = ruleset_schema(path)
     if not isinstance(data, LinedMapping):
-        raise RuleFileError(f"{path}:1: a rule set must be a mapping with {', '.join(RULESET_KEYS)}")
-    lines = data.key_lines
-    for key in data:
-        if key not in RULESET_KEYS:
-            problems.add(lines[key], f"unknown key {key!r}{did_you_mean(key, RULESET_KEYS)}")
-    for key in ("version", "name", "rules"):
-        if key not in data:
-            problems.add(data.line, f"missing {key!r}")
-    if "version" in data and data["version"] != SUPPORTED_VERSION:
-        problems.add(lines["version"], version_problem(data["version"]))
-    default = data.get("default")
-    if default is not None and default not in ACTIONS:
-        problems.add(lines["default"], f"unknown default action {default!r}; use keep or junk")
-    extends = []
-    if "extends" in data:
-        for reference in _as_list(data["extends"]):
-            if not isinstance(reference, str) or not reference:
-                problems.add(lines["extends"], f"extends: expected a rule set name or path, got {reference!r}")
-            else:
-                extends.append((reference, lines["extends"]))
-                try:  # a reference that leads nowhere is one more problem of this file, said with the others
-                    target = _resolve_reference(reference, path)
-                    if not os.path.isfile(target):
-                        problems.add(lines["extends"], f"extends {reference!r}: no rule file at {target}")
-                except CleanupError as exc:
-                    problems.add(lines["extends"], f"extends {reference!r}: {exc}")
-    energy = {}
-    if "energy" in data:
-        try:
-            energy = validate_energy_section(data["energy"], lines["energy"], path)
-        except CleanupError as exc:
-            problems.messages.append(str(exc))
-    stale_after = None
-    if "stale_after" in data:
-        try:
-            stale_after = parse_duration(data["stale_after"])
-        except ValueError as exc:
-            problems.add(lines["stale_after"], f"stale_after: {exc}")
+        raise RuleFileError(f"{path}:1: a rule set must be a mapping with {', '.join(schema.names())}")
+    at = At(problems.add, data.line)
+    values = schema.read(data, at)
+    if glob_text(data.get("rules")) > MAX_GLOB_TEXT:
+        problems.add(data.key_lines.get("rules", data.line), f"the rule file's globs add up to more than "
+                                                              f"{MAX_GLOB_TEXT:,} characters; split it or simplify them")
+        problems.raise_if_any(RuleFileError)
     name = str(data.get("name", Path(path).stem))
-    rules = _compile_rules(data.get("rules", []), lines.get("rules", data.line), problems, name)
-    problems.raise_if_any()
-    return _LoadedSet(name, path, str(data.get("description", "")).strip(), default, rules, extends, energy,
-                      stale_after)
+    rules = _compile_rules(data.get("rules", []), At(problems.add, data.key_lines.get("rules", data.line)), name)
+    problems.raise_if_any(RuleFileError)
+    return _LoadedSet(name, path, str(data.get("description", "")).strip(), values.get("default"), rules,
+                      [(reference, data.key_lines["extends"]) for reference in values.get("extends", [])],
+                      values.get("energy", {}), values.get("stale_after"))
 
 
 def _flatten(
