@@ -126,7 +126,7 @@ def ds003752_read_only(tmp_path_factory, ds003752_listing):
 
 STOP_AFTER_EVENT = """\
 import os, signal, threading
-import fmriprep_cleanup.act.journal as _journal
+import fmriprep_cleanup.basics.journal_writer as _journal
 _write, _lock, _seen = _journal.Journal._write, threading.Lock(), [0]
 def _write_then_stop(self, event, **fields):
     _write(self, event, **fields)

@@ -18,12 +18,12 @@ import fmriprep_cleanup.act.worklist as worklist_module
 import fmriprep_cleanup.cli.common as cli_common
 from fmriprep_cleanup import build_plan, load_rulesets
 from fmriprep_cleanup.act.delete import delete
-from fmriprep_cleanup.act.journal import Journal
 from fmriprep_cleanup.act.lock import RunLock
 from fmriprep_cleanup.act.safefs import refuse_unsafe_roots
 from fmriprep_cleanup.act.threads import Stop
 from fmriprep_cleanup.act.worklist import build_worklist
 from fmriprep_cleanup.basics.errors import CleanupError
+from fmriprep_cleanup.basics.journal_writer import Journal
 from fmriprep_cleanup.basics.journals import batches, needs_recovery, read_records, removed_paths
 from fmriprep_cleanup.fmriprep.discovery import discover
 

@@ -106,7 +106,7 @@ def test_1_a_complete_archive_whose_journal_line_never_came_is_kept(tmp_path, mo
     recovery keeps the archive and its manifest, and says so."""
     from click.testing import CliRunner
 
-    import fmriprep_cleanup.act.journal as journal_module
+    import fmriprep_cleanup.basics.journal_writer as journal_module
     from fmriprep_cleanup.cli import cli as command_line
 
     class Killed(BaseException):

@@ -15,9 +15,9 @@ from conftest import cli as run
 import fmriprep_cleanup.fmriprep.demo as demo
 from fmriprep_cleanup import build_plan, load_rulesets
 from fmriprep_cleanup.act.delete import delete
-from fmriprep_cleanup.act.journal import Journal
 from fmriprep_cleanup.act.threads import Stop
 from fmriprep_cleanup.act.worklist import Outcome, Worklist
+from fmriprep_cleanup.basics.journal_writer import Journal
 from fmriprep_cleanup.fmriprep.discovery import discover
 from fmriprep_cleanup.fmriprep.status import StatusBook
 from fmriprep_cleanup.plan.rows import PlannedFile

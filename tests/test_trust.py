@@ -86,7 +86,7 @@ def test_1_a_planted_journal_never_makes_recovery_remove_anything(tmp_path, how)
 def test_1_a_journal_sealed_by_this_user_for_another_dataset_is_not_acted_on(tmp_path):
     """A real journal, copied from another dataset's state folder (or replayed): its seal binds it to the state
     folder it was written in, so it is not recovery's to act on here."""
-    from fmriprep_cleanup.act.journal import Journal
+    from fmriprep_cleanup.basics.journal_writer import Journal
 
     first, second = project(tmp_path / "a"), project(tmp_path / "b")
     elsewhere = victim(tmp_path)
@@ -106,7 +106,7 @@ def test_1_a_journal_sealed_by_this_user_for_another_dataset_is_not_acted_on(tmp
 def test_1_even_an_authentic_journal_removes_only_temporary_names_the_tool_made(tmp_path):
     """Defence in depth: a sealed journal (a bug, a stolen key) naming anything but the tool's own
     <archive dir>/<run id>/<group>.tar.tmp is still not acted on."""
-    from fmriprep_cleanup.act.journal import Journal
+    from fmriprep_cleanup.basics.journal_writer import Journal
 
     out = project(tmp_path)
     elsewhere = victim(tmp_path)

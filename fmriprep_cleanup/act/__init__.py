@@ -7,6 +7,6 @@ from ..basics.lazy import lazy_face
 
 __getattr__, __dir__ = lazy_face(__name__, {
     "CleanResult": "clean", "Declined": "clean", "RestoreOutcome": "restore",
-    "Journal": "journal", "RunLock": "lock", "LockedError": "lock",
+    "RunLock": "lock", "LockedError": "lock",
     "Worklist": "worklist", "Outcome": "worklist", "Tally": "worklist", "build_worklist": "worklist",
 })

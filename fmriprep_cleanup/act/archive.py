@@ -24,13 +24,13 @@ from .. import __version__
 from ..basics.annex import PRESENT, key_of
 from ..basics.errors import CleanupError
 from ..basics.hashing import CHUNK, HashingReader, sha256_of_fd, sha256_of_link
+from ..basics.journal_writer import Journal
 from ..basics.paths import below
 from ..basics.repository import GitRepo
 from ..fmriprep.layout import Dataset
 from ..plan.rows import PlannedFile
 from .annex import still_the_link
 from .delete import FileCheck, drop_files, remove_emptied_folders_by_subtree, remove_files
-from .journal import Journal
 from .manifest import (
     MANIFEST_SUFFIX,
     TAR_SUFFIXES,

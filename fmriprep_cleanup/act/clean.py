@@ -23,10 +23,10 @@ from .. import __version__
 from ..basics.annex import PRESENT
 from ..basics.errors import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, CleanupError
 from ..basics.gitcall import check_trusted
+from ..basics.journal_writer import Journal
 from ..basics.journals import JournalSurvey, survey_journals
 from ..basics.paths import inside
 from ..basics.results import FAILED, SKIPPED, Result, results_json, tallied
-from ..energy.model import Assumptions, footprint, model_for
 from ..plan.options import CleanOptions, Declined, Mode
 from ..plan.plan import Plan
 from ..plan.rows import PlannedFile
@@ -34,7 +34,6 @@ from .annex import NOT_INSTALLED, ONLY_COPY, only_copies
 from .annex import available as annex_available
 from .delete import delete
 from .git import commit_removals, not_ready_to_commit
-from .journal import Journal
 from .lock import FolderLock, RunLock
 from .recipes import write_recipes
 from .recovery import Recovery, recover
@@ -52,7 +51,7 @@ class CleanResult:
     finished: float
     archives: list[str] = field(default_factory=list)
     journal: str | None = None
-    kwh_per_year: float = 0.0
+    kwh_per_year: float = 0.0  # avoided: counted by the caller, with its energy model (ops/runs.py)
     kgco2e_per_year: float = 0.0
     folders: list[dict[str, str]] = field(default_factory=list)  # where it acts, and how each folder was found
     notes: list[str] = field(default_factory=list)  # what discovery noted about the folders
@@ -118,15 +117,14 @@ def stop_on_signals(stop: Stop) -> Iterator[None]:
 
 
 def clean(plan: Plan, options: CleanOptions, *, confirm: Callable[[Outcome, int], bool] | None = None,
-          energy_model: Assumptions | None = None, show: Callable[[Worklist], None] | None = None,
-          scan_progress: Callable[[int, int], None] | None = None, act_progress: ActProgress | None = None,
-          select: Callable[[PlannedFile], bool] | None = None, shard: Iterable[str] | None = None) -> CleanResult:
+          show: Callable[[Worklist], None] | None = None, scan_progress: Callable[[int, int], None] | None = None,
+          act_progress: ActProgress | None = None, select: Callable[[PlannedFile], bool] | None = None,
+          shard: Iterable[str] | None = None) -> CleanResult:
     """Dry-run, archive or delete the plan's junk as ``options`` say (the plan holds back what must wait: see
     plan.Plan).
 
     ``confirm(preview, scanned_bytes)`` sees the totals before anything changes (None: unattended, the mode
     given is the consent); if it says no, Declined is raised. ``show(worklist)`` sees the files before that.
-    ``energy_model``: how avoided kWh and kgCO2e are counted (default: the rule set's energy: section).
     ``scan_progress(files, bytes)`` is told after each folder scanned, ``act_progress(phase, files, bytes)``
     after each file archived or removed; ``select``: only the junk it accepts (a retention step's share). The
     lock and journal live in the plan's state directory. Raises LockedError if another run holds the dataset's
@@ -144,71 +142,74 @@ def clean(plan: Plan, options: CleanOptions, *, confirm: Callable[[Outcome, int]
     with the warning).
     """
     started = time.time()
-    model = energy_model or model_for(plan.ruleset.energy)  # the same figures whoever calls
-    state = plan.state_dir or plan.dataset.state_dir
-
-    def result(outcome: Outcome, **extra: Any) -> CleanResult:
-        avoided = footprint(outcome.acted.bytes, model)
-        return CleanResult(plan.dataset.path, mode, outcome.as_dict(), started, time.time(),
-                           kwh_per_year=avoided.kwh_per_year, kgco2e_per_year=avoided.total_kg,
-                           folders=plan.dataset.folders(), notes=list(plan.dataset.notes),
-                           warnings=plan.all_warnings(), **extra)
-
     options = dataclasses.replace(options)  # checked again (CleanOptions.__post_init__), whoever built it
-    mode, archive_dir = options.mode, options.archive_dir
-    if mode == Mode.DRY_RUN:
-        worklist = build_worklist(plan, mode, scan_progress, select, options.git_rm)
-        annex_notes = check_annexed(plan, worklist, mode, options.force_drop)
+    if options.mode == Mode.DRY_RUN:
+        worklist, notes = checked_worklist(plan, options, scan_progress, select)
         if show is not None:
             show(worklist)
         outcome = worklist.preview()
         if confirm is not None and not confirm(outcome, worklist.scanned_bytes):
             raise Declined("declined; nothing was changed")
-        dry = result(outcome, nothing_to_do=not worklist.files)
-        dry.warnings += annex_notes
-        return dry
-    at_risk = plan.outputs_at_risk()
-    if at_risk and not options.allow_output_loss:
-        raise CleanupError(f"{at_risk[0]}; nothing was changed")
-    if mode == "archive":
-        archive_dir = check_archive_dir(archive_dir, plan)
-    refuse_unsafe_roots([root.path for root in plan.dataset.scan_roots])
+        return clean_result(plan, started, outcome, notes, nothing_to_do=not worklist.files)
+    options = dataclasses.replace(options, archive_dir=refuse_before_acting(plan, options))
+    state = plan.state_dir or plan.dataset.state_dir
     with RunLock(state, shard, dataset=plan.dataset.identity), ExitStack() as archive_folder:
-        if archive_dir is not None and mode == "archive":  # shared: runs may archive side by side; prune waits
-            os.makedirs(archive_dir, exist_ok=True)
-            archive_folder.enter_context(FolderLock(archive_dir, shared=True, what="this archive folder"))
-        worklist = build_worklist(plan, mode, scan_progress, select, options.git_rm)
-        annex_notes = check_annexed(plan, worklist, mode, options.force_drop)
-        repository = plan.dataset.repository
-        if repository is not None and (worklist.in_git or any(planned.annex == PRESENT for planned in worklist.files)):
-            check_trusted(repository.top, repository.git_dir)  # git and git-annex will act here
-        if repository is not None and worklist.in_git:
-            why = not_ready_to_commit(repository)
-            if why:
-                raise CleanupError(f"--git-rm: {why}; nothing was changed")
+        if options.mode == Mode.ARCHIVE and options.archive_dir:  # shared: runs may archive side by side
+            os.makedirs(options.archive_dir, exist_ok=True)
+            archive_folder.enter_context(FolderLock(options.archive_dir, shared=True, what="this archive folder"))
+        worklist, notes = checked_worklist(plan, options, scan_progress, select)
         if show is not None:
             show(worklist)
         journals = survey_journals(state) if shard is None else JournalSurvey()
-        if not worklist.files and not journals.actionable:
-            idle = result(worklist.outcome, nothing_to_do=True)  # no journal, nothing touched
-            idle.warnings += journals.problems
-            return idle
+        if not worklist.files and not journals.actionable:  # no journal, nothing touched
+            return clean_result(plan, started, worklist.outcome, notes + journals.problems, nothing_to_do=True)
         if confirm is not None and worklist.files and not confirm(worklist.preview(), worklist.scanned_bytes):
             raise Declined("cancelled; nothing was changed")
-        journal = Journal(state)
+        journal, stop, skipped_lines = Journal(state), Stop(), list[str]()
         worklist.outcome.progress = act_progress
-        stop = Stop()
-        skipped_lines: list[str] = []
         with stop_on_signals(stop):
-            outcome, archives, recovery, after_acting = _act(plan, dataclasses.replace(options, archive_dir=archive_dir),
-                                                             worklist, journal, stop, skipped_lines,
+            outcome, archives, recovery, after_acting = _act(plan, options, worklist, journal, stop, skipped_lines,
                                                              recovering=shard is None)
-    cut_short = [{**dataclasses.asdict(run), "kwh_per_year": footprint(run.bytes, model).kwh_per_year,
-                  "kgco2e_per_year": footprint(run.bytes, model).total_kg} for run in recovery.cut_short]
-    done = result(outcome, archives=archives, journal=journal.path, recovered_files=recovery.recovered_files,
-                  signal=stop.signal, after_acting=after_acting, cut_short=cut_short)
-    done.warnings += annex_notes + skipped_lines + after_acting
-    return done
+    return clean_result(plan, started, outcome, notes + skipped_lines + after_acting, archives=archives,
+                        journal=journal.path, recovered_files=recovery.recovered_files, signal=stop.signal,
+                        after_acting=after_acting, cut_short=[dataclasses.asdict(run) for run in recovery.cut_short])
+
+
+def clean_result(plan: Plan, started: float, outcome: Outcome, warnings: list[str], **more: Any) -> CleanResult:
+    """What a run did (or, dry, would do) and what went wrong acting; the caller adds what the dataset is and
+    what reading it said (ops/runs.py)."""
+    return CleanResult(plan.dataset.path, outcome.mode, outcome.as_dict(), started, time.time(), warnings=warnings,
+                       **more)
+
+
+def refuse_before_acting(plan: Plan, options: CleanOptions) -> str | None:
+    """What archive and delete refuse before anything is locked or read: rules that junk what every analysis
+    needs (without --allow-output-loss), an archive folder inside the dataset, a root others may swap. Returns
+    the archive folder, resolved."""
+    at_risk = plan.outputs_at_risk()
+    if at_risk and not options.allow_output_loss:
+        raise CleanupError(f"{at_risk[0]}; nothing was changed")
+    archive_dir = check_archive_dir(options.archive_dir, plan) if options.mode == Mode.ARCHIVE else options.archive_dir
+    refuse_unsafe_roots([root.path for root in plan.dataset.scan_roots])
+    return archive_dir
+
+
+def checked_worklist(plan: Plan, options: CleanOptions, scan_progress: Callable[[int, int], None] | None,
+                     select: Callable[[PlannedFile], bool] | None) -> tuple[Worklist, list[str]]:
+    """The work list, once what git and git-annex will be asked to do is known to be possible here (see
+    check_annexed; a repository others can write, or mid-merge, is refused), and the notes that go with it."""
+    worklist = build_worklist(plan, options.mode, scan_progress, select, options.git_rm)
+    notes = check_annexed(plan, worklist, options.mode, options.force_drop)
+    repository = plan.dataset.repository
+    if options.mode == Mode.DRY_RUN or repository is None:
+        return worklist, notes
+    if worklist.in_git or any(planned.annex == PRESENT for planned in worklist.files):
+        check_trusted(repository.top, repository.git_dir)  # git and git-annex will act here
+    if worklist.in_git:
+        why = not_ready_to_commit(repository)
+        if why:
+            raise CleanupError(f"--git-rm: {why}; nothing was changed")
+    return worklist, notes
 
 
 def check_annexed(plan: Plan, worklist: Worklist, mode: str, force_drop: bool) -> list[str]:

@@ -8,9 +8,9 @@ import os
 import secrets
 
 from ..basics.handles import open_folder_nofollow
+from ..basics.journal_writer import Journal
 from ..plan.plan import Plan
 from ..plan.rows import PlannedFile
-from .journal import Journal
 
 RECIPE_FOLDER = "code"  # BIDS's place for code in a dataset
 

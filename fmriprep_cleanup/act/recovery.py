@@ -17,6 +17,7 @@ from typing import Any
 from ..basics import numbers
 from ..basics.errors import CleanupError
 from ..basics.handles import remove_path
+from ..basics.journal_writer import Journal, mark_done
 from ..basics.journals import (
     ARCHIVE_BEGIN,
     ARCHIVE_VERIFIED,
@@ -30,7 +31,6 @@ from ..basics.journals import (
 )
 from ..basics.ownstate import record_end
 from ..basics.paths import inside
-from .journal import Journal, mark_done
 from .manifest import MANIFEST_SUFFIX, RUN_ID, load_run_info, our_archive_name
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..basics.errors import CleanupError
+from ..basics.journal_writer import Journal, mark_done
 from ..basics.journals import (
     LEGACY_JOURNAL,
     OPEN_SUFFIX,
@@ -26,7 +27,6 @@ from ..basics.journals import (
     survey_journals,
 )
 from ..basics.ownstate import record_end
-from .journal import Journal, mark_done
 from .lock import RunLock
 from .recovery import Recovery, recover_run
 

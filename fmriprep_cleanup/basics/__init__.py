@@ -16,5 +16,5 @@ __getattr__, __dir__ = lazy_face(__name__, {
     "below": "paths", "inside": "paths",
     "parse_duration": "units", "parse_size": "units",
     "Directory": "folders", "Entry": "folders", "walk": "folders", "walk_folder": "folders", "list_folder": "folders",
-    "Warnings": "warnings", "filesystem_type": "mounts", "on_network": "mounts",
+    "Warnings": "warnings", "Journal": "journal_writer", "filesystem_type": "mounts", "on_network": "mounts",
 })

@@ -1,4 +1,4 @@
-"""The tool's own state folder and the journals in it, read back (act/journal.py writes them, act/recovery.py
+"""The tool's own state folder and the journals in it, read back (basics/journal_writer.py writes them, act/recovery.py
 acts on them; discovery reads which folders earlier runs acted on).
 
 Layout of a state directory (by default ``<derivatives>/.fmriprep-cleanup/``)::

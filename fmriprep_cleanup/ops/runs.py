@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..basics.errors import CleanupError
-from ..energy.model import Assumptions
+from ..energy.model import Assumptions, footprint, model_for
 from ..plan.options import CleanOptions
 from ..plan.plan import Plan
 from .history import History, record_run
@@ -27,15 +27,18 @@ def run_clean(plan: Plan, options: CleanOptions, history: History | str | None =
     ``history``: an open History (a policy run shares one), or its path (None: the default database), opened
     before acting so that one that cannot be written stops the run before anything changes; ``record``: None
     records archive and delete runs, True dry runs too, False none. The record's rules are the plan's rule
-    sets. The callbacks and ``select``/``shard`` are act.clean.clean's.
+    sets. The callbacks and ``select``/``shard`` are act.clean.clean's; ``energy``: how avoided kWh and kgCO2e
+    are counted (default: the rule set's energy: section).
     """
     from ..act.clean import clean
 
     wanted = record if record is not None else options.mode != "dry-run"
     database = None if not wanted else history if isinstance(history, History) else History(history)
     try:
-        result = clean(plan, options, confirm=confirm, energy_model=energy, show=show, scan_progress=progress,
+        result = clean(plan, options, confirm=confirm, show=show, scan_progress=progress,
                        act_progress=act_progress, select=select, shard=shard)
+        described(result, plan)
+        count_avoided(result, energy or model_for(plan.ruleset.energy))  # the same figures whoever calls
         if database is not None:
             try:
                 record_run(database, result, list(plan.ruleset.names))
@@ -46,3 +49,19 @@ def run_clean(plan: Plan, options: CleanOptions, history: History | str | None =
         if database is not None and database is not history:
             database.close()
     return result
+
+
+def count_avoided(result: CleanResult, model: Assumptions) -> None:
+    """The energy and carbon a year the run avoided (and each run it found cut short), by ``model``."""
+    avoided = footprint(result.outcome["bytes"], model)
+    result.kwh_per_year, result.kgco2e_per_year = avoided.kwh_per_year, avoided.total_kg
+    for run in result.cut_short:
+        cut = footprint(run["bytes"], model)
+        run["kwh_per_year"], run["kgco2e_per_year"] = cut.kwh_per_year, cut.total_kg
+
+
+def described(result: CleanResult, plan: Plan) -> None:
+    """Where the run acted (the dataset's folders, and how each was found) and, first among its warnings, what
+    reading the dataset said."""
+    result.folders, result.notes = plan.dataset.folders(), list(plan.dataset.notes)
+    result.warnings[:0] = plan.all_warnings()

@@ -1,5 +1,6 @@
 """The journal: the one record of what a run does, written before each action (basics/journals.py reads it
-back, recovery.py acts on it after a crash).
+back, act/recovery.py acts on it after a crash). What is written is about files and archives, nothing of fMRIPrep:
+the acting layer (act/) writes it, through this module alone.
 
 A journal is JSON lines, each fsynced before the next action starts, each sealed (basics/seal.py) with this
 user's key and bound to its state folder, and chained: each line carries its sequence number (``seq``) and the
@@ -33,10 +34,10 @@ import time
 import uuid
 from typing import Any
 
-from ..basics.errors import CleanupError
-from ..basics.formats import strict_json
-from ..basics.handles import open_child
-from ..basics.journals import (
+from .errors import CleanupError
+from .formats import strict_json
+from .handles import open_child
+from .journals import (
     ARCHIVE_BEGIN,
     ARCHIVE_FAILED,
     ARCHIVE_REUSED,
@@ -55,8 +56,8 @@ from ..basics.journals import (
     open_state_folder,
     seal_context,
 )
-from ..basics.ownstate import record_end, record_start
-from ..basics.seal import seal_json, user_key
+from .ownstate import record_end, record_start
+from .seal import seal_json, user_key
 
 KEEP_FINISHED = 50  # finished runs' journals kept for people to read; older ones are deleted
 
