@@ -113,72 +113,103 @@ def _chained_records(path: str, run: str, recovery: Recovery) -> list[dict[str, 
     return records
 
 
+@dataclass
+class Replayed:
+    """What an interrupted run's journal says it did: the batches it named and did not close (batch -> their
+    archive and files), the sizes of the files it named, what it removed, and the archives it began and verified."""
+
+    open_batches: dict[Any, tuple[str | None, list[tuple[str, int]]]] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+    removed_files: int = 0
+    removed_bytes: int = 0
+    begun: dict[str, dict[str, Any]] = field(default_factory=dict)
+    verified: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, records: list[dict[str, Any]]) -> Replayed:
+        replayed = cls()
+        for record in records:
+            event = record["event"]
+            if event == REMOVING:
+                files = _batch_files(record)
+                replayed.open_batches[record.get("batch")] = (record.get("archive"), files)
+                replayed.sizes.update(files)
+            elif event == REMOVED:
+                named = replayed.open_batches.pop(record.get("batch"), (None, []))[1]
+                done = [path for path, _ in named] if record.get("removed") == "all" else record.get("removed")
+                if isinstance(done, list):
+                    replayed.removed_files += len(done)
+                    replayed.removed_bytes += sum(replayed.sizes.get(path, 0) for path in done if isinstance(path, str))
+            elif event == ARCHIVE_BEGIN:
+                replayed.begun[record["archive"]] = record
+            elif event == ARCHIVE_VERIFIED:
+                replayed.verified[record["archive"]] = record
+        return replayed
+
+    def removed(self, paths: list[str]) -> None:
+        self.removed_files += len(paths)
+        self.removed_bytes += sum(self.sizes.get(path, 0) for path in paths)
+
+
 def recover_run(records: list[dict[str, Any]], journal: Journal, archive_dir: str | None, recovery: Recovery) -> None:
+    """Finish one interrupted run: close its open batches with what is gone from the disk, remove its half-written
+    archives (never a final name), offer its verified archives for reuse, and record it as cut short."""
     run = records[0]["run"]
     ended = [record for record in records if record["event"] == RUN_END]
-    finished = any(not record.get("interrupted") for record in ended)
     start = next((record for record in records if record["event"] == RUN_START), {})
     roots = [root for root in start.get("roots", []) if isinstance(root, str)] if isinstance(start.get("roots"), list) else []
-    open_batches: dict[Any, tuple[str | None, list[tuple[str, int]]]] = {}
-    sizes: dict[str, int] = {}
-    removed_files = removed_bytes = 0
-    begun: dict[str, dict[str, Any]] = {}
-    verified: dict[str, dict[str, Any]] = {}
-    for record in records:
-        event = record["event"]
-        if event == REMOVING:
-            files = _batch_files(record)
-            open_batches[record.get("batch")] = (record.get("archive"), files)
-            sizes.update(files)
-        elif event == REMOVED:
-            named = open_batches.pop(record.get("batch"), (None, []))[1]
-            done = [path for path, _ in named] if record.get("removed") == "all" else record.get("removed")
-            if isinstance(done, list):
-                removed_files += len(done)
-                removed_bytes += sum(sizes.get(path, 0) for path in done if isinstance(path, str))
-        elif event == ARCHIVE_BEGIN:
-            begun[record["archive"]] = record
-        elif event == ARCHIVE_VERIFIED:
-            verified[record["archive"]] = record
-    for batch, (archive, files) in open_batches.items():
+    replayed = Replayed.of(records)
+    for batch, (archive, files) in replayed.open_batches.items():
         gone = [path for path, _ in files if any(inside(path, root) for root in roots) and not os.path.lexists(path)]
         journal.batch_end(batch if isinstance(batch, int) else 0, gone, [], [], archive, recovers=run)
         recovery.recovered_files += len(gone)
-        removed_files += len(gone)
-        removed_bytes += sum(sizes.get(path, 0) for path in gone)
+        replayed.removed(gone)
     run_folder = _own_run_folder(start, run)
-    for archive, record in begun.items():
-        if run_folder is None or not _leftover_names_are_ours(record, run_folder):
-            continue
-        for leftover in (record["temporary"], record["manifest"] + ".tmp"):  # never a final name
-            if _remove_leftover(leftover):
-                journal.recovered(leftover, "half-written archive of an interrupted run")
-        if archive in verified:
-            continue
-        if os.path.lexists(archive) != os.path.lexists(record["manifest"]):
-            recovery.problems.append(_partnerless(archive, record["manifest"]))
-        elif os.path.lexists(archive):
-            recovery.problems.append(f"{archive}: a complete archive of an interrupted run, written before any of "
-                                     "its originals went; kept (restore or prune it as any other)")
-    same_folder = archive_dir is not None and isinstance(start.get("archive_dir"), str) and \
-        os.path.realpath(start["archive_dir"]) == os.path.realpath(archive_dir)
-    for archive, record in verified.items():
-        if run_folder is None or not _leftover_names_are_ours(record, run_folder):
-            continue
-        has_archive, has_manifest = os.path.lexists(archive), os.path.lexists(record["manifest"])
-        if has_archive != has_manifest:  # one without its partner: reported, never removed
-            recovery.problems.append(_partnerless(archive, record["manifest"]))
-        elif has_archive and same_folder and not finished:
-            length, sha = record.get("stream_length"), record.get("stream_sha256")
-            stream = (length, sha) if isinstance(length, int) and isinstance(sha, str) else None
-            recovery.reusable.append(ReusableArchive(archive, record["manifest"], stream))
+    if run_folder is not None:
+        _tidy_begun(replayed, run_folder, journal, recovery)
+        same_folder = archive_dir is not None and isinstance(start.get("archive_dir"), str) and \
+            os.path.realpath(start["archive_dir"]) == os.path.realpath(archive_dir)
+        finished = any(not record.get("interrupted") for record in ended)
+        _offer_verified(replayed, run_folder, same_folder and not finished, recovery)
     if not ended and start:
         times = [record["time"] for record in records if _is_time(record.get("time"))]
         rules = start.get("rules")
         rules = rules if isinstance(rules, list) else []
         recovery.cut_short.append(CutShortRun(
             run, str(start.get("mode", "")), str(start.get("dataset", "")), [str(rule) for rule in rules],
-            min(times, default=0.0), max(times, default=0.0), removed_files, removed_bytes))
+            min(times, default=0.0), max(times, default=0.0), replayed.removed_files, replayed.removed_bytes))
+
+
+def _tidy_begun(replayed: Replayed, run_folder: str, journal: Journal, recovery: Recovery) -> None:
+    """The archives the run began: their half-written files removed, an unverified complete one reported."""
+    for archive, record in replayed.begun.items():
+        if not _leftover_names_are_ours(record, run_folder):
+            continue
+        for leftover in (record["temporary"], record["manifest"] + ".tmp"):  # never a final name
+            if _remove_leftover(leftover):
+                journal.recovered(leftover, "half-written archive of an interrupted run")
+        if archive in replayed.verified:
+            continue
+        if os.path.lexists(archive) != os.path.lexists(record["manifest"]):
+            recovery.problems.append(_partnerless(archive, record["manifest"]))
+        elif os.path.lexists(archive):
+            recovery.problems.append(f"{archive}: a complete archive of an interrupted run, written before any of "
+                                     "its originals went; kept (restore or prune it as any other)")
+
+
+def _offer_verified(replayed: Replayed, run_folder: str, reusable: bool, recovery: Recovery) -> None:
+    """The archives the run verified: one without its partner reported (never removed); with ``reusable`` (this
+    run archives to the same folder, the run did not finish), each offered to serve again once re-verified."""
+    for archive, record in replayed.verified.items():
+        if not _leftover_names_are_ours(record, run_folder):
+            continue
+        has_archive, has_manifest = os.path.lexists(archive), os.path.lexists(record["manifest"])
+        if has_archive != has_manifest:  # one without its partner: reported, never removed
+            recovery.problems.append(_partnerless(archive, record["manifest"]))
+        elif has_archive and reusable:
+            length, sha = record.get("stream_length"), record.get("stream_sha256")
+            stream = (length, sha) if isinstance(length, int) and isinstance(sha, str) else None
+            recovery.reusable.append(ReusableArchive(archive, record["manifest"], stream))
 
 
 def _is_time(value: object) -> bool:

@@ -1,4 +1,4 @@
-"""The command line: parsing and rendering over the Python API (api.py), one module per command group.
+"""The command line: parsing and rendering over the Python API (api/), one module per command group.
 
 Exit codes (basics/errors.py): 0 done; 2 bad input or refused (one line on stderr, never a traceback);
 3 done, but something was skipped or could not be read; 4 a policy's dataset failed; 130/143 stopped by a signal.

@@ -172,25 +172,130 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True,
     saying what was looked for and where. ``path_map``: container paths as this machine sees them, for the
     output directories a lone working directory's runs recorded.
     """
-    given = os.path.abspath(os.path.expanduser(str(path)))
-    expected = "fMRIPrep output or an fMRIPrep working directory"
-    real = check_directory(given, expected)
-    entries = list_dir(real)
-    if not entries:
-        raise CleanupError(f"{given} is empty (expected {expected})")
-    names = {entry.name for entry in entries}
-    notes: list[str] = []
-    warnings: list[str] = []
-    found: dict[str, str] = {}  # folder -> how it was found (the working directories' set as they are found)
+    return Discovery(path, work_dir, find_work_dir, known_roots, path_map).dataset()
 
-    def how(derivatives: str | None, freesurfer: str | None, workdirs: list[str], legacy: bool) -> tuple:
+
+EXPECTED = "fMRIPrep output or an fMRIPrep working directory"
+
+
+class Discovery:
+    """What one folder is: an output (BIDS or legacy layout), the folder holding a legacy output, or a working
+    directory; with what was noted, warned and how each folder of the dataset was found on the way."""
+
+    def __init__(self, path: str, work_dir: str | None, find_work_dir: bool, known_roots: KnownRoots | None,
+                 path_map: PathMap) -> None:
+        self.given = os.path.abspath(os.path.expanduser(str(path)))
+        self.work_dir, self.find_work_dir, self.known_roots, self.path_map = work_dir, find_work_dir, known_roots, path_map
+        self.real = check_directory(self.given, EXPECTED)
+        self.entries = list_dir(self.real)
+        if not self.entries:
+            raise CleanupError(f"{self.given} is empty (expected {EXPECTED})")
+        self.names = {entry.name for entry in self.entries}
+        self.notes: list[str] = []
+        self.warnings: list[str] = []
+        self.found: dict[str, str] = {}  # folder -> how it was found (the working directories' as they are found)
+
+    def dataset(self) -> Dataset:
+        if "dataset_description.json" in self.names:
+            return self.output()
+        container_of = next((pipeline for pipeline in pipelines() if pipeline.output_folder
+                             and pipeline.output_folder in self.names
+                             and os.path.lexists(os.path.join(self.real, pipeline.output_folder,
+                                                              "dataset_description.json"))), None)
+        if container_of is not None:
+            return self.legacy_container(container_of)
+        found_workdir = workdir_pipeline(self.real) or pipeline_of_workdir_name(os.path.basename(self.real))
+        emptied = found_workdir is None and self.known_roots is not None and self.real in self.known_roots(self.real)
+        if found_workdir is not None or emptied:
+            return self.workdir(found_workdir or ("fmriprep", None), emptied)
+        raise self.not_recognised()
+
+    def output(self) -> Dataset:
+        """The folder given is an output: its layout, FreeSurfer folder and working directories."""
+        real = self.real
+        pipeline, version = _require_known(os.path.join(real, "dataset_description.json"), self.notes)
+        key, parent = pipeline.key, os.path.dirname(real)
+        bids_freesurfer = os.path.join(real, "sourcedata", "freesurfer")
+        legacy_freesurfer = os.path.join(parent, "freesurfer")
+        old = key == "fmriprep" and bool(version) and _version_tuple(version or "") < (21,)
+        freesurfer: str | None
+        if os.path.isdir(bids_freesurfer) and not os.path.islink(bids_freesurfer):
+            layout, freesurfer = "bids", bids_freesurfer
+        elif os.path.basename(real) == pipeline.output_folder and (os.path.isdir(legacy_freesurfer) or old):
+            layout = "legacy"
+            freesurfer = legacy_freesurfer if os.path.isdir(legacy_freesurfer) else None
+            self.notes.append(f"legacy layout: only {real} and its sibling freesurfer/ are scanned, not the rest of "
+                              f"{parent}")
+        else:
+            layout, freesurfer = "legacy" if old else "bids", None
+        output_dir = real if layout == "bids" else parent
+        known = frozenset(self.known_roots(real)) if self.known_roots is not None and self.find_work_dir \
+            and not self.work_dir else frozenset()
+        workdirs = self.named_workdirs(real, key) or (only_ours(
+            find_workdirs(real, self.entries, key, known)
+            or recorded_or_beside(real, output_dir, self.notes, self.warnings, self.found, pipeline, known),
+            output_dir, real, self.warnings) if self.find_work_dir else [])
+        return self.made(layout, version, real, freesurfer, workdirs, key, legacy=layout == "legacy")
+
+    def legacy_container(self, container_of: Any) -> Dataset:
+        """The folder given holds a legacy output (fmriprep/ beside freesurfer/)."""
+        real = self.real
+        derivatives = os.path.join(real, container_of.output_folder)
+        pipeline, version = _require_known(os.path.join(derivatives, "dataset_description.json"), self.notes)
+        key = pipeline.key
+        freesurfer = os.path.join(real, "freesurfer")
+        legacy_evidence = os.path.isdir(freesurfer) or (
+            key == "fmriprep" and version is not None and _version_tuple(version) < (21,))
+        if not legacy_evidence or os.path.isdir(os.path.join(derivatives, "sourcedata", "freesurfer")):
+            raise NotFMRIPrepError(f"{derivatives} is {pipeline.name} output in the BIDS layout; give {derivatives} itself")
+        workdirs = self.named_workdirs(derivatives, key) or (only_ours(
+            find_workdirs(real, self.entries, key)
+            or recorded_or_beside(derivatives, real, self.notes, self.warnings, self.found, pipeline),
+            real, derivatives, self.warnings) if self.find_work_dir else [])
+        freesurfer_found = freesurfer if os.path.isdir(freesurfer) and not os.path.islink(freesurfer) else None
+        return self.made("legacy", version, derivatives, freesurfer_found, workdirs, key, legacy=True, container=real)
+
+    def workdir(self, found: tuple[str, str | None], emptied: bool) -> Dataset:
+        """The folder given is a working directory (or was one, before an earlier cleanup emptied it)."""
+        key, version = found
+        real = self.real
+        if emptied:
+            self.notes.append(f"working directory {real} holds nothing of fMRIPrep's any more (an earlier cleanup "
+                              "emptied it)")
+        workdirs = [real] + [workdir for workdir in self.named_workdirs(None, key) if workdir != real]
+        orphan_of = orphaned_output(real, self.path_map)
+        if orphan_of:
+            self.notes.append(f"orphaned: its runs wrote to {orphan_of}, which no longer exists")
+        return Dataset(path=self.given, layout="workdir", fmriprep_version=version, derivatives=None,
+                       freesurfer=None, workdirs=tuple(workdirs), notes=tuple(self.notes),
+                       found=self.how(None, None, workdirs, False), warnings=tuple(self.warnings),
+                       orphan_of=orphan_of, pipeline=key)
+
+    def made(self, layout: str, version: str | None, derivatives: str, freesurfer: str | None, workdirs: list[str],
+             key: str, legacy: bool, container: str | None = None) -> Dataset:
+        """An output's dataset, with the repository it lives in (if any) noted."""
+        repository = find_repository(derivatives)
+        if repository is not None:
+            self.notes.append(repository_note(repository))
+        return Dataset(path=self.given, layout=layout, fmriprep_version=version, derivatives=derivatives,
+                       freesurfer=freesurfer, workdirs=tuple(workdirs), container=container, notes=tuple(self.notes),
+                       found=self.how(derivatives, freesurfer, workdirs, legacy), warnings=tuple(self.warnings),
+                       repository=repository, pipeline=key)
+
+    def named_workdirs(self, identity: str | None, pipeline: str = "fmriprep") -> list[str]:
+        return [explicit_workdir(self.work_dir, identity, self.known_roots, self.notes, pipeline)] \
+            if self.work_dir else []
+
+    def how(self, derivatives: str | None, freesurfer: str | None, workdirs: list[str], legacy: bool) -> tuple:
+        """How each folder of the dataset was found, as the report says it."""
+        found, real = self.found, self.real
         if derivatives:
             found[derivatives] = "the folder given" if derivatives == real else "the fmriprep/ of the folder given"
         if freesurfer:
             found[freesurfer] = ("freesurfer/ beside the output (legacy layout)" if legacy
                                  else "sourcedata/freesurfer in the output")
         for workdir in workdirs:
-            if work_dir and workdir == workdirs[-1] and workdir not in found:
+            if self.work_dir and workdir == workdirs[-1] and workdir not in found:
                 found[workdir] = "given with --work-dir"
             elif workdir == real:
                 found[workdir] = "the folder given"
@@ -198,93 +303,19 @@ def discover(path: str, work_dir: str | None = None, find_work_dir: bool = True,
                 found[workdir] = "inside the folder given"
         return tuple(found.items())
 
-    def named_workdirs(identity: str | None, pipeline: str = "fmriprep") -> list[str]:
-        return [explicit_workdir(work_dir, identity, known_roots, notes, pipeline)] if work_dir else []
-
-    if "dataset_description.json" in names:
-        pipeline, version = _require_known(os.path.join(real, "dataset_description.json"), notes)
-        key = pipeline.key
-        parent = os.path.dirname(real)
-        bids_freesurfer = os.path.join(real, "sourcedata", "freesurfer")
-        legacy_freesurfer = os.path.join(parent, "freesurfer")
-        freesurfer: str | None
-        if os.path.isdir(bids_freesurfer) and not os.path.islink(bids_freesurfer):
-            layout, freesurfer = "bids", bids_freesurfer
-        elif os.path.basename(real) == pipeline.output_folder and (
-            os.path.isdir(legacy_freesurfer) or (key == "fmriprep" and version and _version_tuple(version) < (21,))
-        ):
-            layout = "legacy"
-            freesurfer = legacy_freesurfer if os.path.isdir(legacy_freesurfer) else None
-            notes.append(f"legacy layout: only {real} and its sibling freesurfer/ are scanned, not the rest of {parent}")
-        else:
-            layout = "legacy" if key == "fmriprep" and version and _version_tuple(version) < (21,) else "bids"
-            freesurfer = None
-        output_dir = real if layout == "bids" else parent
-        known = frozenset(known_roots(real)) if known_roots is not None and find_work_dir and not work_dir else frozenset()
-        workdirs = named_workdirs(real, key) or (only_ours(
-            find_workdirs(real, entries, key, known)
-            or recorded_or_beside(real, output_dir, notes, warnings, found, pipeline, known),
-            output_dir, real, warnings) if find_work_dir else [])
-        repository = find_repository(real)
-        if repository is not None:
-            notes.append(repository_note(repository))
-        return Dataset(path=given, layout=layout, fmriprep_version=version, derivatives=real, freesurfer=freesurfer,
-                       workdirs=tuple(workdirs), notes=tuple(notes),
-                       found=how(real, freesurfer, workdirs, layout == "legacy"), warnings=tuple(warnings),
-                       repository=repository, pipeline=key)
-
-    container_of = next((pipeline for pipeline in pipelines() if pipeline.output_folder and pipeline.output_folder in names
-                         and os.path.lexists(os.path.join(real, pipeline.output_folder, "dataset_description.json"))),
-                        None)
-    if container_of is not None:
-        assert container_of.output_folder is not None
-        derivatives = os.path.join(real, container_of.output_folder)
-        pipeline, version = _require_known(os.path.join(derivatives, "dataset_description.json"), notes)
-        key = pipeline.key
-        freesurfer = os.path.join(real, "freesurfer")
-        legacy_evidence = os.path.isdir(freesurfer) or (
-            key == "fmriprep" and version is not None and _version_tuple(version) < (21,))
-        if not legacy_evidence or os.path.isdir(os.path.join(derivatives, "sourcedata", "freesurfer")):
-            raise NotFMRIPrepError(f"{derivatives} is {pipeline.name} output in the BIDS layout; give {derivatives} itself")
-        workdirs = named_workdirs(derivatives, key) or (only_ours(
-            find_workdirs(real, entries, key) or recorded_or_beside(derivatives, real, notes, warnings, found, pipeline),
-            real, derivatives, warnings) if find_work_dir else [])
-        freesurfer_found = freesurfer if os.path.isdir(freesurfer) and not os.path.islink(freesurfer) else None
-        repository = find_repository(derivatives)
-        if repository is not None:
-            notes.append(repository_note(repository))
-        return Dataset(path=given, layout="legacy", fmriprep_version=version, derivatives=derivatives,
-                       freesurfer=freesurfer_found, workdirs=tuple(workdirs), container=real, notes=tuple(notes),
-                       found=how(derivatives, freesurfer_found, workdirs, True), warnings=tuple(warnings),
-                       repository=repository, pipeline=key)
-
-    found_workdir = workdir_pipeline(real) or pipeline_of_workdir_name(os.path.basename(real))
-    key, version = found_workdir if found_workdir else ("fmriprep", None)
-    is_workdir = found_workdir is not None
-    emptied = not is_workdir and known_roots is not None and real in known_roots(real)
-    if is_workdir or emptied:
-        if emptied:
-            notes.append(f"working directory {real} holds nothing of fMRIPrep's any more (an earlier cleanup emptied it)")
-        explicit_workdirs = named_workdirs(None, key)
-        workdirs = [real] + [w for w in explicit_workdirs if w != real]
-        orphan_of = orphaned_output(real, path_map)
-        if orphan_of:
-            notes.append(f"orphaned: its runs wrote to {orphan_of}, which no longer exists")
-        return Dataset(path=given, layout="workdir", fmriprep_version=version, derivatives=None, freesurfer=None,
-                       workdirs=tuple(workdirs), notes=tuple(notes), found=how(None, None, workdirs, False),
-                       warnings=tuple(warnings), orphan_of=orphan_of, pipeline=key)
-
-    if "fmriprep" in names:
-        raise NotFMRIPrepError(f"{given}/fmriprep has no dataset_description.json naming fMRIPrep")
-    derivatives_here = sorted(entry.name for entry in entries if entry.is_dir(follow_symlinks=False) and
-                              os.path.isfile(os.path.join(real, entry.name, "dataset_description.json")))
-    if derivatives_here and os.path.basename(real) == "derivatives":
-        raise NotFMRIPrepError(f"{given} holds several pipelines' outputs ({', '.join(derivatives_here)}): give one "
-                               f"of them, or audit {given} to see them all")
-    raise NotFMRIPrepError(
-        f"{given} does not look like {expected}: found no dataset_description.json naming fMRIPrep, "
-        "no fmriprep/ folder (legacy layout) and no fmriprep_wf/ or fmriprep_<major>_<minor>_wf/ (working directory)"
-    )
+    def not_recognised(self) -> NotFMRIPrepError:
+        """Why the folder given is none of them, with what it is instead when that can be told."""
+        given = self.given
+        if "fmriprep" in self.names:
+            return NotFMRIPrepError(f"{given}/fmriprep has no dataset_description.json naming fMRIPrep")
+        derivatives_here = sorted(entry.name for entry in self.entries if entry.is_dir(follow_symlinks=False) and
+                                  os.path.isfile(os.path.join(self.real, entry.name, "dataset_description.json")))
+        if derivatives_here and os.path.basename(self.real) == "derivatives":
+            return NotFMRIPrepError(f"{given} holds several pipelines' outputs ({', '.join(derivatives_here)}): give "
+                                    f"one of them, or audit {given} to see them all")
+        return NotFMRIPrepError(
+            f"{given} does not look like {EXPECTED}: found no dataset_description.json naming fMRIPrep, no "
+            "fmriprep/ folder (legacy layout) and no fmriprep_wf/ or fmriprep_<major>_<minor>_wf/ (working directory)")
 
 
 def discover_dataset(path: str, work_dir: str | None = None, find_work_dir: bool = True,

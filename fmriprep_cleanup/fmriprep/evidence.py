@@ -190,94 +190,122 @@ def evidence_of(label: str, derivatives: str | None, reports: list[str], freesur
     """What a subject's evidence says. In a git-annex dataset the evidence may be annexed links: their content
     is read where it is here, and their times (when they were checked out) are not activity. In any git
     repository (``git``), a file as committed has its commit's time, and a folder's time is its checkout's."""
-
-    def committed(path: str) -> bool:
-        return git is not None and git.unchanged(path)
-
-    def time_of(path: str, mtime: float) -> float:
-        return git.commit_time if git is not None and git.commit_time is not None and committed(path) else mtime
-
-    status = SubjectStatus(label, "unknown")
-    evidence = Evidence(status, [], [], sorted(reports), None, {}, [])
+    reader = EvidenceReader(annex, git)
+    evidence = Evidence(SubjectStatus(label, "unknown"), [], [], sorted(reports), None, {}, [])
     if freesurfer:
+        reader.freesurfer_markers(evidence, freesurfer)
+    if not derivatives:
+        return evidence
+    reader.reports(evidence, derivatives)
+    newest = reader.newest_run(evidence, derivatives)
+    if newest is not None and run_config is not None:  # a pipeline that writes none (sMRIPrep): crashes decide
+        reader.run_config(evidence, newest, run_config)
+    return evidence
+
+
+class EvidenceReader:
+    """Reads a subject's evidence files, knowing which are annexed links (their content read where it is here)
+    and which are as git committed them (their times are the commit's, not activity)."""
+
+    def __init__(self, annex: GitRepo | None, git: GitState | None) -> None:
+        self.annex, self.git = annex, git
+
+    def committed(self, path: str) -> bool:
+        return self.git is not None and self.git.unchanged(path)
+
+    def time_of(self, path: str, mtime: float) -> float:
+        git = self.git
+        return git.commit_time if git is not None and git.commit_time is not None and self.committed(path) else mtime
+
+    def freesurfer_markers(self, evidence: Evidence, freesurfer: str) -> None:
+        """recon-all's done, error and is-running markers in the subject's scripts/ folder, with their times."""
         entries, problem = list_folder(os.path.join(freesurfer, "scripts"))
         if problem:
             evidence.unreadable.append(problem)
         for entry in entries:
             if entry.name in FREESURFER_MARKERS or entry.name.startswith(ISRUNNING):
                 try:
-                    evidence.freesurfer_markers[entry.name] = time_of(entry.path,
-                                                                      entry.stat(follow_symlinks=False).st_mtime)
+                    evidence.freesurfer_markers[entry.name] = self.time_of(entry.path,
+                                                                           entry.stat(follow_symlinks=False).st_mtime)
                 except OSError:
                     continue
-    if not derivatives:
-        return evidence
-    for name in evidence.reports:
-        path = os.path.join(derivatives, name)
-        try:
-            mtime = os.lstat(path).st_mtime
-        except OSError as exc:
-            evidence.unreadable.append(f"cannot stat {path}: {why(exc)}")
-            continue
-        annexed, content = annexed_content(path, annex)
-        if annexed:
-            errors, problem = report_errors(content) if content else (None, None)
-            if content is None:
-                evidence.not_here.append(name)
-        else:
-            errors, problem = report_errors(path)
+
+    def reports(self, evidence: Evidence, derivatives: str) -> None:
+        """Each report's time and the errors it lists (an annexed report read where its content is)."""
+        status = evidence.status
+        for name in evidence.reports:
+            path = os.path.join(derivatives, name)
+            try:
+                mtime = os.lstat(path).st_mtime
+            except OSError as exc:
+                evidence.unreadable.append(f"cannot stat {path}: {why(exc)}")
+                continue
+            annexed, content = annexed_content(path, self.annex)
+            if annexed:
+                errors, problem = report_errors(content) if content else (None, None)
+                if content is None:
+                    evidence.not_here.append(name)
+            else:
+                errors, problem = report_errors(path)
+            if problem:
+                evidence.unreadable.append(problem)
+                continue
+            mtime = self.time_of(path, mtime)
+            status.report_time = max(mtime, status.report_time or mtime)
+            if not annexed and not self.committed(path):
+                evidence.activity.append((mtime, "its report"))
+            if errors is not None:
+                status.report_errors = max(errors, status.report_errors or 0)
+
+    def newest_run(self, evidence: Evidence, derivatives: str) -> tuple[str, list[os.DirEntry]] | None:
+        """The subject's run folders (log/<run>/): their number, the newest's crash files and activity; that
+        folder and its entries, or None when there is no run folder."""
+        status = evidence.status
+        log = os.path.join(derivatives, f"sub-{status.subject}", "log")
+        entries, problem = list_folder(log)
         if problem:
             evidence.unreadable.append(problem)
-            continue
-        mtime = time_of(path, mtime)
-        status.report_time = max(mtime, status.report_time or mtime)
-        if not annexed and not committed(path):
-            evidence.activity.append((mtime, "its report"))
-        if errors is not None:
-            status.report_errors = max(errors, status.report_errors or 0)
-    log = os.path.join(derivatives, f"sub-{label}", "log")
-    entries, problem = list_folder(log)
-    if problem:
-        evidence.unreadable.append(problem)
-    runs = [entry.name for entry in entries if entry.is_dir(follow_symlinks=False)]
-    status.runs = len(runs)
-    if not runs:
-        return evidence
-    newest = os.path.join(log, runs[-1])
-    status.newest_run = runs[-1]
-    status.newest_run_time = run_time(runs[-1])
-    evidence.newest_run_folder = f"sub-{label}/log/{runs[-1]}"
-    entries, problem = list_folder(newest)
-    if problem:
-        evidence.unreadable.append(problem)
-    evidence.crash_names = [entry.name for entry in entries if entry.name.startswith("crash-")]
-    status.crash_files = len(evidence.crash_names)
-    for entry in entries:
-        if annex is not None and annexed_content(entry.path, annex)[0]:
-            continue  # checked out, not written by a run
-        if git is not None and (committed(entry.path) or entry.is_dir(follow_symlinks=False)):
-            continue  # as committed, or a folder (git keeps none: it was made by the checkout)
-        try:
-            evidence.activity.append((entry.stat(follow_symlinks=False).st_mtime, f"run folder {runs[-1]}"))
-        except OSError:
-            pass
-    if run_config is None:  # the pipeline writes none (sMRIPrep): crash files and the report decide
-        return evidence
-    config = os.path.join(newest, run_config)
-    annexed_config, config_content = annexed_content(config, annex)
-    if annexed_config:
-        if config_content is None:
-            evidence.not_here.append(f"sub-{label}/log/{runs[-1]}/{run_config}")
-        else:
-            config = config_content
-    if (annexed_config and config_content) or any(entry.name == run_config and entry.is_file(follow_symlinks=False)
-                                                  for entry in entries):
-        try:
-            settings = read_run_config(config)
-        except (OSError, ValueError) as exc:
-            status.warnings.append(str(exc))
-        else:
-            status.fmriprep_version = settings["version"]
-            status.output_spaces = settings["output_spaces"]
-            status.recorded_work_dir = settings["work_dir"]
-    return evidence
+        runs = [entry.name for entry in entries if entry.is_dir(follow_symlinks=False)]
+        status.runs = len(runs)
+        if not runs:
+            return None
+        newest = os.path.join(log, runs[-1])
+        status.newest_run, status.newest_run_time = runs[-1], run_time(runs[-1])
+        evidence.newest_run_folder = f"sub-{status.subject}/log/{runs[-1]}"
+        entries, problem = list_folder(newest)
+        if problem:
+            evidence.unreadable.append(problem)
+        evidence.crash_names = [entry.name for entry in entries if entry.name.startswith("crash-")]
+        status.crash_files = len(evidence.crash_names)
+        for entry in entries:
+            if self.annex is not None and annexed_content(entry.path, self.annex)[0]:
+                continue  # checked out, not written by a run
+            if self.git is not None and (self.committed(entry.path) or entry.is_dir(follow_symlinks=False)):
+                continue  # as committed, or a folder (git keeps none: it was made by the checkout)
+            try:
+                evidence.activity.append((entry.stat(follow_symlinks=False).st_mtime, f"run folder {runs[-1]}"))
+            except OSError:
+                pass
+        return newest, entries
+
+    def run_config(self, evidence: Evidence, newest: tuple[str, list[os.DirEntry]], run_config: str) -> None:
+        """The newest run's recorded configuration: the version, the output spaces and the working directory."""
+        folder, entries = newest
+        status = evidence.status
+        config = os.path.join(folder, run_config)
+        annexed_config, config_content = annexed_content(config, self.annex)
+        if annexed_config:
+            if config_content is None:
+                evidence.not_here.append(f"sub-{status.subject}/log/{os.path.basename(folder)}/{run_config}")
+            else:
+                config = config_content
+        if (annexed_config and config_content) or any(entry.name == run_config and entry.is_file(follow_symlinks=False)
+                                                      for entry in entries):
+            try:
+                settings = read_run_config(config)
+            except (OSError, ValueError) as exc:
+                status.warnings.append(str(exc))
+            else:
+                status.fmriprep_version = settings["version"]
+                status.output_spaces = settings["output_spaces"]
+                status.recorded_work_dir = settings["work_dir"]

@@ -157,86 +157,109 @@ def run_policy(policy: Policy, log: IO[str] | None = None, history_path: str | N
     """Run every entry on every dataset it names; returns the results and the exit code.
 
     The history is opened (so checked for writing) before anything runs: a history that cannot be written is
-    an error before acting, never a surprise after it."""
-    from .history import History, RunRecord
+    an error before acting, never a surprise after it; so is every trigger's reading (a quota command that
+    fails)."""
+    from .history import History
 
-    def log_traceback(text: str) -> None:
-        if log is not None:
-            log.write(output_json({"time": round(time.time(), 3), "traceback": text}) + "\n")
-            log.flush()
-
-    # every trigger is read before anything runs: a quota command that fails is an error with nothing changed
     usages = {entry.name: entry.trigger.usage(expand_paths(entry)[0] if expand_paths(entry) else "/")
               for entry in policy.entries if entry.trigger is not None}
     wants_history = any(entry.mode != "dry-run" for entry in policy.entries) or record_dry_run
-    history = History(history_path or policy.history) if wants_history else None
-    results: list[DatasetResult] = []
-
-    def record(done: list[DatasetResult], untriggered: PolicyEntry | None = None) -> None:
-        """Log ``done``; results of an ``untriggered`` entry (nothing done) are rows of the history too."""
-        results.extend(done)
-        if untriggered is not None and history is not None:
-            for result in done:
-                moment = time.time()
-                history.add(RunRecord(moment, moment, result.dataset, ",".join(untriggered.rules), untriggered.mode,
-                                      0, 0, 0, 0, 0.0, 0.0, 0, note=result.reason or ""))
-        if log is not None:
-            for result in done:
-                log.write(output_json({"time": round(time.time(), 3), **result.as_dict()}) + "\n")
-            log.flush()
-
+    run = PolicyRun(log, History(history_path or policy.history) if wants_history else None, record_dry_run, now)
     try:
         for entry in policy.entries:
-            paths = expand_paths(entry)
-            if not paths:
-                results.append(DatasetResult(entry.name, ", ".join(entry.paths), "failed", entry.mode, "no path matches"))
-            if entry.trigger is not None and paths:
-                usage = usages[entry.name]
-                if usage.share <= entry.trigger.start_above:
-                    record([DatasetResult(entry.name, ", ".join(paths), "ok", entry.mode,
-                                          f"not triggered: {usage.line()}, not above "
-                                          f"{entry.trigger.start_above:.0%}: nothing to do",
-                                          {"trigger": _trigger_record(entry.trigger, usage, False)})], entry)
-                    continue
-            for number, path in enumerate(paths):
-                if entry.trigger is not None and number:
-                    usage = entry.trigger.usage(paths[0])  # what the datasets done so far freed
-                    if usage.share < entry.trigger.stop_below:
-                        record([DatasetResult(entry.name, rest, "ok", entry.mode,
-                                              f"stopped: {usage.line()}, below {entry.trigger.stop_below:.0%}",
-                                              {"trigger": _trigger_record(entry.trigger, usage, False)})
-                                for rest in paths[number:]], entry)
-                        break
-                recording = history if entry.mode != "dry-run" or record_dry_run else None
-                done = (run_retention(entry, path, recording, log_traceback, now) if entry.retention
-                        else [run_entry_dataset(entry, path, recording, log_traceback, now=now)])
-                if entry.trigger is not None:
-                    for result in done:
-                        result.result["trigger"] = _trigger_record(entry.trigger, usages[entry.name], True)
-                        result.reason = "; ".join(filter(None, [f"triggered: {usages[entry.name].line()}, above "
-                                                                f"{entry.trigger.start_above:.0%}", result.reason]))
-                        if recording is not None:
-                            recording.note_last(result.result.get("dataset") or result.dataset, result.reason)
-                record(done)
-                if results[-1].status == "stopped":
-                    break  # Ctrl-C or SIGTERM: the remaining datasets wait for the next run
-            if results and results[-1].status == "stopped":
-                break
+            run.entry(entry, usages.get(entry.name))
+            if run.results and run.results[-1].status == "stopped":
+                break  # Ctrl-C or SIGTERM: the remaining datasets wait for the next run
     finally:
-        if history is not None:
-            history.close()
-    statuses = [result.status for result in results]
-    code = (EXIT_INTERRUPTED if "stopped" in statuses else EXIT_FAILED if "failed" in statuses
-            else EXIT_INCOMPLETE if ("skipped" in statuses or "incomplete" in statuses) else EXIT_OK)
-    acted = [r for r in results if r.mode != "dry-run"]
-    dry = [r for r in results if r.mode == "dry-run"]
-    if log is not None:
-        log.write(output_json({"time": round(time.time(), 3), "summary": True, "datasets": len(results),
-                              **{status: statuses.count(status) for status in ("ok", "incomplete", "skipped", "failed", "stopped")},
-                              "files": sum(r.result.get("files", 0) for r in acted),
-                              "bytes": sum(r.result.get("bytes", 0) for r in acted),
-                              "would_remove_files": sum(r.result.get("files", 0) for r in dry),
-                              "would_remove_bytes": sum(r.result.get("bytes", 0) for r in dry),
-                              "exit_status": code}) + "\n")
-        log.flush()
-    return results, code
+        if run.history is not None:
+            run.history.close()
+    return run.results, run.finish()
+
+
+class PolicyRun:
+    """One run of a policy: its results as they come, each logged (one JSON line) and, for entries that did not
+    trigger, recorded in the history too."""
+
+    def __init__(self, log: IO[str] | None, history: History | None, record_dry_run: bool,
+                 now: float | None) -> None:
+        self.log, self.history, self.record_dry_run, self.now = log, history, record_dry_run, now
+        self.results: list[DatasetResult] = []
+
+    def log_traceback(self, text: str) -> None:
+        if self.log is not None:
+            self.log.write(output_json({"time": round(time.time(), 3), "traceback": text}) + "\n")
+            self.log.flush()
+
+    def record(self, done: list[DatasetResult], untriggered: PolicyEntry | None = None) -> None:
+        """Log ``done``; results of an ``untriggered`` entry (nothing done) are rows of the history too."""
+        from .history import RunRecord
+
+        self.results.extend(done)
+        if untriggered is not None and self.history is not None:
+            for result in done:
+                moment = time.time()
+                self.history.add(RunRecord(moment, moment, result.dataset, ",".join(untriggered.rules),
+                                           untriggered.mode, 0, 0, 0, 0, 0.0, 0.0, 0, note=result.reason or ""))
+        if self.log is not None:
+            for result in done:
+                self.log.write(output_json({"time": round(time.time(), 3), **result.as_dict()}) + "\n")
+            self.log.flush()
+
+    def entry(self, entry: PolicyEntry, usage: Usage | None) -> None:
+        """Every dataset of one entry, unless its trigger says the storage is not full enough; with a trigger,
+        the datasets stop once the storage is below its stop_below."""
+        paths = expand_paths(entry)
+        if not paths:
+            self.results.append(DatasetResult(entry.name, ", ".join(entry.paths), "failed", entry.mode,
+                                              "no path matches"))
+            return
+        if entry.trigger is not None and usage is not None and usage.share <= entry.trigger.start_above:
+            self.record([DatasetResult(entry.name, ", ".join(paths), "ok", entry.mode,
+                                       f"not triggered: {usage.line()}, not above {entry.trigger.start_above:.0%}: "
+                                       "nothing to do", {"trigger": _trigger_record(entry.trigger, usage, False)})],
+                        entry)
+            return
+        for number, path in enumerate(paths):
+            if entry.trigger is not None and number:
+                now = entry.trigger.usage(paths[0])  # what the datasets done so far freed
+                if now.share < entry.trigger.stop_below:
+                    self.record([DatasetResult(entry.name, rest, "ok", entry.mode,
+                                               f"stopped: {now.line()}, below {entry.trigger.stop_below:.0%}",
+                                               {"trigger": _trigger_record(entry.trigger, now, False)})
+                                 for rest in paths[number:]], entry)
+                    return
+            self.dataset(entry, path, usage)
+            if self.results[-1].status == "stopped":
+                return
+
+    def dataset(self, entry: PolicyEntry, path: str, usage: Usage | None) -> None:
+        recording = self.history if entry.mode != "dry-run" or self.record_dry_run else None
+        done = (run_retention(entry, path, recording, self.log_traceback, self.now) if entry.retention
+                else [run_entry_dataset(entry, path, recording, self.log_traceback, now=self.now)])
+        if entry.trigger is not None and usage is not None:
+            for result in done:
+                result.result["trigger"] = _trigger_record(entry.trigger, usage, True)
+                result.reason = "; ".join(filter(None, [f"triggered: {usage.line()}, above "
+                                                        f"{entry.trigger.start_above:.0%}", result.reason]))
+                if recording is not None:
+                    recording.note_last(result.result.get("dataset") or result.dataset, result.reason)
+        self.record(done)
+
+    def finish(self) -> int:
+        """The run's exit code, after the summary line of the log."""
+        statuses = [result.status for result in self.results]
+        code = (EXIT_INTERRUPTED if "stopped" in statuses else EXIT_FAILED if "failed" in statuses
+                else EXIT_INCOMPLETE if ("skipped" in statuses or "incomplete" in statuses) else EXIT_OK)
+        if self.log is not None:
+            acted = [result for result in self.results if result.mode != "dry-run"]
+            dry = [result for result in self.results if result.mode == "dry-run"]
+            self.log.write(output_json({
+                "time": round(time.time(), 3), "summary": True, "datasets": len(self.results),
+                **{status: statuses.count(status) for status in ("ok", "incomplete", "skipped", "failed", "stopped")},
+                "files": sum(result.result.get("files", 0) for result in acted),
+                "bytes": sum(result.result.get("bytes", 0) for result in acted),
+                "would_remove_files": sum(result.result.get("files", 0) for result in dry),
+                "would_remove_bytes": sum(result.result.get("bytes", 0) for result in dry),
+                "exit_status": code}) + "\n")
+            self.log.flush()
+        return code

@@ -180,33 +180,7 @@ def slurm_array(dataset: str, shards: int, run_dir: str, options: list[str] | No
     run_dir = checked("--run-dir", os.path.abspath(run_dir))
     for option in [*(options or []), *(clean or [])]:
         checked("an option", option)
-    run = '"$RUN"'  # inside the batch scripts, the run folder comes from the environment the script sets
-    tool = shell(program())
-    target = shell([dataset, *(options or [])])
-    reports = "\n".join(f"{tool} report {target} --quiet --format {fmt} --output {run}/report.{suffix}"
-                        for fmt, suffix in (("text", "txt"), ("json", "json"), ("html", "html")))
-    if clean is None:
-        what = "report"
-        task = (f"exec {tool} report {target} --quiet --shard \"$SLURM_ARRAY_TASK_ID/{shards}\" --partial-out "
-                f"{run}/partial-\"$SLURM_ARRAY_TASK_ID\".json")
-        last = "\n".join(f"{tool} merge {run}/partial-*.json --quiet --format {fmt} --output {run}/report.{suffix}"
-                         for fmt, suffix in (("text", "txt"), ("json", "json"), ("html", "html")))
-        steps = ("(task K scans a share of the subjects into partial-K.json) and a merge job that runs after every "
-                 "task\n# succeeded and writes report.txt, report.json and report.html there")
-        resubmit = "then the merge\n# (sbatch last.sbatch); `fmriprep-cleanup merge` names any shard still missing."
-    else:
-        what = "cleanup"
-        acting = shell(clean)
-        task = (f"status=0\n{tool} clean {target} {acting} --yes --quiet --format json --array-task "
-                f"\"$SLURM_ARRAY_TASK_ID/{shards}\" > {run}/clean-\"$SLURM_ARRAY_TASK_ID\".json || status=$?\n"
-                "exit $(( status == 3 ? 0 : status ))  # 3: done, some files skipped (see the JSON)")
-        last = (f"status=0\n{tool} clean {target} {acting} --yes --quiet --format json --shared-only > "
-                f"{run}/clean-shared.json || status=$?\n{reports}\nexit $(( status == 3 ? 0 : status ))")
-        steps = ("(task K cleans a share of the subjects, its summary in clean-K.json) and a last job that runs\n"
-                 "# after every task succeeded: it cleans the files of no subject (clean-shared.json) and writes "
-                 "report.txt,\n# report.json and report.html there")
-        resubmit = ("then the last job\n# (sbatch last.sbatch). A shard's lock covers its subjects: a second "
-                    "array on the same dataset is refused.")
+    what, task, last, steps, resubmit = _array_steps(dataset, shards, options or [], clean)
     shard_script = f"""#!/bin/bash
 #SBATCH --job-name=fmriprep-cleanup-shard
 #SBATCH --time=04:00:00
@@ -242,3 +216,36 @@ array=${{array%%;*}}
 last=$(sbatch --parsable --dependency=afterok:"$array" --output={logs}/last.out "$RUN"/last.sbatch)
 echo "submitted the shards (job $array) and the last step (job ${{last%%;*}}) for $DATASET: the report will be in $RUN"
 """
+
+def _array_steps(dataset: str, shards: int, options: list[str], clean: list[str] | None) -> tuple[str, ...]:
+    """What the array does (a report or a cleanup): each task's command, the last job's, and how the script says
+    them (the steps, how to resubmit)."""
+    run = '"$RUN"'  # inside the batch scripts, the run folder comes from the environment the script sets
+    tool = shell(program())
+    target = shell([dataset, *options])
+    reports = "\n".join(f"{tool} report {target} --quiet --format {fmt} --output {run}/report.{suffix}"
+                        for fmt, suffix in (("text", "txt"), ("json", "json"), ("html", "html")))
+    if clean is None:
+        what = "report"
+        task = (f"exec {tool} report {target} --quiet --shard \"$SLURM_ARRAY_TASK_ID/{shards}\" --partial-out "
+                f"{run}/partial-\"$SLURM_ARRAY_TASK_ID\".json")
+        last = "\n".join(f"{tool} merge {run}/partial-*.json --quiet --format {fmt} --output {run}/report.{suffix}"
+                         for fmt, suffix in (("text", "txt"), ("json", "json"), ("html", "html")))
+        steps = ("(task K scans a share of the subjects into partial-K.json) and a merge job that runs after every "
+                 "task\n# succeeded and writes report.txt, report.json and report.html there")
+        resubmit = "then the merge\n# (sbatch last.sbatch); `fmriprep-cleanup merge` names any shard still missing."
+    else:
+        what = "cleanup"
+        acting = shell(clean)
+        task = (f"status=0\n{tool} clean {target} {acting} --yes --quiet --format json --array-task "
+                f"\"$SLURM_ARRAY_TASK_ID/{shards}\" > {run}/clean-\"$SLURM_ARRAY_TASK_ID\".json || status=$?\n"
+                "exit $(( status == 3 ? 0 : status ))  # 3: done, some files skipped (see the JSON)")
+        last = (f"status=0\n{tool} clean {target} {acting} --yes --quiet --format json --shared-only > "
+                f"{run}/clean-shared.json || status=$?\n{reports}\nexit $(( status == 3 ? 0 : status ))")
+        steps = ("(task K cleans a share of the subjects, its summary in clean-K.json) and a last job that runs\n"
+                 "# after every task succeeded: it cleans the files of no subject (clean-shared.json) and writes "
+                 "report.txt,\n# report.json and report.html there")
+        resubmit = ("then the last job\n# (sbatch last.sbatch). A shard's lock covers its subjects: a second "
+                    "array on the same dataset is refused.")
+    return what, task, last, steps, resubmit
+

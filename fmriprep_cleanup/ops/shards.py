@@ -24,16 +24,14 @@ from typing import IO, Any
 from .. import __version__
 from ..basics import numbers
 from ..basics.errors import CleanupError
-from ..basics.options import from_recorded, mapping_of_text, texts
-from ..energy.overrides import EnergyOverrides
 from ..fmriprep.evidence import SubjectStatus
-from ..plan.options import RECORDED_PATHS, PlanOptions
 from ..plan.places import Place
 from ..plan.plan import Plan
 from ..plan.rows import PlannedFile
 from ..plan.shares import Share, Whole, shard_labels, shard_plan
-from ..plan.summary import COUNT_FIELDS, REPOSITORY_FIELDS, Summary
+from ..plan.summary import Summary
 from ..rules.model import RuleSet
+from .partials import check_partial
 
 PARTIAL_FORMAT = "fmriprep-cleanup partial"
 AUDIT_PARTIAL_FORMAT = "fmriprep-cleanup audit partial"  # per dataset: a shard audits every N-th dataset
@@ -162,14 +160,7 @@ def read_plan_partial(path: str) -> dict[str, Any]:
                            "not finish; rerun it")
     scanned: dict[str, Any] = {name: end.get(name) for name in ("scanned_warnings", "scanned_count")}
     merged = {**header, "statuses": end["statuses"], "warnings": end["warnings"], **scanned, "path": path}
-    try:
-        _count(merged.get("shard"), "shard")
-        _count(merged.get("shards"), "shards")
-        _check_options(merged.get("options"))
-        _check_statuses(merged["statuses"])
-        _check_scanned(merged)
-    except _Broken as exc:
-        raise CleanupError(f"{path}: its {exc} is not what a shard writes; not merged") from None
+    check_partial(path, merged)
     return merged
 
 
@@ -258,174 +249,8 @@ def read_partial(path: str) -> dict[str, Any]:
         raise CleanupError(f"{path} is not an fmriprep-cleanup partial result")
     if data.get("version") != PARTIAL_VERSION:
         raise CleanupError(f"{path}: partial format version {data.get('version')!r}; this tool reads {PARTIAL_VERSION}")
-    check_partial(path, data)
+    check_partial(path, data, audit=data["format"] == AUDIT_PARTIAL_FORMAT)
     return data
-
-
-class _Broken(Exception):
-    """A field of a partial that is not what a shard writes (its name, for the message)."""
-
-
-def _count(value: Any, where: str) -> int:
-    """A count a shard writes: a whole number from 0 to what 64 bits hold (10**400 is no file count)."""
-    try:
-        return numbers.count(value, where)
-    except ValueError:
-        raise _Broken(where) from None
-
-
-def _counts(value: Any, where: str) -> None:
-    if not isinstance(value, dict):
-        raise _Broken(where)
-    for name in COUNT_FIELDS + REPOSITORY_FIELDS:
-        _count(value.get(name, 0), f"{where}.{name}")
-
-
-def _strings(value: Any, where: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise _Broken(where)
-    return value
-
-
-def check_partial(path: str, data: dict[str, Any]) -> None:
-    """Every field a merge reads, of the type and range a shard writes: counts are non-negative integers, labels
-    strings, statuses what a status is. CleanupError naming the field otherwise."""
-    try:
-        shard, shards = _count(data.get("shard"), "shard"), _count(data.get("shards"), "shards")
-        if not 1 <= shard <= shards:
-            raise _Broken("shard")
-        _check_options(data.get("options"), data["format"] == AUDIT_PARTIAL_FORMAT)
-        _strings(data.get("warnings"), "warnings")
-        if data["format"] == AUDIT_PARTIAL_FORMAT:
-            _strings(data.get("failed"), "failed")
-            rows = data.get("rows")
-            if not isinstance(rows, list) or not all(isinstance(row, dict) and isinstance(row.get("path"), str)
-                                                     for row in rows):
-                raise _Broken("rows")
-            for row in rows:
-                for name in ("files", "bytes", "junk_bytes", "elsewhere_bytes"):
-                    _count(row.get(name, 0), f"rows.{name}")
-            return
-        try:
-            numbers.moment(data.get("now"), "now")
-        except ValueError:
-            raise _Broken("now") from None
-        _strings(data.get("subjects"), "subjects")
-        _check_scanned(data)
-        _check_summary(data.get("summary"))
-        _check_statuses(data.get("statuses"))
-    except _Broken as exc:
-        raise CleanupError(f"{path}: its {exc} is not what a shard writes; not merged") from None
-
-
-def _check_scanned(data: dict[str, Any]) -> None:
-    """A shard's own scan warnings: the messages it kept, and how many it met (at least as many)."""
-    scanned = _strings(data.get("scanned_warnings"), "scanned_warnings")
-    if _count(data.get("scanned_count"), "scanned_count") < len(scanned):
-        raise _Broken("scanned_count")
-
-
-def _check_options(options: Any, audit: bool = False) -> None:
-    """The options a partial records, each checked as a Python call's are (basics/options.py): the merge opens
-    the same plan from them (an audit: the same rules, energy model and path map), so an unknown name or a value
-    of another kind is refused, never passed on."""
-    try:
-        if audit:
-            if not isinstance(options, dict) or set(options) - {"roots", "rules", "energy", "path_map"} \
-                    or "roots" not in options:
-                raise ValueError("options")
-            checks: tuple[tuple[str, Callable[[Any], Any]], ...] = (
-                ("roots", texts), ("rules", texts), ("path_map", mapping_of_text))
-            for name, check in checks:
-                _named(name, check, options.get(name, {} if name == "path_map" else []))
-            if not all(root.startswith("/") for root in options["roots"]):
-                raise ValueError("roots")
-            from_recorded(EnergyOverrides, options.get("energy", {}))
-            return
-        recorded = from_recorded(PlanOptions, options, required=("path",))
-        for name, where in RECORDED_PATHS.items():
-            if name in options:
-                _named(name, where, options[name])
-        if recorded.recorded() != options:
-            raise ValueError("options")
-    except ValueError as exc:
-        name = str(exc).partition(":")[0]
-        raise _Broken(f"options.{name}" if name != "options" else "options") from None
-
-
-def _named(name: str, check: Callable[[Any], Any], value: Any) -> None:
-    try:
-        check(value)
-    except ValueError:
-        raise ValueError(name) from None
-
-
-def _check_statuses(statuses: Any) -> None:
-    if not isinstance(statuses, dict):
-        raise _Broken("statuses")
-    for label, fields in statuses.items():
-        if not isinstance(fields, dict):
-            raise _Broken(f"statuses.{label}")
-        try:
-            SubjectStatus(**fields)
-            _check_status(fields)
-        except (TypeError, ValueError):
-            raise _Broken(f"statuses.{label}") from None
-
-
-def _check_status(fields: dict[str, Any]) -> None:
-    """A subject's status as a shard writes it: its numbers counts and times (ValueError otherwise)."""
-    for name in ("runs", "crash_files", "workdir_bytes", "output_bytes"):
-        numbers.count(fields.get(name, 0), name)
-    for name in ("newest_run_time", "report_time", "last_activity"):
-        if fields.get(name) is not None:
-            numbers.moment(fields[name], name)
-    if fields.get("idle_seconds") is not None:
-        numbers.amount(fields["idle_seconds"], "idle_seconds", -numbers.LATEST, numbers.LATEST)
-    if fields.get("report_errors") is not None:
-        numbers.count(fields["report_errors"], "report_errors")
-    if not isinstance(fields.get("status"), str):
-        raise ValueError("status")
-
-
-def _check_summary(summary: Any) -> None:
-    if not isinstance(summary, dict):
-        raise _Broken("summary")
-    _counts(summary.get("totals"), "summary.totals")
-    categories = summary.get("by_category")
-    if not isinstance(categories, dict):
-        raise _Broken("summary.by_category")
-    for name, counts in categories.items():
-        _counts(counts, f"summary.by_category.{name}")
-    subjects = summary.get("by_subject")
-    if not isinstance(subjects, list):
-        raise _Broken("summary.by_subject")
-    for row in subjects:
-        if not isinstance(row, list) or len(row) != 2 or not (row[0] is None or isinstance(row[0], str)):
-            raise _Broken("summary.by_subject")
-        _counts(row[1], "summary.by_subject")
-    folders = summary.get("junk_by_folder")
-    if not isinstance(folders, dict):
-        raise _Broken("summary.junk_by_folder")
-    for nbytes in folders.values():
-        _count(nbytes, "summary.junk_by_folder")
-    for name in ("bytes_by_subject_scope", "kept_by_subject_scope"):
-        rows = summary.get(name)
-        if not isinstance(rows, list):
-            raise _Broken(f"summary.{name}")
-        for row in rows:
-            if not isinstance(row, list) or len(row) != 3 or not (row[0] is None or isinstance(row[0], str)) \
-                    or not isinstance(row[1], str):
-                raise _Broken(f"summary.{name}")
-            _count(row[2], f"summary.{name}")
-    left = summary.get("left_alone")
-    if not isinstance(left, dict):
-        raise _Broken("summary.left_alone")
-    for counts in left.values():
-        if not isinstance(counts, list) or len(counts) != 2:
-            raise _Broken("summary.left_alone")
-        _count(counts[0], "summary.left_alone")
-        _count(counts[1], "summary.left_alone")
 
 
 def check_subjects(partials: list[tuple[str, dict[str, Any]]], plan: Plan) -> None:

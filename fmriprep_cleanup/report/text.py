@@ -44,64 +44,14 @@ def render_text(data: dict[str, Any], width: int | None = None, all_subjects: bo
     """The report for people: where things are, keep and junk by category and subject, run statuses, energy.
     ``width``: the terminal's columns (long paths are shortened to fit; None: never); ``all_subjects``: list
     every subject, not only the SUBJECTS_SHOWN with the most junk."""
-    dataset = data["dataset"]
-    version = dataset["fmriprep_version"] or "unknown version"
-    layout = LAYOUT_NAMES[dataset["layout"]]
-    lines = [f"{dataset.get('pipeline', 'fMRIPrep')} {version} · {layout} · {dataset['path']}"]
-    lines += folder_lines(dataset["folders"], dataset["notes"], width)
-    if not dataset["freesurfer"]:
-        lines.append("  (no FreeSurfer folder found)")
-    if not dataset["workdirs"]:
-        lines.append("  (no working directory found; give --work-dir to include it)")
-    lines.append(f"Rules: {', '.join(data['rules'])}")
-    if data["participant_labels"]:
-        lines.append(f"Participants: {', '.join('sub-' + label for label in data['participant_labels'])}")
-    lines.append("")
-
-    headers = ["Files", "Total", "Keep", "Junk", "Junk %"]
-    category_rows = [_count_row(row["category"], row) for row in data["by_category"]]
-    category_rows.append(_count_row("Total", data["totals"]))
-    lines += table(["Category"] + headers, category_rows, "lrrrrr", width)
-    lines.append("")
-    subjects = [row for row in data["by_subject"] if row["subject"] is not None]
-    shown = subjects
-    if not all_subjects and len(subjects) > SUBJECTS_SHOWN:
-        shown = sorted(sorted(subjects, key=lambda row: -row["junk_bytes"])[:SUBJECTS_SHOWN],
-                       key=lambda row: row["subject"])
-    subject_rows = [_count_row(f"sub-{row['subject']}", row) for row in shown]
-    shared = [row for row in data["by_subject"] if row["subject"] is None]
-    subject_rows += [_count_row("(no subject)", row) for row in shared]
-    lines += table(["Subject"] + headers, subject_rows, "lrrrrr", width)
-    if len(shown) < len(subjects):
-        rest = [row for row in subjects if row not in shown]
-        lines.append(f"... and {count(len(rest))} more subjects ({size(sum(row['bytes'] for row in rest))}, "
-                     f"{size(sum(row['junk_bytes'] for row in rest))} junk): the {SUBJECTS_SHOWN} with the most junk "
-                     "are shown; --all lists every subject")
-    lines.append("")
-
+    lines = where_lines(data, width) + [""] + count_lines(data, width, all_subjects) + [""]
     if data["subjects_by_status"]:
         status_rows = [[row["status"], str(row["subjects"]), size(row["bytes"]), size(row["workdir_bytes"]),
                         size(row["workdir_kept_bytes"])] for row in data["subjects_by_status"]]
         lines += table(["Run status", "Subjects", "Total", "Work dir", "Work dir kept"], status_rows, "lrrrr", width)
         lines += [line for line in map(status_line, data["subjects_by_status"]) if line]
         lines.append("")
-    totals = data["totals"]
-    junk_here = reclaimable(totals)
-    if dataset.get("repository"):
-        lines += repository_lines(dataset["repository"], totals)
-    lines.append(
-        f"Reclaimable: {size(junk_here)} of {size(totals['bytes'])} "
-        f"({share(junk_here, totals['bytes'])}) in {files(totals['junk_files'])}. "
-        "Nothing was changed."
-    )
-    if data["not_fmriprep"]:
-        left = data["not_fmriprep"]
-        total_files, total_bytes = sum(row["files"] for row in left), sum(row["bytes"] for row in left)
-        examples = ", ".join(f"{row['path']} ({size(row['bytes'])})" for row in left[:5])
-        more = f" and {len(left) - 5} more" if len(left) > 5 else ""
-        lines.append(f"Left alone, not fMRIPrep's: {files(total_files)} ({size(total_bytes)}) in the working "
-                     f"directory's folder: {examples}{more}.")
-    lines.append("")
+    lines += reclaimable_lines(data) + [""]
     lines += energy_lines(data["energy"])
     lines += compute_lines(data["compute"], width)
     if data.get("regeneration") is not None:
@@ -113,6 +63,61 @@ def render_text(data: dict[str, Any], width: int | None = None, all_subjects: bo
         lines += ["", f"Retention plan of {plan['entry']!r} ({plan['policy']}), from today:"]
         lines += table(["Day", "In the dataset", "In archives", "kgCO2e/yr"], rows, "rrrr", width)
     return "\n".join(lines) + "\n"
+
+
+def where_lines(data: dict[str, Any], width: int | None) -> list[str]:
+    """The dataset, its folders and how each was found, the rules and the participants."""
+    dataset = data["dataset"]
+    version = dataset["fmriprep_version"] or "unknown version"
+    lines = [f"{dataset.get('pipeline', 'fMRIPrep')} {version} · {LAYOUT_NAMES[dataset['layout']]} · {dataset['path']}"]
+    lines += folder_lines(dataset["folders"], dataset["notes"], width)
+    if not dataset["freesurfer"]:
+        lines.append("  (no FreeSurfer folder found)")
+    if not dataset["workdirs"]:
+        lines.append("  (no working directory found; give --work-dir to include it)")
+    lines.append(f"Rules: {', '.join(data['rules'])}")
+    if data["participant_labels"]:
+        lines.append(f"Participants: {', '.join('sub-' + label for label in data['participant_labels'])}")
+    return lines
+
+
+def count_lines(data: dict[str, Any], width: int | None, all_subjects: bool) -> list[str]:
+    """Keep and junk by category, then by subject (the SUBJECTS_SHOWN with the most junk, unless all)."""
+    headers = ["Files", "Total", "Keep", "Junk", "Junk %"]
+    category_rows = [_count_row(row["category"], row) for row in data["by_category"]]
+    category_rows.append(_count_row("Total", data["totals"]))
+    lines = table(["Category"] + headers, category_rows, "lrrrrr", width) + [""]
+    subjects = [row for row in data["by_subject"] if row["subject"] is not None]
+    shown = subjects
+    if not all_subjects and len(subjects) > SUBJECTS_SHOWN:
+        shown = sorted(sorted(subjects, key=lambda row: -row["junk_bytes"])[:SUBJECTS_SHOWN],
+                       key=lambda row: row["subject"])
+    subject_rows = [_count_row(f"sub-{row['subject']}", row) for row in shown]
+    subject_rows += [_count_row("(no subject)", row) for row in data["by_subject"] if row["subject"] is None]
+    lines += table(["Subject"] + headers, subject_rows, "lrrrrr", width)
+    if len(shown) < len(subjects):
+        rest = [row for row in subjects if row not in shown]
+        lines.append(f"... and {count(len(rest))} more subjects ({size(sum(row['bytes'] for row in rest))}, "
+                     f"{size(sum(row['junk_bytes'] for row in rest))} junk): the {SUBJECTS_SHOWN} with the most junk "
+                     "are shown; --all lists every subject")
+    return lines
+
+
+def reclaimable_lines(data: dict[str, Any]) -> list[str]:
+    """What can be freed here (and, in a repository, what cannot), and what was left alone as not fMRIPrep's."""
+    totals = data["totals"]
+    junk_here = reclaimable(totals)
+    lines = repository_lines(data["dataset"]["repository"], totals) if data["dataset"].get("repository") else []
+    lines.append(f"Reclaimable: {size(junk_here)} of {size(totals['bytes'])} ({share(junk_here, totals['bytes'])}) "
+                 f"in {files(totals['junk_files'])}. Nothing was changed.")
+    if data["not_fmriprep"]:
+        left = data["not_fmriprep"]
+        total_files, total_bytes = sum(row["files"] for row in left), sum(row["bytes"] for row in left)
+        examples = ", ".join(f"{row['path']} ({size(row['bytes'])})" for row in left[:5])
+        more = f" and {len(left) - 5} more" if len(left) > 5 else ""
+        lines.append(f"Left alone, not fMRIPrep's: {files(total_files)} ({size(total_bytes)}) in the working "
+                     f"directory's folder: {examples}{more}.")
+    return lines
 
 
 def compute_lines(compute: dict[str, Any], width: int | None = None) -> list[str]:
