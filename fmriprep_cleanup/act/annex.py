@@ -10,13 +10,17 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import stat
 import subprocess
 from collections.abc import Sequence
+from typing import IO
 
 from ..basics import gitcall
 from ..basics.errors import CleanupError
+from ..basics.handles import open_folder_nofollow
+from ..basics.hashing import HashingReader
 from ..basics.repository import GitRepo
 from ..plan.rows import PlannedFile
 
@@ -128,3 +132,32 @@ def reinject(repo: GitRepo, content: str, path: str) -> str | None:
         return None
     error = done.stderr.strip().splitlines()
     return f"git annex reinject failed: {error[-1] if error else f'exit {done.returncode}'}"
+
+
+def reinject_stream(repo: GitRepo, content: IO[bytes], key: str, sha256: str, path: str) -> str | None:
+    """Give archived ``content`` of annexed ``path`` back to git-annex: written to a private staging file in
+    the repository's git folder (a planted link on the way is refused), checked against the manifest's
+    ``sha256``, then reinjected. None when done, else why not."""
+    staging = os.path.join(os.path.realpath(repo.git_dir), "fmriprep-cleanup", "reinject")
+    name = f"{secrets.token_hex(8)}-{key}"
+    try:
+        folder = open_folder_nofollow(staging, create=True, mode=0o700)
+    except OSError as exc:
+        return f"cannot use {staging} ({exc.strerror or exc}; a symlink is not followed); not restored"
+    try:
+        reader = HashingReader(content)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=folder)
+        with os.fdopen(fd, "wb") as out:
+            for chunk in reader.chunks():
+                out.write(chunk)
+        if reader.digest.hexdigest() != sha256:
+            return "archived copy does not match its sha256; not restored"
+        return reinject(repo, os.path.join(staging, name), path)
+    except OSError as exc:
+        return str(exc.strerror or exc)
+    finally:
+        try:
+            os.unlink(name, dir_fd=folder)
+        except OSError:
+            pass
+        os.close(folder)

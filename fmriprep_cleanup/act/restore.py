@@ -25,7 +25,6 @@ import io
 import itertools
 import lzma
 import os
-import secrets
 import stat
 import tarfile
 import zlib
@@ -41,7 +40,7 @@ from ..basics.handles import open_folder_nofollow
 from ..basics.hashing import HashingReader, sha256_of_fd, sha256_of_link
 from ..basics.repository import find_repository
 from ..basics.results import FAILED, OK, SKIPPED, Result, results_json
-from .annex import reinject
+from .annex import reinject_stream
 from .lock import FolderLock, RunLock
 from .manifest import (
     MANIFEST_SUFFIX,
@@ -178,36 +177,11 @@ def _give_back_to_annex(entry: ManifestEntry, destination: str, content: IO[byte
     if repository is None:
         outcome.errors.append(f"{destination}: not in a git repository any more; restore it with --to DIR")
         return
-    staging = os.path.join(os.path.realpath(repository.git_dir), "fmriprep-cleanup", "reinject")
-    name = f"{secrets.token_hex(8)}-{entry.annex_key}"
-    try:
-        folder = open_folder_nofollow(staging, create=True, mode=0o700)  # a planted link on the way: refused
-    except OSError as exc:
-        outcome.errors.append(f"{destination}: cannot use {staging} ({exc.strerror or exc}; a symlink is not "
-                              "followed); not restored")
+    problem = reinject_stream(repository, content if content is not None else io.BytesIO(), entry.annex_key,
+                              entry.sha256, destination)
+    if problem:
+        outcome.errors.append(f"{destination}: {problem}")
         return
-    try:
-        reader = HashingReader(content if content is not None else io.BytesIO())
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=folder)
-        with os.fdopen(fd, "wb") as out:
-            for chunk in reader.chunks():
-                out.write(chunk)
-        if reader.digest.hexdigest() != entry.sha256:
-            outcome.errors.append(f"{destination}: archived copy does not match its sha256; not restored")
-            return
-        problem = reinject(repository, os.path.join(staging, name), destination)
-        if problem:
-            outcome.errors.append(f"{destination}: {problem}")
-            return
-    except OSError as exc:
-        outcome.errors.append(f"{destination}: {exc.strerror or exc}")
-        return
-    finally:
-        try:
-            os.unlink(name, dir_fd=folder)
-        except OSError:
-            pass
-        os.close(folder)
     outcome.restored(entry.size)
 
 
