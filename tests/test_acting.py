@@ -44,7 +44,9 @@ def junk_of(out):
 
 def archived(archive_dir):
     """original path -> sha256, read back from every complete archive (tar or tree; a manifest commits it)."""
-    from fmriprep_cleanup.act.manifest import archive_of, read_manifest
+    from journal_views import read_manifest
+
+    from fmriprep_cleanup.act.manifest import archive_of
 
     found = {}
     for manifest in Path(archive_dir).glob("*/*.manifest.tsv"):

@@ -12,10 +12,11 @@ import tarfile
 import pytest
 from conftest import cli as run_cli
 from conftest import finish_subjects, kill_when_journal_says, write_description
+from journal_views import needs_recovery, read_manifest, removed_paths
 
 import fmriprep_cleanup.act.archive as archive_module
-from fmriprep_cleanup.act.manifest import manifest_of, read_manifest
-from fmriprep_cleanup.basics.journals import journal_files, needs_recovery, read_records, removed_paths
+from fmriprep_cleanup.act.manifest import manifest_of
+from fmriprep_cleanup.basics.journals import journal_files, read_records
 
 OLD = 1_600_000_000
 

@@ -9,6 +9,7 @@ import sys
 import pytest
 from conftest import cli as run_cli
 from conftest import finish_subjects, kill_when_journal_says, make_files, write_description
+from journal_views import batches, needs_recovery, removed_paths
 
 import fmriprep_cleanup.act.delete as delete_module
 import fmriprep_cleanup.act.recovery as recovery_module
@@ -24,7 +25,7 @@ from fmriprep_cleanup.act.threads import Stop
 from fmriprep_cleanup.act.worklist import build_worklist
 from fmriprep_cleanup.basics.errors import CleanupError
 from fmriprep_cleanup.basics.journal_writer import Journal
-from fmriprep_cleanup.basics.journals import batches, needs_recovery, read_records, removed_paths
+from fmriprep_cleanup.basics.journals import read_records
 from fmriprep_cleanup.fmriprep.discovery import discover
 
 OLD = 1_600_000_000  # files from 2020: older than any --min-age

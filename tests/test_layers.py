@@ -24,9 +24,9 @@ def stage_of(module: str) -> str:
     return parts[1] if len(parts) > 1 and parts[1] in LAYERS else "top"
 
 
-def imports_of(path: Path) -> list[tuple[int, str]]:
+def imports_of(path: Path, package: Path | None = None) -> list[tuple[int, str]]:
     """(line, module) of every fmriprep_cleanup module ``path`` imports, at any depth of the file."""
-    module = "fmriprep_cleanup." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+    module = "fmriprep_cleanup." + ".".join(path.relative_to(package or PACKAGE).with_suffix("").parts)
     package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module.removesuffix(".__init__")
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
@@ -136,3 +136,80 @@ def test_the_policy_log_and_the_clean_summary_are_one_result_shape(tmp_path):
     logged = json.loads(log.read_text().splitlines()[0])
     summary = json.loads(cli("clean", out, "--format", "json").stdout)
     assert logged["results"] == summary["results"]
+
+
+def module_of(target: str, modules: set[str]) -> str | None:
+    """The module an imported name lives in (``a.b.name`` -> ``a.b``), or None outside the package."""
+    while target and target not in modules:
+        target = target.rpartition(".")[0]
+    return target or None
+
+
+def import_graph(package: Path) -> dict[str, set[str]]:
+    """module -> the package's modules it imports (at any depth of the file; a package's face left out: it
+    imports lazily, by name)."""
+    paths = {"fmriprep_cleanup." + ".".join(path.relative_to(package).with_suffix("").parts).removesuffix(".__init__"):
+             path for path in package.rglob("*.py")}
+    return {module: {found for _, target in imports_of(path, package)
+                     if (found := module_of(target, set(paths))) not in (None, module)
+                     and paths[found].name != "__init__.py"}
+            for module, path in paths.items()}
+
+
+def cycles_in(graph: dict[str, set[str]]) -> list[str]:
+    """Each import cycle a depth-first walk meets, as "a -> b -> a"."""
+    cycles: list[str] = []
+    state: dict[str, int] = {}  # 1: on the path being walked, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == 1:
+                cycles.append(" -> ".join(path[path.index(target):] + [target]))
+            elif target not in state:
+                visit(target, path + [target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    return cycles
+
+
+def test_no_module_imports_itself_back_through_others():
+    """No import cycle, at any depth of a file (an import inside a function is a cycle too, only hidden)."""
+    assert cycles_in({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a -> b -> c -> a"]  # the check sees one
+    cycles = cycles_in(import_graph(PACKAGE))
+    assert not cycles, "\n".join(cycles)
+
+
+def test_functions_and_modules_stay_small():
+    """No function over 60 lines, no module over 500: a long one mixes steps that deserve names."""
+    too_long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text()
+        if text.count("\n") > 500:
+            too_long.append(f"{path.relative_to(PACKAGE)}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 60:
+                too_long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}: "
+                                f"{node.end_lineno - node.lineno + 1} lines")
+    assert not too_long, "\n".join(too_long)
+
+
+def test_no_dead_code():
+    """vulture finds nothing unused in the package; what is used only by name (click commands, declared
+    fields, JSON fields) is listed, with why, in tests/dead_code_whitelist.py."""
+    whitelist = Path(__file__).with_name("dead_code_whitelist.py")
+    found = subprocess.run([sys.executable, "-m", "vulture", str(PACKAGE), str(whitelist), "--min-confidence", "60"],
+                           capture_output=True, text=True)
+    assert found.returncode == 0 and not found.stdout, found.stdout + found.stderr
+
+
+def test_the_dead_code_check_sees_dead_code(tmp_path):
+    """The dead-code check is not blind: an unused function in a copy of a module is reported."""
+    module = tmp_path / "sample.py"
+    module.write_text("def used():\n    return 1\n\n\ndef never_called():\n    return 2\n\n\nused()\n")
+    found = subprocess.run([sys.executable, "-m", "vulture", str(module), "--min-confidence", "60"],
+                           capture_output=True, text=True)
+    assert "never_called" in found.stdout and "used'" not in found.stdout.replace("never_called", "")

@@ -102,7 +102,7 @@ def stop_on_signals(stop: Stop) -> Iterator[None]:
         return
     previous: dict[int, Any] = {}
 
-    def handler(signum: int, frame: object) -> None:
+    def handler(signum: int, _frame: object) -> None:
         stop.set("interrupted (Ctrl-C)" if signum == signal.SIGINT else "terminated (SIGTERM)")
         stop.signal = signum
         signal.signal(signum, previous[signum])

@@ -122,7 +122,7 @@ class RunLock:
                     f"it? lock {path})")
             _take(functools.partial(fcntl.lockf, fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset), path, busy)
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, *_exc_info: object) -> None:
         for fd in reversed(self._fds):
             os.close(fd)  # closing releases flock and lockf locks alike
         self._fds.clear()
@@ -160,7 +160,7 @@ class FolderLock:
         self._fd = lock_folder(self.path, self.shared, self.what)
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, *_exc_info: object) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

@@ -192,11 +192,6 @@ def _owner(text: str, what: str) -> int | None:
     return numbers.count(_number(text), what, MAX_OWNER) if text else None
 
 
-def read_manifest(path: str) -> list[ManifestEntry]:
-    """Every line of a manifest, whatever its seal (for listing and verifying; acting asks load_manifest)."""
-    return load_manifest(path).entries
-
-
 @dataclass(frozen=True)
 class RunInfo:
     """A run folder's run.json: the run, its dataset, the roots it archived from; and whether it is sealed."""

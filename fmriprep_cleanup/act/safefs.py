@@ -154,7 +154,7 @@ class SafeFolders:
     def __enter__(self) -> SafeFolders:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, *_exc_info: object) -> None:
         self.close()
 
 

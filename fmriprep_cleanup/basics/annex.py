@@ -19,8 +19,6 @@ NOT_ACTIVITY = frozenset({PRESENT, ELSEWHERE, GIT_STORED})  # times that say whe
 OBJECTS = "annex/objects/"
 KEY = re.compile(r"^[A-Z0-9]+(?:-[smSC]\d+)*--.")  # BACKEND[-sSIZE][-mMTIME][-SCHUNK-CNUMBER]--NAME
 KEY_SIZE = re.compile(r"^[A-Z0-9]+-s(\d+)(?:-[^-]+)*--")
-POINTER_PREFIX = b"/annex/objects/"
-POINTER_MAX = 32 * 1024  # a pointer file is one short line; git-annex's own limit for recognising one
 
 
 def key_of(target: str) -> str | None:

@@ -33,7 +33,7 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10: the same parser, as a package
     import tomli as tomllib
 
-KIB, MIB = 1024, 1024 * 1024
+MIB = 1024 * 1024
 MAX_DEPTH = 64  # nesting of JSON, YAML and TOML values; real files use a handful of levels
 SIZE_CAPS = {  # bytes read at most, per kind of file
     "rule file": 1 * MIB,

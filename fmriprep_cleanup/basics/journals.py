@@ -274,33 +274,6 @@ def _first_line_verdict(path: str) -> str:
     return problems.refused or NOT_SEALED
 
 
-def needs_recovery(state_dir: str) -> bool:
-    """Whether a run this user started in ``state_dir`` was cut short and its journal waits to be finished."""
-    return bool(survey_journals(state_dir).actionable)
-
-
-def _batch_paths(record: dict[str, Any]) -> list[str]:
-    """The paths a "removing" record names (lists of [path, size, category]; dicts in earlier versions)."""
-    return list(_batch_categories(record))
-
-
-def batches(state_dir: str) -> dict[tuple[str, Any], tuple[list[str], list[str] | None]]:
-    """Every batch any run began: (run, batch) -> (the paths it named, the paths it removed; None while it has
-    no end record). For people and tests checking that the record is exact."""
-    found: dict[tuple[str, Any], tuple[list[str], list[str] | None]] = {}
-    for path in journal_files(state_dir, finished=True):
-        for record in read_records(path, chained=False):
-            if record["event"] == REMOVING:
-                found[(record["run"], record.get("batch"))] = (_batch_paths(record), None)
-            elif record["event"] == REMOVED:
-                key = (record.get("recovers") or record["run"], record.get("batch"))
-                named = found.get(key, ([], None))[0]
-                removed = record.get("removed")
-                done = named if removed == "all" else [p for p in removed if isinstance(p, str)] if isinstance(removed, list) else []
-                found[key] = (named, (found.get(key, ([], None))[1] or []) + done)
-    return found
-
-
 def removed_files(state_dir: str) -> list[tuple[str, str]]:
     """(path, category) of every file any run of this state directory recorded as removed (recovered removals
     included); the category is the one its batch named ("" where none was recorded)."""
@@ -309,7 +282,7 @@ def removed_files(state_dir: str) -> list[tuple[str, str]]:
         batches: dict[tuple[str, Any], dict[str, str]] = {}
         for record in read_records(path, chained=False):
             if record["event"] == REMOVING:
-                batches[(record["run"], record.get("batch"))] = _batch_categories(record)
+                batches[(record["run"], record.get("batch"))] = batch_categories(record)
             elif record["event"] == REMOVED:
                 named = batches.get((record.get("recovers") or record["run"], record.get("batch")), {})
                 removed = record.get("removed")
@@ -320,7 +293,7 @@ def removed_files(state_dir: str) -> list[tuple[str, str]]:
     return found
 
 
-def _batch_categories(record: dict[str, Any]) -> dict[str, str]:
+def batch_categories(record: dict[str, Any]) -> dict[str, str]:
     """path -> category of a "removing" record's files ([path, size, category] each; paths alone before)."""
     files = record.get("files")
     found = {}
@@ -330,11 +303,6 @@ def _batch_categories(record: dict[str, Any]) -> dict[str, str]:
         elif isinstance(item, dict) and isinstance(item.get("path"), str):
             found[item["path"]] = ""
     return found
-
-
-def removed_paths(state_dir: str) -> list[str]:
-    """Every file any run of this state directory recorded as removed (recovered removals included)."""
-    return [path for path, _ in removed_files(state_dir)]
 
 
 def recorded_roots(state_dir: str) -> set[str]:
@@ -347,11 +315,3 @@ def recorded_roots(state_dir: str) -> set[str]:
                 roots |= {root for root in record["roots"] if isinstance(root, str)}
             break
     return roots
-
-
-def events(state_dir: str, name: str) -> list[dict[str, Any]]:
-    """Every well-formed record called ``name`` in all journals, oldest first (for people and tests)."""
-    return [record for path in journal_files(state_dir, finished=True) for record in read_records(path, chained=False)
-            if record["event"] == name]
-
-

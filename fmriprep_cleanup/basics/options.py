@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import MISSING, Field, dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from typing import Any, TypeVar
 
 Check = Callable[[Any], Any]  # a value as given -> the value kept (ValueError: why it cannot be)
@@ -91,10 +91,6 @@ def from_recorded(cls: type[D], recorded: Any, required: Sequence[str] = ()) -> 
     if missing:
         raise ValueError(missing[0])
     return cls(**recorded)
-
-
-def default_of(item: Field[Any]) -> Any:
-    return None if item.default is MISSING else item.default
 
 
 def _plain(value: Any) -> Any:

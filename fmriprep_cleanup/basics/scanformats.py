@@ -54,7 +54,7 @@ def _read_find(listed: ScanList, blocks: Iterator[bytes]) -> None:
     for number, record in enumerate(_records(listed.path, blocks, b"\0", "entry is not NUL-terminated"), start=1):
         record = record.lstrip(b"\n")
         try:
-            kind, size, blocks_, mtime, dev, ino, nlink, name = record.split(b" ", 7)
+            kind, size, _blocks, mtime, dev, ino, nlink, name = record.split(b" ", 7)
             mode = FIND_TYPES[kind]
             numbers = record[:len(record) - len(name) - 1]
             if FIND_NUMBERS.fullmatch(numbers) is None:  # digits, each field within what it can hold

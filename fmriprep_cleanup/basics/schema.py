@@ -29,7 +29,6 @@ class Problems:
     def __init__(self, path: str) -> None:
         self.path = path
         self.messages: list[str] = []
-        self.glob_chars = 0  # a rule file's globs, added up: what matching them may cost is bounded
 
     def add(self, line: int, message: str) -> None:
         self.messages.append(f"{self.path}:{line}: {message}")

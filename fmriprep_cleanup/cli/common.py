@@ -162,7 +162,7 @@ def shard_options(unit: str) -> Callable:
 def action_option(command: Callable) -> Callable:
     """--action keep|junk: a plan's files with this action only. Its old name, --only, works for one release
     (as ``old_action``: the command takes ``action or old_action``); status's --only alone keeps the name."""
-    def say_deprecated(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    def say_deprecated(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
         if value is not None:
             deprecated(f"{ctx.info_name} --only keep|junk", f"{ctx.info_name} --action keep|junk")
         return value

@@ -24,15 +24,12 @@ from ..basics.repository import GitRepo, find_repository
 from .pipelines import pipeline_by_key
 
 STATE_DIR_NAME = ".fmriprep-cleanup"
-WORKFLOW_DIR = re.compile(r"^fmriprep(?:_(\d+)_(\d+))?_wf$")
 SUBJECT_WORKFLOW_DIR = re.compile(  # NiBabies: single_subject_<label>_<session>_wf
     r"^(?:single_subject_([a-zA-Z0-9]+)(?:_[a-zA-Z0-9]+)?_wf|sub_([a-zA-Z0-9]+)(?:_ses_[a-zA-Z0-9]+)?_wf)$"
 )
 # fMRIPrep's run identifier (config.execution.run_uuid): a time stamp and a uuid4. Each run writes
 # WORK/<run_uuid>/config.toml (and bids_db/) and OUTPUT/sub-<label>/log/<run_uuid>/.
 RUN_UUID = re.compile(r"^\d{8}-\d{6}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-# What else fMRIPrep creates at the top of a working directory: the reportlets and, in 20.0, the config.
-WORKDIR_OWN_NAMES = frozenset({"reportlets", ".fmriprep.toml"})
 
 
 @lru_cache(maxsize=4096)

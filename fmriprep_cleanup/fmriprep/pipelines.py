@@ -95,10 +95,6 @@ def pipelines() -> tuple[Pipeline, ...]:
     return tuple(sorted(found, key=lambda pipeline: (pipeline.key != "fmriprep", pipeline.key)))
 
 
-def fmriprep() -> Pipeline:
-    return pipeline_by_key("fmriprep")
-
-
 def pipeline_by_key(key: str) -> Pipeline:
     for pipeline in pipelines():
         if pipeline.key == key:

@@ -57,11 +57,6 @@ class Spaces:
     cifti: str | None = None  # 91k or 170k
     unknown: tuple[str, ...] = field(default=())  # words not understood: their outputs are not reclaimed
 
-    def templates(self) -> list[str]:
-        """The standard templates a transform from the T1w must exist for (CIFTI adds MNI152NLin6Asym)."""
-        names = [volume.template for volume in self.volumes if volume.standard]
-        return sorted(set(names + (["MNI152NLin6Asym"] if self.cifti else [])))
-
 
 def recorded_spaces(output_spaces: Any, cifti_output: Any) -> Spaces:
     """The Spaces of a run config's ``execution.output_spaces`` (a string of words, or a list) and

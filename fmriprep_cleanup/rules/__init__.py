@@ -8,6 +8,6 @@ from ..basics.lazy import lazy_face
 __getattr__, __dir__ = lazy_face(__name__, {
     "RuleSet": "model", "Rule": "model", "Match": "model", "load_rulesets": "rulesets",
     "shipped_ruleset_names": "rulesets", "shipped_rules_dir": "rulesets", "RuleFileError": "rulesets",
-    "glob_to_regex": "globs", "compiled_form": "globs",
+    "glob_to_regex": "globs",
     "Classifier": "classify", "Decision": "classify",
 })

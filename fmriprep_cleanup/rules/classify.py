@@ -63,7 +63,6 @@ HELD_SHARED = Decision(
 HELD_RECENT = Decision(
     "keep", "held back: modified within --min-age", "held-back-recent",
     "junk by the rules, but modified within --min-age: it may still be in use", BUILT_IN)
-HELD_BACK = (HELD_RUNNING, HELD_SHARED, HELD_RECENT)
 
 
 def subject_parts(scope: str) -> int:

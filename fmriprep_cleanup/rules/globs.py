@@ -173,11 +173,6 @@ class _Pieces:
         return end >= position + self.minimums[-1] and self._at(last, text, end)
 
 
-def component_matches(atoms: list[Atom], text: str) -> bool:
-    """Glob matching of one component (see _Pieces)."""
-    return _Pieces(atoms).matches(text)
-
-
 class ComponentMatcher:
     """A compiled glob over path components (an automaton: states are positions in the glob's components)."""
 
@@ -295,14 +290,6 @@ def name_glob(value: str) -> Matcher:
     if sum(isinstance(atom, _Star) for atom in atoms) <= MAX_STARS_FOR_REGEX:
         return re.compile("^" + "".join(_atom_regex(atom) for atom in atoms) + "$", re.DOTALL)
     return ComponentMatcher([atoms])
-
-
-def compiled_form(glob: str) -> str:
-    """How a glob is matched, for people and tests: the regular expression, or "components: ..."."""
-    matcher = glob_to_regex(glob)
-    if isinstance(matcher, ComponentMatcher):
-        return "components: " + " / ".join("**" if p == DOUBLE else repr(p) for p in matcher.parts)
-    return matcher.pattern
 
 
 LABEL_KEYS = ("sub", "ses")  # the entities whose labels a path shape blanks (classify.path_shape)

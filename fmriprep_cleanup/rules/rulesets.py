@@ -22,13 +22,12 @@ from ..basics.schema import At, Key, Problems, Schema, did_you_mean
 from ..basics.units import parse_duration
 from ..energy.model import energy_section
 from ..fmriprep.regeneration import REGENERATION
-from .conditions import MATCH, compile_match, glob_text
+from .conditions import compile_match, glob_text
 from .model import ACTIONS, Rule, RuleSet
 
 GUARDS = (REGENERATION,)  # a junk rule's file is junk only if the guard holds (fmriprep/regeneration.py)
 SUPPORTED_VERSION = 1
 MAX_GLOB_TEXT = 64 * 1024  # a rule file's globs, added up: what matching them may cost is bounded
-MATCH_KEYS = MATCH.names()
 
 
 def shipped_rules_dir() -> Path:
