@@ -221,3 +221,20 @@ def test_the_shipped_sets_that_reuse_decisions_across_subjects():
     repeat = {name: Classifier(load_rulesets([name]), 0.0).decisions_repeat_across_labels
               for name in ("default", "volume-only", "workdir-only", "fmriprepcleanup")}
     assert repeat == {"default": True, "volume-only": True, "workdir-only": True, "fmriprepcleanup": False}
+
+
+def test_a_rule_file_whose_globs_add_up_past_the_budget_is_refused_at_its_rules_line(fakefs):
+    """Each glob may be short, yet thousands of them cost every file of a scan: their total text is bounded,
+    negations included, and the file is refused whole, with the line of its ``rules:``."""
+    from fmriprep_cleanup.rules.rulesets import MAX_GLOB_TEXT
+
+    glob = "sub-*/**/" + "x" * 900 + "*.nii.gz"
+    count = MAX_GLOB_TEXT // (2 * len(glob)) + 1  # half in paths, half in not: paths, past the budget together
+    rules = "".join(f"  - {{id: r{n}, action: junk, category: c, why: w, match: {{path: '{glob}', "
+                    f"not: {{path: '{glob}'}}}}}}\n" for n in range(count))
+    path = write("/r/mine.yaml", f"version: 1\nname: mine\n\nrules:\n{rules}")
+    with pytest.raises(CleanupError, match=r"mine.yaml:4: the rule file's globs add up to more than 65,536"):
+        load_rulesets([path])
+    under = "".join(f"  - {{id: r{n}, action: junk, category: c, why: w, match: {{path: '{glob}'}}}}\n"
+                    for n in range(count))  # the same rules without their negations: within the budget
+    assert load_rulesets([write("/r/fine.yaml", f"version: 1\nname: fine\n\nrules:\n{under}")]).rules

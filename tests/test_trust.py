@@ -382,7 +382,8 @@ def test_9_partials_whose_subjects_overlap_are_refused(shards, tmp_path):
     assert result.exit_code == 2 and "sub-0" in result.output and "more than one" in result.output, result.output
 
 
-@pytest.mark.parametrize("damage", ["summary", "statuses", "by_category", "negative"])
+@pytest.mark.parametrize("damage", ["summary", "statuses", "by_category", "negative", "unknown key",
+                                    "no scanned_count"])
 def test_9_a_malformed_partial_is_one_line_exit_2(shards, damage):
     out, (first, second) = shards
     data = json.loads(second.read_text())
@@ -392,12 +393,18 @@ def test_9_a_malformed_partial_is_one_line_exit_2(shards, damage):
         data["statuses"] = [1, 2, 3]
     elif damage == "by_category":
         data["summary"]["by_category"] = {"working directory": {"files": "many"}}
+    elif damage == "unknown key":
+        data["extra_bytes"] = 10**12  # a field this version does not know is not passed over in silence
+    elif damage == "no scanned_count":
+        del data["scanned_count"]
     else:
         data["summary"]["totals"]["junk_bytes"] = -10**15
     second.write_text(json.dumps(data))
     result = cli("merge", first, second)
     assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
     assert "partial-2.json" in result.output and "RiB" not in result.output
+    if damage in ("unknown key", "no scanned_count"):
+        assert ("extra_bytes" if damage == "unknown key" else "scanned_count") in result.output, result.output
 
 
 # --- 10. one lock per dataset --------------------------------------------------------------------------------
