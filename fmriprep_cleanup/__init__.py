@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 
 __getattr__, __dir__ = lazy_face(__name__, {
     # the commands, as functions (see api/)
-    "open_plan": "api", "energy_model": "api", "make_report": "api", "make_status": "api", "explain": "api",
+    "open_plan": "api", "open_plan_with": "api", "PlanOptions": "api", "energy_model": "api", "make_report": "api", "make_status": "api", "explain": "api",
     "clean": "api", "CleanOptions": "api", "Declined": "api", "shared_files_plan": "api", "restore": "api", "audit": "api", "run_policy": "api", "history": "api", "schedule": "api",
     "rule_sets": "api", "load_rules": "api", "demo": "api", "plan_options": "api", "make_partial": "api",
     "merge_partials": "api", "write_plan_partial": "api", "merge_plan_partials": "api",

@@ -29,7 +29,6 @@ from ..basics.paths import below
 from ..basics.repository import GitRepo
 from ..fmriprep.layout import Dataset
 from ..plan.rows import PlannedFile
-from .annex import still_the_link
 from .delete import FileCheck, drop_files, remove_emptied_folders_by_subtree, remove_files
 from .manifest import (
     MANIFEST_SUFFIX,
@@ -43,7 +42,16 @@ from .manifest import (
 )
 from .members import GroupFailed, Written, reverify, verify_tar, verify_tree
 from .recovery import ReusableArchive
-from .safefs import SKIP_CHANGED, SafeFolders, cannot_remove, drop_cache, error_reason, fsync_path, recheck
+from .safefs import (
+    SKIP_CHANGED,
+    SafeFolders,
+    cannot_remove,
+    drop_cache,
+    error_reason,
+    fsync_path,
+    recheck,
+    still_the_link,
+)
 from .threads import RunStopped, Stop
 from .worklist import Outcome, Worklist
 

@@ -21,8 +21,11 @@ from typing import Any
 
 from .. import __version__
 from ..basics.annex import PRESENT
+from ..basics.annexcall import NOT_INSTALLED, ONLY_COPY, only_copies
+from ..basics.annexcall import available as annex_available
 from ..basics.errors import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, CleanupError
 from ..basics.gitcall import check_trusted
+from ..basics.gitcommit import commit_removals, not_ready_to_commit
 from ..basics.journal_writer import Journal
 from ..basics.journals import JournalSurvey, survey_journals
 from ..basics.paths import inside
@@ -30,10 +33,7 @@ from ..basics.results import FAILED, SKIPPED, Result, results_json, tallied
 from ..plan.options import CleanOptions, Declined, Mode
 from ..plan.plan import Plan
 from ..plan.rows import PlannedFile
-from .annex import NOT_INSTALLED, ONLY_COPY, only_copies
-from .annex import available as annex_available
 from .delete import delete
-from .git import commit_removals, not_ready_to_commit
 from .lock import FolderLock, RunLock
 from .recipes import write_recipes
 from .recovery import Recovery, recover
@@ -136,7 +136,7 @@ def clean(plan: Plan, options: CleanOptions, *, confirm: Callable[[Outcome, int]
 
     Annexed content is dropped with git-annex (``options.force_drop``: even the only copy, never the default).
     In a git repository, junk stored in git itself is left in place (``Outcome.left``) unless
-    ``options.git_rm``: then it is removed and the removal committed (act/git.py). Rules that make the
+    ``options.git_rm``: then it is removed and the removal committed (basics/gitcommit.py). Rules that make the
     pipeline's essential outputs junk (every report, every confounds file...: see Plan.outputs_at_risk) are
     refused for archive and delete unless ``options.allow_output_loss`` (a dry run shows what they would do,
     with the warning).

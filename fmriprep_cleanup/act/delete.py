@@ -13,13 +13,13 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 
 from ..basics.annex import PRESENT, link_key
+from ..basics.annexcall import DROP_BATCH, ONLY_COPY, drop
 from ..basics.journal_writer import Journal
 from ..basics.paths import inside
 from ..basics.repository import GitRepo
 from ..fmriprep.layout import Dataset, ScanRoot
 from ..plan.rows import PlannedFile
-from .annex import DROP_BATCH, ONLY_COPY, drop, still_the_link
-from .safefs import SafeFolders, error_reason, recheck
+from .safefs import SafeFolders, error_reason, recheck, still_the_link
 from .threads import Stop, in_threads
 from .worklist import Outcome, Worklist
 

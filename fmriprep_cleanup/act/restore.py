@@ -34,13 +34,13 @@ from typing import IO
 
 from ..basics import gitcall
 from ..basics.annex import key_of
+from ..basics.annexcall import reinject_stream
 from ..basics.errors import CleanupError
 from ..basics.folders import walk_folder
 from ..basics.handles import open_folder_nofollow
 from ..basics.hashing import HashingReader, sha256_of_fd, sha256_of_link
 from ..basics.repository import find_repository
 from ..basics.results import FAILED, OK, SKIPPED, Result, results_json
-from .annex import reinject_stream
 from .lock import FolderLock, RunLock
 from .manifest import (
     MANIFEST_SUFFIX,

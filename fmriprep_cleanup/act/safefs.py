@@ -19,6 +19,7 @@ from ..basics.errors import CleanupError
 from ..basics.handles import FOLDER_FLAGS, open_folder_nofollow
 from ..basics.paths import below, inside
 from ..fmriprep.layout import ScanRoot
+from ..plan.rows import PlannedFile
 
 SKIP_CHANGED = "changed since the scan"
 SKIP_VANISHED = "vanished since the scan"
@@ -198,3 +199,21 @@ def refuse_unsafe_roots(roots: list[str]) -> None:
     for root in roots:
         if root == "/" or inside(home, root):
             raise CleanupError(f"refusing to act on {root}: it is / or your home directory (or holds it)")
+
+
+CHANGED = "changed since the scan (no longer the same annexed link)"
+
+
+def still_the_link(planned: PlannedFile) -> str | None:
+    """None if ``planned`` is still the annexed link (or unlocked file) the scan saw (same inode, times), else
+    why not."""
+    try:
+        st = os.lstat(planned.path)
+    except FileNotFoundError:
+        return "vanished since the scan"
+    except OSError as exc:
+        return f"cannot stat it: {exc.strerror or exc}"
+    same = ((stat.S_ISLNK(st.st_mode) or stat.S_ISREG(st.st_mode)) and st.st_dev == planned.dev
+            and st.st_ino == planned.ino
+            and st.st_mtime == planned.mtime and (not planned.ctime or st.st_ctime == planned.ctime))
+    return None if same else CHANGED

@@ -34,6 +34,7 @@ from .reading import (
     make_report,
     make_status,
     open_plan,
+    open_plan_with,
     plan_options,
     recipes_text,
     reclaimed_files,
@@ -59,7 +60,7 @@ from .shards import (
 __all__ = ["CleanOptions", "DEFAULT_MIN_AGE", "Declined", "EnergyOverrides", "HISTORY_COLUMNS", "PlanOptions",
            "SUBJECT_STATUSES", "archives", "audit", "audit_shard", "clean", "default_rules", "demo", "energy_model",
            "explain", "history", "is_plan_partial", "journals", "load_partials", "load_rules", "make_partial",
-           "make_report", "make_status", "merge_partials", "merge_plan_partials", "open_plan", "parse_path_maps",
+           "make_report", "make_status", "merge_partials", "merge_plan_partials", "open_plan", "open_plan_with", "parse_path_maps",
            "parse_shard", "plan_options", "recipes_text", "reclaimed_files", "regenerable_rules", "regeneration_checks",
            "regeneration_recipes", "report_in_processes", "restore", "retention_timeline", "rule_sets", "run_policy",
            "schedule", "shared_files_plan", "slurm_array", "write_merged_plan", "write_plan", "write_plan_partial"]

@@ -59,13 +59,19 @@ def open_plan(path: str, rules: Iterable[str] = (), work_dir: str | None = None,
     command line (plan/options.py: PlanOptions). Nothing is read beyond the dataset's top folders until the
     plan is iterated.
     """
-    from ..plan.open import open_plan as open_checked
-
-    return open_checked(_checked(
+    return open_plan_with(_checked(
         path=path, rules=list(rules), work_dir=work_dir, find_work_dir=find_work_dir,
         participant_labels=list(participant_labels), exclude_participant_labels=list(exclude_participant_labels),
         keep=list(keep), junk=list(junk), jobs=jobs, min_age=min_age, stale_after=stale_after, state_dir=state_dir,
         now=now, path_map=path_map, from_scan=from_scan, scan_format=scan_format))
+
+
+def open_plan_with(options: PlanOptions) -> Plan:
+    """The plan an option set already made (and so checked) opens: what the command line and a shard's merge
+    hold; the same as open_plan(**fields of ``options``)."""
+    from ..plan.open import open_plan as open_checked
+
+    return open_checked(options)
 
 
 def plan_options(path: str, rules: Iterable[str] = (), work_dir: str | None = None, find_work_dir: bool = True,

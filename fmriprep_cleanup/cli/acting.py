@@ -60,7 +60,7 @@ def clean(path: str, yes: bool, list_files: bool, state_dir: str | None, history
       fmriprep-cleanup clean OUT --mode delete --yes --shared-only
     """
     from ..api import Declined, parse_shard
-    from ..api import clean as clean_plan
+    from ..api.acting import clean as clean_plan
 
     if old_shard is not None:  # --shard means "scan a share, write a partial" on report, plan and audit
         common.deprecated("clean --shard K/N", "clean --array-task K/N")
@@ -155,7 +155,7 @@ def restore(source: str, to: str | None, participant_labels: tuple[str, ...], fm
       fmriprep-cleanup restore /archive/ds001 --participant-label 02
       fmriprep-cleanup restore /archive/ds001/20261127-031700/sub-02.tar --to /tmp/check
     """
-    from ..api import restore as restore_archives
+    from ..api.acting import restore as restore_archives
     from ..basics.formats import output_json
     from ..report.text import render_restore
 
@@ -194,7 +194,7 @@ def archives_list(directory: str, fmt: str) -> None:
       fmriprep-cleanup archives list /archive/ds003752
       fmriprep-cleanup archives list /archive/ds003752 --format json
     """
-    from ..api import archives as manage
+    from ..api.acting import archives as manage
     from ..report.people import files, size, table
 
     data = manage("list", directory)
@@ -222,7 +222,7 @@ def archives_verify(directory: str, fmt: str, history_path: str | None) -> None:
     Examples:
       fmriprep-cleanup archives verify /archive/ds003752
     """
-    from ..api import archives as manage
+    from ..api.acting import archives as manage
     from ..report.people import files, size
 
     data = manage("verify", directory, history_path=history_path)
@@ -261,7 +261,7 @@ def archives_prune(directory: str, older_than: str, mode: str | None, yes: bool,
     if mode == "delete" and not yes:
         if not common.interactive():
             raise CleanupError("--mode delete needs --yes when there is no terminal to confirm on")
-        from ..api import archives as preview
+        from ..api.acting import archives as preview
         from .common import duration as parse_duration
         planned = preview("prune", directory, parse_duration("--older-than", older_than), False, history_path)
         if not planned["runs"] or not click.confirm(f"Remove {len(planned['runs'])} archive run(s) whole?",
@@ -269,7 +269,7 @@ def archives_prune(directory: str, older_than: str, mode: str | None, yes: bool,
             click.echo("Nothing was changed.", err=True)
             return
     yes = mode == "delete"
-    from ..api import archives as manage
+    from ..api.acting import archives as manage
     from ..report.people import size
     from .common import duration
 
@@ -310,7 +310,7 @@ def journals_list(path: str, state_dir: str | None, fmt: str) -> None:
     Examples:
       fmriprep-cleanup journals list /data/ds003752/derivatives/fmriprep
     """
-    from ..api import journals as manage
+    from ..api.acting import journals as manage
 
     data = manage(path, "list", state_dir=state_dir)
     lines = [f"{row['journal'] or row['run']}: {'recovered by the next clean' if row['recoverable'] else row['why']}"
@@ -333,7 +333,7 @@ def journals_discard(path: str, runs: tuple[str, ...], state_dir: str | None, fm
     Examples:
       fmriprep-cleanup journals discard /data/ds003752/derivatives/fmriprep 20240101-000000_deadbeef
     """
-    from ..api import journals as manage
+    from ..api.acting import journals as manage
 
     data = manage(path, "discard", runs, state_dir)
     _journals_outcome(data, fmt, "Set aside")
@@ -351,7 +351,7 @@ def journals_finish(path: str, runs: tuple[str, ...], state_dir: str | None, fmt
     Examples:
       fmriprep-cleanup journals finish /data/ds003752/derivatives/fmriprep legacy
     """
-    from ..api import journals as manage
+    from ..api.acting import journals as manage
 
     data = manage(path, "finish", runs, state_dir)
     _journals_outcome(data, fmt, "Finished")

@@ -205,10 +205,10 @@ def plan_options(path: str, given: dict[str, Any], **more: Any) -> PlanOptions:
 
 
 def open_plan(options: PlanOptions) -> Any:
-    """The plan these options open (api.open_plan, which checks them as it checks a Python call)."""
-    from ..api import open_plan as open_plan_api
+    """The plan these options open (checked when they were made, as a Python call's are)."""
+    from ..api.reading import open_plan_with
 
-    return open_plan_api(**vars(options))
+    return open_plan_with(options)
 
 
 def energy_overrides(given: dict[str, Any]) -> dict[str, Any]:

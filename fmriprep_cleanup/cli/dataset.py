@@ -66,7 +66,8 @@ def report(path: str, fmt: str, output: str | None, quiet: bool, all_subjects: b
       fmriprep-cleanup report /data/ds003752/derivatives/fmriprep
       fmriprep-cleanup report OUT --work-dir $SCRATCH/work --format html -o report.html
     """
-    from ..api import make_partial, make_report
+    from ..api.reading import make_report
+    from ..api.shards import make_partial
 
     options, energy, share = plan_options(path, given), energy_overrides(given), shard_of(shard, partial_out)
     if share is not None:
@@ -101,7 +102,8 @@ def plan(path: str, fmt: str, action: str | None, old_action: str | None, output
       fmriprep-cleanup plan OUT --format jsonl --participant-label 01 | head
       fmriprep-cleanup plan OUT --shard 1/4 --partial-out p1.jsonl   # then: merge p*.jsonl
     """
-    from ..api import write_plan, write_plan_partial
+    from ..api.reading import write_plan
+    from ..api.shards import write_plan_partial
 
     options, share = plan_options(path, given), shard_of(shard, partial_out)
     if share is not None:
@@ -137,7 +139,7 @@ def status(path: str, only: tuple[str, ...], fmt: str, output: str | None, quiet
       fmriprep-cleanup status OUT
       fmriprep-cleanup status OUT --only failed --format tsv
     """
-    from ..api import make_status
+    from ..api.reading import make_status
 
     with Progress(not quiet) as progress:
         data = make_status(open_plan(plan_options(path, given)), only, progress.callback())
@@ -159,7 +161,7 @@ def explain(path: str, files: tuple[str, ...], fmt: str, output: str | None, **g
       fmriprep-cleanup explain OUT OUT/sub-01/anat/sub-01_desc-preproc_T1w.nii.gz
       fmriprep-cleanup explain OUT OUT/sub-01.html --format json
     """
-    from ..api import explain as explain_files
+    from ..api.reading import explain as explain_files
     from ..basics.formats import output_json
     from ..report.explain import render_explanation
 
@@ -192,7 +194,7 @@ def merge(partials: tuple[str, ...], fmt: str | None, action: str | None, old_ac
       fmriprep-cleanup merge p1.json p2.json --format html -o report.html
       fmriprep-cleanup merge plan-*.jsonl --action junk > junk.tsv
     """
-    from ..api import is_plan_partial, merge_partials
+    from ..api.shards import is_plan_partial, merge_partials
 
     only = action or old_action
     if is_plan_partial(partials[0]):
@@ -214,7 +216,7 @@ def merge(partials: tuple[str, ...], fmt: str | None, action: str | None, old_ac
 
 def merge_plan(partials: tuple[str, ...], fmt: str, only: str | None, output: str | None, quiet: bool) -> None:
     """`merge` of plan partials: the plan, streamed, then its warnings."""
-    from ..api import write_merged_plan
+    from ..api.shards import write_merged_plan
 
     if fmt not in PLAN_FORMATS:
         raise CleanupError(f"--format {fmt} is a report's: a plan is written as tsv, jsonl or csv")
@@ -247,7 +249,7 @@ def regenerate(path: str, sbatch: bool, fmt: str, output: str | None, **given: A
       fmriprep-cleanup regenerate OUT --participant-label 01 -o regenerate-sub-01.sh
       fmriprep-cleanup regenerate OUT --sbatch > regenerate.sbatch && sbatch regenerate.sbatch
     """
-    from ..api import recipes_text, regenerable_rules, regeneration_recipes
+    from ..api.reading import recipes_text, regenerable_rules, regeneration_recipes
     from ..basics.formats import output_json
     from ..basics.grouping import grouped, grouped_line
 

@@ -23,8 +23,8 @@ def demo(directory: str | None, fmt: str) -> None:
     """
     import tempfile
 
-    from ..api import demo as build_demo
-    from ..api import make_report, open_plan
+    from ..api.reading import demo as build_demo
+    from ..api.reading import make_report, open_plan
     from ..report.text import RENDERERS
 
     def run(where: str) -> tuple[str, str]:

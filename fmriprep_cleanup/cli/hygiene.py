@@ -64,8 +64,8 @@ def audit(roots: tuple[str, ...], rule_refs: tuple[str, ...], jobs: int | None, 
 
     Exit codes: 0 done; 2 bad input; 3 done, but some folder that looked like a dataset could not be read.
     """
-    from ..api import audit as audit_roots
-    from ..api import audit_shard
+    from ..api.hygiene import audit as audit_roots
+    from ..api.shards import audit_shard
 
     energy, share, path_map = energy_overrides(given), shard_of(shard, partial_out), parse_path_maps(path_maps)
     if share is not None:
@@ -118,7 +118,7 @@ def run_policy(policy: str | None, config: str | None, log: str | None, history_
       fmriprep-cleanup run hygiene.yaml --log /var/log/fmriprep-cleanup.jsonl
       fmriprep-cleanup schedule cron hygiene.yaml
     """
-    from ..api import run_policy as run_policy_file
+    from ..api.hygiene import run_policy as run_policy_file
     from ..report.text import render_policy_run
 
     if config is not None:
@@ -147,7 +147,7 @@ def history(history_path: str | None, since: str | None, fmt: str, output: str |
       fmriprep-cleanup history --since 90d
       fmriprep-cleanup history --history /project/admin/history.sqlite --format html -o history.html
     """
-    from ..api import history as read_history
+    from ..api.hygiene import history as read_history
 
     data = read_history(history_path, since_time(since), command_line())
     write_output(HISTORY.render(fmt, data, View(screen_width(wide, output), since=since)), output)
@@ -202,7 +202,7 @@ def _policy_recipe(kind: str, text: str) -> None:
                   help="Append one JSON object per dataset, and a final summary, to FILE (JSON lines; default: "
                        "beside the policy file, .log.jsonl).")
     def recipe(policy: str, log: str | None) -> None:
-        from ..api import schedule as schedule_recipe
+        from ..api.hygiene import schedule as schedule_recipe
 
         sys.stdout.write(schedule_recipe(kind, policy, log))
 
@@ -247,7 +247,7 @@ def schedule_slurm_array(dataset: str, shards: int, run_dir: str | None, work_di
 
 def _write_slurm_array(dataset: str, shards: int, run_dir: str | None, work_dir: str | None,
                        rule_refs: tuple[str, ...], clean_mode: str | None, archive_dir: str | None) -> None:
-    from ..api import slurm_array
+    from ..api.hygiene import slurm_array
 
     if not run_dir:
         raise CleanupError("a Slurm array needs --run-dir DIR (where the partials and the report go)")
@@ -276,7 +276,7 @@ def schedule_print(cron: bool, systemd_service: bool, systemd_timer: bool, scron
                    run_dir: str | None, work_dir: str | None, rule_refs: tuple[str, ...], clean_mode: str | None,
                    archive_dir: str | None) -> None:
     """Deprecated: `schedule print --KIND --config FILE` is `schedule KIND FILE`."""
-    from ..api import schedule as schedule_recipe
+    from ..api.hygiene import schedule as schedule_recipe
 
     chosen = [kind for kind, asked in (("cron", cron), ("systemd-service", systemd_service),
                                        ("systemd-timer", systemd_timer), ("scrontab", scrontab),

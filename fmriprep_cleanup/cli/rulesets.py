@@ -24,7 +24,7 @@ def rules_list(wide: bool) -> None:
       fmriprep-cleanup rules list
       fmriprep-cleanup rules show volume-only
     """
-    from ..api import rule_sets as shipped_rulesets
+    from ..api.reading import rule_sets as shipped_rulesets
     from ..report.text import render_ruleset_list
 
     click.echo(render_ruleset_list(shipped_rulesets(), terminal_width(wide)), nl=False)
@@ -41,7 +41,7 @@ def rules_show(name: str, wide: bool) -> None:
       fmriprep-cleanup rules show default
       fmriprep-cleanup rules show ./lab-rules.yaml --wide
     """
-    from ..api import load_rules
+    from ..api.reading import load_rules
     from ..report.text import render_ruleset
 
     click.echo(render_ruleset(load_rules([name]), terminal_width(wide)), nl=False)
@@ -57,7 +57,7 @@ def rules_validate(file: str) -> None:
       fmriprep-cleanup rules validate lab-rules.yaml
       fmriprep-cleanup report OUT --rules lab-rules.yaml
     """
-    from ..api import load_rules
+    from ..api.reading import load_rules
 
     ruleset = load_rules([file])
     chain = f" (with {', '.join(ruleset.names[1:])})" if len(ruleset.names) > 1 else ""

@@ -25,6 +25,9 @@ from .workdirs import read_run_config
 RUN_TIME = re.compile(r"^(\d{8}-\d{6})")
 FREESURFER_MARKERS = ("recon-all.done", "recon-all.error")
 ISRUNNING = "IsRunning."
+# A report at the top of the derivatives and its subject: sub-01.html, sub-01_anat.html, sub-01_ses-1_func.html
+# (fMRIPrep splits reports of subjects with many sessions); "sub-.html" names no subject.
+REPORT_NAME = re.compile(r"sub-([^_]*?)(?:_.*)?\.html", re.DOTALL)
 # The report's "Errors" section, in each generation of fMRIPrep's report template:
 NO_ERRORS = b"No errors to report!"  # 1.x, niworkflows (20-23.1) and nireports (23.2 on) alike
 FAILED_STEPS_START = b"One or more execution steps failed ("
@@ -142,14 +145,6 @@ def count_report_errors(data: bytes) -> int | None:
     if section >= 0:
         return data.count(b"Node Name:", section) or None
     return None
-
-
-def report_label(name: str) -> str | None:
-    """The subject of a report at the top of the derivatives: sub-01.html, sub-01_anat.html,
-    sub-01_ses-1_func.html (fMRIPrep splits reports of subjects with many sessions)."""
-    if not (name.startswith("sub-") and name.endswith(".html")):
-        return None
-    return name[4:-5].split("_", 1)[0] or None
 
 
 @dataclass

@@ -33,20 +33,20 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from ..basics.folders import list_folder
 from ..basics.repository import GitState
 from .evidence import (
     ISRUNNING,
+    REPORT_NAME,
     Evidence,
     RunState,
     SubjectStatus,
     evidence_of,
     newest_file_time,
-    report_label,
 )
 from .layout import SUBJECT_WORKFLOW_DIR, Dataset
 from .pipelines import pipeline_by_key
@@ -55,11 +55,41 @@ REPORT_SLACK = 300.0  # seconds after the report that still belong to the run th
 DEFAULT_STALE_AFTER = 30 * 86400.0
 
 
-def subject_workdirs(dataset: Dataset) -> dict[str, list[str]]:
-    """Each subject's folders in the working directories (single_subject_01_wf, sub_01_wf, sub_01_ses_1_wf)."""
+@dataclass
+class SubjectFolders:
+    """Where each subject's files are, read before the scan from the dataset's top folders: its output folder,
+    its reports (file names), its FreeSurfer folder and its working-directory folders."""
+
+    outputs: dict[str, str] = field(default_factory=dict)
+    reports: dict[str, list[str]] = field(default_factory=dict)
+    freesurfer: dict[str, str] = field(default_factory=dict)
+    workdirs: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, dataset: Dataset, workflow_dir: re.Pattern[str]) -> SubjectFolders:
+        found = cls(workdirs=subject_workdirs(dataset.workdirs, workflow_dir))
+        if dataset.derivatives:
+            for entry in list_folder(dataset.derivatives)[0]:
+                if entry.name.startswith("sub-") and entry.is_dir(follow_symlinks=False):
+                    if entry.name[4:]:
+                        found.outputs[entry.name[4:]] = entry.path
+                elif (report := REPORT_NAME.fullmatch(entry.name)) and report.group(1):
+                    found.reports.setdefault(report.group(1), []).append(entry.name)
+        if dataset.freesurfer:
+            for entry in list_folder(dataset.freesurfer)[0]:
+                if entry.name.startswith("sub-") and len(entry.name) > 4 and entry.is_dir(follow_symlinks=False):
+                    found.freesurfer[entry.name[4:]] = entry.path
+        return found
+
+    def subjects(self) -> set[str]:
+        return set(self.outputs) | set(self.reports) | set(self.freesurfer) | set(self.workdirs)
+
+
+def subject_workdirs(workdirs: Iterable[str], workflow_dir: re.Pattern[str]) -> dict[str, list[str]]:
+    """Each subject's folders in the working directories (single_subject_01_wf, sub_01_wf, sub_01_ses_1_wf), below
+    the pipeline's top workflow folder (``workflow_dir``: fmriprep_25_0_wf...)."""
     found: dict[str, list[str]] = {}
-    for workdir in dataset.workdirs:
-        workflow_dir = pipeline_by_key(dataset.pipeline).workflow_dir
+    for workdir in workdirs:
         tops = [workdir] if workflow_dir.match(os.path.basename(workdir)) else [
             entry.path for entry in list_folder(workdir)[0]
             if workflow_dir.match(entry.name) and entry.is_dir(follow_symlinks=False)]
@@ -90,39 +120,19 @@ class StatusBook:
         self.stale_after = stale_after
         self.has_run_folders = dataset.fmriprep_version is not None and _major(dataset.fmriprep_version) >= 20
         self.orphan_of = dataset.orphan_of
-        derivatives = dataset.derivatives
-        subjects: set[str] = set()
-        output_folders: dict[str, str] = {}
-        reports: dict[str, list[str]] = {}
-        if derivatives:
-            for entry in list_folder(derivatives)[0]:
-                if entry.name.startswith("sub-") and entry.is_dir(follow_symlinks=False):
-                    label = entry.name[4:]
-                    if label:
-                        subjects.add(label)
-                        output_folders[label] = entry.path
-                elif reported := report_label(entry.name):
-                    reports.setdefault(reported, []).append(entry.name)
-        subjects |= set(reports)
-        freesurfer_folders: dict[str, str] = {}
-        if dataset.freesurfer:
-            for entry in list_folder(dataset.freesurfer)[0]:
-                if entry.name.startswith("sub-") and len(entry.name) > 4 and entry.is_dir(follow_symlinks=False):
-                    freesurfer_folders[entry.name[4:]] = entry.path
-        subjects |= set(freesurfer_folders)
-        workdirs = subject_workdirs(dataset)
-        subjects |= set(workdirs)
+        pipeline = pipeline_by_key(dataset.pipeline)
+        found = SubjectFolders.read(dataset, pipeline.workflow_dir)
+        subjects, reports, workdirs = found.subjects(), found.reports, found.workdirs
         annex = dataset.repository if dataset.annexed else None
-        run_config = pipeline_by_key(dataset.pipeline).run_config
         # what each subject's evidence is read from; read when first asked for (a shard reads its own subjects')
-        self._sources = {label: (label, derivatives, reports.get(label, []), freesurfer_folders.get(label), annex,
-                                 run_config, git) for label in sorted(subjects)}
+        self._sources = {label: (label, dataset.derivatives, reports.get(label, []), found.freesurfer.get(label),
+                                 annex, pipeline.run_config, git) for label in sorted(subjects)}
         self._evidence: dict[str, Evidence] = {}
         # the folders whose files tell each subject's activity, with how the evidence names them
         self._folders_of: dict[str, dict[str, str]] = {label: {} for label in subjects}
-        for label, folder in output_folders.items():
+        for label, folder in found.outputs.items():
             self._folders_of[label][folder] = "a file in its output folders"
-        for label, folder in freesurfer_folders.items():
+        for label, folder in found.freesurfer.items():
             self._folders_of[label][folder] = "a file in its FreeSurfer folder"
         for label, folders in workdirs.items():
             for folder in folders:

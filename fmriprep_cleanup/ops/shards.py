@@ -59,11 +59,12 @@ def partial(plan: Plan, options: dict[str, Any], shard: int, shards: int,
             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Scan the folders of one shard's subjects: the partial result a merge adds up. ``options``: how the plan
     was opened (api.open_plan's arguments), so the merge opens the same one."""
+    header = _header(PARTIAL_FORMAT, plan, options, shard, shards)
     labels, shard_plan_ = shard_plan(plan, shard, shards)
     summary = shard_plan_.summarize(progress) if labels else Summary()
     statuses = shard_plan_.run_statuses() if labels else {}
     return {
-        **_header(PARTIAL_FORMAT, plan, options, shard, shards), "subjects": labels,
+        **header, "subjects": labels,
         "summary": summary.as_json(), "statuses": {label: status.as_dict() for label, status in statuses.items()},
         "warnings": shard_plan_.problems() if labels else [], **_scanned(shard_plan_ if labels else None),
     }
@@ -83,9 +84,9 @@ def write_plan_partial(plan: Plan, options: dict[str, Any], shard: int, shards: 
     statuses and the warnings (a partial without it is a shard that did not finish). Returns the end line."""
     from ..basics.formats import strict_json
 
+    header = _header(PLAN_PARTIAL_FORMAT, plan, options, shard, shards)
     labels, shard_plan_ = shard_plan(plan, shard, shards)
-    stream.write(strict_json({**_header(PLAN_PARTIAL_FORMAT, plan, options, shard, shards), "subjects": labels})
-                 + "\n")
+    stream.write(strict_json({**header, "subjects": labels}) + "\n")
     for place, root_number, walk_key, rows in (shard_plan_.placed_files(progress) if labels else ()):
         first = rows[0]
         folder = first.path.rpartition("/")[0]

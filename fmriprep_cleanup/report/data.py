@@ -90,19 +90,12 @@ def report_data(
     }
 
 
-# fMRIPrep's published benchmarks (docs/benchmarks.rst, nipreps/fmriprep; 23.2.0a2, 20-core desktop, i9-10900):
-# dataset A fit 1h35m, fit + transform 1h47m, outputs 602 MB -> 6.37 GB; dataset B 1h29m, 2h7m, 543 MB -> 14.7 GB.
-TRANSFORM_MINUTES_PER_GB = (12 + 38) / ((6.37 - 0.602) + (14.7 - 0.543))  # 2.5 minutes per GB rebuilt
-TRANSFORM_SHARE = (12 + 38) / (107 + 127)  # the transform stage's share of a full run's time: 0.21
-DESKTOP_KW = 0.15  # the benchmark machine's draw under load, assumed (a 65 W CPU in a desktop)
-BENCHMARK_SOURCE = "an estimate from fMRIPrep's published benchmarks"
-
-
 def regeneration_data(runs: list[dict[str, Any]], ruleset: RuleSet, summary: Summary, model: Assumptions,
                       dataset: Dataset) -> dict[str, Any]:
     """What a guarded (regenerable) rule set reclaims, which runs pass its guards and why the others do not,
     and what rebuilding costs against keeping: the compute to regenerate once (CodeCarbon records scaled by
     the transform stage's share, else fMRIPrep's published benchmarks) and the break-even time of storage."""
+    from ..energy.economics import BENCHMARK_ASSUMPTIONS, regeneration_cost
     from ..energy.model import footprint
     from ..fmriprep.emissions import compute_records
 
@@ -110,16 +103,9 @@ def regeneration_data(runs: list[dict[str, Any]], ruleset: RuleSet, summary: Sum
     counts = [summary.by_category[name] for name in sorted(categories) if name in summary.by_category]
     regenerable = sum(count.junk_bytes - count.junk_elsewhere_bytes for count in counts)
     records, _ = compute_records(dataset.derivatives) if dataset.derivatives else ([], [])
-    recorded_kg = sum(record.kg for record in records)
-    if records and dataset.pipeline == "fmriprep":
-        regenerate_kg = recorded_kg * TRANSFORM_SHARE * (regenerable > 0)
-        source = (f"the CodeCarbon records ({len(records)}) times the transform stage's share of a run, "
-                  f"{TRANSFORM_SHARE:.2f}")
-    else:
-        kwh = regenerable / 1e9 * TRANSFORM_MINUTES_PER_GB / 60 * DESKTOP_KW * model.pue
-        regenerate_kg = kwh * model.carbon_intensity / 1000
-        source = BENCHMARK_SOURCE
     storage_kg = footprint(regenerable, model).total_kg
+    regenerate_kg, source = regeneration_cost(regenerable, sum(record.kg for record in records), len(records),
+                                              dataset.pipeline == "fmriprep", model)
     return {
         "rules": sorted(rule.id for rule in ruleset.rules if rule.guard),
         "runs": runs,
@@ -130,8 +116,7 @@ def regeneration_data(runs: list[dict[str, Any]], ruleset: RuleSet, summary: Sum
         "storage_kgco2e_per_year": storage_kg,
         "regenerate_kgco2e": regenerate_kg,
         "compute_source": source,
-        "assumptions": {"transform_minutes_per_gb": TRANSFORM_MINUTES_PER_GB, "transform_share": TRANSFORM_SHARE,
-                        "machine_kw": DESKTOP_KW, "source": "nipreps/fmriprep docs/benchmarks.rst (23.2.0a2)"},
+        "assumptions": dict(BENCHMARK_ASSUMPTIONS),
         "break_even_years": regenerate_kg / storage_kg if storage_kg > 0 else None,
         "break_even": break_even_sentence(regenerable, regenerate_kg, storage_kg),
         "command": "fmriprep-cleanup regenerate " + shlex.quote(dataset.path),
@@ -205,14 +190,12 @@ def iso_time(seconds: float) -> str:
     return datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
 
 
-SECONDS_PER_YEAR = 365.25 * 86400
-
-
 def compute_data(dataset: Dataset, summary: Summary, statuses: dict[str, Any], model: Assumptions,
                  estimate_kg: float | None = None, stale_after: float = 30 * 86400) -> dict[str, Any]:
     """Compute beside storage, per subject: what its fMRIPrep runs emitted (CodeCarbon records; an explicit
     estimate where there are none, marked so), what keeping its files and its working directory costs per
     year, and the break-even - how many years of keeping the working directory equal one re-run."""
+    from ..energy.economics import cache_verdict
     from ..energy.model import footprint
     from ..fmriprep.emissions import compute_records
 
@@ -251,7 +234,7 @@ def compute_data(dataset: Dataset, summary: Summary, statuses: dict[str, Any], m
             "compute_kgco2e": compute_kg, "compute_kwh": recorded["kwh"] if recorded else None,
             "runs_recorded": len(recorded["runs"]) if recorded else 0, "rerun_kgco2e": rerun_kg,
             "storage_kgco2e_per_year": storage_kg, "workdir_kgco2e_per_year": workdir_kg,
-            "break_even_years": break_even, "verdict": _verdict(status, rerun_kg, workdir_kg, stale_after),
+            "break_even_years": break_even, "verdict": cache_verdict(status.status if status is not None else None, rerun_kg, workdir_kg, stale_after),
             "sources": sorted(set(recorded["sources"]))[:20] if recorded else [],
         })
     totals = summary.totals
@@ -262,21 +245,6 @@ def compute_data(dataset: Dataset, summary: Summary, statuses: dict[str, Any], m
             "note": None if records else "no CodeCarbon record here (fMRIPrep 22.1+ writes them with --track-carbon)",
             "junk_storage_kgco2e_per_year": footprint(junk_here, model).total_kg,
             "subjects": rows, "problems": problems}
-
-
-def _verdict(status: Any, rerun_kg: float | None, workdir_kg: float, stale_after: float) -> str | None:
-    """For a subject whose run did not finish: is keeping its cache cheaper in carbon than re-running it?"""
-    if status is None or status.status not in ("failed", "incomplete", "unknown") or workdir_kg <= 0:
-        return None
-    if rerun_kg is None:
-        return None
-    kept = workdir_kg * stale_after / SECONDS_PER_YEAR
-    days = stale_after / 86400
-    if kept < rerun_kg:
-        return (f"keeping its cache for {days:g} days costs {kept:.3g} kgCO2e, less than one re-run "
-                f"({rerun_kg:.3g} kgCO2e): keep it for the re-run")
-    return (f"keeping its cache for {days:g} days costs {kept:.3g} kgCO2e, more than one re-run "
-            f"({rerun_kg:.3g} kgCO2e)")
 
 
 def repository_data(dataset: Dataset) -> dict[str, Any] | None:

@@ -9,8 +9,8 @@ import os
 import subprocess
 from collections.abc import Sequence
 
-from ..basics import gitcall
-from ..basics.repository import GitRepo
+from . import gitcall
+from .repository import GitRepo
 
 
 def _git(repo: GitRepo, args: list[str], paths: Sequence[str]) -> subprocess.CompletedProcess[bytes]:

@@ -2,7 +2,8 @@
 after verifying that enough other copies exist (numcopies), leaves the link (now dangling) and keeps the git
 tree clean. An annexed link is never unlinked: that frees nothing and leaves the dataset dirty.
 
-git-annex runs once per batch of files (``--json``, one line per file), never once per file.
+git-annex runs once per batch of files (``--json``, one line per file), never once per file, as basics/gitcall.py
+runs every git program. These are the commands alone; act/ decides what they are asked to do.
 """
 
 from __future__ import annotations
@@ -12,22 +13,19 @@ import os
 import re
 import secrets
 import shutil
-import stat
 import subprocess
 from collections.abc import Sequence
 from typing import IO
 
-from ..basics import gitcall
-from ..basics.errors import CleanupError
-from ..basics.handles import open_folder_nofollow
-from ..basics.hashing import HashingReader
-from ..basics.repository import GitRepo
-from ..plan.rows import PlannedFile
+from . import gitcall
+from .errors import CleanupError
+from .handles import open_folder_nofollow
+from .hashing import HashingReader
+from .repository import GitRepo
 
 DROP_BATCH = 200  # files per git-annex call: short command lines, and a killed run loses at most one batch
 ONLY_COPY = "git-annex refuses: no other copy of the content could be verified (numcopies)"
 NOT_INSTALLED = "git-annex is not installed here: annexed content cannot be dropped (install git-annex)"
-CHANGED = "changed since the scan (no longer the same annexed link)"
 
 
 def available() -> bool:
@@ -46,21 +44,6 @@ def _git_annex(repo: GitRepo, args: Sequence[str]) -> subprocess.CompletedProces
 
 def _relative(repo: GitRepo, paths: Sequence[str]) -> list[str]:
     return [os.path.relpath(path, repo.top) for path in paths]
-
-
-def still_the_link(planned: PlannedFile) -> str | None:
-    """None if ``planned`` is still the annexed link (or unlocked file) the scan saw (same inode, times), else
-    why not."""
-    try:
-        st = os.lstat(planned.path)
-    except FileNotFoundError:
-        return "vanished since the scan"
-    except OSError as exc:
-        return f"cannot stat it: {exc.strerror or exc}"
-    same = ((stat.S_ISLNK(st.st_mode) or stat.S_ISREG(st.st_mode)) and st.st_dev == planned.dev
-            and st.st_ino == planned.ino
-            and st.st_mtime == planned.mtime and (not planned.ctime or st.st_ctime == planned.ctime))
-    return None if same else CHANGED
 
 
 def drop(repo: GitRepo, paths: Sequence[str], force: bool = False) -> dict[str, str | None]:
