@@ -121,3 +121,18 @@ def test_every_match_condition_declares_whether_it_tells_labels_apart():
     assert Match(subjects=object()).tells_labels_apart  # type: ignore[arg-type]
     assert not Match(scopes=frozenset({"derivatives"})).tells_labels_apart
     assert Match(globs=("sub-01/**",)).tells_labels_apart and not Match(globs=("**/*.h5",)).tells_labels_apart
+
+
+def test_every_mode_has_its_words_its_action_and_every_command_that_takes_a_clean_mode_offers_it():
+    """A new mode is a Mode member, its MODE_WORDS and its act/clean.ACTIONS entry: forgetting one fails here."""
+    from fmriprep_cleanup.act.clean import ACTIONS
+    from fmriprep_cleanup.ops.policy import MODES
+    from fmriprep_cleanup.plan.options import MODE_WORDS, Mode
+
+    assert set(MODE_WORDS) == set(Mode)
+    assert set(ACTIONS) == {mode for mode in Mode if MODE_WORDS[mode].changes_files}
+    found = commands()
+    for name, flag in (("clean", "--mode"), ("schedule slurm-array", "--clean"), ("schedule print", "--clean")):
+        (option,) = [param for param in found[name].params if flag in param.opts]
+        assert sorted(option.type.choices) == sorted(Mode.values()), name
+    assert sorted(MODES) == sorted(Mode.values())  # a policy's mode

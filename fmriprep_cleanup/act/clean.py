@@ -237,13 +237,32 @@ def check_annexed(plan: Plan, worklist: Worklist, mode: str, force_drop: bool) -
     return []
 
 
+Action = Callable[[Plan, CleanOptions, Worklist, Journal, Stop, Recovery], tuple[Outcome, list[str]]]
+
+
+def _archive(plan: Plan, options: CleanOptions, worklist: Worklist, journal: Journal, stop: Stop,
+             recovery: Recovery) -> tuple[Outcome, list[str]]:
+    """Verified archives first (reusing those an interrupted run verified), then the originals go."""
+    from .archive import archive
+
+    assert options.archive_dir is not None
+    return archive(worklist, plan.dataset, journal, options.archive_dir, recovery.reusable, stop,
+                   options.archive_format, options.compress)
+
+
+def _delete(plan: Plan, options: CleanOptions, worklist: Worklist, journal: Journal, stop: Stop,
+            recovery: Recovery) -> tuple[Outcome, list[str]]:
+    return delete(worklist, plan.dataset, journal, stop, options.force_drop), []
+
+
+ACTIONS: dict[Mode, Action] = {Mode.ARCHIVE: _archive, Mode.DELETE: _delete}  # each mode that changes files
+
+
 def _act(plan: Plan, options: CleanOptions, worklist: Worklist, journal: Journal, stop: Stop,
          skipped_lines: list[str], recovering: bool = True) -> tuple[Outcome, list[str], Recovery, list[str]]:
     """Journal the run, recover what an interrupted run left (``recovering``), act, and close the journal. A failure once
     something changed becomes a problem said after acting (exit 3); before, it is raised (exit 2). Malformed
     journal lines that recovery skipped go to ``skipped_lines`` (a warning: recovery used the rest)."""
-    from .archive import archive
-
     mode, archive_dir = options.mode, options.archive_dir
     outcome = worklist.outcome
     archives: list[str] = []
@@ -259,14 +278,10 @@ def _act(plan: Plan, options: CleanOptions, worklist: Worklist, journal: Journal
             recovery = recover(journal, archive_dir if mode == "archive" else None)
         skipped_lines += recovery.problems
         skipped_lines += write_recipes(plan, worklist.files, journal)  # before anything they rebuild goes
-        if mode == Mode.ARCHIVE:
-            assert archive_dir is not None
-            outcome, archives = archive(worklist, plan.dataset, journal, archive_dir, recovery.reusable, stop,
-                                        options.archive_format, options.compress)
-        elif mode == Mode.DELETE:
-            outcome = delete(worklist, plan.dataset, journal, stop, options.force_drop)
-        else:  # CleanOptions refuses any other mode; never fall through to a destructive branch
+        action = ACTIONS.get(Mode(mode)) if mode in Mode.values() else None
+        if action is None:  # CleanOptions refuses any other mode; never fall through to a destructive branch
             raise CleanupError(f"unknown mode {mode!r}; nothing was changed")
+        outcome, archives = action(plan, options, worklist, journal, stop, recovery)
         if worklist.in_git and plan.dataset.repository is not None:
             problem = commit_removals(plan.dataset.repository, [planned.path for planned in worklist.in_git],
                                       journal.run_id)

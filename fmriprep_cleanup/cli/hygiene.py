@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..api import parse_path_maps
+from ..api import Mode, parse_path_maps
 from ..basics.errors import EXIT_INCOMPLETE, CleanupError
 from ..report.outputs import AUDIT, HISTORY, View
 from .common import (
@@ -220,7 +220,7 @@ def slurm_array_options(command: Callable[..., None]) -> Callable[..., None]:
                      help="Where the partial results and the reports go."),
         work_dir_option,
         rules_option,
-        click.option("--clean", "clean_mode", type=click.Choice(["dry-run", "archive", "delete"]),
+        click.option("--clean", "clean_mode", type=click.Choice(Mode.values()),
                      help="The array cleans in this mode (shard by shard, then the shared files)."),
         click.option("--archive-dir", type=click.Path(file_okay=False, path_type=str),
                      help="Where archives go (needed for --clean archive; not inside the dataset)."),

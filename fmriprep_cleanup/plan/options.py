@@ -50,9 +50,30 @@ class Choice(str, Enum):
 
 
 class Mode(Choice):
+    """What a clean run does with the junk. A new mode is a member here, its words below, and its action in
+    act/clean.py (ACTIONS); tests/test_declarations.py finds every place that must know it."""
+
     DRY_RUN = "dry-run"  # touches nothing
     ARCHIVE = "archive"  # verified archives, then the originals go
     DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class ModeWords:
+    """How the outputs say what a mode does: before it acts (the question), after it, and in a policy run's
+    one line per dataset; and whether it changes files (what the history counts as reclaimed)."""
+
+    before: str
+    after: str
+    line: str
+    changes_files: bool = True
+
+
+MODE_WORDS = {
+    Mode.DRY_RUN: ModeWords("Would remove", "Would remove", "would remove", changes_files=False),
+    Mode.ARCHIVE: ModeWords("To archive and remove", "Archived and removed", "archived"),
+    Mode.DELETE: ModeWords("To delete", "Removed", "removed"),
+}
 
 
 class ArchiveFormat(Choice):

@@ -18,6 +18,7 @@ from markupsafe import Markup
 
 from ..basics.annex import reclaimable
 from ..basics.formats import output_json
+from ..plan.options import MODE_WORDS
 from .people import LAYOUT_NAMES, count, number, share, size, status_line
 
 KEEP_COLOUR = "#4c78a8"
@@ -152,7 +153,7 @@ def render_history_html(data: dict[str, Any]) -> str:
     """The run history (``history_data``): space reclaimed and carbon avoided per month, and every run."""
     months: dict[str, list[float]] = {}
     for run in data["runs"]:
-        if run["mode"] in ("archive", "delete"):
+        if run["mode"] in MODE_WORDS and MODE_WORDS[run["mode"]].changes_files:
             month = months.setdefault(run["started"][:7], [0, 0])
             month[0] += run["bytes"]
             month[1] += run["kgco2e_per_year"]

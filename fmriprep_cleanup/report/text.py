@@ -10,6 +10,7 @@ from typing import Any
 from ..basics.annex import reclaimable
 from ..basics.formats import csv_line, output_json
 from ..basics.grouping import grouped_line
+from ..plan.options import MODE_WORDS, Mode
 from ..plan.summary import COUNT_FIELDS
 from .people import (
     LAYOUT_NAMES,
@@ -389,10 +390,8 @@ def render_outcome(outcome: dict[str, Any], dry_run: bool, journal: str | None =
     lines = []
     if nothing_to_do and not dry_run:
         lines.append("Nothing to do: no junk to act on; nothing was changed.")
-    if preview:
-        verb = "To archive and remove" if outcome["mode"] == "archive" else "To delete"
-    else:
-        verb = "Would remove" if dry_run else ("Archived and removed" if outcome["mode"] == "archive" else "Removed")
+    words = MODE_WORDS[Mode(outcome["mode"])]
+    verb = words.before if preview else MODE_WORDS[Mode.DRY_RUN].after if dry_run else words.after
     if not (nothing_to_do and not dry_run):
         lines.append(f"{verb} {files(outcome['files'])} ({size(outcome['bytes'])} freed)"
                      + (f" and {count(outcome['removed_dirs'])} emptied folders." if outcome["removed_dirs"] else "."))
@@ -433,7 +432,7 @@ def render_policy_run(results: list[Any]) -> tuple[str, list[str]]:
     """One line per dataset of a policy run and a final count; also the datasets' warnings, for stderr."""
     lines, warnings = [], []
     for result in results:
-        what = {"dry-run": "would remove", "archive": "archived", "delete": "removed"}[result.mode]
+        what = MODE_WORDS[Mode(result.mode)].line
         line = f"{result.status.upper():10} {result.dataset}"
         if "files" in result.result:
             line += f": {what} {files(result.result['files'])} ({size(result.result['bytes'])})"
