@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import LONG_AGO, age_run, make_files, write_description
+from conftest import LONG_AGO, age_run, build_ds003752, make_files, write_description
 from conftest import cli as run
 
 import fmriprep_cleanup.fmriprep.demo as demo
@@ -334,14 +334,22 @@ def test_unreadable_evidence_is_unknown_never_finished_and_clean_says_so(tmp_pat
 
 # --- 6. one set of options: plan --action junk is exactly what clean acts on -----------------------------------
 
+@pytest.fixture(scope="module")
+def running_and_unknown(tmp_path_factory, ds003752_listing):
+    """ds003752 with sub-02 running (a file written just now) and sub-03 unknown (no run folders, a report
+    without an errors section): built once, only read by the tests that use it (plan and dry runs)."""
+    output, workdir = build_ds003752(tmp_path_factory.mktemp("judged"), ds003752_listing)
+    make_files(workdir / "fmriprep_23_2_wf" / "sub_02_wf", {"late_node/out.nii.gz": 10})  # sub-02: running, for 1h
+    shutil.rmtree(output / "sub-03" / "log")
+    return output, workdir
+
+
 @pytest.mark.parametrize("options", [[], ["--min-age", "0"], ["--min-age", "0s", "--junk", "*.json"],
                                      ["--rules", "fmriprepcleanup"], ["--participant-label", "01", "03"],
                                      ["--rules", "volume-only", "--stale-after", "1d", "--keep", "sub-01/**"]],
                          ids=lambda options: " ".join(options) or "defaults")
-def test_plan_only_junk_equals_clean_dry_run_list(ds003752, options):
-    output, workdir = ds003752
-    make_files(workdir / "fmriprep_23_2_wf" / "sub_02_wf", {"late_node/out.nii.gz": 10})  # sub-02: running, for 1h
-    shutil.rmtree(output / "sub-03" / "log")  # sub-03: no run folders, a report without an errors section
+def test_plan_only_junk_equals_clean_dry_run_list(running_and_unknown, options):
+    output, workdir = running_and_unknown
     planned = run("plan", output, "--work-dir", workdir, "--action", "junk", *options)
     listed = run("clean", output, "--work-dir", workdir, "--mode", "dry-run", "--list", *options)
     assert planned.exit_code == 0 and listed.exit_code == 0, listed.output
