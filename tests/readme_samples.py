@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # the pages with samples, in the order they are run (the first builds the demo)
 PAGES = ["docs/getting-started.md", "docs/commands.md", "docs/status.md", "docs/cleaning.md", "docs/rules.md",
          "docs/regeneration.md", "docs/datalad.md", "docs/storage-hygiene.md", "docs/energy.md",
-         "docs/output-formats.md", "docs/nipreps.md", "docs/scaling.md", "docs/python-api.md", "docs/development.md",
+         "docs/output-formats.md", "docs/nipreps.md", "docs/nipoppy.md", "docs/scaling.md", "docs/python-api.md", "docs/development.md",
          "README.md"]
 BLOCK = re.compile(r"```console\n\$ (fmriprep-cleanup [^\n]*)\n(.*?)```", re.DOTALL)
 

@@ -54,6 +54,10 @@ class Sandbox:
         demo = root / "demo"
         subprocess.run(["cp", "-a", str(template), str(demo)], check=True)  # a fresh copy: pages change it
         self.out, self.work = demo / "ds003752", demo / "work"
+        if page == "docs/nipoppy.md":
+            from test_nipoppy import written_study
+
+            written_study(root)
         if page == "docs/regeneration.md":
             self.out, _ = build_regenerable_tree(root / "regenerable")
             shrink(root / "regenerable")
@@ -64,6 +68,7 @@ class Sandbox:
             subprocess.run(["find", str(demo), "-printf", r"%y %s %b %T@ %D %i %n %p\0"], stdout=handle, check=True)
         self.prefixes = [  # the first that starts an argument is replaced
             ("/data/ds003752/derivatives/fmriprep", str(self.out)),
+            ("/data/study", str(root / "study")),
             ("/project/ds003752/derivatives/fmriprep", str(self.out)),
             ("/project/ds001/derivatives/fmriprep", str(self.out)),
             ("/scratch/scan.list.fmriprep-cleanup", str(root / "scan.list")),
@@ -103,7 +108,8 @@ class Sandbox:
             target = self.root / words[words.index(">") + 1]
             words = words[:words.index(">")]
         args = [self.fill(word) for word in words[1:]]
-        args = [match for arg in args for match in (sorted(glob.glob(arg, root_dir=self.root)) if "*" in arg else [arg])]
+        args = [match for arg in args  # a pattern that matches nothing stays as it is, as in bash
+                for match in ((sorted(glob.glob(arg, root_dir=self.root)) or [arg]) if "*" in arg else [arg])]
         if asks_first(args):
             return on_a_pseudo_terminal(args, self.env, answer=b"y\n", cwd=self.root, stderr_too=True)
         done = subprocess.run([*PROGRAM, *args], capture_output=True, text=True, env=self.env, cwd=self.root)

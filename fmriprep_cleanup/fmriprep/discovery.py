@@ -21,6 +21,7 @@ from ..basics.guarded import load_json, read_bytes
 from ..basics.journals import recorded_roots
 from ..basics.repository import GitRepo, datalad_problem, find_repository
 from .layout import RUN_UUID, Dataset, state_dir_for
+from .nipoppy import NipoppyStudy, study_of
 from .pipelines import Pipeline, known_names, pipeline_named, pipelines
 from .workdirs import (
     KnownRoots,
@@ -194,6 +195,7 @@ class Discovery:
         self.notes: list[str] = []
         self.warnings: list[str] = []
         self.found: dict[str, str] = {}  # folder -> how it was found (the working directories' as they are found)
+        self.nipoppy: NipoppyStudy | None = None
 
     def dataset(self) -> Dataset:
         if "dataset_description.json" in self.names:
@@ -231,11 +233,26 @@ class Discovery:
         output_dir = real if layout == "bids" else parent
         known = frozenset(self.known_roots(real)) if self.known_roots is not None and self.find_work_dir \
             and not self.work_dir else frozenset()
+        self.nipoppy = study_of(real)
         workdirs = self.named_workdirs(real, key) or (only_ours(
-            find_workdirs(real, self.entries, key, known)
+            find_workdirs(real, self.entries, key, known) or self.nipoppy_work_folders()
             or recorded_or_beside(real, output_dir, self.notes, self.warnings, self.found, pipeline, known),
             output_dir, real, self.warnings) if self.find_work_dir else [])
         return self.made(layout, version, real, freesurfer, workdirs, key, legacy=layout == "legacy")
+
+    def nipoppy_work_folders(self) -> list[str]:
+        """The working folders of a Nipoppy study's participant-sessions (scratch/work/<p>-<v>-<step>/...)."""
+        study = self.nipoppy
+        if study is None:
+            return []
+        self.notes.append(f"a Nipoppy study ({study.root}): the {len(study.tracked)} files its trackers count are kept, "
+                          "and the working folders of participant-sessions it does not mark SUCCESS; run `nipoppy "
+                          "track-processing` after a clean")
+        for folder in study.work_folders:
+            self.found[folder.path] = (f"Nipoppy's working folder of sub-{folder.participant}"
+                                       f"{' ses-' + folder.session if folder.session else ''} "
+                                       f"({folder.status or 'not tracked'})")
+        return [folder.path for folder in study.work_folders]
 
     def legacy_container(self, container_of: Any) -> Dataset:
         """The folder given holds a legacy output (fmriprep/ beside freesurfer/)."""
@@ -280,7 +297,7 @@ class Discovery:
         return Dataset(path=self.given, layout=layout, fmriprep_version=version, derivatives=derivatives,
                        freesurfer=freesurfer, workdirs=tuple(workdirs), container=container, notes=tuple(self.notes),
                        found=self.how(derivatives, freesurfer, workdirs, legacy), warnings=tuple(self.warnings),
-                       repository=repository, pipeline=key)
+                       repository=repository, pipeline=key, nipoppy=self.nipoppy)
 
     def named_workdirs(self, identity: str | None, pipeline: str = "fmriprep") -> list[str]:
         return [explicit_workdir(self.work_dir, identity, self.known_roots, self.notes, pipeline)] \

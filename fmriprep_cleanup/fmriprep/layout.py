@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from ..basics.repository import GitRepo, find_repository
+from .nipoppy import NipoppyStudy
 from .pipelines import pipeline_by_key
 
 STATE_DIR_NAME = ".fmriprep-cleanup"
@@ -74,6 +75,7 @@ class Dataset:
     repository: GitRepo | None = None  # the git (git-annex, DataLad) repository the outputs live in, if any
     pipeline: str = "fmriprep"  # which NiPreps pipeline wrote it (a key of fmriprep.pipelines); its version is
     # fmriprep_version (named when fMRIPrep was the only one)
+    nipoppy: NipoppyStudy | None = None  # the Nipoppy study it is an output of: what its trackers count
 
     @property
     def pipeline_name(self) -> str:

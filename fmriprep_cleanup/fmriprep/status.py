@@ -49,6 +49,7 @@ from .evidence import (
     newest_file_time,
 )
 from .layout import SUBJECT_WORKFLOW_DIR, Dataset
+from .nipoppy import SUCCESS, Tracked
 from .pipelines import pipeline_by_key
 
 REPORT_SLACK = 300.0  # seconds after the report that still belong to the run that wrote it
@@ -147,6 +148,14 @@ class StatusBook:
         self._states: dict[str, RunState] = {}
         # the reports of subjects with a working directory: the only evidence files at the top of the outputs
         self._guarded_reports = frozenset(name for label in self._with_workdir for name in reports.get(label, ()))
+        study = dataset.nipoppy
+        self._tracked: dict[str, dict[str, Tracked]] = {}  # folder (in the output) -> name -> what counts it
+        for tracked in study.tracked if study else ():
+            folder, _, name = tracked.path.rpartition("/")
+            self._tracked.setdefault(folder, {})[name] = tracked
+        self._held_work = {os.path.realpath(path): why for path, why in study.held_work_folders().items()} \
+            if study else {}
+        self._nipoppy_says = study.subject_statuses() if study else {}
 
     # --- what the scan tells the book ---
 
@@ -211,8 +220,8 @@ class StatusBook:
                 activity = list(evidence.activity)
                 activity += [(self._newest[folder], how) for folder, how in self._folders_of[label].items()
                              if folder in self._newest]
-                judged = _judge(evidence, activity, problems, self.now, self.min_age, self.stale_after,
-                                self.has_run_folders, self.orphan_of)
+                judged = self._beside_nipoppy(label, _judge(evidence, activity, problems, self.now, self.min_age,
+                                                            self.stale_after, self.has_run_folders, self.orphan_of))
             self._judged[label] = judged
         return judged
 
@@ -229,6 +238,18 @@ class StatusBook:
     def present(self) -> frozenset[str]:
         """The statuses some subject has (for any_subject_status); judges every subject."""
         return frozenset(self.status(label).status for label in self._sources)
+
+    def _beside_nipoppy(self, label: str, judged: SubjectStatus) -> SubjectStatus:
+        """The status with what Nipoppy's processing_status.tsv says of the subject, and where the two disagree."""
+        says = self._nipoppy_says.get(label)
+        if not says:
+            return judged
+        judged.evidence.append(f"Nipoppy's processing_status.tsv: {', '.join(says)}")
+        all_success = all(line.split(" (")[0].endswith(SUCCESS) for line in says)
+        if (judged.status == "finished") != all_success and judged.status in ("finished", "failed", "incomplete"):
+            judged.warnings.append(f"fMRIPrep's files say {judged.status}, Nipoppy says "
+                                   f"{', '.join(says)} (its trackers decide what `nipoppy process` re-runs)")
+        return judged
 
     def statuses(self, wanted: Callable[[str], bool] | None = None) -> dict[str, SubjectStatus]:
         """Every subject's status (or those ``wanted``), sorted by label."""
@@ -265,8 +286,17 @@ class StatusBook:
         return False
 
     def guards(self, scope: str, folder: str) -> bool:
-        """Whether some file directly in ``folder`` (relative to the scope's root) is protected evidence."""
-        return self._protected(scope, folder) is not False
+        """Whether some file directly in ``folder`` (relative to the scope's root) is protected evidence, or
+        counted by a Nipoppy tracker."""
+        return self._protected(scope, folder) is not False or (scope == "derivatives" and folder in self._tracked)
+
+    def tracked(self, scope: str, folder: str, name: str) -> Tracked | None:
+        """The Nipoppy tracker path that counts this file of the output, if one does."""
+        return self._tracked.get(folder, {}).get(name) if scope == "derivatives" else None
+
+    def held_work_folder(self, root: str) -> str | None:
+        """Why a Nipoppy participant-session's working folder (a scan root) is kept, if it is."""
+        return self._held_work.get(root)
 
     def is_evidence(self, scope: str, folder: str, name: str) -> bool:
         names = self._protected(scope, folder)

@@ -20,7 +20,7 @@ from ..rules.classify import (
     subject_of_root_file,
 )
 from ..rules.model import Rule
-from .holds import git_own, holds_git_own, owned, protected
+from .holds import git_own, holds_git_own, owned, protected, work_folder_kept
 from .rows import Classified, FileRows, Row, SubjectRows, WholeFolder, decision_groups
 from .selection import Selection
 
@@ -56,6 +56,10 @@ class FolderClassifier:
         selection, scope = self.selection, folder.root.scope
         if not owned(folder):  # in -w, but not a folder fMRIPrep created
             return WholeFolder(folder, None, LEFT_ALONE) if selection.wants(None) else None
+        held = self.book.held_work_folder(folder.root.path) if scope == "workdir" else None
+        if held is not None:  # a Nipoppy participant-session not SUCCESS: the cache of its re-run
+            return WholeFolder(folder, folder_subject, work_folder_kept(held)) \
+                if selection.wants(folder_subject) else None
         at_root = not folder.relpath and scope in ("derivatives", "other")
         if not at_root and not selection.wants(folder_subject):
             return None

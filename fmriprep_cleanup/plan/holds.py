@@ -5,6 +5,7 @@ evidence), junk that must wait (a running subject's, shared junk while one runs,
 from __future__ import annotations
 
 import bisect
+import functools
 from typing import TYPE_CHECKING
 
 from ..basics.annex import ELSEWHERE, GIT_CHANGED, GIT_STORED, NOT_ACTIVITY, PRESENT
@@ -66,13 +67,34 @@ def owned(folder: Directory) -> bool:
 
 
 def protected(scope: str, folder: str, name: str, book: StatusBook) -> Decision | None:
-    """The decision that overrules junk for a file no rule may take: the dataset's description, and the
-    evidence a subject's run status rests on while its working directory exists."""
+    """The decision that overrules junk for a file no rule may take: the dataset's description, a file a
+    Nipoppy tracker counts, and the evidence a subject's run status rests on while its working directory exists."""
     if scope == "derivatives" and not folder and name == "dataset_description.json":
         return IDENTITY
+    tracked = book.tracked(scope, folder, name)
+    if tracked is not None:
+        return tracker_kept(tracked.tracker, tracked.glob)
     if book.guards(scope, folder) and book.is_evidence(scope, folder, name):
         return EVIDENCE
     return None
+
+
+NIPOPPY = "kept for Nipoppy"  # the category of what a Nipoppy study keeps whatever the rules say
+
+
+@functools.lru_cache(maxsize=4096)
+def tracker_kept(tracker: str, glob: str) -> Decision:
+    """A file a Nipoppy tracker counts: deleting it turns its participant-session to FAIL at the next
+    `nipoppy track-processing`, and `nipoppy process` runs the whole pipeline again."""
+    return Decision("keep", NIPOPPY, "nipoppy-tracker",
+                    f"kept: Nipoppy tracker {tracker}, path {glob} (deleting it makes `nipoppy process` re-run the "
+                    "participant-session)", "nipoppy")
+
+
+@functools.lru_cache(maxsize=4096)
+def work_folder_kept(why: str) -> Decision:
+    """A Nipoppy participant-session's working folder while Nipoppy does not mark it SUCCESS: its re-run's cache."""
+    return Decision("keep", NIPOPPY, "nipoppy-not-success", f"kept: {why}", "nipoppy")
 
 
 class Holds:

@@ -69,6 +69,7 @@ def report_data(
             "notes": list(dataset.notes),
             "folders": dataset.folders(),
             "repository": repository_data(dataset),
+            **({"nipoppy": dataset.nipoppy.as_json()} if dataset.nipoppy is not None else {}),
         },
         "rules": list(ruleset.names),
         "participant_labels": sorted(participant_labels) if participant_labels else None,
