@@ -198,7 +198,10 @@ def _tracked_files(root: str, output: str, tracker: str, sessions: list[tuple[st
     for participant, session in sessions:
         ids = {PARTICIPANT: f"sub-{participant}", SESSION: f"ses-{session}" if session else ""}
         for glob in paths:
-            for match in base.glob(_filled(glob, ids)):
+            pattern = _filled(glob, ids)
+            if not pattern or os.path.isabs(pattern) or ".." in pattern.split("/"):
+                continue  # nothing of the output (Nipoppy would look outside it): it keeps nothing here
+            for match in base.glob(pattern):
                 found += [Tracked(os.path.relpath(path, output), name, glob) for path in _files_at(str(match))]
         if isinstance(folder, str) and folder and os.path.isfile(os.path.join(output, _filled(folder, ids) + TAR)):
             found.append(Tracked(_filled(folder, ids) + TAR, name, "PARTICIPANT_SESSION_DIR (nipoppy --tar)"))
