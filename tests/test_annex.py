@@ -258,3 +258,33 @@ def test_the_lock_and_journal_live_inside_git_and_an_old_state_folder_is_not_out
     assert result.exit_code == 0, result.output
     assert str(annexed / ".git" / "fmriprep-cleanup") in result.stdout  # the journal's path is printed
     assert git(annexed, "status", "--porcelain") == ""
+
+
+def test_links_sharing_a_key_across_batches_are_dropped_once_and_none_fails(tmp_path):
+    """FreeSurfer's fsaverage copies share git-annex keys; a key dropped in one batch of a run is dropped for
+    every later link to it (git-annex says nothing of a link whose content is already gone): exit 0, no failure."""
+    from fmriprep_cleanup.basics.annexcall import DROP_BATCH
+
+    require_git_annex()
+    repo = tmp_path / "ds"
+    write_description(repo)
+    surf = repo / "sourcedata" / "freesurfer" / "fsaverage" / "surf"
+    surf.mkdir(parents=True)
+    for index in range(DROP_BATCH + 1):  # more than one batch of distinct content...
+        (surf / f"a{index:04d}").write_bytes(b"%d" % index * 50)
+    (surf / "z-copy").write_bytes((surf / "a0000").read_bytes())  # ...and a copy of the first, in the last batch
+    finish_subjects(repo, ["01"])
+    git(repo, "init", "-q")
+    git(repo, "config", "user.name", "Test")
+    git(repo, "config", "user.email", "test@example.org")
+    git(repo, "annex", "init", "-q", "test")
+    git(repo, "add", "dataset_description.json")
+    git(repo, "annex", "add", "-q", ".")
+    git(repo, "commit", "-q", "-m", "outputs")
+    with_second_copy(repo, tmp_path)
+    result = run("clean", repo, "--no-work-dir", "--mode", "delete", "--yes", "--format", "json")
+    assert result.exit_code == 0, result.output
+    done = json.loads(result.stdout)
+    assert done["exit_status"] == 0 and not done["failure_messages"] and done["files"] == DROP_BATCH + 2, done
+    assert not any((surf / name).exists() for name in ("a0000", "z-copy"))  # the content is gone, once
+    assert git(repo, "status", "--porcelain") == ""

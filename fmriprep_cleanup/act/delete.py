@@ -69,9 +69,12 @@ def drop_files(files: Sequence[PlannedFile], repository: GitRepo, outcome: Outco
         try:
             first_of: dict[str, str] = {}  # key -> the one path git-annex is asked to drop it by
             for planned in ready:
-                first_of.setdefault(keys.get(planned.path, planned.path), planned.path)
-            asked = drop(repository, list(first_of.values()), force) if ready else {}
-            results = {planned.path: asked[first_of[keys.get(planned.path, planned.path)]] for planned in ready}
+                key = keys.get(planned.path, planned.path)
+                if not outcome.content_gone(key):  # a key this run dropped already: nothing left to ask
+                    first_of.setdefault(key, planned.path)
+            asked = drop(repository, list(first_of.values()), force) if first_of else {}
+            results = {planned.path: None if outcome.content_gone(keys.get(planned.path, planned.path))
+                       else asked[first_of[keys.get(planned.path, planned.path)]] for planned in ready}
             for planned in ready:
                 reason = results[planned.path]
                 if reason is None:

@@ -76,6 +76,10 @@ class Outcome:
             done.add(size)
             self.progress(phase, done.files, done.bytes)
 
+    def content_gone(self, key: str) -> bool:
+        """Whether this run already freed the content of git-annex ``key`` (another link to it went)."""
+        return key in self._keys
+
     def act(self, planned: PlannedFile, nlink: int | None = None, key: str | None = None) -> None:
         """A file went (or, in a dry run, would go); ``nlink``: its link count right before it went; ``key``: its
         git-annex key, whose content frees its bytes once however many links share it."""
