@@ -334,3 +334,18 @@ def test_plan_only_is_now_action_and_status_keeps_only(area):
     assert "deprecated: plan --only keep|junk is now plan --action keep|junk" in old.stderr
     assert "deprecated" not in new.stderr
     assert run("status", datasets["alpha"], "--only", "finished").stderr.count("deprecated") == 0
+
+
+def test_an_output_whose_description_is_annexed_and_not_here_is_listed_not_silently_skipped(tmp_path):
+    """A DataLad clone whose dataset_description.json was not fetched, and nothing else there names the pipeline:
+    audit says it found it and could not judge it, and exits 3 - never "0 datasets" with exit 0."""
+    clone = tmp_path / "site" / "ds-clone"
+    (clone / "sub-01").mkdir(parents=True)
+    (clone / "sub-01.html").write_text("<html></html>")
+    (clone / "dataset_description.json").symlink_to(
+        ".git/annex/objects/Xk/3v/MD5E-s120--0123456789abcdef0123456789abcdef.json/"
+        "MD5E-s120--0123456789abcdef0123456789abcdef.json")
+    result = run("audit", tmp_path / "site", "--format", "json")
+    assert result.exit_code == 3, result.output
+    assert f"{clone}: found, not judged" in result.stderr and "datalad get" in result.stderr
+    assert json.loads(result.stdout)["failed"] == [str(clone)]

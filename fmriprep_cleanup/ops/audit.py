@@ -25,7 +25,7 @@ from ..basics.folders import list_folder
 from ..basics.paths import below
 from ..basics.scanlists import ScanList, read_scan_list
 from ..energy.model import Assumptions, footprint
-from ..fmriprep.discovery import NotFMRIPrepError, discover
+from ..fmriprep.discovery import NotFMRIPrepError, discover, unfetched
 from ..fmriprep.layout import Dataset
 from ..fmriprep.pipelines import pipeline_of_workflow_dir, pipelines
 from ..fmriprep.workdirs import RECORDED_WORKDIR_MISSING as RECORDED
@@ -101,8 +101,11 @@ def find_datasets(roots: list[str], warnings: list[str], failed: list[str] | Non
         if _looks_like_output(folder, names, subdirs):
             try:
                 dataset = discover(folder, path_map=path_map)
-            except NotFMRIPrepError:
+            except NotFMRIPrepError as exc:
                 dataset = None  # e.g. a raw BIDS dataset: its derivatives/ may hold fMRIPrep below
+                if unfetched(os.path.join(folder, "dataset_description.json")):  # output-shaped, not readable here
+                    warnings.append(f"{folder}: found, not judged: {exc}")
+                    failed.append(folder)
             except CleanupError as exc:  # a broken or planted file: said, and the audit goes on
                 warnings.append(f"{folder}: not audited: {exc}")
                 failed.append(folder)
