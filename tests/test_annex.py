@@ -288,3 +288,17 @@ def test_links_sharing_a_key_across_batches_are_dropped_once_and_none_fails(tmp_
     assert done["exit_status"] == 0 and not done["failure_messages"] and done["files"] == DROP_BATCH + 2, done
     assert not any((surf / name).exists() for name in ("a0000", "z-copy"))  # the content is gone, once
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_clean_list_is_plan_junk_less_what_it_cannot_free_and_says_so(annexed, tmp_path):
+    """On a git-annex dataset `clean --list` leaves out annexed junk whose content is elsewhere (dropping it
+    frees nothing): exactly those lines of `plan --action junk`, counted on stderr."""
+    with_second_copy(annexed, tmp_path)
+    git(annexed, "annex", "drop", "-q", JUNK_TEMPLATE)
+    planned = run("plan", annexed, "--no-work-dir", "--action", "junk").stdout.splitlines()
+    listed = run("clean", annexed, "--no-work-dir", "--list")
+    assert listed.exit_code == 0, listed.output
+    rows = listed.stdout.splitlines()
+    assert rows[0] == planned[0] and set(rows) <= set(planned)
+    assert [line for line in planned if line not in rows] == [line for line in planned if JUNK_TEMPLATE in line]
+    assert "Not listed (1 annexed junk files whose content is not here (nothing to free))" in listed.stderr

@@ -156,6 +156,8 @@ class Worklist:
     refused: dict[str, str] = field(default_factory=dict)  # path -> why acting on it will fail (known up front)
     keys: dict[str, str] = field(default_factory=dict)  # annexed path -> its key (links sharing one free it once)
     in_git: list[PlannedFile] = field(default_factory=list)  # junk stored in git, acted on with --git-rm only
+    elsewhere: int = 0  # annexed junk whose content is not here: nothing to free, so not on the list
+    git_left: int = 0  # junk stored in git, left in place without --git-rm
 
     def preview(self) -> Outcome:
         """What acting on every file would give: the dry run's answer, and the question before a real run."""
@@ -204,7 +206,7 @@ def build_worklist(plan: Plan, mode: str, progress: Callable[[int, int], None] |
     in_git: list[PlannedFile] = []
     keys: dict[str, str] = {}
     kept_keys: set[str] = set()
-    scanned_bytes = 0
+    scanned_bytes, elsewhere, git_left = 0, 0, 0
     for planned in shares.files(plan, progress):
         scanned_bytes += planned.size
         if planned.annex in ANNEXED:
@@ -214,10 +216,14 @@ def build_worklist(plan: Plan, mode: str, progress: Callable[[int, int], None] |
             elif key:
                 keys[planned.path] = key
         if planned.action == "junk":
-            if planned.annex == ELSEWHERE or (select is not None and not select(planned)):  # elsewhere: frees nothing
+            if planned.annex == ELSEWHERE:  # its content is not here: dropping it frees nothing
+                elsewhere += 1
+                continue
+            if select is not None and not select(planned):
                 continue
             if planned.annex in IN_GIT:
                 (in_git.append(planned) if git_rm else outcome.leave(planned, LEFT_IN_GIT))
+                git_left += not git_rm
                 continue
             if plan.scan_list is not None:
                 fresh = as_on_disk(planned)
@@ -233,4 +239,5 @@ def build_worklist(plan: Plan, mode: str, progress: Callable[[int, int], None] |
         for planned in shared:
             outcome.skip(planned, SKIP_SHARED_KEY)
         files = [planned for planned in files if keys.get(planned.path) not in kept_keys]
-    return Worklist(files + in_git, outcome, scanned_bytes, keys=keys, in_git=in_git)
+    return Worklist(files + in_git, outcome, scanned_bytes, keys=keys, in_git=in_git, elsewhere=elsewhere,
+                    git_left=git_left)

@@ -114,6 +114,12 @@ class CleanScreen:
             sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
             write_plan(worklist.files, sys.stdout, "tsv")
             sys.stdout.flush()
+            not_listed = [f"{worklist.elsewhere:,} annexed junk files whose content is not here (nothing to free)"] \
+                if worklist.elsewhere else []
+            if worklist.git_left:
+                not_listed.append(f"{worklist.git_left:,} junk files stored in git (left in place; --git-rm)")
+            if not_listed:  # in `plan --action junk`, not acted on here
+                self.stream.write(f"Not listed ({'; '.join(not_listed)}): `plan --action junk` lists them.\n")
 
     def confirm(self, preview: Any, scanned_bytes: int) -> bool:
         """The totals, then the question."""
