@@ -5,8 +5,8 @@ import os
 import time
 
 import pytest
+from conftest import FINISHED_RUN, age_run, finish_subjects, make_files, write, write_description
 from conftest import cli as run
-from conftest import make_files
 
 import fmriprep_cleanup.fmriprep.demo as demo
 import fmriprep_cleanup.fmriprep.status as status_module
@@ -272,3 +272,23 @@ def test_a_run_folders_time_is_what_strptime_reads_from_its_name(stamp):
     except ValueError:
         expected = None
     assert run_time(f"{stamp}_0c970070-7984-4260-b527-e484380e8f41") == expected
+
+
+def test_a_containerized_runs_working_directory_inside_the_dataset_is_its_own(tmp_path):
+    """`datalad containers-run` of fMRIPrep saves work/ inside the dataset; the container recorded its own paths
+    (output_dir /tmp, work_dir /tmp/work - /tmp exists here too). The same run UUID in the output's log folder and
+    in the working directory ties them: judged with its working directory by default."""
+    out = tmp_path / "ds"
+    write_description(out)
+    finish_subjects(out, ["01"])
+    container = demo.run_config("23.2.0", FINISHED_RUN, "01", work_dir="/tmp/work").replace(b'"/out"', b'"/tmp"')
+    (out / "sub-01" / "log" / FINISHED_RUN / "fmriprep.toml").write_bytes(container)
+    write(out / "work" / FINISHED_RUN / "config.toml", container)
+    write(out / "work" / "fmriprep_23_2_wf" / f"fsdir_run_{FINISHED_RUN.replace('-', '_')}" / "_report" / "report.rst",
+          b"cmdline: /tmp/sourcedata/freesurfer\n")
+    write(out / "work" / "fmriprep_23_2_wf" / "sub_01_wf" / "node" / "out.nii.gz", b"cache" * 1000)
+    age_run(out)
+    data = json.loads(run("report", out, "--format", "json").stdout)
+    assert data["dataset"]["workdirs"] == [str(out / "work")], data["warnings"]
+    assert not any("left out" in warning for warning in data["warnings"])
+    assert data["by_category"][0]["junk_bytes"] >= 5000  # the finished subject's cache: reclaimable

@@ -133,10 +133,35 @@ def orphaned_output(workdir: str, path_map: PathMap = ()) -> str | None:
     return recorded[0]
 
 
+def run_ids_of_workdir(workdir: str) -> set[str]:
+    """The run UUIDs a working directory names, written with "_" for "-" as nipype names nodes: its
+    ``<run_uuid>/`` folders (20.1 on) and each run's FreeSurfer node in a workflow folder
+    (``fmriprep_23_2_wf/fsdir_run_<run_uuid>``)."""
+    found = set()
+    for entry in listing(workdir):
+        if RUN_UUID.match(entry.name):
+            found.add(entry.name.replace("-", "_"))
+        elif pipeline_of_workflow_dir(entry.name) and entry.is_dir(follow_symlinks=False):
+            found |= {inner.name[len("fsdir_run_"):] for inner in listing(entry.path)
+                      if inner.name.startswith("fsdir_run_")}
+    return found
+
+
+def run_ids_of_output(derivatives: str) -> set[str]:
+    """The run UUIDs an output's subjects' log folders name (``sub-<label>/log/<run_uuid>/``), "_" for "-"."""
+    return {run.name.replace("-", "_") for subject in listing(derivatives) if subject.name.startswith("sub-")
+            and subject.is_dir(follow_symlinks=False)
+            for run in listing(os.path.join(subject.path, "log")) if RUN_UUID.match(run.name)}
+
+
 def other_dataset_of(workdir: str, output_dir: str, derivatives: str) -> str | None:
     """The other dataset a working directory ran for, if its run folders say so: a recorded output directory
     that exists here and is not this one. None when they name this dataset or cannot tell (no run folders,
-    or only container paths such as /out that do not exist on this machine)."""
+    or only container paths such as /out that do not exist on this machine), and when the same run named both
+    (one run UUID in the output's log folders and in the working directory): a container records its own paths
+    (/tmp), which may well exist here."""
+    if run_ids_of_workdir(workdir) & run_ids_of_output(derivatives):
+        return None
     ours = {os.path.realpath(output_dir), os.path.realpath(derivatives)}
     for recorded in recorded_outputs(workdir):
         if os.path.isdir(recorded) and os.path.realpath(recorded) not in ours:
