@@ -121,6 +121,14 @@ class StatusBook:
         self.stale_after = stale_after
         self.has_run_folders = dataset.fmriprep_version is not None and _major(dataset.fmriprep_version) >= 20
         self.orphan_of = dataset.orphan_of
+        study = dataset.nipoppy  # what a Nipoppy study counts and keeps (read at discovery)
+        self._tracked: dict[str, dict[str, Tracked]] = {}  # folder (in the output) -> name -> what counts it
+        for tracked in study.tracked if study else ():
+            folder, _, name = tracked.path.rpartition("/")
+            self._tracked.setdefault(folder, {})[name] = tracked
+        self._held_work = {os.path.realpath(path): why for path, why in study.held_work_folders().items()} \
+            if study else {}
+        self._nipoppy_says = study.subject_statuses() if study else {}
         pipeline = pipeline_by_key(dataset.pipeline)
         found = SubjectFolders.read(dataset, pipeline.workflow_dir)
         subjects, reports, workdirs = found.subjects(), found.reports, found.workdirs
@@ -148,14 +156,6 @@ class StatusBook:
         self._states: dict[str, RunState] = {}
         # the reports of subjects with a working directory: the only evidence files at the top of the outputs
         self._guarded_reports = frozenset(name for label in self._with_workdir for name in reports.get(label, ()))
-        study = dataset.nipoppy
-        self._tracked: dict[str, dict[str, Tracked]] = {}  # folder (in the output) -> name -> what counts it
-        for tracked in study.tracked if study else ():
-            folder, _, name = tracked.path.rpartition("/")
-            self._tracked.setdefault(folder, {})[name] = tracked
-        self._held_work = {os.path.realpath(path): why for path, why in study.held_work_folders().items()} \
-            if study else {}
-        self._nipoppy_says = study.subject_statuses() if study else {}
 
     # --- what the scan tells the book ---
 
