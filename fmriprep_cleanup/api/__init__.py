@@ -22,7 +22,16 @@ from __future__ import annotations
 from ..energy.overrides import EnergyOverrides
 from ..fmriprep.statuses import SUBJECT_STATUSES
 from ..ops.history import COLUMNS as HISTORY_COLUMNS
-from ..plan.options import DEFAULT_MIN_AGE, CleanOptions, Declined, Mode, PlanOptions, parse_path_maps, parse_shard
+from ..plan.options import (
+    DEFAULT_MIN_AGE,
+    CleanOptions,
+    Declined,
+    Mode,
+    PlanOptions,
+    duration_flag,
+    parse_path_maps,
+    parse_shard,
+)
 from .acting import archives, clean, journals, restore, shared_files_plan
 from .hygiene import audit, history, run_policy, schedule, slurm_array
 from .reading import (
@@ -57,7 +66,7 @@ from .shards import (
     write_plan_partial,
 )
 
-__all__ = ["CleanOptions", "DEFAULT_MIN_AGE", "Declined", "EnergyOverrides", "HISTORY_COLUMNS", "Mode", "PlanOptions",
+__all__ = ["CleanOptions", "DEFAULT_MIN_AGE", "Declined", "EnergyOverrides", "HISTORY_COLUMNS", "Mode", "duration_flag", "PlanOptions",
            "SUBJECT_STATUSES", "archives", "audit", "audit_shard", "clean", "default_rules", "demo", "energy_model",
            "explain", "history", "is_plan_partial", "journals", "load_partials", "load_rules", "make_partial",
            "make_report", "make_status", "merge_partials", "merge_plan_partials", "open_plan", "open_plan_with", "parse_path_maps",

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..api import CleanOptions
+from ..api import CleanOptions, duration_flag
 from ..basics.errors import EXIT_INCOMPLETE, CleanupError
 from . import common
 from .common import (
@@ -264,12 +264,12 @@ def archives_prune(directory: str, older_than: str, mode: str | None, yes: bool,
         common.deprecated("archives prune --yes (remove them)", "--mode delete --yes")
         mode = "delete"
     mode = mode or "dry-run"
+    seconds = duration_flag("--older-than")(older_than)
     if mode == "delete" and not yes:
         if not common.interactive():
             raise CleanupError("--mode delete needs --yes when there is no terminal to confirm on")
         from ..api.acting import archives as preview
-        from .common import duration as parse_duration
-        planned = preview("prune", directory, parse_duration("--older-than", older_than), False, history_path)
+        planned = preview("prune", directory, seconds, False, history_path)
         if not planned["runs"] or not click.confirm(f"Remove {len(planned['runs'])} archive run(s) whole?",
                                                     default=False, err=True):
             click.echo("Nothing was changed.", err=True)
@@ -277,9 +277,7 @@ def archives_prune(directory: str, older_than: str, mode: str | None, yes: bool,
     yes = mode == "delete"
     from ..api.acting import archives as manage
     from ..report.people import size
-    from .common import duration
 
-    seconds = duration("--older-than", older_than)
     data = manage("prune", directory, seconds, yes, history_path)
     verb = "Would remove" if data["dry_run"] else "Removed"
     text = [f"{verb} {len(data['runs'])} run(s) archived more than {older_than} ago ({size(data['bytes'])}):"]

@@ -178,18 +178,6 @@ selection_options = declared_options(PlanOptions)  # every command that reads a 
 energy_options = declared_options(EnergyOverrides)  # the storage energy and carbon model (README, "Energy and carbon")
 
 
-def duration(option: str, value: str | None) -> float | None:
-    """A duration option (1h, 30d, 0) in seconds; None if not given."""
-    from ..basics.units import parse_duration
-
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise CleanupError(f"{option}: {exc}") from None
-
-
 def declared(kind: type[D], given: dict[str, Any], **more: Any) -> D:
     """An option set from its options as click gives them (taken out of ``given``; ``more``: a command's own,
     such as clean's --state-dir), checked as a Python call's are: a value it refuses is one line, exit 2."""
