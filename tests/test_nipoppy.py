@@ -170,3 +170,75 @@ def test_a_tracker_nipoppy_reads_is_read_the_same_and_a_broken_one_is_refused(tm
     refused = cli("clean", output, "--mode", "delete", "--yes")
     assert refused.exit_code == 2 and "cannot read Nipoppy's tracker" in refused.output
     assert refused.output.count("\n") == 1, refused.output
+
+
+def test_report_and_audit_of_a_study_give_each_pipeline_version_and_step_its_stored_and_reclaimable_bytes(tmp_path):
+    """Per pipeline, version and step: what the output and the working folders Nipoppy left behind hold, and
+    what of it is reclaimable (a SUCCESS participant-session's folder) or kept (one `nipoppy process` re-runs)."""
+    study = written_study(tmp_path)
+    output = study / "derivatives" / PIPELINE / VERSION / "output"
+    work = study / "scratch" / "work" / f"{PIPELINE}-{VERSION}-{STEP}"
+    cache = sum(path.stat().st_size for path in (work / f"{PIPELINE}-{VERSION}-{STEP}-01-BL").rglob("*")
+                if path.is_file())
+    stored = sum(path.stat().st_size for path in output.rglob("*") if path.is_file())
+
+    result = cli("report", output, "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    steps = data["dataset"]["nipoppy"]["steps"]
+    assert [(row["pipeline"], row["version"], row["step"], row["folder"]) for row in steps] == \
+        [(PIPELINE, VERSION, "", "output"), (PIPELINE, VERSION, STEP, "working folders")]
+    outputs, folders = steps
+    assert outputs["bytes"] == stored and outputs["folders"] == 1
+    assert folders["folders"] == 2 and folders["kept_folders"] == 1  # sub-02 is FAIL: kept for the re-run
+    assert folders["bytes"] == 2 * cache and folders["reclaimable_bytes"] == cache
+    assert outputs["bytes"] + folders["bytes"] == data["totals"]["bytes"]
+    assert outputs["reclaimable_bytes"] + folders["reclaimable_bytes"] == data["totals"]["junk_bytes"]
+    text = cli("report", output).output
+    assert f"Nipoppy study {study}" in text
+    assert any(line.split()[:4] == [PIPELINE, VERSION, STEP, "working"] and "1 kept" in line
+               for line in text.splitlines()), text
+
+    audited = cli("audit", study, "--format", "json")
+    assert audited.exit_code == 0, audited.output
+    rows = json.loads(audited.stdout)["datasets"]
+    assert [row["nipoppy"]["root"] for row in rows] == [str(study)]
+    assert rows[0]["nipoppy"]["steps"] == steps
+    table = cli("audit", study).output
+    assert f"Nipoppy study {study}:" in table and "working folders" in table, table
+    page = tmp_path / "audit.html"
+    assert cli("audit", study, "--format", "html", "-o", page).exit_code == 0
+    assert f"Nipoppy study {study}" in page.read_text() and f'data-reclaimable-bytes="{cache}"' in page.read_text()
+    refused = cli("report", study)  # the study root: which outputs to give, or audit it
+    assert refused.exit_code == 2 and "is a Nipoppy study" in refused.output
+    assert f"derivatives/{PIPELINE}/{VERSION}/output" in refused.output and refused.output.count("\n") == 1
+
+
+def test_an_audit_partial_with_a_planted_study_or_root_count_is_refused_in_one_line(tmp_path):
+    """The study's steps and the per-folder counts travel in partials: one a group member edited is refused,
+    never rendered."""
+    study = written_study(tmp_path)
+    partials = []
+    for shard in (1, 2):
+        partial = tmp_path / f"partial-{shard}.json"
+        assert cli("audit", study, "--shard", f"{shard}/2", "--partial-out", partial, "-q").exit_code == 0
+        partials.append(partial)
+    assert cli("merge", *partials).exit_code == 0
+    full = next(path for path in partials if json.loads(path.read_text())["rows"])
+    data = json.loads(full.read_text())
+    data["rows"][0]["nipoppy"]["steps"][1]["bytes"] = "lots"
+    full.write_text(json.dumps(data))
+    refused = cli("merge", *partials)
+    assert refused.exit_code == 2 and "nipoppy.steps.bytes" in refused.output and refused.output.count("\n") == 1
+    data["rows"][0]["nipoppy"] = {"root": 3}
+    full.write_text(json.dumps(data))
+    assert "rows.nipoppy" in cli("merge", *partials).output
+
+    output = study / "derivatives" / PIPELINE / VERSION / "output"
+    assert cli("report", output, "--shard", "1/1", "--partial-out", tmp_path / "r.json", "-q").exit_code == 0
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert sum(counts[1] for counts in data["summary"]["by_root"].values()) == data["summary"]["totals"]["bytes"]
+    data["summary"]["by_root"][str(output)] = [1, -5, 0]
+    (tmp_path / "r.json").write_text(json.dumps(data))
+    refused = cli("merge", tmp_path / "r.json")
+    assert refused.exit_code == 2 and "summary.by_root" in refused.output, refused.output

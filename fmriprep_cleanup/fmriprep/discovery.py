@@ -21,7 +21,7 @@ from ..basics.guarded import load_json, read_bytes
 from ..basics.journals import recorded_roots
 from ..basics.repository import GitRepo, datalad_problem, find_repository
 from .layout import RUN_UUID, Dataset, state_dir_for
-from .nipoppy import NipoppyStudy, study_of
+from .nipoppy import NipoppyStudy, study_of, study_outputs
 from .pipelines import Pipeline, known_names, pipeline_named, pipelines
 from .workdirs import (
     KnownRoots,
@@ -330,6 +330,11 @@ class Discovery:
         if derivatives_here and os.path.basename(self.real) == "derivatives":
             return NotFMRIPrepError(f"{given} holds several pipelines' outputs ({', '.join(derivatives_here)}): give "
                                     f"one of them, or audit {given} to see them all")
+        outputs = study_outputs(self.real)
+        if outputs is not None:
+            return NotFMRIPrepError(f"{given} is a Nipoppy study: give one pipeline's output ("
+                                    f"{', '.join(outputs) or 'none yet in derivatives/<pipeline>/<version>/output'}), "
+                                    f"or audit {given} for the whole study by pipeline, version and step")
         return NotFMRIPrepError(
             f"{given} does not look like {EXPECTED}: found no dataset_description.json naming fMRIPrep, no "
             "fmriprep/ folder (legacy layout) and no fmriprep_wf/ or fmriprep_<major>_<minor>_wf/ (working directory)")

@@ -85,6 +85,27 @@ class NipoppyStudy:
                                   "step": folder.step, "status": folder.status, "kept": folder.path in held}
                                  for folder in self.work_folders]}
 
+    def steps(self, by_root: dict[str, list[int]]) -> list[dict[str, Any]]:
+        """What the study holds for this pipeline and version, per step: the output, then each step's working
+        folders (those Nipoppy left behind: failed invocations, --keep-workdir), each with its files, bytes and
+        the bytes a clean frees. ``by_root``: scan root -> [files, bytes, bytes freed] (the plan's summary)."""
+        held = self.held_work_folders()
+        folders_of: dict[str, list[WorkFolder]] = {}
+        for folder in self.work_folders:
+            folders_of.setdefault(folder.step, []).append(folder)
+        working = {folder.path for folder in self.work_folders}
+        rows = [self._row("", "output", 1, 0, [counts for path, counts in by_root.items() if path not in working])]
+        for step, folders in folders_of.items():
+            rows.append(self._row(step, "working folders", len(folders),
+                                  sum(1 for folder in folders if folder.path in held),
+                                  [by_root.get(folder.path, [0, 0, 0]) for folder in folders]))
+        return rows
+
+    def _row(self, step: str, folder: str, folders: int, kept: int, counts: list[list[int]]) -> dict[str, Any]:
+        return {"pipeline": self.pipeline, "version": self.version, "step": step, "folder": folder,
+                "folders": folders, "kept_folders": kept, "files": sum(count[0] for count in counts),
+                "bytes": sum(count[1] for count in counts), "reclaimable_bytes": sum(count[2] for count in counts)}
+
     def subject_statuses(self) -> dict[str, list[str]]:
         """sub label -> "ses-BL SUCCESS"-like lines: what Nipoppy's processing_status.tsv says of the subject."""
         found: dict[str, list[str]] = {}
@@ -130,11 +151,25 @@ def study_of(output: str) -> NipoppyStudy | None:
     return NipoppyStudy(root, pipeline, version, output, tracked, work_folders, tuple(statuses))
 
 
+def study_outputs(folder: str) -> list[str] | None:
+    """The pipelines' outputs of the Nipoppy study rooted at ``folder`` (derivatives/<p>/<v>/output, relative to
+    it), or None when ``folder`` is no study root."""
+    if not _is_study_root(folder):
+        return None
+    derivatives = os.path.join(folder, "derivatives")
+    return [os.path.join("derivatives", pipeline.name, version.name, "output") for pipeline in _folders(derivatives)
+            for version in _folders(pipeline.path) if os.path.isdir(os.path.join(version.path, "output"))]
+
+
+def _is_study_root(folder: str) -> bool:
+    return all(os.path.exists(os.path.join(folder, name)) for name in (STUDY_CONFIG, "pipelines", "manifest.tsv"))
+
+
 def _study_above(folder: str, levels: int = 5) -> str | None:
     """A Nipoppy study root above ``folder`` (its global_config.json beside pipelines/ and manifest.tsv), if any."""
     for _ in range(levels):
         folder = os.path.dirname(folder)
-        if all(os.path.exists(os.path.join(folder, name)) for name in (STUDY_CONFIG, "pipelines", "manifest.tsv")):
+        if _is_study_root(folder):
             return folder
     return None
 

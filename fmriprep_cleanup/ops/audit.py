@@ -196,6 +196,7 @@ class AuditRow:
     warnings: list[str]
     elsewhere_bytes: int = 0  # annexed content not on this disk (in bytes, not in junk_bytes)
     junk_in_git_bytes: int = 0  # junk stored in git: left in place by default (not in junk_bytes)
+    nipoppy_steps: list[dict[str, Any]] | None = None  # a Nipoppy study's output: its steps (NipoppyStudy.steps)
 
     @property
     def bytes_here(self) -> int:
@@ -213,6 +214,7 @@ class AuditRow:
             "kwh_per_year_avoidable": self.kwh_per_year, "kgco2e_per_year_avoidable": self.kgco2e_per_year,
             "elsewhere_bytes": self.elsewhere_bytes, "junk_in_git_bytes": self.junk_in_git_bytes,
             "repository": self.dataset.repository.kind if self.dataset.repository else None,
+            "nipoppy": {"root": self.dataset.nipoppy.root, "steps": self.nipoppy_steps} if self.dataset.nipoppy else None,
             "warnings": self.warnings,
         }
 
@@ -261,6 +263,7 @@ def audit(roots: list[str], ruleset: RuleSet, model: Assumptions, jobs: int | No
         avoidable = footprint(freed, model)
         rows.append(AuditRow(dataset, _owner(dataset.top), len([s for s in summary.by_subject if s is not None]),
                              totals.files, totals.bytes, freed, avoidable.kwh_per_year, avoidable.total_kg,
-                             plan_warnings, totals.elsewhere_bytes, totals.junk_in_git_bytes))
+                             plan_warnings, totals.elsewhere_bytes, totals.junk_in_git_bytes,
+                             dataset.nipoppy.steps(summary.by_root) if dataset.nipoppy else None))
     rows.sort(key=lambda row: (-row.junk_bytes, row.dataset.path))
     return rows, warnings, failed

@@ -68,6 +68,21 @@ def _rows(rows: Any, where: str) -> None:
     for row in rows:
         for name in ("files", "bytes", "junk_bytes", "elsewhere_bytes"):
             _count(row.get(name, 0), f"{where}.{name}")
+        if row.get("nipoppy") is not None:
+            _study(row["nipoppy"], f"{where}.nipoppy")
+
+
+def _study(study: Any, where: str) -> None:
+    """A Nipoppy study's steps, as an audit row carries them (NipoppyStudy.steps)."""
+    if not isinstance(study, dict) or not isinstance(study.get("root"), str) \
+            or not isinstance(study.get("steps"), list):
+        raise _Broken(where)
+    for step in study["steps"]:
+        if not isinstance(step, dict) or not all(isinstance(step.get(name), str)
+                                                 for name in ("pipeline", "version", "step", "folder")):
+            raise _Broken(f"{where}.steps")
+        for name in ("folders", "kept_folders", "files", "bytes", "reclaimable_bytes"):
+            _count(step.get(name), f"{where}.steps.{name}")
 
 
 def _broken(line: int, message: str) -> None:
@@ -208,5 +223,13 @@ def _check_summary(summary: Any) -> None:
             raise _Broken("summary.left_alone")
         _count(counts[0], "summary.left_alone")
         _count(counts[1], "summary.left_alone")
+    roots = summary.get("by_root")
+    if not isinstance(roots, dict):
+        raise _Broken("summary.by_root")
+    for counts in roots.values():
+        if not isinstance(counts, list) or len(counts) != 3:
+            raise _Broken("summary.by_root")
+        for value in counts:
+            _count(value, "summary.by_root")
 
 

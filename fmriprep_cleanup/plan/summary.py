@@ -84,6 +84,7 @@ class Summary:
     bytes_by_subject_scope: dict[tuple[str | None, str], int] = field(default_factory=dict)
     kept_by_subject_scope: dict[tuple[str | None, str], int] = field(default_factory=dict)
     left_alone: dict[str, list[int]] = field(default_factory=dict)  # top entry in -w fMRIPrep did not write -> [files, bytes]
+    by_root: dict[str, list[int]] = field(default_factory=dict)  # scan root -> [files, bytes, bytes freed here]
     _links: dict[tuple[int, int], list] = field(default_factory=dict, repr=False)  # inode -> see _later
     _keys: dict[str, list] = field(default_factory=dict, repr=False)  # annex key -> see _later
     _tally: dict[tuple, list[int]] = field(default_factory=dict, repr=False)  # not yet in the counts: see _count
@@ -145,6 +146,11 @@ class Summary:
         counts by ``_fold`` (one update per folder here instead of three objects' seven fields each)."""
         action = action or decision.action
         key = (action, decision.category, subject, folder.root.scope)
+        root = self.by_root.get(folder.root.path)
+        if root is None:
+            root = self.by_root[folder.root.path] = [0, 0, 0]
+        root[0] += files
+        root[1] += size
         sums = self._tally.get(key)
         if sums is None:
             self._tally[key] = [files, size, allocated, elsewhere, in_git, annexed]
@@ -160,6 +166,7 @@ class Summary:
             parts = folder.relpath.split("/", FOLDER_DEPTH)[:FOLDER_DEPTH] if folder.relpath else []
             where = "/".join([folder.root.path, *parts])
             self.junk_by_folder[where] = self.junk_by_folder.get(where, 0) + size - elsewhere - in_git
+            root[2] += size - elsewhere - in_git
 
     def _fold(self) -> None:
         """Move the tally into the counts, in the order its keys were first met (so categories and subjects keep
@@ -267,6 +274,7 @@ class Summary:
             "kept_by_subject_scope": [[subject, scope, nbytes] for (subject, scope), nbytes
                                       in self.kept_by_subject_scope.items()],
             "left_alone": self.left_alone,
+            "by_root": self.by_root,
         }
 
     def add(self, other: dict[str, Any]) -> Summary:
@@ -291,6 +299,10 @@ class Summary:
                 target[(subject, scope)] = target.get((subject, scope), 0) + nbytes
         for top, (files, nbytes) in other["left_alone"].items():
             self._left_alone(top, files, nbytes)
+        for path, values in other["by_root"].items():
+            mine = self.by_root.setdefault(path, [0, 0, 0])
+            for index, value in enumerate(values):
+                mine[index] += value
         return self
 
     def largest_junk_folders(self, count: int = 10) -> list[tuple[str, int]]:

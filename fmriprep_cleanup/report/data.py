@@ -69,7 +69,8 @@ def report_data(
             "notes": list(dataset.notes),
             "folders": dataset.folders(),
             "repository": repository_data(dataset),
-            **({"nipoppy": dataset.nipoppy.as_json()} if dataset.nipoppy is not None else {}),
+            **({"nipoppy": {**dataset.nipoppy.as_json(), "steps": dataset.nipoppy.steps(summary.by_root)}}
+               if dataset.nipoppy is not None else {}),
         },
         "rules": list(ruleset.names),
         "participant_labels": sorted(participant_labels) if participant_labels else None,
@@ -183,7 +184,16 @@ def audit_data(roots: Iterable[str], ruleset: RuleSet, model: Assumptions, rows:
             "roots": [os.path.abspath(root) for root in roots], "rules": list(ruleset.names),
             "energy_assumptions": model.as_dict(), "datasets": datasets,
             "totals": {key: sum(row[key] for row in datasets) for key in AUDIT_TOTALS},
-            "failed": failed, "warnings": warnings}
+            "nipoppy_studies": nipoppy_studies(datasets), "failed": failed, "warnings": warnings}
+
+
+def nipoppy_studies(datasets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each Nipoppy study an audit found once, with the steps of every pipeline and version audited in it."""
+    studies: dict[str, list[dict[str, Any]]] = {}
+    for row in datasets:
+        if row.get("nipoppy"):
+            studies.setdefault(row["nipoppy"]["root"], []).extend(row["nipoppy"]["steps"])
+    return [{"root": root, "steps": steps} for root, steps in sorted(studies.items())]
 
 
 def iso_time(seconds: float) -> str:

@@ -46,6 +46,8 @@ def render_text(data: dict[str, Any], width: int | None = None, all_subjects: bo
     ``width``: the terminal's columns (long paths are shortened to fit; None: never); ``all_subjects``: list
     every subject, not only the SUBJECTS_SHOWN with the most junk."""
     lines = where_lines(data, width) + [""] + count_lines(data, width, all_subjects) + [""]
+    if data["dataset"].get("nipoppy"):
+        lines += nipoppy_lines(data["dataset"]["nipoppy"], width) + [""]
     if data["subjects_by_status"]:
         status_rows = [[row["status"], str(row["subjects"]), size(row["bytes"]), size(row["workdir_bytes"]),
                         size(row["workdir_kept_bytes"])] for row in data["subjects_by_status"]]
@@ -101,6 +103,20 @@ def count_lines(data: dict[str, Any], width: int | None, all_subjects: bool) -> 
         lines.append(f"... and {count(len(rest))} more subjects ({size(sum(row['bytes'] for row in rest))}, "
                      f"{size(sum(row['junk_bytes'] for row in rest))} junk): the {SUBJECTS_SHOWN} with the most junk "
                      "are shown; --all lists every subject")
+    return lines
+
+
+def nipoppy_lines(study: dict[str, Any], width: int | None) -> list[str]:
+    """A Nipoppy study's pipeline, version and steps: the output and the working folders left behind."""
+    rows = [[row["pipeline"], row["version"], row["step"] or "-", row["folder"],
+             count(row["folders"]) + (f" ({count(row['kept_folders'])} kept)" if row["kept_folders"] else ""),
+             count(row["files"]), size(row["bytes"]), size(row["reclaimable_bytes"])] for row in study["steps"]]
+    lines = [f"Nipoppy study {study['root']}:"] + table(
+        ["Pipeline", "Version", "Step", "Folder", "Folders", "Files", "Stored", "Reclaimable"], rows, "ddddrrrr", width,
+        drop=("Files",))
+    if any(row["kept_folders"] for row in study["steps"]):
+        lines.append("Working folders kept: participant-sessions Nipoppy does not mark SUCCESS (`nipoppy process` "
+                     "re-runs them).")
     return lines
 
 
@@ -301,6 +317,8 @@ def render_audit_text(data: dict[str, Any], width: int | None = None) -> str:
     if tied:
         lines += ["", "Working directories elsewhere, counted with their datasets:"]
         lines += [f"  {path}: {folder['path']} ({folder['found']})" for path, folder in tied]
+    for study in data["nipoppy_studies"]:
+        lines += [""] + nipoppy_lines(study, width)
     orphans = [row for row in rows if row["orphan_of"]]
     if orphans:
         lines += ["", "Orphaned working directories (their output directory no longer exists; nothing can reuse them):"]
