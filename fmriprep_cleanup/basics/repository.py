@@ -130,7 +130,8 @@ def git_state(repo: GitRepo, folder: str) -> GitState | None:
     """GitState of ``folder`` (inside ``repo``'s working tree); None when git cannot say (not installed, a
     broken repository): then every time counts, as outside git."""
     relative = os.path.relpath(os.path.realpath(folder), repo.top)
-    spec = ["--", relative] if relative != "." else []
+    spec = ["--", relative] if relative != "." and not relative.startswith("..") else []  # a folder above the
+    # repository (the legacy OUT/ holding a fmriprep/ subdataset): git answers for the whole repository
     listed = _git(repo, "ls-files", "-z", *spec)
     changes = _git(repo, "status", "--porcelain=v1", "-z", "--untracked-files=no", "--ignore-submodules=all",
                    "--no-renames", *spec)

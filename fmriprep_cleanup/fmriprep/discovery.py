@@ -17,10 +17,11 @@ from typing import Any
 
 from ..basics.annex import key_of
 from ..basics.errors import CleanupError
-from ..basics.guarded import load_json, read_bytes
+from ..basics.guarded import load_json
 from ..basics.journals import recorded_roots
 from ..basics.repository import GitRepo, datalad_problem, find_repository
-from .layout import RUN_UUID, Dataset, state_dir_for
+from .identify import NotRecognisedError, identify
+from .layout import Dataset, state_dir_for
 from .nipoppy import NipoppyStudy, study_of, study_outputs
 from .pipelines import Pipeline, known_names, pipeline_named, pipelines
 from .workdirs import (
@@ -30,7 +31,6 @@ from .workdirs import (
     explicit_workdir,
     find_workdirs,
     list_dir,
-    listing,
     only_ours,
     orphaned_output,
     pipeline_of_workdir_name,
@@ -81,66 +81,16 @@ def unfetched(path: str) -> bool:
     return key_of(target) is not None and not os.path.exists(path)
 
 
-CITATION_VERSION = re.compile(r"\b({names})\s+(?:version\s+)?v?(\d+\.\d+[\w.\-]*)", re.IGNORECASE)
-
-
-def recognise_unfetched(folder: str, description: str, notes: list[str]) -> tuple[Pipeline, str | None]:
-    """The pipeline (and version, if anything here tells it) of an output whose dataset_description.json is
-    annexed and not fetched: from the description's git-annex key (a URL key names where the file came from),
-    the run configs its subjects' log folders name (fmriprep.toml, qsiprep.toml...), a readable
-    logs/CITATION.md, or the legacy layout (OUT/fmriprep beside OUT/freesurfer). CleanupError, with the command
-    that fixes it, when nothing does."""
-    key = (key_of(os.readlink(description)) or "").lower()
-    found: list[tuple[Pipeline, str]] = []
-    for pipeline in pipelines():
-        if pipeline.key in key.replace("-", "_") or pipeline.name.lower() in key:
-            found.append((pipeline, "its dataset_description.json's git-annex key"))
-        elif pipeline.run_config and _names_run_config(folder, pipeline.run_config):
-            found.append((pipeline, f"its subjects' {pipeline.run_config}"))
-        elif pipeline.output_folder and os.path.basename(folder) == pipeline.output_folder and \
-                os.path.isdir(os.path.join(os.path.dirname(folder), "freesurfer")):
-            found.append((pipeline, f"the legacy layout ({pipeline.output_folder}/ beside freesurfer/)"))
-    fetch = f"`datalad get {os.path.basename(description)}` in {folder} (or `git annex get`) fetches it"
-    if len({pipeline.key for pipeline, _ in found}) != 1:
-        raise NotFMRIPrepError(f"{description} is annexed and its content is not here, and nothing else here tells "
-                               f"which pipeline wrote {folder}: {fetch}")
-    pipeline, how = found[0]
-    version = _citation_version(folder, pipeline)
-    told = f"version {version} from logs/CITATION.md" if version else "the version cannot be known"
-    notes.append(f"dataset_description.json is annexed and not here: {pipeline.name} recognised from {how}; "
-                 f"{told} ({fetch}); version-independent rules apply")
-    return pipeline, version
-
-
-def _names_run_config(folder: str, run_config: str) -> bool:
-    """Whether some sub-*/log/<run>/ folder holds ``run_config`` (annexed or not: its name is enough)."""
-    for entry in listing(folder):
-        if entry.name.startswith("sub-") and entry.is_dir(follow_symlinks=False):
-            for run in listing(os.path.join(entry.path, "log")):
-                if RUN_UUID.match(run.name) and os.path.lexists(os.path.join(run.path, run_config)):
-                    return True
-    return False
-
-
-def _citation_version(folder: str, pipeline: Pipeline) -> str | None:
-    """The version logs/CITATION.md names, where its content is here."""
-    path = os.path.join(folder, "logs", "CITATION.md")
-    if not os.path.exists(path):
-        return None
-    try:
-        text = read_bytes(path, "report").decode("utf-8", "replace")
-    except CleanupError:
-        return None
-    names = "|".join(re.escape(name) for name in {pipeline.name, *pipeline.generated_by})
-    found = re.search(CITATION_VERSION.pattern.format(names=names), text, re.IGNORECASE)
-    return found.group(2).rstrip(".") if found else None
-
-
 def _require_known(description_path: str, notes: list[str] | None = None) -> tuple[Pipeline, str | None]:
     """The pipeline and version a dataset_description.json names, or a CleanupError saying what it names. An
     annexed description that is not here is recognised from what else the folder holds (noted in ``notes``)."""
     if notes is not None and unfetched(description_path):
-        return recognise_unfetched(os.path.dirname(description_path), description_path, notes)
+        try:
+            identified, version, note = identify(os.path.dirname(description_path), description_path)
+        except NotRecognisedError as exc:
+            raise NotFMRIPrepError(str(exc)) from None
+        notes.append(note)
+        return identified, version
     name, version = read_generator(description_path)
     pipeline = pipeline_named(name) if name else None
     if pipeline is None:

@@ -16,7 +16,7 @@ from ..basics.errors import CleanupError
 from ..basics.guarded import load_yaml
 
 PIPELINE_KEYS = ("version", "name", "description", "generated_by", "workflow_dir", "subject_workflows",
-                 "output_folder", "run_config", "rules", "regenerable", "essential", "source")
+                 "output_folder", "run_config", "rules", "regenerable", "essential", "names", "source")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -35,6 +35,7 @@ class Pipeline:
     description: str
     subject_workflows: bool = True  # its workflow folder holds one folder per subject (MRIQC's does not)
     essential: tuple[str, ...] = ()  # an example path of each output every analysis needs (reports, confounds...)
+    names: tuple[tuple[str, str], ...] = ()  # (glob, the versions that write it): file names only its outputs have
 
     @property
     def workflow_dir(self) -> re.Pattern[str]:
@@ -79,13 +80,19 @@ def _read(path: Path) -> Pipeline:
     essential = data.get("essential", [])
     if not isinstance(essential, list) or not all(isinstance(item, str) and item for item in essential):
         raise CleanupError(f"{path}: essential must list example paths of the outputs every analysis needs")
+    names = data.get("names", [])
+    if not isinstance(names, list) or not all(isinstance(item, dict) and set(item) == {"glob", "versions"}
+                                              and all(isinstance(value, str) and value for value in item.values())
+                                              for item in names):
+        raise CleanupError(f"{path}: names must list {{glob: ..., versions: ...}} mappings")
     if not isinstance(data.get("subject_workflows", True), bool):
         raise CleanupError(f"{path}: subject_workflows must be true or false")
     if not NAME_PATTERN.match(path.stem) or not NAME_PATTERN.match(data["workflow_dir"]):
         raise CleanupError(f"{path}: file name and workflow_dir are lower-case letters, digits and _")
     return Pipeline(path.stem, data["name"], tuple(generated_by), data["workflow_dir"], data.get("output_folder"),
                     data.get("run_config"), data["rules"], data.get("regenerable"), str(data.get("description", "")),
-                    data.get("subject_workflows", True), tuple(essential))
+                    data.get("subject_workflows", True), tuple(essential),
+                    tuple((item["glob"], item["versions"]) for item in names))
 
 
 @lru_cache(maxsize=1)

@@ -23,9 +23,11 @@ from ..basics.annex import reclaimable
 from ..basics.errors import CleanupError
 from ..basics.folders import list_folder
 from ..basics.paths import below
+from ..basics.repository import find_repository
 from ..basics.scanlists import ScanList, read_scan_list
 from ..energy.model import Assumptions, footprint
 from ..fmriprep.discovery import NotFMRIPrepError, discover, unfetched
+from ..fmriprep.identify import names_pipeline
 from ..fmriprep.layout import Dataset
 from ..fmriprep.pipelines import pipeline_of_workflow_dir, pipelines
 from ..fmriprep.workdirs import RECORDED_WORKDIR_MISSING as RECORDED
@@ -48,11 +50,30 @@ def _owner(path: str) -> str:
 def _looks_like_output(path: str, names: set[str], subdirs: set[str]) -> bool:
     if "dataset_description.json" in names:
         return True
-    if any(pipeline.output_folder in subdirs and os.path.isfile(
+    if any(pipeline.output_folder in subdirs and os.path.lexists(  # annexed and not here: a link to nothing
             os.path.join(path, pipeline.output_folder, "dataset_description.json"))
            for pipeline in pipelines() if pipeline.output_folder):
         return True
     return any(pipeline_of_workflow_dir(name) for name in subdirs)
+
+
+def uninstalled_outputs(top: str) -> list[str]:
+    """The subdatasets of the repository at ``top`` that are not installed (an empty folder here) and are named
+    as a pipeline's output is (fmriprep/, ds000002-fmriprep/): output-shaped, never silently passed over."""
+    repository = find_repository(top)
+    if repository is None or repository.top != os.path.realpath(top):
+        return []
+    return [path for path in repository.subdatasets
+            if not os.path.lexists(os.path.join(path, ".git")) and os.path.isdir(path)
+            and any(names_pipeline(os.path.basename(path), pipeline) for pipeline in pipelines())]
+
+
+def _not_installed(top: str, warnings: list[str], failed: list[str]) -> None:
+    """Say each output-shaped subdataset of ``top`` that is not installed: found, not judged."""
+    for path in uninstalled_outputs(top):
+        warnings.append(f"{path}: found, not judged: a subdataset that is not installed, so nothing of it is here "
+                        f"(`datalad get -n {os.path.relpath(path, top)}` in {top} installs it, no content fetched)")
+        failed.append(path)
 
 
 def dataset_marks(name: str, is_dir: bool) -> bool:
@@ -98,6 +119,8 @@ def find_datasets(roots: list[str], warnings: list[str], failed: list[str] | Non
             return []
         names = {entry.name for entry in entries}
         subdirs = {entry.name for entry in entries if entry.is_dir(follow_symlinks=False)}
+        if ".gitmodules" in names:
+            _not_installed(folder, warnings, failed)
         if _looks_like_output(folder, names, subdirs):
             try:
                 dataset = discover(folder, path_map=path_map)
