@@ -107,9 +107,11 @@ def test_every_scan_format_is_offered_wherever_a_scan_list_is_read_and_detected_
         assert sorted(option.type.choices) == sorted(FORMATS), name
     heads = {"ncdu": b'[1,2,{"progname":"ncdu"},\n[{"name":"/data"}', "gdu": b'[1, 2, {"progname": "gdu"}, [',
              "find": b"d 4096 8 1700000000.0 2049 12 3 /data\0f 10 8 1700000000.0 2049 13 1 /data/a\0",
+             "find-links": b"d 4096 8 1700000000.0 2049 12 3 /data\0\0l 10 8 1700000000.0 2049 13 1 /data/a\0"
+                           b".git/annex/objects/x/y/MD5E-s5--0.nii/MD5E-s5--0.nii\0f 1 8 1700000000.0 2049 14 1 /data/b\0",
              "gpfs": b"12 0 0  10 16 1700000000 0100644 1 -- /data/a\n"}
     assert {name: detect_format(head) for name, head in heads.items()} == {
-        "ncdu": "ncdu", "gdu": "ncdu", "find": "find", "gpfs": "gpfs"}
+        "ncdu": "ncdu", "gdu": "ncdu", "find": "find", "find-links": "find-links", "gpfs": "gpfs"}
     assert set(FORMATS) == {detect_format(head) for head in heads.values()}  # a new format brings its sample
 
 

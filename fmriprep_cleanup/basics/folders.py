@@ -226,22 +226,30 @@ def _list_open_directory(handle: int, path: str, keep_open: bool = False) -> Lis
 
 
 def _link_entry(handle: int, name: str, st: os.stat_result) -> Entry:
-    """A symlink as an entry: its own size, or, for a git-annex link, its content's (the key's size), present
-    here when the link resolves. The link is read, never followed to read data."""
+    """A symlink as an entry (see ``link_entry``), read in the open folder ``handle``."""
+    try:
+        target = os.readlink(name, dir_fd=handle)
+    except OSError:
+        target = None
+    return link_entry(name, st, target, lambda: os.stat(name, dir_fd=handle))
+
+
+def link_entry(name: str, st: os.stat_result, target: str | None,
+               content: Callable[[], os.stat_result]) -> Entry:
+    """A symlink as an entry: its own size, or, for a git-annex link (``target`` names a key), its content's (the
+    key's size), present here when the link resolves (``content()``: the stat of what it points to, OSError when
+    nothing is there). The link is read, never followed to read data."""
     plain = Entry(name, st.st_size, st.st_blocks * 512, st.st_mtime, st.st_dev, st.st_ino, st.st_nlink, True,
                   st.st_ctime)
-    try:
-        key = key_of(os.readlink(name, dir_fd=handle))
-    except OSError:
-        return plain
+    key = key_of(target) if target is not None else None
     if key is None:
         return plain
     size = key_size(key)
     try:
-        content = os.stat(name, dir_fd=handle)  # resolves inside the repository's .git/annex/objects
+        found = content()  # resolves inside the repository's .git/annex/objects
     except OSError:  # content elsewhere only; a key without a size (a URL key) leaves it unknown: 0
         return plain._replace(size=size or 0, allocated=0, annex=ELSEWHERE, key=key)
-    return plain._replace(size=content.st_size if size is None else size, allocated=content.st_blocks * 512,
+    return plain._replace(size=found.st_size if size is None else size, allocated=found.st_blocks * 512,
                           annex=PRESENT, key=key)
 
 

@@ -4,6 +4,7 @@ with one error naming the line: no decision rests on half a line.
 
     ncdu / gdu   ncdu -e -o FILE ROOT; gdu -o FILE ROOT (JSON: [1, 2, {meta}, [tree]])
     find         find ROOT -printf '%y %s %b %T@ %D %i %n %p\\0' (also lfs find, rbh-find)
+    find-links   find ROOT -printf '%y %s %b %T@ %D %i %n %p\\0%l\\0' (each link's target too: git-annex)
     gpfs         mmapplypolicy LIST files (docs/gpfs-list.pol)
 """
 
@@ -24,6 +25,7 @@ from . import numbers
 from .scanlist import FIND_TYPES, ScanList, ScanListError
 
 FIND_PRINTF = "%y %s %b %T@ %D %i %n %p\\0"
+FIND_LINKS_PRINTF = FIND_PRINTF + "%l\\0"  # and each symlink's target (empty for other entries)
 # A find list's numbers: type, size and 512-byte blocks (at most 19 digits), mtime (seconds, at most 11 digits:
 # before the year 5138), device and inode (20), links (10). A number longer is no file's.
 FIND_NUMBERS = re.compile(rb"[fldpscb] \d{1,19} \d{1,19} -?\d{1,11}(?:\.\d{1,10})? \d{1,20} \d{1,20} \d{1,10}")
@@ -44,15 +46,26 @@ def _records(path: str, blocks: Iterator[bytes], end: bytes, what: str) -> Itera
         raise ScanListError(f"{path}: the last {what}: truncated?")
 
 
-def _read_find(listed: ScanList, blocks: Iterator[bytes]) -> None:
+def _read_find_links(listed: ScanList, blocks: Iterator[bytes]) -> None:
+    """find -printf '%y %s %b %T@ %D %i %n %p\\0%l\\0': a find list with each symlink's target after its path."""
+    listed.targets = {}
+    _read_find(listed, blocks, with_targets=True)
+
+
+def _read_find(listed: ScanList, blocks: Iterator[bytes], with_targets: bool = False) -> None:
     """find/lfs find/rbh-find -printf '%y %s %b %T@ %D %i %n %p\\0'. Each file's numbers are kept as their text,
-    every one checked to be a number here (listing() makes them numbers)."""
+    every one checked to be a number here (listing() makes them numbers). ``with_targets``: each entry is followed
+    by its link target (find's %l; empty but for symlinks)."""
     assert listed.text_numbers
-    folders, regular = listed.folders, stat.S_IFREG
+    folders, regular, link = listed.folders, stat.S_IFREG, stat.S_IFLNK
     # ScanList.add's first case inlined for files (a method call per line is 0.2 s of a million-line list)
     fast = listed.marks is None
-    for number, record in enumerate(_records(listed.path, blocks, b"\0", "entry is not NUL-terminated"), start=1):
+    records = _records(listed.path, blocks, b"\0", "entry is not NUL-terminated")
+    for number, record in enumerate(records, start=1):
         record = record.lstrip(b"\n")
+        target = next(records, None) if with_targets else b""
+        if target is None:
+            raise ScanListError(f"{listed.path}: entry {number} has no link target field: not '{FIND_LINKS_PRINTF}'")
         try:
             kind, size, _blocks, mtime, dev, ino, nlink, name = record.split(b" ", 7)
             mode = FIND_TYPES[kind]
@@ -63,6 +76,8 @@ def _read_find(listed: ScanList, blocks: Iterator[bytes]) -> None:
             raise ScanListError(f"{listed.path}: entry {number} is not '{FIND_PRINTF}' (or a number is out of "
                                 f"range): {record[:80]!r}") from None
         path = name.decode("utf-8", "surrogateescape")
+        if target and mode == link and listed.targets is not None and listed.marks is None and listed.wants(path):
+            listed.targets[path] = target.decode("utf-8", "surrogateescape")
         if fast and mode == regular:
             folder, _, base = path.rpartition("/")
             entries = folders.get(folder)
@@ -246,7 +261,16 @@ def _is_ncdu(head: bytes) -> bool:
 
 
 def _is_find(head: bytes) -> bool:
-    return b"\0" in head and re.match(rb"[fldpscb] \d+ \d+ ", head) is not None
+    return b"\0" in head and re.match(rb"[fldpscb] \d+ \d+ ", head) is not None and not _is_find_links(head)
+
+
+def _is_find_links(head: bytes) -> bool:
+    """A find list whose every other field is a link target: each entry (of the whole ones in ``head``) is
+    followed by a field that is empty, or, after a symlink, its target."""
+    fields = head.split(b"\0")[:-1]
+    pairs = list(zip(fields[0::2], fields[1::2], strict=False))
+    return bool(pairs) and all(re.match(rb"[fldpscb] \d+ \d+ ", entry.lstrip(b"\n")) is not None
+                               and (target == b"" or entry.lstrip(b"\n").startswith(b"l ")) for entry, target in pairs)
 
 
 def _is_gpfs(head: bytes) -> bool:
@@ -256,6 +280,8 @@ def _is_gpfs(head: bytes) -> bool:
 FORMATS = {scan_format.name: scan_format for scan_format in (
     ScanFormat("ncdu", "an ncdu/gdu JSON export", _is_ncdu, _read_ncdu),
     ScanFormat("find", f"a find -printf '{FIND_PRINTF}' list", _is_find, _read_find, text_numbers=True),
+    ScanFormat("find-links", f"a find -printf '{FIND_LINKS_PRINTF}' list", _is_find_links, _read_find_links,
+               text_numbers=True),
     ScanFormat("gpfs", "a GPFS LIST file", _is_gpfs, _read_gpfs),
 )}
 FORMAT_NAMES = tuple(FORMATS)

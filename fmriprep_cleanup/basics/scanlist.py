@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from .errors import CleanupError
-from .folders import Directory, FolderSource, Listing, Visit, traverse
+from .folders import Directory, Entry, FolderSource, Listing, Visit, link_entry, traverse
 from .warnings import Warnings
 
 FIND_TYPES = {b"f": stat.S_IFREG, b"l": stat.S_IFLNK, b"d": stat.S_IFDIR, b"p": stat.S_IFIFO, b"s": stat.S_IFSOCK,
@@ -41,6 +41,8 @@ class ScanList:
     marked: set[str] = field(default_factory=set)  # folders holding a name ``marks(name, is_dir)`` accepts
     files: int = 0
     text_numbers: bool = False  # values are the list's text ("f SIZE BLOCKS MTIME DEV INODE LINKS"), not numbers
+    targets: dict[str, str] | None = None  # symlink path -> its target, for a list that carries them (find %l)
+    links_read: int = 0  # symlinks whose target was read from the disk (a list without targets): said once
 
     def wants(self, path: str) -> bool:
         """Whether ``path`` is at or below one of the roots kept."""
@@ -157,13 +159,34 @@ class ScanList:
             stats = [_stat_of_text(values[at]) for at in order]
         else:
             stats = [_stat(*values[at * 7:at * 7 + 7]) for at in order]
-        return Listing([names[at] for at in order], stats, {}, sorted(self.subdirs.get(folder, ())), None)
+        names = [names[at] for at in order]
+        links = {index: self._link(folder, names[index], st) for index, st in enumerate(stats)
+                 if stat.S_ISLNK(st.st_mode)}
+        return Listing(names, stats, links, sorted(self.subdirs.get(folder, ())), None)
+
+    def _link(self, folder: str, name: str, st: os.stat_result) -> Entry:
+        """A listed symlink as the walk makes it: a git-annex link counts its content's size (its key), here or
+        elsewhere only, as a walk of the disk says. The target is the list's, else read from the disk (one
+        readlink), and whether the content is here one stat of what it points to; no content is read."""
+        path = f"{folder}/{name}"
+        target = self.targets.get(path) if self.targets is not None else None
+        if target is None and self.targets is None:
+            try:
+                target = os.readlink(path)
+                self.links_read += 1
+            except OSError:
+                target = None  # gone since the scan: its own numbers, as listed
+        return link_entry(name, st, target, lambda: os.stat(path))
 
     def walk(self, roots: list[Any], warnings: Warnings, skip_dir: Callable[[Any, str, str], bool] | None = None,
              exclude: frozenset[str] = frozenset(), jobs: int = 1) -> Iterator[Directory]:
         """The folders below ``roots`` as basics.folders.walk yields them (the same traversal: depth first, names
         sorted, nested roots taking over), from the list instead of the disk."""
-        return traverse(roots, ListedFolders(self), warnings, skip_dir, exclude)
+        self.links_read = 0
+        yield from traverse(roots, ListedFolders(self), warnings, skip_dir, exclude)
+        if self.links_read:
+            warnings.add(f"{self.links_read:,} symbolic links' targets were read from the disk ({self.format} lists "
+                         "carry none): git-annex links count their content's size, as a walk does; no content read")
 
 
 class ListedFolders(FolderSource):
