@@ -327,3 +327,66 @@ def test_without_git_annex_on_path_nothing_is_dropped_and_it_says_so(published, 
                           env={**os.environ, "PATH": str(bin_dir)})
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "git-annex is not installed" in done.stderr
     assert present() == before and status_porcelain(clone) == ""
+
+
+# --- issue 46, item 3: one size from every source ---------------------------------------------------------
+
+def find_links_list(tree, target):
+    """The documented find command with each link's target (%l): what git-annex datasets need."""
+    listed = subprocess.run(["find", str(tree), "-printf", "%y %s %b %T@ %D %i %n %p\\0%l\\0"], check=True,
+                            capture_output=True).stdout
+    target.write_bytes(listed)
+    return target
+
+
+@pytest.mark.parametrize("kind", ["find", "find-links", "ncdu", "gdu", "audit"])
+def test_a_report_from_a_scan_list_of_a_datalad_dataset_equals_the_walked_report(fresh_clone, tmp_path, kind):
+    """Before: a find list said 133 MiB total and "0 B elsewhere only" where walking said 4.4 GiB with 4.3 GiB
+    elsewhere (an annexed link counted as its own few bytes)."""
+    from test_scanlists import COMPARED, find_list, gdu_export, ncdu_export
+
+    sh("datalad", "get", "sub-01", cwd=fresh_clone)  # some content here, the rest elsewhere only
+    make = {"find": find_list, "find-links": find_links_list, "ncdu": ncdu_export, "gdu": gdu_export,
+            "audit": ncdu_export}[kind]
+    listed = make(fresh_clone, tmp_path / "scan.list")
+    if kind == "audit":
+        walked, read = (json.loads(cli("audit", fresh_clone, "--format", "json", *extra).stdout)["datasets"][0]
+                        for extra in ((), ("--from-scan", listed)))
+        assert {key: read[key] for key in ("bytes", "bytes_here", "elsewhere_bytes", "junk_bytes")} == \
+            {key: walked[key] for key in ("bytes", "bytes_here", "elsewhere_bytes", "junk_bytes")}
+        assert read["elsewhere_bytes"] > 0
+        return
+    walked = report(fresh_clone)
+    read = report(fresh_clone, "--from-scan", listed)
+    assert read["totals"]["elsewhere_bytes"] > 0 and read["totals"]["annexed_bytes"] > read["totals"]["elsewhere_bytes"]
+    for key in COMPARED:
+        assert read[key] == walked[key], key
+    said = [warning for warning in read["warnings"] if "targets were read from the disk" in warning]
+    assert bool(said) == (kind != "find-links"), read["warnings"]
+
+
+def test_every_total_card_and_bar_says_what_is_on_this_disk_and_what_is_elsewhere(fresh_clone, tmp_path):
+    """Before: "Reclaimable: 0 B of 4.4 GiB (0.0 %) in 360 files"; the HTML showed "360 junk files" beside
+    "0 B reclaimable" and drew 4.4 GiB of bars as if stored here; only the energy table said what was stored."""
+    from fmriprep_cleanup.report.html import here as on_this_disk
+    from fmriprep_cleanup.report.people import size
+
+    data = report(fresh_clone)
+    totals = data["totals"]
+    here = totals["bytes"] - totals["elsewhere_bytes"]
+    assert totals["elsewhere_bytes"] > here > 0
+    text = cli("report", fresh_clone).stdout
+    assert f"of {size(here)} on this disk" in text and f"{size(totals['elsewhere_bytes'])} more is elsewhere only" in text
+    tables = [line for line in text.splitlines() if line.startswith(("Category", "Subject", "Run status"))]
+    assert len(tables) == 3 and all("Elsewhere only" in line for line in tables), tables
+    assert data["energy"]["total"]["bytes"] == here  # energy from the bytes on this disk
+    assert sum(row["elsewhere_bytes"] for row in data["subjects_by_status"]) == \
+        sum(row["elsewhere_bytes"] for row in data["by_subject"] if row["subject"] is not None)
+
+    page = tmp_path / "report.html"
+    assert cli("report", fresh_clone, "--format", "html", "-o", page).exit_code == 0
+    html = page.read_text()
+    assert f"of {size(here)} on this disk" in html and "stored in git (nothing to free here)" in html
+    assert "kept and junk bytes on this disk per category" in html  # the bars: what is stored here
+    assert sum(sum(on_this_disk(row)) for row in data["by_category"]) == here
+    assert sum(sum(on_this_disk(row)) for row in data["by_subject"]) == here

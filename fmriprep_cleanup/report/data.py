@@ -147,12 +147,13 @@ def subjects_by_status(summary: Summary, statuses: dict[str, Any]) -> list[dict[
     rows: dict[str, dict[str, Any]] = {}
     for label, status in statuses.items():
         row = rows.setdefault(status.status, {"status": status.status, "subjects": 0, "bytes": 0, "junk_bytes": 0,
-                                              "workdir_bytes": 0, "workdir_kept_bytes": 0})
+                                              "workdir_bytes": 0, "workdir_kept_bytes": 0, "elsewhere_bytes": 0})
         counts = summary.by_subject.get(label)
         row["subjects"] += 1
         if counts is not None:
             row["bytes"] += counts.bytes
             row["junk_bytes"] += counts.junk_bytes
+            row["elsewhere_bytes"] += counts.elsewhere_bytes
         row["workdir_bytes"] += summary.bytes_by_subject_scope.get((label, "workdir"), 0)
         row["workdir_kept_bytes"] += summary.kept_by_subject_scope.get((label, "workdir"), 0)
     order = {name: index for index, name in enumerate(SUBJECT_STATUSES)}

@@ -101,23 +101,31 @@ def _page(template: str, title: str, data: dict[str, Any], **view: Any) -> str:
     return _environment().get_template(template).render(title=title, data=data, embedded=embed_json(data), **view)
 
 
+def here(counts: dict[str, Any]) -> tuple[int, int]:
+    """(kept, junk) bytes on this disk of a row of counts: annexed content elsewhere only is not drawn as if it
+    were stored here (junk stored in git is: it takes space here, though a clean leaves it)."""
+    junk = counts["junk_bytes"] - counts["junk_elsewhere_bytes"]
+    return counts["keep_bytes"] - (counts["elsewhere_bytes"] - counts["junk_elsewhere_bytes"]), junk
+
+
 def render_html(data: dict[str, Any]) -> str:
     """The dataset report (``report_data``) as a page."""
     dataset = data["dataset"]
     subjects = [row for row in data["by_subject"] if row["subject"] is not None]
     by_junk = sorted(subjects, key=lambda row: (-row["junk_bytes"], -row["bytes"], row["subject"]))
     shared = [row for row in data["by_subject"] if row["subject"] is None]
-    subject_rows = [(f"sub-{row['subject']}", row["keep_bytes"], row["junk_bytes"]) for row in by_junk[:CHARTED_SUBJECTS]]
-    subject_rows += [("files of no subject", row["keep_bytes"], row["junk_bytes"]) for row in shared]
+    subject_rows = [(f"sub-{row['subject']}", *here(row)) for row in by_junk[:CHARTED_SUBJECTS]]
+    subject_rows += [("files of no subject", *here(row)) for row in shared]
+    on_disk = " on this disk" if data["totals"]["elsewhere_bytes"] else ""
     top = os.path.dirname(dataset["path"].rstrip("/"))
     folders = [(os.path.relpath(row["folder"], top) if row["folder"].startswith(top + "/") else row["folder"], 0,
                 row["junk_bytes"]) for row in data["largest_junk_folders"]]
     return _page(
         "report.html.j2", f"fmriprep-cleanup report: {dataset['path']}", data,
         layout=LAYOUT_NAMES[dataset["layout"]], subjects=subjects, charted_subjects=CHARTED_SUBJECTS,
-        category_chart=bar_chart([(row["category"], row["keep_bytes"], row["junk_bytes"]) for row in data["by_category"]],
-                                 "kept and junk bytes per category"),
-        subject_chart=bar_chart(subject_rows, "kept and junk bytes per subject", "junk"),
+        category_chart=bar_chart([(row["category"], *here(row)) for row in data["by_category"]],
+                                 f"kept and junk bytes{on_disk} per category"),
+        subject_chart=bar_chart(subject_rows, f"kept and junk bytes{on_disk} per subject", "junk"),
         folder_chart=bar_chart(folders, "junk bytes in the largest folders", "junk"),
         status_lines=[line for line in map(status_line, data["subjects_by_status"]) if line],
         energy_by_category={row["category"]: row for row in data["energy"]["by_category"]},

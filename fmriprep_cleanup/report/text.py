@@ -27,11 +27,14 @@ from .people import (
 )
 
 
-def _count_row(key: str, counts: dict[str, int]) -> list[str]:
+def _count_row(key: str, counts: dict[str, int], elsewhere: bool = False) -> list[str]:
+    """A row of the category or subject table; ``elsewhere``: with its bytes not on this disk (annexed content
+    elsewhere only) in a column of their own, after the total they are part of."""
     return [
         key,
         count(counts["files"]),
         size(counts["bytes"]),
+        *([size(counts["elsewhere_bytes"])] if elsewhere else []),
         size(counts["keep_bytes"]),
         size(counts["junk_bytes"]),
         share(counts["junk_bytes"], counts["bytes"]),
@@ -49,9 +52,13 @@ def render_text(data: dict[str, Any], width: int | None = None, all_subjects: bo
     if data["dataset"].get("nipoppy"):
         lines += nipoppy_lines(data["dataset"]["nipoppy"], width) + [""]
     if data["subjects_by_status"]:
-        status_rows = [[row["status"], str(row["subjects"]), size(row["bytes"]), size(row["workdir_bytes"]),
+        elsewhere = any(row["elsewhere_bytes"] for row in data["subjects_by_status"])
+        status_rows = [[row["status"], str(row["subjects"]), size(row["bytes"]),
+                        *([size(row["elsewhere_bytes"])] if elsewhere else []), size(row["workdir_bytes"]),
                         size(row["workdir_kept_bytes"])] for row in data["subjects_by_status"]]
-        lines += table(["Run status", "Subjects", "Total", "Work dir", "Work dir kept"], status_rows, "lrrrr", width)
+        headers = ["Run status", "Subjects", "Total", *(["Elsewhere only"] if elsewhere else []), "Work dir",
+                   "Work dir kept"]
+        lines += table(headers, status_rows, "l" + "r" * (len(headers) - 1), width)
         lines += [line for line in map(status_line, data["subjects_by_status"]) if line]
         lines.append("")
     lines += reclaimable_lines(data) + [""]
@@ -86,18 +93,20 @@ def where_lines(data: dict[str, Any], width: int | None) -> list[str]:
 
 def count_lines(data: dict[str, Any], width: int | None, all_subjects: bool) -> list[str]:
     """Keep and junk by category, then by subject (the SUBJECTS_SHOWN with the most junk, unless all)."""
-    headers = ["Files", "Total", "Keep", "Junk", "Junk %"]
-    category_rows = [_count_row(row["category"], row) for row in data["by_category"]]
-    category_rows.append(_count_row("Total", data["totals"]))
-    lines = table(["Category"] + headers, category_rows, "lrrrrr", width) + [""]
+    elsewhere = data["totals"]["elsewhere_bytes"] > 0  # a clone: part of the total is not on this disk
+    headers = ["Files", "Total", *(["Elsewhere only"] if elsewhere else []), "Keep", "Junk", "Junk %"]
+    align = "l" + "r" * len(headers)
+    category_rows = [_count_row(row["category"], row, elsewhere) for row in data["by_category"]]
+    category_rows.append(_count_row("Total", data["totals"], elsewhere))
+    lines = table(["Category"] + headers, category_rows, align, width) + [""]
     subjects = [row for row in data["by_subject"] if row["subject"] is not None]
     shown = subjects
     if not all_subjects and len(subjects) > SUBJECTS_SHOWN:
         shown = sorted(sorted(subjects, key=lambda row: -row["junk_bytes"])[:SUBJECTS_SHOWN],
                        key=lambda row: row["subject"])
-    subject_rows = [_count_row(f"sub-{row['subject']}", row) for row in shown]
-    subject_rows += [_count_row("(no subject)", row) for row in data["by_subject"] if row["subject"] is None]
-    lines += table(["Subject"] + headers, subject_rows, "lrrrrr", width)
+    subject_rows = [_count_row(f"sub-{row['subject']}", row, elsewhere) for row in shown]
+    subject_rows += [_count_row("(no subject)", row, elsewhere) for row in data["by_subject"] if row["subject"] is None]
+    lines += table(["Subject"] + headers, subject_rows, align, width)
     if len(shown) < len(subjects):
         rest = [row for row in subjects if row not in shown]
         lines.append(f"... and {count(len(rest))} more subjects ({size(sum(row['bytes'] for row in rest))}, "
@@ -125,8 +134,17 @@ def reclaimable_lines(data: dict[str, Any]) -> list[str]:
     totals = data["totals"]
     junk_here = reclaimable(totals)
     lines = repository_lines(data["dataset"]["repository"], totals) if data["dataset"].get("repository") else []
-    lines.append(f"Reclaimable: {size(junk_here)} of {size(totals['bytes'])} ({share(junk_here, totals['bytes'])}) "
-                 f"in {files(totals['junk_files'])}. Nothing was changed.")
+    apart = totals["junk_elsewhere_bytes"] + totals["junk_in_git_bytes"]
+    if totals["elsewhere_bytes"] or apart:  # a repository: what is on this disk, and the junk that frees nothing
+        here = totals["bytes"] - totals["elsewhere_bytes"]
+        lines.append(f"Reclaimable: {size(junk_here)} of {size(here)} on this disk ({share(junk_here, here)}); "
+                     f"{size(totals['elsewhere_bytes'])} more is elsewhere only. Of the "
+                     f"{files(totals['junk_files'])} judged junk, {size(totals['junk_elsewhere_bytes'])} of content "
+                     f"is elsewhere only and {size(totals['junk_in_git_bytes'])} stored in git: nothing to free here. "
+                     "Nothing was changed.")
+    else:
+        lines.append(f"Reclaimable: {size(junk_here)} of {size(totals['bytes'])} ({share(junk_here, totals['bytes'])}) "
+                     f"in {files(totals['junk_files'])}. Nothing was changed.")
     if data["not_fmriprep"]:
         left = data["not_fmriprep"]
         total_files, total_bytes = sum(row["files"] for row in left), sum(row["bytes"] for row in left)
@@ -319,6 +337,11 @@ def render_audit_text(data: dict[str, Any], width: int | None = None) -> str:
         lines += [f"  {path}: {folder['path']} ({folder['found']})" for path, folder in tied]
     for study in data["nipoppy_studies"]:
         lines += [""] + nipoppy_lines(study, width)
+    if data["failed"]:  # output-shaped folders: listed here too, not only among the warnings
+        lines += ["", f"Found, not judged ({count(len(data['failed']))}; exit status 3):"]
+        lines += [f"  {path}: " + next((warning[len(path) + 2:] for warning in data["warnings"]
+                                         if warning.startswith(f"{path}: ")), "could not be read")
+                  for path in data["failed"]]
     orphans = [row for row in rows if row["orphan_of"]]
     if orphans:
         lines += ["", "Orphaned working directories (their output directory no longer exists; nothing can reuse them):"]
