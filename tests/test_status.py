@@ -292,3 +292,28 @@ def test_a_containerized_runs_working_directory_inside_the_dataset_is_its_own(tm
     assert data["dataset"]["workdirs"] == [str(out / "work")], data["warnings"]
     assert not any("left out" in warning for warning in data["warnings"])
     assert data["by_category"][0]["junk_bytes"] >= 5000  # the finished subject's cache: reclaimable
+
+
+def test_a_working_directory_left_out_inside_the_dataset_is_its_own_row_not_kept_outputs(tmp_path):
+    """A work/ inside the output whose run folders are another output's is left out, and its files were counted
+    as 4,153 kept "other outputs": its category says what it is, in the table itself, and explain says why."""
+    out = tmp_path / "ds"
+    write_description(out)
+    finish_subjects(out, ["01"])
+    theirs = tmp_path / "elsewhere"  # another dataset's run (a different run UUID, its own output directory)
+    write_description(theirs)
+    other_run = "20240101-000000_11111111-1111-4111-8111-111111111111"
+    write(out / "work" / other_run / "config.toml",
+          demo.run_config("23.2.0", other_run, "01").replace(b'"/out"', f'"{theirs}"'.encode()))
+    write(out / "work" / "fmriprep_23_2_wf" / "sub_01_wf" / "node" / "out.nii.gz", b"cache" * 1000)
+    age_run(out)
+    data = json.loads(run("report", out, "--format", "json").stdout)
+    assert data["dataset"]["workdirs"] == [] and any("left out" in warning for warning in data["warnings"])
+    rows = {row["category"]: row for row in data["by_category"]}
+    left = rows["left out: another run's working directory"]
+    assert left["files"] == 2 and left["junk_bytes"] == 0 and left["keep_bytes"] >= 5000
+    assert "other outputs" not in rows or rows["other outputs"]["bytes"] < 5000
+    text = run("report", out).stdout
+    assert "left out: another run's working directory" in text
+    explained = run("explain", out, out / "work" / "fmriprep_23_2_wf" / "sub_01_wf" / "node" / "out.nii.gz")
+    assert "KEEP" in explained.stdout and str(theirs) in explained.stdout, explained.stdout

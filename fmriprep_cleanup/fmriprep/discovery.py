@@ -146,6 +146,7 @@ class Discovery:
         self.warnings: list[str] = []
         self.found: dict[str, str] = {}  # folder -> how it was found (the working directories' as they are found)
         self.nipoppy: NipoppyStudy | None = None
+        self.left_out: dict[str, str] = {}  # working directories of other runs -> why (only_ours)
 
     def dataset(self) -> Dataset:
         if "dataset_description.json" in self.names:
@@ -187,7 +188,7 @@ class Discovery:
         workdirs = self.named_workdirs(real, key) or (only_ours(
             find_workdirs(real, self.entries, key, known) or self.nipoppy_work_folders()
             or recorded_or_beside(real, output_dir, self.notes, self.warnings, self.found, pipeline, known),
-            output_dir, real, self.warnings) if self.find_work_dir else [])
+            output_dir, real, self.warnings, self.left_out) if self.find_work_dir else [])
         return self.made(layout, version, real, freesurfer, workdirs, key, legacy=layout == "legacy")
 
     def nipoppy_work_folders(self) -> list[str]:
@@ -218,7 +219,7 @@ class Discovery:
         workdirs = self.named_workdirs(derivatives, key) or (only_ours(
             find_workdirs(real, self.entries, key)
             or recorded_or_beside(derivatives, real, self.notes, self.warnings, self.found, pipeline),
-            real, derivatives, self.warnings) if self.find_work_dir else [])
+            real, derivatives, self.warnings, self.left_out) if self.find_work_dir else [])
         freesurfer_found = freesurfer if os.path.isdir(freesurfer) and not os.path.islink(freesurfer) else None
         return self.made("legacy", version, derivatives, freesurfer_found, workdirs, key, legacy=True, container=real)
 
@@ -247,7 +248,8 @@ class Discovery:
         return Dataset(path=self.given, layout=layout, fmriprep_version=version, derivatives=derivatives,
                        freesurfer=freesurfer, workdirs=tuple(workdirs), container=container, notes=tuple(self.notes),
                        found=self.how(derivatives, freesurfer, workdirs, legacy), warnings=tuple(self.warnings),
-                       repository=repository, pipeline=key, nipoppy=self.nipoppy)
+                       repository=repository, pipeline=key, nipoppy=self.nipoppy,
+                       left_out=tuple(self.left_out.items()))
 
     def named_workdirs(self, identity: str | None, pipeline: str = "fmriprep") -> list[str]:
         return [explicit_workdir(self.work_dir, identity, self.known_roots, self.notes, pipeline)] \

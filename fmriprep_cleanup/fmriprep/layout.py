@@ -76,6 +76,7 @@ class Dataset:
     pipeline: str = "fmriprep"  # which NiPreps pipeline wrote it (a key of fmriprep.pipelines); its version is
     # fmriprep_version (named when fMRIPrep was the only one)
     nipoppy: NipoppyStudy | None = None  # the Nipoppy study it is an output of: what its trackers count
+    left_out: tuple[tuple[str, str], ...] = ()  # (folder, why): another run's working directory, never ours
 
     @property
     def pipeline_name(self) -> str:

@@ -122,6 +122,7 @@ class StatusBook:
         self.has_run_folders = dataset.fmriprep_version is not None and _major(dataset.fmriprep_version) >= 20
         self.orphan_of = dataset.orphan_of
         study = dataset.nipoppy  # what a Nipoppy study counts and keeps (read at discovery)
+        self.left_out_folders = tuple((folder.rstrip("/") + "/", why) for folder, why in dataset.left_out)
         self._tracked: dict[str, dict[str, Tracked]] = {}  # folder (in the output) -> name -> what counts it
         for tracked in study.tracked if study else ():
             folder, _, name = tracked.path.rpartition("/")
@@ -297,6 +298,10 @@ class StatusBook:
     def held_work_folder(self, root: str) -> str | None:
         """Why a Nipoppy participant-session's working folder (a scan root) is kept, if it is."""
         return self._held_work.get(root)
+
+    def left_out(self, path: str) -> str | None:
+        """Why the folder at ``path`` is in another run's working directory that discovery left out, if it is."""
+        return next((why for folder, why in self.left_out_folders if (path + "/").startswith(folder)), None)
 
     def is_evidence(self, scope: str, folder: str, name: str) -> bool:
         names = self._protected(scope, folder)

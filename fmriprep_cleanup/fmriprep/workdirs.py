@@ -169,8 +169,10 @@ def other_dataset_of(workdir: str, output_dir: str, derivatives: str) -> str | N
     return None
 
 
-def only_ours(workdirs: list[str], output_dir: str, derivatives: str, warnings: list[str]) -> list[str]:
-    """Working directories found without --work-dir, less those whose run folders belong to another dataset."""
+def only_ours(workdirs: list[str], output_dir: str, derivatives: str, warnings: list[str],
+              left_out: dict[str, str]) -> list[str]:
+    """Working directories found without --work-dir, less those whose run folders belong to another dataset
+    (into ``left_out``: folder -> why, so that files of one inside the output are not taken for outputs)."""
     kept = []
     for workdir in workdirs:
         other = other_dataset_of(workdir, output_dir, derivatives)
@@ -179,6 +181,8 @@ def only_ours(workdirs: list[str], output_dir: str, derivatives: str, warnings: 
         else:
             warnings.append(f"working directory {workdir} left out: its run folders record another output directory "
                          f"({other}); give --work-dir {workdir} to include it")
+            left_out[workdir] = (f"its run folders record another output directory ({other}): another run's "
+                                 f"working directory, left as it is (--work-dir {workdir} includes it)")
     return kept
 
 

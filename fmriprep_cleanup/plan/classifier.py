@@ -20,7 +20,7 @@ from ..rules.classify import (
     subject_of_root_file,
 )
 from ..rules.model import Rule
-from .holds import git_own, holds_git_own, owned, protected, work_folder_kept
+from .holds import git_own, holds_git_own, left_out_kept, owned, protected, work_folder_kept
 from .rows import Classified, FileRows, Row, SubjectRows, WholeFolder, decision_groups
 from .selection import Selection
 
@@ -56,6 +56,10 @@ class FolderClassifier:
         selection, scope = self.selection, folder.root.scope
         if not owned(folder):  # in -w, but not a folder fMRIPrep created
             return WholeFolder(folder, None, LEFT_ALONE) if selection.wants(None) else None
+        left_out = self.book.left_out(folder.path) if self.book.left_out_folders else None
+        if left_out is not None:  # another run's working directory inside the output
+            return WholeFolder(folder, folder_subject, left_out_kept(left_out)) \
+                if selection.wants(folder_subject) else None
         held = self.book.held_work_folder(folder.root.path) if scope == "workdir" else None
         if held is not None:  # a Nipoppy participant-session not SUCCESS: the cache of its re-run
             return WholeFolder(folder, folder_subject, work_folder_kept(held)) \

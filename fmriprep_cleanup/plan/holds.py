@@ -97,6 +97,16 @@ def work_folder_kept(why: str) -> Decision:
     return Decision("keep", NIPOPPY, "nipoppy-not-success", f"kept: {why}", "nipoppy")
 
 
+LEFT_OUT = "left out: another run's working directory"  # its files are neither this output's nor judged
+
+
+@functools.lru_cache(maxsize=64)
+def left_out_kept(why: str) -> Decision:
+    """A folder inside the output that is another run's working directory: never junk here, and never counted as
+    this run's outputs without saying so."""
+    return Decision("keep", LEFT_OUT, "left-out-workdir", f"kept: {why}", "discovery")
+
+
 class Holds:
     """Why junk of a subject (or of no subject, in a scope) must wait, if it must: a running subject's junk,
     shared junk while some subject runs, anything modified after ``cutoff``. Asked once per subject, since a
