@@ -567,7 +567,7 @@ def test_6_git_rm_refuses_a_repository_in_the_middle_of_something(tmp_path, stat
 
 @pytest.mark.parametrize("jobs", [1, 4])
 def test_7_a_folder_swapped_for_a_symlink_between_listing_and_opening_is_never_followed(tmp_path, monkeypatch, jobs):
-    import fmriprep_cleanup.basics.folders as folders
+    import fmriprep_cleanup.basics.diskwalk as folders  # the walk of the disk and the listing it calls
     from fmriprep_cleanup.basics.warnings import Warnings
     from fmriprep_cleanup.fmriprep.layout import ScanRoot
 
@@ -596,7 +596,7 @@ def test_7_a_folder_swapped_for_a_symlink_between_listing_and_opening_is_never_f
 
 
 def test_7_walk_folder_opens_each_folder_from_its_parent_and_never_through_a_swapped_link(tmp_path, monkeypatch):
-    import fmriprep_cleanup.basics.folders as folders
+    import fmriprep_cleanup.basics.diskwalk as folders
 
     top = tmp_path / "top"
     (top / "b" / "c").mkdir(parents=True)

@@ -3,7 +3,7 @@ import time
 
 from conftest import make_files, write_description
 
-from fmriprep_cleanup.basics.folders import walk
+from fmriprep_cleanup.basics.diskwalk import walk
 from fmriprep_cleanup.basics.warnings import Warnings
 from fmriprep_cleanup.fmriprep.discovery import discover
 from fmriprep_cleanup.fmriprep.layout import ScanRoot
@@ -100,7 +100,7 @@ def test_concurrent_walk_overlaps_slow_listings_and_keeps_the_order(tmp_path, mo
     import threading
     import time
 
-    import fmriprep_cleanup.basics.folders as scan
+    import fmriprep_cleanup.basics.diskwalk as scan
 
     make_files(tmp_path / "out", [f"sub-{s:02d}/{kind}/f{n}.nii.gz" for s in range(8) for kind in ("anat", "func") for n in range(3)])
     real_list = scan.list_directory
@@ -187,3 +187,43 @@ def test_a_glob_that_picks_subjects_by_wildcard_or_class_is_not_reused_across_la
         rows = list(build_plan(discover(out, find_work_dir=False), load_rulesets(["/data/mine.yaml"])))
         assert {row.subject for row in rows if row.action == "junk"} == junk_labels, glob
         assert sum(row.action == "junk" for row in rows) == 2 * len(junk_labels)
+
+
+def _walked(roots, jobs, skip=None, exclude=frozenset()):
+    return [(folder.path, folder.names, [(entry.size, entry.is_link) for entry in folder.files])
+            for folder in walk(roots, Warnings(), skip, exclude, jobs)]
+
+
+def test_a_threaded_walk_lists_ahead_and_yields_exactly_the_single_threaded_walk(tmp_path):
+    """With --jobs, workers list each folder's subfolders as soon as it is listed (a budget ahead) and share a
+    large folder's lstats: the folders, their files, sizes, links and order are the one walk's; folders the
+    walk prunes (skip_dir, exclude) are let go; no handle is left open, done or stopped midway."""
+    root = tmp_path / "root"
+    make_files(root, {f"sub-{s:02d}/{kind}/n{n}/{m}.nii.gz": s * 100 + n + m for s in range(6)
+                      for kind in ("anat", "func") for n in range(4) for m in range(3)})
+    make_files(root, {f"big/f{number:03d}.txt": number for number in range(100)})  # more than one stat chunk
+    os.symlink("f001.txt", root / "big" / "link")
+    roots = [ScanRoot("derivatives", str(root))]
+
+    def open_now():
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_now()
+    one = _walked(roots, 1)
+    assert _walked(roots, 4) == one and _walked(roots, 2) == one
+    assert open_now() == before
+
+    def skip(_root, relpath, name):
+        return name == "func" or name == "sub-03"
+
+    exclude = frozenset({str(root / "sub-01" / "anat")})
+    pruned = _walked(roots, 1, skip, exclude)
+    assert _walked(roots, 4, skip, exclude) == pruned and len(pruned) < len(one)
+    assert not any("/func" in path or "sub-03" in path or path.startswith(str(root / "sub-01" / "anat"))
+                   for path, *_ in pruned)
+    assert open_now() == before
+    walked = walk(roots, Warnings(), jobs=4)
+    for _ in range(7):
+        next(walked)
+    walked.close()
+    assert open_now() == before

@@ -292,6 +292,7 @@ def seventeen_subjects(tmp_path, monkeypatch):
     warnings hard: a running subject (junk held back), one without a report, a broken run config (an evidence
     warning), hard-linked junk, files of no subject at the top and in the working directory, and two folders the
     scan cannot read (in subjects of different processes)."""
+    import fmriprep_cleanup.basics.diskwalk as walking
     import fmriprep_cleanup.basics.folders as folders
 
     out = tmp_path / "ds"
@@ -304,13 +305,13 @@ def seventeen_subjects(tmp_path, monkeypatch):
     broken.write_text("[execution\n")
     os.utime(broken, (LONG_AGO, LONG_AGO))
     os.link(out / "work/fmriprep_23_2_wf/sub_05_wf/n1/out.nii.gz", out / "work/fmriprep_23_2_wf/sub_06_wf/n2/twin.nii.gz")
-    real = folders.list_directory
+    real = walking.list_directory
 
     def listing_with_problems(path, *more, **options):  # in this tree and in copies of it
         unreadable = path.endswith(("/work/fmriprep_23_2_wf/sub_02_wf/n2", "/sub-07/anat"))
         return folders._no_listing("Permission denied") if unreadable else real(path, *more, **options)
 
-    monkeypatch.setattr(folders, "list_directory", listing_with_problems)
+    monkeypatch.setattr(walking, "list_directory", listing_with_problems)
     return out
 
 

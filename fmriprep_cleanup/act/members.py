@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
+from ..basics.diskwalk import walk_folder
 from ..basics.errors import CleanupError
-from ..basics.folders import walk_folder
 from ..basics.hashing import sha256_of_fd, sha256_of_link, sha256_of_stream
 from .manifest import ManifestEntry, load_manifest
 from .recovery import ReusableArchive

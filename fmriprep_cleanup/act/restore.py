@@ -35,8 +35,8 @@ from typing import IO
 from ..basics import gitcall
 from ..basics.annex import key_of
 from ..basics.annexcall import reinject_stream
+from ..basics.diskwalk import walk_folder
 from ..basics.errors import CleanupError
-from ..basics.folders import walk_folder
 from ..basics.handles import open_folder_nofollow
 from ..basics.hashing import HashingReader, sha256_of_fd, sha256_of_link
 from ..basics.repository import find_repository

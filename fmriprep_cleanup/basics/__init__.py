@@ -15,6 +15,6 @@ __getattr__, __dir__ = lazy_face(__name__, {
     "HashingReader": "hashing", "sha256_of_fd": "hashing", "sha256_of_link": "hashing", "sha256_of_stream": "hashing",
     "below": "paths", "inside": "paths",
     "parse_duration": "units", "parse_size": "units",
-    "Directory": "folders", "Entry": "folders", "walk": "folders", "walk_folder": "folders", "list_folder": "folders",
+    "Directory": "folders", "Entry": "folders", "walk": "diskwalk", "walk_folder": "diskwalk", "list_folder": "folders",
     "Warnings": "warnings", "Journal": "journal_writer", "filesystem_type": "mounts", "on_network": "mounts",
 })

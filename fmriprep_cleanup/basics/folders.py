@@ -35,6 +35,7 @@ RootT = TypeVar("RootT", bound=HasPath)
 
 BY_NAME = operator.attrgetter("name")
 FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+STAT_CHUNK = 16  # a large folder's lstats, this many to a thread at once, in a threaded walk (basics/diskwalk.py)
 TOP_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC  # a folder the caller named, taken as given
 
 
@@ -165,7 +166,7 @@ def _no_listing(problem: str) -> Listing:
 
 
 def list_directory(path: str, parent: int | None = None, name: str = "", keep_open: bool = False,
-                   flags: int = FOLDER_FLAGS) -> Listing:
+                   flags: int = FOLDER_FLAGS, stat_pool: ThreadPoolExecutor | None = None) -> Listing:
     """One folder: its non-directory entries (lstat-ed), its subfolder names, or why it could not be read.
     ``parent``: the open folder it is ``name`` in, to open it from (openat, as du does: its path is not resolved
     again from the top; 7% of a walk of the standard benchmark tree). ``keep_open``: a folder with subfolders is
@@ -185,7 +186,7 @@ def list_directory(path: str, parent: int | None = None, name: str = "", keep_op
             return _no_listing("no longer a folder (a symlink or a file now): not followed")
         return _no_listing(_os_error(exc))
     try:
-        listing = _list_open_directory(handle, path, keep_open)
+        listing = _list_open_directory(handle, path, keep_open, stat_pool)
     except BaseException:
         os.close(handle)
         raise
@@ -194,13 +195,35 @@ def list_directory(path: str, parent: int | None = None, name: str = "", keep_op
     return listing
 
 
-def _list_open_directory(handle: int, path: str, keep_open: bool = False) -> Listing:
-    """The loop every file of a scan goes through: kept to a name, an lstat and two appends."""
+def _list_open_directory(handle: int, path: str, keep_open: bool = False,
+                         stat_pool: ThreadPoolExecutor | None = None) -> Listing:
+    """The loop every file of a scan goes through: kept to a name, an lstat and two appends. ``stat_pool``: a
+    large folder's lstats are made by these threads, a chunk each, at once (on a network file system each is a
+    round trip; the order and the result are the same)."""
     try:
         with os.scandir(handle) as iterator:
             entries = sorted(iterator, key=BY_NAME)
     except OSError as exc:
         return _no_listing(_os_error(exc))
+    if stat_pool is not None and len(entries) > STAT_CHUNK:
+        chunks = [entries[at:at + STAT_CHUNK] for at in range(0, len(entries), STAT_CHUNK)]
+        done = list(stat_pool.map(lambda chunk: _stat_entries(handle, path, chunk), chunks))
+        names, stats, links, subdirs, problems = done[0]
+        for more in done[1:]:
+            links.update({index + len(names): entry for index, entry in more[2].items()})
+            names += more[0]
+            stats += more[1]
+            subdirs += more[3]
+            problems += more[4]
+    else:
+        names, stats, links, subdirs, problems = _stat_entries(handle, path, entries)
+    return Listing(names, stats, links, subdirs, "\n".join(problems) if problems else None,
+                   handle if keep_open and subdirs else None)
+
+
+def _stat_entries(handle: int, path: str, entries: list[os.DirEntry]) -> tuple[
+        list[str], list[os.stat_result], dict[int, Entry], list[str], list[str]]:
+    """Names, lstat results, link entries (by index), subfolders and problems of some entries of a folder."""
     names: list[str] = []
     stats: list[os.stat_result] = []
     links: dict[int, Entry] = {}
@@ -221,8 +244,7 @@ def _list_open_directory(handle: int, path: str, keep_open: bool = False) -> Lis
             links[len(names)] = _link_entry(handle, entry.name, st)
         names.append(entry.name)
         stats.append(st)
-    return Listing(names, stats, links, subdirs, "\n".join(problems) if problems else None,
-                   handle if keep_open and subdirs else None)
+    return names, stats, links, subdirs, problems
 
 
 def _link_entry(handle: int, name: str, st: os.stat_result) -> Entry:
@@ -341,99 +363,6 @@ def _said(visit: Visit[Any], listing: Listing, warnings: Warnings) -> str | None
     for line in problem.split("\n"):
         warnings.add(line)
     return problem
-
-
-class DiskFolders(FolderSource):
-    """Listings from the disk: each folder opened from its parent's handle (no path resolved again, no symlink
-    followed), a top folder with ``top_flags``. With ``jobs`` > 1 the folders next in line are listed ahead by
-    worker threads (scandir and lstat release the GIL: on a network file system many listings wait at once);
-    what is yielded stays the same."""
-
-    def __init__(self, jobs: int = 1, top_flags: int = FOLDER_FLAGS) -> None:
-        self.top_flags = top_flags
-        self.pool: ThreadPoolExecutor | None = None
-        if jobs > 1:
-            from concurrent.futures import ThreadPoolExecutor  # only a threaded walk pays for it (and logging)
-
-            self.pool = ThreadPoolExecutor(max_workers=jobs)
-        self.window = jobs * 4
-        self.held: set[int] = set()  # the handles open now, closed whatever happens
-        self.ahead: set[Future[Listing]] = set()  # listings asked of the workers and not yet taken
-
-    def listing(self, visit: Visit[Any]) -> Listing:
-        parent = visit.parent
-        if visit.ahead is not None:
-            self.ahead.discard(visit.ahead)
-            listing = visit.ahead.result()
-        elif parent is None:
-            listing = list_directory(visit.path, keep_open=True, flags=self.top_flags)
-        else:
-            listing = list_directory(visit.path, parent.fd, visit.name, keep_open=True)
-        if parent is not None:
-            parent.children -= 1
-            if not parent.children:
-                self._release(parent.fd)
-        if listing.handle is not None:
-            self.held.add(listing.handle)
-        return listing
-
-    def entered(self, visit: Visit[Any], listing: Listing, children: list[Visit[Any]]) -> None:
-        """Keep the folder open for the subfolders still to be opened from it, or close it."""
-        if listing.handle is None:
-            return
-        if not children:
-            self._release(listing.handle)
-            return
-        held = Held(listing.handle)
-        held.children = len(children)
-        for child in children:
-            child.parent = held
-
-    def waiting(self, stack: list[Visit[Any]]) -> None:
-        """List the folders next in line ahead, from their parents' handles (held open for them)."""
-        if self.pool is None:
-            return
-        for visit in stack[-self.window:]:
-            if visit.ahead is None and visit.parent is not None:
-                visit.ahead = self.pool.submit(list_directory, visit.path, visit.parent.fd, visit.name, True)
-                self.ahead.add(visit.ahead)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-        for future in self.ahead:  # listed ahead and never taken: their handles too
-            if future.done() and not future.cancelled() and future.exception() is None:
-                handle = future.result().handle
-                if handle is not None:
-                    os.close(handle)
-        for fd in self.held:
-            os.close(fd)
-        self.held.clear()
-
-    def _release(self, fd: int) -> None:
-        self.held.discard(fd)
-        os.close(fd)
-
-
-def walk(roots: list[RootT], warnings: Warnings, skip_dir: Callable[[RootT, str, str], bool] | None = None,
-         exclude: frozenset[str] = frozenset(), jobs: int = 1) -> Iterator[Directory[RootT]]:
-    """Every folder below ``roots`` from the disk, with its non-directory entries (see ``traverse``); ``jobs``:
-    folders listed at once."""
-    return traverse(roots, DiskFolders(jobs), warnings, skip_dir, exclude)
-
-
-class FolderRoot(NamedTuple):
-    path: str
-
-
-def walk_folder(path: str) -> Iterator[Directory[FolderRoot]]:
-    """Every folder below ``path`` (itself first, taken as given: it may be a link to a folder), depth first;
-    a folder that does not exist has nothing to say (absent evidence is evidence, unreadable is not)."""
-    warnings = Warnings()
-    for folder in traverse([FolderRoot(path)], DiskFolders(top_flags=TOP_FLAGS), warnings):
-        if folder.problem == f"cannot read {path}: no such directory":
-            folder.problem = None
-        yield folder
 
 
 def list_folder(path: str) -> tuple[list[os.DirEntry], str | None]:

@@ -180,7 +180,7 @@ class ScanList:
 
     def walk(self, roots: list[Any], warnings: Warnings, skip_dir: Callable[[Any, str, str], bool] | None = None,
              exclude: frozenset[str] = frozenset(), jobs: int = 1) -> Iterator[Directory]:
-        """The folders below ``roots`` as basics.folders.walk yields them (the same traversal: depth first, names
+        """The folders below ``roots`` as basics.diskwalk.walk yields them (the same traversal: depth first, names
         sorted, nested roots taking over), from the list instead of the disk."""
         self.links_read = 0
         yield from traverse(roots, ListedFolders(self), warnings, skip_dir, exclude)

@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
 from ..basics.annex import key_of
+from ..basics.diskwalk import walk_folder
 from ..basics.errors import CleanupError
-from ..basics.folders import list_folder, walk_folder
+from ..basics.folders import list_folder
 from ..basics.guarded import read_bytes
 from ..basics.paths import below
 from ..basics.repository import GitRepo, GitState

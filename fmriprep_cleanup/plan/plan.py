@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..basics.annex import ELSEWHERE, key_size
+from ..basics.diskwalk import walk
 from ..basics.errors import CleanupError
-from ..basics.folders import Directory, Entry, walk
+from ..basics.folders import Directory, Entry
 from ..basics.repository import GIT_NAMES, GitState, annexed_files, git_state
 from ..basics.scanlist import ScanList
 from ..basics.warnings import Warnings
@@ -78,7 +79,7 @@ class Plan:
     selection: Selection = field(default_factory=Selection)
     now: float = field(default_factory=time.time)
     state_dir: str | None = None  # never scanned; the dataset's own state directory by default
-    jobs: int = 1  # folders listed at once (threads, for network file systems); see basics.folders.walk
+    jobs: int = 1  # folders listed at once (threads, for network file systems); see basics.diskwalk.walk
     processes: int = 1  # local processes that scan it, each a share of the subjects (see ops.shards)
     min_age: float = DEFAULT_MIN_AGE  # activity this recent means a subject is still running
     stale_after: float | None = None  # a cache idle this long is stale; None: the rule set's, else 30 days
