@@ -129,6 +129,9 @@ def test_a_legacy_output_without_freesurfer_beside_it_is_told_by_its_folder_and_
     audited = cli("audit", clone, "--format", "json")
     assert audited.exit_code == 0, audited.output
     assert [row["path"] for row in json.loads(audited.stdout)["datasets"]] == [str(clone / "fmriprep")]
+    before = status_porcelain(clone), status_porcelain(clone / "fmriprep")
+    assert cli("clean", clone / "fmriprep", "--mode", "delete", "--yes").exit_code == 0
+    assert (status_porcelain(clone), status_porcelain(clone / "fmriprep")) == before
 
 
 def test_a_21_0_output_without_logs_is_told_by_its_file_names(tmp_path):
