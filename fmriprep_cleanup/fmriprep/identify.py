@@ -65,11 +65,12 @@ def identify(folder: str, description: str) -> tuple[Pipeline, str | None, str]:
 def _evidence(folder: str, description: str) -> list[Evidence]:
     found = []
     key = (key_of(os.readlink(description)) or "").lower()
-    names = _file_names(folder)
+    entries = listing(folder)  # listed once: the subjects' folders and reports every kind of evidence looks at
+    names = _file_names(folder, entries)
     for pipeline in pipelines():
         if pipeline.key in key.replace("-", "_") or pipeline.name.lower() in key:
             found.append(Evidence(pipeline, "its dataset_description.json's git-annex key", NAMES_TEXT))
-        if pipeline.run_config and _names_run_config(folder, pipeline.run_config):
+        if pipeline.run_config and _names_run_config(entries, pipeline.run_config):
             found.append(Evidence(pipeline, f"its subjects' {pipeline.run_config}", NAMES_TEXT))
         if pipeline.output_folder and os.path.basename(folder) == pipeline.output_folder and \
                 os.path.isdir(os.path.join(os.path.dirname(folder), "freesurfer")):
@@ -81,7 +82,7 @@ def _evidence(folder: str, description: str) -> list[Evidence]:
             if match is not None:
                 found.append(Evidence(pipeline, f"its file names ({match}: {glob.rsplit('/', 1)[-1]}, written by "
                                                 f"{versions})", FILE_NAMES))
-    return found + _texts(folder)
+    return found + _texts(folder, entries)
 
 
 def names_pipeline(name: str, pipeline: Pipeline) -> bool:
@@ -91,9 +92,10 @@ def names_pipeline(name: str, pipeline: Pipeline) -> bool:
                for spelling in spellings if spelling)
 
 
-def _names_run_config(folder: str, run_config: str) -> bool:
-    """Whether some sub-*/log/<run>/ folder holds ``run_config`` (annexed or not: its name is enough)."""
-    for entry in listing(folder):
+def _names_run_config(entries: list[os.DirEntry], run_config: str) -> bool:
+    """Whether some sub-*/log/<run>/ folder of the output (its ``entries``) holds ``run_config`` (annexed or not:
+    its name is enough)."""
+    for entry in entries:
         if entry.name.startswith("sub-") and entry.is_dir(follow_symlinks=False):
             for run in listing(os.path.join(entry.path, "log")):
                 if RUN_UUID.match(run.name) and os.path.lexists(os.path.join(run.path, run_config)):
@@ -101,11 +103,11 @@ def _names_run_config(folder: str, run_config: str) -> bool:
     return False
 
 
-def _file_names(folder: str) -> list[str]:
+def _file_names(folder: str, entries: list[os.DirEntry]) -> list[str]:
     """The paths (relative to ``folder``) of the files of its first few subjects, three folders deep at most:
     sub-01/ses-1/func/<file>. Names only: nothing is read or fetched."""
-    subjects = sorted(entry for entry in (entry.name for entry in listing(folder)
-                                          if entry.name.startswith("sub-") and entry.is_dir(follow_symlinks=False)))
+    subjects = sorted(entry.name for entry in entries
+                      if entry.name.startswith("sub-") and entry.is_dir(follow_symlinks=False))
     names, stack = [], [(subject, 1) for subject in subjects[:SUBJECTS_LOOKED_AT]]
     while stack:
         relpath, depth = stack.pop()
@@ -118,11 +120,11 @@ def _file_names(folder: str) -> list[str]:
     return sorted(names)
 
 
-def _texts(folder: str) -> list[Evidence]:
+def _texts(folder: str, entries: list[os.DirEntry]) -> list[Evidence]:
     """Each text here (its content on this disk: stored in git, or fetched) that names a pipeline with its
     version: the citation, else the first subject's report. The first pipeline a text names is the one that
     wrote it (XCP-D's citation names fMRIPrep after itself)."""
-    reports = sorted(entry.name for entry in listing(folder) if entry.name.startswith("sub-")
+    reports = sorted(entry.name for entry in entries if entry.name.startswith("sub-")
                      and entry.name.endswith(".html"))
     names = "|".join(re.escape(name) for pipeline in pipelines() for name in {pipeline.name, *pipeline.generated_by})
     for relpath in (*TEXTS, *reports[:1]):

@@ -215,21 +215,18 @@ def _check_summary(summary: Any) -> None:
                     or not isinstance(row[1], str):
                 raise _Broken(f"summary.{name}")
             _count(row[2], f"summary.{name}")
-    left = summary.get("left_alone")
-    if not isinstance(left, dict):
-        raise _Broken("summary.left_alone")
-    for counts in left.values():
-        if not isinstance(counts, list) or len(counts) != 2:
-            raise _Broken("summary.left_alone")
-        _count(counts[0], "summary.left_alone")
-        _count(counts[1], "summary.left_alone")
-    roots = summary.get("by_root")
-    if not isinstance(roots, dict):
-        raise _Broken("summary.by_root")
-    for counts in roots.values():
-        if not isinstance(counts, list) or len(counts) != 3:
-            raise _Broken("summary.by_root")
-        for value in counts:
-            _count(value, "summary.by_root")
+    _counts_by_path(summary.get("left_alone"), "summary.left_alone", 2)  # [files, bytes]
+    _counts_by_path(summary.get("by_root"), "summary.by_root", 3)  # [files, bytes, bytes freed]
+
+
+def _counts_by_path(value: Any, where: str, length: int) -> None:
+    """A mapping of paths to lists of ``length`` counts, as Summary.as_json writes them."""
+    if not isinstance(value, dict):
+        raise _Broken(where)
+    for counts in value.values():
+        if not isinstance(counts, list) or len(counts) != length:
+            raise _Broken(where)
+        for count in counts:
+            _count(count, where)
 
 
