@@ -1,6 +1,7 @@
 import os
 import time
 
+import pytest
 from conftest import make_files, write_description
 
 from fmriprep_cleanup.basics.diskwalk import walk
@@ -227,3 +228,55 @@ def test_a_threaded_walk_lists_ahead_and_yields_exactly_the_single_threaded_walk
         next(walked)
     walked.close()
     assert open_now() == before
+
+
+def test_workers_list_the_folders_the_walk_reaches_next_first(tmp_path, monkeypatch):
+    """Issue 47: first-in-first-out workers listed every subject's folders breadth first; those listings held
+    the budget of folders listed ahead until the depth-first walk reached them, and on an sshfs mount most of
+    the time nothing was in flight. Workers now take the waiting folder earliest in the walk's order."""
+    import threading
+    import time
+
+    import fmriprep_cleanup.basics.diskwalk as scan
+
+    make_files(tmp_path / "out", [f"sub-{s:02d}/{kind}/f.nii.gz" for s in range(8) for kind in ("anat", "func")])
+    real_list = scan.list_directory
+    started: list[str] = []
+    lock = threading.Lock()
+
+    def slow_list(path, *more, **options):
+        with lock:
+            started.append(os.path.relpath(path, tmp_path / "out"))
+        time.sleep(0.02)
+        return real_list(path, *more, **options)
+
+    monkeypatch.setattr(scan, "list_directory", slow_list)
+    roots = [ScanRoot("derivatives", str(tmp_path / "out"))]
+    assert len(list(walk(roots, Warnings(), jobs=2))) == 25
+    assert started.index("sub-00/anat") < started.index("sub-05")
+
+
+def test_ordered_pool_runs_the_smallest_key_first_and_cancels_the_rest_on_shutdown():
+    import threading
+
+    from fmriprep_cleanup.basics.orderedpool import OrderedPool
+
+    pool = OrderedPool(1)
+    gate, ran = threading.Event(), []
+    first = pool.submit(["z"], gate.wait)  # holds the one worker while the others wait
+    later = [pool.submit(key.split("/"), lambda key=key: ran.append(key)) for key in ("b/c", "a", "b", "c")]
+    failing = pool.submit(["d"], lambda: 1 / 0)
+    gate.set()
+    for future in later:
+        future.result(timeout=5)
+    assert first.result(timeout=5) is True and ran == ["a", "b", "b/c", "c"]
+    assert isinstance(failing.exception(timeout=5), ZeroDivisionError)
+    pool = OrderedPool(1)
+    gate.clear()
+    pool.submit(["a"], gate.wait)
+    waiting = pool.submit(["b"], lambda: None)
+    threading.Timer(0.1, gate.set).start()
+    pool.shutdown()
+    assert waiting.cancelled()
+    with pytest.raises(RuntimeError):
+        pool.submit(["c"], lambda: None)

@@ -26,6 +26,8 @@ from .warnings import Warnings
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
+    from .orderedpool import OrderedPool
+
 # A threaded walk (network file systems): measured on an sshfs mount of the 100k-file benchmark tree
 # (benchmarks/network.py; more threads, a larger budget or smaller chunks were not faster on 2 cores shared
 # with sshd and sshfs). folders.STAT_CHUNK: a large folder's lstats, this many to a thread at once.
@@ -43,12 +45,14 @@ class DiskFolders(FolderSource):
 
     def __init__(self, jobs: int = 1, top_flags: int = FOLDER_FLAGS) -> None:
         self.top_flags = top_flags
-        self.pool: ThreadPoolExecutor | None = None
+        self.pool: OrderedPool | None = None
         self.stat_pool: ThreadPoolExecutor | None = None
         if jobs > 1:
             from concurrent.futures import ThreadPoolExecutor  # only a threaded walk pays for it (and logging)
 
-            self.pool = ThreadPoolExecutor(max_workers=jobs)
+            from .orderedpool import OrderedPool
+
+            self.pool = OrderedPool(jobs)
             self.stat_pool = ThreadPoolExecutor(max_workers=STAT_THREADS_PER_JOB * jobs)
         self.budget = min(jobs * AHEAD_PER_JOB, _handles_to_spare())
         self.held: set[int] = set()  # the handles open now, closed whatever happens
@@ -113,7 +117,7 @@ class DiskFolders(FolderSource):
                     continue
                 fd = os.dup(handle)
                 try:
-                    future = self.pool.submit(self._list_ahead, path, fd, name)
+                    future = self.pool.submit(path.split("/"), functools.partial(self._list_ahead, path, fd, name))
                 except RuntimeError:  # shut down meanwhile
                     os.close(fd)
                     return
@@ -149,7 +153,7 @@ class DiskFolders(FolderSource):
         with self.lock:
             self.closing = True
         if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool.shutdown()
         if self.stat_pool is not None:
             self.stat_pool.shutdown(wait=True)
         for future, fd in self.ahead.values():  # listed ahead and never taken: their handles too
