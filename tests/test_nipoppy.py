@@ -242,3 +242,28 @@ def test_an_audit_partial_with_a_planted_study_or_root_count_is_refused_in_one_l
     (tmp_path / "r.json").write_text(json.dumps(data))
     refused = cli("merge", tmp_path / "r.json")
     assert refused.exit_code == 2 and "summary.by_root" in refused.output, refused.output
+
+
+@pytest.mark.integration
+def test_rewriting_a_tar_without_its_junk_leaves_nipoppys_view_as_it_was(tmp_path):
+    """Issue 48: the members of sub-01's --tar archive are read from its headers; a rule that would junk every
+    anatomical output takes out only what no tracker counts, and `nipoppy track-processing` says what it said."""
+    study, output = make_study(tmp_path, tarred=True)
+    before = statuses(study)
+    archive = output / "sub-01" / "ses-BL.tar"
+    with tarfile.open(archive) as opened:
+        names = set(opened.getnames())
+    junk_anat = ["--junk", "**/anat/**"]
+    explained = cli("explain", archive, "ses-BL/anat/sub-01_ses-BL_desc-preproc_T1w.nii.gz", "--format", "json",
+                    *junk_anat)
+    assert explained.exit_code == 0, explained.output
+    row = json.loads(explained.stdout)
+    row = row[0] if isinstance(row, list) else row
+    assert row["action"] == "keep" and row["why"].startswith("kept: Nipoppy tracker"), row
+    result = cli("clean", archive, "--mode", "delete", "--yes", "--format", "json", "--allow-output-loss", *junk_anat)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["files"] == 1, result.stdout  # the MNI-space T1w: junk, counted by no tracker
+    with tarfile.open(archive) as opened:
+        after = set(opened.getnames())
+    assert names - after == {"ses-BL/anat/sub-01_ses-BL_space-MNI152NLin6Asym_desc-preproc_T1w.nii.gz"}
+    assert statuses(study) == before

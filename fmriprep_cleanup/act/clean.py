@@ -23,6 +23,7 @@ from .. import __version__
 from ..basics.annex import PRESENT
 from ..basics.annexcall import NOT_INSTALLED, ONLY_COPY, only_copies
 from ..basics.annexcall import available as annex_available
+from ..basics.archivetree import ArchiveTree
 from ..basics.errors import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, CleanupError
 from ..basics.gitcall import check_trusted
 from ..basics.gitcommit import commit_removals, not_ready_to_commit
@@ -37,6 +38,7 @@ from .delete import delete
 from .lock import FolderLock, RunLock
 from .recipes import write_recipes
 from .recovery import Recovery, recover
+from .rewrite import rewrite
 from .safefs import refuse_unsafe_roots
 from .threads import RunStopped, Stop
 from .worklist import ActProgress, Outcome, Worklist, build_worklist
@@ -153,7 +155,8 @@ def clean(plan: Plan, options: CleanOptions, *, confirm: Callable[[Outcome, int]
         return clean_result(plan, started, outcome, notes, nothing_to_do=not worklist.files)
     options = dataclasses.replace(options, archive_dir=refuse_before_acting(plan, options))
     state = plan.state_dir or plan.dataset.state_dir
-    with RunLock(state, shard, dataset=plan.dataset.identity), ExitStack() as archive_folder:
+    in_archive = isinstance(plan.scan_list, ArchiveTree)  # no folder to lock: its state folder's lock serves
+    with RunLock(state, shard, dataset=None if in_archive else plan.dataset.identity), ExitStack() as archive_folder:
         if options.mode == Mode.ARCHIVE and options.archive_dir:  # shared: runs may archive side by side
             os.makedirs(options.archive_dir, exist_ok=True)
             archive_folder.enter_context(FolderLock(options.archive_dir, shared=True, what="this archive folder"))
@@ -189,6 +192,9 @@ def refuse_before_acting(plan: Plan, options: CleanOptions) -> str | None:
     at_risk = plan.outputs_at_risk()
     if at_risk and not options.allow_output_loss:
         raise CleanupError(f"{at_risk[0]}; nothing was changed")
+    if isinstance(plan.scan_list, ArchiveTree) and options.mode == Mode.ARCHIVE:
+        raise CleanupError(f"{plan.dataset.path}: --mode archive of members kept in a zip or tar file is not "
+                           "built yet (--mode delete rewrites it without them); nothing was changed")
     archive_dir = check_archive_dir(options.archive_dir, plan) if options.mode == Mode.ARCHIVE else options.archive_dir
     refuse_unsafe_roots([root.path for root in plan.dataset.scan_roots])
     return archive_dir
@@ -252,6 +258,8 @@ def _archive(plan: Plan, options: CleanOptions, worklist: Worklist, journal: Jou
 
 def _delete(plan: Plan, options: CleanOptions, worklist: Worklist, journal: Journal, stop: Stop,
             recovery: Recovery) -> tuple[Outcome, list[str]]:
+    if isinstance(plan.scan_list, ArchiveTree):  # junk members: the zip or tar file written anew without them
+        return rewrite(worklist, plan.scan_list, journal, stop), []
     return delete(worklist, plan.dataset, journal, stop, options.force_drop), []
 
 

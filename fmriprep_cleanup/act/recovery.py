@@ -32,6 +32,7 @@ from ..basics.journals import (
 from ..basics.ownstate import record_end
 from ..basics.paths import inside
 from .manifest import MANIFEST_SUFFIX, RUN_ID, load_run_info, our_archive_name
+from .rewrite import remove_leftovers
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ def recover_run(records: list[dict[str, Any]], journal: Journal, archive_dir: st
         journal.batch_end(batch if isinstance(batch, int) else 0, gone, [], [], archive, recovers=run)
         recovery.recovered_files += len(gone)
         replayed.removed(gone)
+    remove_leftovers(records, journal)
     run_folder = _own_run_folder(start, run)
     if run_folder is not None:
         _tidy_begun(replayed, run_folder, journal, recovery)

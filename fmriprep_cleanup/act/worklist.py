@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..basics.annex import ANNEXED, ELSEWHERE, IN_GIT, link_key
+from ..basics.archivetree import ArchiveTree
 from ..plan import shares
 from ..plan.plan import Plan
 from ..plan.rows import PlannedFile
@@ -126,7 +127,7 @@ class Outcome:
         with self._lock:
             self.failed.setdefault(reason, Tally()).add(planned.size)
             self._advance("removing", planned.size)
-            if len(self.failure_messages) < MAX_FAILURE_MESSAGES:
+            if message and len(self.failure_messages) < MAX_FAILURE_MESSAGES:  # "": said with another file
                 self.failure_messages.append(message)
 
     def as_dict(self) -> dict:
@@ -225,7 +226,7 @@ def build_worklist(plan: Plan, mode: str, progress: Callable[[int, int], None] |
                 (in_git.append(planned) if git_rm else outcome.leave(planned, LEFT_IN_GIT))
                 git_left += not git_rm
                 continue
-            if plan.scan_list is not None:
+            if plan.scan_list is not None and not isinstance(plan.scan_list, ArchiveTree):  # members: re-read whole
                 fresh = as_on_disk(planned)
                 if isinstance(fresh, str):
                     outcome.skip(planned, fresh)

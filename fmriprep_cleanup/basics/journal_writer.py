@@ -49,6 +49,9 @@ from .journals import (
     REMOVED,
     REMOVED_DIRS,
     REMOVING,
+    REWRITE_BEGIN,
+    REWRITE_DONE,
+    REWRITE_FAILED,
     RUN_END,
     RUN_START,
     SKIPPED,
@@ -154,6 +157,16 @@ class Journal:
 
     def archive_reused(self, archive: str, files: int) -> None:
         self._write(ARCHIVE_REUSED, archive=archive, files=files)
+
+    def rewrite_begin(self, archive: str, temporary: str, members: list[str]) -> None:
+        """A zip or tar file about to be written anew at ``temporary`` without ``members``."""
+        self._write(REWRITE_BEGIN, archive=archive, temporary=temporary, members=members)
+
+    def rewrite_done(self, archive: str, members: list[str], freed: int) -> None:
+        self._write(REWRITE_DONE, archive=archive, members=members, freed=freed)
+
+    def rewrite_failed(self, archive: str, error: str) -> None:
+        self._write(REWRITE_FAILED, archive=archive, error=error)
 
     def skipped(self, path: str, reason: str) -> None:
         self._write(SKIPPED, path=path, reason=reason)

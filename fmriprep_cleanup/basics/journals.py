@@ -36,6 +36,8 @@ REMOVING, REMOVED, REMOVED_DIRS = "removing", "removed", "removed-dirs"
 ARCHIVE_BEGIN, ARCHIVE_VERIFIED, ARCHIVE_FAILED, ARCHIVE_REUSED = (
     "archive-begin", "archive-verified", "archive-failed", "archive-reused")
 SKIPPED, RECOVERED = "skipped", "recovered"
+REWRITE_BEGIN, REWRITE_DONE, REWRITE_FAILED = "rewrite-begin", "rewrite-done", "rewrite-failed"  # a zip or tar
+# file rewritten without its junk members (act/rewrite.py)
 
 
 def open_state_folder(state_dir: str, create: bool = True) -> int:
@@ -87,6 +89,7 @@ REQUIRED_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     REMOVED: {"batch": int, "removed": (list, str)},
     ARCHIVE_BEGIN: {"archive": str, "temporary": str, "manifest": str},
     ARCHIVE_VERIFIED: {"archive": str, "manifest": str},
+    REWRITE_BEGIN: {"archive": str, "temporary": str, "members": list},
 }
 MAX_LINE = 64 << 20  # a journal line longer than this is not one we wrote
 NOT_SEALED = "not sealed with your key"

@@ -77,6 +77,7 @@ class Dataset:
     # fmriprep_version (named when fMRIPrep was the only one)
     nipoppy: NipoppyStudy | None = None  # the Nipoppy study it is an output of: what its trackers count
     left_out: tuple[tuple[str, str], ...] = ()  # (folder, why): another run's working directory, never ours
+    state_base: str | None = None  # where its state folder is made, when not in it (an archive: beside it)
 
     @property
     def pipeline_name(self) -> str:
@@ -127,7 +128,7 @@ class Dataset:
     @property
     def state_dir(self) -> str:
         """Where the lock and journal live by default: keyed on the identity, so OUT and OUT/fmriprep share it."""
-        return state_dir_for(self.identity)
+        return state_dir_for(self.identity, self.state_base)
 
 
 def state_dir_for(identity: str, base: str | None = None) -> str:

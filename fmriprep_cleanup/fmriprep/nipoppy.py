@@ -20,7 +20,7 @@ import io
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..basics.errors import CleanupError
@@ -115,10 +115,11 @@ class NipoppyStudy:
         return found
 
 
-def study_of(output: str) -> NipoppyStudy | None:
+def study_of(output: str, tracked_in: tuple[str, list[str]] | None = None) -> NipoppyStudy | None:
     """The Nipoppy study ``output`` is a pipeline's output of (``<root>/derivatives/<p>/<v>/output``), or None.
     A configuration or tracker that cannot be read is refused (CleanupError): without it nothing says which
-    files Nipoppy counts."""
+    files Nipoppy counts. ``tracked_in``: a --tar archive (its path, its members' names) whose members a
+    tracker's paths also count, as Nipoppy matches them."""
     version_folder = os.path.dirname(output)
     pipeline_folder = os.path.dirname(version_folder)
     derivatives = os.path.dirname(pipeline_folder)
@@ -139,7 +140,7 @@ def study_of(output: str) -> NipoppyStudy | None:
     sessions = sorted({(participant, session) for participant, session, _, _ in statuses} | set(_curated(root)))
     steps = _steps(root, pipeline, version)
     tracked = tuple(found for step, tracker in steps if tracker
-                    for found in _tracked_files(root, output, tracker, sessions))
+                    for found in _tracked_files(root, output, tracker, sessions, tracked_in))
     status_of = {(participant, session, step): status for participant, session, step, status in statuses}
     work_folders = tuple(
         WorkFolder(os.path.join(root, "scratch", "work", f"{pipeline}-{version}-{step}", entry.name), participant,
@@ -217,9 +218,11 @@ def _steps(root: str, pipeline: str, version: str) -> list[tuple[str, str | None
     return found
 
 
-def _tracked_files(root: str, output: str, tracker: str, sessions: list[tuple[str, str]]) -> list[Tracked]:
+def _tracked_files(root: str, output: str, tracker: str, sessions: list[tuple[str, str]],
+                   tracked_in: tuple[str, list[str]] | None = None) -> list[Tracked]:
     """What a tracker counts for each participant-session, found as Nipoppy finds it: its paths globbed under
-    the output with pathlib, and the participant-session's --tar archive when there is one."""
+    the output with pathlib, the participant-session's --tar archive when there is one, and in ``tracked_in``
+    (a tar's path and members) the members its paths match."""
     try:
         config = read_json5(tracker, "Nipoppy tracker")
     except BrokenFileError as exc:
@@ -238,9 +241,29 @@ def _tracked_files(root: str, output: str, tracker: str, sessions: list[tuple[st
                 continue  # nothing of the output (Nipoppy would look outside it): it keeps nothing here
             for match in base.glob(pattern):
                 found += [Tracked(os.path.relpath(path, output), name, glob) for path in _files_at(str(match))]
+            if tracked_in is not None:
+                found += [Tracked(path, name, glob) for path in _members_matching(output, *tracked_in, pattern)]
         if isinstance(folder, str) and folder and os.path.isfile(os.path.join(output, _filled(folder, ids) + TAR)):
             found.append(Tracked(_filled(folder, ids) + TAR, name, "PARTICIPANT_SESSION_DIR (nipoppy --tar)"))
     return found
+
+
+def _members_matching(output: str, archive: str, members: list[str], pattern: str) -> list[str]:
+    """The members of the tar ``archive`` a tracker path counts (relative to the output): Nipoppy matches each
+    member name (folders too) with ``Path.match`` against the path taken relative to the tar's folder; a
+    folder counted keeps every file below it."""
+    folder = os.path.relpath(os.path.dirname(archive), output)
+    within = pattern if folder == "." else pattern[len(folder) + 1:] if pattern.startswith(folder + "/") else None
+    if not within:
+        return []
+    prefix = "" if folder == "." else folder + "/"
+    return [prefix + member for member in members
+            if any(PurePosixPath(part).match(within) for part in _with_folders(member))]
+
+
+def _with_folders(member: str) -> list[str]:
+    parts = member.split("/")
+    return ["/".join(parts[:depth]) for depth in range(1, len(parts) + 1)]
 
 
 def _filled(text: str, ids: dict[str, str]) -> str:

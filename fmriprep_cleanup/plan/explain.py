@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from ..basics.annex import ELSEWHERE, GIT_CHANGED, GIT_STORED, PRESENT
+from ..basics.archivetree import ArchiveTree
 from ..basics.errors import CleanupError
 from ..basics.folders import Directory, Entry, lstat_entry
 from ..fmriprep.layout import ScanRoot
@@ -36,9 +37,19 @@ def _locate(plan: Plan, file: str) -> str:
     raise CleanupError(f"{file}: no such file (looked in the current folder and in {plan.dataset.path})")
 
 
+def _in_archive(members: ArchiveTree, file: str) -> str:
+    path = members.locate(file)
+    if path is None:
+        raise CleanupError(f"{file}: no such member in {members.archive.path}")
+    if members.is_folder(path):
+        raise CleanupError(f"{file} is a directory; explain takes files")
+    return path
+
+
 def explain_file(plan: Plan, file: str) -> dict[str, Any]:
-    path = _locate(plan, file)
-    if os.path.isdir(path) and not os.path.islink(path):
+    members = plan.scan_list if isinstance(plan.scan_list, ArchiveTree) else None
+    path = _in_archive(members, file) if members is not None else _locate(plan, file)
+    if members is None and os.path.isdir(path) and not os.path.islink(path):
         raise CleanupError(f"{file} is a directory; explain takes files")
     state_dir = plan.dataset.state_dir
     if path.startswith(state_dir + os.sep):
@@ -51,9 +62,10 @@ def explain_file(plan: Plan, file: str) -> dict[str, Any]:
     relpath = path[len(root.path) + 1:]
     folder = os.path.dirname(relpath)
     try:
-        entry = plan.as_scanned(lstat_entry(path), path)
+        entry = members.entry(path) if members is not None else plan.as_scanned(lstat_entry(path), path)
     except OSError as exc:
         raise CleanupError(f"cannot stat {file}: {exc.strerror or exc}") from None
+    assert entry is not None  # located above
     at_root = not folder and root.scope in ("derivatives", "other")
     if not root.owns(relpath):
         subject = None

@@ -6,9 +6,11 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from ..basics.archivefile import archive_kind
 from ..basics.errors import CleanupError
 from ..basics.mounts import NETWORK_JOBS, default_processes, on_network
 from ..basics.scanlists import ScanList, read_scan_list
+from ..fmriprep.archived import discover_archive
 from ..fmriprep.discovery import NotFMRIPrepError, discover_dataset, outputs_below
 from ..fmriprep.layout import Dataset, state_dir_for
 from ..fmriprep.pipelines import pipeline_by_key
@@ -29,8 +31,12 @@ def open_plan(options: PlanOptions) -> Plan:
     if not options.find_work_dir and options.work_dir:
         raise CleanupError("--no-work-dir and --work-dir contradict each other")
     path = options.path
+    archived = archive_kind(path) is not None and os.path.isfile(path)
     try:
-        dataset = discover_dataset(path, options.work_dir, options.find_work_dir, options.state_dir)
+        if archived:
+            dataset, members = discover_archive(path)
+        else:
+            dataset = discover_dataset(path, options.work_dir, options.find_work_dir, options.state_dir)
     except NotFMRIPrepError as exc:
         nearby = outputs_below(os.path.abspath(path)) if os.path.isdir(path) else []
         if not nearby:
@@ -47,6 +53,8 @@ def open_plan(options: PlanOptions) -> Plan:
     if options.from_scan is not None:
         plan = dataclasses.replace(plan, scan_list=scan_list_for(plan, options.from_scan, options.scan_format))
     plan.check_selection()
+    if archived:  # its members, read from its headers: one reading, nothing to walk in threads or processes
+        return dataclasses.replace(plan, scan_list=members, jobs=1, processes=1)
     return with_jobs(plan, options.jobs)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..basics.annex import ELSEWHERE, key_size
+from ..basics.archivetree import ArchiveTree
 from ..basics.diskwalk import walk
 from ..basics.errors import CleanupError
 from ..basics.folders import Directory, Entry
@@ -84,7 +85,8 @@ class Plan:
     min_age: float = DEFAULT_MIN_AGE  # activity this recent means a subject is still running
     stale_after: float | None = None  # a cache idle this long is stale; None: the rule set's, else 30 days
     path_map: PathMap = ()  # (path a run recorded inside a container, the same path here): its inputs, found
-    scan_list: ScanList | None = None  # read instead of walking the disk (basics/scanlists.py)
+    scan_list: ScanList | ArchiveTree | None = None  # read instead of walking the disk (basics/scanlists.py), or
+    # an archive's members (basics/archivetree.py)
     learned: Learned = field(default_factory=Learned, repr=False, compare=False)
 
     @property
