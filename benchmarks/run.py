@@ -94,6 +94,7 @@ def scan_benchmarks(tree: Path, runs: int, heavy_runs: int, skip: tuple[str, ...
     results = {
         "du -s --apparent-size": measure(["du", "-s", "--apparent-size", str(tree)], runs),
         "find -printf '%s\\n'": measure(["find", str(tree), "-printf", "%s\n"], runs),
+        **({"gdu -n -a (Go, parallel)": measure(["gdu", "-n", "-a", str(tree)], runs)} if shutil.which("gdu") else {}),
         "fmriprep-cleanup report --format json": measure(TOOL + ["report", output, "--work-dir", work, "--format", "json", "-q"], runs),
         "fmriprep-cleanup report --jobs 2 (2 processes)": measure(
             TOOL + ["report", output, "--work-dir", work, "--format", "json", "-q", "--jobs", "2"], runs),

@@ -74,14 +74,12 @@ def test_a_babs_zip_reports_what_the_same_tree_unzipped_reports(babs_zip, rules)
     on_disk = report_json(babs_zip.parent / "job" / "fmriprep", "--rules", rules, "--no-work-dir")  # what was zipped
     assert without_places(in_zip) == without_places(on_disk)
     assert in_zip["totals"]["junk_files"] > 0 and in_zip["dataset"]["fmriprep_version"] == "23.2.0"
-    with zipfile.ZipFile(babs_zip) as archive:  # beside them: what the junk takes in the zip, in 512-byte blocks
-        stored = {info.filename: info.compress_size for info in archive.infolist()}
-    planned = cli("plan", babs_zip, "--rules", rules, "--format", "jsonl").stdout.splitlines()
-    junk = [json.loads(line) for line in planned if json.loads(line)["action"] == "junk"]
-    prefix = f"{babs_zip}/"
-    assert in_zip["totals"]["allocated_bytes"] == sum(-(-size // 512) * 512 for size in stored.values())
-    assert {row["path"][len(prefix):] for row in junk} <= set(stored)
-    assert len(junk) == in_zip["totals"]["junk_files"]
+    with zipfile.ZipFile(babs_zip) as archive:
+        names = {info.filename for info in archive.infolist()}
+    assert junk_paths(babs_zip, "--rules", rules) <= names
+    figures = in_zip["dataset"]["archive"]  # beside them: what the junk takes in the zip, compressed
+    assert figures["bytes"] == babs_zip.stat().st_size and figures["junk_members"] == in_zip["totals"]["junk_files"]
+    assert 0 < figures["junk_stored_bytes"] < in_zip["totals"]["junk_bytes"]
 
 
 def test_explain_takes_a_member_of_the_zip(babs_zip):
@@ -247,12 +245,15 @@ def junk_paths(archive: Path, *options) -> set[str]:
 @pytest.mark.parametrize("rules", ["default", "volume-only"])
 def test_delete_rewrites_the_zip_without_its_junk_and_keeps_every_other_member_byte_for_byte(babs_zip, rules):
     before, junk = members_of(babs_zip), junk_paths(babs_zip, "--rules", rules)
-    size = babs_zip.stat().st_size
+    size, promised = babs_zip.stat().st_size, report_json(babs_zip, "--rules", rules)["dataset"]["archive"]
     assert junk and junk < set(before)
     done = cli("clean", babs_zip, "--rules", rules, "--mode", "delete", "--yes", "--format", "json")
     assert done.exit_code == 0, done.output
     assert members_of(babs_zip) == {name: data for name, data in before.items() if name not in junk}
-    assert babs_zip.stat().st_size < size and not junk_paths(babs_zip, "--rules", rules)
+    assert size - babs_zip.stat().st_size == promised["junk_stored_bytes"]  # the report said what it frees
+    assert json.loads(done.stdout)["rewritten"] == [{"archive": str(babs_zip), "members_removed": len(junk),
+                                                     "bytes_before": size, "bytes_after": babs_zip.stat().st_size}]
+    assert not junk_paths(babs_zip, "--rules", rules)
     assert sorted(os.listdir(babs_zip.parent)) == [".fmriprep-cleanup", "job", BABS_ZIP]  # no temporary left
     assert report_json(babs_zip, "--rules", rules)["totals"]["junk_files"] == 0
 

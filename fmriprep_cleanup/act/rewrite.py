@@ -65,10 +65,12 @@ def rewrite(worklist: Worklist, tree: ArchiveTree, journal: Journal, stop: Stop)
         for number, planned in enumerate(files):
             outcome.fail(planned, "archive-not-rewritten", "" if number else reason)  # one archive, one message
         return outcome
-    freed = archive.size - os.lstat(archive.path).st_size
-    journal.rewrite_done(archive.path, sorted(junk), freed)
+    after = os.lstat(archive.path).st_size
+    journal.rewrite_done(archive.path, sorted(junk), archive.size - after)
     for planned in files:
         outcome.act(planned)
+    outcome.rewritten.append({"archive": archive.path, "members_removed": len(junk), "bytes_before": archive.size,
+                              "bytes_after": after})
     return outcome
 
 

@@ -58,6 +58,7 @@ class Outcome:
     failure_messages: list[str] = field(default_factory=list)
     left: dict[str, Tally] = field(default_factory=dict)  # junk left in place by design (stored in git): not a skip
     removed_dirs: int = 0
+    rewritten: list[dict] = field(default_factory=list)  # zip or tar files written anew without their junk members
     interrupted: str | None = None  # why the run stopped early (Ctrl-C, SIGTERM), if it did
     _links: dict[tuple[int, int], list[int]] = field(default_factory=dict, repr=False)  # inode -> [removed, nlink, size]
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)  # threads share it
@@ -143,6 +144,7 @@ class Outcome:
             "left": [{"reason": k, "files": v.files, "bytes": v.bytes} for k, v in sorted(self.left.items())],
             "failure_messages": list(self.failure_messages),
             "removed_dirs": self.removed_dirs,
+            "rewritten": list(self.rewritten),
             "interrupted": self.interrupted,
         }
 

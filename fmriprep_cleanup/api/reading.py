@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import IO, TYPE_CHECKING, Any
 
+from ..basics.archivetree import ArchiveTree
 from ..basics.errors import CleanupError
 from ..plan.options import DEFAULT_MIN_AGE, PlanOptions
 
@@ -112,7 +113,27 @@ def make_report(plan: Plan, energy: Assumptions | dict[str, Any] | None = None, 
                        regeneration_checks(plan, statuses))
     if retention:
         data["retention"] = retention_timeline(plan, retention, energy=model)
+    if isinstance(plan.scan_list, ArchiveTree):
+        data["dataset"]["archive"] = archive_figures(plan, plan.scan_list)
+        data["dataset"]["notes"].append(archive_note(data["dataset"]["archive"]))
     return data
+
+
+def archive_figures(plan: Plan, tree: ArchiveTree) -> dict[str, Any]:
+    """What the archive a plan reads takes on disk, and how much of it its junk members take (compressed):
+    what rewriting it without them frees, where the report's other figures are the members' unpacked sizes."""
+    junk = [tree.by_path[planned.path] for planned in plan.files() if planned.action == "junk"]
+    archive = tree.archive
+    return {"path": archive.path, "kind": archive.kind, "members": len(archive.members), "bytes": archive.size,
+            "junk_members": len(junk), "junk_stored_bytes": sum(member.stored for member in junk)}
+
+
+def archive_note(figures: dict[str, Any]) -> str:
+    from humanize import naturalsize
+
+    return (f"the {figures['kind']} file takes {naturalsize(figures['bytes'], binary=True)}; its "
+            f"{figures['junk_members']:,} junk members take {naturalsize(figures['junk_stored_bytes'], binary=True)} "
+            "of it, what rewriting it without them frees (the sizes below are unpacked)")
 
 
 def write_plan(plan: Plan, stream: IO[str], fmt: str = "tsv", only: str | None = None,

@@ -26,6 +26,7 @@ ZIP, TAR = "zip", "tar"
 MOST_DEFLATE_RATIO = 1032
 UNIX = 3  # a zip member's "made by" system whose external attributes carry a file type and mode
 ZIP_LOCAL_HEADER = 30  # bytes of a zip local file header before its name and extra field
+ZIP_CENTRAL_ENTRY = 46  # bytes of a central directory entry before its name, extra field and comment
 
 
 class HostileArchive(CleanupError):
@@ -34,7 +35,8 @@ class HostileArchive(CleanupError):
 
 class Member(NamedTuple):
     """One file kept in an archive: its path inside it ("/"-separated), its size unpacked, the bytes it takes in
-    the archive (compressed data; a tar: its data blocks), its CRC-32 (zip; None for tar) and mtime."""
+    the archive (its headers and its compressed data or data blocks: what taking it out frees), its CRC-32
+    (zip; None for tar) and mtime."""
 
     name: str
     size: int
@@ -112,12 +114,21 @@ def _zip_members(path: str, handle, size: int) -> Iterator[Member]:
             raise HostileArchive(f"{path}: member {name} runs past the end of the file (truncated): not read")
         ends.append((start, end, name))
         if not info.is_dir():
-            yield Member(name, info.file_size, info.compress_size, info.CRC, _zip_time(info))
+            yield Member(name, info.file_size, _zip_stored(info), info.CRC, _zip_time(info))
     ends.sort()
     for (_, end, name), (start, _, following) in itertools.pairwise(ends):
         if start < end:
             raise HostileArchive(f"{path}: members {name} and {following} share their data (an overlapping-member "
                                  "zip bomb): not read")
+
+
+def _zip_stored(info: zipfile.ZipInfo) -> int:
+    """The bytes a member takes in a zip file: its compressed data, its local header and its central directory
+    entry (each with its name and extra field), and a data descriptor when it has one."""
+    name = len(info.orig_filename.encode("utf-8", "surrogateescape"))
+    descriptor = 16 if info.flag_bits & 0x08 else 0
+    return (info.compress_size + ZIP_LOCAL_HEADER + name + len(info.extra) + ZIP_CENTRAL_ENTRY + name + len(info.extra)
+            + len(info.comment) + descriptor)
 
 
 def _zip_time(info: zipfile.ZipInfo) -> float:
@@ -139,8 +150,8 @@ def _tar_members(path: str, handle, size: int) -> Iterator[Member]:
                 raise HostileArchive(f"{path}: member {name} is a {what}: not read")
             if info.offset_data + info.size > size:
                 raise HostileArchive(f"{path}: member {name} runs past the end of the file (truncated): not read")
-            yield Member(name, info.size, -(-info.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE + tarfile.BLOCKSIZE,
-                         None, float(info.mtime))
+            yield Member(name, info.size, info.offset_data - info.offset + -(-info.size // tarfile.BLOCKSIZE)
+                         * tarfile.BLOCKSIZE, None, float(info.mtime))  # its header(s) and its data blocks
 
 
 def _no_duplicates(path: str, members: list[Member]) -> None:
