@@ -333,3 +333,29 @@ def test_archive_mode_of_members_is_refused_until_built(babs_zip, tmp_path):
     done = cli("clean", babs_zip, "--mode", "archive", "--archive-dir", tmp_path / "kept", "--yes")
     assert done.exit_code == 2 and "not built yet" in done.output
     assert digest(babs_zip) == before
+
+
+@pytest.mark.integration
+def test_a_babs_output_clone_keeps_its_zips_annexed_and_they_are_read_through_the_annex(babs_zip, tmp_path):
+    """A clone of BABS's merged output store keeps each job's zip in git-annex: the zip is a link into
+    .git/annex/objects. Its members are read from the object (real datalad and git-annex); without the content,
+    one line says to get it; a rewrite of an annexed zip is not built yet and changes nothing."""
+    from test_datalad import git, require_datalad, sh, status_porcelain
+
+    require_datalad()
+    store = tmp_path / "output_ria_clone"
+    sh("datalad", "create", store)
+    shutil.copy2(babs_zip, store / BABS_ZIP)
+    sh("datalad", "save", "-m", "merged job outputs", cwd=store)
+    assert (store / BABS_ZIP).is_symlink()
+    in_clone = report_json(store / BABS_ZIP)
+    assert without_places(in_clone) == without_places(report_json(babs_zip))
+    before = os.readlink(store / BABS_ZIP)
+    refused = cli("clean", store / BABS_ZIP, "--mode", "delete", "--yes")
+    assert refused.exit_code == 3 and "annexed" in refused.output, refused.output
+    assert os.readlink(store / BABS_ZIP) == before and status_porcelain(store) == ""
+    clone = tmp_path / "elsewhere"
+    sh("datalad", "clone", store, clone)
+    missing = cli("report", clone / BABS_ZIP)
+    assert missing.exit_code == 2 and "datalad get" in missing.output and len(missing.output.splitlines()) == 1
+    assert git(clone, "status", "--porcelain") == ""

@@ -46,6 +46,9 @@ def rewrite(worklist: Worklist, tree: ArchiveTree, journal: Journal, stop: Stop)
     if not files or stop:
         return outcome
     why_not = _changed_since_the_scan(archive)
+    if archive.key:
+        why_not = ("annexed (git-annex): rewriting it is not built yet; `datalad unlock` it, clean, then "
+                   "`datalad save` it")
     if why_not is not None:
         for planned in files:
             outcome.skip(planned, why_not)
@@ -86,7 +89,7 @@ def _changed_since_the_scan(archive: ArchiveFile) -> str | None:
 
 def _write_and_verify(archive: ArchiveFile, junk: set[str], temporary: str) -> None:
     """The new archive at ``temporary``, complete, synced and checked member by member against the old one."""
-    with open(archive.path, "rb", opener=_no_follow) as source, _new_file(temporary, archive.path) as target:
+    with open(archive.data, "rb", opener=_no_follow) as source, _new_file(temporary, archive.path) as target:
         digests = (_copy_zip if archive.kind == ZIP else _copy_tar)(source, target, junk)
         target.flush()
         os.fsync(target.fileno())

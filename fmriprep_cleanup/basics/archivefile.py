@@ -17,8 +17,10 @@ import zipfile
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from .annex import key_of
 from .errors import CleanupError
 from .guarded import BrokenFileError, open_regular
+from .repository import find_repository
 
 ZIP, TAR = "zip", "tar"
 # Deflate cannot compress better than about 1032 to 1 (RFC 1951: a 258-byte match in at most 2 bits): a member
@@ -54,6 +56,12 @@ class ArchiveFile(NamedTuple):
     size: int  # the archive file's own size
     mtime: float
     ctime: float
+    content: str = ""  # where its bytes are read from when not at ``path``: a git-annex link's object
+    key: str = ""  # that object's git-annex key
+
+    @property
+    def data(self) -> str:
+        return self.content or self.path
 
 
 def archive_kind(path: str) -> str | None:
@@ -70,10 +78,11 @@ def read_archive(path: str, kind: str | None = None) -> ArchiveFile:
     kind = kind or archive_kind(path)
     if kind is None:
         raise CleanupError(f"{path}: not a .zip or .tar file")
+    key, content = annexed_content(path)
     try:
-        fd = open_regular(path, "archive", follow_links=False)
+        fd = open_regular(content or path, "archive", follow_links=False)
     except BrokenFileError as exc:
-        raise CleanupError(str(exc)) from None
+        raise CleanupError(str(exc).replace(content, path) if content else str(exc)) from None
     with os.fdopen(fd, "rb") as handle:
         st = os.fstat(handle.fileno())
         try:
@@ -81,7 +90,28 @@ def read_archive(path: str, kind: str | None = None) -> ArchiveFile:
         except (zipfile.BadZipFile, tarfile.TarError, EOFError, ValueError) as exc:
             raise HostileArchive(f"{path}: not a whole {kind} file ({exc})") from None
     _no_duplicates(path, members)
-    return ArchiveFile(path, kind, tuple(members), st.st_size, st.st_mtime, st.st_ctime)
+    return ArchiveFile(path, kind, tuple(members), st.st_size, st.st_mtime, st.st_ctime, content, key)
+
+
+def annexed_content(path: str) -> tuple[str, str]:
+    """(key, object path) when ``path`` is a git-annex link (a DataLad clone of a BABS output store keeps its
+    zips so) whose content is here, inside the annex of the repository that holds the link; ("", "") when it is
+    no annexed link. CleanupError when its content is not here, or the link leads anywhere else."""
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return "", ""
+    key = key_of(target)
+    repository = find_repository(os.path.dirname(os.path.abspath(path))) if key else None
+    if key is None or repository is None:
+        return "", ""  # a plain symlink: refused when opened, never followed
+    objects = os.path.join(os.path.realpath(repository.git_dir), "annex", "objects") + os.sep
+    content = os.path.realpath(path)
+    if not content.startswith(objects) or os.path.basename(content) != key:
+        raise CleanupError(f"{path}: a git-annex link that leads outside its repository's annex: not read")
+    if not os.path.lexists(content):
+        raise CleanupError(f"{path}: its content is not here (git-annex has it elsewhere): `datalad get {path}` first")
+    return key, content
 
 
 def checked_name(archive: str, name: str) -> str:
@@ -177,7 +207,7 @@ def read_member(archive: ArchiveFile, name: str, cap: int) -> bytes | None:
     if member is None or member.size > cap:
         return None
     try:
-        fd = open_regular(archive.path, "archive", follow_links=False)
+        fd = open_regular(archive.data, "archive", follow_links=False)
     except BrokenFileError:
         return None
     with os.fdopen(fd, "rb") as handle:

@@ -19,6 +19,7 @@ import re
 from ..basics.archivefile import TAR, ZIP, ArchiveFile, read_archive, read_member
 from ..basics.archivetree import ArchiveTree
 from ..basics.errors import CleanupError
+from ..basics.repository import find_repository
 from .discovery import read_generator
 from .layout import STATE_DIR_NAME, Dataset
 from .nipoppy import study_of
@@ -59,9 +60,18 @@ def discover_archive(path: str) -> tuple[Dataset, ArchiveTree]:
     return Dataset(path=path, layout="bids", fmriprep_version=version, derivatives=root,
                    freesurfer=freesurfer if tree.is_folder(freesurfer) else None, workdirs=(),
                    found=((root, how),), pipeline=known.key, nipoppy=study,
-                   state_base=os.path.join(os.path.dirname(path), STATE_DIR_NAME),
+                   state_base=_state_base(path),
                    notes=(f"read from the {archive.kind} file's {'central directory' if archive.kind == ZIP else 'headers'}"
                           f" ({len(archive.members):,} members), nothing unpacked",)), tree
+
+
+def _state_base(path: str) -> str:
+    """Where an archive's lock and journal live: in the repository's .git/ when it is in one (``git status``
+    stays clean), else in .fmriprep-cleanup/ beside it."""
+    repository = find_repository(os.path.dirname(path))
+    if repository is not None:
+        return os.path.join(repository.git_dir, "fmriprep-cleanup")
+    return os.path.join(os.path.dirname(path), STATE_DIR_NAME)
 
 
 def _output_above(folder: str, tops: set[str]) -> str:

@@ -31,7 +31,7 @@ def open_plan(options: PlanOptions) -> Plan:
     if not options.find_work_dir and options.work_dir:
         raise CleanupError("--no-work-dir and --work-dir contradict each other")
     path = options.path
-    archived = archive_kind(path) is not None and os.path.isfile(path)
+    archived = archive_kind(path) is not None and os.path.lexists(path) and not os.path.isdir(path)
     try:
         if archived:
             dataset, members = discover_archive(path)
