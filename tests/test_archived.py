@@ -359,3 +359,21 @@ def test_a_babs_output_clone_keeps_its_zips_annexed_and_they_are_read_through_th
     missing = cli("report", clone / BABS_ZIP)
     assert missing.exit_code == 2 and "datalad get" in missing.output and len(missing.output.splitlines()) == 1
     assert git(clone, "status", "--porcelain") == ""
+
+
+def test_audit_of_a_folder_of_babs_zips_judges_each_job_and_counts_what_rewriting_frees(babs_zip, tmp_path):
+    """A BABS project's merged outputs: one zip per job (participant, or participant and session). audit finds
+    each by its name, judges its members, and counts the archive's size and what rewriting it frees."""
+    outputs = tmp_path / "merged"
+    outputs.mkdir()
+    shutil.copy2(babs_zip, outputs / BABS_ZIP)
+    shutil.copy2(babs_zip, outputs / "sub-02_ses-A_fmriprep-23-2-0.zip")
+    (outputs / "notes.zip").write_bytes(b"not a job's output")  # not named as BABS names them: left alone
+    done = cli("audit", outputs, "--rules", "volume-only", "--format", "json")
+    assert done.exit_code == 0, done.output
+    rows = {Path(row["path"]).name: row for row in json.loads(done.stdout)["datasets"]}
+    assert sorted(rows) == [BABS_ZIP, "sub-02_ses-A_fmriprep-23-2-0.zip"]
+    alone = report_json(babs_zip, "--rules", "volume-only")
+    for row in rows.values():
+        assert row["bytes"] == babs_zip.stat().st_size and row["files"] == alone["totals"]["files"]
+        assert row["junk_bytes"] == alone["dataset"]["archive"]["junk_stored_bytes"] > 0

@@ -103,7 +103,7 @@ def make_report(plan: Plan, energy: Assumptions | dict[str, Any] | None = None, 
     was made, shown in it; ``compute_estimate``: kgCO2e per subject for subjects without a CodeCarbon record,
     marked as an estimate; ``retention``: a policy file whose retention plan is shown over time)."""
     from ..energy.model import Assumptions
-    from ..plan.shares import summarize
+    from ..plan.shares import archive_figures, summarize
     from ..report.data import report_data
 
     model = energy if isinstance(energy, Assumptions) else energy_model(plan.ruleset, **(energy or {}))
@@ -114,18 +114,9 @@ def make_report(plan: Plan, energy: Assumptions | dict[str, Any] | None = None, 
     if retention:
         data["retention"] = retention_timeline(plan, retention, energy=model)
     if isinstance(plan.scan_list, ArchiveTree):
-        data["dataset"]["archive"] = archive_figures(plan, plan.scan_list)
+        data["dataset"]["archive"] = archive_figures(plan, plan.scan_list)  # plan/shares.py
         data["dataset"]["notes"].append(archive_note(data["dataset"]["archive"]))
     return data
-
-
-def archive_figures(plan: Plan, tree: ArchiveTree) -> dict[str, Any]:
-    """What the archive a plan reads takes on disk, and how much of it its junk members take (compressed):
-    what rewriting it without them frees, where the report's other figures are the members' unpacked sizes."""
-    junk = [tree.by_path[planned.path] for planned in plan.files() if planned.action == "junk"]
-    archive = tree.archive
-    return {"path": archive.path, "kind": archive.kind, "members": len(archive.members), "bytes": archive.size,
-            "junk_members": len(junk), "junk_stored_bytes": sum(member.stored for member in junk)}
 
 
 def archive_note(figures: dict[str, Any]) -> str:

@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..basics.annex import reclaimable
+from ..basics.archivefile import archive_kind
 from ..basics.errors import CleanupError
 from ..basics.folders import list_folder
 from ..basics.paths import below
 from ..basics.repository import find_repository
 from ..basics.scanlists import ScanList, read_scan_list
 from ..energy.model import Assumptions, footprint
+from ..fmriprep.archived import BABS_ZIP, discover_archive
 from ..fmriprep.discovery import NotFMRIPrepError, discover, unfetched
 from ..fmriprep.identify import names_pipeline
 from ..fmriprep.layout import Dataset
@@ -141,6 +143,13 @@ def find_datasets(roots: list[str], warnings: list[str], failed: list[str] | Non
                     found.append(dataset)
                     claimed.update(scanned)
                 return []
+        for name in sorted(names - subdirs):  # a job's outputs kept in a BABS zip: a dataset of its own
+            if BABS_ZIP.match(name):
+                try:
+                    found.append(discover_archive(os.path.join(folder, name))[0])
+                except CleanupError as exc:
+                    warnings.append(f"{os.path.join(folder, name)}: not audited: {exc}")
+                    failed.append(os.path.join(folder, name))
         return [os.path.join(folder, name) for name in sorted(subdirs, reverse=True) if not name.startswith(".")]
 
     if listed is not None:
@@ -251,7 +260,7 @@ def audit(roots: list[str], ruleset: RuleSet, model: Assumptions, jobs: int | No
     ``path_map``: (container path, host path) pairs for paths the runs recorded inside a container;
     ``shard``: (K, N), 0-based: scan only every N-th dataset found (sorted by path), starting at the K-th."""
     from ..plan.open import with_jobs
-    from ..plan.shares import summarize
+    from ..plan.shares import archive_figures, summarize
 
     warnings: list[str] = []
     failed: list[str] = []
@@ -273,8 +282,10 @@ def audit(roots: list[str], ruleset: RuleSet, model: Assumptions, jobs: int | No
     for number, dataset in enumerate(datasets, start=1):
         if announce is not None:  # the progress line names the dataset being scanned
             announce(dataset.path, number, len(datasets))
-        plan = with_jobs(build_plan(dataset, ruleset), jobs)
-        if scan_list is not None:
+        members = discover_archive(dataset.path)[1] if archive_kind(dataset.path) else None
+        plan = with_jobs(build_plan(dataset, ruleset), jobs) if members is None else \
+            dataclasses.replace(build_plan(dataset, ruleset), scan_list=members, jobs=1, processes=1)
+        if scan_list is not None and members is None:
             unlisted = [root.path for root in dataset.scan_roots if not scan_list.covers(root.path)]
             if unlisted:  # a working directory elsewhere, found through what a run recorded
                 warnings.append(f"{dataset.path}: {unlisted[0]} is not in the scan list: walked")
@@ -283,9 +294,13 @@ def audit(roots: list[str], ruleset: RuleSet, model: Assumptions, jobs: int | No
         summary, _, plan_warnings = summarize(plan, progress)
         totals = summary.totals
         freed = reclaimable(totals)  # not annexed junk elsewhere only, not junk stored in git
+        stored, owner = totals.bytes, _owner(dataset.top)
+        if members is not None:  # the archive file on disk, and what rewriting it without its junk frees
+            stored, freed, owner = members.archive.size, archive_figures(plan, members)["junk_stored_bytes"], \
+                _owner(dataset.path)
         avoidable = footprint(freed, model)
-        rows.append(AuditRow(dataset, _owner(dataset.top), len([s for s in summary.by_subject if s is not None]),
-                             totals.files, totals.bytes, freed, avoidable.kwh_per_year, avoidable.total_kg,
+        rows.append(AuditRow(dataset, owner, len([s for s in summary.by_subject if s is not None]),
+                             totals.files, stored, freed, avoidable.kwh_per_year, avoidable.total_kg,
                              plan_warnings, totals.elsewhere_bytes, totals.junk_in_git_bytes,
                              dataset.nipoppy.steps(summary.by_root) if dataset.nipoppy else None))
     rows.sort(key=lambda row: (-row.junk_bytes, row.dataset.path))

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from ..basics.archivetree import ArchiveTree
 from ..basics.warnings import Warnings
 from ..fmriprep.evidence import SubjectStatus
 from .places import Place, place_of, walk_positions
@@ -277,3 +278,13 @@ def _worker(job: tuple[int, int]) -> Any:
     finally:
         if progress is not None:
             progress.flush()
+
+
+def archive_figures(plan: Plan, tree: ArchiveTree) -> dict[str, Any]:
+    """What the archive a plan reads takes on disk, and how much of it its junk members take (headers and
+    compressed data): what rewriting it without them frees, where the plan's other figures are the members'
+    unpacked sizes."""
+    junk = [tree.by_path[planned.path] for planned in plan.files() if planned.action == "junk"]
+    archive = tree.archive
+    return {"path": archive.path, "kind": archive.kind, "members": len(archive.members), "bytes": archive.size,
+            "junk_members": len(junk), "junk_stored_bytes": sum(member.stored for member in junk)}
