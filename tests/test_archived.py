@@ -304,7 +304,7 @@ def test_a_run_killed_during_the_rewrite_leaves_one_whole_archive_and_the_next_r
     def killed(*_args, **_kwargs):
         raise Killed
 
-    where = "_swap" if dies_at == "before the swap" else "_sync_folder"
+    where = "swap_in" if dies_at == "before the swap" else "_sync_folder"
     real = getattr(rewrite, where)
     monkeypatch.setattr(rewrite, where, killed)
     with pytest.raises(Killed):
@@ -328,13 +328,47 @@ def test_a_planted_temporary_name_is_never_removed_without_our_journal(babs_zip)
     assert planted.read_bytes() == b"a group member's file"
 
 
-def test_archive_mode_of_members_is_refused_until_built(babs_zip, tmp_path):
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_archive_mode_keeps_the_junk_members_aside_and_restore_puts_them_back_byte_for_byte(tmp_path, kind):
+    if kind == "zip":
+        build_output(tmp_path / "job" / "fmriprep")
+        archive = tmp_path / BABS_ZIP
+        zip_folder(tmp_path / "job" / "fmriprep", archive)
+    else:
+        output = tmp_path / "derivatives" / "fmriprep" / "23.2.0" / "output"
+        build_output(output)
+        subprocess.run(["tar", "-cf", "sub-01.tar", "-C", str(output), "sub-01"], cwd=output, check=True)
+        archive = output / "sub-01.tar"
+    before, junk = members_of(archive), junk_paths(archive, "--rules", "volume-only")
+    kept_dir = tmp_path / "kept"
+    done = cli("clean", archive, "--rules", "volume-only", "--mode", "archive", "--archive-dir", kept_dir, "--yes",
+               "--format", "json")
+    assert done.exit_code == 0, done.output
+    assert members_of(archive) == {name: data for name, data in before.items() if name not in junk}
+    [aside] = json.loads(done.stdout)["archives"]
+    assert Path(aside).parent.parent == kept_dir and members_of(Path(aside)) == {
+        name: data for name, data in before.items() if name in junk}
+    back = cli("restore", aside)
+    assert back.exit_code == 0, back.output
+    assert members_of(archive) == before  # every member back, byte for byte
+    again = cli("restore", aside)  # they are there already: one line, the archive as it is
+    assert again.exit_code != 0 and "already holds" in again.output
+    assert members_of(archive) == before
+
+
+def test_restore_refuses_a_planted_manifest(babs_zip, tmp_path):
+    kept_dir = tmp_path / "kept"
+    done = cli("clean", babs_zip, "--mode", "archive", "--archive-dir", kept_dir, "--yes", "--format", "json")
+    assert done.exit_code == 0, done.output
+    [aside] = json.loads(done.stdout)["archives"]
+    manifest = Path(aside[: -len(".zip")] + ".json")
+    record = json.loads(manifest.read_text())
+    record["source"] = str(tmp_path / "someone-elses.zip")  # a group member points it elsewhere
+    manifest.write_text(json.dumps(record) + "\n")
     before = digest(babs_zip)
-    done = cli("clean", babs_zip, "--mode", "archive", "--archive-dir", tmp_path / "kept", "--yes")
-    assert done.exit_code == 2 and "not built yet" in done.output
-    assert digest(babs_zip) == before
-
-
+    refused = cli("restore", aside)
+    assert refused.exit_code != 0 and "not sealed" in refused.output and len(refused.output.splitlines()) == 1
+    assert digest(babs_zip) == before and not (tmp_path / "someone-elses.zip").exists()
 @pytest.mark.integration
 def test_a_babs_output_clone_keeps_its_zips_annexed_and_they_are_read_through_the_annex(babs_zip, tmp_path):
     """A clone of BABS's merged output store keeps each job's zip in git-annex: the zip is a link into

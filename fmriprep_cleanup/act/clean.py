@@ -36,6 +36,7 @@ from ..plan.plan import Plan
 from ..plan.rows import PlannedFile
 from .delete import delete
 from .lock import FolderLock, RunLock
+from .memberarchive import keep_aside
 from .recipes import write_recipes
 from .recovery import Recovery, recover
 from .rewrite import rewrite
@@ -192,9 +193,6 @@ def refuse_before_acting(plan: Plan, options: CleanOptions) -> str | None:
     at_risk = plan.outputs_at_risk()
     if at_risk and not options.allow_output_loss:
         raise CleanupError(f"{at_risk[0]}; nothing was changed")
-    if isinstance(plan.scan_list, ArchiveTree) and options.mode == Mode.ARCHIVE:
-        raise CleanupError(f"{plan.dataset.path}: --mode archive of members kept in a zip or tar file is not "
-                           "built yet (--mode delete rewrites it without them); nothing was changed")
     archive_dir = check_archive_dir(options.archive_dir, plan) if options.mode == Mode.ARCHIVE else options.archive_dir
     refuse_unsafe_roots([root.path for root in plan.dataset.scan_roots])
     return archive_dir
@@ -252,6 +250,15 @@ def _archive(plan: Plan, options: CleanOptions, worklist: Worklist, journal: Jou
     from .archive import archive
 
     assert options.archive_dir is not None
+    if isinstance(plan.scan_list, ArchiveTree):  # junk members: kept in the archive folder, then rewritten without
+        tree, archive_dir = plan.scan_list, options.archive_dir
+        found = tree.archive
+
+        def keep(members: set[str]) -> str:
+            return keep_aside(found.path, found.kind, found.data, members, archive_dir, journal.run_id)
+
+        outcome = rewrite(worklist, tree, journal, stop, keep)
+        return outcome, [row["kept_in"] for row in outcome.rewritten if "kept_in" in row]
     return archive(worklist, plan.dataset, journal, options.archive_dir, recovery.reusable, stop,
                    options.archive_format, options.compress)
 

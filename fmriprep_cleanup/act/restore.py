@@ -55,6 +55,7 @@ from .manifest import (
     manifest_of,
     run_contents,
 )
+from .memberarchive import is_removed_members, put_back
 from .worklist import ActProgress
 
 _temporary_names = itertools.count()
@@ -333,6 +334,13 @@ def restore(source: str, to: str | None = None, participant_labels: frozenset[st
     ``to`` is given), for a manifest pointing outside its recorded roots, and while another run holds a
     dataset's lock."""
     outcome = RestoreOutcome(progress=progress, source=os.path.abspath(source))
+    if is_removed_members(source):  # members kept aside from a zip or tar file: put back into it
+        if to is not None or participant_labels:
+            raise CleanupError("members of a zip or tar file go back into it: --to and --participant-label do not "
+                               "apply; nothing restored")
+        members, nbytes = put_back(os.path.abspath(source))
+        outcome.restored_files, outcome.restored_bytes = members, nbytes
+        return outcome
     pairs, problems = find_manifests(source)
     outcome.errors += problems
     loaded: list[_Loaded] = []

@@ -17,7 +17,7 @@ import hashlib
 import os
 import tarfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import IO, BinaryIO
 
 from ..basics.archivefile import ZIP, ArchiveFile, HostileArchive, read_archive
@@ -39,9 +39,10 @@ def temporary_name(archive: str, run_id: str) -> str:
     return os.path.join(folder, f".{name}.{run_id}{TEMPORARY_SUFFIX}")
 
 
-def rewrite(worklist: Worklist, tree: ArchiveTree, journal: Journal, stop: Stop) -> Outcome:
+def rewrite(worklist: Worklist, tree: ArchiveTree, journal: Journal, stop: Stop,
+            keep: Callable[[set[str]], str] | None = None) -> Outcome:
     """Rewrite the archive of ``tree`` without the worklist's members; each is then counted removed (or skipped,
-    failed)."""
+    failed). ``keep(members)``: keeps them elsewhere first (archive mode), once the archive is known unchanged."""
     outcome, files, archive = worklist.outcome, worklist.files, tree.archive
     if not files or stop:
         return outcome
@@ -56,13 +57,16 @@ def rewrite(worklist: Worklist, tree: ArchiveTree, journal: Journal, stop: Stop)
     junk = {tree.member_name(planned.path) for planned in files}
     temporary = temporary_name(archive.path, journal.run_id)
     journal.rewrite_begin(archive.path, temporary, sorted(junk))
+    kept_in = None
     try:
+        if keep is not None:
+            kept_in = keep(junk)
         _write_and_verify(archive, junk, temporary)
         if _changed_since_the_scan(archive) is not None:
             raise CleanupError(f"{archive.path} changed while it was rewritten; left as it is")
-        _swap(temporary, archive.path)
+        swap_in(temporary, archive.path)
     except (CleanupError, OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
-        _remove(temporary)
+        remove_file(temporary)
         reason = str(exc) if isinstance(exc, CleanupError) else f"{archive.path}: {exc}"
         journal.rewrite_failed(archive.path, reason)
         for number, planned in enumerate(files):
@@ -73,7 +77,7 @@ def rewrite(worklist: Worklist, tree: ArchiveTree, journal: Journal, stop: Stop)
     for planned in files:
         outcome.act(planned)
     outcome.rewritten.append({"archive": archive.path, "members_removed": len(junk), "bytes_before": archive.size,
-                              "bytes_after": after})
+                              "bytes_after": after, **({"kept_in": kept_in} if kept_in else {})})
     return outcome
 
 
@@ -89,8 +93,8 @@ def _changed_since_the_scan(archive: ArchiveFile) -> str | None:
 
 def _write_and_verify(archive: ArchiveFile, junk: set[str], temporary: str) -> None:
     """The new archive at ``temporary``, complete, synced and checked member by member against the old one."""
-    with open(archive.data, "rb", opener=_no_follow) as source, _new_file(temporary, archive.path) as target:
-        digests = (_copy_zip if archive.kind == ZIP else _copy_tar)(source, target, junk)
+    with open(archive.data, "rb", opener=no_follow) as source, new_file(temporary, archive.path) as target:
+        digests = copy_members(archive.kind, source, target, lambda name: name not in junk)
         target.flush()
         os.fsync(target.fileno())
     written = read_archive(temporary, archive.kind)
@@ -102,18 +106,37 @@ def _write_and_verify(archive: ArchiveFile, junk: set[str], temporary: str) -> N
         old = kept[name]
         if member.size != old.size or (archive.kind == ZIP and member.crc != old.crc):
             raise CleanupError(f"{archive.path}: member {name} differs in the rewritten archive; left as it is")
-    if _digests(temporary, archive.kind) != digests:
+    if digests_of(temporary, archive.kind) != digests:
         raise CleanupError(f"{archive.path}: a kept member's content differs in the rewritten archive; left as it is")
 
 
-def _copy_zip(source: BinaryIO, target: BinaryIO, junk: set[str]) -> dict[str, str]:
-    """Every member not in ``junk`` into ``target``, with its name, time, attributes and method; the SHA-256 of
-    each file's content. zipfile checks each CRC-32 as it reads: a wrong one stops the rewrite."""
-    digests = {}
-    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w", allowZip64=True) as new:
+def copy_members(kind: str, source: BinaryIO, target: BinaryIO, wanted: Callable[[str], bool],
+                 more: BinaryIO | None = None) -> dict[str, str]:
+    """The members of ``source`` that are ``wanted`` (and then every member of ``more``, an archive of the same
+    kind) written into ``target``, a new archive of that kind; the SHA-256 of each file member's content."""
+    copy = _copy_zip if kind == ZIP else _copy_tar
+    if more is None:
+        return copy(source, target, wanted)
+    return copy(source, target, wanted, more)
+
+
+def _copy_zip(source: BinaryIO, target: BinaryIO, wanted: Callable[[str], bool],
+              more: BinaryIO | None = None) -> dict[str, str]:
+    """Each wanted member into ``target``, with its name, time, attributes and method. zipfile checks each
+    CRC-32 as it reads: a wrong one stops the copy."""
+    digests: dict[str, str] = {}
+    with zipfile.ZipFile(target, "w", allowZip64=True) as new:
+        _zip_into(new, source, wanted, digests)
+        if more is not None:
+            _zip_into(new, more, lambda _name: True, digests)
+    return digests
+
+
+def _zip_into(new: zipfile.ZipFile, source: BinaryIO, wanted: Callable[[str], bool], digests: dict[str, str]) -> None:
+    with zipfile.ZipFile(source) as old:
         for info in old.infolist():
             name = info.filename.rstrip("/")
-            if name in junk:
+            if not wanted(name):
                 continue
             copied = zipfile.ZipInfo(info.filename, info.date_time)
             copied.compress_type, copied.external_attr = info.compress_type, info.external_attr
@@ -123,16 +146,23 @@ def _copy_zip(source: BinaryIO, target: BinaryIO, junk: set[str]) -> dict[str, s
                 continue
             with old.open(info) as reading, new.open(copied, "w", force_zip64=info.file_size >= 1 << 31) as writing:
                 digests[name] = _stream(reading, writing)
+
+
+def _copy_tar(source: BinaryIO, target: BinaryIO, wanted: Callable[[str], bool],
+              more: BinaryIO | None = None) -> dict[str, str]:
+    digests: dict[str, str] = {}
+    with tarfile.open(fileobj=target, mode="w", format=tarfile.PAX_FORMAT) as new:
+        _tar_into(new, source, wanted, digests)
+        if more is not None:
+            _tar_into(new, more, lambda _name: True, digests)
     return digests
 
 
-def _copy_tar(source: BinaryIO, target: BinaryIO, junk: set[str]) -> dict[str, str]:
-    digests = {}
-    with tarfile.open(fileobj=source, mode="r:") as old, tarfile.open(fileobj=target, mode="w",
-                                                                      format=tarfile.PAX_FORMAT) as new:
+def _tar_into(new: tarfile.TarFile, source: BinaryIO, wanted: Callable[[str], bool], digests: dict[str, str]) -> None:
+    with tarfile.open(fileobj=source, mode="r:") as old:
         for info in old:
             name = info.name.rstrip("/")
-            if name in junk:
+            if not wanted(name):
                 continue
             if not info.isreg():
                 new.addfile(info)
@@ -142,13 +172,12 @@ def _copy_tar(source: BinaryIO, target: BinaryIO, junk: set[str]) -> dict[str, s
             hashing = _HashingReader(data)
             new.addfile(info, hashing)
             digests[name] = hashing.hexdigest()
-    return digests
 
 
-def _digests(path: str, kind: str) -> dict[str, str]:
+def digests_of(path: str, kind: str) -> dict[str, str]:
     """The SHA-256 of each file member's content, read back from the archive at ``path``."""
     found = {}
-    with open(path, "rb", opener=_no_follow) as handle:
+    with open(path, "rb", opener=no_follow) as handle:
         if kind == ZIP:
             with zipfile.ZipFile(handle) as opened:
                 for info in opened.infolist():
@@ -188,11 +217,11 @@ class _HashingReader:
         return self.digest.hexdigest()
 
 
-def _no_follow(path: str, flags: int) -> int:
+def no_follow(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
 
 
-def _new_file(path: str, like: str) -> BinaryIO:
+def new_file(path: str, like: str) -> BinaryIO:
     """A new file (never one that exists, never through a link) with the old archive's mode and owner."""
     st = os.lstat(like)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -202,12 +231,12 @@ def _new_file(path: str, like: str) -> BinaryIO:
         os.fchmod(fd, st.st_mode & 0o7777)
     except OSError:
         os.close(fd)
-        _remove(path)
+        remove_file(path)
         raise
     return os.fdopen(fd, "wb")
 
 
-def _swap(temporary: str, archive: str) -> None:
+def swap_in(temporary: str, archive: str) -> None:
     """The new archive in the old one's place, in one rename (atomic: the name always holds a whole archive),
     made to last (the folder synced)."""
     os.replace(temporary, archive)
@@ -222,7 +251,7 @@ def _sync_folder(folder: str) -> None:
         os.close(fd)
 
 
-def _remove(path: str) -> bool:
+def remove_file(path: str) -> bool:
     try:
         os.unlink(path)
         return True
@@ -248,6 +277,6 @@ def leftover_temporaries(records: Iterable[dict]) -> list[str]:
 def remove_leftovers(records: Iterable[dict], journal: Journal) -> None:
     """Remove the new archives an interrupted run began and did not swap in (the old ones are whole)."""
     for leftover in leftover_temporaries(records):
-        if _remove(leftover):
+        if remove_file(leftover):
             journal.recovered(leftover, "half-written archive of an interrupted rewrite")
 
