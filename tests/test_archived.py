@@ -411,3 +411,18 @@ def test_audit_of_a_folder_of_babs_zips_judges_each_job_and_counts_what_rewritin
     for row in rows.values():
         assert row["bytes"] == babs_zip.stat().st_size and row["files"] == alone["totals"]["files"]
         assert row["junk_bytes"] == alone["dataset"]["archive"]["junk_stored_bytes"] > 0
+
+
+def test_a_folder_of_babs_zips_or_a_babs_project_says_what_to_give_in_one_line(babs_zip, tmp_path):
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    shutil.copy2(babs_zip, merged / BABS_ZIP)
+    said = cli("report", merged)
+    assert said.exit_code == 2 and len(said.output.splitlines()) == 1
+    assert BABS_ZIP in said.output and f"fmriprep-cleanup audit {merged}" in said.output
+    project = tmp_path / "project"
+    for folder in ("analysis/code", "input_ria", "output_ria"):  # what `babs init` makes
+        (project / folder).mkdir(parents=True)
+    said = cli("plan", project)
+    assert said.exit_code == 2 and len(said.output.splitlines()) == 1
+    assert f"datalad clone ria+file://{project}/output_ria#~data" in said.output

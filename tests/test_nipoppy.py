@@ -251,6 +251,8 @@ def test_rewriting_a_tar_without_its_junk_leaves_nipoppys_view_as_it_was(tmp_pat
     study, output = make_study(tmp_path, tarred=True)
     before = statuses(study)
     archive = output / "sub-01" / "ses-BL.tar"
+    notes = json.loads(cli("report", output, "--format", "json").stdout)["dataset"]["notes"]
+    assert any(f"fmriprep-cleanup report {archive}" in note for note in notes), notes  # the output's report says
     with tarfile.open(archive) as opened:
         names = set(opened.getnames())
     junk_anat = ["--junk", "**/anat/**"]

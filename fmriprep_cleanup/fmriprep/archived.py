@@ -115,3 +115,21 @@ def _generator(archive: ArchiveFile, root: str) -> tuple[str | None, str | None]
     if first is None or not first.get("Name"):
         return None, None
     return str(first["Name"]), str(first["Version"]) if first.get("Version") else None
+
+
+def babs_zips_in(folder: str) -> str | None:
+    """What to say of a folder that holds no output but BABS's: its merged zips (one per job), or a BABS project
+    whose results are in its output RIA store (a bare repository, read through a clone, never in place)."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return None
+    zips = [name for name in names if BABS_ZIP.match(name)]
+    if zips:
+        return (f"{folder} holds {len(zips)} job outputs zipped by BABS ({zips[0]}{', ...' if len(zips) > 1 else ''}):"
+                f" give one of them to report, plan, explain or clean it, or `fmriprep-cleanup audit {folder}` for all")
+    if {"analysis", "output_ria"} <= set(names):
+        return (f"{folder} is a BABS project: its results are in output_ria/, a store read through a clone - "
+                f"`datalad clone ria+file://{os.path.abspath(folder)}/output_ria#~data merged` (after `babs merge`), "
+                "then `fmriprep-cleanup audit merged`")
+    return None
