@@ -99,6 +99,19 @@ def listed_candidates(roots: list[str], listed: ScanList) -> list[str]:
     return sorted(wanted)
 
 
+def _zipped_outputs(folder: str, files: set[str], warnings: list[str], failed: list[str]) -> list[Dataset]:
+    """The job outputs BABS zipped in ``folder`` (named as BABS names them), each a dataset of its own."""
+    found = []
+    for name in sorted(files):
+        if BABS_ZIP.match(name):
+            try:
+                found.append(discover_archive(os.path.join(folder, name))[0])
+            except CleanupError as exc:
+                warnings.append(f"{os.path.join(folder, name)}: not audited: {exc}")
+                failed.append(os.path.join(folder, name))
+    return found
+
+
 def find_datasets(roots: list[str], warnings: list[str], failed: list[str] | None = None,
                   path_map: PathMap = (), listed: ScanList | None = None) -> list[Dataset]:
     """Every fMRIPrep output (and unattached working directory) below ``roots``, each once, working directories
@@ -143,13 +156,7 @@ def find_datasets(roots: list[str], warnings: list[str], failed: list[str] | Non
                     found.append(dataset)
                     claimed.update(scanned)
                 return []
-        for name in sorted(names - subdirs):  # a job's outputs kept in a BABS zip: a dataset of its own
-            if BABS_ZIP.match(name):
-                try:
-                    found.append(discover_archive(os.path.join(folder, name))[0])
-                except CleanupError as exc:
-                    warnings.append(f"{os.path.join(folder, name)}: not audited: {exc}")
-                    failed.append(os.path.join(folder, name))
+        found.extend(_zipped_outputs(folder, names - subdirs, warnings, failed))
         return [os.path.join(folder, name) for name in sorted(subdirs, reverse=True) if not name.startswith(".")]
 
     if listed is not None:
