@@ -370,29 +370,53 @@ def test_restore_refuses_a_planted_manifest(babs_zip, tmp_path):
     assert refused.exit_code != 0 and "not sealed" in refused.output and len(refused.output.splitlines()) == 1
     assert digest(babs_zip) == before and not (tmp_path / "someone-elses.zip").exists()
 @pytest.mark.integration
-def test_a_babs_output_clone_keeps_its_zips_annexed_and_they_are_read_through_the_annex(babs_zip, tmp_path):
+def test_a_babs_output_clone_keeps_its_zips_annexed_they_are_read_and_rewritten_through_the_annex(babs_zip,
+                                                                                                   tmp_path,
+                                                                                                   monkeypatch):
     """A clone of BABS's merged output store keeps each job's zip in git-annex: the zip is a link into
-    .git/annex/objects. Its members are read from the object (real datalad and git-annex); without the content,
-    one line says to get it; a rewrite of an annexed zip is not built yet and changes nothing."""
-    from test_datalad import git, require_datalad, sh, status_porcelain
+    .git/annex/objects. Its members are read from the object (real datalad and git-annex); the rewrite is
+    annexed and committed, then the old content dropped - here the only copy, so only with --force-drop; a clone
+    without the content is told to get it."""
+    from test_datalad import GIT_ENV, git, require_datalad, sh, status_porcelain
 
     require_datalad()
+    for name, value in GIT_ENV.items():  # who commits (a user's ~/.gitconfig says it; the sandbox has none)
+        monkeypatch.setenv(name, value)
     store = tmp_path / "output_ria_clone"
     sh("datalad", "create", store)
     shutil.copy2(babs_zip, store / BABS_ZIP)
     sh("datalad", "save", "-m", "merged job outputs", cwd=store)
     assert (store / BABS_ZIP).is_symlink()
-    in_clone = report_json(store / BABS_ZIP)
-    assert without_places(in_clone) == without_places(report_json(babs_zip))
-    before = os.readlink(store / BABS_ZIP)
-    refused = cli("clean", store / BABS_ZIP, "--mode", "delete", "--yes")
-    assert refused.exit_code == 3 and "annexed" in refused.output, refused.output
-    assert os.readlink(store / BABS_ZIP) == before and status_porcelain(store) == ""
+    assert without_places(report_json(store / BABS_ZIP)) == without_places(report_json(babs_zip))
     clone = tmp_path / "elsewhere"
     sh("datalad", "clone", store, clone)
     missing = cli("report", clone / BABS_ZIP)
     assert missing.exit_code == 2 and "datalad get" in missing.output and len(missing.output.splitlines()) == 1
-    assert git(clone, "status", "--porcelain") == ""
+    before, junk = members_of(babs_zip), junk_paths(store / BABS_ZIP, "--rules", "volume-only")
+    old_key = os.path.basename(os.readlink(store / BABS_ZIP))
+    done = cli("clean", store / BABS_ZIP, "--rules", "volume-only", "--mode", "delete", "--yes", "--format", "json")
+    assert done.exit_code == 0, done.output
+    [rewritten] = json.loads(done.stdout)["rewritten"]
+    assert rewritten["saved"] == "committed" and rewritten["old_content"].startswith("kept (no other copy")
+    assert (store / BABS_ZIP).is_symlink() and os.path.basename(os.readlink(store / BABS_ZIP)) != old_key
+    assert status_porcelain(store) == "" and "junk member" in git(store, "log", "-1", "--format=%s")
+    assert members_of(store / BABS_ZIP) == {name: data for name, data in before.items() if name not in junk}
+    assert git(store, "annex", "contentlocation", old_key).strip()  # the only copy of the old zip: kept
+    for job in ("sub-02", "sub-03"):  # two more jobs whose zips have the same bytes: the same key
+        shutil.copy2(babs_zip, store / f"{job}_fmriprep-23-2-0.zip")
+    sh("datalad", "save", "-m", "more jobs", cwd=store)
+    assert os.path.basename(os.readlink(store / "sub-03_fmriprep-23-2-0.zip")) == old_key
+
+    def forced(job):
+        done = cli("clean", store / f"{job}_fmriprep-23-2-0.zip", "--rules", "volume-only", "--mode", "delete",
+                   "--yes", "--force-drop", "--format", "json")
+        assert done.exit_code == 0, done.output
+        return json.loads(done.stdout)["rewritten"][0]["old_content"]
+
+    assert forced("sub-02") == "kept (another file here has the same content)"  # sub-03 still links to it
+    assert members_of(store / "sub-03_fmriprep-23-2-0.zip") == before
+    assert forced("sub-03") == "dropped"
+    assert git(store, "annex", "contentlocation", old_key, check=False).strip() == ""  # freed, as asked
 
 
 def test_audit_of_a_folder_of_babs_zips_judges_each_job_and_counts_what_rewriting_frees(babs_zip, tmp_path):

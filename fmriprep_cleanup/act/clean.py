@@ -266,7 +266,7 @@ def _archive(plan: Plan, options: CleanOptions, worklist: Worklist, journal: Jou
 def _delete(plan: Plan, options: CleanOptions, worklist: Worklist, journal: Journal, stop: Stop,
             recovery: Recovery) -> tuple[Outcome, list[str]]:
     if isinstance(plan.scan_list, ArchiveTree):  # junk members: the zip or tar file written anew without them
-        return rewrite(worklist, plan.scan_list, journal, stop), []
+        return rewrite(worklist, plan.scan_list, journal, stop, force_drop=options.force_drop), []
     return delete(worklist, plan.dataset, journal, stop, options.force_drop), []
 
 

@@ -20,11 +20,15 @@ import zipfile
 from collections.abc import Callable, Iterable
 from typing import IO, BinaryIO
 
+from ..basics import annexcall
 from ..basics.archivefile import ZIP, ArchiveFile, HostileArchive, read_archive
 from ..basics.archivetree import ArchiveTree
 from ..basics.errors import CleanupError
+from ..basics.gitcall import check_trusted
+from ..basics.gitcommit import not_ready_to_commit
 from ..basics.journal_writer import Journal
 from ..basics.journals import REWRITE_BEGIN, REWRITE_DONE, REWRITE_FAILED
+from ..basics.repository import GitRepo, find_repository
 from .threads import Stop
 from .worklist import Outcome, Worklist
 
@@ -40,16 +44,17 @@ def temporary_name(archive: str, run_id: str) -> str:
 
 
 def rewrite(worklist: Worklist, tree: ArchiveTree, journal: Journal, stop: Stop,
-            keep: Callable[[set[str]], str] | None = None) -> Outcome:
+            keep: Callable[[set[str]], str] | None = None, force_drop: bool = False) -> Outcome:
     """Rewrite the archive of ``tree`` without the worklist's members; each is then counted removed (or skipped,
-    failed). ``keep(members)``: keeps them elsewhere first (archive mode), once the archive is known unchanged."""
+    failed). ``keep(members)``: keeps them elsewhere first (archive mode), once the archive is known unchanged.
+    An annexed archive (a DataLad dataset's): the new one is annexed and committed, then the old content dropped
+    (``force_drop``: even when no other copy is known)."""
     outcome, files, archive = worklist.outcome, worklist.files, tree.archive
     if not files or stop:
         return outcome
     why_not = _changed_since_the_scan(archive)
-    if archive.key:
-        why_not = ("annexed (git-annex): rewriting it is not built yet; `datalad unlock` it, clean, then "
-                   "`datalad save` it")
+    repository, unsaveable = annexed_repository(archive) if archive.key else (None, None)
+    why_not = why_not or unsaveable
     if why_not is not None:
         for planned in files:
             outcome.skip(planned, why_not)
@@ -76,9 +81,35 @@ def rewrite(worklist: Worklist, tree: ArchiveTree, journal: Journal, stop: Stop,
     journal.rewrite_done(archive.path, sorted(junk), archive.size - after)
     for planned in files:
         outcome.act(planned)
+    saved = _save(repository, archive, len(junk), journal.run_id, force_drop) if repository is not None else {}
     outcome.rewritten.append({"archive": archive.path, "members_removed": len(junk), "bytes_before": archive.size,
-                              "bytes_after": after, **({"kept_in": kept_in} if kept_in else {})})
+                              "bytes_after": after, **({"kept_in": kept_in} if kept_in else {}), **saved})
     return outcome
+
+
+def annexed_repository(archive: ArchiveFile) -> tuple[GitRepo | None, str | None]:
+    """The repository an annexed archive is committed in, once git may act there (its settings writable by you
+    alone, no merge or staged change under way); else why not."""
+    repository = find_repository(os.path.dirname(archive.path))
+    if repository is None or not annexcall.available():
+        return None, "annexed, and git-annex is not installed here: nothing can save the rewrite"
+    try:
+        check_trusted(repository.top, repository.git_dir)
+    except CleanupError as exc:
+        return None, str(exc)
+    return repository, not_ready_to_commit(repository)
+
+
+def _save(repository: GitRepo, archive: ArchiveFile, removed: int, run_id: str, force: bool) -> dict[str, str]:
+    """The rewritten archive annexed and committed (as ``datalad save`` would), then its old content dropped -
+    only once the new one is committed. What happened, for the result."""
+    message = f"fmriprep-cleanup: {os.path.basename(archive.path)} without {removed} junk member(s) (run {run_id})"
+    problem = annexcall.save_file(repository, archive.path, message)
+    if problem is not None:
+        return {"saved": f"not committed ({problem}): `datalad save {archive.path}`; the old content is kept"}
+    dropped = annexcall.drop_key(repository, archive.key, force)
+    return {"saved": "committed", "old_content": "dropped" if dropped is None else
+            f"kept ({'no other copy is known: --force-drop frees it' if dropped == annexcall.ONLY_COPY else dropped})"}
 
 
 def _changed_since_the_scan(archive: ArchiveFile) -> str | None:

@@ -144,3 +144,48 @@ def reinject_stream(repo: GitRepo, content: IO[bytes], key: str, sha256: str, pa
         except OSError:
             pass
         os.close(folder)
+
+
+def save_file(repo: GitRepo, path: str, message: str) -> str | None:
+    """``git annex add`` the file at ``path`` (its new content annexed as the repository annexes it) and commit
+    it alone: None when done, else why not."""
+    if not available():
+        return NOT_INSTALLED
+    relative = os.path.relpath(path, repo.top)
+    added = _git_annex(repo, ["add", "--quiet", "--", relative])
+    if added.returncode:
+        return f"git annex add failed: {(added.stderr.strip().splitlines() or [f'exit {added.returncode}'])[-1]}"
+    try:
+        done = gitcall.git(repo.top, ["commit", "--quiet", "--no-verify", "-m", message, "--", relative])
+    except OSError as exc:
+        return f"git commit failed: {exc.strerror or exc}"
+    if done.returncode:
+        error = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        return f"git commit failed: {error[-1] if error else f'exit {done.returncode}'}"
+    return None
+
+
+IN_USE = "another file here has the same content"
+
+
+def drop_key(repo: GitRepo, key: str, force: bool = False) -> str | None:
+    """``git annex drop --key``: None when the content of ``key`` is gone from here, else why not (ONLY_COPY
+    when no other copy is known: kept unless ``force``; IN_USE when a file of the working tree still links to it,
+    whatever ``force`` says)."""
+    present = _git_annex(repo, ["find", "--format=${key}\\n"])
+    if present.returncode or key in present.stdout.split("\n"):
+        return IN_USE if not present.returncode else "git annex find failed: not dropped"
+    done = _git_annex(repo, ["drop", "--json", "--json-error-messages", *(["--force"] if force else []),
+                             "--key", key])
+    for line in done.stdout.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("success"):
+            return None
+        messages = [str(message).strip() for message in record.get("error-messages") or [] if str(message).strip()]
+        reason = "; ".join(messages) or str(record.get("note") or "git-annex did not drop it")
+        return ONLY_COPY if "necessary cop" in reason else reason
+    error = done.stderr.strip().splitlines()
+    return f"git annex drop failed: {error[-1] if error else f'exit {done.returncode}'}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Sequence
+from typing import Any
 
 import humanize
 
@@ -149,3 +150,14 @@ def folder_lines(folders: list[dict[str, str]], notes: Sequence[str] = (), width
         return lines + [f"  ({note})" for note in notes]
     return lines + [line for note in notes for line in textwrap.wrap(f"({note})", width, initial_indent="  ",
                                                                      subsequent_indent="   ")]
+
+
+def rewritten_lines(rewritten: dict[str, Any]) -> list[str]:
+    """A zip or tar file written anew without its junk members: its size before and after, and in git-annex."""
+    lines = [f"Rewrote {rewritten['archive']} without {count(rewritten['members_removed'])} members: "
+             f"{size(rewritten['bytes_before'])} -> {size(rewritten['bytes_after'])} on disk (the sizes above are "
+             "the members' unpacked)."]
+    if "saved" in rewritten:
+        old = f"; its old content {rewritten['old_content']}" if "old_content" in rewritten else ""
+        lines.append(f"  git-annex: {rewritten['saved']}{old}.")
+    return lines

@@ -20,6 +20,7 @@ from .people import (
     files,
     folder_lines,
     number,
+    rewritten_lines,
     share,
     size,
     status_line,
@@ -439,10 +440,7 @@ def render_outcome(outcome: dict[str, Any], dry_run: bool, journal: str | None =
     if outcome["by_category"]:
         rows = [[row["category"], count(row["files"]), size(row["bytes"])] for row in outcome["by_category"]]
         lines += ["  " + line for line in table(["Category", "Files", "Bytes"], rows, "lrr")]
-    for rewritten in outcome.get("rewritten", []):
-        lines.append(f"Rewrote {rewritten['archive']} without {count(rewritten['members_removed'])} members: "
-                     f"{size(rewritten['bytes_before'])} -> {size(rewritten['bytes_after'])} on disk (the sizes "
-                     "above are the members' unpacked).")
+    lines += [line for rewritten in outcome.get("rewritten", []) for line in rewritten_lines(rewritten)]
     linked = outcome.get("hard_linked") or {}
     if linked.get("files"):
         lines.append(f"Of these, {files(linked['files'])} ({size(linked['bytes'])}) are {linked['note']}.")
