@@ -158,9 +158,22 @@ HOSTILE_ZIPS = {
     "duplicate": lambda tmp: _babs_zip_with(tmp, ("fmriprep/sub-01/a.txt", b"1"), ("fmriprep/sub-01/a.txt", b"2")),
     "file and folder": lambda tmp: _babs_zip_with(tmp, ("fmriprep/sub-01", b"1"), ("fmriprep/sub-01/a.txt", b"2")),
     "zip bomb": _claiming,
+    "stored member claiming more": lambda tmp: _patched(_babs_zip_with(tmp, ("fmriprep/sub-01/a.txt", b"x" * 100)),
+                                                        "fmriprep/sub-01/a.txt", 24, 10_000),
     "overlapping members": _overlapping,
     "truncated": lambda tmp: _truncated(_babs_zip_with(tmp, ("fmriprep/sub-01/a.txt", os.urandom(5000)))),
 }
+
+
+def _patched(archive: Path, member: str, offset: int, value: int) -> Path:
+    """A field of ``member``'s central-directory entry (at ``offset``: 24 is its uncompressed size) rewritten."""
+    data = bytearray(archive.read_bytes())
+    at = data.find(b"PK\x01\x02")
+    while data[at + 46:at + 46 + len(member)] != member.encode():
+        at = data.find(b"PK\x01\x02", at + 1)
+    struct.pack_into("<I", data, at + offset, value)
+    archive.write_bytes(bytes(data))
+    return archive
 
 
 def _truncated(archive: Path) -> Path:
@@ -450,3 +463,18 @@ def test_a_folder_of_babs_zips_or_a_babs_project_says_what_to_give_in_one_line(b
     said = cli("plan", project)
     assert said.exit_code == 2 and len(said.output.splitlines()) == 1
     assert f"datalad clone ria+file://{project}/output_ria#~data" in said.output
+
+
+def test_a_tar_made_with_dot_slash_names_is_read_and_rewritten_by_the_same_names(tmp_path):
+    """``tar -cf sub-01.tar ./sub-01`` names its members ./sub-01/...: the same members, the same rewrite."""
+    output = tmp_path / "derivatives" / "fmriprep" / "23.2.0" / "output"
+    build_output(output)
+    subprocess.run(["tar", "-cf", "sub-01.tar", "./sub-01"], cwd=output, check=True)
+    archive = output / "sub-01.tar"
+    before = {name.removeprefix("./"): data for name, data in members_of(archive).items()}
+    junk = junk_paths(archive, "--rules", "volume-only")
+    assert junk and junk < set(before)
+    done = cli("clean", archive, "--rules", "volume-only", "--mode", "delete", "--yes")
+    assert done.exit_code == 0, done.output
+    after = {name.removeprefix("./"): data for name, data in members_of(archive).items()}
+    assert after == {name: data for name, data in before.items() if name not in junk}

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import IO, BinaryIO
 
 from ..basics import annexcall
-from ..basics.archivefile import ZIP, ArchiveFile, HostileArchive, read_archive
+from ..basics.archivefile import ZIP, ArchiveFile, HostileArchive, member_key, read_archive
 from ..basics.archivetree import ArchiveTree
 from ..basics.errors import CleanupError
 from ..basics.gitcall import check_trusted
@@ -166,7 +166,7 @@ def _copy_zip(source: BinaryIO, target: BinaryIO, wanted: Callable[[str], bool],
 def _zip_into(new: zipfile.ZipFile, source: BinaryIO, wanted: Callable[[str], bool], digests: dict[str, str]) -> None:
     with zipfile.ZipFile(source) as old:
         for info in old.infolist():
-            name = info.filename.rstrip("/")
+            name = member_key(info.filename)
             if not wanted(name):
                 continue
             copied = zipfile.ZipInfo(info.filename, info.date_time)
@@ -192,7 +192,7 @@ def _copy_tar(source: BinaryIO, target: BinaryIO, wanted: Callable[[str], bool],
 def _tar_into(new: tarfile.TarFile, source: BinaryIO, wanted: Callable[[str], bool], digests: dict[str, str]) -> None:
     with tarfile.open(fileobj=source, mode="r:") as old:
         for info in old:
-            name = info.name.rstrip("/")
+            name = member_key(info.name)
             if not wanted(name):
                 continue
             if not info.isreg():
@@ -214,13 +214,13 @@ def digests_of(path: str, kind: str) -> dict[str, str]:
                 for info in opened.infolist():
                     if not info.is_dir():
                         with opened.open(info) as reading:
-                            found[info.filename.rstrip("/")] = _stream(reading, None)
+                            found[member_key(info.filename)] = _stream(reading, None)
         else:
             with tarfile.open(fileobj=handle, mode="r:") as tarred:
                 for member in tarred:
                     data = tarred.extractfile(member) if member.isreg() else None
                     if data is not None:
-                        found[member.name.rstrip("/")] = _stream(data, None)
+                        found[member_key(member.name)] = _stream(data, None)
     return found
 
 

@@ -114,9 +114,18 @@ def annexed_content(path: str) -> tuple[str, str]:
     return key, content
 
 
+def member_key(name: str) -> str:
+    """A member's path as this tool names it: without a folder's trailing "/" and the "./" tar gives members of
+    an archive made from inside their folder (``tar -cf x.tar .``)."""
+    name = name.rstrip("/")
+    while name.startswith("./"):
+        name = name[2:]
+    return name
+
+
 def checked_name(archive: str, name: str) -> str:
-    """A member's path, refused if it could land outside the folder it is unpacked in."""
-    bare = name.rstrip("/")
+    """A member's path (``member_key``), refused if it could land outside the folder it is unpacked in."""
+    bare = member_key(name)
     parts = bare.split("/")
     if (not bare or name.startswith("/") or "\\" in name or "\0" in name or (len(name) > 1 and name[1] == ":")
             or any(part in ("", ".", "..") for part in parts)):
@@ -135,7 +144,8 @@ def _zip_members(path: str, handle, size: int) -> Iterator[Member]:
         if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise HostileArchive(f"{path}: member {name} is a {'symlink' if stat.S_ISLNK(kind) else 'special file'}: "
                                  "not read")
-        if info.compress_size and info.file_size > MOST_DEFLATE_RATIO * info.compress_size + 1024:
+        if info.file_size > MOST_DEFLATE_RATIO * info.compress_size + 1024 or (
+                info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size):
             raise HostileArchive(f"{path}: member {name} claims {info.file_size:,} bytes from {info.compress_size:,} "
                                  "(more than any compressor gives: a zip bomb): not read")
         start = info.header_offset
@@ -172,6 +182,8 @@ def _zip_time(info: zipfile.ZipInfo) -> float:
 def _tar_members(path: str, handle, size: int) -> Iterator[Member]:
     with tarfile.open(fileobj=handle, mode="r:") as archive:
         for info in archive:
+            if info.isdir() and not member_key(info.name):
+                continue  # "./": the folder the archive was made from
             name = checked_name(path, info.name)
             if info.isdir():
                 continue
