@@ -478,3 +478,9 @@ def test_a_tar_made_with_dot_slash_names_is_read_and_rewritten_by_the_same_names
     assert done.exit_code == 0, done.output
     after = {name.removeprefix("./"): data for name, data in members_of(archive).items()}
     assert after == {name: data for name, data in before.items() if name not in junk}
+
+
+def test_options_that_read_the_disk_do_not_apply_to_an_archive(babs_zip, tmp_path):
+    for option in (["--work-dir", tmp_path], ["--from-scan", tmp_path / "scan.txt"]):
+        said = cli("report", babs_zip, *option)
+        assert said.exit_code == 2 and "do not apply" in said.output and len(said.output.splitlines()) == 1

@@ -12,6 +12,7 @@ data like any other (fmriprep/layout.py), its folders paths inside the archive."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -133,3 +134,16 @@ def babs_zips_in(folder: str) -> str | None:
                 f"`datalad clone ria+file://{os.path.abspath(folder)}/output_ria#~data merged` (after `babs merge`), "
                 "then `fmriprep-cleanup audit merged`")
     return None
+
+
+def with_tar_note(dataset: Dataset) -> Dataset:
+    """A Nipoppy output whose participant-sessions ``--tar`` archived: a note naming them, and how to judge their
+    members (the output's own report counts each as one kept file)."""
+    study = dataset.nipoppy
+    tarred = sorted(tracked.path for tracked in study.tracked if tracked.path.endswith(".tar")) if study else []
+    if not tarred:
+        return dataset
+    note = (f"{len(tarred)} participant-session folders kept in tar files by nipoppy --tar ({tarred[0]}"
+            f"{', ...' if len(tarred) > 1 else ''}): counted here as kept files; "
+            f"`fmriprep-cleanup report {os.path.join(dataset.derivatives or '', tarred[0])}` judges their members")
+    return dataclasses.replace(dataset, notes=(*dataset.notes, note))

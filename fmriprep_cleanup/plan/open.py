@@ -10,7 +10,7 @@ from ..basics.archivefile import archive_kind
 from ..basics.errors import CleanupError
 from ..basics.mounts import NETWORK_JOBS, default_processes, on_network
 from ..basics.scanlists import ScanList, read_scan_list
-from ..fmriprep.archived import babs_zips_in, discover_archive
+from ..fmriprep.archived import babs_zips_in, discover_archive, with_tar_note
 from ..fmriprep.discovery import NotFMRIPrepError, discover_dataset, outputs_below
 from ..fmriprep.layout import Dataset, state_dir_for
 from ..fmriprep.pipelines import pipeline_by_key
@@ -32,6 +32,9 @@ def open_plan(options: PlanOptions) -> Plan:
         raise CleanupError("--no-work-dir and --work-dir contradict each other")
     path = options.path
     archived = archive_kind(path) is not None and os.path.lexists(path) and not os.path.isdir(path)
+    if archived and (options.from_scan or options.work_dir):
+        raise CleanupError(f"{path}: a zip or tar file is read from its own headers; --from-scan and --work-dir "
+                           "do not apply to it")
     try:
         if archived:
             dataset, members = discover_archive(path)
@@ -46,12 +49,8 @@ def open_plan(options: PlanOptions) -> Plan:
             raise
         others = f" (or {', '.join(nearby[1:3])}{', ...' if len(nearby) > 3 else ''})" if len(nearby) > 1 else ""
         raise NotFMRIPrepError(f"{exc}; did you mean {nearby[0]}?{others}") from None
-    if not archived and dataset.nipoppy and any(tracked.path.endswith(".tar") for tracked in dataset.nipoppy.tracked):
-        tarred = sorted(tracked.path for tracked in dataset.nipoppy.tracked if tracked.path.endswith(".tar"))
-        dataset = dataclasses.replace(dataset, notes=(*dataset.notes, (
-            f"{len(tarred)} participant-session folders kept in tar files by nipoppy --tar ({tarred[0]}"
-            f"{', ...' if len(tarred) > 1 else ''}): counted here as kept files; "
-            f"`fmriprep-cleanup report {os.path.join(dataset.derivatives or '', tarred[0])}` judges their members")))
+    if not archived:
+        dataset = with_tar_note(dataset)
     ruleset = load_rulesets(list(options.rules) or [default_rules(dataset)]).with_cli_globs(options.keep, options.junk)
     plan = build_plan(dataset, ruleset,
                       Selection.from_labels(options.participant_labels, exclude=options.exclude_participant_labels),
