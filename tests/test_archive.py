@@ -289,3 +289,39 @@ def test_tar_writer_refuses_a_file_that_shrank():
     info.size = 100
     with pytest.raises(archive_module.GroupFailed, match="shrank"):
         archive_module.TarWriter(io.BytesIO()).add(info, io.BytesIO(b"x" * 60))
+
+
+def _free(monkeypatch, free_bytes):
+    """statvfs saying ``free_bytes`` are free (in 4 KiB blocks), for the room check only."""
+    import fmriprep_cleanup.act.space as space
+
+    real = os.statvfs
+
+    def statvfs(path):
+        st = real(path)
+        return os.statvfs_result((st.f_bsize, 4096, st.f_blocks, free_bytes // 4096, free_bytes // 4096, st.f_files,
+                                  st.f_ffree, st.f_favail, st.f_flag, st.f_namemax))
+
+    monkeypatch.setattr(space.os, "statvfs", statvfs)
+
+
+def test_an_archive_or_a_restore_that_would_fill_the_disk_is_refused_before_writing(tmp_path, monkeypatch):
+    """Issue 49: an uncompressed tar of sparse files takes every byte of their apparent size. Before writing,
+    the archive and the restore compare what they will write with the free space where they write it."""
+    out = build_project(tmp_path)
+    before = state_of(out)
+    needed = sum(20_000 + n for n in range(6)) * 2 + 3000  # the junk: two subjects' node outputs, fsaverage
+    _free(monkeypatch, 64 * 1024)
+    refused = run_cli("clean", out, "--mode", "archive", "--archive-dir", tmp_path / "archives", "--yes")
+    assert refused.exit_code == 2, refused.output
+    [line] = [line for line in refused.output.splitlines() if "error:" in line]  # one line, after the header
+    assert "archiving 14 files needs up to" in line and "64.0 KiB is free" in line
+    assert "--compress gz or xz" in line and state_of(out) == before and not any((tmp_path / "archives").rglob("*.tar"))
+    monkeypatch.undo()
+    done = run_cli("clean", out, "--mode", "archive", "--archive-dir", tmp_path / "archives", "--yes")
+    assert done.exit_code == 0, done.output
+    archived = state_of(out)
+    _free(monkeypatch, needed // 2)
+    refused = run_cli("restore", tmp_path / "archives")
+    assert refused.exit_code == 2 and "restoring from" in refused.output and "is free" in refused.output
+    assert state_of(out) == archived  # nothing restored

@@ -41,6 +41,7 @@ from .recipes import write_recipes
 from .recovery import Recovery, recover
 from .rewrite import rewrite
 from .safefs import refuse_unsafe_roots
+from .space import check_room, compress_hint, tar_bytes
 from .threads import RunStopped, Stop
 from .worklist import ActProgress, Outcome, Worklist, build_worklist
 
@@ -164,6 +165,9 @@ def clean(plan: Plan, options: CleanOptions, *, confirm: Callable[[Outcome, int]
         worklist, notes = checked_worklist(plan, options, scan_progress, select)
         if show is not None:
             show(worklist)
+        if options.mode == Mode.ARCHIVE and options.archive_dir and worklist.files and not in_archive:
+            check_room(options.archive_dir, tar_bytes(planned.size for planned in worklist.files),
+                       f"archiving {len(worklist.files):,} files", compress_hint(options.compress))
         journals = survey_journals(state) if shard is None else JournalSurvey()
         if not worklist.files and not journals.actionable:  # no journal, nothing touched
             return clean_result(plan, started, worklist.outcome, notes + journals.problems, nothing_to_do=True)

@@ -56,6 +56,7 @@ from .manifest import (
     run_contents,
 )
 from .memberarchive import is_removed_members, put_back
+from .space import check_room_for_files
 from .worklist import ActProgress
 
 _temporary_names = itertools.count()
@@ -370,6 +371,10 @@ def restore(source: str, to: str | None = None, participant_labels: frozenset[st
                 locks.enter_context(RunLock(None, dataset=identity))
         if to is None:
             _check_repositories(loaded)
+        check_room_for_files(((os.path.join(target, entry.member) if target else entry.path, entry.size)
+                              for item in loaded for entry in item.manifest.entries
+                              if participant_labels is None or entry.subject in participant_labels),
+                             f"restoring from {source}")
         try:
             for item in loaded:
                 wanted = {entry.member: entry for entry in item.manifest.entries
