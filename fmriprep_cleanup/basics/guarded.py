@@ -273,6 +273,23 @@ _GuardedLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _
 _GuardedLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
+QUOTED_VALUE = re.compile(r"""^\s*(?:-\s+)?(?:[^\s:#'"][^:#]*:\s+)?(["'])""")  # a value or item opening a quote
+
+
+def unclosed_quote(text: str, before: int) -> int | None:
+    """The first line before line ``before`` whose value opens a quote the line does not close (a YAML error
+    after it is then reported where the next quote is), or None."""
+    for number, line in enumerate(text.splitlines()[:max(before - 1, 0)], start=1):
+        opening = QUOTED_VALUE.match(line)
+        if opening is None:
+            continue
+        rest, quote = line[opening.end():], opening.group(1)
+        closed = re.search(r'(?<!\\)"' if quote == '"' else r"'(?!')", rest.replace("''", ""))
+        if closed is None:
+            return number
+    return None
+
+
 def load_yaml(path: str, kind: str) -> Any:
     """Parse a YAML file (rule file, policy); every failure is one BrokenFileError naming file and line."""
     text = read_text(path, kind)
@@ -280,6 +297,10 @@ def load_yaml(path: str, kind: str) -> Any:
         return yaml.load(text, Loader=_GuardedLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+        opened = unclosed_quote(text, line)
+        if opened is not None:  # YAML reads on to the next quote and fails there: say where the quote opened
+            raise BrokenFileError(f"{path}:{opened}: a quote opened on this line is not closed on it (YAML then "
+                                  f"fails at line {line}: {exc.problem or 'invalid YAML'})") from None
         raise BrokenFileError(f"{path}:{line}: {exc.problem or 'invalid YAML'}") from None
     except yaml.YAMLError as exc:
         raise BrokenFileError(f"{path}: invalid YAML: {exc}") from None

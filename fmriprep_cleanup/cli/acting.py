@@ -68,6 +68,8 @@ def clean(path: str, yes: bool, list_files: bool, state_dir: str | None, history
     if shard is not None and shared_only:
         raise CleanupError("--array-task and --shared-only are two steps of a sharded clean: give one")
     options = declared(CleanOptions, given)
+    if options.mode == "archive" and not options.archive_dir:  # what is missing from the command first
+        raise CleanupError("--mode archive needs --archive-dir DIR (outside the dataset)")
     if options.mode != "dry-run" and not yes and not common.interactive():
         raise CleanupError(f"--mode {options.mode} needs --yes when there is no terminal to confirm on")
     plan = open_plan(plan_options(path, given, state_dir=state_dir))

@@ -86,6 +86,29 @@ def real_contents(listing: Listing, version: str = DEMO_VERSION) -> dict[str, by
     return contents
 
 
+TEXT_NAMES = (".gitattributes", ".gitmodules", ".bidsignore", "README")  # text a person or git may read
+TEXT_SUFFIXES = (".json", ".md", ".txt", ".bib")
+TEXT_CAP = 64 << 10  # larger files (confounds tables) stay sparse: the demo must stay small on disk
+
+
+def text_stand_ins(listing: Listing) -> dict[str, bytes]:
+    """Small text files with real text of their listed size (a stand-in saying what it stands for), so that
+    copying the demo into a git or DataLad dataset, or opening one, finds text, never NUL bytes."""
+    return {relpath: stand_in(relpath, size) for relpath, size in listing
+            if size <= TEXT_CAP and (os.path.basename(relpath).startswith(TEXT_NAMES) or relpath.endswith(TEXT_SUFFIXES))}
+
+
+def stand_in(relpath: str, size: int) -> bytes:
+    """``size`` bytes of text for ``relpath``: JSON for a .json file, else comment lines."""
+    note = f"stand-in for {relpath} of ds003752's fMRIPrep output (fmriprep-cleanup demo)"
+    if relpath.endswith(".json") and size >= 16:
+        body = ('{"Note": "' + (note + " " * size)[:size - 13] + '"}\n').encode()
+        return body
+    line = f"# {note}\n"
+    text = (line * (size // len(line) + 1))[:max(size - 1, 0)] + ("\n" if size else "")
+    return text.encode()
+
+
 def build_tree(root: str, listing: Listing, contents: dict[str, bytes] | None = None,
                mtime: float | None = DEMO_MTIME) -> None:
     """Create every listed file under ``root``: real bytes where ``contents`` has them, else sparse.
@@ -193,7 +216,7 @@ def build_demo(destination: str) -> tuple[str, str]:
     listing = load_listing()
     output = os.path.join(destination, "ds003752")
     workdir = os.path.join(destination, "work")
-    build_tree(output, listing, real_contents(listing))
+    build_tree(output, listing, {**text_stand_ins(listing), **real_contents(listing)})
     work_listing = synthetic_workdir(listing)
     configs = {relpath: run_config(DEMO_VERSION, relpath.split("/")[0], "01", size=size)  # as the run saw it
                for relpath, size in work_listing if relpath.endswith("/config.toml")}

@@ -1,0 +1,46 @@
+"""What surprised a new user following the README on the demo (issue 49), each made a test."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from conftest import cli, project
+
+import fmriprep_cleanup.fmriprep.demo as demo
+
+
+def test_the_demo_writes_small_text_files_as_text_never_nul_bytes(tmp_path):
+    """Copying the demo into a DataLad dataset overwrote its .gitattributes with 585 NUL bytes: small text
+    files get real text, of the size the real ds003752 output has."""
+    output, _ = demo.build_demo(str(tmp_path))
+    sizes = dict(demo.load_listing())
+    for name in (".gitattributes", ".gitmodules", ".bidsignore", "README.md"):
+        data = open(os.path.join(output, name), "rb").read()
+        assert b"\0" not in data and len(data) == sizes[name] and data.decode().startswith("# stand-in")
+    sidecars = [path for path, size in sizes.items() if path.endswith(".json") and size <= demo.TEXT_CAP]
+    for path in sidecars[:50]:
+        with open(os.path.join(output, path), "rb") as handle:
+            data = handle.read()
+        assert len(data) == sizes[path] and isinstance(json.loads(data), dict)
+
+
+def test_archive_without_archive_dir_says_that_first_even_without_a_terminal(tmp_path):
+    """Without a terminal, `clean --mode archive` complained about --yes, and once given --yes about the
+    missing --archive-dir: the folder is named first."""
+    project(tmp_path)
+    result = cli("clean", tmp_path / "out", "--mode", "archive", input="")
+    assert result.exit_code == 2 and "--archive-dir" in result.output and "--yes" not in result.output
+
+
+def test_a_yaml_quote_left_open_is_reported_where_it_opens(tmp_path):
+    """An unclosed quote on line 4 was reported at line 6 ("expected alphabetic or numeric character"), where
+    YAML met the next quote: the line that opened it is named."""
+    rules = tmp_path / "mine.yaml"
+    rules.write_text('name: mine\nextends: default\nrules:\n  - id: "broken\n    action: junk\n    glob: "**/*.svg"\n')
+    project(tmp_path)
+    said = cli("report", tmp_path / "out", "--rules", rules)
+    assert said.exit_code == 2 and f"{rules}:4: a quote opened on this line is not closed" in said.output
+    rules.write_text("name: mine\nextends: default\nrules:\n  - id: it's\n    action: [junk\n")  # no quote opened
+    said = cli("report", tmp_path / "out", "--rules", rules)
+    assert said.exit_code == 2 and "a quote opened" not in said.output
