@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from conftest import cli, project
+from conftest import age_run, cli, project, write
 
 import fmriprep_cleanup.fmriprep.demo as demo
 
@@ -44,3 +44,16 @@ def test_a_yaml_quote_left_open_is_reported_where_it_opens(tmp_path):
     rules.write_text("name: mine\nextends: default\nrules:\n  - id: it's\n    action: [junk\n")  # no quote opened
     said = cli("report", tmp_path / "out", "--rules", rules)
     assert said.exit_code == 2 and "a quote opened" not in said.output
+
+
+def test_fsavage_copies_are_freesurfer_templates_under_every_shipped_rule_set(tmp_path):
+    """fsaverage was "FreeSurfer templates" under the default set and "FreeSurfer subjects" under volume-only:
+    one thing, one name, whichever set junks it."""
+    out = project(tmp_path)
+    write(out / "sourcedata/freesurfer/sub-01/mri/T1.mgz", b"t1" * 100)
+    age_run(out)
+    for rules in ("default", "volume-only", "fmriprepcleanup"):
+        planned = cli("plan", out, "--rules", rules, "--format", "jsonl").stdout.splitlines()
+        categories = {json.loads(line)["path"].split("/freesurfer/", 1)[-1]: json.loads(line)["category"]
+                      for line in planned if "/freesurfer/" in line}
+        assert categories["fsaverage/surf/lh.white"] == "FreeSurfer templates", (rules, categories)
