@@ -57,3 +57,12 @@ def test_fsavage_copies_are_freesurfer_templates_under_every_shipped_rule_set(tm
         categories = {json.loads(line)["path"].split("/freesurfer/", 1)[-1]: json.loads(line)["category"]
                       for line in planned if "/freesurfer/" in line}
         assert categories["fsaverage/surf/lh.white"] == "FreeSurfer templates", (rules, categories)
+
+
+def test_explain_says_what_stale_means_where_it_says_stale(tmp_path):
+    out = project(tmp_path)
+    said = cli("explain", out, out / "work/fmriprep_23_2_wf/sub_01_wf/node0/out.nii.gz")
+    assert said.exit_code == 0, said.output
+    assert "stale: idle more than 30 days (--stale-after)" in said.output
+    shorter = cli("explain", out, out / "work/fmriprep_23_2_wf/sub_01_wf/node0/out.nii.gz", "--stale-after", "400d")
+    assert "idle more than 400 days" in shorter.output or "stale" not in shorter.output

@@ -81,6 +81,7 @@ def explain_file(plan: Plan, file: str) -> dict[str, Any]:
         "subject": subject,
         "subject_status": status.status if status else "none",
         "stale": status.stale if status else False,
+        "stale_after_days": plan.status_book().stale_after / 86400,  # what "stale" means: idle longer than this
         "selected": plan.selection.wants(subject),
         "entities": FileFacts(root.scope, folder, entry.name, entry.size, entry.mtime, subject).entities,
         "symlink": entry.is_link,

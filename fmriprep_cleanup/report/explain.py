@@ -15,6 +15,14 @@ ACTING = {"here": "annexed: content here; junk is dropped with git annex drop, n
           "stored in git": "stored in git: left in place unless clean --git-rm (which commits the removal)"}
 
 
+def _stale(item: dict[str, Any]) -> str:
+    """What "stale" means where it is said: idle longer than --stale-after, so its working directory is an old
+    cache a rule may junk."""
+    if not item["stale"]:
+        return ""
+    return f"; stale: idle more than {item['stale_after_days']:g} days (--stale-after), its cache counts as old"
+
+
 def render_explanation(item: dict[str, Any]) -> str:
     entities = " ".join(f"{name}={value}" for name, value in item["entities"].items())
     if not entities:
@@ -23,7 +31,7 @@ def render_explanation(item: dict[str, Any]) -> str:
     lines = [
         item["path"],
         f"  scope     {item['scope']} ({item['root']})",
-        f"  subject   {('sub-' + item['subject'] + ' (run ' + item['subject_status'] + (', stale' if item['stale'] else '') + ')') if item['subject'] else '(none)'}"
+        f"  subject   {('sub-' + item['subject'] + ' (run ' + item['subject_status'] + _stale(item) + ')') if item['subject'] else '(none)'}"
         + ("" if item["selected"] else "  (not selected by --participant-label)"),
         f"  entities  {entities}",
         f"  size      {size} ({humanize.intcomma(item['size'])} bytes)" + (
