@@ -66,3 +66,19 @@ def test_explain_says_what_stale_means_where_it_says_stale(tmp_path):
     assert "stale: idle more than 30 days (--stale-after)" in said.output
     shorter = cli("explain", out, out / "work/fmriprep_23_2_wf/sub_01_wf/node0/out.nii.gz", "--stale-after", "400d")
     assert "idle more than 400 days" in shorter.output or "stale" not in shorter.output
+
+
+def test_the_version_is_read_from_the_run_config_the_same_way_status_reads_it(tmp_path):
+    """report said "the version cannot be known" of an output whose dataset_description.json is annexed and not
+    here, while status showed 23.2.0 from the same fmriprep.toml: the run config whose content is here gives
+    the version to both."""
+    from fmriprep_cleanup.fmriprep.identify import identify
+
+    out = tmp_path / "fmriprep"
+    run = "20240127-124830_0c970070-7984-4260-b527-e484380e8f41"
+    write(out / "sub-01" / "log" / run / "fmriprep.toml", demo.run_config("23.2.0", run, "01"))
+    write(out / "sub-01" / "anat" / "sub-01_desc-preproc_T1w.nii.gz", b"t1")
+    key = "MD5E-s400--0123456789abcdef0123456789abcdef.json"
+    os.symlink(f".git/annex/objects/Xx/Yy/{key}/{key}", out / "dataset_description.json")  # content not here
+    pipeline, version, note = identify(str(out), str(out / "dataset_description.json"))
+    assert pipeline.key == "fmriprep" and version == "23.2.0" and "version 23.2.0" in note

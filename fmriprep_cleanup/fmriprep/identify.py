@@ -21,7 +21,7 @@ from ..basics.errors import CleanupError
 from ..basics.guarded import read_bytes
 from .layout import RUN_UUID
 from .pipelines import Pipeline, pipelines
-from .workdirs import listing
+from .workdirs import listing, read_run_config
 
 NAMES_TEXT, PLACE, FILE_NAMES = 3, 2, 1  # strengths of evidence
 TEXTS = ("logs/CITATION.md", "logs/CITATION.html", "logs/CITATION.tex")  # then the first subject report
@@ -70,8 +70,9 @@ def _evidence(folder: str, description: str) -> list[Evidence]:
     for pipeline in pipelines():
         if pipeline.key in key.replace("-", "_") or pipeline.name.lower() in key:
             found.append(Evidence(pipeline, "its dataset_description.json's git-annex key", NAMES_TEXT))
-        if pipeline.run_config and _names_run_config(entries, pipeline.run_config):
-            found.append(Evidence(pipeline, f"its subjects' {pipeline.run_config}", NAMES_TEXT))
+        config = _run_config(entries, pipeline.run_config) if pipeline.run_config else None
+        if config is not None:  # its version as status reads it, when its content is here
+            found.append(Evidence(pipeline, f"its subjects' {pipeline.run_config}", NAMES_TEXT, _version_in(config)))
         if pipeline.output_folder and os.path.basename(folder) == pipeline.output_folder and \
                 os.path.isdir(os.path.join(os.path.dirname(folder), "freesurfer")):
             found.append(Evidence(pipeline, f"the legacy layout ({pipeline.output_folder}/ beside freesurfer/)", PLACE))
@@ -92,15 +93,24 @@ def names_pipeline(name: str, pipeline: Pipeline) -> bool:
                for spelling in spellings if spelling)
 
 
-def _names_run_config(entries: list[os.DirEntry], run_config: str) -> bool:
-    """Whether some sub-*/log/<run>/ folder of the output (its ``entries``) holds ``run_config`` (annexed or not:
-    its name is enough)."""
+def _run_config(entries: list[os.DirEntry], run_config: str) -> str | None:
+    """The path of the newest ``run_config`` in the sub-*/log/<run>/ folders of the output (its ``entries``),
+    annexed or not (its name is enough to recognise the pipeline), or None."""
+    found = []
     for entry in entries:
         if entry.name.startswith("sub-") and entry.is_dir(follow_symlinks=False):
-            for run in listing(os.path.join(entry.path, "log")):
-                if RUN_UUID.match(run.name) and os.path.lexists(os.path.join(run.path, run_config)):
-                    return True
-    return False
+            found += [os.path.join(run.path, run_config) for run in listing(os.path.join(entry.path, "log"))
+                      if RUN_UUID.match(run.name) and os.path.lexists(os.path.join(run.path, run_config))]
+    return max(found, key=lambda path: os.path.basename(os.path.dirname(path)), default=None)
+
+
+def _version_in(config: str) -> str | None:
+    """The version a run config records (read as `status` reads it), when its content is here."""
+    try:
+        version = read_run_config(config).get("version") if os.path.exists(config) else None
+    except ValueError:
+        return None
+    return str(version) if version else None
 
 
 def _file_names(folder: str, entries: list[os.DirEntry]) -> list[str]:
