@@ -82,3 +82,19 @@ def test_the_version_is_read_from_the_run_config_the_same_way_status_reads_it(tm
     os.symlink(f".git/annex/objects/Xx/Yy/{key}/{key}", out / "dataset_description.json")  # content not here
     pipeline, version, note = identify(str(out), str(out / "dataset_description.json"))
     assert pipeline.key == "fmriprep" and version == "23.2.0" and "version 23.2.0" in note
+
+
+def test_the_same_warning_about_many_subjects_is_one_line_and_json_keeps_each(tmp_path):
+    """100 subjects each with the same unreadable fmriprep.toml printed 100 near-identical warnings."""
+    subjects = [f"{n:02d}" for n in range(1, 8)]
+    out = project(tmp_path, subjects=subjects)
+    run = "20240127-124830_0c970070-7984-4260-b527-e484380e8f41"
+    for label in subjects:
+        write(out / f"sub-{label}" / "log" / run / "fmriprep.toml", b"[environment\\nversion = 23.2.0\\n")
+    age_run(out)
+    said = cli("report", out, "--format", "json")
+    assert said.exit_code == 0, said.output
+    each = [line for line in json.loads(said.stdout)["warnings"] if "fmriprep.toml" in line]
+    assert len(each) >= len(subjects)  # JSON: every message, exact
+    told = [line for line in said.stderr.splitlines() if "fmriprep.toml" in line]
+    assert len(told) == 1 and "sub-*" in told[0] and f"{len(each)} times: sub-01, sub-02, sub-03 and" in told[0]

@@ -322,8 +322,11 @@ wide_option = click.option("--wide", is_flag=True,
 
 
 def warn(warnings: list[str]) -> None:
-    """Warnings go to stderr, one line each, whatever the output format."""
-    for warning in warnings:
+    """Warnings go to stderr, one line each, whatever the output format; the same warning of many subjects once,
+    with how many (JSON keeps every one)."""
+    from ..basics.grouping import grouped_messages
+
+    for warning in grouped_messages(dict.fromkeys(warnings)):
         click.echo(f"warning: {warning}", err=True)
 
 
