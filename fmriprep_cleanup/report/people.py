@@ -145,7 +145,14 @@ def folder_lines(folders: list[dict[str, str]], notes: Sequence[str] = (), width
     rows = [[SCOPE_NAMES.get(folder["scope"], folder["scope"]), folder["path"],
              f"({folder['found']})" if folder["found"] else ""] for folder in folders]
     inner = width - 2 if width is not None else None
-    lines = ["  " + line.rstrip() for line in table(["", "", ""], rows, "dlw", inner)[2:]] if rows else []
+    lines = ["  " + line.rstrip() for line in table(["", "", ""], rows, "dll", None)[2:]] if rows else []
+    if width is not None and rows and max(map(len, lines)) > width:  # how each was found under its path, whole words
+        scope = max(len(row[0]) for row in rows) + 2
+        lines = []
+        for row, line in zip(rows, table(["", ""], [row[:2] for row in rows], "dl", inner)[2:], strict=True):
+            lines.append("  " + line.rstrip())
+            lines += textwrap.wrap(row[2], max(width - 2 - scope, 20), initial_indent=" " * (2 + scope),
+                                   subsequent_indent=" " * (3 + scope), break_long_words=False, break_on_hyphens=False)
     if width is None:
         return lines + [f"  ({note})" for note in notes]
     return lines + [line for note in notes for line in textwrap.wrap(f"({note})", width, initial_indent="  ",
@@ -161,3 +168,13 @@ def rewritten_lines(rewritten: dict[str, Any]) -> list[str]:
         old = f"; its old content {rewritten['old_content']}" if "old_content" in rewritten else ""
         lines.append(f"  git-annex: {rewritten['saved']}{old}.")
     return lines
+
+
+def fitted(lines: list[str], width: int | None) -> list[str]:
+    """Lines longer than the terminal wrapped at word boundaries (never inside a word or a path), the rest as
+    they are (tables already fit); all as they are without a terminal."""
+    if width is None:
+        return lines
+    return [part for line in lines for part in (
+        textwrap.wrap(line, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False) or [""]
+        if len(line) > width else [line])]

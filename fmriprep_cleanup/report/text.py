@@ -18,6 +18,7 @@ from .people import (
     count,
     energy_amount,
     files,
+    fitted,
     folder_lines,
     number,
     rewritten_lines,
@@ -73,7 +74,7 @@ def render_text(data: dict[str, Any], width: int | None = None, all_subjects: bo
                 for row in plan["timeline"]]
         lines += ["", f"Retention plan of {plan['entry']!r} ({plan['policy']}), from today:"]
         lines += table(["Day", "In the dataset", "In archives", "kgCO2e/yr"], rows, "rrrr", width)
-    return "\n".join(lines) + "\n"
+    return "\n".join(fitted(lines, width)) + "\n"
 
 
 def where_lines(data: dict[str, Any], width: int | None) -> list[str]:
