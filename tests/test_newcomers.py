@@ -138,3 +138,18 @@ def test_every_line_of_the_report_fits_80_columns_and_no_folder_note_breaks_insi
     too_long = [line for line in shown.splitlines() if len(line) > 80]
     assert too_long == [], too_long
     assert "(sourcedata/freesurfer in the output)" in shown  # how it was found, whole
+
+
+def test_the_dry_run_says_what_will_happen_folder_by_folder(tmp_path):
+    """The README promised the dry run "lists exactly the files the real run acts on"; it printed totals per
+    category. It now names the folders it acts on (the largest, with their files and bytes) and how to list
+    every file."""
+    out = project(tmp_path, subjects=("01", "02", "03"))
+    said = cli("clean", out)
+    assert said.exit_code == 0, said.output
+    rows = [line.split() for line in said.output.splitlines() if "work/fmriprep_23_2_wf/" in line]
+    assert sorted(row[-1].rsplit("/", 1)[-1] for row in rows) == ["sub_01_wf", "sub_02_wf", "sub_03_wf"]
+    assert all(row[0] == "6" for row in rows)  # six node outputs in each subject's workflow folder
+    assert f"In 4 folders of {out} (each below):" in said.output and "--list" in said.output
+    listed = cli("clean", out, "--list")
+    assert "In 4 folders" not in listed.output  # the list itself says it, file by file

@@ -98,7 +98,8 @@ class CleanScreen:
         self.warned: list[str] = []
 
     def show(self, worklist: Any) -> None:
-        """Scanned and about to act (or ask): say where, and list the files if asked."""
+        """Scanned and about to act (or ask): say where, folder by folder, and list the files if asked."""
+        from ..report.people import largest_folders_lines
         from ..report.planfile import write_plan
         from ..report.text import render_folders
 
@@ -111,6 +112,9 @@ class CleanScreen:
                                               "fmriprep_version": dataset.fmriprep_version,
                                               "folders": dataset.folders(), "notes": list(dataset.notes)},
                                              terminal_width(False) if self.stream is sys.stdout else None))
+            if not self.list_files:
+                self.stream.write("".join(line + "\n" for line in largest_folders_lines(
+                    worklist.files, terminal_width(False) if self.stream is sys.stdout else None)))
             self.stream.flush()
         if self.list_files:
             sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]

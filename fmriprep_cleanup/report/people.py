@@ -3,6 +3,7 @@ yearly figures, aligned tables, and what each run status means for a subject's f
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Sequence
 from typing import Any
@@ -144,19 +145,15 @@ def folder_lines(folders: list[dict[str, str]], notes: Sequence[str] = (), width
     wrapped to ``width``, the terminal's columns, if given)."""
     rows = [[SCOPE_NAMES.get(folder["scope"], folder["scope"]), folder["path"],
              f"({folder['found']})" if folder["found"] else ""] for folder in folders]
-    inner = width - 2 if width is not None else None
     lines = ["  " + line.rstrip() for line in table(["", "", ""], rows, "dll", None)[2:]] if rows else []
-    if width is not None and rows and max(map(len, lines)) > width:  # how each was found under its path, whole words
-        scope = max(len(row[0]) for row in rows) + 2
+    if width is not None and rows and max(map(len, lines)) > width:  # each folder whole, on lines of its own
         lines = []
-        for row, line in zip(rows, table(["", ""], [row[:2] for row in rows], "dl", inner)[2:], strict=True):
-            lines.append("  " + line.rstrip())
-            lines += textwrap.wrap(row[2], max(width - 2 - scope, 20), initial_indent=" " * (2 + scope),
-                                   subsequent_indent=" " * (3 + scope), break_long_words=False, break_on_hyphens=False)
+        for scope, path, found in rows:
+            lines += [f"  {scope}", *path_lines(path, width, "    "), *textwrap.wrap(
+                found, width - 4, initial_indent="    ", subsequent_indent="     ", break_long_words=False)]
     if width is None:
         return lines + [f"  ({note})" for note in notes]
-    return lines + [line for note in notes for line in textwrap.wrap(f"({note})", width, initial_indent="  ",
-                                                                     subsequent_indent="   ")]
+    return lines + [line for note in notes for line in wrapped(f"({note})", width, "  ", "   ")]
 
 
 def rewritten_lines(rewritten: dict[str, Any]) -> list[str]:
@@ -170,11 +167,63 @@ def rewritten_lines(rewritten: dict[str, Any]) -> list[str]:
     return lines
 
 
+def path_lines(path: str, width: int, indent: str) -> list[str]:
+    """A path on as many lines as it needs, broken only after a "/" (never inside a name)."""
+    lines, current = [], ""
+    for number, part in enumerate(path.split("/")):
+        piece = part if number == 0 else "/" + part
+        if current and len(indent) + len(current) + len(piece) > width:
+            lines.append(indent + current)
+            current, indent = piece, indent + "  "
+        else:
+            current += piece
+    return [*lines, indent + current]
+
+
+def wrapped(text: str, width: int, indent: str = "", more: str = "  ") -> list[str]:
+    """``text`` on lines of at most ``width``: broken between words, and a word longer than a line (a path) only
+    after a "/" - never inside a name."""
+    lines = textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=more, break_long_words=False,
+                          break_on_hyphens=False) or [""]
+    fitting = []
+    for number, line in enumerate(lines):
+        if len(line) <= width or "/" not in line:
+            fitting.append(line)
+            continue
+        first = indent if number == 0 else more
+        fitting += path_lines(line[len(first):], width, first)
+    return fitting
+
+
 def fitted(lines: list[str], width: int | None) -> list[str]:
-    """Lines longer than the terminal wrapped at word boundaries (never inside a word or a path), the rest as
-    they are (tables already fit); all as they are without a terminal."""
+    """Lines longer than the terminal wrapped (see ``wrapped``), the rest as they are (tables already fit); all
+    as they are without a terminal."""
     if width is None:
         return lines
-    return [part for line in lines for part in (
-        textwrap.wrap(line, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False) or [""]
-        if len(line) > width else [line])]
+    return [part for line in lines for part in (wrapped(line, width) if len(line) > width else [line])]
+
+
+FOLDERS_SHOWN = 5  # the largest folders a clean acts on, said before it acts (and in a dry run)
+FOLDER_DEPTH = 2  # folders this deep below their root: work/fmriprep_23_2_wf/sub_01_wf, sub-01/ses-1
+
+
+def largest_folders_lines(files: Sequence[Any], width: int | None = None) -> list[str]:
+    """Where a clean acts, folder by folder: the largest folders (files, bytes; paths relative to the folder
+    holding every root, so they stay whole), how many there are, and how to see every file."""
+    folders: dict[str, list[int]] = {}
+    for planned in files:
+        relative = os.path.relpath(os.path.dirname(planned.path), planned.root)
+        parts = [] if relative == "." else relative.split("/")[:FOLDER_DEPTH]
+        tally = folders.setdefault(os.path.join(planned.root, *parts), [0, 0])
+        tally[0] += 1
+        tally[1] += planned.size
+    if not folders:
+        return []
+    base = os.path.commonpath({planned.root for planned in files})
+    largest = sorted(folders.items(), key=lambda item: (-item[1][1], item[0]))[:FOLDERS_SHOWN]
+    shown = "the largest" if len(folders) > FOLDERS_SHOWN else "each"
+    lines = [f"In {count(len(folders))} folder{'s' if len(folders) > 1 else ''} of {base} ({shown} below):"]
+    lines += ["  " + line for line in table(["", "", ""], [[f"{count(n)} files", size(b), os.path.relpath(folder, base)]
+                                                           for folder, (n, b) in largest], "rrd")[2:]]
+    lines.append("Every file: add --list (or see `fmriprep-cleanup plan --action junk`).")
+    return fitted(lines, width)

@@ -422,6 +422,7 @@ def render_folders(dataset: dict[str, Any], width: int | None = None) -> str:
     version = dataset["fmriprep_version"] or "unknown version"
     lines = [f"{dataset.get('pipeline', 'fMRIPrep')} {version} · {LAYOUT_NAMES[dataset['layout']]} · {dataset['path']}",
              "Acts only in these folders:", *folder_lines(dataset["folders"], dataset["notes"], width)]
+    lines = fitted(lines, width)
     return "\n".join(lines) + "\n"
 
 
