@@ -165,9 +165,8 @@ def clean(plan: Plan, options: CleanOptions, *, confirm: Callable[[Outcome, int]
         worklist, notes = checked_worklist(plan, options, scan_progress, select)
         if show is not None:
             show(worklist)
-        if options.mode == Mode.ARCHIVE and options.archive_dir and worklist.files and not in_archive:
-            check_room(options.archive_dir, tar_bytes(planned.size for planned in worklist.files),
-                       f"archiving {len(worklist.files):,} files", compress_hint(options.compress))
+        if options.mode == Mode.ARCHIVE and not in_archive:
+            check_archive_room(options, worklist)
         journals = survey_journals(state) if shard is None else JournalSurvey()
         if not worklist.files and not journals.actionable:  # no journal, nothing touched
             return clean_result(plan, started, worklist.outcome, notes + journals.problems, nothing_to_do=True)
@@ -181,6 +180,13 @@ def clean(plan: Plan, options: CleanOptions, *, confirm: Callable[[Outcome, int]
     return clean_result(plan, started, outcome, notes + skipped_lines + after_acting, archives=archives,
                         journal=journal.path, recovered_files=recovery.recovered_files, signal=stop.signal,
                         after_acting=after_acting, cut_short=[dataclasses.asdict(run) for run in recovery.cut_short])
+
+
+def check_archive_room(options: CleanOptions, worklist: Worklist) -> None:
+    """CleanupError, nothing written, when the archive of the worklist would not fit where it goes."""
+    if options.archive_dir and worklist.files:
+        check_room(options.archive_dir, tar_bytes(planned.size for planned in worklist.files),
+                   f"archiving {len(worklist.files):,} files", compress_hint(options.compress))
 
 
 def clean_result(plan: Plan, started: float, outcome: Outcome, warnings: list[str], **more: Any) -> CleanResult:
