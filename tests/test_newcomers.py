@@ -98,6 +98,8 @@ def test_the_same_warning_about_many_subjects_is_one_line_and_json_keeps_each(tm
     assert len(each) >= len(subjects)  # JSON: every message, exact
     told = [line for line in said.stderr.splitlines() if "fmriprep.toml" in line]
     assert len(told) == 1 and "sub-*" in told[0] and f"{len(each)} times: sub-01, sub-02, sub-03 and" in told[0]
+    [group] = [group for group in json.loads(said.stdout)["warning_groups"] if "fmriprep.toml" in group["message"]]
+    assert group["count"] == len(each) and group["subjects"] == [f"sub-{label}" for label in subjects]
 
 
 def _on_terminal(columns: int, *args) -> str:

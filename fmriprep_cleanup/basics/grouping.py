@@ -35,22 +35,31 @@ SUBJECT = re.compile(r"\bsub-[A-Za-z0-9]+")
 RUN = re.compile(r"\b\d{8}-\d{6}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")  # a run's uuid
 
 
-def grouped_messages(messages: Iterable[str], examples: int = EXAMPLES) -> list[str]:
+def message_groups(messages: Iterable[str]) -> list[dict[str, Any]]:
     """Messages that say the same of different subjects (the same unreadable run config in each of 100
-    subjects) as one line: the message with ``sub-*`` for the subject, how many, a few subjects; the others as
-    they are, in order."""
-    by_pattern: dict[str, list[str]] = {}
+    subjects), one record each: the message with ``sub-*`` for the subject, how many times, which subjects; in
+    the order first said. A message said of one subject, or of none, is a group of its own."""
+    found: dict[str, dict[str, Any]] = {}
     for message in messages:
-        pattern = RUN.sub("<run>", SUBJECT.sub("sub-*", message))
-        by_pattern.setdefault(pattern if SUBJECT.search(message) else message, []).append(message)
+        subject = SUBJECT.search(message)
+        pattern = RUN.sub("<run>", SUBJECT.sub("sub-*", message)) if subject else message
+        group = found.setdefault(pattern, {"message": pattern, "count": 0, "subjects": [], "said": message})
+        group["count"] += 1
+        if subject and subject.group(0) not in group["subjects"]:
+            group["subjects"].append(subject.group(0))
+    return list(found.values())
+
+
+def grouped_messages(messages: Iterable[str], examples: int = EXAMPLES) -> list[str]:
+    """``message_groups`` as lines for people: a message said once as it is, the others once with how many
+    times and a few subjects."""
     lines = []
-    for pattern, said in by_pattern.items():
-        if len(said) < 2:
-            lines.extend(said)
+    for group in message_groups(messages):
+        if group["count"] < 2:
+            lines.append(group["said"])
             continue
-        subjects = list(dict.fromkeys(found.group(0) for message in said for found in [SUBJECT.search(message)]
-                                      if found))
+        subjects = group["subjects"]
         more = f" and {len(subjects) - examples} more" if len(subjects) > examples else ""
-        lines.append(f"{pattern} ({len(said)} times: {', '.join(subjects[:examples])}{more}; "
+        lines.append(f"{group['message']} ({group['count']} times: {', '.join(subjects[:examples])}{more}; "
                      "--format json lists each)")
     return lines

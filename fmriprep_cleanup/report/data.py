@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import __version__
 from ..basics.annex import reclaimable
-from ..basics.grouping import grouped
+from ..basics.grouping import grouped, message_groups
 from ..energy.model import Assumptions, assumptions, energy_report
 from ..fmriprep.layout import Dataset
 from ..fmriprep.statuses import SUBJECT_STATUSES
@@ -87,6 +87,8 @@ def report_data(
                                 stale_after),
         "command": command,
         "warnings": list(warnings),
+        "warning_groups": [{key: group[key] for key in ("message", "count", "subjects")}  # the same, grouped
+                           for group in message_groups(warnings) if group["count"] > 1],
         **({"regeneration": regeneration_data(regeneration, ruleset, summary, energy_model or assumptions(),
                                               dataset)} if regeneration is not None else {}),
     }
