@@ -268,6 +268,33 @@ def project(root, subjects=("01", "02"), files=6, size=5000, seed=0):
     return out
 
 
+def on_a_sized_terminal(columns: int, *args) -> str:
+    """What the tool prints on a real pseudo-terminal this many columns wide (24 rows), stderr left out."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    environment = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
+    process = subprocess.Popen([sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()",
+                                *map(str, args)], stdout=follower, stderr=subprocess.DEVNULL, stdin=follower,
+                               env=environment)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    process.wait()
+    return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
 def on_a_pseudo_terminal(args: list[str], env: dict[str, str], answer: bytes | None = None,
                          cwd: str | Path | None = None, stderr_too: bool = False) -> tuple[int, str]:
     """Run the tool on a real pseudo-terminal, as a person sees it (optionally typing ``answer``): its exit

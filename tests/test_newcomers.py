@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from conftest import age_run, cli, project, write
+from conftest import age_run, cli, on_a_sized_terminal, project, write
 
 import fmriprep_cleanup.fmriprep.demo as demo
 
@@ -102,40 +102,11 @@ def test_the_same_warning_about_many_subjects_is_one_line_and_json_keeps_each(tm
     assert group["count"] == len(each) and group["subjects"] == [f"sub-{label}" for label in subjects]
 
 
-def _on_terminal(columns: int, *args) -> str:
-    """What the tool prints on a real pseudo-terminal this many columns wide."""
-    import fcntl
-    import pty
-    import struct
-    import subprocess
-    import sys
-    import termios
-
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-    environment = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
-    process = subprocess.Popen([sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()",
-                                *map(str, args)], stdout=follower, stderr=subprocess.DEVNULL, stdin=follower,
-                               env=environment)
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    process.wait()
-    return b"".join(chunks).decode().replace("\r\n", "\n")
-
-
 def test_every_line_of_the_report_fits_80_columns_and_no_folder_note_breaks_inside_a_word(tmp_path):
     """At 80 columns the header broke "sourcedata/freesurf" / "er in the output", and the energy heading, the
     assumptions (155 characters) and the CodeCarbon line ran past the edge."""
     output, work = demo.build_demo(str(tmp_path))
-    shown = _on_terminal(80, "report", output, "--work-dir", work, "-q")
+    shown = on_a_sized_terminal(80, "report", output, "--work-dir", work, "-q")
     assert "Assumptions:" in shown and "CodeCarbon" in shown
     too_long = [line for line in shown.splitlines() if len(line) > 80]
     assert too_long == [], too_long

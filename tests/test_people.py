@@ -8,7 +8,7 @@ import time
 
 import pytest
 from conftest import cli as run
-from conftest import finish_subjects, make_files, write_description
+from conftest import finish_subjects, make_files, on_a_sized_terminal, write_description
 
 from fmriprep_cleanup.cli import cli
 
@@ -404,30 +404,8 @@ def test_report_lists_20_subjects_unless_all(tmp_path):
 
 
 def test_a_terminal_gets_tables_that_fit_and_wide_gets_everything(project, tmp_path):
-    import pty
-
     def on_terminal(*args):
-        import fcntl
-        import struct
-        import termios
-
-        leader, follower = pty.openpty()
-        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 60, 0, 0))  # 24 rows, 60 columns
-        command = [sys.executable, "-c", "from fmriprep_cleanup.cli import main; main()", *map(str, args)]
-        environment = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
-        process = subprocess.Popen(command, stdout=follower, stderr=subprocess.DEVNULL, stdin=follower, env=environment)
-        os.close(follower)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        process.wait()
-        return b"".join(chunks).decode().replace("\r\n", "\n")
+        return on_a_sized_terminal(60, *args)
 
     narrow = on_terminal("rules", "show", "default")
     table_lines = [line for line in narrow.splitlines() if line[:3].strip().isdigit()]
